@@ -1,0 +1,2 @@
+# placeholder: replaced by the compiled codec
+from .codec_py import encode_frame, decode_frame, decode_request

@@ -1,0 +1,37 @@
+"""Build edgeim: the top-level folders are the subpackages of ``edgeim``.
+
+The repository root is the ``edgeim`` package, so ``edge/`` is ``edgeim.edge``,
+``core_ext/`` is ``edgeim.core_ext`` and so on: the folder layout is the
+architecture (docs/architecture.md). The Cython hot paths in ``core_ext/`` are
+compiled here; ``EDGEIM_NO_EXT=1`` at run time selects their pure-Python twins.
+"""
+from setuptools import Extension, setup
+from Cython.Build import cythonize
+
+SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk"]
+
+extensions = [
+    Extension("edgeim.core_ext._codec", ["core_ext/_codec.pyx"]),
+]
+
+setup(
+    name="edgeim",
+    version="0.1.0",
+    description="Distributed instant-messaging server: picows/uvloop edge, Cython hot paths",
+    python_requires=">=3.11",
+    packages=["edgeim"] + [f"edgeim.{name}" for name in SUBPACKAGES],
+    package_dir={"edgeim": "."},
+    package_data={"edgeim.core_ext": ["*.pyx", "*.pxd", "*.pyi"], "edgeim": ["py.typed"]},
+    ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    install_requires=[
+        "picows>=2.3",
+        "uvloop>=0.19",
+        "msgspec>=0.18",
+        "PyJWT>=2.8",
+        "typer>=0.12",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"],
+    },
+    entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},
+)
