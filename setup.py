@@ -5,6 +5,8 @@ The repository root is the ``edgeim`` package, so ``edge/`` is ``edgeim.edge``,
 architecture (docs/architecture.md). The Cython hot paths in ``core_ext/`` are
 compiled here; ``EDGEIM_NO_EXT=1`` at run time selects their pure-Python twins.
 """
+import importlib.util
+
 from setuptools import Extension, setup
 from Cython.Build import cythonize
 
@@ -13,6 +15,11 @@ SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk"]
 extensions = [
     Extension("edgeim.core_ext._codec", ["core_ext/_codec.pyx"]),
 ]
+# _fanout cimports picows.pxd, which Cython finds on sys.path, so picows must be importable
+# at build time. It is a build requirement (setup_requires below: in an isolated PEP 517
+# build, the first pass that asks for requirements runs without it, so skip it there).
+if importlib.util.find_spec("picows") is not None:
+    extensions.append(Extension("edgeim.core_ext._fanout", ["core_ext/_fanout.pyx"]))
 
 setup(
     name="edgeim",
@@ -23,6 +30,7 @@ setup(
     package_dir={"edgeim": "."},
     package_data={"edgeim.core_ext": ["*.pyx", "*.pxd", "*.pyi"], "edgeim": ["py.typed"]},
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
+    setup_requires=["picows>=2.3"],
     install_requires=[
         "picows>=2.3",
         "uvloop>=0.19",

@@ -29,7 +29,7 @@ _unpack_from = _header.unpack_from
 def encode_frame(op: int, req_id: int, target: int, body: bytes, flags: int = 0) -> bytes:
     """Header + body as one ``bytes``. Raises FrameError(FRAME_TOO_LARGE) for a body above
     MAX_BODY_SIZE, ``OverflowError``/``struct.error`` for out-of-range header fields."""
-    size = len(body)
+    size = memoryview(body).nbytes
     if size > MAX_BODY_SIZE:
         raise FrameError(f"body of {size} bytes exceeds {MAX_BODY_SIZE}", ErrorCode.FRAME_TOO_LARGE)
     if not (0 <= op <= 0xFF and 0 <= flags <= 0xFFFF and 0 <= req_id <= 0xFFFFFFFF and 0 <= target <= 0xFFFFFFFFFFFFFFFF):
