@@ -12,7 +12,7 @@ __all__ = [
     "UserId", "NodeId", "ConvId",
     "User", "NewMessage", "StoredMessage", "Conversation", "Route", "Envelope",
     "Store", "Routes", "Bus",
-    "UsernameTaken",
+    "UsernameTaken", "StoreClosed",
 ]
 
 UserId = NewType("UserId", int)
@@ -22,6 +22,10 @@ ConvId = NewType("ConvId", str)
 
 class UsernameTaken(Exception):
     """``Store.create_user`` was given a username that already exists."""
+
+
+class StoreClosed(RuntimeError):
+    """The store is not open: ``open()`` was not called, or ``close()`` was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,8 @@ class Store(Protocol):
       batched into one transaction per batch (group commit) on a writer thread.
     - Within a conversation, seqs are assigned 1, 2, 3, ... strictly increasing with no gap
       among committed messages, in the order the store accepted them.
+    - Appends are sequenced in the order their coroutines first run: an implementation
+      enqueues before its first await, so appends started in order get seqs in that order.
     - ``append`` is idempotent on (sender, cmid): a second append of the same pair stores
       nothing and returns the first row with ``duplicate=True``; safe to retry.
     """

@@ -1,0 +1,199 @@
+"""The embedded ``Routes`` and ``Bus``: plain dictionaries in this process.
+
+``MemoryRoutes`` is the route table of a single node (or of several nodes in one process
+that share the instance). ``LocalBus`` connects nodes whose buses share a ``LocalBusHub``;
+a bus made without a hub has a hub of its own and can only reach itself, which is what a
+single ``im serve`` node needs.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from typing import Awaitable, Callable, Sequence
+
+from .protocols import Envelope, NodeId, Route, UserId
+
+__all__ = ["MemoryRoutes", "LocalBus", "LocalBusHub", "BusClosed"]
+
+logger = logging.getLogger(__name__)
+
+
+class MemoryRoutes:
+    """``Routes`` in a dict: user -> terminal -> (node, expires_at on ``clock``).
+
+    Every call is atomic because it runs on the event loop without awaiting. An expired
+    entry is invisible to every call and is removed when next touched, or by a sweep of
+    the whole table that runs once the calls since the last sweep outnumber the entries
+    it left (so memory stays proportional to the live entries at amortized O(1) per call).
+    """
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._by_user: dict[UserId, dict[str, tuple[NodeId, float]]] = {}
+        self._size = 0
+        self._ops_since_sweep = 0
+        self._size_after_sweep = 0
+
+    async def bind(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> Route | None:
+        now = self._tick()
+        terminals = self._by_user.setdefault(user_id, {})
+        old = terminals.get(terminal)
+        if old is None:
+            self._size += 1
+        terminals[terminal] = (node, now + ttl)
+        if old is not None and old[1] > now:
+            return Route(user_id, terminal, old[0])
+        return None
+
+    async def renew(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> bool:
+        now = self._tick()
+        entry = self._live(user_id, terminal, now)
+        if entry is None or entry[0] != node:
+            return False
+        self._by_user[user_id][terminal] = (node, now + ttl)
+        return True
+
+    async def unbind(self, user_id: UserId, terminal: str, node: NodeId) -> bool:
+        entry = self._live(user_id, terminal, self._tick())
+        if entry is None or entry[0] != node:
+            return False  # a newer login owns this (user, terminal) now: leave it
+        self._remove(user_id, terminal)
+        return True
+
+    async def lookup(self, user_ids: Sequence[UserId]) -> list[Route]:
+        now = self._tick()
+        routes: list[Route] = []
+        for user_id in dict.fromkeys(user_ids):  # each user once, even if asked twice
+            terminals = self._by_user.get(user_id)
+            if not terminals:
+                continue
+            for terminal, (node, expires_at) in list(terminals.items()):
+                if expires_at > now:
+                    routes.append(Route(user_id, terminal, node))
+                else:
+                    self._remove(user_id, terminal)
+        return routes
+
+    async def close(self) -> None:
+        self._by_user.clear()
+        self._size = 0
+        self._size_after_sweep = 0
+
+    def __len__(self) -> int:
+        """Entries held, live or not yet swept (for tests and metrics)."""
+        return self._size
+
+    def _tick(self) -> float:
+        now = self._clock()
+        self._ops_since_sweep += 1
+        if self._ops_since_sweep > self._size_after_sweep:
+            self._ops_since_sweep = 0
+            for user_id, terminals in list(self._by_user.items()):
+                for terminal, (_, expires_at) in list(terminals.items()):
+                    if expires_at <= now:
+                        self._remove(user_id, terminal)
+            self._size_after_sweep = self._size
+        return now
+
+    def _live(self, user_id: UserId, terminal: str, now: float) -> tuple[NodeId, float] | None:
+        entry = self._by_user.get(user_id, {}).get(terminal)
+        if entry is not None and entry[1] <= now:
+            self._remove(user_id, terminal)
+            return None
+        return entry
+
+    def _remove(self, user_id: UserId, terminal: str) -> None:
+        terminals = self._by_user[user_id]
+        del terminals[terminal]
+        self._size -= 1
+        if not terminals:
+            del self._by_user[user_id]
+
+
+OnEnvelope = Callable[[Envelope], Awaitable[None] | None]
+
+
+class BusClosed(RuntimeError):
+    """``publish`` or ``start`` on a ``LocalBus`` after ``close``."""
+
+
+class LocalBusHub:
+    """The in-process "broker": which node id is consumed by which ``LocalBus``."""
+
+    def __init__(self) -> None:
+        self.consumers: dict[NodeId, LocalBus] = {}
+
+
+class LocalBus:
+    """``Bus`` between nodes of one process that share a ``LocalBusHub``.
+
+    Guarantees: ``publish`` never runs the receiver's callback itself; the callback is
+    scheduled with ``call_soon`` on the receiver's loop (``call_soon_threadsafe`` from
+    another thread), so deliveries from one publisher run in publish order. Delivery is
+    at-most-once: a publish to a node that nobody consumes, or that closes before the
+    callback runs, is dropped. The envelope object is handed over as is, not copied.
+    An ``on_envelope`` that returns an awaitable runs as a task; ``close`` cancels those
+    still running.
+    """
+
+    def __init__(self, hub: LocalBusHub | None = None) -> None:
+        self.hub = hub if hub is not None else LocalBusHub()
+        self._node: NodeId | None = None
+        self._on_envelope: OnEnvelope | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def start(self, node: NodeId, on_envelope: OnEnvelope) -> None:
+        if self._closed:
+            raise BusClosed("LocalBus is closed")
+        if self._node is not None:
+            raise RuntimeError(f"LocalBus already consumes {self._node!r}")
+        if node in self.hub.consumers:
+            raise RuntimeError(f"node {node!r} is already consumed on this hub")
+        self._node, self._on_envelope = node, on_envelope
+        self._loop = asyncio.get_running_loop()
+        self.hub.consumers[node] = self
+
+    async def publish(self, node: NodeId, envelope: Envelope) -> None:
+        if self._closed:
+            raise BusClosed("LocalBus is closed")
+        target = self.hub.consumers.get(node)
+        if target is None or target._loop is None:
+            return  # at-most-once: nobody consumes that topic
+        if target._loop is asyncio.get_running_loop():
+            target._loop.call_soon(target._deliver, envelope)
+        else:
+            target._loop.call_soon_threadsafe(target._deliver, envelope)
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._node is not None and self.hub.consumers.get(self._node) is self:
+            del self.hub.consumers[self._node]
+        tasks, self._tasks = self._tasks, set()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _deliver(self, envelope: Envelope) -> None:
+        if self._closed or self._on_envelope is None:
+            return
+        try:
+            result = self._on_envelope(envelope)
+        except Exception:
+            logger.exception("on_envelope failed on node %s", self._node)
+            return
+        if inspect.isawaitable(result):
+            task = asyncio.ensure_future(result)
+            self._tasks.add(task)
+            task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("on_envelope failed on node %s", self._node, exc_info=task.exception())

@@ -1,0 +1,396 @@
+"""The ``Store`` contract (backends/protocols.py), run against every implementation.
+
+Add an implementation by adding a branch to ``store_factory``: the factory returns a
+function that makes a new, unopened store over the *same* backing storage each time, so
+that durability across reopen can be checked. The last section holds SQLite-only checks.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sqlite3
+import subprocess
+import sys
+from typing import Callable
+
+import pytest
+
+from edgeim.backends import sqlite as sqlite_backend
+from edgeim.backends.protocols import ConvId, NewMessage, Store, StoredMessage, UserId, UsernameTaken
+from edgeim.backends.protocols import StoreClosed
+from edgeim.backends.sqlite import SqliteStore
+
+_ids = itertools.count(1)
+
+
+def message(
+    conv: str, sender: int, to: int, cmid: str | None = None, *, ts: int = 1, msg_id: int | None = None
+) -> NewMessage:
+    n = next(_ids)
+    return NewMessage(
+        conv=ConvId(conv), sender=UserId(sender), to=UserId(to), cmid=cmid or f"c{n}",
+        type=1, content=f"hello {n}", msg_id=msg_id if msg_id is not None else n, ts=ts,
+    )
+
+
+@pytest.fixture(params=["sqlite"])
+def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Store]:
+    if request.param == "sqlite":
+        return lambda: SqliteStore(tmp_path / "im.db")
+    raise AssertionError(request.param)
+
+
+@pytest.fixture
+async def store(store_factory):
+    s = store_factory()
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def reopen(store_factory) -> Store:
+    s = store_factory()
+    await s.open()
+    return s
+
+
+# -- users --------------------------------------------------------------------------------
+
+async def test_create_and_get_user(store):
+    alice = await store.create_user("alice", "h1", "Alice")
+    bob = await store.create_user("bob", "h2", "Bob")
+    assert alice.id >= 1 and bob.id != alice.id
+    assert (alice.username, alice.password_hash, alice.nickname) == ("alice", "h1", "Alice")
+    assert await store.get_user(alice.id) == alice
+    assert await store.get_user_by_name("bob") == bob
+    assert await store.get_user(UserId(10_000)) is None
+    assert await store.get_user_by_name("carol") is None
+
+
+async def test_username_taken(store):
+    await store.create_user("alice", "h", "A")
+    with pytest.raises(UsernameTaken):
+        await store.create_user("alice", "other", "B")
+    results = await asyncio.gather(
+        *(store.create_user("bob", "h", str(i)) for i in range(20)), return_exceptions=True
+    )
+    assert sum(not isinstance(r, BaseException) for r in results) == 1
+    assert all(isinstance(r, UsernameTaken) for r in results if isinstance(r, BaseException))
+
+
+# -- seqs ---------------------------------------------------------------------------------
+
+async def test_seqs_are_1_to_n_per_conversation_under_concurrency(store):
+    convs = {f"p:1:{peer}": peer for peer in range(2, 7)}
+    messages = [message(conv, 1, peer) for _ in range(100) for conv, peer in convs.items()]
+    stored = await asyncio.gather(*(store.append(m) for m in messages))
+    for conv in convs:
+        mine = [s for s in stored if s.conv == conv]
+        assert sorted(s.seq for s in mine) == list(range(1, 101))
+        assert not any(s.duplicate for s in mine)
+        read = await store.messages_after(ConvId(conv), 0, 1000)
+        assert [s.seq for s in read] == list(range(1, 101))
+        assert {s.id for s in read} == {s.id for s in mine}
+    # each returned row is exactly what was stored
+    by_id = {s.id: s for s in stored}
+    for m in messages:
+        s = by_id[m.msg_id]
+        assert (s.conv, s.sender, s.to, s.cmid, s.type, s.content, s.ts) == (
+            m.conv, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
+
+
+# -- dedup --------------------------------------------------------------------------------
+
+async def test_duplicate_cmid_returns_first_row(store):
+    first = await store.append(message("p:1:2", 1, 2, "retry-me", msg_id=500))
+    again = await store.append(message("p:1:2", 1, 2, "retry-me", msg_id=501))
+    assert not first.duplicate and again.duplicate
+    assert (again.id, again.seq, again.content) == (first.id, first.seq, first.content)
+    # the duplicate consumed no seq, and the same cmid from another sender is not a duplicate
+    other = await store.append(message("p:1:2", 2, 1, "retry-me"))
+    assert (other.seq, other.duplicate) == (first.seq + 1, False)
+    assert [m.id for m in await store.messages_after(ConvId("p:1:2"), 0, 10)] == [500, other.id]
+
+
+async def test_duplicate_cmid_sent_concurrently(store):
+    results = await asyncio.gather(*(store.append(message("p:1:2", 1, 2, "same")) for _ in range(10)))
+    assert sum(not r.duplicate for r in results) == 1
+    assert len({(r.id, r.seq) for r in results}) == 1
+    assert len(await store.messages_after(ConvId("p:1:2"), 0, 100)) == 1
+
+
+# -- paging -------------------------------------------------------------------------------
+
+async def test_paging_forward_and_backward_is_exact(store):
+    conv = ConvId("p:1:2")
+    await asyncio.gather(*(store.append(message(conv, 1 + i % 2, 2 - i % 2)) for i in range(103)))
+    await store.append(message("p:1:3", 1, 3))  # another conversation stays out of the pages
+
+    forward, after = [], 0
+    while page := await store.messages_after(conv, after, 7):
+        assert len(page) <= 7
+        forward += page
+        after = page[-1].seq
+    assert [m.seq for m in forward] == list(range(1, 104))
+
+    backward, before = [], 0
+    while page := await store.messages_before(conv, before, 7):
+        assert [m.seq for m in page] == sorted(m.seq for m in page)
+        backward = page + backward
+        before = page[0].seq
+    assert backward == forward
+
+    assert [m.seq for m in await store.messages_after(conv, 100, 10)] == [101, 102, 103]
+    assert [m.seq for m in await store.messages_before(conv, 4, 10)] == [1, 2, 3]
+    assert [m.seq for m in await store.messages_before(conv, 0, 2)] == [102, 103]
+    assert await store.messages_after(conv, 103, 10) == []
+    assert await store.messages_before(conv, 1, 10) == []
+    assert await store.messages_after(conv, 0, 0) == []
+    assert await store.messages_before(conv, 0, 0) == []
+    assert await store.messages_after(ConvId("nobody"), 0, 10) == []
+
+
+# -- conversations ------------------------------------------------------------------------
+
+async def test_conversations_for_both_participants(store):
+    await store.append(message("p:1:2", 1, 2, ts=100))
+    await store.append(message("p:1:2", 2, 1, ts=200))
+    await store.append(message("p:1:3", 3, 1, ts=300))
+    one = await store.conversations(UserId(1))
+    assert [(c.conv, c.peer, c.last_seq, c.last_ts) for c in one] == [
+        ("p:1:3", 3, 1, 300), ("p:1:2", 2, 2, 200)]
+    two = await store.conversations(UserId(2))
+    assert [(c.conv, c.peer, c.last_seq, c.last_ts) for c in two] == [("p:1:2", 1, 2, 200)]
+    await store.append(message("p:1:2", 1, 2, ts=400))
+    assert [c.conv for c in await store.conversations(UserId(1))] == ["p:1:2", "p:1:3"]
+    assert (await store.conversations(UserId(2)))[0].last_seq == 3
+    assert await store.conversations(UserId(99)) == []
+
+
+# -- durability and lifecycle -------------------------------------------------------------
+
+async def test_every_returned_append_survives_reopen(store_factory):
+    s = await reopen(store_factory)
+    user = await s.create_user("alice", "h", "A")
+    stored = await asyncio.gather(*(s.append(message(f"p:1:{2 + i % 3}", 1, 2 + i % 3)) for i in range(300)))
+    await s.close()
+
+    s = await reopen(store_factory)
+    try:
+        assert await s.get_user(user.id) == user
+        for conv in {m.conv for m in stored}:
+            expect = sorted((m for m in stored if m.conv == conv), key=lambda m: m.seq)
+            assert await s.messages_after(conv, 0, 1000) == expect
+        # seqs continue after reopen, and dedup still knows the old cmids
+        nxt = await s.append(message("p:1:2", 1, 2))
+        assert nxt.seq == 101
+        dup = await s.append(message(stored[0].conv, 1, stored[0].to, stored[0].cmid))
+        assert dup.duplicate and dup.id == stored[0].id
+    finally:
+        await s.close()
+
+
+async def test_close_commits_queued_appends(store_factory):
+    s = await reopen(store_factory)
+    queued = [asyncio.ensure_future(s.append(message("p:1:2", 1, 2))) for _ in range(500)]
+    await asyncio.sleep(0)  # every append has run up to its enqueue
+    late = [asyncio.ensure_future(s.append(message("p:1:2", 1, 2))) for _ in range(100)]
+    await s.close()  # the appends were never awaited before this
+    queued_results = await asyncio.gather(*queued, return_exceptions=True)
+    late_results = await asyncio.gather(*late, return_exceptions=True)
+
+    assert all(isinstance(r, StoredMessage) for r in queued_results)
+    ok = [r for r in queued_results + late_results if isinstance(r, StoredMessage)]
+    assert all(isinstance(r, StoredMessage | StoreClosed) for r in late_results)
+    s = await reopen(store_factory)
+    try:
+        stored = await s.messages_after(ConvId("p:1:2"), 0, 10_000)
+    finally:
+        await s.close()
+    assert sorted(ok, key=lambda m: m.seq) == stored
+
+
+async def test_append_after_close_raises(store_factory):
+    s = await reopen(store_factory)
+    await s.close()
+    await s.close()  # idempotent
+    with pytest.raises(RuntimeError, match="closed"):
+        await s.append(message("p:1:2", 1, 2))
+    with pytest.raises(RuntimeError, match="closed"):
+        await s.messages_after(ConvId("p:1:2"), 0, 10)
+
+
+async def test_reopen_is_idempotent(store_factory):
+    for _ in range(3):
+        s = await reopen(store_factory)
+        await s.append(message("p:1:2", 1, 2))
+        await s.close()
+    s = await reopen(store_factory)
+    try:
+        assert [m.seq for m in await s.messages_after(ConvId("p:1:2"), 0, 10)] == [1, 2, 3]
+    finally:
+        await s.close()
+
+
+async def test_event_loop_keeps_running_during_a_large_batch(store):
+    ticks = 0
+    done = asyncio.Event()
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await asyncio.sleep(0)
+
+    appends = asyncio.gather(*(store.append(message("p:1:2", 1, 2)) for _ in range(3000)))
+    ticking = asyncio.ensure_future(ticker())
+    await appends
+    done.set()
+    await ticking
+    assert ticks > 0
+
+
+# -- SQLite only ----------------------------------------------------------------------------
+
+@pytest.fixture
+async def sqlite_store(tmp_path):
+    s = SqliteStore(tmp_path / "im.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+def hold_write_lock(path) -> sqlite3.Connection:
+    """A second connection that holds the write lock until rollback: the writer waits."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    return conn
+
+
+async def test_sqlite_committed_rows_are_visible_to_another_process(sqlite_store):
+    stored = await asyncio.gather(*(sqlite_store.append(message("p:1:2", 1, 2)) for _ in range(200)))
+    # The store is still open: the rows must be in the file (WAL), not only in this process.
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute(\"SELECT count(*), max(seq) FROM messages WHERE conv = 'p:1:2'\").fetchone());"
+        " c.close()"
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, sqlite_store.path, stdout=subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert out.decode().strip() == f"({len(stored)}, {len(stored)})"
+
+
+async def test_sqlite_duplicates_in_one_batch(sqlite_store):
+    lock = hold_write_lock(sqlite_store.path)
+    try:
+        blocked = asyncio.ensure_future(sqlite_store.append(message("p:1:2", 1, 2)))
+        await asyncio.sleep(0)  # the writer takes this one and waits for the lock ...
+        pair = asyncio.gather(  # ... so these two are queued together: one batch
+            sqlite_store.append(message("p:1:2", 1, 2, "twice", msg_id=9001)),
+            sqlite_store.append(message("p:1:2", 1, 2, "twice", msg_id=9002)),
+        )
+        await asyncio.sleep(0)
+    finally:
+        lock.rollback()
+        lock.close()
+    await blocked
+    first, second = await pair
+    assert (first.duplicate, second.duplicate) == (False, True)
+    assert (second.id, second.seq) == (9001, first.seq)
+
+
+async def test_sqlite_append_waits_for_commit_and_loop_stays_free(sqlite_store):
+    lock = hold_write_lock(sqlite_store.path)
+    try:
+        appends = [asyncio.ensure_future(sqlite_store.append(message("p:1:2", 1, 2))) for _ in range(50)]
+        ticks = 0
+        for _ in range(200):  # the writer is stuck on the lock; the loop is not
+            await asyncio.sleep(0)
+            ticks += 1
+        assert ticks == 200 and not any(a.done() for a in appends)
+        # reads still work while the writer waits (separate connection, WAL)
+        assert await sqlite_store.messages_after(ConvId("p:1:2"), 0, 10) == []
+    finally:
+        lock.rollback()
+        lock.close()
+    assert [m.seq for m in await asyncio.gather(*appends)] == list(range(1, 51))
+
+
+async def test_sqlite_failed_batch_fails_its_appends_and_writer_recovers(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "_BUSY_TIMEOUT_MS", 20)
+    s = SqliteStore(tmp_path / "im.db")
+    await s.open()
+    try:
+        await s.append(message("p:1:2", 1, 2))
+        lock = hold_write_lock(s.path)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                await s.append(message("p:1:2", 1, 2))
+        finally:
+            lock.rollback()
+            lock.close()
+        after = await s.append(message("p:1:2", 1, 2))
+        assert after.seq == 2  # the failed batch consumed no seq
+    finally:
+        await s.close()
+
+
+async def test_sqlite_one_bad_message_fails_alone(sqlite_store):
+    await sqlite_store.append(message("p:1:2", 1, 2, msg_id=7))
+    lock = hold_write_lock(sqlite_store.path)
+    try:
+        ahead = asyncio.ensure_future(sqlite_store.append(message("p:1:3", 1, 3)))
+        await asyncio.sleep(0)
+        batch = asyncio.gather(
+            sqlite_store.append(message("p:1:2", 1, 2)),
+            sqlite_store.append(message("p:1:2", 1, 2, msg_id=7)),  # id already taken
+            sqlite_store.append(message("p:1:2", 1, 2)),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)
+    finally:
+        lock.rollback()
+        lock.close()
+    await ahead
+    good1, bad, good2 = await batch
+    assert isinstance(bad, sqlite3.IntegrityError)
+    assert (good1.seq, good2.seq) == (2, 3)
+
+
+async def test_sqlite_migrations_run_once(tmp_path):
+    path = tmp_path / "im.db"
+    for _ in range(2):
+        s = SqliteStore(path, synchronous="NORMAL")
+        await s.open()
+        await s.close()
+        conn = sqlite3.connect(path)
+        try:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_backend.MIGRATIONS)
+            assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            assert {"users", "messages", "conversations"} <= tables
+        finally:
+            conn.close()
+
+
+async def test_sqlite_refuses_a_newer_schema(tmp_path):
+    path = tmp_path / "im.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {len(sqlite_backend.MIGRATIONS) + 1}")
+    conn.close()
+    s = SqliteStore(path)
+    with pytest.raises(RuntimeError, match="newer"):
+        await s.open()
+    with pytest.raises(StoreClosed):
+        await s.append(message("p:1:2", 1, 2))
+    await s.close()
+
+
+def test_sqlite_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError):
+        SqliteStore(tmp_path / "im.db", synchronous="OFF")
+    with pytest.raises(ValueError):
+        SqliteStore(tmp_path / "im.db", batch_max=0)
