@@ -1,5 +1,76 @@
+"""``im``: the command line of edgeim."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Optional
+
 import typer
-app = typer.Typer()
+
+from ..ops.config import Config, ConfigError
+from ..ops.logs import setup_logging
+
+app = typer.Typer(help="edgeim: a distributed instant-messaging server.", no_args_is_help=True, add_completion=False)
+log = logging.getLogger("edgeim.cli")
+
+
+@app.callback()
+def main() -> None:
+    """edgeim command line."""
+
+
 @app.command()
-def serve():
-    print("hi")
+def serve(
+    host: Optional[str] = typer.Option(None, help="Address to listen on [env IM_HOST; default 127.0.0.1]."),
+    port: Optional[int] = typer.Option(None, help="Port; 0 picks a free one [env IM_PORT; default 8765]."),
+    data_dir: Optional[Path] = typer.Option(None, help="Where the SQLite store and secrets live [env IM_DATA_DIR; default ./data]."),
+    node_id: Optional[str] = typer.Option(None, help="Node id [env IM_NODE_ID; default <hostname>-<port>]."),
+    token_secret: Optional[str] = typer.Option(None, help="HS256 token secret [env IM_TOKEN_SECRET; default kept in DATA_DIR/token.secret]."),
+    log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error [env IM_LOG_LEVEL; default info]."),
+    idle_timeout: Optional[float] = typer.Option(None, help="Seconds of silence before a connection is closed [env IM_IDLE_TIMEOUT; default 90]."),
+    auth_timeout: Optional[float] = typer.Option(None, help="Seconds to log in after connecting [env IM_AUTH_TIMEOUT; default 10]."),
+) -> None:
+    """Run one node. With no flags: embedded defaults (SQLite under ./data, in-memory
+    routes, in-process bus) on 127.0.0.1:8765."""
+    try:
+        config = Config.load(dict(
+            host=host, port=port, data_dir=data_dir, node_id=node_id, token_secret=token_secret,
+            log_level=log_level, idle_timeout=idle_timeout, auth_timeout=auth_timeout,
+        ))
+    except ConfigError as exc:
+        typer.echo(f"im serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    setup_logging(config.log_level)
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms running
+        asyncio.run(_serve(config))
+    else:
+        uvloop.run(_serve(config))
+
+
+async def _serve(config: Config) -> None:
+    from ..core_ext.codec import IMPLEMENTATION
+    from ..edge.node import Node
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    node = Node(config)
+    try:
+        host, port = await node.start()
+    except OSError as exc:
+        log.error("cannot listen", extra={"host": config.host, "port": config.port, "error": str(exc)})
+        await node.store.close()
+        sys.exit(1)
+    url = f"ws://{host}:{port}/ws"
+    log.info("listening", extra={"node": node.id, "url": url, "data_dir": str(config.data_dir), "codec": IMPLEMENTATION})
+    print(f"edgeim node {node.id} listening on {url} (data in {config.data_dir.resolve()})", flush=True)
+    await stop.wait()
+    log.info("stopping", extra={"node": node.id})
+    await node.stop()
+    log.info("stopped", extra={"node": node.id})

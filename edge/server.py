@@ -1,0 +1,125 @@
+"""The picows listener: WebSocket upgrade with version negotiation, the HTTP health
+endpoints on the same port, the sweep that enforces auth and idle timeouts and renews
+routes, and the drain on shutdown."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from http import HTTPStatus
+from typing import TYPE_CHECKING
+
+from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
+
+from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, SUPPORTED_VERSIONS, CloseCode
+from .session import AUTHENTICATED, Session
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["EdgeServer", "negotiate"]
+
+log = logging.getLogger("edgeim.edge")
+
+_SUPPORTED = ", ".join(f"{SUBPROTOCOL_PREFIX}{v}" for v in SUPPORTED_VERSIONS)
+
+
+def negotiate(offered: str | None) -> str | None:
+    """The subprotocol to answer with: the highest version both sides support; ``""``
+    when the client offered none (v1 is assumed); None when nothing offered is supported."""
+    if not offered:
+        return ""
+    versions = []
+    for token in offered.split(","):
+        token = token.strip()
+        if token.startswith(SUBPROTOCOL_PREFIX) and token[len(SUBPROTOCOL_PREFIX):].isdigit():
+            version = int(token[len(SUBPROTOCOL_PREFIX):])
+            if version in SUPPORTED_VERSIONS:
+                versions.append(version)
+    return f"{SUBPROTOCOL_PREFIX}{max(versions)}" if versions else None
+
+
+class EdgeServer:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.sessions: set[Session] = set()
+        self.draining = False
+        self._server: asyncio.Server | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    async def start(self) -> tuple[str, int]:
+        config = self.node.config
+        self._server = await ws_create_server(
+            self._route,
+            config.host,
+            config.port,
+            max_frame_size=MAX_FRAME_SIZE,
+            websocket_handshake_timeout=5,
+            disconnect_on_exception=True,
+            reuse_port=True,  # several nodes may share a port (DESIGN.md §5)
+        )
+        self._sweeper = asyncio.create_task(self._sweep())
+        host, port = self._server.sockets[0].getsockname()[:2]
+        return host, port
+
+    def _route(self, request: WSUpgradeRequest) -> WSUpgradeResponseWithListener | Session | None:
+        path = request.path.split(b"?", 1)[0]
+        if path == b"/ws":
+            if self.draining:
+                return _http(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
+            chosen = negotiate(request.headers.get("Sec-WebSocket-Protocol"))
+            if chosen is None:
+                return _http(HTTPStatus.UPGRADE_REQUIRED, f"supported subprotocols: {_SUPPORTED}\n".encode(),
+                             {"Sec-WebSocket-Protocol": _SUPPORTED})
+            headers = {"Sec-WebSocket-Protocol": chosen} if chosen else None
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), Session(self.node))
+        if path == b"/healthz":
+            return _http(HTTPStatus.OK, b"ok\n")
+        if path == b"/readyz":
+            if self.draining:
+                return _http(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
+            return _http(HTTPStatus.OK, b"ready\n")
+        return _http(HTTPStatus.NOT_FOUND, b"not found\n")
+
+    async def _sweep(self) -> None:
+        """Close connections past their auth or idle timeout; renew routes of active ones."""
+        node, config = self.node, self.node.config
+        interval = min(1.0, config.auth_timeout / 4, config.idle_timeout / 4)
+        renew_every = config.route_ttl / 3
+        while True:
+            await asyncio.sleep(interval)
+            now = node.loop.time()
+            renew = []
+            for session in list(self.sessions):
+                if session.state != AUTHENTICATED and now - session.connected_at > config.auth_timeout:
+                    session.close(CloseCode.AUTH_TIMEOUT, "login timeout")
+                elif now - session.last_active > config.idle_timeout:
+                    session.close(CloseCode.IDLE_TIMEOUT, "idle")
+                elif session.state == AUTHENTICATED and now - session.renewed_at > renew_every:
+                    session.renewed_at = now
+                    renew.append(session)
+            for session in renew:
+                try:
+                    await node.routes.renew(session.user_id, session.terminal, node.id, config.route_ttl)
+                except Exception:
+                    log.exception("route renewal failed")
+
+    async def drain(self, timeout: float = 10.0) -> None:
+        """Stop accepting, close every session with 1001, wait for them to go."""
+        self.draining = True
+        if self._sweeper:
+            self._sweeper.cancel()
+        if self._server:
+            self._server.close()
+        for session in list(self.sessions):
+            session.close(CloseCode.GOING_AWAY, "node shutting down")
+        deadline = self.node.loop.time() + timeout
+        while self.sessions and self.node.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for session in list(self.sessions):
+            session.transport.disconnect(graceful=False)
+
+
+def _http(status: HTTPStatus, body: bytes, headers: dict[str, str] | None = None) -> WSUpgradeResponseWithListener:
+    response = WSUpgradeResponse.create_error_response(status, body, headers) if status >= 400 else \
+        WSUpgradeResponse.create_ok_response(body, headers)
+    return WSUpgradeResponseWithListener(response, None)

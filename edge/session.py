@@ -1,0 +1,258 @@
+"""One client connection: frame parsing, limits, authentication state and the requests.
+
+``on_ws_frame`` runs per frame and stays synchronous: it parses the header (Cython
+codec), charges the rate limit and decodes the body while the payload view is valid;
+requests that wait on I/O continue as tasks. This module is the one place where
+exceptions become ERROR frames.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+import msgspec
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from ..backends.protocols import StoredMessage, UserId
+from ..core_ext import bodies
+from ..core_ext.codec import decode_request, encode_frame
+from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited
+from ..core_ext.protocol import CloseCode, ErrorCode, Op
+from ..services.auth import Identity
+
+if TYPE_CHECKING:
+    from .node import Node
+
+__all__ = ["Session"]
+
+log = logging.getLogger("edgeim.session")
+
+ANONYMOUS, LOGGING_IN, AUTHENTICATED = 0, 1, 2
+_OPEN_OPS = frozenset({Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
+_PONG = encode_frame(Op.PONG, 0, 0, b"")
+#: seconds a closing connection may take to answer our CLOSE
+CLOSE_WAIT = 2.0
+
+
+class Session(WSListener):
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self.node = node
+        self.transport: WSTransport = None  # type: ignore[assignment]  # set on connect
+        self.user_id = UserId(0)
+        self.terminal = ""
+        self.state = ANONYMOUS
+        self.closed = False
+        now = node.loop.time()
+        self.connected_at = now
+        self.last_active = now
+        self.renewed_at = now
+        self._tokens = float(node.config.burst)
+        self._tokens_at = now
+        self._over_budget = 0
+        self._bad_frames = 0
+        # resolves when this connection's previous SEND has started its append: keeps the
+        # connection's sends in order without waiting for each commit
+        self._send_gate: asyncio.Future[None] | None = None
+
+    # -- picows callbacks ---------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.node.server.sessions.add(self)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closed = True
+        self.node.server.sessions.discard(self)
+        if self.state == AUTHENTICATED and self.node.hub.detach(self):
+            self.node.spawn(self.node.routes.unbind(self.user_id, self.terminal, self.node.id))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if self.transport.is_close_frame_sent:  # closing: only the client's CLOSE matters
+            if msg_type is WSMsgType.CLOSE:
+                self.transport.disconnect()
+            return
+        now = self.node.loop.time()
+        self.last_active = now
+        if msg_type is not WSMsgType.BINARY or not frame.fin:
+            if msg_type is WSMsgType.CLOSE or self._charge(now, 0):
+                self._on_other_frame(frame)
+            return
+        try:
+            op, flags, req_id, target, body = decode_request(frame.get_payload_as_memoryview())
+        except FrameError as exc:
+            if self._charge(now, exc.req_id):
+                self._bad_frame(exc.req_id, exc)
+            return
+        if not self._charge(now, req_id):
+            return
+        try:
+            request = bodies.decode(body, bodies.REQUEST_BODIES[op])
+        except msgspec.DecodeError as exc:
+            self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {exc}", ErrorCode.BAD_BODY))
+            return
+        if op == Op.PING:
+            self.transport.send(WSMsgType.BINARY, _PONG if req_id == 0 else encode_frame(Op.PONG, req_id, 0, b""))
+            return
+        if self.state != AUTHENTICATED and op not in _OPEN_OPS:
+            self.error(req_id, AuthError(f"{Op(op).name} needs a login first"))
+            return
+        handler = _HANDLERS[op]
+        self.node.spawn(self._run(req_id, handler(self, req_id, flags, target, request)))
+
+    def _on_other_frame(self, frame: WSFrame) -> None:
+        msg_type = frame.msg_type
+        if msg_type is WSMsgType.CLOSE:
+            self.transport.send_close(frame.get_close_code())
+            self.transport.disconnect()
+        elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.CONTINUATION or msg_type is WSMsgType.BINARY:
+            self._bad_frame(0, FrameError("only unfragmented binary messages are frames", ErrorCode.BAD_FRAME))
+        # PING is answered by picows; PONG only counts as activity
+
+    # -- limits -------------------------------------------------------------------------------
+
+    def _charge(self, now: float, req_id: int) -> bool:
+        """Token bucket: False (and an error or a close) when the frame is over budget."""
+        config = self.node.config
+        tokens = min(float(config.burst), self._tokens + (now - self._tokens_at) * config.rate)
+        self._tokens_at = now
+        if tokens >= 1.0:
+            self._tokens = tokens - 1.0
+            return True
+        self._tokens = tokens
+        self._over_budget += 1
+        if self._over_budget > config.flood_limit:
+            self.close(CloseCode.POLICY, "flood")
+        else:
+            self.error(req_id, RateLimited(f"over {config.rate:g} frames/s"))
+        return False
+
+    def _bad_frame(self, req_id: int, exc: ImError) -> None:
+        self._bad_frames += 1
+        if self._bad_frames > self.node.config.bad_frame_limit:
+            self.close(CloseCode.POLICY, "too many bad frames")
+        else:
+            self.error(req_id, exc)
+
+    # -- replies ------------------------------------------------------------------------------
+
+    def reply(self, op: Op, req_id: int, body: msgspec.Struct | None, target: int = 0) -> None:
+        if not self.closed:
+            self.transport.send(WSMsgType.BINARY, encode_frame(op, req_id, target, bodies.encode(body)))
+
+    def error(self, req_id: int, exc: ImError) -> None:
+        self.reply(Op.ERROR, req_id, bodies.Error(code=int(exc.code), message=exc.message))
+
+    def close(self, code: CloseCode, reason: str = "") -> None:
+        """Start the close handshake. The socket is dropped when the client answers, or
+        after CLOSE_WAIT: closing it at once, with the client's frames still unread, would
+        make the kernel reset the connection and the client could lose the close code."""
+        if not self.closed and not self.transport.is_close_frame_sent:
+            self.transport.send_close(WSCloseCode(int(code)), reason.encode())
+            self.node.loop.call_later(CLOSE_WAIT, self.transport.disconnect)
+
+    def kick(self, frame: bytes) -> None:
+        """Forced logout: the KICKED push, then close 4001."""
+        if not self.closed:
+            self.transport.send(WSMsgType.BINARY, frame)
+        self.close(CloseCode.REPLACED, "replaced")
+
+    async def _run(self, req_id: int, handler: Awaitable[None]) -> None:
+        try:
+            await handler
+        except ImError as exc:
+            self.error(req_id, exc)
+        except Exception:
+            log.exception("request failed", extra={"req_id": req_id, "user": self.user_id})
+            self.error(req_id, ImError("internal error"))
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def on_register(self, req_id: int, flags: int, target: int, req: bodies.Register) -> None:
+        user = await self.node.auth.register(req.username, req.password, req.nickname)
+        self.reply(Op.REGISTER_OK, req_id, bodies.RegisterOk(user_id=user.id))
+
+    async def on_login(self, req_id: int, flags: int, target: int, req: bodies.Login) -> None:
+        await self._authenticate(req_id, Op.LOGIN_OK, req.terminal, lambda: self.node.auth.login(req.username, req.password))
+
+    async def on_token_login(self, req_id: int, flags: int, target: int, req: bodies.TokenLogin) -> None:
+        await self._authenticate(req_id, Op.TOKEN_LOGIN_OK, req.terminal, lambda: self.node.auth.token_login(req.token))
+
+    async def _authenticate(self, req_id: int, ok: Op, terminal: str, check: Callable[[], Awaitable[Identity]]) -> None:
+        if self.state != ANONYMOUS:
+            raise AuthError("already logged in (or logging in) on this connection", ErrorCode.ALREADY_AUTHENTICATED)
+        self.state = LOGGING_IN
+        try:
+            identity = await check()
+        except BaseException:
+            self.state = ANONYMOUS
+            raise
+        if self.closed:
+            return
+        self.user_id, self.terminal, self.state = identity.user_id, terminal, AUTHENTICATED
+        await self.node.bind(self)
+        self.reply(ok, req_id, bodies.LoginOk(
+            user_id=identity.user_id, token=identity.token, expires_at=identity.expires_at,
+            terminal=terminal, node=self.node.id,
+        ))
+
+    async def on_logout(self, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+        self.reply(Op.LOGOUT_OK, req_id, None)
+        self.close(CloseCode.LOGGED_OUT, "logged out")
+
+    async def on_send(self, req_id: int, flags: int, target: int, req: bodies.Send) -> None:
+        messages = self.node.messages
+        previous, mine = self._send_gate, self.node.loop.create_future()
+        self._send_gate = mine
+        try:
+            new = await messages.prepare(self.user_id, UserId(target), req.cmid, req.type, req.content)
+            if previous is not None and not previous.done():
+                await previous
+            pending = messages.commit(new)
+        finally:
+            mine.set_result(None)
+        stored = await pending
+        self.reply(Op.SEND_ACK, req_id, bodies.SendAck(
+            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
+        ))
+        if not stored.duplicate:  # a retry's original was pushed already (or is synced)
+            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
+            await self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
+
+    async def on_sync(self, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
+        rows, more = await self.node.messages.sync(self.user_id, req.conv, req.after_seq, req.limit)
+        self.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more))
+
+    async def on_history(self, req_id: int, flags: int, target: int, req: bodies.History) -> None:
+        rows, more = await self.node.messages.history(self.user_id, req.conv, req.before_seq, req.limit)
+        self.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more))
+
+    async def on_conversations(self, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+        convs = await self.node.messages.conversations(self.user_id)
+        self.reply(Op.CONVERSATIONS_OK, req_id, bodies.ConversationList(convs=[
+            bodies.ConversationInfo(conv=c.conv, peer=c.peer, last_seq=c.last_seq, last_ts=c.last_ts) for c in convs
+        ]))
+
+
+def _message_body(m: StoredMessage) -> bodies.Message:
+    return bodies.Message(
+        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type, content=m.content, ts=m.ts,
+    )
+
+
+def _page(conv: str, rows: list[StoredMessage], more: bool) -> bodies.Page:
+    return bodies.Page(conv=conv, msgs=[_message_body(m) for m in rows], has_more=more)
+
+
+_HANDLERS: dict[int, Callable[..., Awaitable[None]]] = {
+    Op.REGISTER: Session.on_register,
+    Op.LOGIN: Session.on_login,
+    Op.TOKEN_LOGIN: Session.on_token_login,
+    Op.LOGOUT: Session.on_logout,
+    Op.SEND: Session.on_send,
+    Op.SYNC: Session.on_sync,
+    Op.HISTORY: Session.on_history,
+    Op.CONVERSATIONS: Session.on_conversations,
+}

@@ -1,0 +1,90 @@
+"""The one config object. Precedence: explicit values (CLI flags) > IM_* environment
+variables > defaults. Every field has an ``IM_<FIELD>`` variable, e.g. ``IM_PORT=9000``."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+__all__ = ["Config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8765
+    data_dir: Path = Path("data")
+    node_id: str = ""  # default: "<hostname>-<port>" (or "<hostname>-<pid>" with port 0)
+    log_level: str = "info"
+    #: HS256 secret for tokens; empty: generated once and kept in <data_dir>/token.secret
+    token_secret: str = ""
+    token_ttl: float = 7 * 24 * 3600.0
+    #: close a connection that has not logged in after this many seconds (4002)
+    auth_timeout: float = 10.0
+    #: close a connection silent for this many seconds (4003); heartbeats keep it open
+    idle_timeout: float = 90.0
+    #: route entries live this long unless renewed by activity
+    route_ttl: float = 120.0
+    #: per-connection token bucket: frames per second and burst
+    rate: float = 200.0
+    burst: int = 400
+    #: frames over budget, or malformed frames, before the connection is closed (4008)
+    flood_limit: int = 400
+    bad_frame_limit: int = 32
+    #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
+    sqlite_sync: str = "FULL"
+    #: scrypt cost (2**n); lower only for tests and benchmarks
+    scrypt_log_n: int = 14
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
+        """Build a Config from ``overrides`` (None values are ignored), then IM_* env vars."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"IM_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f.name, f.type, raw)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                values[name] = value
+        config = cls(**values)
+        config._validate()
+        if not config.node_id:
+            suffix = config.port or os.getpid()  # port 0 is picked at bind time: use the pid
+            config = dataclasses.replace(config, node_id=f"{socket.gethostname()}-{suffix}")
+        return config
+
+    def _validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
+        if self.sqlite_sync.upper() not in ("FULL", "NORMAL"):
+            raise ConfigError(f"sqlite_sync must be FULL or NORMAL, got {self.sqlite_sync!r}")
+        for name in ("token_ttl", "auth_timeout", "idle_timeout", "route_ttl", "rate"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive")
+        if not 10 <= self.scrypt_log_n <= 20:
+            raise ConfigError("scrypt_log_n must be 10..20")
+
+
+def _convert(name: str, kind: Any, raw: str) -> Any:
+    kind = kind if isinstance(kind, str) else kind.__name__
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"IM_{name.upper()} must be a {kind}, got {raw!r}") from None
+    return raw

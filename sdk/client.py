@@ -1,0 +1,308 @@
+"""The asyncio client SDK: one WebSocket to an edge node, requests correlated by req_id,
+pushes on a queue, sends retried with the same cmid after a reconnect.
+
+    client = Client("ws://127.0.0.1:8765/ws")
+    await client.connect()
+    await client.login("alice", "secret-pw", terminal="desktop")
+    ack = await client.send(bob_id, "hi")
+    message = await client.pushes.get()
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import uuid
+from typing import Any
+
+import msgspec
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
+
+from ..core_ext import bodies
+from ..core_ext.codec import decode_frame, encode_frame
+from ..core_ext.errors import ImError
+from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION, ErrorCode, Flag, Op
+
+__all__ = ["Client", "ServerError", "Disconnected"]
+
+log = logging.getLogger("edgeim.sdk")
+
+
+class ServerError(ImError):
+    """The server answered a request with an ERROR frame; ``code`` is its ErrorCode."""
+
+
+class Disconnected(ConnectionError):
+    """The connection closed before the reply came; ``close_code`` says why, if known."""
+
+    def __init__(self, message: str, close_code: int | None = None) -> None:
+        super().__init__(message)
+        self.close_code = close_code
+
+
+class _Listener(WSListener):
+    def __init__(self, client: Client) -> None:
+        super().__init__()
+        self._client = client
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is WSMsgType.BINARY:
+            self._client._on_frame(frame.get_payload_as_bytes())
+        elif frame.msg_type is WSMsgType.CLOSE:
+            self._client.close_code = int(frame.get_close_code())
+            transport.send_close(frame.get_close_code())
+            transport.disconnect()
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self._client._on_disconnected(transport)
+
+
+class Client:
+    """One user's connection from one terminal.
+
+    With ``auto_reconnect`` the client reconnects after a drop (not after a kick, a logout
+    or ``close()``), logs in again with its token and resends every unacknowledged send
+    with its original cmid: the server stores each once and acks it with the same ids.
+    """
+
+    def __init__(self, url: str, *, terminal: str = "web", auto_reconnect: bool = False,
+                 reconnect_delay: float = 0.2, request_timeout: float = 30.0) -> None:
+        self.url = url
+        self.terminal = terminal
+        self.auto_reconnect = auto_reconnect
+        self.reconnect_delay = reconnect_delay
+        self.request_timeout = request_timeout
+        self.user_id = 0
+        self.token = ""
+        self.close_code: int | None = None
+        #: MSG_PUSH bodies as they arrive
+        self.pushes: asyncio.Queue[bodies.Message] = asyncio.Queue()
+        #: ERROR frames that answer no request (req_id 0), e.g. a refused text message
+        self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
+        #: set when the server sent KICKED (another login on this terminal)
+        self.kicked = asyncio.Event()
+        #: highest seq seen per conversation, from pushes, acks and syncs
+        self.last_seqs: dict[str, int] = {}
+        self._transport: WSTransport | None = None
+        self._req_ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        self._unacked: dict[str, tuple[int, str, int, asyncio.Future[bodies.SendAck]]] = {}
+        self._closing = False
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._disconnected = asyncio.Event()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        self._disconnected.clear()
+        self.close_code = None
+        self._transport, _ = await ws_connect(
+            lambda: _Listener(self), self.url,
+            extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"},
+            max_frame_size=MAX_FRAME_SIZE,
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._reconnecting:
+            self._reconnecting.cancel()
+        if self._transport is not None and not self._transport.is_disconnected:
+            self._transport.send_close(WSCloseCode.OK)
+            self._transport.disconnect()
+            await self._transport.wait_disconnected()
+
+    async def wait_closed(self) -> int | None:
+        """Wait until the connection is gone; returns the server's close code, if any."""
+        await self._disconnected.wait()
+        return self.close_code
+
+    @property
+    def connected(self) -> bool:
+        return self._transport is not None and not self._transport.is_disconnected
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def request(self, op: Op, body: msgspec.Struct | None = None, *, target: int = 0, flags: int = 0) -> tuple[int, bytes]:
+        """Send one request and wait for its reply: ``(reply op, body bytes)``.
+        Raises ServerError for an ERROR reply, Disconnected if the connection goes first."""
+        if not self.connected:
+            raise Disconnected("not connected", self.close_code)
+        req_id = next(self._req_ids) & 0xFFFFFFFF or next(self._req_ids)
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._waiting[req_id] = future
+        try:
+            self._transport.send(WSMsgType.BINARY, encode_frame(op, req_id, target, bodies.encode(body), flags))  # type: ignore[union-attr]
+            reply_op, reply = await asyncio.wait_for(future, self.request_timeout)
+        finally:
+            self._waiting.pop(req_id, None)
+        if reply_op == Op.ERROR:
+            error = bodies.decode(reply, bodies.Error)
+            code = ErrorCode(error.code) if error.code in ErrorCode._value2member_map_ else ErrorCode.INTERNAL
+            raise ServerError(error.message, code)
+        return reply_op, reply
+
+    def send_raw(self, data: bytes | str, msg_type: WSMsgType = WSMsgType.BINARY) -> None:
+        """Send bytes as they are (tests of bad input use this)."""
+        self._transport.send(msg_type, data)  # type: ignore[union-attr]
+
+    async def exchange_raw(self, data: bytes, req_id: int) -> tuple[int, bytes]:
+        """Send a hand-made frame and wait for the reply carrying ``req_id``: ``(op, body)``,
+        ERROR replies included (nothing is raised for them)."""
+        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+        self._waiting[req_id] = future
+        try:
+            self.send_raw(data)
+            return await asyncio.wait_for(future, self.request_timeout)
+        finally:
+            self._waiting.pop(req_id, None)
+
+    async def ping(self) -> None:
+        await self.request(Op.PING)
+
+    async def register(self, username: str, password: str, nickname: str = "") -> int:
+        _, body = await self.request(Op.REGISTER, bodies.Register(username=username, password=password, nickname=nickname))
+        return bodies.decode(body, bodies.RegisterOk).user_id
+
+    async def login(self, username: str, password: str, terminal: str | None = None) -> bodies.LoginOk:
+        self.terminal = terminal or self.terminal
+        _, body = await self.request(Op.LOGIN, bodies.Login(username=username, password=password, terminal=self.terminal))
+        return self._logged_in(bodies.decode(body, bodies.LoginOk))
+
+    async def token_login(self, token: str | None = None, terminal: str | None = None) -> bodies.LoginOk:
+        self.terminal = terminal or self.terminal
+        _, body = await self.request(Op.TOKEN_LOGIN, bodies.TokenLogin(token=token or self.token, terminal=self.terminal))
+        return self._logged_in(bodies.decode(body, bodies.LoginOk))
+
+    def _logged_in(self, ok: bodies.LoginOk) -> bodies.LoginOk:
+        self.user_id, self.token = ok.user_id, ok.token
+        return ok
+
+    async def logout(self) -> None:
+        self._closing = True
+        await self.request(Op.LOGOUT)
+
+    async def send(self, to: int, content: str, type: int = 1, cmid: str | None = None) -> bodies.SendAck:
+        """Send a message and wait for its ack (the message is durable when this returns).
+        Without ``auto_reconnect`` a drop raises Disconnected; with it, the send is retried
+        on the next connection with the same cmid."""
+        cmid = cmid or uuid.uuid4().hex
+        future: asyncio.Future[bodies.SendAck] = asyncio.get_running_loop().create_future()
+        self._unacked[cmid] = (to, content, type, future)
+        try:
+            self._transmit(cmid, retry=False)
+            return await future
+        finally:
+            self._unacked.pop(cmid, None)
+
+    def _transmit(self, cmid: str, retry: bool) -> None:
+        to, content, type_, future = self._unacked[cmid]
+        flags = int(Flag.RETRY) if retry else 0
+        task = asyncio.ensure_future(self.request(Op.SEND, bodies.Send(cmid=cmid, content=content, type=type_), target=to, flags=flags))
+
+        def done(t: asyncio.Future[tuple[int, bytes]]) -> None:
+            if future.done():
+                return
+            exc = t.exception()
+            if exc is None:
+                ack = bodies.decode(t.result()[1], bodies.SendAck)
+                self._saw(ack.conv, ack.seq)
+                future.set_result(ack)
+            elif not (isinstance(exc, (Disconnected, asyncio.TimeoutError)) and self.auto_reconnect and not self._closing):
+                future.set_exception(exc)
+            # else: kept in _unacked, resent after the reconnect
+
+        task.add_done_callback(done)
+
+    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100) -> bodies.Page:
+        _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit))
+        page = bodies.decode(body, bodies.Page)
+        if page.msgs:
+            self._saw(conv, page.msgs[-1].seq)
+        return page
+
+    async def sync_all(self, limit: int = 100) -> list[bodies.Message]:
+        """Catch up after a reconnect: every message above ``last_seqs`` in every
+        conversation, in seq order per conversation."""
+        caught_up: list[bodies.Message] = []
+        for conv in await self.conversations():
+            after = self.last_seqs.get(conv.conv, 0)
+            while conv.last_seq > after:
+                page = await self.sync(conv.conv, after, limit)
+                caught_up.extend(page.msgs)
+                if not page.msgs or not page.has_more:
+                    break
+                after = page.msgs[-1].seq
+        return caught_up
+
+    async def history(self, conv: str, before_seq: int = 0, limit: int = 50) -> bodies.Page:
+        _, body = await self.request(Op.HISTORY, bodies.History(conv=conv, before_seq=before_seq, limit=limit))
+        return bodies.decode(body, bodies.Page)
+
+    async def conversations(self) -> list[bodies.ConversationInfo]:
+        _, body = await self.request(Op.CONVERSATIONS)
+        return bodies.decode(body, bodies.ConversationList).convs
+
+    # -- incoming -----------------------------------------------------------------------------
+
+    def _saw(self, conv: str, seq: int) -> None:
+        if seq > self.last_seqs.get(conv, 0):
+            self.last_seqs[conv] = seq
+
+    def _on_frame(self, data: bytes) -> None:
+        try:
+            op, _flags, req_id, _target, body = decode_frame(data)
+        except ImError:
+            log.warning("undecodable frame from server", exc_info=True)
+            return
+        if req_id:
+            future = self._waiting.get(req_id)
+            if future is not None and not future.done():
+                future.set_result((op, bytes(body)))
+        elif op == Op.MSG_PUSH:
+            message = bodies.decode(body, bodies.Message)
+            self._saw(message.conv, message.seq)
+            self.pushes.put_nowait(message)
+        elif op == Op.KICKED:
+            self._closing = True  # a kicked client must not log itself back in
+            self.kicked.set()
+        elif op == Op.ERROR:
+            self.errors.put_nowait(bodies.decode(body, bodies.Error))
+
+    def _on_disconnected(self, transport: WSTransport) -> None:
+        if transport is not self._transport:
+            return
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(Disconnected("connection closed", self.close_code))
+        self._disconnected.set()
+        if self.auto_reconnect and not self._closing and self.token:
+            self._reconnecting = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = self.reconnect_delay
+        while not self._closing:
+            await asyncio.sleep(delay)
+            try:
+                await self.connect()
+                await self.token_login()
+            except Exception as exc:  # refused, handshake failed, login refused: try again later
+                if isinstance(exc, ServerError) and exc.code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_INVALID):
+                    self._fail_unacked(exc)
+                    return
+                delay = min(delay * 2, 5.0)
+                continue
+            for cmid in list(self._unacked):
+                self._transmit(cmid, retry=True)
+            return
+
+    def _fail_unacked(self, exc: BaseException) -> None:
+        for _, _, _, future in self._unacked.values():
+            if not future.done():
+                future.set_exception(exc)
+
+    async def __aenter__(self) -> Client:
+        await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

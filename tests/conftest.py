@@ -1,0 +1,55 @@
+"""Shared fixtures: ``im serve`` as a real process on a free port, and SDK clients."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+import pytest
+from harness import ServeProcess
+
+from edgeim.sdk import Client
+
+CODECS = ["cython", "python"]
+
+
+@pytest.fixture(params=CODECS)
+def codec(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def serve_factory(tmp_path: Path) -> AsyncIterator[Callable[..., ServeProcess]]:
+    started: list[ServeProcess] = []
+
+    def make(codec: str = "cython", **settings: object) -> ServeProcess:
+        server = ServeProcess(tmp_path / f"data{len(started)}", codec, **settings)
+        server.start()
+        started.append(server)
+        return server
+
+    yield make
+    for server in started:
+        if server.alive:
+            server.stop()
+
+
+@pytest.fixture
+def server(serve_factory: Callable[..., ServeProcess]) -> ServeProcess:
+    return serve_factory()
+
+
+@pytest.fixture
+async def clients(server: ServeProcess) -> AsyncIterator[Callable[..., asyncio.Future[Client]]]:
+    """``await clients()`` gives a connected Client; all are closed at the end."""
+    made: list[Client] = []
+
+    async def make(**kwargs: object) -> Client:
+        client = Client(server.url, **kwargs)  # type: ignore[arg-type]
+        await client.connect()
+        made.append(client)
+        return client
+
+    yield make  # type: ignore[misc]
+    for client in made:
+        await client.close()

@@ -1,0 +1,238 @@
+"""1:1 messaging against a real ``im serve`` process, on both codec implementations:
+send/ack/push, multi-device, offline sync, retries, restarts, ordering, membership."""
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import pytest
+
+from edgeim.core_ext import bodies
+from edgeim.core_ext.codec import decode_frame
+from edgeim.core_ext.protocol import ErrorCode, Flag, Op
+from edgeim.sdk import Client, ServerError
+
+from harness import new_user
+
+
+@pytest.fixture
+def server(serve_factory, codec):
+    return serve_factory(codec)
+
+
+async def test_send_is_acked_then_pushed_to_receiver(clients):
+    alice, bob = await clients(), await clients()
+    _, alice_id = await new_user(alice)
+    _, bob_id = await new_user(bob)
+
+    ack = await alice.send(bob_id, "hi bob", cmid="c-1")
+    push = await asyncio.wait_for(bob.pushes.get(), 5)
+
+    assert ack.cmid == "c-1" and ack.seq == 1 and ack.conv == f"p{alice_id}_{bob_id}"
+    assert (push.id, push.seq, push.conv, push.sender, push.to) == (ack.msg_id, 1, ack.conv, alice_id, bob_id)
+    assert (push.content, push.cmid, push.ts) == ("hi bob", "c-1", ack.ts)
+    assert alice.pushes.empty()  # the sending connection gets the ack, not a push
+
+
+async def test_every_device_of_both_sides_gets_the_same_push_bytes(server):
+    """Invariant 4: one encoding per fanout, the same bytes on every receiving device."""
+    seen: dict[str, list[bytes]] = {}
+
+    class Recording(Client):
+        def _on_frame(self, data: bytes) -> None:
+            if decode_frame(data)[0] == Op.MSG_PUSH:
+                seen.setdefault(self.terminal, []).append(data)
+            super()._on_frame(data)
+
+    alice_phone, alice_desktop = Recording(server.url), Recording(server.url)
+    bob_phone, bob_web = Recording(server.url), Recording(server.url)
+    for client in (alice_phone, alice_desktop, bob_phone, bob_web):
+        await client.connect()
+    alice_id = await alice_phone.register("alice", "secret-pw")
+    bob_id = await bob_phone.register("bob", "secret-pw")
+    await alice_phone.login("alice", "secret-pw", "ios")
+    await alice_desktop.login("alice", "secret-pw", "desktop")
+    await bob_phone.login("bob", "secret-pw", "android")
+    await bob_web.login("bob", "secret-pw", "web")
+
+    await alice_phone.send(bob_id, "to all your devices")
+    for client in (alice_desktop, bob_phone, bob_web):
+        await asyncio.wait_for(client.pushes.get(), 5)
+
+    assert set(seen) == {"desktop", "android", "web"}  # not the sending device ("ios")
+    frames = [frames[0] for frames in seen.values()]
+    assert frames[0] == frames[1] == frames[2]
+    assert decode_frame(frames[0])[3] == bob_id  # header target: the receiver, routable unread
+    for client in (alice_phone, alice_desktop, bob_phone, bob_web):
+        await client.close()
+    assert alice_id != bob_id
+
+
+async def test_offline_receiver_syncs_on_reconnect_exactly_once_in_order(server, clients):
+    """Invariant 2: reconnect and sync from the last seq gets each acked message once, in seq order."""
+    alice, bob = await clients(), await clients()
+    _, bob_id = await new_user(bob)
+    await new_user(alice)
+    first = await alice.send(bob_id, "while online")
+    await asyncio.wait_for(bob.pushes.get(), 5)
+    await bob.close()
+
+    acks = [await alice.send(bob_id, f"offline {n}") for n in range(25)]
+
+    bob2 = Client(server.url)
+    await bob2.connect()
+    await bob2.token_login(bob.token, "web")
+    bob2.last_seqs = dict(bob.last_seqs)  # what the app kept on disk
+    caught_up = await bob2.sync_all(limit=10)  # three pages
+    await bob2.close()
+
+    assert [m.seq for m in caught_up] == list(range(first.seq + 1, first.seq + 26))
+    assert [m.id for m in caught_up] == [a.msg_id for a in acks]
+    assert [m.content for m in caught_up] == [f"offline {n}" for n in range(25)]
+
+
+async def test_second_device_syncs_what_the_first_sent(clients):
+    alice, bob = await clients(), await clients()
+    alice_name, _ = await new_user(alice, "ios")
+    _, bob_id = await new_user(bob)
+    acks = [await alice.send(bob_id, f"m{n}") for n in range(3)]
+
+    alice_laptop = await clients()
+    await alice_laptop.login(alice_name, "secret-pw", "desktop")
+    caught_up = await alice_laptop.sync_all()
+
+    assert [(m.seq, m.id, m.content) for m in caught_up] == [(a.seq, a.msg_id, f"m{n}") for n, a in enumerate(acks)]
+
+
+async def test_retried_send_is_stored_once_and_acked_with_the_same_ids(clients):
+    """Invariant 3."""
+    alice, bob = await clients(), await clients()
+    _, alice_id = await new_user(alice)
+    _, bob_id = await new_user(bob)
+
+    first = await alice.send(bob_id, "once", cmid="retry-me")
+    _, body = await alice.request(Op.SEND, bodies.Send(cmid="retry-me", content="once"), target=bob_id, flags=Flag.RETRY)
+    again = bodies.decode(body, bodies.SendAck)
+    _, body = await alice.request(Op.SEND, bodies.Send(cmid="retry-me", content="once"), target=bob_id)
+    third = bodies.decode(body, bodies.SendAck)
+    page = await bob.history(first.conv)
+
+    assert (again.msg_id, again.seq, again.ts) == (first.msg_id, first.seq, first.ts)
+    assert (third.msg_id, third.seq) == (first.msg_id, first.seq)
+    assert [m.id for m in page.msgs] == [first.msg_id]
+    assert (await asyncio.wait_for(bob.pushes.get(), 5)).id == first.msg_id
+    await bob.ping()  # a round trip after the retries: no second push was queued before it
+    assert bob.pushes.empty()
+    assert alice_id in (m.sender for m in page.msgs)
+
+
+async def test_pipelined_sends_keep_their_order_and_seqs_strictly_increase(clients):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+
+    acks = await asyncio.gather(*(alice.send(bob_id, f"n{n}") for n in range(200)))
+    pushes = [await asyncio.wait_for(bob.pushes.get(), 5) for _ in range(200)]
+
+    assert [a.seq for a in acks] == list(range(1, 201))
+    assert len({a.msg_id for a in acks}) == 200
+    assert [p.content for p in sorted(pushes, key=lambda p: p.seq)] == [f"n{n}" for n in range(200)]
+
+
+async def test_history_pages_backwards_without_gaps(clients):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    acks = await asyncio.gather(*(alice.send(bob_id, f"h{n}") for n in range(23)))
+    conv = acks[0].conv
+
+    pages, before = [], 0
+    while True:
+        page = await bob.history(conv, before_seq=before, limit=10)
+        pages.append([m.seq for m in page.msgs])
+        if not page.has_more:
+            break
+        before = page.msgs[0].seq
+
+    assert pages == [list(range(14, 24)), list(range(4, 14)), [1, 2, 3]]
+
+
+async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
+    """Invariant 1: an ack means durable, even if the node is killed right after it."""
+    alice, bob = Client(server.url), Client(server.url)
+    await alice.connect()
+    await bob.connect()
+    await new_user(alice)
+    bob_name, bob_id = await new_user(bob)
+    acks = list(await asyncio.gather(*(alice.send(bob_id, f"k{n}") for n in range(300))))
+    await alice.close()
+    await bob.close()
+
+    server.restart(signal.SIGKILL)
+    reader = Client(server.url)
+    await reader.connect()
+    await reader.login(bob_name, "secret-pw", "web")
+    stored = await reader.sync_all(limit=200)
+    assert sorted((m.seq, m.id) for m in stored) == sorted((a.seq, a.msg_id) for a in acks)
+    await reader.close()
+
+    server.restart(signal.SIGTERM)
+    reader = Client(server.url)
+    await reader.connect()
+    await reader.login(bob_name, "secret-pw", "web")
+    assert len(await reader.sync_all(limit=200)) == 300
+    await reader.close()
+
+
+async def test_sdk_resends_unacked_sends_after_the_node_restarts(server):
+    alice, bob = Client(server.url, auto_reconnect=True), Client(server.url)
+    await alice.connect()
+    await bob.connect()
+    await new_user(alice)
+    bob_name, bob_id = await new_user(bob)
+    await bob.close()
+
+    sends = [asyncio.ensure_future(alice.send(bob_id, f"r{n}")) for n in range(50)]
+    await asyncio.sleep(0)  # the frames are written; the node goes before all are acked
+    server.restart(signal.SIGKILL)
+    acks = await asyncio.wait_for(asyncio.gather(*sends), 30)
+
+    reader = Client(server.url)
+    await reader.connect()
+    await reader.login(bob_name, "secret-pw", "web")
+    stored = await reader.sync_all(limit=200)
+    await reader.close()
+    await alice.close()
+    assert sorted(m.content for m in stored) == sorted(f"r{n}" for n in range(50))  # each stored once
+    assert sorted(m.id for m in stored) == sorted(a.msg_id for a in acks)
+
+
+async def test_members_only_read_their_conversations(clients):
+    """Invariant 6: conversation membership is checked server-side."""
+    alice, bob, eve = await clients(), await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    await new_user(eve)
+    ack = await alice.send(bob_id, "private")
+
+    for call in (eve.sync(ack.conv), eve.history(ack.conv)):
+        with pytest.raises(ServerError) as err:
+            await call
+        assert err.value.code == ErrorCode.FORBIDDEN
+    with pytest.raises(ServerError) as err:
+        await eve.sync("p1_1")
+    assert err.value.code == ErrorCode.INVALID_ARGUMENT
+    assert [c.conv for c in await eve.conversations()] == []
+    assert (await bob.sync(ack.conv)).msgs[0].content == "private"
+
+
+async def test_send_to_missing_user_or_to_self_is_refused(clients):
+    alice = await clients()
+    _, alice_id = await new_user(alice)
+    with pytest.raises(ServerError) as err:
+        await alice.send(10**9, "anyone?")
+    assert err.value.code == ErrorCode.USER_NOT_FOUND
+    with pytest.raises(ServerError) as err:
+        await alice.send(alice_id, "me")
+    assert err.value.code == ErrorCode.INVALID_ARGUMENT
+    assert await alice.conversations() == []

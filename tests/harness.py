@@ -1,0 +1,89 @@
+"""Test harness: ``im serve`` as a real process on a free port, and user helpers."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from edgeim.sdk import Client
+
+__all__ = ["ServeProcess", "new_user"]
+
+
+class ServeProcess:
+    """``im serve`` in its own process; ``restart`` keeps the data dir."""
+
+    def __init__(self, data_dir: Path, codec: str = "cython", **settings: object) -> None:
+        self.data_dir = data_dir
+        self.env = dict(os.environ)
+        self.env.pop("EDGEIM_NO_EXT", None)
+        if codec == "python":
+            self.env["EDGEIM_NO_EXT"] = "1"
+        # scrypt at 2**10 keeps the many logins of the suite fast; the default cost is
+        # exercised by tests/test_serve.py
+        self.env.setdefault("IM_SCRYPT_LOG_N", "10")
+        self.env["IM_TOKEN_SECRET"] = "test-secret-" + uuid.uuid4().hex
+        for key, value in settings.items():
+            self.env[f"IM_{key.upper()}"] = str(value)
+        self.proc: subprocess.Popen[str] | None = None
+        self.url = ""
+        self.port = 0
+        self.banner = ""
+
+    def start(self, port: int = 0) -> None:
+        cmd = [sys.executable, "-m", "edgeim.cli", "serve", "--port", str(port or self.port), "--data-dir", str(self.data_dir)]
+        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.banner = self.proc.stdout.readline()
+        match = re.search(r"listening on (ws://\S+)", self.banner)
+        if match is None:
+            self.proc.kill()
+            raise RuntimeError(f"im serve did not start: {self.banner!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+        self.url = match[1]
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.stderr = self.proc.stderr.read() if self.proc.stderr else ""
+        self.proc.stdout and self.proc.stdout.close()
+        self.proc.stderr and self.proc.stderr.close()
+        self.proc = None
+        return code
+
+    def restart(self, sig: int = signal.SIGTERM) -> None:
+        self.stop(sig)
+        # the same port, so clients that reconnect find it; retry briefly while the old
+        # socket is released
+        for _ in range(50):
+            try:
+                self.start(self.port)
+                return
+            except RuntimeError:
+                time.sleep(0.1)
+        raise RuntimeError("could not restart im serve on its port")
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+_names = (f"user{n}" for n in range(1_000_000))
+
+
+async def new_user(client: Client, terminal: str = "web", password: str = "secret-pw") -> tuple[str, int]:
+    """Register a fresh user with this client and log it in; returns (username, user id)."""
+    name = next(_names)
+    user_id = await client.register(name, password)
+    await client.login(name, password, terminal)
+    return name, user_id
