@@ -1,0 +1,27 @@
+# edgeim node image: builds the Cython extensions, runs `im serve` on embedded defaults.
+#   docker build -t edgeim .
+#   docker run -p 8765:8765 -v edgeim-data:/data edgeim
+FROM python:3.11-slim AS build
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends build-essential \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --home-dir /data edgeim \
+ && mkdir -p /data && chown edgeim /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+USER edgeim
+WORKDIR /data
+# listen on every interface inside the container; the data dir is the volume
+ENV IM_HOST=0.0.0.0 IM_PORT=8765 IM_DATA_DIR=/data
+EXPOSE 8765
+VOLUME ["/data"]
+HEALTHCHECK --interval=10s --timeout=3s \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8765/healthz').status != 200)"
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["im"]
+CMD ["serve"]
