@@ -2,20 +2,11 @@
 built), then its pure-Python twin ``codec_py``. Both have the same API and errors."""
 from __future__ import annotations
 
-import os
+from ._select import select
 
 __all__ = ["encode_frame", "decode_frame", "decode_request", "IMPLEMENTATION"]
 
-if os.environ.get("EDGEIM_NO_EXT", "") not in ("", "0"):
-    from .codec_py import decode_frame, decode_request, encode_frame
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from ._codec import decode_frame, decode_request, encode_frame
-
-        IMPLEMENTATION = "cython"
-    except ImportError:  # source checkout without a build: still runs, slower
-        from .codec_py import decode_frame, decode_request, encode_frame
-
-        IMPLEMENTATION = "python"
+_impl, IMPLEMENTATION = select("._codec", ".codec_py")
+encode_frame = _impl.encode_frame
+decode_frame = _impl.decode_frame
+decode_request = _impl.decode_request

@@ -2,20 +2,9 @@
 built), then its pure-Python twin ``fanout_py``. Both have the same API and errors."""
 from __future__ import annotations
 
-import os
+from ._select import select
 
 __all__ = ["send_all", "IMPLEMENTATION"]
 
-if os.environ.get("EDGEIM_NO_EXT", "") not in ("", "0"):
-    from .fanout_py import send_all
-
-    IMPLEMENTATION = "python"
-else:
-    try:
-        from ._fanout import send_all
-
-        IMPLEMENTATION = "cython"
-    except ImportError:  # source checkout without a build: still runs, slower
-        from .fanout_py import send_all
-
-        IMPLEMENTATION = "python"
+_impl, IMPLEMENTATION = select("._fanout", ".fanout_py")
+send_all = _impl.send_all

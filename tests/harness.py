@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edgeim.sdk import Client
 
-__all__ = ["ServeProcess", "new_user"]
+__all__ = ["ServeProcess", "new_user", "everything_stored_for"]
 
 
 class ServeProcess:
@@ -87,3 +87,10 @@ async def new_user(client: Client, terminal: str = "web", password: str = "secre
     user_id = await client.register(name, password)
     await client.login(name, password, terminal)
     return name, user_id
+
+
+async def everything_stored_for(url: str, username: str, password: str = "secret-pw") -> list:
+    """Log in from a fresh device and sync every conversation from seq 0."""
+    async with Client(url) as reader:
+        await reader.login(username, password, "web")
+        return await reader.sync_all(limit=200)

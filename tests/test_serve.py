@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import ServeProcess, new_user
+from harness import ServeProcess, everything_stored_for, new_user
 from picows import WSError, WSListener, ws_connect
 
 from edgeim.sdk import Client
@@ -137,11 +137,7 @@ async def test_sigterm_flushes_accepted_sends_before_exit(server: ServeProcess):
     await alice.close()
 
     server.start()
-    reader = Client(server.url)
-    await reader.connect()
-    await reader.login(bob_name, "secret-pw", "web")
-    stored = await reader.sync_all(limit=200)
-    await reader.close()
+    stored = await everything_stored_for(server.url, bob_name)
     assert {a.msg_id for a in acked} <= {m.id for m in stored}
     assert [m.seq for m in stored] == list(range(1, len(stored) + 1))  # no gap, no repeat
     assert len({m.cmid for m in stored}) == len(stored)

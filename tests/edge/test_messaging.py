@@ -12,7 +12,7 @@ from edgeim.core_ext.codec import decode_frame
 from edgeim.core_ext.protocol import ErrorCode, Flag, Op
 from edgeim.sdk import Client, ServerError
 
-from harness import new_user
+from harness import everything_stored_for, new_user
 
 
 @pytest.fixture
@@ -169,19 +169,11 @@ async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
     await bob.close()
 
     server.restart(signal.SIGKILL)
-    reader = Client(server.url)
-    await reader.connect()
-    await reader.login(bob_name, "secret-pw", "web")
-    stored = await reader.sync_all(limit=200)
+    stored = await everything_stored_for(server.url, bob_name)
     assert sorted((m.seq, m.id) for m in stored) == sorted((a.seq, a.msg_id) for a in acks)
-    await reader.close()
 
     server.restart(signal.SIGTERM)
-    reader = Client(server.url)
-    await reader.connect()
-    await reader.login(bob_name, "secret-pw", "web")
-    assert len(await reader.sync_all(limit=200)) == 300
-    await reader.close()
+    assert len(await everything_stored_for(server.url, bob_name)) == 300
 
 
 async def test_sdk_resends_unacked_sends_after_the_node_restarts(server):
@@ -197,11 +189,7 @@ async def test_sdk_resends_unacked_sends_after_the_node_restarts(server):
     server.restart(signal.SIGKILL)
     acks = await asyncio.wait_for(asyncio.gather(*sends), 30)
 
-    reader = Client(server.url)
-    await reader.connect()
-    await reader.login(bob_name, "secret-pw", "web")
-    stored = await reader.sync_all(limit=200)
-    await reader.close()
+    stored = await everything_stored_for(server.url, bob_name)
     await alice.close()
     assert sorted(m.content for m in stored) == sorted(f"r{n}" for n in range(50))  # each stored once
     assert sorted(m.id for m in stored) == sorted(a.msg_id for a in acks)
