@@ -344,6 +344,8 @@ class SqliteStore:
                     except Exception as exc:
                         if not _fails_one_op(exc):
                             raise
+                        if isinstance(op, _Append):  # a stale seq is one way to get here
+                            self._last_seq.pop(op.message.conv, None)
                         outcomes.append((op.future, None, exc))
                     else:
                         outcomes.append((op.future, result, None))

@@ -32,13 +32,14 @@ def serve(
     log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error [env IM_LOG_LEVEL; default info]."),
     idle_timeout: Optional[float] = typer.Option(None, help="Seconds of silence before a connection is closed [env IM_IDLE_TIMEOUT; default 90]."),
     auth_timeout: Optional[float] = typer.Option(None, help="Seconds to log in after connecting [env IM_AUTH_TIMEOUT; default 10]."),
+    reuse_port: Optional[bool] = typer.Option(None, "--reuse-port", help="Share the port with other nodes (SO_REUSEPORT) [env IM_REUSE_PORT]."),
 ) -> None:
     """Run one node. With no flags: embedded defaults (SQLite under ./data, in-memory
     routes, in-process bus) on 127.0.0.1:8765."""
     try:
         config = Config.load(dict(
             host=host, port=port, data_dir=data_dir, node_id=node_id, token_secret=token_secret,
-            log_level=log_level, idle_timeout=idle_timeout, auth_timeout=auth_timeout,
+            log_level=log_level, idle_timeout=idle_timeout, auth_timeout=auth_timeout, reuse_port=reuse_port,
         ))
     except ConfigError as exc:
         typer.echo(f"im serve: {exc}", err=True)
@@ -54,7 +55,7 @@ def serve(
 
 async def _serve(config: Config) -> None:
     from ..core_ext.codec import IMPLEMENTATION
-    from ..edge.node import Node
+    from ..edge.node import DataDirInUse, Node
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -63,9 +64,11 @@ async def _serve(config: Config) -> None:
     node = Node(config)
     try:
         host, port = await node.start()
+    except DataDirInUse as exc:
+        log.error("cannot start", extra={"error": str(exc)})
+        sys.exit(1)
     except OSError as exc:
         log.error("cannot listen", extra={"host": config.host, "port": config.port, "error": str(exc)})
-        await node.store.close()
         sys.exit(1)
     url = f"ws://{host}:{port}/ws"
     log.info("listening", extra={"node": node.id, "url": url, "data_dir": str(config.data_dir), "codec": IMPLEMENTATION})

@@ -17,18 +17,20 @@ __all__ = [
     "RegisterOk", "LoginOk", "SendAck", "Message", "Page", "ConversationInfo",
     "ConversationList", "Kicked", "Error",
     "REQUEST_BODIES", "encode", "decode",
-    "MAX_CONTENT", "MAX_PAGE",
+    "MAX_CONTENT", "MAX_PAGE", "MAX_CONVERSATIONS", "MAX_SEQ", "Conversations",
 ]
 
 MAX_CONTENT = 32 * 1024  # characters of message content
 MAX_PAGE = 200  # messages per sync/history page
+MAX_CONVERSATIONS = 500  # conversations per CONVERSATIONS page: 500 always fit in one frame
+MAX_SEQ = 2**63 - 1
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
 Password = Annotated[str, msgspec.Meta(min_length=6, max_length=128)]
 Terminal = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
 ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Seq = Annotated[int, msgspec.Meta(ge=0)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
 
 
@@ -39,7 +41,7 @@ class _Body(msgspec.Struct):
 # -- requests -------------------------------------------------------------------------------
 
 class Empty(_Body):
-    """Body of PING, LOGOUT and CONVERSATIONS: nothing (zero bytes or an empty map)."""
+    """Body of PING and LOGOUT: nothing (zero bytes or an empty map)."""
 
 
 class Register(_Body):
@@ -66,11 +68,21 @@ class Send(_Body):
     content: Annotated[str, msgspec.Meta(max_length=MAX_CONTENT)]
     type: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
 
+    def __post_init__(self) -> None:
+        # the bound is on UTF-8 bytes too, so that any stored message fits in one frame
+        if len(self.content) > MAX_CONTENT // 4 and len(self.content.encode()) > MAX_CONTENT:
+            raise ValueError(f"content is over {MAX_CONTENT} bytes in UTF-8")
+
 
 class Sync(_Body):
     conv: ConvId
     after_seq: Seq = 0
     limit: Limit = 100
+
+
+class Conversations(_Body):
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_CONVERSATIONS)] = 100
 
 
 class History(_Body):
@@ -130,6 +142,7 @@ class ConversationInfo(_Body):
 
 class ConversationList(_Body):
     convs: list[ConversationInfo]
+    has_more: bool
 
 
 class Kicked(_Body):
@@ -172,5 +185,5 @@ REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {
     Op.SEND: Send,
     Op.SYNC: Sync,
     Op.HISTORY: History,
-    Op.CONVERSATIONS: Empty,
+    Op.CONVERSATIONS: Conversations,
 }

@@ -3,6 +3,7 @@ services and the hub behind one edge server, and owns startup and orderly shutdo
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import os
 import secrets
@@ -14,7 +15,7 @@ from ..backends.protocols import Bus, NodeId, Routes, Store
 from ..backends.sqlite import SqliteStore
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
-from ..core_ext.protocol import Op
+from ..core_ext.protocol import CloseCode, Op
 from ..ops.config import Config
 from ..services.auth import AuthService
 from ..services.delivery import Delivery
@@ -24,9 +25,13 @@ from .hub import Hub
 from .server import EdgeServer
 from .session import Session
 
-__all__ = ["Node"]
+__all__ = ["Node", "DataDirInUse"]
 
 log = logging.getLogger("edgeim.node")
+
+
+class DataDirInUse(RuntimeError):
+    """Another running node holds the data dir (two writers would corrupt the seqs)."""
 
 
 class Node:
@@ -44,20 +49,33 @@ class Node:
         self.delivery = Delivery(self.id, self.routes, self.bus, self.hub.deliver)
         self.server = EdgeServer(self)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._lock_fd = -1
 
     async def start(self) -> tuple[str, int]:
-        await self.store.open()
-        await self.bus.start(self.id, self.hub.deliver)
-        return await self.server.start()
+        """Open the backends and listen; on failure, release what was taken and raise."""
+        self._lock_fd = _lock(self.config.data_dir)
+        try:
+            await self.store.open()
+            await self.bus.start(self.id, self.hub.deliver)
+            return await self.server.start()
+        except BaseException:
+            await self._close_backends()
+            raise
 
     async def stop(self) -> None:
         """Drain sessions, let accepted requests finish (their appends commit), flush the store."""
         await self.server.drain()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
+        await self._close_backends()
+
+    async def _close_backends(self) -> None:
         await self.bus.close()
         await self.routes.close()
         await self.store.close()
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""
@@ -75,6 +93,29 @@ class Node:
         previous = await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
         if previous is not None and previous.node != self.id:
             await self.delivery.kick(previous.node, kick, session.user_id, session.terminal)
+
+
+    async def rebind(self, session: Session) -> None:
+        """A live session whose route is gone: if a newer login took its (user, terminal)
+        on another node, it is the stale one and goes; otherwise its route is restored
+        (it expired, or the route store lost it)."""
+        if session.closing or self.hub.get(session.user_id, session.terminal) is not session:
+            return
+        routes = await self.routes.lookup((session.user_id,))
+        if any(r.terminal == session.terminal and r.node != self.id for r in routes):
+            session.close(CloseCode.REPLACED, "replaced")
+        else:
+            await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
+
+
+def _lock(data_dir: Path) -> int:
+    fd = os.open(data_dir / "edgeim.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirInUse(f"data dir {data_dir} is in use by another running node") from None
+    return fd
 
 
 def _load_secret(data_dir: Path) -> str:

@@ -55,7 +55,9 @@ class EdgeServer:
             max_frame_size=MAX_FRAME_SIZE,
             websocket_handshake_timeout=5,
             disconnect_on_exception=True,
-            reuse_port=True,  # several nodes may share a port (DESIGN.md §5)
+            # off: a session's PINGs must reach it, since they count as activity
+            enable_auto_pong=False,
+            reuse_port=config.reuse_port,
         )
         self._sweeper = asyncio.create_task(self._sweep())
         host, port = self._server.sockets[0].getsockname()[:2]
@@ -81,7 +83,8 @@ class EdgeServer:
         return _http(HTTPStatus.NOT_FOUND, b"not found\n")
 
     async def _sweep(self) -> None:
-        """Close connections past their auth or idle timeout; renew routes of active ones."""
+        """Close connections past their auth or idle timeout or too far behind in reading;
+        renew the routes of active ones."""
         node, config = self.node, self.node.config
         interval = min(1.0, config.auth_timeout / 4, config.idle_timeout / 4)
         renew_every = config.route_ttl / 3
@@ -94,12 +97,17 @@ class EdgeServer:
                     session.close(CloseCode.AUTH_TIMEOUT, "login timeout")
                 elif now - session.last_active > config.idle_timeout:
                     session.close(CloseCode.IDLE_TIMEOUT, "idle")
+                elif session.write_paused and session.write_buffer_size() > config.max_write_buffer:
+                    # it does not read: the close frame would queue behind what it ignores
+                    log.warning("slow consumer dropped", extra={"user": session.user_id})
+                    session.transport.disconnect(graceful=False)
                 elif session.state == AUTHENTICATED and now - session.renewed_at > renew_every:
                     session.renewed_at = now
                     renew.append(session)
             for session in renew:
                 try:
-                    await node.routes.renew(session.user_id, session.terminal, node.id, config.route_ttl)
+                    if not await node.routes.renew(session.user_id, session.terminal, node.id, config.route_ttl):
+                        await node.rebind(session)
                 except Exception:
                     log.exception("route renewal failed")
 

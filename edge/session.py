@@ -18,7 +18,7 @@ from ..backends.protocols import StoredMessage, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import decode_request, encode_frame
 from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited
-from ..core_ext.protocol import CloseCode, ErrorCode, Op
+from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, ErrorCode, Op
 from ..services.auth import Identity
 
 if TYPE_CHECKING:
@@ -30,9 +30,14 @@ log = logging.getLogger("edgeim.session")
 
 ANONYMOUS, LOGGING_IN, AUTHENTICATED = 0, 1, 2
 _OPEN_OPS = frozenset({Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
+_AUTH_OPS = frozenset({Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
 _PONG = encode_frame(Op.PONG, 0, 0, b"")
 #: seconds a closing connection may take to answer our CLOSE
 CLOSE_WAIT = 2.0
+#: requests one connection may have in progress; more get RATE_LIMITED
+MAX_IN_FLIGHT = 256
+#: room in a reply body for the page's own keys around its messages
+_PAGE_BUDGET = MAX_BODY_SIZE - 256
 
 
 class Session(WSListener):
@@ -52,6 +57,10 @@ class Session(WSListener):
         self._tokens_at = now
         self._over_budget = 0
         self._bad_frames = 0
+        self._in_flight = 0
+        self._auth_busy = False
+        #: set while picows holds more unsent bytes than its high-water mark
+        self.write_paused = False
         # resolves when this connection's previous SEND has started its append: keeps the
         # connection's sends in order without waiting for each commit
         self._send_gate: asyncio.Future[None] | None = None
@@ -72,7 +81,7 @@ class Session(WSListener):
         msg_type = frame.msg_type
         if self.transport.is_close_frame_sent:  # closing: only the client's CLOSE matters
             if msg_type is WSMsgType.CLOSE:
-                self.transport.disconnect()
+                self.transport.disconnect(graceful=False)
             return
         now = self.node.loop.time()
         self.last_active = now
@@ -99,17 +108,28 @@ class Session(WSListener):
         if self.state != AUTHENTICATED and op not in _OPEN_OPS:
             self.error(req_id, AuthError(f"{Op(op).name} needs a login first"))
             return
-        handler = _HANDLERS[op]
-        self.node.spawn(self._run(req_id, handler(self, req_id, flags, target, request)))
+        if self._in_flight >= MAX_IN_FLIGHT:
+            self.error(req_id, RateLimited(f"more than {MAX_IN_FLIGHT} requests in progress"))
+            return
+        if op in _AUTH_OPS:
+            # scrypt is slow on purpose: one registration or login at a time per connection
+            if self._auth_busy:
+                self.error(req_id, RateLimited("a registration or login is already in progress"))
+                return
+            self._auth_busy = True
+        self._in_flight += 1
+        self.node.spawn(self._run(op, req_id, _HANDLERS[op](self, req_id, flags, target, request)))
 
     def _on_other_frame(self, frame: WSFrame) -> None:
         msg_type = frame.msg_type
-        if msg_type is WSMsgType.CLOSE:
+        if msg_type is WSMsgType.PING:  # auto-pong is off so that pings count as activity
+            self.transport.send_pong(frame.get_payload_as_bytes())
+        elif msg_type is WSMsgType.CLOSE:
             self.transport.send_close(frame.get_close_code())
             self.transport.disconnect()
         elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.CONTINUATION or msg_type is WSMsgType.BINARY:
             self._bad_frame(0, FrameError("only unfragmented binary messages are frames", ErrorCode.BAD_FRAME))
-        # PING is answered by picows; PONG only counts as activity
+        # PONG only counts as activity
 
     # -- limits -------------------------------------------------------------------------------
 
@@ -151,7 +171,24 @@ class Session(WSListener):
         make the kernel reset the connection and the client could lose the close code."""
         if not self.closed and not self.transport.is_close_frame_sent:
             self.transport.send_close(WSCloseCode(int(code)), reason.encode())
-            self.node.loop.call_later(CLOSE_WAIT, self.transport.disconnect)
+            self.node.loop.call_later(CLOSE_WAIT, self.transport.disconnect, False)
+
+    @property
+    def closing(self) -> bool:
+        return self.closed or self.transport.is_close_frame_sent
+
+    def pause_writing(self) -> None:
+        # backpressure: a client that does not read its replies stops being read
+        self.write_paused = True
+        self.transport.underlying_transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        if not self.closed:
+            self.transport.underlying_transport.resume_reading()
+
+    def write_buffer_size(self) -> int:
+        return self.transport.underlying_transport.get_write_buffer_size()
 
     def kick(self, frame: bytes) -> None:
         """Forced logout: the KICKED push, then close 4001."""
@@ -159,14 +196,18 @@ class Session(WSListener):
             self.transport.send(WSMsgType.BINARY, frame)
         self.close(CloseCode.REPLACED, "replaced")
 
-    async def _run(self, req_id: int, handler: Awaitable[None]) -> None:
+    async def _run(self, op: int, req_id: int, handler: Awaitable[None]) -> None:
         try:
             await handler
         except ImError as exc:
             self.error(req_id, exc)
         except Exception:
-            log.exception("request failed", extra={"req_id": req_id, "user": self.user_id})
+            log.exception("request failed", extra={"op": op, "req_id": req_id, "user": self.user_id})
             self.error(req_id, ImError("internal error"))
+        finally:
+            self._in_flight -= 1
+            if op in _AUTH_OPS:
+                self._auth_busy = False
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -189,7 +230,8 @@ class Session(WSListener):
         except BaseException:
             self.state = ANONYMOUS
             raise
-        if self.closed:
+        if self.closing:  # e.g. the auth timeout closed it meanwhile: do not kick anyone
+            self.state = ANONYMOUS
             return
         self.user_id, self.terminal, self.state = identity.user_id, terminal, AUTHENTICATED
         await self.node.bind(self)
@@ -212,28 +254,37 @@ class Session(WSListener):
                 await previous
             pending = messages.commit(new)
         finally:
-            mine.set_result(None)
+            # the next send may go once this one is in the store's queue, or, if this one
+            # failed, once the one before it is: the chain of gates is never broken
+            if previous is None or previous.done():
+                mine.set_result(None)
+            else:
+                previous.add_done_callback(lambda _: mine.set_result(None))
         stored = await pending
         self.reply(Op.SEND_ACK, req_id, bodies.SendAck(
             cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
         ))
-        if not stored.duplicate:  # a retry's original was pushed already (or is synced)
-            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
+        if stored.duplicate:  # a retry's original was pushed already (or is synced)
+            return
+        frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
+        try:
             await self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
+        except Exception:  # the request was answered; receivers will sync the message
+            log.exception("push failed", extra={"msg_id": stored.id})
 
     async def on_sync(self, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
         rows, more = await self.node.messages.sync(self.user_id, req.conv, req.after_seq, req.limit)
-        self.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more))
+        self.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False))
 
     async def on_history(self, req_id: int, flags: int, target: int, req: bodies.History) -> None:
         rows, more = await self.node.messages.history(self.user_id, req.conv, req.before_seq, req.limit)
-        self.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more))
+        self.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
 
-    async def on_conversations(self, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
-        convs = await self.node.messages.conversations(self.user_id)
+    async def on_conversations(self, req_id: int, flags: int, target: int, req: bodies.Conversations) -> None:
+        convs, more = await self.node.messages.conversations(self.user_id, req.offset, req.limit)
         self.reply(Op.CONVERSATIONS_OK, req_id, bodies.ConversationList(convs=[
             bodies.ConversationInfo(conv=c.conv, peer=c.peer, last_seq=c.last_seq, last_ts=c.last_ts) for c in convs
-        ]))
+        ], has_more=more))
 
 
 def _message_body(m: StoredMessage) -> bodies.Message:
@@ -242,8 +293,20 @@ def _message_body(m: StoredMessage) -> bodies.Message:
     )
 
 
-def _page(conv: str, rows: list[StoredMessage], more: bool) -> bodies.Page:
-    return bodies.Page(conv=conv, msgs=[_message_body(m) for m in rows], has_more=more)
+def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
+    """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
+    oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
+    set when some had to stay out. One message always fits (its content is capped)."""
+    msgs = [_message_body(m) for m in rows]
+    total = kept = 0
+    for message in reversed(msgs) if keep_newest else msgs:
+        total += len(bodies.encode(message))
+        if total > _PAGE_BUDGET:
+            break
+        kept += 1
+    if kept < len(msgs):
+        msgs, more = (msgs[len(msgs) - kept:] if keep_newest else msgs[:kept]), True
+    return bodies.Page(conv=conv, msgs=msgs, has_more=more)
 
 
 _HANDLERS: dict[int, Callable[..., Awaitable[None]]] = {

@@ -38,6 +38,10 @@ class Config:
     #: frames over budget, or malformed frames, before the connection is closed (4008)
     flood_limit: int = 400
     bad_frame_limit: int = 32
+    #: let several nodes share the port (SO_REUSEPORT); each needs its own data dir
+    reuse_port: bool = False
+    #: bytes a connection may leave unread before it is dropped as a slow consumer (4008)
+    max_write_buffer: int = 4 * 1024 * 1024
     #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
     sqlite_sync: str = "FULL"
     #: scrypt cost (2**n); lower only for tests and benchmarks
@@ -85,6 +89,12 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
             return float(raw)
         if kind == "Path":
             return Path(raw)
+        if kind == "bool":
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
     except ValueError:
         raise ConfigError(f"IM_{name.upper()} must be a {kind}, got {raw!r}") from None
     return raw

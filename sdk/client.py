@@ -66,7 +66,7 @@ class Client:
     """
 
     def __init__(self, url: str, *, terminal: str = "web", auto_reconnect: bool = False,
-                 reconnect_delay: float = 0.2, request_timeout: float = 30.0) -> None:
+                 reconnect_delay: float = 0.2, request_timeout: float = 30.0, max_in_flight: int = 128) -> None:
         self.url = url
         self.terminal = terminal
         self.auto_reconnect = auto_reconnect
@@ -81,10 +81,13 @@ class Client:
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
         #: set when the server sent KICKED (another login on this terminal)
         self.kicked = asyncio.Event()
-        #: highest seq seen per conversation, from pushes, acks and syncs
+        #: per conversation, the seq up to which this client holds every message (pushes and
+        #: acks move it only when they are the next seq; a gap is left to sync_all)
         self.last_seqs: dict[str, int] = {}
         self._transport: WSTransport | None = None
         self._req_ids = itertools.count(1)
+        # the server answers more than 256 requests in progress with RATE_LIMITED: queue here
+        self._window = asyncio.Semaphore(max_in_flight)
         self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         self._unacked: dict[str, tuple[int, str, int, asyncio.Future[bodies.SendAck]]] = {}
         self._closing = False
@@ -106,6 +109,7 @@ class Client:
         self._closing = True
         if self._reconnecting:
             self._reconnecting.cancel()
+        self._fail_unacked(Disconnected("client closed", self.close_code))
         if self._transport is not None and not self._transport.is_disconnected:
             self._transport.send_close(WSCloseCode.OK)
             self._transport.disconnect()
@@ -125,16 +129,17 @@ class Client:
     async def request(self, op: Op, body: msgspec.Struct | None = None, *, target: int = 0, flags: int = 0) -> tuple[int, bytes]:
         """Send one request and wait for its reply: ``(reply op, body bytes)``.
         Raises ServerError for an ERROR reply, Disconnected if the connection goes first."""
-        if not self.connected:
-            raise Disconnected("not connected", self.close_code)
-        req_id = next(self._req_ids) & 0xFFFFFFFF or next(self._req_ids)
-        future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._waiting[req_id] = future
-        try:
-            self._transport.send(WSMsgType.BINARY, encode_frame(op, req_id, target, bodies.encode(body), flags))  # type: ignore[union-attr]
-            reply_op, reply = await asyncio.wait_for(future, self.request_timeout)
-        finally:
-            self._waiting.pop(req_id, None)
+        async with self._window:
+            if not self.connected:
+                raise Disconnected("not connected", self.close_code)
+            req_id = next(self._req_ids) & 0xFFFFFFFF or next(self._req_ids)
+            future: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
+            self._waiting[req_id] = future
+            try:
+                self._transport.send(WSMsgType.BINARY, encode_frame(op, req_id, target, bodies.encode(body), flags))  # type: ignore[union-attr]
+                reply_op, reply = await asyncio.wait_for(future, self.request_timeout)
+            finally:
+                self._waiting.pop(req_id, None)
         if reply_op == Op.ERROR:
             error = bodies.decode(reply, bodies.Error)
             code = ErrorCode(error.code) if error.code in ErrorCode._value2member_map_ else ErrorCode.INTERNAL
@@ -209,6 +214,10 @@ class Client:
                 future.set_result(ack)
             elif not (isinstance(exc, (Disconnected, asyncio.TimeoutError)) and self.auto_reconnect and not self._closing):
                 future.set_exception(exc)
+            elif isinstance(exc, asyncio.TimeoutError) and self._transport is not None:
+                # no answer on a connection that looks open: treat it as dead; the
+                # reconnect resends this send with the others
+                self._transport.disconnect(graceful=False)
             # else: kept in _unacked, resent after the reconnect
 
         task.add_done_callback(done)
@@ -216,8 +225,9 @@ class Client:
     async def sync(self, conv: str, after_seq: int = 0, limit: int = 100) -> bodies.Page:
         _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit))
         page = bodies.decode(body, bodies.Page)
-        if page.msgs:
-            self._saw(conv, page.msgs[-1].seq)
+        if page.msgs and after_seq <= self.last_seqs.get(conv, 0):
+            # a page is every message from after_seq + 1 on: no gap up to its last seq
+            self.last_seqs[conv] = max(self.last_seqs.get(conv, 0), page.msgs[-1].seq)
         return page
 
     async def sync_all(self, limit: int = 100) -> list[bodies.Message]:
@@ -239,13 +249,20 @@ class Client:
         return bodies.decode(body, bodies.Page)
 
     async def conversations(self) -> list[bodies.ConversationInfo]:
-        _, body = await self.request(Op.CONVERSATIONS)
-        return bodies.decode(body, bodies.ConversationList).convs
+        """Every conversation, most recent first (all pages)."""
+        convs: list[bodies.ConversationInfo] = []
+        while True:
+            request = bodies.Conversations(offset=len(convs), limit=bodies.MAX_CONVERSATIONS)
+            _, body = await self.request(Op.CONVERSATIONS, request)
+            page = bodies.decode(body, bodies.ConversationList)
+            convs.extend(page.convs)
+            if not page.has_more or not page.convs:
+                return convs
 
     # -- incoming -----------------------------------------------------------------------------
 
     def _saw(self, conv: str, seq: int) -> None:
-        if seq > self.last_seqs.get(conv, 0):
+        if seq == self.last_seqs.get(conv, 0) + 1:
             self.last_seqs[conv] = seq
 
     def _on_frame(self, data: bytes) -> None:
@@ -277,6 +294,8 @@ class Client:
         self._disconnected.set()
         if self.auto_reconnect and not self._closing and self.token:
             self._reconnecting = asyncio.ensure_future(self._reconnect())
+        else:
+            self._fail_unacked(Disconnected("connection closed", self.close_code))
 
     async def _reconnect(self) -> None:
         delay = self.reconnect_delay

@@ -13,6 +13,7 @@ from .ids import IdGenerator
 
 __all__ = ["MessageService", "private_conv", "conv_members"]
 
+_MAX_ID = 2**63 - 1  # ids are signed 64-bit in every store
 _PRIVATE = re.compile(r"p([1-9][0-9]{0,19})_([1-9][0-9]{0,19})")
 
 
@@ -44,7 +45,7 @@ class MessageService:
         if to == sender:
             raise RequestError("cannot send to yourself", ErrorCode.INVALID_ARGUMENT)
         if to not in self._known_users:
-            if to <= 0 or await self._store.get_user(to) is None:
+            if not 0 < to <= _MAX_ID or await self._store.get_user(to) is None:
                 raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
             self._known_users.add(to)
         return NewMessage(
@@ -75,8 +76,10 @@ class MessageService:
         rows = await self._store.messages_before(ConvId(conv), before_seq, limit + 1)
         return rows[-limit:], len(rows) > limit
 
-    async def conversations(self, user: UserId) -> list[Conversation]:
-        return await self._store.conversations(user)
+    async def conversations(self, user: UserId, offset: int, limit: int) -> tuple[list[Conversation], bool]:
+        """One page of the user's conversations, most recent first."""
+        rows = await self._store.conversations(user)
+        return rows[offset:offset + limit], len(rows) > offset + limit
 
     @staticmethod
     def check_member(user: UserId, conv: str) -> None:

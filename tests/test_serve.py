@@ -148,3 +148,11 @@ def _free_port() -> int:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
+
+
+def test_second_node_on_the_same_data_dir_is_refused(server: ServeProcess, tmp_path):
+    proc = run_im("serve", "--port", "0", "--data-dir", str(server.data_dir), cwd=tmp_path)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "in use by another running node" in err and "listening on" not in out
+    assert server.alive

@@ -69,9 +69,12 @@ async def test_request_before_login_is_refused(clients, witness):
         (frame(Op.SYNC, 9, msgspec.msgpack.encode({"conv": 12})), ErrorCode.BAD_BODY),  # wrong type
         (frame(Op.SYNC, 9, msgspec.msgpack.encode({"conv": "p1_2", "limit": 10_000})), ErrorCode.BAD_BODY),
         (frame(Op.SEND, 9, msgspec.msgpack.encode([1, 2, 3]), target=2), ErrorCode.BAD_BODY),
+        (frame(Op.SYNC, 9, msgspec.msgpack.encode({"conv": "p1_2", "after_seq": 2**63})), ErrorCode.BAD_BODY),
+        (frame(Op.SEND, 9, msgspec.msgpack.encode({"cmid": "c", "content": "x"}), target=2**64 - 1), ErrorCode.USER_NOT_FOUND),
     ],
     ids=["unknown-op", "push-op", "reply-op", "bad-version", "length-too-long", "length-too-short",
-         "unknown-flags", "not-msgpack", "wrong-type", "limit-out-of-range", "array-body"],
+         "unknown-flags", "not-msgpack", "wrong-type", "limit-out-of-range", "array-body", "seq-above-int64",
+         "target-above-int64"],
 )
 async def test_malformed_frame_gets_its_error_code(clients, witness, data, code):
     client = await clients()

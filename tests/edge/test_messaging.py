@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 
+import msgspec
 import pytest
 
 from edgeim.core_ext import bodies
-from edgeim.core_ext.codec import decode_frame
+from edgeim.core_ext.codec import decode_frame, encode_frame
 from edgeim.core_ext.protocol import ErrorCode, Flag, Op
 from edgeim.sdk import Client, ServerError
 
@@ -224,3 +225,70 @@ async def test_send_to_missing_user_or_to_self_is_refused(clients):
         await alice.send(alice_id, "me")
     assert err.value.code == ErrorCode.INVALID_ARGUMENT
     assert await alice.conversations() == []
+
+
+async def test_pages_fit_in_a_frame_and_page_on_with_has_more(server, clients):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    bob_name, bob_id = await new_user(bob)
+    big = "中" * 10_000  # 30 000 bytes in UTF-8: two fit in one frame, three do not
+    acks = [await alice.send(bob_id, f"{n}{big}") for n in range(5)]
+    conv = acks[0].conv
+
+    first = await bob.sync(conv, 0, limit=100)
+    newest = await bob.history(conv, 0, limit=100)
+    everything = await everything_stored_for(server.url, bob_name)
+
+    assert [m.seq for m in first.msgs] == [1, 2] and first.has_more
+    assert [m.seq for m in newest.msgs] == [4, 5] and newest.has_more
+    assert [m.seq for m in everything] == [1, 2, 3, 4, 5]
+    assert everything[4].content == f"4{big}"
+
+
+async def test_content_over_the_byte_bound_is_refused(clients):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    with pytest.raises(ValueError):  # the SDK checks before sending ...
+        await alice.send(bob_id, "中" * 11_000)  # 11 000 characters, 33 000 bytes
+    body = msgspec.msgpack.encode({"cmid": "c", "content": "中" * 11_000})  # ... the node too
+    op, reply = await alice.exchange_raw(encode_frame(Op.SEND, 77, bob_id, body), 77)
+    assert op == Op.ERROR and bodies.decode(reply, bodies.Error).code == ErrorCode.BAD_BODY
+    assert await bob.conversations() == []
+
+
+async def test_a_failed_send_does_not_let_later_sends_overtake_earlier_ones(clients):
+    alice, bob, carol = await clients(), await clients(), await clients()
+    _, alice_id = await new_user(alice)
+    _, bob_id = await new_user(bob)
+    _, carol_id = await new_user(carol)  # never sent to yet: the node looks her up
+
+    sends = [
+        asyncio.ensure_future(alice.send(carol_id, "a")),
+        asyncio.ensure_future(alice.send(bob_id, "b")),
+        asyncio.ensure_future(alice.send(alice_id, "c: refused")),
+        asyncio.ensure_future(alice.send(bob_id, "d")),
+    ]
+    a, b, c, d = await asyncio.gather(*sends, return_exceptions=True)
+
+    assert isinstance(c, ServerError) and c.code == ErrorCode.INVALID_ARGUMENT
+    assert (b.seq, d.seq) == (1, 2)
+    assert a.seq == 1
+
+
+async def test_sync_all_fills_a_gap_left_by_a_missed_push(server, clients):
+    alice = await clients()
+    await new_user(alice)
+    bob = await clients()
+    bob_name, bob_id = await new_user(bob)
+    await bob.close()
+    await alice.send(bob_id, "missed while offline")
+
+    bob = await clients()
+    await bob.login(bob_name, "secret-pw", "web")
+    await alice.send(bob_id, "pushed")
+    pushed = await asyncio.wait_for(bob.pushes.get(), 5)
+    caught_up = await bob.sync_all()
+
+    assert pushed.seq == 2
+    assert [m.content for m in caught_up] == ["missed while offline", "pushed"]

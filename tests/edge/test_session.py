@@ -122,3 +122,65 @@ async def test_idle_session_closes_4003_and_heartbeats_keep_one_open(serve_facto
         await asyncio.sleep(1.5)  # longer than the idle timeout
         assert beating.connected
         task.cancel()
+
+
+async def test_websocket_pings_count_as_activity(serve_factory):
+    server = serve_factory(idle_timeout=1)
+    async with Client(server.url) as client:
+        await new_user(client)
+        for _ in range(12):  # 3 s of pings only, three idle timeouts long
+            client._transport.send_ping()
+            await asyncio.sleep(0.25)
+        assert client.connected
+        await client.ping()
+
+
+async def test_expired_route_is_restored_while_the_session_lives(serve_factory):
+    server = serve_factory(route_ttl=0.5)
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        for _ in range(8):  # 2 s: the route's TTL runs out between sweeps several times
+            await bob.ping()
+            await asyncio.sleep(0.25)
+        await alice.send(bob_id, "you are still routable")
+        assert (await asyncio.wait_for(bob.pushes.get(), 5)).content == "you are still routable"
+
+
+async def test_one_registration_or_login_at_a_time_per_connection(clients):
+    client = await clients()
+    first = asyncio.ensure_future(client.register("gina", "secret-pw"))
+    second = asyncio.ensure_future(client.register("hank", "secret-pw"))
+    results = await asyncio.gather(first, second, return_exceptions=True)
+    assert isinstance(results[0], int)
+    assert isinstance(results[1], ServerError) and results[1].code == ErrorCode.RATE_LIMITED
+    assert isinstance(await client.register("hank", "secret-pw"), int)  # fine once the first is done
+
+
+async def test_client_close_fails_pending_sends_instead_of_hanging(clients):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    sends = [asyncio.ensure_future(alice.send(bob_id, f"x{n}")) for n in range(20)]
+    await asyncio.sleep(0)
+    await alice.close()
+    results = await asyncio.wait_for(asyncio.gather(*sends, return_exceptions=True), 10)
+    assert all(not isinstance(r, BaseException) or isinstance(r, ConnectionError) for r in results)
+
+
+async def test_a_client_that_stops_reading_is_dropped_and_others_are_served(serve_factory):
+    server = serve_factory(max_write_buffer=200_000, rate=100_000, burst=100_000)
+    async with Client(server.url) as alice, Client(server.url) as deaf, Client(server.url) as carol:
+        await new_user(alice)
+        _, deaf_id = await new_user(deaf)
+        _, carol_id = await new_user(carol)
+        deaf._transport.underlying_transport.pause_reading()
+        payload = "z" * 30_000
+        for _ in range(1000):  # 30 MB of pushes for a client that reads none of them
+            await alice.send(deaf_id, payload)
+            if not deaf.connected:
+                break
+        deaf._transport.underlying_transport.resume_reading()
+        assert await asyncio.wait_for(deaf.wait_closed(), 10) is None  # dropped, no close frame
+        await alice.send(carol_id, "still serving")
+        assert (await asyncio.wait_for(carol.pushes.get(), 5)).content == "still serving"
