@@ -12,6 +12,7 @@ import hmac
 import os
 import time
 from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import jwt
 
@@ -21,6 +22,7 @@ from ..core_ext.protocol import ErrorCode
 
 __all__ = ["AuthService", "Identity", "hash_password", "verify_password"]
 
+T = TypeVar("T")
 _R, _P = 8, 1
 # a hash of a random password, verified when the user does not exist, so a login takes as
 # long for a missing user as for a wrong password (no user enumeration by timing)
@@ -64,9 +66,15 @@ class AuthService:
         self._secret = secret
         self._ttl = token_ttl
         self._log_n = scrypt_log_n
+        # scrypt is CPU-bound: more threads than cores only make every login slower
+        self._hashing = asyncio.Semaphore(os.cpu_count() or 1)
+
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._hashing:
+            return await asyncio.to_thread(fn, *args)
 
     async def register(self, username: str, password: str, nickname: str) -> User:
-        pw_hash = await asyncio.to_thread(hash_password, password, self._log_n)
+        pw_hash = await self._off_loop(hash_password, password, self._log_n)
         try:
             return await self._store.create_user(username, pw_hash, nickname or username)
         except UsernameTaken:
@@ -75,7 +83,7 @@ class AuthService:
     async def login(self, username: str, password: str) -> Identity:
         user = await self._store.get_user_by_name(username)
         stored = user.password_hash if user else hash_password_dummy(self._log_n)
-        ok = await asyncio.to_thread(verify_password, password, stored)
+        ok = await self._off_loop(verify_password, password, stored)
         if user is None or not ok:
             raise AuthError("wrong username or password", ErrorCode.BAD_CREDENTIALS)
         return self.issue(user.id)
