@@ -5,6 +5,7 @@ implementation; the guarantees stated here are what that suite checks.
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Awaitable, Callable, NewType, Protocol, Sequence
 
@@ -82,8 +83,8 @@ class Store(Protocol):
       batched into one transaction per batch (group commit) on a writer thread.
     - Within a conversation, seqs are assigned 1, 2, 3, ... strictly increasing with no gap
       among committed messages, in the order the store accepted them.
-    - Appends are sequenced in the order their coroutines first run: an implementation
-      enqueues before its first await, so appends started in order get seqs in that order.
+    - Messages are sequenced in the order ``submit`` is called (``append`` is
+      ``await submit(...)``): a caller that submits in order gets seqs in that order.
     - ``append`` is idempotent on (sender, cmid): a second append of the same pair stores
       nothing and returns the first row with ``duplicate=True``; safe to retry.
     """
@@ -101,8 +102,12 @@ class Store(Protocol):
 
     async def get_user_by_name(self, username: str) -> User | None: ...
 
+    def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
+        """Accept one message for the next batch, now, without yielding; the future
+        resolves once it is durable (see the class guarantees). Raises StoreClosed."""
+
     async def append(self, message: NewMessage) -> StoredMessage:
-        """Durably store one message (see the class guarantees)."""
+        """``await submit(message)``."""
 
     async def messages_after(self, conv: ConvId, after_seq: int, limit: int) -> list[StoredMessage]:
         """Messages with seq > after_seq, ascending, at most ``limit``."""

@@ -204,13 +204,17 @@ class SqliteStore:
         ))
         return await future
 
-    async def append(self, message: NewMessage) -> StoredMessage:
-        """Durable when it returns (per ``synchronous``). If the caller is cancelled, the
-        message may still be stored: retrying with the same cmid is safe."""
+    def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
+        """Queued when it returns; the future resolves once committed (per ``synchronous``)."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoredMessage] = loop.create_future()
         self._enqueue(_Append(message, future, loop))
-        return await future
+        return future
+
+    async def append(self, message: NewMessage) -> StoredMessage:
+        """Durable when it returns (per ``synchronous``). If the caller is cancelled, the
+        message may still be stored: retrying with the same cmid is safe."""
+        return await self.submit(message)
 
     def _enqueue(self, op: _Op) -> None:
         if not self._accepting:

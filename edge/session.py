@@ -111,6 +111,8 @@ class Session(WSListener):
         if self._in_flight >= MAX_IN_FLIGHT:
             self.error(req_id, RateLimited(f"more than {MAX_IN_FLIGHT} requests in progress"))
             return
+        if op == Op.SEND and self._send_now(req_id, target, request):
+            return
         if op in _AUTH_OPS:
             # scrypt is slow on purpose: one registration or login at a time per connection
             if self._auth_busy:
@@ -244,7 +246,53 @@ class Session(WSListener):
         self.reply(Op.LOGOUT_OK, req_id, None)
         self.close(CloseCode.LOGGED_OUT, "logged out")
 
+    def _send_now(self, req_id: int, target: int, req: bodies.Send) -> bool:
+        """The common SEND, without a task: receiver known, no earlier send of this
+        connection still being validated. False when ``on_send`` has to do it."""
+        if self._send_gate is not None and not self._send_gate.done():
+            return False
+        messages = self.node.messages
+        try:
+            new = messages.prepare_now(self.user_id, UserId(target), req.cmid, req.type, req.content)
+            if new is None:
+                return False
+            pending = messages.commit(new)
+        except ImError as exc:
+            self.error(req_id, exc)
+            return True
+        self._in_flight += 1
+        pending.add_done_callback(lambda done: self._on_committed(req_id, done))
+        return True
+
+    def _on_committed(self, req_id: int, done: asyncio.Future[StoredMessage]) -> None:
+        self._in_flight -= 1
+        error = done.exception()
+        if error is None:
+            self._acked(req_id, done.result())
+        elif isinstance(error, ImError):
+            self.error(req_id, error)
+        else:
+            log.error("send failed", exc_info=error, extra={"req_id": req_id, "user": self.user_id})
+            self.error(req_id, ImError("internal error"))
+
+    def _acked(self, req_id: int, stored: StoredMessage) -> None:
+        """Ack a durable message, then push it (unless it is a retry's original)."""
+        self.reply(Op.SEND_ACK, req_id, bodies.SendAck(
+            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
+        ))
+        if not stored.duplicate:  # a retry's original was pushed already (or is synced)
+            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
+            self.node.spawn(self._push(frame, stored))
+
+    async def _push(self, frame: bytes, stored: StoredMessage) -> None:
+        try:
+            await self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
+        except Exception:  # the request was answered; receivers will sync the message
+            log.exception("push failed", extra={"msg_id": stored.id})
+
     async def on_send(self, req_id: int, flags: int, target: int, req: bodies.Send) -> None:
+        """The SEND that needs I/O first (its receiver is not known yet), or that waits
+        behind one that does; the connection's sends keep their order either way."""
         messages = self.node.messages
         previous, mine = self._send_gate, self.node.loop.create_future()
         self._send_gate = mine
@@ -260,17 +308,7 @@ class Session(WSListener):
                 mine.set_result(None)
             else:
                 previous.add_done_callback(lambda _: mine.set_result(None))
-        stored = await pending
-        self.reply(Op.SEND_ACK, req_id, bodies.SendAck(
-            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
-        ))
-        if stored.duplicate:  # a retry's original was pushed already (or is synced)
-            return
-        frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
-        try:
-            await self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
-        except Exception:  # the request was answered; receivers will sync the message
-            log.exception("push failed", extra={"msg_id": stored.id})
+        self._acked(req_id, await pending)
 
     async def on_sync(self, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
         rows, more = await self.node.messages.sync(self.user_id, req.conv, req.after_seq, req.limit)

@@ -6,8 +6,8 @@ import asyncio
 import re
 import time
 
-from ..backends.protocols import ConvId, Conversation, NewMessage, Store, StoredMessage, UserId
-from ..core_ext.errors import RequestError
+from ..backends.protocols import ConvId, Conversation, NewMessage, Store, StoreClosed, StoredMessage, UserId
+from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
 from .ids import IdGenerator
 
@@ -40,14 +40,27 @@ class MessageService:
         # store lookup of their receiver
         self._known_users: set[UserId] = set()
 
-    async def prepare(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage:
-        """Validate a send and give it an id; nothing is stored yet."""
+    def prepare_now(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage | None:
+        """``prepare`` without I/O: None when the receiver has to be looked up first."""
         if to == sender:
             raise RequestError("cannot send to yourself", ErrorCode.INVALID_ARGUMENT)
         if to not in self._known_users:
-            if not 0 < to <= _MAX_ID or await self._store.get_user(to) is None:
+            if not 0 < to <= _MAX_ID:
                 raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
-            self._known_users.add(to)
+            return None
+        return self._new(sender, to, cmid, type_, content)
+
+    async def prepare(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage:
+        """Validate a send and give it an id; nothing is stored yet."""
+        new = self.prepare_now(sender, to, cmid, type_, content)
+        if new is not None:
+            return new
+        if await self._store.get_user(to) is None:
+            raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
+        self._known_users.add(to)
+        return self._new(sender, to, cmid, type_, content)
+
+    def _new(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage:
         return NewMessage(
             conv=private_conv(sender, to),
             sender=sender,
@@ -60,11 +73,12 @@ class MessageService:
         )
 
     def commit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
-        """Start the durable append now; the future resolves once it is committed.
-
-        Appends started in order are sequenced in that order (the store enqueues in the
-        first step of ``append``), which keeps one connection's sends in its own order."""
-        return asyncio.ensure_future(self._store.append(message))
+        """Hand the message to the store now; the future resolves once it is durable.
+        Commits are sequenced in call order, which keeps a connection's sends in its order."""
+        try:
+            return self._store.submit(message)
+        except StoreClosed:
+            raise Unavailable("the node is shutting down") from None
 
     async def sync(self, user: UserId, conv: str, after_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
         self.check_member(user, conv)

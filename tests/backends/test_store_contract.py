@@ -80,6 +80,14 @@ async def test_username_taken(store):
 
 # -- seqs ---------------------------------------------------------------------------------
 
+async def test_submit_queues_at_once_and_seqs_follow_call_order(store):
+    messages = [message("p:1:2", 1 + n % 2, 2 - n % 2) for n in range(300)]
+    futures = [store.submit(m) for m in messages]  # no await in between: call order only
+    stored = await asyncio.gather(*futures)
+    assert [s.seq for s in stored] == list(range(1, 301))
+    assert [s.id for s in stored] == [m.msg_id for m in messages]
+
+
 async def test_seqs_are_1_to_n_per_conversation_under_concurrency(store):
     convs = {f"p:1:{peer}": peer for peer in range(2, 7)}
     messages = [message(conv, 1, peer) for _ in range(100) for conv, peer in convs.items()]
