@@ -135,7 +135,10 @@ class SqliteStore:
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.batch_max = batch_max
-        self._queue: queue.SimpleQueue[_Op | object] = queue.SimpleQueue()
+        # lists of ops (or _STOP): the loop hands over everything submitted in one loop
+        # iteration at once, so the writer thread is woken once per iteration, not per op
+        self._queue: queue.SimpleQueue[list[_Op] | object] = queue.SimpleQueue()
+        self._handover: list[_Op] = []
         self._writer: threading.Thread | None = None
         self._writer_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
@@ -185,6 +188,7 @@ class SqliteStore:
         self._closed = True
         self._accepting = False
         if self._writer is not None:
+            self._hand_over()
             self._queue.put(_STOP)  # FIFO: everything queued before it is committed first
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
@@ -219,7 +223,14 @@ class SqliteStore:
     def _enqueue(self, op: _Op) -> None:
         if not self._accepting:
             raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
-        self._queue.put(op)
+        self._handover.append(op)
+        if len(self._handover) == 1:
+            op.loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._handover:
+            ops, self._handover = self._handover, []
+            self._queue.put(ops)
 
     # -- reads (on the reader thread) --------------------------------------------------
 
@@ -315,21 +326,21 @@ class SqliteStore:
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
         while not stopping:
-            batch: list[_Op] = []
-            item = get()  # block for the first op, then take whatever else is waiting
+            ops: list[_Op] = []
+            item = get()  # block for the first hand-over, then take whatever else is waiting
             while True:
                 if item is _STOP:
                     stopping = True
                     break
-                batch.append(item)  # type: ignore[arg-type]
-                if len(batch) >= self.batch_max:
+                ops.extend(item)  # type: ignore[arg-type]
+                if len(ops) >= self.batch_max:
                     break
                 try:
                     item = get_nowait()
                 except queue.Empty:
                     break
-            if batch:
-                self._commit_batch(conn, batch)
+            for start in range(0, len(ops), self.batch_max):
+                self._commit_batch(conn, ops[start:start + self.batch_max])
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         """One transaction for the whole batch; every future is settled whatever happens."""

@@ -46,7 +46,7 @@ class Node:
         self.hub = Hub()
         self.auth = AuthService(self.store, config.token_secret or _load_secret(config.data_dir), config.token_ttl, config.scrypt_log_n)
         self.messages = MessageService(self.store, IdGenerator(node_number(self.id)))
-        self.delivery = Delivery(self.id, self.routes, self.bus, self.hub.deliver)
+        self.delivery = Delivery(self.id, self.routes, self.bus, self.hub.deliver, self.spawn)
         self.server = EdgeServer(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_fd = -1

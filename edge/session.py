@@ -282,13 +282,7 @@ class Session(WSListener):
         ))
         if not stored.duplicate:  # a retry's original was pushed already (or is synced)
             frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
-            self.node.spawn(self._push(frame, stored))
-
-    async def _push(self, frame: bytes, stored: StoredMessage) -> None:
-        try:
-            await self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
-        except Exception:  # the request was answered; receivers will sync the message
-            log.exception("push failed", extra={"msg_id": stored.id})
+            self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
 
     async def on_send(self, req_id: int, flags: int, target: int, req: bodies.Send) -> None:
         """The SEND that needs I/O first (its receiver is not known yet), or that waits

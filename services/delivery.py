@@ -2,33 +2,66 @@
 node, hand the local share to this node's hub and publish once per other node."""
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import logging
+from typing import Any, Callable, Coroutine, Sequence
 
 from ..backends.protocols import Bus, Envelope, NodeId, Routes, UserId
 
 __all__ = ["Delivery"]
 
+log = logging.getLogger("edgeim.delivery")
+
+_Push = tuple[bytes, Sequence[UserId], UserId, str]
+
 
 class Delivery:
-    def __init__(self, node: NodeId, routes: Routes, bus: Bus, local: Callable[[Envelope], object]) -> None:
+    def __init__(self, node: NodeId, routes: Routes, bus: Bus, local: Callable[[Envelope], object],
+                 spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
         self.node = node
         self._routes = routes
         self._bus = bus
         self._local = local
+        self._spawn = spawn
+        self._queue: list[_Push] = []
+        self._flushing = False
 
-    async def push(self, frame: bytes, user_ids: Sequence[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+    def push(self, frame: bytes, user_ids: Sequence[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
         """Deliver ``frame`` (the same bytes object everywhere) to every live session of
-        ``user_ids`` except (skip_user, skip_terminal). At most once: a receiver that misses
-        it catches up with SYNC."""
-        by_node: dict[NodeId, set[UserId]] = {}
-        for route in await self._routes.lookup(user_ids):
-            by_node.setdefault(route.node, set()).add(route.user_id)
-        for node, users in by_node.items():
-            envelope = Envelope(frame, tuple(users), skip_user, skip_terminal)
-            if node == self.node:
-                self._local(envelope)
-            else:
-                await self._bus.publish(node, envelope)
+        ``user_ids`` except (skip_user, skip_terminal). Returns at once: what is pushed
+        in one loop iteration (a commit batch) is routed with one routes lookup, and
+        frames go out in the order they were pushed. At most once: a receiver that misses
+        a frame catches up with SYNC."""
+        self._queue.append((frame, user_ids, skip_user, skip_terminal))
+        if not self._flushing:
+            self._flushing = True
+            self._spawn(self._flush())
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                try:
+                    await self._route(batch)
+                except Exception:
+                    log.exception("push failed", extra={"frames": len(batch)})
+        finally:
+            self._flushing = False
+
+    async def _route(self, batch: list[_Push]) -> None:
+        nodes_of: dict[UserId, set[NodeId]] = {}
+        for route in await self._routes.lookup(list({u for _, users, _, _ in batch for u in users})):
+            nodes_of.setdefault(route.user_id, set()).add(route.node)
+        for frame, users, skip_user, skip_terminal in batch:
+            by_node: dict[NodeId, list[UserId]] = {}
+            for user in users:
+                for node in nodes_of.get(user, ()):
+                    by_node.setdefault(node, []).append(user)
+            for node, targets in by_node.items():
+                envelope = Envelope(frame, tuple(targets), skip_user, skip_terminal)
+                if node == self.node:
+                    self._local(envelope)
+                else:
+                    await self._bus.publish(node, envelope)
 
     async def kick(self, node: NodeId, frame: bytes, user_id: UserId, terminal: str) -> None:
         """Close (user_id, terminal) on ``node`` after giving it ``frame`` (a KICKED push)."""
