@@ -1,4 +1,5 @@
-# Compiled fanout: the contract other Cython modules ``cimport`` to call it at C speed.
-# Same behaviour as the pure-Python twin ``fanout_py.py``.
+# Compiled fanout writer: the contract other Cython modules ``cimport`` to call it at C
+# speed. Same behaviour as the pure-Python twin ``fanout_py.py``.
+from picows.picows cimport WSTransport
 
-cpdef Py_ssize_t send_all(object transports, bytes frame) except -1
+cpdef Py_ssize_t write_frames(WSTransport transport, list frames) except -1

@@ -1,8 +1,6 @@
-# Types of the compiled fanout (_fanout.pyx); same API as fanout_py.py.
-from collections.abc import Iterable
-
+# Types of the compiled fanout writer (_fanout.pyx); same API as fanout_py.py.
 from picows import WSTransport
 
-__all__ = ["send_all"]
+__all__ = ["write_frames"]
 
-def send_all(transports: Iterable[WSTransport], frame: bytes) -> int: ...
+def write_frames(transport: WSTransport, frames: list[bytes]) -> int: ...

@@ -1,10 +1,10 @@
-"""The fanout: the compiled ``_fanout`` unless ``EDGEIM_NO_EXT=1`` (or it is not
+"""The fanout writer: the compiled ``_fanout`` unless ``EDGEIM_NO_EXT=1`` (or it is not
 built), then its pure-Python twin ``fanout_py``. Both have the same API and errors."""
 from __future__ import annotations
 
 from ._select import select
 
-__all__ = ["send_all", "IMPLEMENTATION"]
+__all__ = ["write_frames", "IMPLEMENTATION"]
 
 _impl, IMPLEMENTATION = select("._fanout", ".fanout_py")
-send_all = _impl.send_all
+write_frames = _impl.write_frames

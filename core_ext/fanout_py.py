@@ -1,37 +1,39 @@
-"""Pure-Python twin of ``_fanout.pyx``: the reference the compiled fanout is tested against.
-
-Both send the same ``bytes`` object to every live transport (DESIGN invariant 4) and
-return how many they sent to (tests/core_ext/test_fanout.py runs one suite on both).
-"""
+"""Pure-Python twin of ``_fanout.pyx``: the reference the compiled writer is tested against
+(tests/core_ext/test_fanout.py runs one suite on both)."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+import struct
 
 from picows import WSMsgType, WSTransport
 
-__all__ = ["send_all"]
+__all__ = ["write_frames"]
 
 _BINARY = WSMsgType.BINARY
+_FIN_BINARY = 0x82
 
 
-def send_all(transports: Iterable[WSTransport], frame: bytes) -> int:
-    """Send ``frame`` as one BINARY message to every transport of ``transports`` and
-    return how many it was sent to.
+def _header(size: int) -> bytes:
+    if size < 126:
+        return bytes((_FIN_BINARY, size))
+    if size < 65536:
+        return struct.pack("!BBH", _FIN_BINARY, 126, size)
+    return struct.pack("!BBQ", _FIN_BINARY, 127, size)
 
-    Transports that are disconnected or have already sent their CLOSE frame are skipped
-    (picows would drop the write anyway; skipping keeps the count honest). ``frame`` is
-    not copied or modified here. Must run on the event loop thread that owns the
-    transports; an error from one ``send`` propagates and the rest are not sent to.
-    """
-    # The same type checks as the compiled twin, so both refuse the same input.
-    if type(frame) is not bytes:
-        raise TypeError(f"frame must be bytes, not {type(frame).__name__}")
-    sent = 0
-    for transport in transports:
-        if not isinstance(transport, WSTransport):
-            raise TypeError(f"expected a picows WSTransport, not {type(transport).__name__}")
-        if transport.is_disconnected or transport.is_close_frame_sent:
-            continue
-        transport.send(_BINARY, frame)
-        sent += 1
-    return sent
+
+def write_frames(transport: WSTransport, frames: list[bytes]) -> int:
+    """Write ``frames`` to ``transport`` as that many BINARY WebSocket messages, in order,
+    with one write; returns how many were written (0 once the transport is closing)."""
+    if not isinstance(transport, WSTransport):
+        raise TypeError(f"expected a picows WSTransport, not {type(transport).__name__}")
+    if type(frames) is not list:
+        raise TypeError(f"frames must be a list, not {type(frames).__name__}")
+    for frame in frames:
+        if type(frame) is not bytes:
+            raise TypeError(f"frames must hold bytes, not {type(frame).__name__}")
+    if transport.is_disconnected or transport.is_close_frame_sent or not frames:
+        return 0
+    if len(frames) == 1:
+        transport.send(_BINARY, frames[0])
+        return 1
+    transport.underlying_transport.write(b"".join(part for frame in frames for part in (_header(len(frame)), frame)))
+    return len(frames)

@@ -1,15 +1,45 @@
-"""The sessions connected to this node, by user and terminal, and local fanout."""
+"""The sessions connected to this node, by user and terminal; local fanout; and the
+outbox that turns each session's frames of one loop iteration into one write."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from ..backends.protocols import Envelope, UserId
-from ..core_ext.fanout import send_all
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["Hub"]
+__all__ = ["Hub", "Outbox"]
+
+log = logging.getLogger("edgeim.hub")
+
+
+class Outbox:
+    """Sessions with frames queued in this loop iteration. Replies and pushes are queued
+    (``Session.send_frame``) and written at the end of the iteration, one write per
+    session: a commit batch that acks 16 sends of one connection costs one syscall."""
+
+    __slots__ = ("_loop", "_dirty")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Session] = []
+
+    def add(self, session: Session) -> None:
+        """``session`` has just queued its first frame of this iteration."""
+        if not self._dirty:
+            self._loop.call_soon(self.flush)
+        self._dirty.append(session)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for session in dirty:
+            try:
+                session.flush()
+            except Exception:  # one broken socket must not hold back the others' frames
+                log.exception("write failed", extra={"user": session.user_id})
 
 
 class Hub:
@@ -45,14 +75,15 @@ class Hub:
         return terminals.get(terminal) if terminals else None
 
     def deliver(self, envelope: Envelope) -> int:
-        """Send the envelope's frame to its users here; returns how many sessions got it."""
+        """Queue the envelope's frame (the same bytes object) for its users' sessions here;
+        returns how many sessions it was queued for."""
         if envelope.kick_terminal:
             for user_id in envelope.user_ids:
                 session = self.get(user_id, envelope.kick_terminal)
                 if session is not None:
                     session.kick(envelope.frame)
             return 0
-        transports = []
+        queued = 0
         for user_id in envelope.user_ids:
             terminals = self._users.get(user_id)
             if not terminals:
@@ -60,5 +91,6 @@ class Hub:
             for terminal, session in terminals.items():
                 if user_id == envelope.skip_user and terminal == envelope.skip_terminal:
                     continue
-                transports.append(session.transport)
-        return send_all(transports, envelope.frame)
+                session.send_frame(envelope.frame)
+                queued += 1
+        return queued

@@ -21,7 +21,7 @@ from ..services.auth import AuthService
 from ..services.delivery import Delivery
 from ..services.ids import IdGenerator, node_number
 from ..services.messages import MessageService
-from .hub import Hub
+from .hub import Hub, Outbox
 from .server import EdgeServer
 from .session import Session
 
@@ -44,6 +44,7 @@ class Node:
         self.routes = routes or MemoryRoutes()
         self.bus = bus or LocalBus()
         self.hub = Hub()
+        self.outbox = Outbox(self.loop)
         self.auth = AuthService(self.store, config.token_secret or _load_secret(config.data_dir), config.token_ttl, config.scrypt_log_n)
         self.messages = MessageService(self.store, IdGenerator(node_number(self.id)))
         self.delivery = Delivery(self.id, self.routes, self.bus, self.hub.deliver, self.spawn)

@@ -18,6 +18,7 @@ from ..backends.protocols import StoredMessage, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import decode_request, encode_frame
 from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited
+from ..core_ext.fanout import write_frames
 from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, ErrorCode, Op
 from ..services.auth import Identity
 
@@ -61,6 +62,8 @@ class Session(WSListener):
         self._auth_busy = False
         #: set while picows holds more unsent bytes than its high-water mark
         self.write_paused = False
+        #: frames queued in this loop iteration (None: nothing queued); see Outbox
+        self._out: list[bytes] | None = None
         # resolves when this connection's previous SEND has started its append: keeps the
         # connection's sends in order without waiting for each commit
         self._send_gate: asyncio.Future[None] | None = None
@@ -103,7 +106,7 @@ class Session(WSListener):
             self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {exc}", ErrorCode.BAD_BODY))
             return
         if op == Op.PING:
-            self.transport.send(WSMsgType.BINARY, _PONG if req_id == 0 else encode_frame(Op.PONG, req_id, 0, b""))
+            self.send_frame(_PONG if req_id == 0 else encode_frame(Op.PONG, req_id, 0, b""))
             return
         if self.state != AUTHENTICATED and op not in _OPEN_OPS:
             self.error(req_id, AuthError(f"{Op(op).name} needs a login first"))
@@ -161,8 +164,22 @@ class Session(WSListener):
     # -- replies ------------------------------------------------------------------------------
 
     def reply(self, op: Op, req_id: int, body: msgspec.Struct | None, target: int = 0) -> None:
-        if not self.closed:
-            self.transport.send(WSMsgType.BINARY, encode_frame(op, req_id, target, bodies.encode(body)))
+        self.send_frame(encode_frame(op, req_id, target, bodies.encode(body)))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue ``frame``; what is queued in one loop iteration goes out in one write."""
+        if self.closed:
+            return
+        if self._out is None:
+            self._out = [frame]
+            self.node.outbox.add(self)
+        else:
+            self._out.append(frame)
+
+    def flush(self) -> None:
+        frames, self._out = self._out, None
+        if frames:
+            write_frames(self.transport, frames)
 
     def error(self, req_id: int, exc: ImError) -> None:
         self.reply(Op.ERROR, req_id, bodies.Error(code=int(exc.code), message=exc.message))
@@ -172,6 +189,7 @@ class Session(WSListener):
         after CLOSE_WAIT: closing it at once, with the client's frames still unread, would
         make the kernel reset the connection and the client could lose the close code."""
         if not self.closed and not self.transport.is_close_frame_sent:
+            self.flush()  # what was queued before the close goes before it
             self.transport.send_close(WSCloseCode(int(code)), reason.encode())
             self.node.loop.call_later(CLOSE_WAIT, self.transport.disconnect, False)
 
@@ -194,8 +212,7 @@ class Session(WSListener):
 
     def kick(self, frame: bytes) -> None:
         """Forced logout: the KICKED push, then close 4001."""
-        if not self.closed:
-            self.transport.send(WSMsgType.BINARY, frame)
+        self.send_frame(frame)
         self.close(CloseCode.REPLACED, "replaced")
 
     async def _run(self, op: int, req_id: int, handler: Awaitable[None]) -> None:

@@ -23,7 +23,7 @@ def fanout(request):
 
 
 class ServerSide(WSListener):
-    """The server end of one connection: what ``send_all`` is given."""
+    """The server end of one connection: what ``write_frames`` is given."""
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -77,49 +77,80 @@ async def connections():
     await ws_server.wait_closed()
 
 
-@pytest.mark.parametrize("body_size", [100, MAX_BODY_SIZE], ids=["small", "largest"])
-async def test_same_bytes_to_every_live_transport(fanout, connections, body_size):
-    (live_a, _, side_a), (live_b, _, side_b), (closing, _, side_closing), (gone, gone_transport, side_gone) = connections
+# payload sizes around the WebSocket length encodings (7-bit, 16-bit, 64-bit)
+SIZES = [0, 1, 105, 106, 125 - 20, 126 - 20, 65535 - 20, MAX_BODY_SIZE]
+
+
+def frames_of(sizes: list[int]) -> list[bytes]:
+    return [encode_frame(Op.MSG_PUSH, 0, n, bytes(range(256)) * (size // 256) + b"x" * (size % 256))
+            for n, size in enumerate(sizes)]
+
+
+async def received(client: Client, count: int) -> list[bytes]:
+    while len(client.frames) < count:
+        client.received.clear()
+        await asyncio.wait_for(client.received.wait(), TIMEOUT)
+    return client.frames
+
+
+@pytest.mark.parametrize("sizes", [[100], [100, 100, 100], SIZES, SIZES[::-1], [MAX_BODY_SIZE] * 3],
+                         ids=["one", "three", "every-length-encoding", "reversed", "three-largest"])
+async def test_frames_arrive_as_separate_messages_in_order(fanout, connections, sizes):
+    (client, _, side), *_ = connections
+    frames = frames_of(sizes)
+    originals = [bytes(f) for f in frames]
+
+    assert fanout.write_frames(side.transport, frames) == len(frames)
+
+    assert await received(client, len(frames)) == originals
+    assert frames == originals  # the frames are copied, never written into
+
+
+async def test_the_same_frame_object_reaches_every_connection(fanout, connections):
+    """Invariant 4: one encoding, the same bytes on every connection."""
+    shared = frames_of([300])[0]
+    for _, _, side in connections:
+        fanout.write_frames(side.transport, [shared, shared])
+    for client, _, _ in connections:
+        assert await received(client, 2) == [shared, shared]
+
+
+async def test_writes_interleave_in_order_with_picows_own_sends(fanout, connections):
+    (client, _, side), *_ = connections
+    first, batch, last = frames_of([10]), frames_of([20, 30, 40]), frames_of([50])
+    side.transport.send(WSMsgType.BINARY, first[0])
+    fanout.write_frames(side.transport, batch)
+    side.transport.send(WSMsgType.BINARY, last[0])
+    assert await received(client, 5) == first + batch + last
+
+
+async def test_closing_or_gone_transports_get_nothing(fanout, connections):
+    _, (closing, _, side_closing), (gone, gone_transport, side_gone), _ = connections
     side_closing.transport.send_close()
     gone_transport.disconnect()
     await asyncio.wait_for(side_gone.disconnected.wait(), TIMEOUT)
-    frame = encode_frame(Op.MSG_PUSH, 0, 7, bytes(range(256)) * (body_size // 256) + b"x" * (body_size % 256))
-    original = bytes(frame)
 
-    sent = fanout.send_all([side.transport for _, _, side in connections], frame)
-
-    assert sent == 2
-    for client in (live_a, live_b):
-        await asyncio.wait_for(client.received.wait(), TIMEOUT)
-        assert client.frames == [frame]
+    assert fanout.write_frames(side_closing.transport, frames_of([1, 2])) == 0
+    assert fanout.write_frames(side_gone.transport, frames_of([1, 2])) == 0
     await asyncio.wait_for(closing.closed.wait(), TIMEOUT)
     assert closing.frames == [] and gone.frames == []
-    assert frame == original  # the shared frame is never written into
 
 
-async def test_accepts_any_iterable(fanout, connections):
-    transports = (side.transport for _, _, side in connections)
-    frame = encode_frame(Op.KICKED, 0, 0, b"")
-
-    assert fanout.send_all(transports, frame) == len(connections)
-    for client, _, _ in connections:
-        await asyncio.wait_for(client.received.wait(), TIMEOUT)
-        assert client.frames == [frame]
+async def test_nothing_to_write(fanout, connections):
+    (_, _, side), *_ = connections
+    assert fanout.write_frames(side.transport, []) == 0
 
 
-def test_nothing_to_send_to(fanout):
-    assert fanout.send_all([], b"frame") == 0
-
-
-@pytest.mark.parametrize("frame", [bytearray(b"frame"), memoryview(b"frame"), "frame", None])
-def test_frame_must_be_bytes(fanout, frame):
+@pytest.mark.parametrize("frames", [[bytearray(b"frame")], [memoryview(b"frame")], ["frame"], [None], (b"a",)])
+async def test_frames_must_be_a_list_of_bytes(fanout, connections, frames):
+    (_, _, side), *_ = connections
     with pytest.raises(TypeError):
-        fanout.send_all([], frame)
+        fanout.write_frames(side.transport, frames)
 
 
-def test_receivers_must_be_transports(fanout):
+def test_receiver_must_be_a_transport(fanout):
     with pytest.raises(TypeError):
-        fanout.send_all([object()], b"frame")
+        fanout.write_frames(object(), [b"frame"])
 
 
 def test_compiled_fanout_is_an_extension_module():
