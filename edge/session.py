@@ -130,6 +130,7 @@ class Session(WSListener):
         if msg_type is WSMsgType.PING:  # auto-pong is off so that pings count as activity
             self.transport.send_pong(frame.get_payload_as_bytes())
         elif msg_type is WSMsgType.CLOSE:
+            self.flush()  # replies queued before the client's CLOSE still go out
             self.transport.send_close(frame.get_close_code())
             self.transport.disconnect()
         elif msg_type is WSMsgType.TEXT or msg_type is WSMsgType.CONTINUATION or msg_type is WSMsgType.BINARY:
