@@ -3,6 +3,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# reinstall (and recompile the Cython modules) only when what the build reads changed
+BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd)
 
 .PHONY: serve test install clean
 
@@ -10,8 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-install: $(BIN)/python
+$(VENV)/.installed: $(BIN)/python $(BUILD_INPUTS)
 	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+install: $(VENV)/.installed
 
 ## make serve: install edgeim and run one node on embedded defaults (data under ./data)
 serve: install
