@@ -123,7 +123,14 @@ class Session(WSListener):
                 return
             self._auth_busy = True
         self._in_flight += 1
-        self.node.spawn(self._run(op, req_id, _HANDLERS[op](self, req_id, flags, target, request)))
+        if op == Op.SEND:
+            # the gate is set now, not when the task starts, so that a SEND read right
+            # after this one cannot take the fast path ahead of it
+            previous, self._send_gate = self._send_gate, self.node.loop.create_future()
+            handler = self.on_send(req_id, target, request, previous, self._send_gate)
+        else:
+            handler = _HANDLERS[op](self, req_id, flags, target, request)
+        self.node.spawn(self._run(op, req_id, handler))
 
     def _on_other_frame(self, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -294,20 +301,23 @@ class Session(WSListener):
             self.error(req_id, ImError("internal error"))
 
     def _acked(self, req_id: int, stored: StoredMessage) -> None:
-        """Ack a durable message, then push it (unless it is a retry's original)."""
-        self.reply(Op.SEND_ACK, req_id, bodies.SendAck(
+        """Ack a durable message, then push it (unless it is a retry's original). The ack
+        queues behind the pushes already on their way, so a connection sees each
+        conversation's seqs in order: never the ack of n+1 before the push of n."""
+        ack = encode_frame(Op.SEND_ACK, req_id, 0, bodies.encode(bodies.SendAck(
             cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
-        ))
+        )))
+        self.node.delivery.then(self.send_frame, ack)
         if not stored.duplicate:  # a retry's original was pushed already (or is synced)
             frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
             self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
 
-    async def on_send(self, req_id: int, flags: int, target: int, req: bodies.Send) -> None:
+    async def on_send(self, req_id: int, target: int, req: bodies.Send,
+                      previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
         """The SEND that needs I/O first (its receiver is not known yet), or that waits
-        behind one that does; the connection's sends keep their order either way."""
+        behind one that does (``previous``); it resolves ``mine`` once it is in the store's
+        queue, so the connection's sends keep their order either way."""
         messages = self.node.messages
-        previous, mine = self._send_gate, self.node.loop.create_future()
-        self._send_gate = mine
         try:
             new = await messages.prepare(self.user_id, UserId(target), req.cmid, req.type, req.content)
             if previous is not None and not previous.done():
@@ -364,7 +374,6 @@ _HANDLERS: dict[int, Callable[..., Awaitable[None]]] = {
     Op.LOGIN: Session.on_login,
     Op.TOKEN_LOGIN: Session.on_token_login,
     Op.LOGOUT: Session.on_logout,
-    Op.SEND: Session.on_send,
     Op.SYNC: Session.on_sync,
     Op.HISTORY: Session.on_history,
     Op.CONVERSATIONS: Session.on_conversations,

@@ -11,7 +11,9 @@ __all__ = ["Delivery"]
 
 log = logging.getLogger("edgeim.delivery")
 
-_Push = tuple[bytes, Sequence[UserId], UserId, str]
+#: (frame, receivers, skip_user, skip_terminal, reply): a push to route, or, when ``reply``
+#: is set, a reply to hand to it in turn
+_Item = tuple[bytes, Sequence[UserId], UserId, str, "Callable[[bytes], object] | None"]
 
 
 class Delivery:
@@ -22,7 +24,7 @@ class Delivery:
         self._bus = bus
         self._local = local
         self._spawn = spawn
-        self._queue: list[_Push] = []
+        self._queue: list[_Item] = []
         self._flushing = False
 
     def push(self, frame: bytes, user_ids: Sequence[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
@@ -31,7 +33,15 @@ class Delivery:
         in one loop iteration (a commit batch) is routed with one routes lookup, and
         frames go out in the order they were pushed. At most once: a receiver that misses
         a frame catches up with SYNC."""
-        self._queue.append((frame, user_ids, skip_user, skip_terminal))
+        self._enqueue((frame, user_ids, skip_user, skip_terminal, None))
+
+    def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
+        """Call ``send(frame)`` once the pushes queued before it are handed over: a
+        reply that must not overtake them (a SEND_ACK) goes through here."""
+        self._enqueue((frame, (), UserId(0), "", send))
+
+    def _enqueue(self, item: _Item) -> None:
+        self._queue.append(item)
         if not self._flushing:
             self._flushing = True
             self._spawn(self._flush())
@@ -47,11 +57,17 @@ class Delivery:
         finally:
             self._flushing = False
 
-    async def _route(self, batch: list[_Push]) -> None:
+    async def _route(self, batch: list[_Item]) -> None:
         nodes_of: dict[UserId, set[NodeId]] = {}
-        for route in await self._routes.lookup(list({u for _, users, _, _ in batch for u in users})):
-            nodes_of.setdefault(route.user_id, set()).add(route.node)
-        for frame, users, skip_user, skip_terminal in batch:
+        try:
+            for route in await self._routes.lookup(list({u for item in batch for u in item[1]})):
+                nodes_of.setdefault(route.user_id, set()).add(route.node)
+        except Exception:  # no pushes this time (receivers will sync); replies still go
+            log.exception("routes lookup failed", extra={"frames": len(batch)})
+        for frame, users, skip_user, skip_terminal, reply in batch:
+            if reply is not None:
+                reply(frame)
+                continue
             by_node: dict[NodeId, list[UserId]] = {}
             for user in users:
                 for node in nodes_of.get(user, ()):
@@ -60,8 +76,11 @@ class Delivery:
                 envelope = Envelope(frame, tuple(targets), skip_user, skip_terminal)
                 if node == self.node:
                     self._local(envelope)
-                else:
+                    continue
+                try:
                     await self._bus.publish(node, envelope)
+                except Exception:  # that node misses this frame (it will sync); the rest go on
+                    log.exception("publish failed", extra={"node": node})
 
     async def kick(self, node: NodeId, frame: bytes, user_id: UserId, terminal: str) -> None:
         """Close (user_id, terminal) on ``node`` after giving it ``frame`` (a KICKED push)."""

@@ -292,3 +292,66 @@ async def test_sync_all_fills_a_gap_left_by_a_missed_push(server, clients):
 
     assert pushed.seq == 2
     assert [m.content for m in caught_up] == ["missed while offline", "pushed"]
+
+
+async def test_each_connection_sees_a_conversations_seqs_in_order(server):
+    """Acks and pushes of one conversation reach a connection in seq order, even when
+    both sides send at once and their messages commit in the same batch."""
+    arrivals: dict[str, list[int]] = {}
+
+    class Recording(Client):
+        def _on_frame(self, data: bytes) -> None:
+            op, _, _, _, body = decode_frame(data)
+            if op == Op.SEND_ACK:
+                arrivals.setdefault(self.terminal, []).append(bodies.decode(body, bodies.SendAck).seq)
+            elif op == Op.MSG_PUSH:
+                arrivals.setdefault(self.terminal, []).append(bodies.decode(body, bodies.Message).seq)
+            super()._on_frame(data)
+
+    alice, bob = Recording(server.url), Recording(server.url)
+    await alice.connect()
+    await bob.connect()
+    alice_id = await alice.register("alice", "secret-pw")
+    bob_id = await bob.register("bob", "secret-pw")
+    await alice.login("alice", "secret-pw", "ios")
+    await bob.login("bob", "secret-pw", "web")
+
+    for _ in range(20):
+        await asyncio.gather(*(alice.send(bob_id, "a") for _ in range(5)), *(bob.send(alice_id, "b") for _ in range(5)))
+    await alice.ping()
+    await bob.ping()  # every push was written before these replies
+    await alice.close()
+    await bob.close()
+
+    for terminal in ("ios", "web"):
+        assert arrivals[terminal] == list(range(1, 201)), terminal
+
+
+def _masked(frame: bytes) -> bytes:
+    """A client-to-server WebSocket message by hand (mask key 0: payload unchanged)."""
+    size = len(frame)
+    length = bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big")
+    return b"\x82" + length + b"\0\0\0\0" + frame
+
+
+async def test_sends_in_one_read_reach_the_store_in_the_order_sent(clients):
+    alice, bob, carol = await clients(), await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    _, carol_id = await new_user(carol)
+    await alice.send(bob_id, "bob is known to the node now")
+    first = asyncio.get_running_loop().create_future()
+    second = asyncio.get_running_loop().create_future()
+    alice._waiting[900], alice._waiting[901] = first, second
+    order: list[int] = []
+    first.add_done_callback(lambda _: order.append(900))
+    second.add_done_callback(lambda _: order.append(901))
+
+    # one TCP write: a SEND whose receiver the node must look up, then one it knows
+    alice._transport.underlying_transport.write(
+        _masked(encode_frame(Op.SEND, 900, carol_id, bodies.encode(bodies.Send(cmid="to-carol", content="1"))))
+        + _masked(encode_frame(Op.SEND, 901, bob_id, bodies.encode(bodies.Send(cmid="to-bob", content="2")))))
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+
+    assert [op for op, _ in (first.result(), second.result())] == [Op.SEND_ACK, Op.SEND_ACK]
+    assert order == [900, 901]
