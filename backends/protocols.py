@@ -2,12 +2,16 @@
 embedded default (SQLite, memory, in-process) and, later, a cluster implementation
 (TiDB/MySQL, Redis, RocketMQ). One contract suite (tests/backends/) runs against every
 implementation; the guarantees stated here are what that suite checks.
+
+The records are frozen msgspec Structs, not dataclasses: several are built per message,
+and a Struct is built about ten times faster than a frozen dataclass.
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Awaitable, Callable, NewType, Protocol, Sequence
+
+import msgspec
 
 __all__ = [
     "UserId", "NodeId", "ConvId",
@@ -29,8 +33,7 @@ class StoreClosed(RuntimeError):
     """The store is not open: ``open()`` was not called, or ``close()`` was."""
 
 
-@dataclass(frozen=True, slots=True)
-class User:
+class User(msgspec.Struct, frozen=True):
     id: UserId
     username: str
     password_hash: str
@@ -38,8 +41,7 @@ class User:
     created_at: int  # unix ms
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     """A message as the sender's node accepted it, before it has a seq or an id."""
 
     conv: ConvId
@@ -52,8 +54,7 @@ class NewMessage:
     ts: int  # server time, unix ms
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(msgspec.Struct, frozen=True):
     id: int
     conv: ConvId
     seq: int
@@ -66,8 +67,7 @@ class StoredMessage:
     duplicate: bool = False  # True when (sender, cmid) was already stored: this is that row
 
 
-@dataclass(frozen=True, slots=True)
-class Conversation:
+class Conversation(msgspec.Struct, frozen=True):
     conv: ConvId
     peer: UserId
     last_seq: int
@@ -119,8 +119,7 @@ class Store(Protocol):
         """Every conversation the user takes part in, most recent first."""
 
 
-@dataclass(frozen=True, slots=True)
-class Route:
+class Route(msgspec.Struct, frozen=True):
     user_id: UserId
     terminal: str
     node: NodeId
@@ -148,8 +147,7 @@ class Routes(Protocol):
     async def close(self) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(msgspec.Struct, frozen=True):
     """What one node hands another: an encoded frame and the local users to give it to.
 
     ``frame`` is sent as is to every session of ``user_ids`` on the receiving node,
