@@ -15,7 +15,7 @@ from ..backends.protocols import Bus, NodeId, Routes, Store
 from ..backends.sqlite import SqliteStore
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
-from ..core_ext.protocol import CloseCode, Op
+from ..core_ext.protocol import Op
 from ..ops.config import Config
 from ..services.auth import AuthService
 from ..services.delivery import Delivery
@@ -88,7 +88,7 @@ class Node:
         """Make ``session`` the live one of its (user, terminal), here and in the routes;
         the one it replaces, on this node or another, is kicked."""
         old = self.hub.attach(session)
-        kick = encode_frame(Op.KICKED, 0, session.user_id, bodies.encode(bodies.Kicked(reason="replaced", terminal=session.terminal)))
+        kick = _kicked_frame(session)
         if old is not None:
             old.kick(kick)
         previous = await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
@@ -104,9 +104,14 @@ class Node:
             return
         routes = await self.routes.lookup((session.user_id,))
         if any(r.terminal == session.terminal and r.node != self.id for r in routes):
-            session.close(CloseCode.REPLACED, "replaced")
+            session.kick(_kicked_frame(session))
         else:
             await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
+
+
+def _kicked_frame(session: Session) -> bytes:
+    body = bodies.Kicked(reason="replaced", terminal=session.terminal)
+    return encode_frame(Op.KICKED, 0, session.user_id, bodies.encode(body))
 
 
 def _lock(data_dir: Path) -> int:

@@ -40,7 +40,8 @@ class Config:
     bad_frame_limit: int = 32
     #: let several nodes share the port (SO_REUSEPORT); each needs its own data dir
     reuse_port: bool = False
-    #: bytes a connection may leave unread before it is dropped as a slow consumer (4008)
+    #: bytes a connection may leave unread before it is dropped as a slow consumer (no close
+    #: frame: it would queue behind what the client does not read)
     max_write_buffer: int = 4 * 1024 * 1024
     #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
     sqlite_sync: str = "FULL"
