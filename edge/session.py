@@ -192,6 +192,15 @@ class Session(WSListener):
     def error(self, req_id: int, exc: ImError) -> None:
         self.reply(Op.ERROR, req_id, bodies.Error(code=int(exc.code), message=exc.message))
 
+    def _fail(self, op: int, req_id: int, exc: BaseException) -> None:
+        """The one mapping of a failed request to its ERROR frame: an ImError carries its
+        code; anything else is a bug, logged, and the client sees INTERNAL."""
+        if isinstance(exc, ImError):
+            self.error(req_id, exc)
+        else:
+            log.error("request failed", exc_info=exc, extra={"op": op, "req_id": req_id, "user": self.user_id})
+            self.error(req_id, ImError("internal error"))
+
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Start the close handshake. The socket is dropped when the client answers, or
         after CLOSE_WAIT: closing it at once, with the client's frames still unread, would
@@ -226,11 +235,8 @@ class Session(WSListener):
     async def _run(self, op: int, req_id: int, handler: Awaitable[None]) -> None:
         try:
             await handler
-        except ImError as exc:
-            self.error(req_id, exc)
-        except Exception:
-            log.exception("request failed", extra={"op": op, "req_id": req_id, "user": self.user_id})
-            self.error(req_id, ImError("internal error"))
+        except Exception as exc:
+            self._fail(op, req_id, exc)
         finally:
             self._in_flight -= 1
             if op in _AUTH_OPS:
@@ -294,11 +300,8 @@ class Session(WSListener):
         error = done.exception()
         if error is None:
             self._acked(req_id, done.result())
-        elif isinstance(error, ImError):
-            self.error(req_id, error)
         else:
-            log.error("send failed", exc_info=error, extra={"req_id": req_id, "user": self.user_id})
-            self.error(req_id, ImError("internal error"))
+            self._fail(Op.SEND, req_id, error)
 
     def _acked(self, req_id: int, stored: StoredMessage) -> None:
         """Ack a durable message, then push it (unless it is a retry's original). The ack
