@@ -8,6 +8,7 @@ compiled here; ``EDGEIM_NO_EXT=1`` at run time selects their pure-Python twins.
 import importlib.util
 
 from setuptools import Extension, setup
+from setuptools.command.build_py import build_py
 from Cython.Build import cythonize
 
 SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk"]
@@ -21,8 +22,20 @@ extensions = [
 if importlib.util.find_spec("picows") is not None:
     extensions.append(Extension("edgeim.core_ext._fanout", ["core_ext/_fanout.pyx"]))
 
+
+
+class BuildPackageOnly(build_py):
+    """The root is the ``edgeim`` package, so setuptools would ship this file as
+    ``edgeim/setup.py``: keep the top-level package to its ``__init__`` and data."""
+
+    def find_package_modules(self, package, package_dir):
+        modules = super().find_package_modules(package, package_dir)
+        return [m for m in modules if not (package == "edgeim" and m[1] != "__init__")]
+
+
 setup(
     name="edgeim",
+    cmdclass={"build_py": BuildPackageOnly},
     version="0.1.0",
     description="Distributed instant-messaging server: picows/uvloop edge, Cython hot paths",
     python_requires=">=3.11",

@@ -25,9 +25,9 @@ MAX_PAGE = 200  # messages per sync/history page
 MAX_CONVERSATIONS = 500  # conversations per CONVERSATIONS page: 500 always fit in one frame
 MAX_SEQ = 2**63 - 1
 
-Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")]
+Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=6, max_length=128)]
-Terminal = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+$")]
+Terminal = Annotated[str, msgspec.Meta(min_length=1, max_length=16, pattern=r"^[a-z0-9_-]+\Z")]
 ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
@@ -172,7 +172,11 @@ def decode(data: bytes | memoryview, kind: type[msgspec.Struct]) -> Any:
     decoder = _decoders.get(kind)
     if decoder is None:
         decoder = _decoders[kind] = msgspec.msgpack.Decoder(kind)
-    return decoder.decode(data if len(data) else _EMPTY_MAP)
+    try:
+        return decoder.decode(data if len(data) else _EMPTY_MAP)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        # invalid UTF-8 in a str, or nesting too deep for the decoder: still a bad body
+        raise msgspec.DecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
 #: Which Struct each request op carries.

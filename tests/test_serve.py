@@ -6,10 +6,10 @@ import asyncio
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -20,12 +20,13 @@ from picows import WSError, WSListener, ws_connect
 
 from edgeim.sdk import Client
 
-IM = shutil.which("im")
+#: the console script installed beside this interpreter (make test never puts .venv/bin on PATH)
+IM = Path(sys.executable).with_name("im")
 
 
 def run_im(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    assert IM, "the im console script is installed with the package"
-    return subprocess.Popen([IM, *args], cwd=cwd, env={**os.environ, **(env or {})},
+    assert IM.is_file(), f"the im console script is installed with the package, beside {sys.executable}"
+    return subprocess.Popen([str(IM), *args], cwd=cwd, env={**os.environ, **(env or {})},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -13,7 +13,7 @@ from picows import WSMsgType
 from edgeim.core_ext import bodies
 from edgeim.core_ext.codec_py import encode_frame
 from edgeim.core_ext.protocol import HEADER_FORMAT, MAX_FRAME_SIZE, CloseCode, ErrorCode, Op
-from edgeim.sdk import Client
+from edgeim.sdk import Client, ServerError
 
 
 @pytest.fixture
@@ -71,10 +71,12 @@ async def test_request_before_login_is_refused(clients, witness):
         (frame(Op.SEND, 9, msgspec.msgpack.encode([1, 2, 3]), target=2), ErrorCode.BAD_BODY),
         (frame(Op.SYNC, 9, msgspec.msgpack.encode({"conv": "p1_2", "after_seq": 2**63})), ErrorCode.BAD_BODY),
         (frame(Op.SEND, 9, msgspec.msgpack.encode({"cmid": "c", "content": "x"}), target=2**64 - 1), ErrorCode.USER_NOT_FOUND),
+        (frame(Op.SYNC, 9, bytes.fromhex("81a4636f6e76a470fffe32")), ErrorCode.BAD_BODY),  # str of invalid UTF-8
+        (frame(Op.SYNC, 9, b"\x82\xa1z" + b"\x91" * 1000 + b"\x00\xa4conv\xa4p1_2"), ErrorCode.BAD_BODY),  # 1,000 deep
     ],
     ids=["unknown-op", "push-op", "reply-op", "bad-version", "length-too-long", "length-too-short",
          "unknown-flags", "not-msgpack", "wrong-type", "limit-out-of-range", "array-body", "seq-above-int64",
-         "target-above-int64"],
+         "target-above-int64", "invalid-utf8", "nested-1000-deep"],
 )
 async def test_malformed_frame_gets_its_error_code(clients, witness, data, code):
     client = await clients()
@@ -135,3 +137,30 @@ async def test_flood_is_rate_limited_then_closed(clients, witness):
     assert pongs  # the burst was served
     assert limited and set(limited) == {ErrorCode.RATE_LIMITED}
     await witness()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"\x83\xa8username\xa3a\xff\xfe\xa8password\xa9secret-pw\xa8terminal\xa3web",  # username: invalid UTF-8
+        msgspec.msgpack.encode({"username": "alice\n", "password": "secret-pw", "terminal": "web"}),
+        msgspec.msgpack.encode({"username": "alice", "password": "secret-pw", "terminal": "web\n"}),
+    ],
+    ids=["invalid-utf8", "username-trailing-newline", "terminal-trailing-newline"],
+)
+async def test_bad_login_bodies_before_login_get_bad_body(clients, witness, body):
+    client = await clients()
+    assert await error_of(client, frame(Op.LOGIN, 4, body), 4) == ErrorCode.BAD_BODY
+    await client.ping()  # still open, still anonymous
+    assert await error_of(client, frame(Op.SYNC, 5, msgspec.msgpack.encode({"conv": "p1_2"})), 5) == ErrorCode.NOT_AUTHENTICATED
+    await witness()
+
+
+async def test_a_trailing_newline_does_not_register_a_second_alice(clients):
+    client = await clients()
+    await client.register("alice", "secret-pw")
+    data = frame(Op.REGISTER, 6, msgspec.msgpack.encode({"username": "alice\n", "password": "secret-pw"}))
+    assert await error_of(client, data, 6) == ErrorCode.BAD_BODY
+    with pytest.raises(ServerError) as err:
+        await client.register("alice", "other-pw")
+    assert err.value.code == ErrorCode.USERNAME_TAKEN
