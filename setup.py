@@ -41,7 +41,7 @@ setup(
     python_requires=">=3.11",
     packages=["edgeim"] + [f"edgeim.{name}" for name in SUBPACKAGES],
     package_dir={"edgeim": "."},
-    package_data={"edgeim.core_ext": ["*.pyx", "*.pxd", "*.pyi"], "edgeim": ["py.typed"]},
+    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed"]},
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
     setup_requires=["picows>=2.3"],
     install_requires=[

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Awaitable, Callable, Sequence
 
-from .protocols import Envelope, NodeId, Route, UserId
+from .protocols import ConvId, Envelope, NodeId, Route, UserId
 
 __all__ = ["MemoryRoutes", "LocalBus", "LocalBusHub", "BusClosed"]
 
@@ -35,6 +35,7 @@ class MemoryRoutes:
         self._size = 0
         self._ops_since_sweep = 0
         self._size_after_sweep = 0
+        self._nodes_of: dict[ConvId, set[NodeId]] = {}
 
     async def bind(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> Route | None:
         now = self._tick()
@@ -76,7 +77,23 @@ class MemoryRoutes:
                     self._remove(user_id, terminal)
         return routes
 
+    async def subscribe(self, node: NodeId, convs: Sequence[ConvId]) -> None:
+        for conv in convs:
+            self._nodes_of.setdefault(conv, set()).add(node)
+
+    async def unsubscribe(self, node: NodeId, convs: Sequence[ConvId]) -> None:
+        for conv in convs:
+            nodes = self._nodes_of.get(conv)
+            if nodes is not None:
+                nodes.discard(node)
+                if not nodes:
+                    del self._nodes_of[conv]
+
+    async def nodes_of(self, conv: ConvId) -> list[NodeId]:
+        return list(self._nodes_of.get(conv, ()))
+
     async def close(self) -> None:
+        self._nodes_of.clear()
         self._by_user.clear()
         self._size = 0
         self._size_after_sweep = 0

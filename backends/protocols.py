@@ -9,13 +9,17 @@ and a Struct is built about ten times faster than a frozen dataclass.
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable, NewType, Protocol, Sequence
+from typing import Any, Awaitable, Callable, NewType, Protocol, Sequence
 
 import msgspec
 
 __all__ = [
-    "UserId", "NodeId", "ConvId",
-    "User", "NewMessage", "StoredMessage", "Conversation", "Route", "Envelope",
+    "UserId", "NodeId", "ConvId", "GroupId",
+    "User", "NewMessage", "StoredMessage", "Route", "Envelope",
+    "Friend", "FriendRequest", "UserConv", "UserRecords", "GroupRecord", "Member", "JoinRequest",
+    "GroupRecords", "Change", "PutFriendRequest", "DropFriendRequest", "PutFriendship",
+    "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
+    "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv",
     "Store", "Routes", "Bus",
     "UsernameTaken", "StoreClosed",
 ]
@@ -23,6 +27,7 @@ __all__ = [
 UserId = NewType("UserId", int)
 NodeId = NewType("NodeId", str)
 ConvId = NewType("ConvId", str)
+GroupId = NewType("GroupId", int)
 
 
 class UsernameTaken(Exception):
@@ -46,12 +51,15 @@ class NewMessage(msgspec.Struct, frozen=True):
 
     conv: ConvId
     sender: UserId
-    to: UserId  # receiver user (1:1); a group id once groups exist
+    to: int  # receiver user (private conversation) or group id (group conversation)
     cmid: str  # client message id: (sender, cmid) is unique
     type: int
     content: str
     msg_id: int  # unique id proposed by the node (kept unless (sender, cmid) already exists)
     ts: int  # server time, unix ms
+    #: users whose conversation lists gain ``conv`` at its first message (a private
+    #: conversation's two users); group members enter theirs when they join
+    members: tuple[UserId, ...] = ()
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -59,7 +67,7 @@ class StoredMessage(msgspec.Struct, frozen=True):
     conv: ConvId
     seq: int
     sender: UserId
-    to: UserId
+    to: int
     cmid: str
     type: int
     content: str
@@ -67,33 +75,203 @@ class StoredMessage(msgspec.Struct, frozen=True):
     duplicate: bool = False  # True when (sender, cmid) was already stored: this is that row
 
 
-class Conversation(msgspec.Struct, frozen=True):
+# -- the social graph and per-user state ------------------------------------------------------
+
+class Friend(msgspec.Struct, frozen=True):
+    user: UserId  # the friend
+    remark: str  # the owner's note on this friend
+    since: int  # unix ms
+
+
+class FriendRequest(msgspec.Struct, frozen=True):
+    sender: UserId
+    receiver: UserId
+    message: str
+    ts: int
+
+
+class UserConv(msgspec.Struct, frozen=True):
+    """One user's own state in one conversation: changes only when that user acts (reads,
+    pins, mutes, hides, sends), never when others post."""
+
     conv: ConvId
-    peer: UserId
-    last_seq: int
-    last_ts: int
+    read_seq: int = 0  # every message up to this seq is read
+    pinned: bool = False
+    muted: bool = False
+    hidden_seq: int = 0  # hidden while the conversation's last seq is not above this
+    joined_seq: int = 0  # group: messages up to this seq predate the member
+
+
+class UserRecords(msgspec.Struct, frozen=True):
+    """Everything about one user that a node keeps in memory while the user is online."""
+
+    friends: list[Friend]
+    requests_in: list[FriendRequest]  # pending, sent to this user
+    requests_out: list[FriendRequest]  # pending, sent by this user
+    blocked: list[UserId]  # users this user blocked
+    blocked_by: list[UserId]  # users who blocked this user
+    convs: list[UserConv]
+    heads: list[StoredMessage]  # the newest message of each conversation in ``convs`` that has one
+
+
+class GroupRecord(msgspec.Struct, frozen=True):
+    id: GroupId
+    name: str
+    avatar: str
+    notice: str
+    owner: UserId
+    join_mode: str  # "open" | "approval"
+    mute_all: bool
+    max_members: int
+    created_at: int  # unix ms
+
+
+class Member(msgspec.Struct, frozen=True):
+    user: UserId
+    role: str  # "owner" | "admin" | "member"
+    muted_until: int  # unix ms; 0: not muted
+    joined_at: int  # unix ms
+    joined_seq: int  # the group conversation's last seq when the member joined
+
+
+class JoinRequest(msgspec.Struct, frozen=True):
+    user: UserId
+    message: str
+    ts: int
+
+
+class GroupRecords(msgspec.Struct, frozen=True):
+    group: GroupRecord
+    members: list[Member]
+    requests: list[JoinRequest]
+
+
+# -- changes: every write of the social graph, applied in order with the messages -------------
+
+class PutFriendRequest(msgspec.Struct, frozen=True, tag=True):
+    sender: UserId
+    receiver: UserId
+    message: str
+    ts: int
+
+
+class DropFriendRequest(msgspec.Struct, frozen=True, tag=True):
+    sender: UserId
+    receiver: UserId
+
+
+class PutFriendship(msgspec.Struct, frozen=True, tag=True):
+    """Both directions at once; pending requests between the two are dropped."""
+
+    a: UserId
+    b: UserId
+    ts: int
+
+
+class DropFriendship(msgspec.Struct, frozen=True, tag=True):
+    a: UserId
+    b: UserId
+
+
+class SetRemark(msgspec.Struct, frozen=True, tag=True):
+    user: UserId
+    friend: UserId
+    remark: str
+
+
+class SetBlock(msgspec.Struct, frozen=True, tag=True):
+    user: UserId
+    other: UserId
+    blocked: bool
+
+
+class CreateGroup(msgspec.Struct, frozen=True, tag=True):
+    """Result: the ``GroupRecords`` of the new group (the store picks its id)."""
+
+    name: str
+    avatar: str
+    notice: str
+    owner: UserId
+    join_mode: str
+    max_members: int
+    members: list[UserId]  # besides the owner
+    ts: int
+
+
+class PutGroup(msgspec.Struct, frozen=True, tag=True):
+    """Replace the group's record (name, avatar, notice, owner, join mode, mute all)."""
+
+    group: GroupRecord
+
+
+class PutMember(msgspec.Struct, frozen=True, tag=True):
+    """Add a member or change one. Result: the ``Member`` as stored; a new member's
+    ``joined_seq`` is the group conversation's last seq at that moment."""
+
+    group: GroupId
+    user: UserId
+    role: str
+    muted_until: int
+    ts: int
+
+
+class DropMember(msgspec.Struct, frozen=True, tag=True):
+    group: GroupId
+    user: UserId
+
+
+class DissolveGroup(msgspec.Struct, frozen=True, tag=True):
+    """The group and every membership go; its messages stay stored but unreachable."""
+
+    group: GroupId
+
+
+class PutJoinRequest(msgspec.Struct, frozen=True, tag=True):
+    group: GroupId
+    user: UserId
+    message: str
+    ts: int
+
+
+class DropJoinRequest(msgspec.Struct, frozen=True, tag=True):
+    group: GroupId
+    user: UserId
+
+
+class SetUserConv(msgspec.Struct, frozen=True, tag=True):
+    user: UserId
+    state: UserConv
+
+
+Change = (
+    PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
+    | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
+    | DropJoinRequest | SetUserConv
+)
 
 
 class Store(Protocol):
-    """Durable state: users and messages.
+    """Durable state: users, messages, the social graph and per-user conversation state.
 
     Guarantees:
-    - ``append`` returns only after the message is durable (committed; for SQLite, WAL
-      fsync'd per the configured sync mode) and never blocks the event loop: writes are
-      batched into one transaction per batch (group commit) on a writer thread.
+    - ``submit`` and ``apply`` resolve only after their write is durable (committed; for
+      SQLite, WAL fsync'd per the configured sync mode) and never block the event loop:
+      writes are batched into one transaction per batch (group commit) off the loop.
+    - Writes are applied in the order ``submit`` and ``apply`` are called, messages and
+      changes alike: a caller that writes in order sees its writes in that order.
     - Within a conversation, seqs are assigned 1, 2, 3, ... strictly increasing with no gap
-      among committed messages, in the order the store accepted them.
-    - Messages are sequenced in the order ``submit`` is called (``append`` is
-      ``await submit(...)``): a caller that submits in order gets seqs in that order.
-    - ``append`` is idempotent on (sender, cmid): a second append of the same pair stores
-      nothing and returns the first row with ``duplicate=True``; safe to retry.
+      among committed messages. A message is stored once per conversation, never per member.
+    - ``submit`` is idempotent on (sender, cmid): a second message with the same pair
+      stores nothing and resolves to the first row with ``duplicate=True``; safe to retry.
+    - A private message makes the conversation part of both users' ``UserRecords.convs``
+      (created once, at its first message) and moves the sender's read cursor to it.
     """
 
     async def open(self) -> None:
         """Create or migrate the schema; start the writer."""
 
     async def close(self) -> None:
-        """Commit every append already accepted, then release resources."""
+        """Commit every write already accepted, then release resources."""
 
     async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
         """Raises ``UsernameTaken``."""
@@ -109,14 +287,26 @@ class Store(Protocol):
     async def append(self, message: NewMessage) -> StoredMessage:
         """``await submit(message)``."""
 
+    def apply(self, change: Change) -> asyncio.Future[Any]:
+        """Accept one change for the next batch, now; the future resolves once it is
+        durable, to the change's result (see each change; most have None). Raises
+        StoreClosed; a change that breaks a constraint fails alone, not its batch."""
+
     async def messages_after(self, conv: ConvId, after_seq: int, limit: int) -> list[StoredMessage]:
         """Messages with seq > after_seq, ascending, at most ``limit``."""
 
     async def messages_before(self, conv: ConvId, before_seq: int, limit: int) -> list[StoredMessage]:
         """Messages with seq < before_seq (0: no bound), the newest ``limit`` of them, ascending."""
 
-    async def conversations(self, user_id: UserId) -> list[Conversation]:
-        """Every conversation the user takes part in, most recent first."""
+    async def load_user(self, user_id: UserId) -> UserRecords:
+        """The user's friends, requests, blocks and conversations with their newest messages."""
+
+    async def load_group(self, group_id: GroupId) -> GroupRecords | None:
+        """The group with every member and pending join request; None if there is none."""
+
+    async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
+        """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and
+        the ids of up to ``limit`` of them above ``after``, ascending."""
 
 
 class Route(msgspec.Struct, frozen=True):
@@ -144,19 +334,31 @@ class Routes(Protocol):
     async def lookup(self, user_ids: Sequence[UserId]) -> list[Route]:
         """Live routes of these users (every terminal), in no particular order."""
 
+    async def subscribe(self, node: NodeId, convs: Sequence[ConvId]) -> None:
+        """``node`` has local members of these (group) conversations online: their messages
+        go to it once, by conversation id, and it expands them locally."""
+
+    async def unsubscribe(self, node: NodeId, convs: Sequence[ConvId]) -> None: ...
+
+    async def nodes_of(self, conv: ConvId) -> list[NodeId]:
+        """The nodes subscribed to ``conv``."""
+
     async def close(self) -> None: ...
 
 
 class Envelope(msgspec.Struct, frozen=True):
-    """What one node hands another: an encoded frame and the local users to give it to.
+    """What one node hands another: an encoded frame and whom to give it to there.
 
-    ``frame`` is sent as is to every session of ``user_ids`` on the receiving node,
+    ``frame`` is sent as is to every local session of ``user_ids`` on the receiving node,
+    or, when ``conv`` is set, of every local member of that conversation (the receiving
+    node expands it: a group message crosses to each node once, never once per member),
     except the session (``skip_user``, ``skip_terminal``) that originated it. A KICK
     envelope (``kick_terminal`` set) closes that user's session on that terminal.
     """
 
     frame: bytes
-    user_ids: tuple[UserId, ...]
+    user_ids: tuple[UserId, ...] = ()
+    conv: ConvId = ConvId("")
     skip_user: UserId = UserId(0)
     skip_terminal: str = ""
     kick_terminal: str = ""

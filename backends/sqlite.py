@@ -22,10 +22,14 @@ import sqlite3
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .protocols import (
-    ConvId, Conversation, NewMessage, StoreClosed, StoredMessage, User, UserId, UsernameTaken,
+    Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
+    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
+    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock,
+    SetRemark, SetUserConv, StoreClosed, StoredMessage, User, UserConv, UserId, UsernameTaken,
+    UserRecords,
 )
 
 __all__ = ["SqliteStore", "MIGRATIONS"]
@@ -66,6 +70,73 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (user_id, conv)
     ) WITHOUT ROWID;
     """,
+    """
+    -- Conversations become per-user state rows that change only when that user acts;
+    -- a conversation's newest message is read from messages, so a message is one row
+    -- however many members its conversation has.
+    CREATE TABLE user_convs (
+        user_id    INTEGER NOT NULL,
+        conv       TEXT    NOT NULL,
+        read_seq   INTEGER NOT NULL DEFAULT 0,
+        pinned     INTEGER NOT NULL DEFAULT 0,
+        muted      INTEGER NOT NULL DEFAULT 0,
+        hidden_seq INTEGER NOT NULL DEFAULT 0,
+        joined_seq INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (user_id, conv)
+    ) WITHOUT ROWID;
+    CREATE INDEX user_convs_by_conv ON user_convs (conv, read_seq);
+    INSERT INTO user_convs (user_id, conv) SELECT user_id, conv FROM conversations;
+    DROP TABLE conversations;
+    CREATE TABLE friends (
+        user_id   INTEGER NOT NULL,
+        friend_id INTEGER NOT NULL,
+        remark    TEXT    NOT NULL DEFAULT '',
+        since     INTEGER NOT NULL,
+        PRIMARY KEY (user_id, friend_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE friend_requests (
+        receiver INTEGER NOT NULL,
+        sender   INTEGER NOT NULL,
+        message  TEXT    NOT NULL,
+        ts       INTEGER NOT NULL,
+        PRIMARY KEY (receiver, sender)
+    ) WITHOUT ROWID;
+    CREATE INDEX friend_requests_by_sender ON friend_requests (sender);
+    CREATE TABLE blocks (
+        user_id    INTEGER NOT NULL,
+        blocked_id INTEGER NOT NULL,
+        PRIMARY KEY (user_id, blocked_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX blocks_by_blocked ON blocks (blocked_id);
+    CREATE TABLE chat_groups (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        name        TEXT    NOT NULL,
+        avatar      TEXT    NOT NULL,
+        notice      TEXT    NOT NULL,
+        owner       INTEGER NOT NULL,
+        join_mode   TEXT    NOT NULL,
+        mute_all    INTEGER NOT NULL,
+        max_members INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+    CREATE TABLE group_members (
+        group_id    INTEGER NOT NULL,
+        user_id     INTEGER NOT NULL,
+        role        TEXT    NOT NULL,
+        muted_until INTEGER NOT NULL,
+        joined_at   INTEGER NOT NULL,
+        joined_seq  INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_members_by_user ON group_members (user_id);
+    CREATE TABLE group_requests (
+        group_id INTEGER NOT NULL,
+        user_id  INTEGER NOT NULL,
+        message  TEXT    NOT NULL,
+        ts       INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -77,11 +148,9 @@ _INSERT_MESSAGE = (
     f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (sender, cmid) DO NOTHING"
 )
-_UPSERT_CONVERSATION = (
-    "INSERT INTO conversations (user_id, conv, peer, last_seq, last_ts) VALUES (?, ?, ?, ?, ?)"
-    " ON CONFLICT (user_id, conv) DO UPDATE SET"
-    " last_seq = excluded.last_seq, last_ts = max(last_ts, excluded.last_ts)"
-)
+_ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
+_READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
+_KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
 
 
 @dataclass(slots=True)
@@ -101,7 +170,14 @@ class _CreateUser:
     loop: asyncio.AbstractEventLoop
 
 
-_Op = _Append | _CreateUser
+@dataclass(slots=True)
+class _Apply:
+    change: Change
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+_Op = _Append | _CreateUser | _Apply
 _Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]  # (future, result, error)
 _STOP = object()  # queued by close(): the writer commits what precedes it, then exits
 
@@ -148,6 +224,8 @@ class SqliteStore:
         # Owned by the writer thread: conv -> last seq assigned (committed, or pending in
         # the batch being written; a failed batch clears it).
         self._last_seq: dict[str, int] = {}
+        # Owned by the writer thread: (user, conv) pairs known to have a user_convs row.
+        self._known_pairs: set[tuple[int, str]] = set()
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -220,6 +298,13 @@ class SqliteStore:
         message may still be stored: retrying with the same cmid is safe."""
         return await self.submit(message)
 
+    def apply(self, change: Change) -> asyncio.Future[Any]:
+        """Queued when it returns, in order with messages; resolves once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._enqueue(_Apply(change, future, loop))
+        return future
+
     def _enqueue(self, op: _Op) -> None:
         if not self._accepting:
             raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
@@ -268,18 +353,33 @@ class SqliteStore:
         )
         return [StoredMessage(*row) for row in reversed(rows)]
 
-    async def conversations(self, user_id: UserId) -> list[Conversation]:
-        rows = await self._read(
-            "SELECT conv, peer, last_seq, last_ts FROM conversations WHERE user_id = ?"
-            " ORDER BY last_ts DESC, conv",
-            (user_id,),
-        )
-        return [Conversation(*row) for row in rows]
+    async def load_user(self, user_id: UserId) -> UserRecords:
+        return await self._read_with(_load_user, user_id)
+
+    async def load_group(self, group_id: GroupId) -> GroupRecords | None:
+        return await self._read_with(_load_group, group_id)
+
+    async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
+        return await self._read_with(_readers, conv, seq, exclude, after, limit)
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if not self._accepting or self._reader is None:
             raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._fetchall, sql, params)
+
+    async def _read_with(self, fn: Any, *args: Any) -> Any:
+        """Run ``fn(connection, *args)`` on the reader thread (several statements, one call)."""
+        if not self._accepting or self._reader is None:
+            raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
+        return await asyncio.get_running_loop().run_in_executor(self._reader, self._call_reader, fn, args)
+
+    def _call_reader(self, fn: Any, args: tuple[Any, ...]) -> Any:
+        conn = self._reader_local.conn
+        conn.execute("BEGIN")  # one snapshot for every statement of fn
+        try:
+            return fn(conn, *args)
+        finally:
+            conn.execute("COMMIT")
 
     def _fetchall(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         # fetchall() ends the statement, so no read transaction stays open to pin the WAL.
@@ -348,12 +448,15 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                # (user, conv) -> its newest row in this batch: one conversations upsert per pair.
-                touched: dict[tuple[int, str], tuple[int, str, int, int, int]] = {}
+                # (sender, conv) -> the newest seq it sent in this batch: its read cursor moves
+                # there with one UPDATE per pair
+                touched: dict[tuple[int, str], int] = {}
                 for op in batch:
                     try:
                         if isinstance(op, _Append):
                             result: Any = self._insert_message(conn, op.message, touched)
+                        elif isinstance(op, _Apply):
+                            result = self._apply_change(conn, op.change, touched)
                         else:
                             result = _insert_user(conn, op)
                     except Exception as exc:
@@ -365,7 +468,7 @@ class SqliteStore:
                     else:
                         outcomes.append((op.future, result, None))
                 if touched:
-                    conn.executemany(_UPSERT_CONVERSATION, touched.values())
+                    conn.executemany(_READ_UP_TO, [(seq, user, conv) for (user, conv), seq in touched.items()])
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -374,21 +477,12 @@ class SqliteStore:
         except Exception as exc:
             # Seqs handed out in this batch were rolled back: forget them, reload lazily.
             self._last_seq.clear()
+            self._known_pairs.clear()
             outcomes = [(op.future, None, exc) for op in batch]
         self._settle(batch, outcomes)
 
-    def _insert_message(
-        self,
-        conn: sqlite3.Connection,
-        m: NewMessage,
-        touched: dict[tuple[int, str], tuple[int, str, int, int, int]],
-    ) -> StoredMessage:
-        last = self._last_seq.get(m.conv)
-        if last is None:
-            last = conn.execute(
-                "SELECT coalesce(max(seq), 0) FROM messages WHERE conv = ?", (m.conv,)
-            ).fetchone()[0]
-        seq = last + 1
+    def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
+        seq = self._next_seq(conn, m.conv)
         cur = conn.execute(
             _INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
         )
@@ -398,13 +492,95 @@ class SqliteStore:
                 (m.sender, m.cmid),
             ).fetchone()
             return StoredMessage(*row, duplicate=True)
-        cache = self._last_seq
-        if m.conv not in cache and len(cache) >= _SEQ_CACHE_MAX:
-            del cache[next(iter(cache))]  # drop the oldest entry; it reloads on next use
-        cache[m.conv] = seq
-        touched[(m.sender, m.conv)] = (m.sender, m.conv, m.to, seq, m.ts)
-        touched[(m.to, m.conv)] = (m.to, m.conv, m.sender, seq, m.ts)
+        self._last_seq[m.conv] = seq
+        known = self._known_pairs
+        for user in m.members:  # a private conversation enters both lists at its first message
+            if (user, m.conv) not in known:
+                conn.execute(_ENTER_CONV, (user, m.conv))
+                if len(known) >= _KNOWN_PAIRS_MAX:
+                    known.clear()
+                known.add((user, m.conv))
+        touched[(m.sender, m.conv)] = seq
         return StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
+
+    def _next_seq(self, conn: sqlite3.Connection, conv: str) -> int:
+        """The seq the next message of ``conv`` gets (it is cached once the message is in)."""
+        last = self._last_seq.get(conv)
+        if last is None:
+            last = self._current_seq(conn, conv)
+            if len(self._last_seq) >= _SEQ_CACHE_MAX:
+                del self._last_seq[next(iter(self._last_seq))]  # drop the oldest; it reloads on use
+        return last + 1
+
+    def _current_seq(self, conn: sqlite3.Connection, conv: str) -> int:
+        last = self._last_seq.get(conv)
+        if last is None:
+            last = conn.execute("SELECT coalesce(max(seq), 0) FROM messages WHERE conv = ?", (conv,)).fetchone()[0]
+        return last
+
+    def _apply_change(self, conn: sqlite3.Connection, change: Change, touched: dict[tuple[int, str], int]) -> Any:
+        """One change in a savepoint: if one of its statements fails, none of them stays."""
+        conn.execute("SAVEPOINT change")
+        try:
+            result = _CHANGES[type(change)](self, conn, change)
+        except BaseException:
+            conn.execute("ROLLBACK TO change")
+            conn.execute("RELEASE change")
+            raise
+        conn.execute("RELEASE change")
+        if isinstance(change, SetUserConv):  # its read cursor is newer than this batch's sends
+            touched.pop((change.user, change.state.conv), None)
+        return result
+
+    def _create_group(self, conn: sqlite3.Connection, c: CreateGroup) -> GroupRecords:
+        cur = conn.execute(
+            "INSERT INTO chat_groups (name, avatar, notice, owner, join_mode, mute_all, max_members, created_at)"
+            " VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+            (c.name, c.avatar, c.notice, c.owner, c.join_mode, c.max_members, c.ts),
+        )
+        group = GroupRecord(GroupId(cur.lastrowid or 0), c.name, c.avatar, c.notice, c.owner, c.join_mode,
+                            False, c.max_members, c.ts)
+        members = [Member(c.owner, "owner", 0, c.ts, 0)]
+        members += [Member(user, "member", 0, c.ts, 0) for user in dict.fromkeys(c.members) if user != c.owner]
+        for m in members:
+            _put_member_row(conn, group.id, m)
+        return GroupRecords(group, members, [])
+
+    def _put_member(self, conn: sqlite3.Connection, c: PutMember) -> Member:
+        row = conn.execute(
+            "SELECT joined_at, joined_seq FROM group_members WHERE group_id = ? AND user_id = ?", (c.group, c.user)
+        ).fetchone()
+        if row is None:  # a new member starts after the messages already there
+            member = Member(c.user, c.role, c.muted_until, c.ts, self._current_seq(conn, _group_conv(c.group)))
+        else:
+            member = Member(c.user, c.role, c.muted_until, row[0], row[1])
+        _put_member_row(conn, c.group, member)
+        conn.execute("DELETE FROM group_requests WHERE group_id = ? AND user_id = ?", (c.group, c.user))
+        return member
+
+    def _drop_member(self, conn: sqlite3.Connection, c: DropMember) -> None:
+        conn.execute("DELETE FROM group_members WHERE group_id = ? AND user_id = ?", (c.group, c.user))
+        conn.execute("DELETE FROM user_convs WHERE user_id = ? AND conv = ?", (c.user, _group_conv(c.group)))
+        self._known_pairs.discard((c.user, _group_conv(c.group)))
+
+    def _dissolve(self, conn: sqlite3.Connection, c: DissolveGroup) -> None:
+        conv = _group_conv(c.group)
+        conn.execute("DELETE FROM chat_groups WHERE id = ?", (c.group,))
+        conn.execute("DELETE FROM group_members WHERE group_id = ?", (c.group,))
+        conn.execute("DELETE FROM group_requests WHERE group_id = ?", (c.group,))
+        conn.execute("DELETE FROM user_convs WHERE conv = ?", (conv,))
+        self._known_pairs = {pair for pair in self._known_pairs if pair[1] != conv}
+
+    def _set_user_conv(self, conn: sqlite3.Connection, c: SetUserConv) -> None:
+        st = c.state
+        conn.execute(
+            "INSERT INTO user_convs (user_id, conv, read_seq, pinned, muted, hidden_seq, joined_seq)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, conv) DO UPDATE SET"
+            " read_seq = max(read_seq, excluded.read_seq), pinned = excluded.pinned, muted = excluded.muted,"
+            " hidden_seq = excluded.hidden_seq",
+            (c.user, st.conv, st.read_seq, st.pinned, st.muted, st.hidden_seq, st.joined_seq),
+        )
+        self._known_pairs.add((c.user, st.conv))
 
     @staticmethod
     def _settle(
@@ -419,6 +595,149 @@ class SqliteStore:
                 loop.call_soon_threadsafe(_resolve, items)
             except RuntimeError:  # that loop is closed: nobody is waiting any more
                 pass
+
+
+def _group_conv(group: int) -> str:
+    # the one place the store knows a conversation id's shape: a group's member rows and
+    # its conversation's user_convs rows go together
+    return f"g{group}"
+
+
+def _put_member_row(conn: sqlite3.Connection, group: int, m: Member) -> None:
+    conn.execute(
+        "INSERT INTO group_members (group_id, user_id, role, muted_until, joined_at, joined_seq)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (group_id, user_id) DO UPDATE SET"
+        " role = excluded.role, muted_until = excluded.muted_until",
+        (group, m.user, m.role, m.muted_until, m.joined_at, m.joined_seq),
+    )
+    conn.execute(
+        "INSERT INTO user_convs (user_id, conv, read_seq, joined_seq) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (user_id, conv) DO NOTHING",
+        (m.user, _group_conv(group), m.joined_seq, m.joined_seq),
+    )
+
+
+def _put_friend_request(store: SqliteStore, conn: sqlite3.Connection, c: PutFriendRequest) -> None:
+    conn.execute(
+        "INSERT INTO friend_requests (receiver, sender, message, ts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (receiver, sender) DO UPDATE SET message = excluded.message, ts = excluded.ts",
+        (c.receiver, c.sender, c.message, c.ts),
+    )
+
+
+def _drop_friend_request(store: SqliteStore, conn: sqlite3.Connection, c: DropFriendRequest) -> None:
+    conn.execute("DELETE FROM friend_requests WHERE receiver = ? AND sender = ?", (c.receiver, c.sender))
+
+
+def _put_friendship(store: SqliteStore, conn: sqlite3.Connection, c: PutFriendship) -> None:
+    for user, friend in ((c.a, c.b), (c.b, c.a)):
+        conn.execute(
+            "INSERT INTO friends (user_id, friend_id, since) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+            (user, friend, c.ts),
+        )
+        conn.execute("DELETE FROM friend_requests WHERE receiver = ? AND sender = ?", (user, friend))
+
+
+def _drop_friendship(store: SqliteStore, conn: sqlite3.Connection, c: DropFriendship) -> None:
+    conn.execute("DELETE FROM friends WHERE (user_id = ? AND friend_id = ?) OR (user_id = ? AND friend_id = ?)",
+                 (c.a, c.b, c.b, c.a))
+
+
+def _set_remark(store: SqliteStore, conn: sqlite3.Connection, c: SetRemark) -> None:
+    conn.execute("UPDATE friends SET remark = ? WHERE user_id = ? AND friend_id = ?", (c.remark, c.user, c.friend))
+
+
+def _set_block(store: SqliteStore, conn: sqlite3.Connection, c: SetBlock) -> None:
+    if c.blocked:
+        conn.execute("INSERT INTO blocks (user_id, blocked_id) VALUES (?, ?) ON CONFLICT DO NOTHING", (c.user, c.other))
+    else:
+        conn.execute("DELETE FROM blocks WHERE user_id = ? AND blocked_id = ?", (c.user, c.other))
+
+
+def _put_group(store: SqliteStore, conn: sqlite3.Connection, c: PutGroup) -> None:
+    g = c.group
+    conn.execute(
+        "UPDATE chat_groups SET name = ?, avatar = ?, notice = ?, owner = ?, join_mode = ?, mute_all = ?,"
+        " max_members = ? WHERE id = ?",
+        (g.name, g.avatar, g.notice, g.owner, g.join_mode, g.mute_all, g.max_members, g.id),
+    )
+
+
+def _put_join_request(store: SqliteStore, conn: sqlite3.Connection, c: PutJoinRequest) -> None:
+    conn.execute(
+        "INSERT INTO group_requests (group_id, user_id, message, ts) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (group_id, user_id) DO UPDATE SET message = excluded.message, ts = excluded.ts",
+        (c.group, c.user, c.message, c.ts),
+    )
+
+
+def _drop_join_request(store: SqliteStore, conn: sqlite3.Connection, c: DropJoinRequest) -> None:
+    conn.execute("DELETE FROM group_requests WHERE group_id = ? AND user_id = ?", (c.group, c.user))
+
+
+_CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
+    PutFriendRequest: _put_friend_request,
+    DropFriendRequest: _drop_friend_request,
+    PutFriendship: _put_friendship,
+    DropFriendship: _drop_friendship,
+    SetRemark: _set_remark,
+    SetBlock: _set_block,
+    CreateGroup: SqliteStore._create_group,
+    PutGroup: _put_group,
+    PutMember: SqliteStore._put_member,
+    DropMember: SqliteStore._drop_member,
+    DissolveGroup: SqliteStore._dissolve,
+    PutJoinRequest: _put_join_request,
+    DropJoinRequest: _drop_join_request,
+    SetUserConv: SqliteStore._set_user_conv,
+}
+
+
+# -- reads of several statements (on the reader thread, in one snapshot) --------------------
+
+def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
+    friends = [Friend(*row) for row in conn.execute(
+        "SELECT friend_id, remark, since FROM friends WHERE user_id = ? ORDER BY friend_id", (user_id,))]
+    requests_in = [FriendRequest(*row) for row in conn.execute(
+        "SELECT sender, receiver, message, ts FROM friend_requests WHERE receiver = ? ORDER BY ts", (user_id,))]
+    requests_out = [FriendRequest(*row) for row in conn.execute(
+        "SELECT sender, receiver, message, ts FROM friend_requests WHERE sender = ? ORDER BY ts", (user_id,))]
+    blocked = [row[0] for row in conn.execute("SELECT blocked_id FROM blocks WHERE user_id = ?", (user_id,))]
+    blocked_by = [row[0] for row in conn.execute("SELECT user_id FROM blocks WHERE blocked_id = ?", (user_id,))]
+    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq)
+             for conv, read_seq, pinned, muted, hidden_seq, joined_seq in conn.execute(
+                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq FROM user_convs WHERE user_id = ?",
+                 (user_id,))]
+    heads = [StoredMessage(*row) for row in conn.execute(
+        f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
+        " FROM user_convs u JOIN messages m ON m.conv = u.conv"
+        " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
+    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads)
+
+
+def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
+    row = conn.execute(
+        "SELECT id, name, avatar, notice, owner, join_mode, mute_all, max_members, created_at"
+        " FROM chat_groups WHERE id = ?", (group_id,)).fetchone()
+    if row is None:
+        return None
+    group = GroupRecord(*row[:6], bool(row[6]), *row[7:])
+    members = [Member(*r) for r in conn.execute(
+        "SELECT user_id, role, muted_until, joined_at, joined_seq FROM group_members WHERE group_id = ?"
+        " ORDER BY user_id", (group_id,))]
+    requests = [JoinRequest(*r) for r in conn.execute(
+        "SELECT user_id, message, ts FROM group_requests WHERE group_id = ? ORDER BY ts", (group_id,))]
+    return GroupRecords(group, members, requests)
+
+
+def _readers(conn: sqlite3.Connection, conv: str, seq: int, exclude: int, after: int,
+             limit: int) -> tuple[int, list[UserId]]:
+    count = conn.execute("SELECT count(*) FROM user_convs WHERE conv = ? AND read_seq >= ? AND user_id <> ?",
+                         (conv, seq, exclude)).fetchone()[0]
+    users = [row[0] for row in conn.execute(
+        "SELECT user_id FROM user_convs WHERE conv = ? AND read_seq >= ? AND user_id <> ? AND user_id > ?"
+        " ORDER BY user_id LIMIT ?", (conv, seq, exclude, after, limit))]
+    return count, users
 
 
 def _fails_one_op(exc: Exception) -> bool:

@@ -1,7 +1,8 @@
 # cython: language_level=3
-"""Compiled fanout writer: the frames queued for one connection during a loop iteration,
-written with one call into the socket. Same behaviour as the pure-Python twin
-``fanout_py.py``.
+"""Compiled fanout: the node's routing table (who is connected here, and which local users
+belong to which conversation), each connection's queue of frames for this loop iteration,
+and the writer that puts a connection's queue into the socket with one call. Same
+behaviour as the pure-Python twin ``fanout_py.py``.
 
 A server-to-client WebSocket message is a 2-, 4- or 10-byte header (FIN + BINARY, no
 mask) and the payload, so several messages are laid end to end in one buffer and handed
@@ -14,8 +15,11 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from libc.stdint cimport uint8_t
 from libc.string cimport memcpy
 from picows.picows cimport WSMsgType, WSTransport
+import logging
 
-__all__ = ["write_frames"]
+__all__ = ["write_frames", "Peer", "Outbox", "RoutingTable"]
+
+_log = logging.getLogger("edgeim.fanout")
 
 cdef uint8_t _FIN_BINARY = 0x82
 
@@ -74,3 +78,188 @@ cpdef Py_ssize_t write_frames(WSTransport transport, list frames) except -1:
         offset += size
     transport.underlying_transport.write(buffer)
     return count
+
+
+# -- per-connection queues, the outbox, and the routing table ---------------------------------
+
+cdef class Peer
+
+
+cdef class Outbox:
+    """Peers with frames queued in this loop iteration: each is written once, at the end
+    of the iteration, so a commit batch that acks 16 sends of one connection costs one
+    syscall, and a group push costs one queue append per receiving connection."""
+
+    cdef object _loop
+    cdef list _dirty
+    cdef object _flush_cb
+
+    def __cinit__(self, object loop):
+        self._loop = loop
+        self._dirty = []
+        self._flush_cb = self.flush
+
+    cpdef flush(self):
+        cdef list dirty = self._dirty
+        cdef Peer peer
+        self._dirty = []
+        for item in dirty:
+            peer = <Peer>item
+            try:
+                peer.flush()
+            except Exception:  # one broken socket must not hold back the others' frames
+                _log.exception("write failed", extra={"user": peer.user})
+
+
+cdef class Peer:
+    """One connection's outgoing side: the frames queued for it in this loop iteration.
+    ``owner`` is the session object (the routing table hands it back for kicks)."""
+
+    cdef readonly WSTransport transport
+    cdef readonly object owner
+    cdef public object user
+    cdef public str terminal
+    cdef public bint closed
+    cdef list _out
+    cdef Outbox _outbox
+
+    def __cinit__(self, Outbox outbox, WSTransport transport, object owner):
+        self._outbox = outbox
+        self.transport = transport
+        self.owner = owner
+        self.user = 0
+        self.terminal = ""
+        self.closed = False
+        self._out = None
+
+    cpdef send(self, bytes frame):
+        """Queue ``frame`` (kept, not copied); it is written with the rest of this
+        iteration's frames. Dropped once the peer is closed."""
+        if self.closed:
+            return
+        if self._out is None:
+            self._out = [frame]
+            if not self._outbox._dirty:
+                self._outbox._loop.call_soon(self._outbox._flush_cb)
+            self._outbox._dirty.append(self)
+        else:
+            self._out.append(frame)
+
+    cpdef flush(self):
+        cdef list frames = self._out
+        self._out = None
+        if frames:
+            write_frames(self.transport, frames)
+
+
+cdef class RoutingTable:
+    """The node's local sessions: (user, terminal) -> peer, and conversation -> the local
+    users who are its members. A frame for a user or a conversation is appended to each
+    receiving peer's queue here, in C, with the same bytes object for every peer."""
+
+    cdef dict _users
+    cdef dict _convs
+    cdef Py_ssize_t _count
+
+    def __cinit__(self):
+        self._users = {}
+        self._convs = {}
+        self._count = 0
+
+    def __len__(self):
+        return self._count
+
+    cpdef object attach(self, Peer peer):
+        """Make ``peer`` the live one of its (user, terminal); returns the peer it replaced."""
+        cdef dict terminals = self._users.get(peer.user)
+        if terminals is None:
+            terminals = self._users[peer.user] = {}
+        old = terminals.get(peer.terminal)
+        terminals[peer.terminal] = peer
+        if old is None:
+            self._count += 1
+            return None
+        return None if old is peer else old
+
+    cpdef bint detach(self, Peer peer):
+        """Forget ``peer`` if it is still the live one of its (user, terminal)."""
+        cdef dict terminals = self._users.get(peer.user)
+        if terminals is None or terminals.get(peer.terminal) is not peer:
+            return False
+        del terminals[peer.terminal]
+        self._count -= 1
+        if not terminals:
+            del self._users[peer.user]
+        return True
+
+    cpdef object get(self, object user, str terminal):
+        cdef dict terminals = self._users.get(user)
+        return None if terminals is None else terminals.get(terminal)
+
+    cpdef list peers(self, object user):
+        cdef dict terminals = self._users.get(user)
+        return [] if terminals is None else list(terminals.values())
+
+    cpdef bint online(self, object user):
+        return user in self._users
+
+    cpdef bint join(self, str conv, object user):
+        """``user`` (online here) is a member of ``conv``; True if it is the first local one."""
+        cdef set members = self._convs.get(conv)
+        if members is None:
+            self._convs[conv] = {user}
+            return True
+        members.add(user)
+        return False
+
+    cpdef bint leave(self, str conv, object user):
+        """``user`` is no longer a local member of ``conv``; True if it was the last one."""
+        cdef set members = self._convs.get(conv)
+        if members is None or user not in members:
+            return False
+        members.discard(user)
+        if not members:
+            del self._convs[conv]
+            return True
+        return False
+
+    cpdef Py_ssize_t members(self, str conv):
+        cdef set members = self._convs.get(conv)
+        return 0 if members is None else len(members)
+
+    cpdef Py_ssize_t to_users(self, bytes frame, object users, object skip_user=0, str skip_terminal=""):
+        """Queue ``frame`` on every peer of ``users`` but (skip_user, skip_terminal);
+        returns how many peers got it."""
+        cdef Py_ssize_t queued = 0
+        cdef dict terminals
+        for user in users:
+            terminals = self._users.get(user)
+            if terminals is not None:
+                queued += _queue(terminals, frame, user == skip_user, skip_terminal)
+        return queued
+
+    cpdef Py_ssize_t to_conv(self, bytes frame, str conv, object skip_user=0, str skip_terminal=""):
+        """Queue ``frame`` on every peer of every local member of ``conv`` but
+        (skip_user, skip_terminal); returns how many peers got it."""
+        cdef set members = self._convs.get(conv)
+        cdef Py_ssize_t queued = 0
+        cdef dict terminals
+        if members is None:
+            return 0
+        for user in members:
+            terminals = self._users.get(user)
+            if terminals is not None:
+                queued += _queue(terminals, frame, user == skip_user, skip_terminal)
+        return queued
+
+
+cdef inline Py_ssize_t _queue(dict terminals, bytes frame, bint skipping, str skip_terminal):
+    cdef Py_ssize_t queued = 0
+    cdef Peer peer
+    for terminal, item in terminals.items():
+        if skipping and terminal == skip_terminal:
+            continue
+        peer = <Peer>item
+        peer.send(frame)
+        queued += 1
+    return queued

@@ -10,20 +10,28 @@ from typing import Annotated, Any
 
 import msgspec
 
-from .protocol import Op
+from .protocol import REQUEST_OPS, Op
 
 __all__ = [
-    "Register", "Login", "TokenLogin", "Send", "Sync", "History", "Empty",
-    "RegisterOk", "LoginOk", "SendAck", "Message", "Page", "ConversationInfo",
-    "ConversationList", "Kicked", "Error",
-    "REQUEST_BODIES", "encode", "decode",
-    "MAX_CONTENT", "MAX_PAGE", "MAX_CONVERSATIONS", "MAX_SEQ", "Conversations",
+    "Empty", "Register", "Login", "TokenLogin", "Send", "Sync", "History", "Conversations",
+    "ConvSet", "Read", "Readers", "UserRef", "FriendRequest", "FriendRemark", "ListPage",
+    "GroupCreate", "GroupRef", "GroupUpdate", "GroupMembers", "GroupUsers", "GroupJoin",
+    "GroupApprove", "GroupUser", "GroupSetRole", "GroupMute", "GroupMuteAll", "RegisterOk",
+    "LoginOk", "SendAck", "Message", "Page", "ConversationInfo", "ConversationList",
+    "ConvState", "ReadMark", "ReadersPage", "FriendInfo", "FriendList", "FriendRequestInfo",
+    "FriendRequestList", "GroupInfo", "GroupList", "MemberInfo", "MemberList",
+    "GroupUsersDone", "JoinResult", "JoinRequestList", "Kicked", "FriendEvent",
+    "GroupEvent", "Error",
+    "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
+    "MAX_CONTENT", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_SEQ", "MAX_ID",
 ]
 
 MAX_CONTENT = 32 * 1024  # characters of message content
 MAX_PAGE = 200  # messages per sync/history page
-MAX_CONVERSATIONS = 500  # conversations per CONVERSATIONS page: 500 always fit in one frame
 MAX_SEQ = 2**63 - 1
+MAX_ID = 2**63 - 1  # user and group ids are signed 64-bit in every store
+MAX_LIST = 500  # items per list page (conversations, friends, groups, members, readers)
+MAX_USERS = 500  # user ids in one GROUP_CREATE or GROUP_INVITE
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=6, max_length=128)]
@@ -32,6 +40,14 @@ ClientMsgId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 ConvId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Seq = Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_PAGE)]
+ListLimit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIST)]
+Id = Annotated[int, msgspec.Meta(ge=1, le=MAX_ID)]
+Cursor = Annotated[str, msgspec.Meta(max_length=128)]
+Note = Annotated[str, msgspec.Meta(max_length=256)]
+GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Avatar = Annotated[str, msgspec.Meta(max_length=512)]
+Notice = Annotated[str, msgspec.Meta(max_length=2048)]
+JoinMode = Annotated[str, msgspec.Meta(pattern=r"^(open|approval)\Z")]
 
 
 class _Body(msgspec.Struct):
@@ -80,15 +96,122 @@ class Sync(_Body):
     limit: Limit = 100
 
 
-class Conversations(_Body):
-    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)] = 0
-    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_CONVERSATIONS)] = 100
-
-
 class History(_Body):
     conv: ConvId
     before_seq: Seq = 0  # 0 means "from the newest"
     limit: Limit = 50
+
+
+class Conversations(_Body):
+    cursor: Cursor = ""  # "" = from the top; else a next_cursor of an earlier page
+    limit: ListLimit = 100
+
+
+class ConvSet(_Body):
+    """Change the caller's own view of a conversation; an absent key is left as it is."""
+
+    conv: ConvId
+    pinned: bool | None = None
+    muted: bool | None = None
+    hidden: bool | None = None
+
+
+class Read(_Body):
+    conv: ConvId
+    seq: Seq
+
+
+class Readers(_Body):
+    conv: ConvId
+    seq: Seq
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    limit: ListLimit = 100
+
+
+class UserRef(_Body):
+    user: Id
+
+
+class FriendRequest(_Body):
+    user: Id
+    message: Note = ""
+
+
+class FriendRemark(_Body):
+    user: Id
+    remark: Annotated[str, msgspec.Meta(max_length=64)]
+
+
+class ListPage(_Body):
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    limit: ListLimit = 100
+
+
+class GroupCreate(_Body):
+    name: GroupName
+    members: Annotated[list[Id], msgspec.Meta(max_length=MAX_USERS)] = []
+    avatar: Avatar = ""
+    notice: Notice = ""
+    join_mode: JoinMode = "approval"
+
+
+class GroupRef(_Body):
+    group: Id
+
+
+class GroupUpdate(_Body):
+    """Admins change name, avatar and notice; only the owner changes join_mode. An
+    absent key is left as it is."""
+
+    group: Id
+    name: GroupName | None = None
+    avatar: Avatar | None = None
+    notice: Notice | None = None
+    join_mode: JoinMode | None = None
+
+
+class GroupMembers(_Body):
+    group: Id
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    limit: ListLimit = 100
+
+
+class GroupUsers(_Body):
+    group: Id
+    users: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_USERS)]
+
+
+class GroupJoin(_Body):
+    group: Id
+    message: Note = ""
+
+
+class GroupApprove(_Body):
+    group: Id
+    user: Id
+    accept: bool
+
+
+class GroupUser(_Body):
+    group: Id
+    user: Id
+
+
+class GroupSetRole(_Body):
+    group: Id
+    user: Id
+    role: Annotated[str, msgspec.Meta(pattern=r"^(admin|member)\Z")]
+
+
+class GroupMute(_Body):
+    group: Id
+    user: Id
+    until: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]  # unix ms; 0 lifts the mute
+
+
+class GroupMuteAll(_Body):
+    group: Id
+    muted: bool
 
 
 # -- replies and pushes -----------------------------------------------------------------------
@@ -135,19 +258,137 @@ class Page(_Body):
 
 class ConversationInfo(_Body):
     conv: str
-    peer: int
+    kind: str  # "private" | "group"
+    peer: int  # private: the other user; group: 0
+    group: int  # group: its id; private: 0
+    name: str  # group: its name; private: ""
     last_seq: int
     last_ts: int
+    last_from: int
+    last_type: int
+    last_text: str  # the start of the newest message's content
+    unread: int
+    read_seq: int
+    pinned: bool
+    muted: bool
 
 
 class ConversationList(_Body):
     convs: list[ConversationInfo]
+    next_cursor: str
     has_more: bool
+
+
+class ConvState(_Body):
+    conv: str
+    pinned: bool
+    muted: bool
+    hidden: bool
+
+
+class ReadMark(_Body):
+    conv: str
+    user: int
+    seq: int
+
+
+class ReadersPage(_Body):
+    conv: str
+    seq: int
+    count: int
+    users: list[int]
+    has_more: bool
+
+
+class FriendInfo(_Body):
+    user: int
+    remark: str
+    since: int
+
+
+class FriendList(_Body):
+    friends: list[FriendInfo]
+    has_more: bool
+
+
+class FriendRequestInfo(_Body):
+    user: int
+    message: str
+    ts: int
+
+
+class FriendRequestList(_Body):
+    requests: list[FriendRequestInfo]
+    has_more: bool
+
+
+class GroupInfo(_Body):
+    group: int
+    name: str
+    avatar: str
+    notice: str
+    owner: int
+    join_mode: str
+    mute_all: bool
+    members: int
+    max_members: int
+    created_at: int
+    role: str  # the caller's role: "owner" | "admin" | "member" | "" (not a member)
+
+
+class GroupList(_Body):
+    groups: list[GroupInfo]
+    has_more: bool
+
+
+class MemberInfo(_Body):
+    user: int
+    role: str
+    muted_until: int
+    joined_at: int
+
+
+class MemberList(_Body):
+    group: int
+    members: list[MemberInfo]
+    has_more: bool
+
+
+class GroupUsersDone(_Body):
+    group: int
+    users: list[int]
+
+
+class JoinResult(_Body):
+    group: int
+    status: str  # "joined" | "pending"
+
+
+class JoinRequestList(_Body):
+    group: int
+    requests: list[FriendRequestInfo]
 
 
 class Kicked(_Body):
     reason: str
     terminal: str
+
+
+class FriendEvent(_Body):
+    event: str  # "request" | "accepted" | "deleted"
+    user: int
+    message: str
+    ts: int
+
+
+class GroupEvent(_Body):
+    event: str
+    group: int
+    actor: int
+    users: list[int]
+    role: str
+    until: int
+    ts: int
 
 
 class Error(_Body):
@@ -179,15 +420,58 @@ def decode(data: bytes | memoryview, kind: type[msgspec.Struct]) -> Any:
         raise msgspec.DecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
-#: Which Struct each request op carries.
-REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {
-    Op.PING: Empty,
-    Op.REGISTER: Register,
-    Op.LOGIN: Login,
-    Op.TOKEN_LOGIN: TokenLogin,
-    Op.LOGOUT: Empty,
-    Op.SEND: Send,
-    Op.SYNC: Sync,
-    Op.HISTORY: History,
-    Op.CONVERSATIONS: Conversations,
+#: The one declaration per op: request op -> (request body, reply body); push op -> body.
+#: The reply op is ``request | RESPONSE_BIT``; everything else (the codec's request set,
+#: the session's handler table, the doc check) is derived from these two tables.
+OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
+    Op.PING: (Empty, Empty),
+    Op.REGISTER: (Register, RegisterOk),
+    Op.LOGIN: (Login, LoginOk),
+    Op.TOKEN_LOGIN: (TokenLogin, LoginOk),
+    Op.LOGOUT: (Empty, Empty),
+    Op.SEND: (Send, SendAck),
+    Op.SYNC: (Sync, Page),
+    Op.HISTORY: (History, Page),
+    Op.CONVERSATIONS: (Conversations, ConversationList),
+    Op.CONV_SET: (ConvSet, ConvState),
+    Op.READ: (Read, ReadMark),
+    Op.READERS: (Readers, ReadersPage),
+    Op.FRIEND_REQUEST: (FriendRequest, Empty),
+    Op.FRIEND_ACCEPT: (UserRef, Empty),
+    Op.FRIEND_REJECT: (UserRef, Empty),
+    Op.FRIEND_DELETE: (UserRef, Empty),
+    Op.FRIENDS: (ListPage, FriendList),
+    Op.FRIEND_REQUESTS: (ListPage, FriendRequestList),
+    Op.FRIEND_REMARK: (FriendRemark, Empty),
+    Op.BLOCK: (UserRef, Empty),
+    Op.UNBLOCK: (UserRef, Empty),
+    Op.GROUP_CREATE: (GroupCreate, GroupInfo),
+    Op.GROUP_DISSOLVE: (GroupRef, Empty),
+    Op.GROUP_UPDATE: (GroupUpdate, GroupInfo),
+    Op.GROUP_INFO: (GroupRef, GroupInfo),
+    Op.GROUPS: (ListPage, GroupList),
+    Op.GROUP_MEMBERS: (GroupMembers, MemberList),
+    Op.GROUP_INVITE: (GroupUsers, GroupUsersDone),
+    Op.GROUP_JOIN: (GroupJoin, JoinResult),
+    Op.GROUP_JOIN_REQUESTS: (GroupRef, JoinRequestList),
+    Op.GROUP_APPROVE: (GroupApprove, Empty),
+    Op.GROUP_QUIT: (GroupRef, Empty),
+    Op.GROUP_KICK: (GroupUser, Empty),
+    Op.GROUP_SET_ROLE: (GroupSetRole, Empty),
+    Op.GROUP_TRANSFER: (GroupUser, Empty),
+    Op.GROUP_MUTE: (GroupMute, Empty),
+    Op.GROUP_MUTE_ALL: (GroupMuteAll, Empty),
 }
+PUSHES: dict[Op, type[msgspec.Struct]] = {
+    Op.MSG_PUSH: Message,
+    Op.KICKED: Kicked,
+    Op.FRIEND_PUSH: FriendEvent,
+    Op.GROUP_PUSH: GroupEvent,
+    Op.READ_PUSH: ReadMark,
+    Op.CONV_PUSH: ConvState,
+}
+#: Which Struct each request op carries.
+REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}
+
+if set(OPS) != REQUEST_OPS:  # pragma: no cover - a declaration error, caught at import
+    raise ImportError(f"bodies.OPS and protocol.REQUEST_OPS differ: {set(OPS) ^ REQUEST_OPS}")

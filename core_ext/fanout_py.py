@@ -1,12 +1,15 @@
-"""Pure-Python twin of ``_fanout.pyx``: the reference the compiled writer is tested against
-(tests/core_ext/test_fanout.py runs one suite on both)."""
+"""Pure-Python twin of ``_fanout.pyx``: the reference the compiled routing table, queues and
+writer are tested against (tests/core_ext/test_fanout.py runs one suite on both)."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import struct
+from typing import Iterable
 
 from picows import WSMsgType, WSTransport
 
-__all__ = ["write_frames"]
+__all__ = ["write_frames", "Peer", "Outbox", "RoutingTable"]
 
 _BINARY = WSMsgType.BINARY
 _FIN_BINARY = 0x82
@@ -37,3 +40,155 @@ def write_frames(transport: WSTransport, frames: list[bytes]) -> int:
         return 1
     transport.underlying_transport.write(b"".join(part for frame in frames for part in (_header(len(frame)), frame)))
     return len(frames)
+
+
+log = logging.getLogger("edgeim.fanout")
+
+
+class Outbox:
+    """Peers with frames queued in this loop iteration; each is written once, at its end."""
+
+    __slots__ = ("_loop", "_dirty", "_flush_cb")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._dirty: list[Peer] = []
+        self._flush_cb = self.flush
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for peer in dirty:
+            try:
+                peer.flush()
+            except Exception:  # one broken socket must not hold back the others' frames
+                log.exception("write failed", extra={"user": peer.user})
+
+
+class Peer:
+    """One connection's outgoing side: the frames queued for it in this loop iteration."""
+
+    __slots__ = ("transport", "owner", "user", "terminal", "closed", "_out", "_outbox")
+
+    def __init__(self, outbox: Outbox, transport: WSTransport, owner: object) -> None:
+        if not isinstance(outbox, Outbox):
+            raise TypeError(f"expected an Outbox, not {type(outbox).__name__}")
+        self._outbox = outbox
+        self.transport = transport
+        self.owner = owner
+        self.user = 0
+        self.terminal = ""
+        self.closed = False
+        self._out: list[bytes] | None = None
+
+    def send(self, frame: bytes) -> None:
+        if type(frame) is not bytes:
+            raise TypeError(f"frame must be bytes, not {type(frame).__name__}")
+        if self.closed:
+            return
+        if self._out is None:
+            self._out = [frame]
+            outbox = self._outbox
+            if not outbox._dirty:
+                outbox._loop.call_soon(outbox._flush_cb)
+            outbox._dirty.append(self)
+        else:
+            self._out.append(frame)
+
+    def flush(self) -> None:
+        frames, self._out = self._out, None
+        if frames:
+            write_frames(self.transport, frames)
+
+
+class RoutingTable:
+    """(user, terminal) -> peer, and conversation -> its local member users."""
+
+    __slots__ = ("_users", "_convs", "_count")
+
+    def __init__(self) -> None:
+        self._users: dict[int, dict[str, Peer]] = {}
+        self._convs: dict[str, set[int]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def attach(self, peer: Peer) -> Peer | None:
+        terminals = self._users.setdefault(peer.user, {})
+        old = terminals.get(peer.terminal)
+        terminals[peer.terminal] = peer
+        if old is None:
+            self._count += 1
+            return None
+        return None if old is peer else old
+
+    def detach(self, peer: Peer) -> bool:
+        terminals = self._users.get(peer.user)
+        if terminals is None or terminals.get(peer.terminal) is not peer:
+            return False
+        del terminals[peer.terminal]
+        self._count -= 1
+        if not terminals:
+            del self._users[peer.user]
+        return True
+
+    def get(self, user: int, terminal: str) -> Peer | None:
+        terminals = self._users.get(user)
+        return None if terminals is None else terminals.get(terminal)
+
+    def peers(self, user: int) -> list[Peer]:
+        terminals = self._users.get(user)
+        return [] if terminals is None else list(terminals.values())
+
+    def online(self, user: int) -> bool:
+        return user in self._users
+
+    def join(self, conv: str, user: int) -> bool:
+        members = self._convs.get(conv)
+        if members is None:
+            self._convs[conv] = {user}
+            return True
+        members.add(user)
+        return False
+
+    def leave(self, conv: str, user: int) -> bool:
+        members = self._convs.get(conv)
+        if members is None or user not in members:
+            return False
+        members.discard(user)
+        if not members:
+            del self._convs[conv]
+            return True
+        return False
+
+    def members(self, conv: str) -> int:
+        return len(self._convs.get(conv, ()))
+
+    def to_users(self, frame: bytes, users: Iterable[int], skip_user: int = 0, skip_terminal: str = "") -> int:
+        queued = 0
+        for user in users:
+            terminals = self._users.get(user)
+            if terminals is not None:
+                queued += _queue(terminals, frame, user == skip_user, skip_terminal)
+        return queued
+
+    def to_conv(self, frame: bytes, conv: str, skip_user: int = 0, skip_terminal: str = "") -> int:
+        members = self._convs.get(conv)
+        if members is None:
+            return 0
+        queued = 0
+        for user in members:
+            terminals = self._users.get(user)
+            if terminals is not None:
+                queued += _queue(terminals, frame, user == skip_user, skip_terminal)
+        return queued
+
+
+def _queue(terminals: dict[str, Peer], frame: bytes, skipping: bool, skip_terminal: str) -> int:
+    queued = 0
+    for terminal, peer in terminals.items():
+        if skipping and terminal == skip_terminal:
+            continue
+        peer.send(frame)
+        queued += 1
+    return queued

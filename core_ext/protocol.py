@@ -8,7 +8,8 @@ followed by a MessagePack body.
     1       1     op         operation (``Op``)
     2       2     flags      bit field (``Flag``); unknown bits must be 0
     4       4     req_id     request id chosen by the client, echoed in the reply; 0 on pushes
-    8       8     target     routing field: receiver user id of a send (and of its push), else 0
+    8       8     target     routing field: receiver user (or, with flag GROUP, group) id of a
+                             send and of its push, else 0
     16      4     body_len   length of the body in bytes; must equal frame length - 20
     20      ...   body       MessagePack map (empty body = zero bytes = empty map)
 
@@ -53,17 +54,49 @@ RESPONSE_BIT = 0x80
 
 class Op(enum.IntEnum):
     """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF."""
+    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
     REGISTER = 0x02
     LOGIN = 0x03
     TOKEN_LOGIN = 0x04
     LOGOUT = 0x05
+    # messages and conversations
     SEND = 0x10
     SYNC = 0x11
     HISTORY = 0x12
     CONVERSATIONS = 0x13
+    CONV_SET = 0x14
+    READ = 0x15
+    READERS = 0x16
+    # friends
+    FRIEND_REQUEST = 0x20
+    FRIEND_ACCEPT = 0x21
+    FRIEND_REJECT = 0x22
+    FRIEND_DELETE = 0x23
+    FRIENDS = 0x24
+    FRIEND_REQUESTS = 0x25
+    FRIEND_REMARK = 0x26
+    BLOCK = 0x27
+    UNBLOCK = 0x28
+    # groups
+    GROUP_CREATE = 0x30
+    GROUP_DISSOLVE = 0x31
+    GROUP_UPDATE = 0x32
+    GROUP_INFO = 0x33
+    GROUPS = 0x34
+    GROUP_MEMBERS = 0x35
+    GROUP_INVITE = 0x36
+    GROUP_JOIN = 0x37
+    GROUP_JOIN_REQUESTS = 0x38
+    GROUP_APPROVE = 0x39
+    GROUP_QUIT = 0x3A
+    GROUP_KICK = 0x3B
+    GROUP_SET_ROLE = 0x3C
+    GROUP_TRANSFER = 0x3D
+    GROUP_MUTE = 0x3E
+    GROUP_MUTE_ALL = 0x3F
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -74,9 +107,41 @@ class Op(enum.IntEnum):
     SYNC_OK = SYNC | RESPONSE_BIT
     HISTORY_OK = HISTORY | RESPONSE_BIT
     CONVERSATIONS_OK = CONVERSATIONS | RESPONSE_BIT
+    CONV_SET_OK = CONV_SET | RESPONSE_BIT
+    READ_OK = READ | RESPONSE_BIT
+    READERS_OK = READERS | RESPONSE_BIT
+    FRIEND_REQUEST_OK = FRIEND_REQUEST | RESPONSE_BIT
+    FRIEND_ACCEPT_OK = FRIEND_ACCEPT | RESPONSE_BIT
+    FRIEND_REJECT_OK = FRIEND_REJECT | RESPONSE_BIT
+    FRIEND_DELETE_OK = FRIEND_DELETE | RESPONSE_BIT
+    FRIENDS_OK = FRIENDS | RESPONSE_BIT
+    FRIEND_REQUESTS_OK = FRIEND_REQUESTS | RESPONSE_BIT
+    FRIEND_REMARK_OK = FRIEND_REMARK | RESPONSE_BIT
+    BLOCK_OK = BLOCK | RESPONSE_BIT
+    UNBLOCK_OK = UNBLOCK | RESPONSE_BIT
+    GROUP_CREATE_OK = GROUP_CREATE | RESPONSE_BIT
+    GROUP_DISSOLVE_OK = GROUP_DISSOLVE | RESPONSE_BIT
+    GROUP_UPDATE_OK = GROUP_UPDATE | RESPONSE_BIT
+    GROUP_INFO_OK = GROUP_INFO | RESPONSE_BIT
+    GROUPS_OK = GROUPS | RESPONSE_BIT
+    GROUP_MEMBERS_OK = GROUP_MEMBERS | RESPONSE_BIT
+    GROUP_INVITE_OK = GROUP_INVITE | RESPONSE_BIT
+    GROUP_JOIN_OK = GROUP_JOIN | RESPONSE_BIT
+    GROUP_JOIN_REQUESTS_OK = GROUP_JOIN_REQUESTS | RESPONSE_BIT
+    GROUP_APPROVE_OK = GROUP_APPROVE | RESPONSE_BIT
+    GROUP_QUIT_OK = GROUP_QUIT | RESPONSE_BIT
+    GROUP_KICK_OK = GROUP_KICK | RESPONSE_BIT
+    GROUP_SET_ROLE_OK = GROUP_SET_ROLE | RESPONSE_BIT
+    GROUP_TRANSFER_OK = GROUP_TRANSFER | RESPONSE_BIT
+    GROUP_MUTE_OK = GROUP_MUTE | RESPONSE_BIT
+    GROUP_MUTE_ALL_OK = GROUP_MUTE_ALL | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
+    FRIEND_PUSH = 0x42
+    GROUP_PUSH = 0x43
+    READ_PUSH = 0x44
+    CONV_PUSH = 0x45
 
     ERROR = 0xFF
 
@@ -85,13 +150,14 @@ class Flag(enum.IntFlag):
     NONE = 0
     #: Set by a client on a SEND it is retrying (same cmid); informational only.
     RETRY = 0x0001
+    #: SEND and MSG_PUSH: ``target`` is a group id, not a user id.
+    GROUP = 0x0002
 
 
-KNOWN_FLAGS = int(Flag.RETRY)
+KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-REQUEST_OPS = frozenset(
-    {Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN, Op.LOGOUT, Op.SEND, Op.SYNC, Op.HISTORY, Op.CONVERSATIONS}
-)
+#: Every op a client may send: the requests, 0x01..0x3F.
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
 
 
 class ErrorCode(enum.IntEnum):
@@ -115,6 +181,12 @@ class ErrorCode(enum.IntEnum):
     USER_NOT_FOUND = 3000
     FORBIDDEN = 3001
     INVALID_ARGUMENT = 3002
+    NOT_FRIENDS = 3003  # 1:1 send to a stranger while only friends may send
+    BLOCKED = 3004  # the other user blocked you
+    CONFLICT = 3005  # already done: already friends, already a member, request pending
+    NOT_FOUND = 3006  # no such group, request or conversation entry
+    MUTED = 3007  # you are muted in this group, or the whole group is
+    GROUP_FULL = 3008  # the group is at its member limit
     # 4xxx: limits
     RATE_LIMITED = 4000
     # 5xxx: the server

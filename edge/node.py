@@ -1,5 +1,5 @@
 """A node: the composition root. It wires the backends (store, routes, bus), the
-services and the hub behind one edge server, and owns startup and orderly shutdown."""
+in-memory state, the services and the edge, and owns startup and orderly shutdown."""
 from __future__ import annotations
 
 import asyncio
@@ -13,15 +13,19 @@ from typing import Any, Coroutine
 from ..backends.memory import LocalBus, MemoryRoutes
 from ..backends.protocols import Bus, NodeId, Routes, Store
 from ..backends.sqlite import SqliteStore
-from ..core_ext import bodies
-from ..core_ext.codec import encode_frame
-from ..core_ext.protocol import Op
+from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
 from ..services.auth import AuthService
+from ..services.conversations import Conversations
 from ..services.delivery import Delivery
+from ..services.groups import Groups, Membership
 from ..services.ids import IdGenerator, node_number
-from ..services.messages import MessageService
-from .hub import Hub, Outbox
+from ..services.messages import Messages
+from ..services.social import Social
+from ..services.state import State
+from ..services.users import Users
+from .api import Api
+from .presence import Presence
 from .server import EdgeServer
 from .session import Session
 
@@ -35,6 +39,9 @@ class DataDirInUse(RuntimeError):
 
 
 class Node:
+    """Wires each part with what it uses, explicitly: backends, then the in-memory state
+    and the services over them, then the edge (routing table, presence, handlers, server)."""
+
     def __init__(self, config: Config, store: Store | None = None, routes: Routes | None = None, bus: Bus | None = None) -> None:
         self.config = config
         self.id = NodeId(config.node_id)
@@ -43,21 +50,37 @@ class Node:
         self.store = store or SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
         self.routes = routes or MemoryRoutes()
         self.bus = bus or LocalBus()
-        self.hub = Hub()
-        self.outbox = Outbox(self.loop)
-        self.auth = AuthService(self.store, config.token_secret or _load_secret(config.data_dir), config.token_ttl, config.scrypt_log_n)
-        self.messages = MessageService(self.store, IdGenerator(node_number(self.id)))
-        self.delivery = Delivery(self.id, self.routes, self.bus, self.hub.deliver, self.spawn)
-        self.server = EdgeServer(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_fd = -1
+
+        self.table = RoutingTable()
+        self.outbox = Outbox(self.loop)
+        self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn)
+        self.state = State(self.store)
+        auth = AuthService(self.store, config.token_secret or _load_secret(config.data_dir), config.token_ttl,
+                           config.scrypt_log_n)
+        conversations = Conversations(self.store, self.state, self.delivery.to_users)
+        users = Users(self.store)
+        groups = Groups(self.store, self.state, Membership(
+            self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
+        ), users.exists, config.group_max_members)
+        messages = Messages(self.store, self.state, users, IdGenerator(node_number(self.id)), conversations, groups,
+                            config.strangers_may_send)
+        social = Social(self.store, self.state, self.delivery.to_users, users.exists)
+        self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn)
+        self.api = Api(self.id, self.state, auth, self.presence, self.delivery, messages, conversations, social, groups)
+        self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew)
+
+    def _new_session(self) -> Session:
+        return Session(self.config, self.loop, self.outbox, self.api.handlers, self.spawn, self.server.sessions,
+                       self.presence.release)
 
     async def start(self) -> tuple[str, int]:
         """Open the backends and listen; on failure, release what was taken and raise."""
         self._lock_fd = _lock(self.config.data_dir)
         try:
             await self.store.open()
-            await self.bus.start(self.id, self.hub.deliver)
+            await self.bus.start(self.id, self.delivery.deliver)
             return await self.server.start()
         except BaseException:
             await self._close_backends()
@@ -83,35 +106,6 @@ class Node:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    async def bind(self, session: Session) -> None:
-        """Make ``session`` the live one of its (user, terminal), here and in the routes;
-        the one it replaces, on this node or another, is kicked."""
-        old = self.hub.attach(session)
-        kick = _kicked_frame(session)
-        if old is not None:
-            old.kick(kick)
-        previous = await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
-        if previous is not None and previous.node != self.id:
-            await self.delivery.kick(previous.node, kick, session.user_id, session.terminal)
-
-
-    async def rebind(self, session: Session) -> None:
-        """A live session whose route is gone: if a newer login took its (user, terminal)
-        on another node, it is the stale one and goes; otherwise its route is restored
-        (it expired, or the route store lost it)."""
-        if session.closing or self.hub.get(session.user_id, session.terminal) is not session:
-            return
-        routes = await self.routes.lookup((session.user_id,))
-        if any(r.terminal == session.terminal and r.node != self.id for r in routes):
-            session.kick(_kicked_frame(session))
-        else:
-            await self.routes.bind(session.user_id, session.terminal, self.id, self.config.route_ttl)
-
-
-def _kicked_frame(session: Session) -> bytes:
-    body = bodies.Kicked(reason="replaced", terminal=session.terminal)
-    return encode_frame(Op.KICKED, 0, session.user_id, bodies.encode(body))
 
 
 def _lock(data_dir: Path) -> int:

@@ -6,15 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from http import HTTPStatus
-from typing import TYPE_CHECKING
+from typing import Awaitable, Callable
 
 from picows import WSUpgradeRequest, WSUpgradeResponse, WSUpgradeResponseWithListener, ws_create_server
 
 from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, SUPPORTED_VERSIONS, CloseCode
+from ..ops.config import Config
 from .session import AUTHENTICATED, Session
-
-if TYPE_CHECKING:
-    from .node import Node
 
 __all__ = ["EdgeServer", "negotiate"]
 
@@ -39,15 +37,23 @@ def negotiate(offered: str | None) -> str | None:
 
 
 class EdgeServer:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    """Listens, upgrades, and sweeps the open sessions. ``make_session`` builds the
+    listener of a new connection (it joins ``sessions`` once connected); ``renew`` keeps
+    the route of a live authenticated session."""
+
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, make_session: Callable[[], Session],
+                 renew: Callable[[Session], Awaitable[None]]) -> None:
+        self.config = config
+        self.loop = loop
+        self._make_session = make_session
+        self._renew = renew
         self.sessions: set[Session] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
         self._sweeper: asyncio.Task[None] | None = None
 
     async def start(self) -> tuple[str, int]:
-        config = self.node.config
+        config = self.config
         self._server = await ws_create_server(
             self._route,
             config.host,
@@ -73,7 +79,7 @@ class EdgeServer:
                 return _http(HTTPStatus.UPGRADE_REQUIRED, f"supported subprotocols: {_SUPPORTED}\n".encode(),
                              {"Sec-WebSocket-Protocol": _SUPPORTED})
             headers = {"Sec-WebSocket-Protocol": chosen} if chosen else None
-            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), Session(self.node))
+            return WSUpgradeResponseWithListener(WSUpgradeResponse.create_101_response(headers), self._make_session())
         if path == b"/healthz":
             return _http(HTTPStatus.OK, b"ok\n")
         if path == b"/readyz":
@@ -85,12 +91,12 @@ class EdgeServer:
     async def _sweep(self) -> None:
         """Close connections past their auth or idle timeout or too far behind in reading;
         renew the routes of active ones."""
-        node, config = self.node, self.node.config
+        config = self.config
         interval = min(1.0, config.auth_timeout / 4, config.idle_timeout / 4)
         renew_every = config.route_ttl / 3
         while True:
             await asyncio.sleep(interval)
-            now = node.loop.time()
+            now = self.loop.time()
             renew = []
             for session in list(self.sessions):
                 if session.state != AUTHENTICATED and now - session.connected_at > config.auth_timeout:
@@ -106,8 +112,7 @@ class EdgeServer:
                     renew.append(session)
             for session in renew:
                 try:
-                    if not await node.routes.renew(session.user_id, session.terminal, node.id, config.route_ttl):
-                        await node.rebind(session)
+                    await self._renew(session)
                 except Exception:
                     log.exception("route renewal failed")
 
@@ -120,8 +125,8 @@ class EdgeServer:
             self._server.close()
         for session in list(self.sessions):
             session.close(CloseCode.GOING_AWAY, "node shutting down")
-        deadline = self.node.loop.time() + timeout
-        while self.sessions and self.node.loop.time() < deadline:
+        deadline = self.loop.time() + timeout
+        while self.sessions and self.loop.time() < deadline:
             await asyncio.sleep(0.05)
         for session in list(self.sessions):
             session.transport.disconnect(graceful=False)

@@ -1,31 +1,33 @@
-"""One client connection: frame parsing, limits, authentication state and the requests.
+"""One client connection: frame parsing, limits, authentication state, replies.
 
 ``on_ws_frame`` runs per frame and stays synchronous: it parses the header (Cython
-codec), charges the rate limit and decodes the body while the payload view is valid;
-requests that wait on I/O continue as tasks. This module is the one place where
+codec), charges the rate limit and decodes the body while the payload view is valid,
+then calls the op's handler. A handler answers at once (lists served from memory) or
+returns an awaitable, which runs as a task. This module is the one place where
 exceptions become ERROR frames.
+
+A session gets what it uses in its constructor: the config, the loop, the outbox its
+frames go through, the handler table, the set of open sessions it joins while open, and
+two callbacks; it knows nothing of the node.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from ..backends.protocols import StoredMessage, UserId
+from ..backends.protocols import UserId
 from ..core_ext import bodies
 from ..core_ext.codec import decode_request, encode_frame
 from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited
-from ..core_ext.fanout import write_frames
-from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, ErrorCode, Op
-from ..services.auth import Identity
+from ..core_ext.fanout import Outbox, Peer
+from ..core_ext.protocol import CloseCode, ErrorCode, Op
+from ..ops.config import Config
 
-if TYPE_CHECKING:
-    from .node import Node
-
-__all__ = ["Session"]
+__all__ = ["Session", "Handler", "ANONYMOUS", "LOGGING_IN", "AUTHENTICATED"]
 
 log = logging.getLogger("edgeim.session")
 
@@ -37,48 +39,60 @@ _PONG = encode_frame(Op.PONG, 0, 0, b"")
 CLOSE_WAIT = 2.0
 #: requests one connection may have in progress; more get RATE_LIMITED
 MAX_IN_FLIGHT = 256
-#: room in a reply body for the page's own keys around its messages
-_PAGE_BUDGET = MAX_BODY_SIZE - 256
+
+#: handler(session, req_id, flags, target, body): None when it has answered already, else
+#: an awaitable that answers (it runs as a task; what it raises becomes the ERROR frame)
+Handler = Callable[["Session", int, int, int, Any], "Awaitable[None] | None"]
 
 
 class Session(WSListener):
-    def __init__(self, node: Node) -> None:
+    def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, outbox: Outbox,
+                 handlers: Mapping[int, Handler], spawn: Callable[[Coroutine[Any, Any, Any]], object],
+                 registry: set[Session], on_closed: Callable[[Session], None]) -> None:
         super().__init__()
-        self.node = node
+        self.config = config
+        self.loop = loop
+        self._outbox = outbox
+        self._handlers = handlers
+        self._spawn = spawn
+        self._registry = registry  # the open connections of the node: this one is in it while open
+        self._on_closed = on_closed
         self.transport: WSTransport = None  # type: ignore[assignment]  # set on connect
+        self.peer: Peer = None  # type: ignore[assignment]  # set on connect
         self.user_id = UserId(0)
         self.terminal = ""
         self.state = ANONYMOUS
         self.closed = False
-        now = node.loop.time()
+        now = loop.time()
         self.connected_at = now
         self.last_active = now
         self.renewed_at = now
-        self._tokens = float(node.config.burst)
+        self._tokens = float(config.burst)
         self._tokens_at = now
         self._over_budget = 0
         self._bad_frames = 0
-        self._in_flight = 0
+        #: requests in progress (answered later); handlers that answer later count theirs
+        self.in_flight = 0
         self._auth_busy = False
         #: set while picows holds more unsent bytes than its high-water mark
         self.write_paused = False
-        #: frames queued in this loop iteration (None: nothing queued); see Outbox
-        self._out: list[bytes] | None = None
-        # resolves when this connection's previous SEND has started its append: keeps the
-        # connection's sends in order without waiting for each commit
-        self._send_gate: asyncio.Future[None] | None = None
+        #: resolves when this connection's previous SEND has started its append: keeps the
+        #: connection's sends in order without waiting for each commit (see the SEND handler)
+        self.send_gate: asyncio.Future[None] | None = None
 
     # -- picows callbacks ---------------------------------------------------------------------
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
-        self.node.server.sessions.add(self)
+        self.peer = Peer(self._outbox, transport, self)
+        self._registry.add(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closed = True
-        self.node.server.sessions.discard(self)
-        if self.state == AUTHENTICATED and self.node.hub.detach(self):
-            self.node.spawn(self.node.routes.unbind(self.user_id, self.terminal, self.node.id))
+        self._registry.discard(self)
+        if self.peer is not None:
+            self.peer.closed = True
+        self._on_closed(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -86,7 +100,7 @@ class Session(WSListener):
             if msg_type is WSMsgType.CLOSE:
                 self.transport.disconnect(graceful=False)
             return
-        now = self.node.loop.time()
+        now = self.loop.time()
         self.last_active = now
         if msg_type is not WSMsgType.BINARY or not frame.fin:
             if msg_type is WSMsgType.CLOSE or self._charge(now, 0):
@@ -111,10 +125,8 @@ class Session(WSListener):
         if self.state != AUTHENTICATED and op not in _OPEN_OPS:
             self.error(req_id, AuthError(f"{Op(op).name} needs a login first"))
             return
-        if self._in_flight >= MAX_IN_FLIGHT:
+        if self.in_flight >= MAX_IN_FLIGHT:
             self.error(req_id, RateLimited(f"more than {MAX_IN_FLIGHT} requests in progress"))
-            return
-        if op == Op.SEND and self._send_now(req_id, target, request):
             return
         if op in _AUTH_OPS:
             # scrypt is slow on purpose: one registration or login at a time per connection
@@ -122,15 +134,17 @@ class Session(WSListener):
                 self.error(req_id, RateLimited("a registration or login is already in progress"))
                 return
             self._auth_busy = True
-        self._in_flight += 1
-        if op == Op.SEND:
-            # the gate is set now, not when the task starts, so that a SEND read right
-            # after this one cannot take the fast path ahead of it
-            previous, self._send_gate = self._send_gate, self.node.loop.create_future()
-            handler = self.on_send(req_id, target, request, previous, self._send_gate)
-        else:
-            handler = _HANDLERS[op](self, req_id, flags, target, request)
-        self.node.spawn(self._run(op, req_id, handler))
+        try:
+            pending = self._handlers[op](self, req_id, flags, target, request)
+        except Exception as exc:
+            self._auth_busy = False
+            self._fail(op, req_id, exc)
+            return
+        if pending is None:
+            self._auth_busy = False
+            return
+        self.in_flight += 1
+        self._spawn(self._run(op, req_id, pending))
 
     def _on_other_frame(self, frame: WSFrame) -> None:
         msg_type = frame.msg_type
@@ -144,11 +158,21 @@ class Session(WSListener):
             self._bad_frame(0, FrameError("only unfragmented binary messages are frames", ErrorCode.BAD_FRAME))
         # PONG only counts as activity
 
+    async def _run(self, op: int, req_id: int, pending: Awaitable[None]) -> None:
+        try:
+            await pending
+        except Exception as exc:
+            self._fail(op, req_id, exc)
+        finally:
+            self.in_flight -= 1
+            if op in _AUTH_OPS:
+                self._auth_busy = False
+
     # -- limits -------------------------------------------------------------------------------
 
     def _charge(self, now: float, req_id: int) -> bool:
         """Token bucket: False (and an error or a close) when the frame is over budget."""
-        config = self.node.config
+        config = self.config
         tokens = min(float(config.burst), self._tokens + (now - self._tokens_at) * config.rate)
         self._tokens_at = now
         if tokens >= 1.0:
@@ -164,30 +188,43 @@ class Session(WSListener):
 
     def _bad_frame(self, req_id: int, exc: ImError) -> None:
         self._bad_frames += 1
-        if self._bad_frames > self.node.config.bad_frame_limit:
+        if self._bad_frames > self.config.bad_frame_limit:
             self.close(CloseCode.POLICY, "too many bad frames")
         else:
             self.error(req_id, exc)
+
+    # -- authentication state -------------------------------------------------------------------
+
+    def begin_login(self) -> None:
+        if self.state != ANONYMOUS:
+            raise AuthError("already logged in (or logging in) on this connection", ErrorCode.ALREADY_AUTHENTICATED)
+        self.state = LOGGING_IN
+
+    def end_login(self, user_id: UserId | None, terminal: str = "") -> bool:
+        """Finish a login: authenticated as (user_id, terminal), or back to anonymous when
+        ``user_id`` is None or the connection is closing meanwhile (False then)."""
+        if user_id is None or self.closing:
+            self.state = ANONYMOUS
+            return False
+        self.user_id, self.terminal, self.state = user_id, terminal, AUTHENTICATED
+        self.peer.user, self.peer.terminal = user_id, terminal
+        return True
 
     # -- replies ------------------------------------------------------------------------------
 
     def reply(self, op: Op, req_id: int, body: msgspec.Struct | None, target: int = 0) -> None:
         self.send_frame(encode_frame(op, req_id, target, bodies.encode(body)))
 
+    def reply_body(self, op: Op, req_id: int, body: bytes) -> None:
+        """Reply with a body encoded already (a cached list page)."""
+        self.send_frame(encode_frame(op, req_id, 0, body))
+
     def send_frame(self, frame: bytes) -> None:
         """Queue ``frame``; what is queued in one loop iteration goes out in one write."""
-        if self.closed:
-            return
-        if self._out is None:
-            self._out = [frame]
-            self.node.outbox.add(self)
-        else:
-            self._out.append(frame)
+        self.peer.send(frame)
 
     def flush(self) -> None:
-        frames, self._out = self._out, None
-        if frames:
-            write_frames(self.transport, frames)
+        self.peer.flush()
 
     def error(self, req_id: int, exc: ImError) -> None:
         self.reply(Op.ERROR, req_id, bodies.Error(code=int(exc.code), message=exc.message))
@@ -201,6 +238,10 @@ class Session(WSListener):
             log.error("request failed", exc_info=exc, extra={"op": op, "req_id": req_id, "user": self.user_id})
             self.error(req_id, ImError("internal error"))
 
+    def fail(self, op: int, req_id: int, exc: BaseException) -> None:
+        """``_fail`` for a handler that answers from a callback (a SEND's commit)."""
+        self._fail(op, req_id, exc)
+
     def close(self, code: CloseCode, reason: str = "") -> None:
         """Start the close handshake. The socket is dropped when the client answers, or
         after CLOSE_WAIT: closing it at once, with the client's frames still unread, would
@@ -208,7 +249,7 @@ class Session(WSListener):
         if not self.closed and not self.transport.is_close_frame_sent:
             self.flush()  # what was queued before the close goes before it
             self.transport.send_close(WSCloseCode(int(code)), reason.encode())
-            self.node.loop.call_later(CLOSE_WAIT, self.transport.disconnect, False)
+            self.loop.call_later(CLOSE_WAIT, self.transport.disconnect, False)
 
     @property
     def closing(self) -> bool:
@@ -231,153 +272,3 @@ class Session(WSListener):
         """Forced logout: the KICKED push, then close 4001."""
         self.send_frame(frame)
         self.close(CloseCode.REPLACED, "replaced")
-
-    async def _run(self, op: int, req_id: int, handler: Awaitable[None]) -> None:
-        try:
-            await handler
-        except Exception as exc:
-            self._fail(op, req_id, exc)
-        finally:
-            self._in_flight -= 1
-            if op in _AUTH_OPS:
-                self._auth_busy = False
-
-    # -- requests -----------------------------------------------------------------------------
-
-    async def on_register(self, req_id: int, flags: int, target: int, req: bodies.Register) -> None:
-        user = await self.node.auth.register(req.username, req.password, req.nickname)
-        self.reply(Op.REGISTER_OK, req_id, bodies.RegisterOk(user_id=user.id))
-
-    async def on_login(self, req_id: int, flags: int, target: int, req: bodies.Login) -> None:
-        await self._authenticate(req_id, Op.LOGIN_OK, req.terminal, lambda: self.node.auth.login(req.username, req.password))
-
-    async def on_token_login(self, req_id: int, flags: int, target: int, req: bodies.TokenLogin) -> None:
-        await self._authenticate(req_id, Op.TOKEN_LOGIN_OK, req.terminal, lambda: self.node.auth.token_login(req.token))
-
-    async def _authenticate(self, req_id: int, ok: Op, terminal: str, check: Callable[[], Awaitable[Identity]]) -> None:
-        if self.state != ANONYMOUS:
-            raise AuthError("already logged in (or logging in) on this connection", ErrorCode.ALREADY_AUTHENTICATED)
-        self.state = LOGGING_IN
-        try:
-            identity = await check()
-        except BaseException:
-            self.state = ANONYMOUS
-            raise
-        if self.closing:  # e.g. the auth timeout closed it meanwhile: do not kick anyone
-            self.state = ANONYMOUS
-            return
-        self.user_id, self.terminal, self.state = identity.user_id, terminal, AUTHENTICATED
-        await self.node.bind(self)
-        self.reply(ok, req_id, bodies.LoginOk(
-            user_id=identity.user_id, token=identity.token, expires_at=identity.expires_at,
-            terminal=terminal, node=self.node.id,
-        ))
-
-    async def on_logout(self, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
-        self.reply(Op.LOGOUT_OK, req_id, None)
-        self.close(CloseCode.LOGGED_OUT, "logged out")
-
-    def _send_now(self, req_id: int, target: int, req: bodies.Send) -> bool:
-        """The common SEND, without a task: receiver known, no earlier send of this
-        connection still being validated. False when ``on_send`` has to do it."""
-        if self._send_gate is not None and not self._send_gate.done():
-            return False
-        messages = self.node.messages
-        try:
-            new = messages.prepare_now(self.user_id, UserId(target), req.cmid, req.type, req.content)
-            if new is None:
-                return False
-            pending = messages.commit(new)
-        except ImError as exc:
-            self.error(req_id, exc)
-            return True
-        self._in_flight += 1
-        pending.add_done_callback(lambda done: self._on_committed(req_id, done))
-        return True
-
-    def _on_committed(self, req_id: int, done: asyncio.Future[StoredMessage]) -> None:
-        self._in_flight -= 1
-        error = done.exception()
-        if error is None:
-            self._acked(req_id, done.result())
-        else:
-            self._fail(Op.SEND, req_id, error)
-
-    def _acked(self, req_id: int, stored: StoredMessage) -> None:
-        """Ack a durable message, then push it (unless it is a retry's original). The ack
-        queues behind the pushes already on their way, so a connection sees each
-        conversation's seqs in order: never the ack of n+1 before the push of n."""
-        ack = encode_frame(Op.SEND_ACK, req_id, 0, bodies.encode(bodies.SendAck(
-            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
-        )))
-        self.node.delivery.then(self.send_frame, ack)
-        if not stored.duplicate:  # a retry's original was pushed already (or is synced)
-            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, bodies.encode(_message_body(stored)))
-            self.node.delivery.push(frame, (stored.to, stored.sender), self.user_id, self.terminal)
-
-    async def on_send(self, req_id: int, target: int, req: bodies.Send,
-                      previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
-        """The SEND that needs I/O first (its receiver is not known yet), or that waits
-        behind one that does (``previous``); it resolves ``mine`` once it is in the store's
-        queue, so the connection's sends keep their order either way."""
-        messages = self.node.messages
-        try:
-            new = await messages.prepare(self.user_id, UserId(target), req.cmid, req.type, req.content)
-            if previous is not None and not previous.done():
-                await previous
-            pending = messages.commit(new)
-        finally:
-            # the next send may go once this one is in the store's queue, or, if this one
-            # failed, once the one before it is: the chain of gates is never broken
-            if previous is None or previous.done():
-                mine.set_result(None)
-            else:
-                previous.add_done_callback(lambda _: mine.set_result(None))
-        self._acked(req_id, await pending)
-
-    async def on_sync(self, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
-        rows, more = await self.node.messages.sync(self.user_id, req.conv, req.after_seq, req.limit)
-        self.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False))
-
-    async def on_history(self, req_id: int, flags: int, target: int, req: bodies.History) -> None:
-        rows, more = await self.node.messages.history(self.user_id, req.conv, req.before_seq, req.limit)
-        self.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
-
-    async def on_conversations(self, req_id: int, flags: int, target: int, req: bodies.Conversations) -> None:
-        convs, more = await self.node.messages.conversations(self.user_id, req.offset, req.limit)
-        self.reply(Op.CONVERSATIONS_OK, req_id, bodies.ConversationList(convs=[
-            bodies.ConversationInfo(conv=c.conv, peer=c.peer, last_seq=c.last_seq, last_ts=c.last_ts) for c in convs
-        ], has_more=more))
-
-
-def _message_body(m: StoredMessage) -> bodies.Message:
-    return bodies.Message(
-        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type, content=m.content, ts=m.ts,
-    )
-
-
-def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
-    """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
-    oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
-    set when some had to stay out. One message always fits (its content is capped)."""
-    msgs = [_message_body(m) for m in rows]
-    total = kept = 0
-    for message in reversed(msgs) if keep_newest else msgs:
-        total += len(bodies.encode(message))
-        if total > _PAGE_BUDGET:
-            break
-        kept += 1
-    if kept < len(msgs):
-        msgs, more = (msgs[len(msgs) - kept:] if keep_newest else msgs[:kept]), True
-    return bodies.Page(conv=conv, msgs=msgs, has_more=more)
-
-
-_HANDLERS: dict[int, Callable[..., Awaitable[None]]] = {
-    Op.REGISTER: Session.on_register,
-    Op.LOGIN: Session.on_login,
-    Op.TOKEN_LOGIN: Session.on_token_login,
-    Op.LOGOUT: Session.on_logout,
-    Op.SYNC: Session.on_sync,
-    Op.HISTORY: Session.on_history,
-    Op.CONVERSATIONS: Session.on_conversations,
-}

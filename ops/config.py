@@ -47,6 +47,10 @@ class Config:
     sqlite_sync: str = "FULL"
     #: scrypt cost (2**n); lower only for tests and benchmarks
     scrypt_log_n: int = 14
+    #: may users who are not friends send each other 1:1 messages? (default: friends only)
+    strangers_may_send: bool = False
+    #: members a new group may hold
+    group_max_members: int = 2000
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -77,6 +81,8 @@ class Config:
         for name in ("token_ttl", "auth_timeout", "idle_timeout", "route_ttl", "rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not 2 <= self.group_max_members <= 1_000_000:
+            raise ConfigError("group_max_members must be 2..1000000")
         if not 10 <= self.scrypt_log_n <= 20:
             raise ConfigError("scrypt_log_n must be 10..20")
 

@@ -251,13 +251,14 @@ class Client:
     async def conversations(self) -> list[bodies.ConversationInfo]:
         """Every conversation, most recent first (all pages)."""
         convs: list[bodies.ConversationInfo] = []
+        cursor = ""
         while True:
-            request = bodies.Conversations(offset=len(convs), limit=bodies.MAX_CONVERSATIONS)
-            _, body = await self.request(Op.CONVERSATIONS, request)
+            _, body = await self.request(Op.CONVERSATIONS, bodies.Conversations(cursor=cursor, limit=bodies.MAX_LIST))
             page = bodies.decode(body, bodies.ConversationList)
             convs.extend(page.convs)
             if not page.has_more or not page.convs:
                 return convs
+            cursor = page.next_cursor
 
     # -- incoming -----------------------------------------------------------------------------
 

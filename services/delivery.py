@@ -1,44 +1,53 @@
-"""Where a frame goes once it is encoded: look up the receivers' routes, group them by
-node, hand the local share to this node's hub and publish once per other node."""
+"""Where an encoded frame goes: to users (their sessions on this node, and one publish per
+other node they are connected to) or to a conversation (this node's local members through
+the routing table, and one publish per other node subscribed to it, which expands it
+there). The frame is the same bytes object for every receiver."""
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Coroutine, Sequence
+from typing import Any, Callable, Coroutine, Iterable
 
-from ..backends.protocols import Bus, Envelope, NodeId, Routes, UserId
+from ..backends.protocols import Bus, ConvId, Envelope, NodeId, Routes, UserId
+from ..core_ext.fanout import RoutingTable
 
 __all__ = ["Delivery"]
 
 log = logging.getLogger("edgeim.delivery")
 
-#: (frame, receivers, skip_user, skip_terminal, reply): a push to route, or, when ``reply``
-#: is set, a reply to hand to it in turn
-_Item = tuple[bytes, Sequence[UserId], UserId, str, "Callable[[bytes], object] | None"]
+# (frame, users, conv, skip_user, skip_terminal, reply): a push to users (conv "") or to a
+# conversation, or, when ``reply`` is set, a reply to hand to it in turn
+_Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None"]
 
 
 class Delivery:
-    def __init__(self, node: NodeId, routes: Routes, bus: Bus, local: Callable[[Envelope], object],
+    def __init__(self, node: NodeId, routes: Routes, bus: Bus, table: RoutingTable,
                  spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
         self.node = node
         self._routes = routes
         self._bus = bus
-        self._local = local
+        self._table = table
         self._spawn = spawn
         self._queue: list[_Item] = []
         self._flushing = False
 
-    def push(self, frame: bytes, user_ids: Sequence[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
-        """Deliver ``frame`` (the same bytes object everywhere) to every live session of
-        ``user_ids`` except (skip_user, skip_terminal). Returns at once: what is pushed
-        in one loop iteration (a commit batch) is routed with one routes lookup, and
-        frames go out in the order they were pushed. At most once: a receiver that misses
-        a frame catches up with SYNC."""
-        self._enqueue((frame, user_ids, skip_user, skip_terminal, None))
+    # -- pushes ---------------------------------------------------------------------------------
+
+    def to_users(self, frame: bytes, users: Iterable[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+        """Deliver ``frame`` to every live session of ``users`` except (skip_user,
+        skip_terminal). Returns at once: what is pushed in one loop iteration is routed
+        with one routes lookup, and frames go out in the order they were pushed. At most
+        once: a receiver that misses a frame catches up with SYNC."""
+        self._enqueue((frame, tuple(users), "", skip_user, skip_terminal, None))
+
+    def to_conv(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+        """Deliver ``frame`` to every live session of every member of ``conv`` (a group's
+        conversation) except (skip_user, skip_terminal): once per node, by conversation id."""
+        self._enqueue((frame, (), conv, skip_user, skip_terminal, None))
 
     def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
-        """Call ``send(frame)`` once the pushes queued before it are handed over: a
-        reply that must not overtake them (a SEND_ACK) goes through here."""
-        self._enqueue((frame, (), UserId(0), "", send))
+        """Call ``send(frame)`` once the pushes queued before it are handed over: a reply
+        that must not overtake them (a SEND_ACK) goes through here."""
+        self._enqueue((frame, (), "", UserId(0), "", send))
 
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
@@ -58,34 +67,91 @@ class Delivery:
             self._flushing = False
 
     async def _route(self, batch: list[_Item]) -> None:
-        nodes_of: dict[UserId, set[NodeId]] = {}
+        nodes_of_user: dict[UserId, set[NodeId]] = {}
+        nodes_of_conv: dict[str, list[NodeId]] = {}
         try:
-            for route in await self._routes.lookup(list({u for item in batch for u in item[1]})):
-                nodes_of.setdefault(route.user_id, set()).add(route.node)
-        except Exception:  # no pushes this time (receivers will sync); replies still go
+            users = {u for item in batch for u in item[1]}
+            if users:
+                for route in await self._routes.lookup(list(users)):
+                    if route.node != self.node:
+                        nodes_of_user.setdefault(route.user_id, set()).add(route.node)
+            for conv in {item[2] for item in batch if item[2]}:
+                nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
+        except Exception:  # other nodes get nothing this time (receivers will sync); local ones do
             log.exception("routes lookup failed", extra={"frames": len(batch)})
-        for frame, users, skip_user, skip_terminal, reply in batch:
+        table = self._table
+        for frame, users, conv, skip_user, skip_terminal, reply in batch:
             if reply is not None:
                 reply(frame)
                 continue
+            if conv:
+                table.to_conv(frame, conv, skip_user, skip_terminal)
+                for node in nodes_of_conv.get(conv, ()):
+                    await self._publish(node, Envelope(frame, conv=ConvId(conv), skip_user=skip_user,
+                                                       skip_terminal=skip_terminal))
+                continue
+            table.to_users(frame, users, skip_user, skip_terminal)
             by_node: dict[NodeId, list[UserId]] = {}
             for user in users:
-                for node in nodes_of.get(user, ()):
+                for node in nodes_of_user.get(user, ()):
                     by_node.setdefault(node, []).append(user)
             for node, targets in by_node.items():
-                envelope = Envelope(frame, tuple(targets), skip_user, skip_terminal)
-                if node == self.node:
-                    self._local(envelope)
-                    continue
-                try:
-                    await self._bus.publish(node, envelope)
-                except Exception:  # that node misses this frame (it will sync); the rest go on
-                    log.exception("publish failed", extra={"node": node})
+                await self._publish(node, Envelope(frame, tuple(targets), skip_user=skip_user, skip_terminal=skip_terminal))
+
+    async def _publish(self, node: NodeId, envelope: Envelope) -> None:
+        try:
+            await self._bus.publish(node, envelope)
+        except Exception:  # that node misses this frame (it will sync); the rest go on
+            log.exception("publish failed", extra={"node": node})
+
+    def deliver(self, envelope: Envelope) -> int:
+        """An envelope from another node (the bus callback): give it to the local sessions."""
+        if envelope.kick_terminal:
+            for user_id in envelope.user_ids:
+                peer = self._table.get(user_id, envelope.kick_terminal)
+                if peer is not None:
+                    peer.owner.kick(envelope.frame)
+            return 0
+        if envelope.conv:
+            return self._table.to_conv(envelope.frame, envelope.conv, envelope.skip_user, envelope.skip_terminal)
+        return self._table.to_users(envelope.frame, envelope.user_ids, envelope.skip_user, envelope.skip_terminal)
 
     async def kick(self, node: NodeId, frame: bytes, user_id: UserId, terminal: str) -> None:
         """Close (user_id, terminal) on ``node`` after giving it ``frame`` (a KICKED push)."""
         envelope = Envelope(frame, (user_id,), kick_terminal=terminal)
         if node == self.node:
-            self._local(envelope)
+            self.deliver(envelope)
         else:
             await self._bus.publish(node, envelope)
+
+    # -- which conversations this node takes frames for ----------------------------------------
+
+    def joined(self, conv: ConvId, user: UserId) -> None:
+        """``user`` became a member of ``conv``; if the user is online here, this node now
+        takes the conversation's frames for them."""
+        if self._table.online(user) and self._table.join(conv, user):
+            self._spawn(self._subscribe(True, [conv]))
+
+    def left(self, conv: ConvId, user: UserId) -> None:
+        if self._table.leave(conv, user):
+            self._spawn(self._subscribe(False, [conv]))
+
+    def online(self, user: UserId, convs: Iterable[ConvId]) -> None:
+        """The user's first session on this node: take their group conversations' frames."""
+        first = [conv for conv in convs if self._table.join(conv, user)]
+        if first:
+            self._spawn(self._subscribe(True, first))
+
+    def offline(self, user: UserId, convs: Iterable[ConvId]) -> None:
+        last = [conv for conv in convs if self._table.leave(conv, user)]
+        if last:
+            self._spawn(self._subscribe(False, last))
+
+    async def _subscribe(self, on: bool, convs: list[ConvId]) -> None:
+        try:
+            if on:
+                await self._routes.subscribe(self.node, convs)
+            else:
+                await self._routes.unsubscribe(self.node, convs)
+        except Exception:
+            log.exception("conversation subscription failed", extra={"convs": len(convs)})

@@ -1,75 +1,80 @@
-"""1:1 messages: validation, ids, durable append, sync and history, with the
-membership check (a user reads and writes only conversations they are part of)."""
+"""Messages in private and group conversations: who may send, ids, the durable append,
+and sync and history within what the reader may see."""
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 
-from ..backends.protocols import ConvId, Conversation, NewMessage, Store, StoreClosed, StoredMessage, UserId
+from ..backends.protocols import ConvId, GroupId, NewMessage, Store, StoreClosed, StoredMessage, UserId
 from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
+from .conversations import Conversations, group_conv, private_conv
+from .groups import Groups
 from .ids import IdGenerator
+from .state import State, UserState
+from .users import Users
 
-__all__ = ["MessageService", "private_conv", "conv_members"]
+__all__ = ["Messages"]
 
 _MAX_ID = 2**63 - 1  # ids are signed 64-bit in every store
-_PRIVATE = re.compile(r"p([1-9][0-9]{0,19})_([1-9][0-9]{0,19})")
 
 
-def private_conv(a: UserId, b: UserId) -> ConvId:
-    """The id of the 1:1 conversation of a and b: ``p<low>_<high>``."""
-    return ConvId(f"p{a}_{b}" if a < b else f"p{b}_{a}")
-
-
-def conv_members(conv: str) -> tuple[UserId, UserId]:
-    match = _PRIVATE.fullmatch(conv)
-    if match is None:
-        raise RequestError(f"not a conversation id: {conv!r}", ErrorCode.INVALID_ARGUMENT)
-    low, high = int(match[1]), int(match[2])
-    if low >= high:
-        raise RequestError(f"not a conversation id: {conv!r}", ErrorCode.INVALID_ARGUMENT)
-    return UserId(low), UserId(high)
-
-
-class MessageService:
-    def __init__(self, store: Store, ids: IdGenerator) -> None:
+class Messages:
+    def __init__(self, store: Store, state: State, users: Users, ids: IdGenerator, conversations: Conversations,
+                 groups: Groups, strangers_may_send: bool) -> None:
         self._store = store
+        self._state = state
         self._ids = ids
-        # users are never deleted, so a user seen once exists for good: most sends skip the
-        # store lookup of their receiver
-        self._known_users: set[UserId] = set()
+        self._conversations = conversations
+        self._groups = groups
+        self._strangers_may_send = strangers_may_send
+        self._users = users
 
-    def prepare_now(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage | None:
-        """``prepare`` without I/O: None when the receiver has to be looked up first."""
-        if to == sender:
+    # -- sending --------------------------------------------------------------------------------
+
+    def prepare_now(self, sender: UserState, target: int, group: bool, cmid: str, type_: int,
+                    content: str) -> NewMessage | None:
+        """Check and build a send without I/O; None when something must be loaded first."""
+        if group:
+            state = self._state.groups.get(GroupId(target))
+            if state is None:
+                return None
+            self._groups.check_send(state, sender.id, int(time.time() * 1000))
+            return self._new(group_conv(GroupId(target)), sender.id, target, (), cmid, type_, content)
+        to = UserId(target)
+        if to == sender.id:
             raise RequestError("cannot send to yourself", ErrorCode.INVALID_ARGUMENT)
-        if to not in self._known_users:
+        if not self._users.known(to) and to not in sender.friends:
             if not 0 < to <= _MAX_ID:
                 raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
             return None
-        return self._new(sender, to, cmid, type_, content)
+        self._check_private(sender, to)
+        return self._new(private_conv(sender.id, to), sender.id, to, (sender.id, to), cmid, type_, content)
 
-    async def prepare(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage:
-        """Validate a send and give it an id; nothing is stored yet."""
-        new = self.prepare_now(sender, to, cmid, type_, content)
+    async def prepare(self, sender: UserState, target: int, group: bool, cmid: str, type_: int,
+                      content: str) -> NewMessage:
+        new = self.prepare_now(sender, target, group, cmid, type_, content)
         if new is not None:
             return new
-        if await self._store.get_user(to) is None:
-            raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
-        self._known_users.add(to)
-        return self._new(sender, to, cmid, type_, content)
+        if group:
+            await self._groups.get(target)  # NOT_FOUND if there is no such group
+        elif not await self._users.exists(UserId(target)):
+            raise RequestError(f"no user {target}", ErrorCode.USER_NOT_FOUND)
+        new = self.prepare_now(sender, target, group, cmid, type_, content)
+        assert new is not None
+        return new
 
-    def _new(self, sender: UserId, to: UserId, cmid: str, type_: int, content: str) -> NewMessage:
+    def _check_private(self, sender: UserState, to: UserId) -> None:
+        if to in sender.blocked_by:
+            raise RequestError("this user blocked you", ErrorCode.BLOCKED)
+        if not self._strangers_may_send and to not in sender.friends:
+            raise RequestError("only friends may send to each other here", ErrorCode.NOT_FRIENDS)
+
+    def _new(self, conv: ConvId, sender: UserId, to: int, members: tuple[UserId, ...], cmid: str, type_: int,
+             content: str) -> NewMessage:
         return NewMessage(
-            conv=private_conv(sender, to),
-            sender=sender,
-            to=to,
-            cmid=cmid,
-            type=type_,
-            content=content,
-            msg_id=self._ids.next(),
-            ts=int(time.time() * 1000),
+            conv=conv, sender=sender, to=to, cmid=cmid, type=type_, content=content,
+            msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members,
         )
 
     def commit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
@@ -80,22 +85,15 @@ class MessageService:
         except StoreClosed:
             raise Unavailable("the node is shutting down") from None
 
+    # -- reading --------------------------------------------------------------------------------
+
     async def sync(self, user: UserId, conv: str, after_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
-        self.check_member(user, conv)
-        rows = await self._store.messages_after(ConvId(conv), after_seq, limit + 1)
+        floor = await self._conversations.floor(user, conv)
+        rows = await self._store.messages_after(ConvId(conv), max(after_seq, floor), limit + 1)
         return rows[:limit], len(rows) > limit
 
     async def history(self, user: UserId, conv: str, before_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
-        self.check_member(user, conv)
+        floor = await self._conversations.floor(user, conv)
         rows = await self._store.messages_before(ConvId(conv), before_seq, limit + 1)
+        rows = [m for m in rows if m.seq > floor]
         return rows[-limit:], len(rows) > limit
-
-    async def conversations(self, user: UserId, offset: int, limit: int) -> tuple[list[Conversation], bool]:
-        """One page of the user's conversations, most recent first."""
-        rows = await self._store.conversations(user)
-        return rows[offset:offset + limit], len(rows) > offset + limit
-
-    @staticmethod
-    def check_member(user: UserId, conv: str) -> None:
-        if user not in conv_members(conv):
-            raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)

@@ -28,6 +28,9 @@ class ServeProcess:
         # exercised by tests/test_serve.py
         self.env.setdefault("IM_SCRYPT_LOG_N", "10")
         self.env["IM_TOKEN_SECRET"] = "test-secret-" + uuid.uuid4().hex
+        # most suites are about messaging, not the friends-only default; tests/edge/test_social.py
+        # runs with the default
+        self.env.setdefault("IM_STRANGERS_MAY_SEND", "1")
         for key, value in settings.items():
             self.env[f"IM_{key.upper()}"] = str(value)
         self.proc: subprocess.Popen[str] | None = None

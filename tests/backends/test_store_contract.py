@@ -13,11 +13,15 @@ import subprocess
 import sys
 from typing import Callable
 
+import msgspec
 import pytest
 
 from edgeim.backends import sqlite as sqlite_backend
-from edgeim.backends.protocols import ConvId, NewMessage, Store, StoredMessage, UserId, UsernameTaken
-from edgeim.backends.protocols import StoreClosed
+from edgeim.backends.protocols import (
+    ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
+    PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock, SetRemark, SetUserConv, Store, StoreClosed,
+    StoredMessage, UserConv, UserId, UsernameTaken,
+)
 from edgeim.backends.sqlite import SqliteStore
 
 _ids = itertools.count(1)
@@ -158,21 +162,113 @@ async def test_paging_forward_and_backward_is_exact(store):
     assert await store.messages_after(ConvId("nobody"), 0, 10) == []
 
 
-# -- conversations ------------------------------------------------------------------------
+# -- conversations and per-user state --------------------------------------------------------
 
-async def test_conversations_for_both_participants(store):
-    await store.append(message("p:1:2", 1, 2, ts=100))
-    await store.append(message("p:1:2", 2, 1, ts=200))
-    await store.append(message("p:1:3", 3, 1, ts=300))
-    one = await store.conversations(UserId(1))
-    assert [(c.conv, c.peer, c.last_seq, c.last_ts) for c in one] == [
-        ("p:1:3", 3, 1, 300), ("p:1:2", 2, 2, 200)]
-    two = await store.conversations(UserId(2))
-    assert [(c.conv, c.peer, c.last_seq, c.last_ts) for c in two] == [("p:1:2", 1, 2, 200)]
-    await store.append(message("p:1:2", 1, 2, ts=400))
-    assert [c.conv for c in await store.conversations(UserId(1))] == ["p:1:2", "p:1:3"]
-    assert (await store.conversations(UserId(2)))[0].last_seq == 3
-    assert await store.conversations(UserId(99)) == []
+def pm(sender: int, to: int, ts: int = 1) -> NewMessage:
+    """A private message that enters both users' lists at its first message."""
+    low, high = sorted((sender, to))
+    return msgspec.structs.replace(message(f"p{low}_{high}", sender, to, ts=ts), members=(UserId(sender), UserId(to)))
+
+
+async def test_a_private_message_enters_both_lists_once_with_its_head(store):
+    await store.append(pm(1, 2, ts=100))
+    await store.append(pm(2, 1, ts=200))
+    await store.append(pm(3, 1, ts=300))
+    one = await store.load_user(UserId(1))
+    assert sorted(c.conv for c in one.convs) == ["p1_2", "p1_3"]
+    assert {h.conv: (h.seq, h.ts) for h in one.heads} == {"p1_2": (2, 200), "p1_3": (1, 300)}
+    two = await store.load_user(UserId(2))
+    assert [c.conv for c in two.convs] == ["p1_2"]
+    assert (await store.load_user(UserId(99))).convs == []
+
+
+async def test_the_senders_read_cursor_follows_their_sends_only(store):
+    await store.append(pm(1, 2))
+    await store.append(pm(2, 1))
+    await store.append(pm(1, 2))
+    reads = {u: (await store.load_user(UserId(u))).convs[0].read_seq for u in (1, 2)}
+    assert reads == {1: 3, 2: 2}
+
+
+async def test_user_conv_state_is_set_and_the_read_cursor_never_goes_back(store):
+    await store.append(pm(1, 2))
+    await store.apply(SetUserConv(UserId(2), UserConv(ConvId("p1_2"), read_seq=1, pinned=True, muted=True, hidden_seq=1)))
+    await store.apply(SetUserConv(UserId(2), UserConv(ConvId("p1_2"), read_seq=0, pinned=True)))
+    (state,) = (await store.load_user(UserId(2))).convs
+    assert (state.read_seq, state.pinned, state.muted, state.hidden_seq) == (1, True, False, 0)
+
+
+async def test_friend_requests_friendships_remarks_and_blocks(store):
+    await store.apply(PutFriendRequest(UserId(1), UserId(2), "hi", 10))
+    one, two = await store.load_user(UserId(1)), await store.load_user(UserId(2))
+    assert [(r.sender, r.receiver, r.message) for r in one.requests_out] == [(1, 2, "hi")]
+    assert [(r.sender, r.message) for r in two.requests_in] == [(1, "hi")]
+    await store.apply(PutFriendship(UserId(2), UserId(1), 20))
+    await store.apply(SetRemark(UserId(1), UserId(2), "bobby"))
+    one, two = await store.load_user(UserId(1)), await store.load_user(UserId(2))
+    assert [(f.user, f.remark, f.since) for f in one.friends] == [(2, "bobby", 20)]
+    assert [(f.user, f.remark) for f in two.friends] == [(1, "")]
+    assert one.requests_out == [] and two.requests_in == []
+    await store.apply(SetBlock(UserId(2), UserId(1), True))
+    assert (await store.load_user(UserId(1))).blocked_by == [2]
+    assert (await store.load_user(UserId(2))).blocked == [1]
+    await store.apply(SetBlock(UserId(2), UserId(1), False))
+    await store.apply(DropFriendship(UserId(1), UserId(2)))
+    one = await store.load_user(UserId(1))
+    assert (one.friends, one.blocked_by) == ([], [])
+
+
+async def test_groups_members_and_the_join_seq(store):
+    made = await store.apply(CreateGroup("g", "", "", UserId(1), "approval", 100, [UserId(2), UserId(1)], 5))
+    group = made.group
+    assert [(m.user, m.role, m.joined_seq) for m in made.members] == [(1, "owner", 0), (2, "member", 0)]
+    conv = ConvId(f"g{group.id}")
+    for n in range(3):
+        await store.append(message(conv, 1, group.id))
+    late = await store.apply(PutMember(group.id, UserId(3), "member", 0, 9))
+    assert late.joined_seq == 3  # the messages before the join are not the late member's
+    await store.apply(PutMember(group.id, UserId(3), "admin", 123, 10))  # a change keeps the join
+    loaded = await store.load_group(group.id)
+    assert [(m.user, m.role, m.muted_until, m.joined_seq) for m in loaded.members] == [
+        (1, "owner", 0, 0), (2, "member", 0, 0), (3, "admin", 123, 3)]
+    three = await store.load_user(UserId(3))
+    assert [(c.conv, c.read_seq, c.joined_seq) for c in three.convs] == [(conv, 3, 3)]
+    assert [h.seq for h in three.heads] == [3]  # one row per message, read through the membership
+
+    await store.apply(PutJoinRequest(group.id, UserId(4), "let me in", 11))
+    assert [(r.user, r.message) for r in (await store.load_group(group.id)).requests] == [(4, "let me in")]
+    await store.apply(DropJoinRequest(group.id, UserId(4)))
+    await store.apply(PutGroup(msgspec.structs.replace(group, name="renamed", mute_all=True)))
+    await store.apply(DropMember(group.id, UserId(2)))
+    loaded = await store.load_group(group.id)
+    assert (loaded.group.name, loaded.group.mute_all, loaded.requests) == ("renamed", True, [])
+    assert [m.user for m in loaded.members] == [1, 3]
+    assert (await store.load_user(UserId(2))).convs == []
+    await store.apply(DissolveGroup(group.id))
+    assert await store.load_group(group.id) is None
+    assert (await store.load_user(UserId(1))).convs == []
+
+
+async def test_readers_of_a_message(store):
+    made = await store.apply(CreateGroup("g", "", "", UserId(1), "open", 100, [UserId(2), UserId(3), UserId(4)], 5))
+    conv = ConvId(f"g{made.group.id}")
+    await store.append(message(conv, 1, made.group.id))
+    await store.append(message(conv, 2, made.group.id))
+    await store.apply(SetUserConv(UserId(3), UserConv(conv, read_seq=2)))
+    assert await store.readers(conv, 1, UserId(1), UserId(0), 10) == (2, [2, 3])  # the sender left out
+    assert await store.readers(conv, 2, UserId(2), UserId(0), 10) == (1, [3])
+    assert await store.readers(conv, 1, UserId(1), UserId(2), 10) == (2, [3])  # paged by user id
+
+
+async def test_a_change_that_fails_fails_alone(store):
+    made = await store.apply(CreateGroup("g", "", "", UserId(1), "open", 100, [], 5))
+    bad = store.apply(PutGroup(msgspec.structs.replace(made.group, name=None)))  # NOT NULL
+    good = store.apply(PutFriendRequest(UserId(1), UserId(2), "", 1))
+    with pytest.raises(Exception):
+        await bad
+    await good
+    assert (await store.load_group(made.group.id)).group.name == "g"
+    assert len((await store.load_user(UserId(2))).requests_in) == 1
 
 
 # -- durability and lifecycle -------------------------------------------------------------
@@ -379,7 +475,8 @@ async def test_sqlite_migrations_run_once(tmp_path):
             assert conn.execute("PRAGMA user_version").fetchone()[0] == len(sqlite_backend.MIGRATIONS)
             assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            assert {"users", "messages", "conversations"} <= tables
+            assert {"users", "messages", "user_convs", "friends", "chat_groups", "group_members"} <= tables
+            assert "conversations" not in tables  # migration 2 replaced it
         finally:
             conn.close()
 
@@ -402,3 +499,21 @@ def test_sqlite_rejects_bad_options(tmp_path):
         SqliteStore(tmp_path / "im.db", synchronous="OFF")
     with pytest.raises(ValueError):
         SqliteStore(tmp_path / "im.db", batch_max=0)
+
+
+async def test_sqlite_migration_2_keeps_the_lists_of_a_version_1_file(tmp_path):
+    path = tmp_path / "im.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in sqlite_backend._split_sql(sqlite_backend.MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute("INSERT INTO messages VALUES (1, 'p1_2', 1, 1, 2, 'c', 1, 'old', 5)")
+    conn.execute("INSERT INTO conversations VALUES (1, 'p1_2', 2, 1, 5), (2, 'p1_2', 1, 1, 5)")
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        two = await s.load_user(UserId(2))
+        assert [c.conv for c in two.convs] == ["p1_2"] and [h.content for h in two.heads] == ["old"]
+    finally:
+        await s.close()

@@ -58,7 +58,7 @@ async def test_request_before_login_is_refused(clients, witness):
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (frame(0x3F, 9), ErrorCode.UNKNOWN_OP),
+        (frame(0x2F, 9), ErrorCode.UNKNOWN_OP),
         (frame(Op.MSG_PUSH, 9), ErrorCode.UNKNOWN_OP),  # a push op is not a request
         (frame(Op.SEND_ACK, 9), ErrorCode.UNKNOWN_OP),
         (frame(Op.PING, 9, version=2), ErrorCode.BAD_VERSION),
@@ -116,7 +116,7 @@ async def test_oversized_message_closes_1009(clients, witness):
 async def test_many_malformed_frames_close_4008(clients, witness):
     client = await clients()
     for n in range(1, 60):
-        client.send_raw(frame(0x3F, n))
+        client.send_raw(frame(0x2F, n))
     assert await asyncio.wait_for(client.wait_closed(), 5) == CloseCode.POLICY
     await witness()
 

@@ -1,0 +1,320 @@
+"""The request handlers: one method ``on_<op>`` per request op of ``bodies.OPS``, each
+turning a decoded request into service calls and a reply. Lists are answered from memory
+inside the frame callback (no task); anything that waits on the store returns a
+coroutine, which the session runs as a task. Errors are raised, never answered here:
+the session maps them to ERROR frames."""
+from __future__ import annotations
+
+import asyncio
+from typing import Awaitable, Callable
+
+from ..backends.protocols import StoredMessage, UserId
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.errors import Unavailable
+from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, Flag, Op
+from ..services.auth import AuthService, Identity
+from ..services.conversations import Conversations, is_group, parse_conv
+from ..services.delivery import Delivery
+from ..services.groups import Groups
+from ..services.messages import Messages
+from ..services.social import Social
+from ..services.state import State, UserState
+from .presence import Presence
+from .session import Handler, Session
+
+__all__ = ["Api"]
+
+#: room in a reply body for the page's own keys around its messages
+_PAGE_BUDGET = MAX_BODY_SIZE - 256
+
+
+class Api:
+    def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
+                 messages: Messages, conversations: Conversations, social: Social, groups: Groups) -> None:
+        self._node = node
+        self._state = state
+        self._auth = auth
+        self._presence = presence
+        self._delivery = delivery
+        self._messages = messages
+        self._conversations = conversations
+        self._social = social
+        self._groups = groups
+        #: op -> handler, for every request op
+        self.handlers: dict[int, Handler] = {op: getattr(self, f"on_{op.name.lower()}") for op in bodies.OPS}
+
+    def _me(self, session: Session) -> UserState:
+        return self._state.users[session.user_id]  # loaded at login, kept while online
+
+    # -- accounts and sessions ------------------------------------------------------------------
+
+    def on_ping(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+        s.reply(Op.PONG, req_id, None)  # the session answers PING itself; kept for the table
+
+    async def on_register(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Register) -> None:
+        user = await self._auth.register(req.username, req.password, req.nickname)
+        s.reply(Op.REGISTER_OK, req_id, bodies.RegisterOk(user_id=user.id))
+
+    def on_login(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Login) -> Awaitable[None]:
+        return self._login(s, req_id, Op.LOGIN_OK, req.terminal, lambda: self._auth.login(req.username, req.password))
+
+    def on_token_login(self, s: Session, req_id: int, flags: int, target: int, req: bodies.TokenLogin) -> Awaitable[None]:
+        return self._login(s, req_id, Op.TOKEN_LOGIN_OK, req.terminal, lambda: self._auth.token_login(req.token))
+
+    async def _login(self, s: Session, req_id: int, ok: Op, terminal: str, check: Callable[[], Awaitable[Identity]]) -> None:
+        s.begin_login()
+        try:
+            identity = await check()
+            # what the lists need, in memory before the first request: the user and their groups
+            user = await self._state.user(identity.user_id)
+            for conv in [c for c in user.convs if is_group(c)]:
+                await self._state.group(parse_conv(conv)[1])
+        except BaseException:
+            s.end_login(None)
+            raise
+        if not s.end_login(identity.user_id, terminal):  # e.g. the auth timeout closed it meanwhile
+            return
+        await self._presence.bind(s)
+        s.reply(ok, req_id, bodies.LoginOk(
+            user_id=identity.user_id, token=identity.token, expires_at=identity.expires_at,
+            terminal=terminal, node=self._node,
+        ))
+
+    def on_logout(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+        s.reply(Op.LOGOUT_OK, req_id, None)
+        s.close(CloseCode.LOGGED_OUT, "logged out")
+
+    # -- messages -------------------------------------------------------------------------------
+
+    def on_send(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Send) -> Awaitable[None] | None:
+        """The common SEND is answered without a task: sender and receiver (or group) in
+        memory, and no earlier send of this connection still being checked. Otherwise a
+        task checks it, and a per-connection gate keeps later sends behind it, so sends
+        reach the store in the order they were sent."""
+        group = bool(flags & Flag.GROUP)
+        if s.send_gate is None or s.send_gate.done():
+            new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, req.content)
+            if new is not None:
+                pending = self._messages.commit(new)
+                s.in_flight += 1
+                pending.add_done_callback(lambda done: self._committed(s, req_id, done))
+                return None
+        # the gate is set now, not when the task starts, so that a SEND read right after
+        # this one cannot take the fast path ahead of it
+        previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
+        return self._send_later(s, req_id, target, group, req, previous, s.send_gate)
+
+    async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send,
+                          previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
+        messages = self._messages
+        try:
+            new = await messages.prepare(self._me(s), target, group, req.cmid, req.type, req.content)
+            if previous is not None and not previous.done():
+                await previous
+            pending = messages.commit(new)
+        finally:
+            # the next send may go once this one is in the store's queue, or, if this one
+            # failed, once the one before it is: the chain of gates is never broken
+            if previous is None or previous.done():
+                mine.set_result(None)
+            else:
+                previous.add_done_callback(lambda _: mine.set_result(None))
+        self._acked(s, req_id, await pending)
+
+    def _committed(self, s: Session, req_id: int, done: asyncio.Future[StoredMessage]) -> None:
+        s.in_flight -= 1
+        error = done.exception()
+        if error is None:
+            self._acked(s, req_id, done.result())
+        else:
+            s.fail(Op.SEND, req_id, error)
+
+    def _acked(self, s: Session, req_id: int, stored: StoredMessage) -> None:
+        """Ack a durable message, then push it (unless it is a retry's original). The ack
+        queues behind the pushes already on their way, so a connection sees each
+        conversation's seqs in order: never the ack of n+1 before the push of n."""
+        ack = encode_frame(Op.SEND_ACK, req_id, 0, bodies.encode(bodies.SendAck(
+            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
+        )))
+        self._delivery.then(s.send_frame, ack)
+        if stored.duplicate:  # a retry's original was pushed already (or is synced)
+            return
+        self._conversations.committed(stored)
+        body = bodies.encode(_message_body(stored))
+        if is_group(stored.conv):
+            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, body, Flag.GROUP)
+            self._delivery.to_conv(frame, stored.conv, s.user_id, s.terminal)
+        else:
+            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, body)
+            self._delivery.to_users(frame, (UserId(stored.to), stored.sender), s.user_id, s.terminal)
+
+    async def on_sync(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
+        rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
+        s.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False))
+
+    async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
+        rows, more = await self._messages.history(s.user_id, req.conv, req.before_seq, req.limit)
+        s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
+
+    # -- conversations --------------------------------------------------------------------------
+
+    def on_conversations(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Conversations) -> None:
+        s.reply_body(Op.CONVERSATIONS_OK, req_id, self._conversations.page(self._me(s), req.cursor, req.limit))
+
+    async def on_conv_set(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ConvSet) -> None:
+        s.reply(Op.CONV_SET_OK, req_id, await self._conversations.set_flags(self._me(s), req, s.terminal))
+
+    async def on_read(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Read) -> None:
+        s.reply(Op.READ_OK, req_id, await self._conversations.read(self._me(s), req.conv, req.seq, s.terminal))
+
+    async def on_readers(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Readers) -> None:
+        s.reply(Op.READERS_OK, req_id, await self._conversations.readers(s.user_id, req))
+
+    # -- friends --------------------------------------------------------------------------------
+
+    async def on_friend_request(self, s: Session, req_id: int, flags: int, target: int, req: bodies.FriendRequest) -> None:
+        await self._social.request(self._me(s), UserId(req.user), req.message)
+        s.reply(Op.FRIEND_REQUEST_OK, req_id, None)
+
+    async def on_friend_accept(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
+        await self._social.accept(self._me(s), UserId(req.user))
+        s.reply(Op.FRIEND_ACCEPT_OK, req_id, None)
+
+    async def on_friend_reject(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
+        await self._social.reject(self._me(s), UserId(req.user))
+        s.reply(Op.FRIEND_REJECT_OK, req_id, None)
+
+    async def on_friend_delete(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
+        await self._social.delete(self._me(s), UserId(req.user))
+        s.reply(Op.FRIEND_DELETE_OK, req_id, None)
+
+    def on_friends(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ListPage) -> None:
+        s.reply_body(Op.FRIENDS_OK, req_id, self._social.friends_page(self._me(s), req.after, req.limit))
+
+    def on_friend_requests(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ListPage) -> None:
+        s.reply_body(Op.FRIEND_REQUESTS_OK, req_id, self._social.requests_page(self._me(s), req.after, req.limit))
+
+    async def on_friend_remark(self, s: Session, req_id: int, flags: int, target: int, req: bodies.FriendRemark) -> None:
+        await self._social.remark(self._me(s), UserId(req.user), req.remark)
+        s.reply(Op.FRIEND_REMARK_OK, req_id, None)
+
+    async def on_block(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
+        await self._social.block(self._me(s), UserId(req.user), True)
+        s.reply(Op.BLOCK_OK, req_id, None)
+
+    async def on_unblock(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
+        await self._social.block(self._me(s), UserId(req.user), False)
+        s.reply(Op.UNBLOCK_OK, req_id, None)
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    async def on_group_create(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupCreate) -> None:
+        group = await self._groups.create(self._me(s), req)
+        s.reply(Op.GROUP_CREATE_OK, req_id, self._groups.info(group, s.user_id))
+
+    async def on_group_dissolve(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> None:
+        await self._groups.dissolve(await self._groups.get(req.group), s.user_id)
+        s.reply(Op.GROUP_DISSOLVE_OK, req_id, None)
+
+    async def on_group_update(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupUpdate) -> None:
+        group = await self._groups.get(req.group)
+        await self._groups.update(group, s.user_id, req)
+        s.reply(Op.GROUP_UPDATE_OK, req_id, self._groups.info(group, s.user_id))
+
+    def on_group_info(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> Awaitable[None] | None:
+        group = self._state.groups.get(req.group)
+        if group is None:
+            return self._group_info_later(s, req_id, req.group)
+        s.reply(Op.GROUP_INFO_OK, req_id, self._groups.info(group, s.user_id))
+        return None
+
+    async def _group_info_later(self, s: Session, req_id: int, group_id: int) -> None:
+        s.reply(Op.GROUP_INFO_OK, req_id, self._groups.info(await self._groups.get(group_id), s.user_id))
+
+    def on_groups(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ListPage) -> Awaitable[None] | None:
+        body = self._groups.groups_page(self._me(s), req.after, req.limit)
+        if body is None:
+            return self._groups_later(s, req_id, req)
+        s.reply_body(Op.GROUPS_OK, req_id, body)
+        return None
+
+    async def _groups_later(self, s: Session, req_id: int, req: bodies.ListPage) -> None:
+        for conv in [c for c in self._me(s).convs if is_group(c)]:
+            await self._state.group(parse_conv(conv)[1])
+        body = self._groups.groups_page(self._me(s), req.after, req.limit)
+        if body is None:
+            raise Unavailable("the groups changed while loading; retry")
+        s.reply_body(Op.GROUPS_OK, req_id, body)
+
+    def on_group_members(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupMembers) -> Awaitable[None] | None:
+        group = self._state.groups.get(req.group)
+        if group is None:
+            return self._members_later(s, req_id, req)
+        s.reply_body(Op.GROUP_MEMBERS_OK, req_id, self._groups.members_page(group, s.user_id, req.after, req.limit))
+        return None
+
+    async def _members_later(self, s: Session, req_id: int, req: bodies.GroupMembers) -> None:
+        group = await self._groups.get(req.group)
+        s.reply_body(Op.GROUP_MEMBERS_OK, req_id, self._groups.members_page(group, s.user_id, req.after, req.limit))
+
+    async def on_group_invite(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupUsers) -> None:
+        added = await self._groups.invite(await self._groups.get(req.group), self._me(s), req.users)
+        s.reply(Op.GROUP_INVITE_OK, req_id, bodies.GroupUsersDone(group=req.group, users=added))
+
+    async def on_group_join(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupJoin) -> None:
+        status = await self._groups.join(await self._groups.get(req.group), self._me(s), req.message)
+        s.reply(Op.GROUP_JOIN_OK, req_id, bodies.JoinResult(group=req.group, status=status))
+
+    async def on_group_join_requests(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> None:
+        s.reply(Op.GROUP_JOIN_REQUESTS_OK, req_id, self._groups.join_requests(await self._groups.get(req.group), s.user_id))
+
+    async def on_group_approve(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupApprove) -> None:
+        await self._groups.approve(await self._groups.get(req.group), s.user_id, UserId(req.user), req.accept)
+        s.reply(Op.GROUP_APPROVE_OK, req_id, None)
+
+    async def on_group_quit(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> None:
+        await self._groups.quit(await self._groups.get(req.group), s.user_id)
+        s.reply(Op.GROUP_QUIT_OK, req_id, None)
+
+    async def on_group_kick(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupUser) -> None:
+        await self._groups.kick(await self._groups.get(req.group), s.user_id, UserId(req.user))
+        s.reply(Op.GROUP_KICK_OK, req_id, None)
+
+    async def on_group_set_role(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupSetRole) -> None:
+        await self._groups.set_role(await self._groups.get(req.group), s.user_id, UserId(req.user), req.role)
+        s.reply(Op.GROUP_SET_ROLE_OK, req_id, None)
+
+    async def on_group_transfer(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupUser) -> None:
+        await self._groups.transfer(await self._groups.get(req.group), s.user_id, UserId(req.user))
+        s.reply(Op.GROUP_TRANSFER_OK, req_id, None)
+
+    async def on_group_mute(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupMute) -> None:
+        await self._groups.mute(await self._groups.get(req.group), s.user_id, UserId(req.user), req.until)
+        s.reply(Op.GROUP_MUTE_OK, req_id, None)
+
+    async def on_group_mute_all(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupMuteAll) -> None:
+        await self._groups.mute_all(await self._groups.get(req.group), s.user_id, req.muted)
+        s.reply(Op.GROUP_MUTE_ALL_OK, req_id, None)
+
+
+def _message_body(m: StoredMessage) -> bodies.Message:
+    return bodies.Message(
+        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type, content=m.content, ts=m.ts,
+    )
+
+
+def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
+    """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
+    oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
+    set when some had to stay out. One message always fits (its content is capped)."""
+    msgs = [_message_body(m) for m in rows]
+    total = kept = 0
+    for message in reversed(msgs) if keep_newest else msgs:
+        total += len(bodies.encode(message))
+        if total > _PAGE_BUDGET:
+            break
+        kept += 1
+    if kept < len(msgs):
+        msgs, more = (msgs[len(msgs) - kept:] if keep_newest else msgs[:kept]), True
+    return bodies.Page(conv=conv, msgs=msgs, has_more=more)

@@ -1,0 +1,81 @@
+"""Who is connected here, as the cluster sees it: a login makes its session the live one
+of its (user, terminal) in the routing table and in the routes (kicking the one it
+replaces, on this node or another), keeps the route alive, and a departure lets go."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Coroutine
+
+from ..backends.protocols import NodeId, Routes, UserId
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.fanout import RoutingTable
+from ..core_ext.protocol import Op
+from ..services.conversations import is_group
+from ..services.delivery import Delivery
+from ..services.state import State
+from .session import AUTHENTICATED, Session
+
+__all__ = ["Presence"]
+
+log = logging.getLogger("edgeim.presence")
+
+
+class Presence:
+    def __init__(self, node: NodeId, route_ttl: float, table: RoutingTable, routes: Routes, delivery: Delivery,
+                 state: State, spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
+        self.node = node
+        self._ttl = route_ttl
+        self._table = table
+        self._routes = routes
+        self._delivery = delivery
+        self._state = state
+        self._spawn = spawn
+
+    async def bind(self, session: Session) -> None:
+        """Make ``session`` (just authenticated) the live one of its (user, terminal), here
+        and in the routes; the one it replaces, on this node or another, is kicked."""
+        first = not self._table.online(session.user_id)
+        old = self._table.attach(session.peer)
+        kick = _kicked_frame(session)
+        if old is not None:
+            old.owner.kick(kick)
+        if first:
+            self._delivery.online(session.user_id, self._group_convs(session.user_id))
+        previous = await self._routes.bind(session.user_id, session.terminal, self.node, self._ttl)
+        if previous is not None and previous.node != self.node:
+            await self._delivery.kick(previous.node, kick, session.user_id, session.terminal)
+
+    async def renew(self, session: Session) -> None:
+        if not await self._routes.renew(session.user_id, session.terminal, self.node, self._ttl):
+            await self.rebind(session)
+
+    async def rebind(self, session: Session) -> None:
+        """A live session whose route is gone: if a newer login took its (user, terminal)
+        on another node, it is the stale one and goes; otherwise its route is restored
+        (it expired, or the route store lost it)."""
+        if session.closing or self._table.get(session.user_id, session.terminal) is not session.peer:
+            return
+        routes = await self._routes.lookup((session.user_id,))
+        if any(r.terminal == session.terminal and r.node != self.node for r in routes):
+            session.kick(_kicked_frame(session))
+        else:
+            await self._routes.bind(session.user_id, session.terminal, self.node, self._ttl)
+
+    def release(self, session: Session) -> None:
+        """The connection is gone: forget it if it was still the live one of its (user,
+        terminal), so a kicked session never removes the route of its replacement."""
+        if session.state != AUTHENTICATED or not self._table.detach(session.peer):
+            return
+        if not self._table.online(session.user_id):
+            self._delivery.offline(session.user_id, self._group_convs(session.user_id))
+        self._spawn(self._routes.unbind(session.user_id, session.terminal, self.node))
+
+    def _group_convs(self, user_id: UserId) -> list[Any]:
+        user = self._state.users.get(user_id)
+        return [] if user is None else [conv for conv in user.convs if is_group(conv)]
+
+
+def _kicked_frame(session: Session) -> bytes:
+    body = bodies.Kicked(reason="replaced", terminal=session.terminal)
+    return encode_frame(Op.KICKED, 0, session.user_id, bodies.encode(body))

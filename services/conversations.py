@@ -1,0 +1,241 @@
+"""Conversations: ids, who may read them, and each user's own view of them (the list with
+its last message and unread count, read cursors, pin, mute, hide), answered from memory.
+
+A conversation is private (two users, id ``p<low>_<high>``) or a group's (``g<group id>``).
+Its messages are stored once; what is per user (read cursor, pinned, muted, hidden) lives
+in that user's ``UserConv`` and changes only when that user acts.
+"""
+from __future__ import annotations
+
+import re
+from typing import Callable
+
+import msgspec
+
+from ..backends.protocols import ConvId, GroupId, SetUserConv, Store, StoredMessage, UserConv, UserId
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.errors import RequestError
+from ..core_ext.protocol import ErrorCode, Op
+from .state import State, UserState
+
+__all__ = ["Conversations", "private_conv", "group_conv", "parse_conv", "is_group", "PRIVATE", "GROUP"]
+
+PRIVATE, GROUP = "private", "group"
+_CONV = re.compile(r"p([1-9][0-9]{0,18})_([1-9][0-9]{0,18})|g([1-9][0-9]{0,18})")
+_MAX_ID = 2**63 - 1
+_PREVIEW = 64  # characters of the newest message shown in a list entry
+_CURSOR = re.compile(r"([01])\.(-?[0-9]{1,20})\.(\S{1,64})")
+
+
+def private_conv(a: UserId, b: UserId) -> ConvId:
+    """The id of the private conversation of a and b: ``p<low>_<high>``."""
+    return ConvId(f"p{a}_{b}" if a < b else f"p{b}_{a}")
+
+
+def group_conv(group: GroupId) -> ConvId:
+    return ConvId(f"g{group}")
+
+
+def is_group(conv: str) -> bool:
+    return conv.startswith("g")
+
+
+def parse_conv(conv: str) -> tuple[str, int, int]:
+    """``(PRIVATE, low, high)`` or ``(GROUP, group id, 0)``; INVALID_ARGUMENT if ``conv``
+    is not exactly an id of one of those shapes."""
+    match = _CONV.fullmatch(conv)
+    if match is not None:
+        if match[3] is not None:
+            group = int(match[3])
+            if group <= _MAX_ID:
+                return GROUP, group, 0
+        else:
+            low, high = int(match[1]), int(match[2])
+            if low < high <= _MAX_ID:
+                return PRIVATE, low, high
+    raise RequestError(f"not a conversation id: {conv!r}", ErrorCode.INVALID_ARGUMENT)
+
+
+class Conversations:
+    def __init__(self, store: Store, state: State, notify: Callable[[bytes, tuple[UserId, ...], UserId, str], None]) -> None:
+        self._store = store
+        self._state = state
+        # notify(frame, users, skip_user, skip_terminal): a push to every device of users
+        self._notify = notify
+
+    # -- who may read ------------------------------------------------------------------------
+
+    async def floor(self, user: UserId, conv: str) -> int:
+        """The seq below which ``user`` may not read ``conv`` (a group member's join seq; 0
+        in a private conversation). FORBIDDEN for a conversation the user is not part of."""
+        kind, a, b = parse_conv(conv)
+        if kind == PRIVATE:
+            if user != a and user != b:
+                raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
+            return 0
+        group = await self._state.group(GroupId(a))
+        member = None if group is None else group.members.get(user)
+        if member is None:
+            raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
+        return member.joined_seq
+
+    # -- the list ----------------------------------------------------------------------------
+
+    def page(self, user: UserState, cursor: str, limit: int) -> bytes:
+        """One CONVERSATIONS_OK body: pinned first, then by last activity, from after
+        ``cursor`` (keyset paging: entries that move to the top while a client pages are
+        not repeated, and the rest do not shift)."""
+        state = self._state
+        key = ("convs", cursor, limit)
+        versions = (user.version, state.heads_version, state.groups_version)
+        cached = user.cache.get(key)
+        if cached is not None and cached[0] == versions:
+            return cached[1]
+        after = _parse_cursor(cursor) if cursor else None
+        entries = [e for e in self._entries(user) if after is None or e[0] > after]
+        entries.sort(key=lambda e: e[0])
+        shown = entries[:limit]
+        more = len(entries) > limit
+        next_cursor = _cursor(shown[-1][0]) if more else ""
+        body = bodies.encode(bodies.ConversationList(convs=[e[1] for e in shown], next_cursor=next_cursor, has_more=more))
+        user.cache[key] = (versions, body)
+        return body
+
+    def _entries(self, user: UserState) -> list[tuple[tuple[int, int, str], bodies.ConversationInfo]]:
+        heads, groups = self._state.heads, self._state.groups
+        out = []
+        for conv, uc in user.convs.items():
+            head = heads.get(conv)
+            last_seq = head.seq if head is not None else 0
+            if uc.hidden_seq and last_seq <= uc.hidden_seq:
+                continue
+            kind, a, b = parse_conv(conv)
+            if kind == GROUP:
+                group = groups.get(GroupId(a))
+                if group is None:
+                    continue
+                peer, group_id, name = 0, a, group.record.name
+                last_ts = head.ts if head is not None else group.record.created_at
+            else:
+                if head is None:
+                    continue
+                peer, group_id, name = (b if a == user.id else a), 0, ""
+                last_ts = head.ts
+            info = bodies.ConversationInfo(
+                conv=conv, kind=kind, peer=peer, group=group_id, name=name, last_seq=last_seq, last_ts=last_ts,
+                last_from=head.sender if head else 0, last_type=head.type if head else 0,
+                last_text=head.content[:_PREVIEW] if head else "",
+                unread=max(0, last_seq - max(uc.read_seq, uc.joined_seq)), read_seq=uc.read_seq,
+                pinned=uc.pinned, muted=uc.muted,
+            )
+            out.append(((0 if uc.pinned else 1, -last_ts, conv), info))
+        return out
+
+    # -- per-user state ------------------------------------------------------------------------
+
+    async def read(self, user: UserState, conv: str, seq: int, terminal: str) -> bodies.ReadMark:
+        """Move the user's read cursor up to ``seq`` (never back, never past the newest
+        message); the user's other devices and, in a private conversation, the peer get a
+        READ_PUSH."""
+        await self.floor(user.id, conv)
+        uc = user.convs.get(ConvId(conv))
+        if uc is None:
+            raise RequestError(f"nothing to read in {conv}", ErrorCode.NOT_FOUND)
+        head = self._state.heads.get(ConvId(conv))
+        seq = min(seq, head.seq if head else 0)
+        if seq > uc.read_seq:
+            uc = msgspec.structs.replace(uc, read_seq=seq)
+            await self._store.apply(SetUserConv(user.id, uc))
+            user.convs[uc.conv] = uc
+            user.changed()
+            mark = bodies.ReadMark(conv=conv, user=user.id, seq=uc.read_seq)
+            kind, a, b = parse_conv(conv)
+            others = (a if b == user.id else b,) if kind == PRIVATE else ()
+            self._notify(encode_frame(Op.READ_PUSH, 0, 0, bodies.encode(mark)), (user.id, *others), user.id, terminal)
+        return bodies.ReadMark(conv=conv, user=user.id, seq=uc.read_seq)
+
+    async def set_flags(self, user: UserState, req: bodies.ConvSet, terminal: str) -> bodies.ConvState:
+        """Pin, mute or hide the conversation in the user's own list (hiding lasts until
+        a newer message arrives); the user's other devices get a CONV_PUSH."""
+        await self.floor(user.id, req.conv)
+        uc = user.convs.get(ConvId(req.conv))
+        if uc is None:
+            raise RequestError(f"{req.conv} is not in your list", ErrorCode.NOT_FOUND)
+        changes: dict[str, object] = {}
+        if req.pinned is not None:
+            changes["pinned"] = req.pinned
+        if req.muted is not None:
+            changes["muted"] = req.muted
+        if req.hidden is not None:
+            head = self._state.heads.get(uc.conv)
+            changes["hidden_seq"] = max(1, head.seq if head else 0) if req.hidden else 0
+        if changes:
+            uc = msgspec.structs.replace(uc, **changes)
+            await self._store.apply(SetUserConv(user.id, uc))
+            user.convs[uc.conv] = uc
+            user.changed()
+        view = self.view(user, uc)
+        if changes:
+            self._notify(encode_frame(Op.CONV_PUSH, 0, 0, bodies.encode(view)), (user.id,), user.id, terminal)
+        return view
+
+    def view(self, user: UserState, uc: UserConv) -> bodies.ConvState:
+        head = self._state.heads.get(uc.conv)
+        hidden = bool(uc.hidden_seq) and (head.seq if head else 0) <= uc.hidden_seq
+        return bodies.ConvState(conv=uc.conv, pinned=uc.pinned, muted=uc.muted, hidden=hidden)
+
+    async def readers(self, user: UserId, req: bodies.Readers) -> bodies.ReadersPage:
+        """Who has read ``conv`` up to ``seq``: members whose read cursor is there, the
+        message's sender left out."""
+        floor = await self.floor(user, req.conv)
+        if req.seq <= floor:
+            raise RequestError(f"seq {req.seq} is not yours to see", ErrorCode.FORBIDDEN)
+        found = await self._store.messages_after(ConvId(req.conv), req.seq - 1, 1)
+        if not found or found[0].seq != req.seq:
+            raise RequestError(f"no message {req.seq} in {req.conv}", ErrorCode.NOT_FOUND)
+        count, users = await self._store.readers(ConvId(req.conv), req.seq, found[0].sender, UserId(req.after),
+                                                 req.limit + 1)
+        return bodies.ReadersPage(conv=req.conv, seq=req.seq, count=count, users=users[:req.limit],
+                                  has_more=len(users) > req.limit)
+
+    # -- kept coherent by the write paths --------------------------------------------------------
+
+    def committed(self, message: StoredMessage) -> None:
+        """A new message is durable: it is its conversation's head, the sender has read up
+        to it, and a private conversation is in both users' lists."""
+        state = self._state
+        state.put_head(message)
+        for user_id in message_members(message):
+            user = state.users.get(user_id)
+            if user is None:
+                continue
+            uc = user.convs.get(message.conv)
+            if user_id == message.sender:
+                if uc is None:
+                    uc = UserConv(message.conv)
+                if uc.read_seq < message.seq:
+                    user.convs[message.conv] = msgspec.structs.replace(uc, read_seq=message.seq)
+                    user.changed()
+            elif uc is None:
+                user.convs[message.conv] = UserConv(message.conv)
+                user.changed()
+
+
+def message_members(message: StoredMessage) -> tuple[UserId, ...]:
+    """The users whose own state a new message can change: both users of a private
+    conversation; in a group, only the sender (the others' unread counts follow the head)."""
+    if not is_group(message.conv):
+        return (message.sender, UserId(message.to))
+    return (message.sender,)
+
+
+def _cursor(key: tuple[int, int, str]) -> str:
+    return f"{key[0]}.{key[1]}.{key[2]}"
+
+
+def _parse_cursor(cursor: str) -> tuple[int, int, str]:
+    match = _CURSOR.fullmatch(cursor)
+    if match is None:
+        raise RequestError(f"not a cursor from this server: {cursor!r}", ErrorCode.INVALID_ARGUMENT)
+    return int(match[1]), int(match[2]), match[3]

@@ -1,0 +1,331 @@
+"""Groups: create, dissolve, update, invite, join (open or by approval), quit, kick, roles,
+ownership, mutes, and the member and group lists, answered from memory.
+
+Roles rank owner > admin > member; an actor acts only on members ranked below itself.
+Members get a GROUP_PUSH for every change of membership, roles, mutes or the group's
+record; the users it concerns get it too when they are no longer members.
+A member who joins late reads the group conversation from the seq after their join on
+(``Member.joined_seq``): what was said before they came stays unreadable to them.
+"""
+from __future__ import annotations
+
+import bisect
+import time
+from typing import Awaitable, Callable, Iterable
+
+import msgspec
+
+from ..backends.protocols import (
+    ConvId, CreateGroup, DissolveGroup, DropJoinRequest, DropMember, GroupId, JoinRequest, Member, PutGroup, PutJoinRequest,
+    PutMember, Store, UserConv, UserId,
+)
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.errors import RequestError
+from ..core_ext.protocol import ErrorCode, Op
+from .conversations import group_conv, is_group, parse_conv
+from .state import ROLE_RANK, GroupState, State, UserState
+
+__all__ = ["Groups", "Membership"]
+
+
+class Membership:
+    """What the edge does when members come and go: route the group's frames to them."""
+
+    def __init__(self, to_users: Callable[[bytes, Iterable[UserId]], None], to_conv: Callable[[bytes, ConvId], None],
+                 joined: Callable[[ConvId, UserId], None], left: Callable[[ConvId, UserId], None]) -> None:
+        self.to_users = to_users
+        self.to_conv = to_conv
+        self.joined = joined
+        self.left = left
+
+
+class Groups:
+    def __init__(self, store: Store, state: State, membership: Membership,
+                 user_exists: Callable[[UserId], Awaitable[bool]], max_members: int) -> None:
+        self._store = store
+        self._state = state
+        self._edge = membership
+        self._user_exists = user_exists
+        self.max_members = max_members
+
+    # -- reads (memory once the group is loaded) ------------------------------------------------
+
+    async def get(self, group_id: int) -> GroupState:
+        group = await self._state.group(GroupId(group_id))
+        if group is None:
+            raise RequestError(f"no group {group_id}", ErrorCode.NOT_FOUND)
+        return group
+
+    def info(self, group: GroupState, user: UserId) -> bodies.GroupInfo:
+        r = group.record
+        member = group.members.get(user)
+        return bodies.GroupInfo(
+            group=r.id, name=r.name, avatar=r.avatar, notice=r.notice, owner=r.owner, join_mode=r.join_mode,
+            mute_all=r.mute_all, members=len(group.members), max_members=r.max_members, created_at=r.created_at,
+            role=member.role if member else "",
+        )
+
+    def groups_page(self, user: UserState, after: int, limit: int) -> bytes | None:
+        """The user's groups by id, from memory; None if one of them is not loaded yet."""
+        ids = sorted(parse_conv(conv)[1] for conv in user.convs if is_group(conv))
+        start = bisect.bisect_right(ids, after)
+        infos = []
+        for group_id in ids[start:start + limit]:
+            group = self._state.groups.get(GroupId(group_id))
+            if group is None:
+                return None
+            infos.append(self.info(group, user.id))
+        return bodies.encode(bodies.GroupList(groups=infos, has_more=start + limit < len(ids)))
+
+    def members_page(self, group: GroupState, user: UserId, after: int, limit: int) -> bytes:
+        _member(group, user)
+        ids = group.sorted_members()
+        start = bisect.bisect_right(ids, after)
+        shown = [group.members[u] for u in ids[start:start + limit]]
+        return bodies.encode(bodies.MemberList(group=group.id, members=[
+            bodies.MemberInfo(user=m.user, role=m.role, muted_until=m.muted_until, joined_at=m.joined_at) for m in shown
+        ], has_more=start + limit < len(ids)))
+
+    def join_requests(self, group: GroupState, user: UserId) -> bodies.JoinRequestList:
+        _at_least(group, user, "admin")
+        return bodies.JoinRequestList(group=group.id, requests=[
+            bodies.FriendRequestInfo(user=r.user, message=r.message, ts=r.ts) for r in group.requests.values()
+        ])
+
+    def check_send(self, group: GroupState, user: UserId, now_ms: int) -> None:
+        """May ``user`` post in the group now? FORBIDDEN for a non-member, MUTED for a
+        muted member or, unless admin or owner, while the whole group is muted."""
+        member = _member(group, user)
+        if member.muted_until > now_ms:
+            raise RequestError("you are muted in this group", ErrorCode.MUTED)
+        if group.record.mute_all and member.role == "member":
+            raise RequestError("the group is muted", ErrorCode.MUTED)
+
+    # -- changes ----------------------------------------------------------------------------
+
+    async def create(self, owner: UserState, req: bodies.GroupCreate) -> GroupState:
+        members = [UserId(u) for u in dict.fromkeys(req.members) if u != owner.id]
+        await self._check_invitees(owner, members)
+        if 1 + len(members) > self.max_members:
+            raise RequestError(f"a group holds at most {self.max_members} members", ErrorCode.GROUP_FULL)
+        records = await self._store.apply(CreateGroup(
+            req.name, req.avatar, req.notice, owner.id, req.join_mode, self.max_members, members, _now()))
+        group = GroupState(records)
+        self._state.groups[group.id] = group
+        self._state.groups_version += 1
+        for member in group.members.values():
+            self._entered(group, member)
+        self._event(group, "created", owner.id, list(group.members))
+        return group
+
+    async def dissolve(self, group: GroupState, actor: UserId) -> None:
+        _at_least(group, actor, "owner")
+        await self._store.apply(DissolveGroup(group.id))
+        members = list(group.members)
+        frame = self._frame(group, "dissolved", actor, [])
+        for user in members:
+            self._left(group, user)
+        self._state.forget_group(group.id)
+        self._state.groups_version += 1
+        self._edge.to_users(frame, members)
+
+    async def update(self, group: GroupState, actor: UserId, req: bodies.GroupUpdate) -> None:
+        _at_least(group, actor, "admin")
+        if req.join_mode is not None and req.join_mode != group.record.join_mode:
+            _at_least(group, actor, "owner")
+        changes = {k: v for k in ("name", "avatar", "notice", "join_mode") if (v := getattr(req, k)) is not None}
+        if changes:
+            await self._put_record(group, **changes)
+            self._event(group, "updated", actor, [])
+
+    async def mute_all(self, group: GroupState, actor: UserId, muted: bool) -> None:
+        _at_least(group, actor, "admin")
+        if group.record.mute_all != muted:
+            await self._put_record(group, mute_all=muted)
+            self._event(group, "mute_all" if muted else "unmute_all", actor, [])
+
+    async def invite(self, group: GroupState, actor: UserState, users: list[int]) -> list[UserId]:
+        """Add users at once: admins always may, members only in an open group. Returns
+        those added (users already in are skipped)."""
+        member = _member(group, actor.id)
+        if member.role == "member" and group.record.join_mode != "open":
+            raise RequestError("only admins invite into a group that needs approval", ErrorCode.FORBIDDEN)
+        new = [UserId(u) for u in dict.fromkeys(users) if u not in group.members]
+        await self._check_invitees(actor, new)
+        self._check_room(group, len(new))
+        for user in new:
+            await self._add(group, user)
+        if new:
+            self._event(group, "joined", actor.id, new)
+        return new
+
+    async def join(self, group: GroupState, user: UserState, message: str) -> str:
+        """Join an open group at once ("joined"), or ask to join one that needs approval
+        ("pending": its admins get a GROUP_PUSH "join_request")."""
+        if user.id in group.members:
+            raise RequestError("already a member", ErrorCode.CONFLICT)
+        if group.record.join_mode == "open":
+            self._check_room(group, 1)
+            await self._add(group, user.id)
+            self._event(group, "joined", user.id, [user.id])
+            return "joined"
+        if user.id in group.requests:
+            raise RequestError("a request to join is already pending", ErrorCode.CONFLICT)
+        now = _now()
+        await self._store.apply(PutJoinRequest(group.id, user.id, message, now))
+        group.requests[user.id] = JoinRequest(user.id, message, now)
+        self._edge.to_users(self._frame(group, "join_request", user.id, [user.id]), group.admins())
+        return "pending"
+
+    async def approve(self, group: GroupState, actor: UserId, user: UserId, accept: bool) -> None:
+        _at_least(group, actor, "admin")
+        if user not in group.requests:
+            raise RequestError(f"no request to join from {user}", ErrorCode.NOT_FOUND)
+        if accept:
+            self._check_room(group, 1)
+            await self._add(group, user)  # drops the request in the same write
+            group.requests.pop(user, None)
+            self._event(group, "joined", actor, [user])
+        else:
+            await self._store.apply(DropJoinRequest(group.id, user))
+            group.requests.pop(user, None)
+            self._edge.to_users(self._frame(group, "rejected", actor, [user]), (user,))
+
+    async def quit(self, group: GroupState, user: UserId) -> None:
+        member = _member(group, user)
+        if member.role == "owner":
+            raise RequestError("the owner hands the group over (GROUP_TRANSFER) or dissolves it", ErrorCode.FORBIDDEN)
+        await self._remove(group, user)
+        frame = self._frame(group, "left", user, [user])
+        self._edge.to_conv(frame, group_conv(group.id))
+        self._edge.to_users(frame, (user,))
+
+    async def kick(self, group: GroupState, actor: UserId, user: UserId) -> None:
+        if user == actor:
+            raise RequestError("use GROUP_QUIT to leave", ErrorCode.INVALID_ARGUMENT)
+        _outranks(group, actor, user)
+        await self._remove(group, user)
+        frame = self._frame(group, "kicked", actor, [user])
+        self._edge.to_conv(frame, group_conv(group.id))
+        self._edge.to_users(frame, (user,))
+
+    async def set_role(self, group: GroupState, actor: UserId, user: UserId, role: str) -> None:
+        _at_least(group, actor, "owner")
+        target = _target(group, user)
+        if target.role == "owner":
+            raise RequestError("the owner's role changes only by GROUP_TRANSFER", ErrorCode.INVALID_ARGUMENT)
+        if target.role != role:
+            await self._put_member(group, msgspec.structs.replace(target, role=role))
+            self._event(group, "role", actor, [user], role=role)
+
+    async def transfer(self, group: GroupState, actor: UserId, user: UserId) -> None:
+        _at_least(group, actor, "owner")
+        if user == actor:
+            raise RequestError("you own it already", ErrorCode.INVALID_ARGUMENT)
+        target = _target(group, user)
+        await self._put_member(group, msgspec.structs.replace(target, role="owner", muted_until=0))
+        await self._put_member(group, msgspec.structs.replace(group.members[actor], role="admin"))
+        await self._put_record(group, owner=user)
+        self._event(group, "owner", actor, [user], role="owner")
+
+    async def mute(self, group: GroupState, actor: UserId, user: UserId, until: int) -> None:
+        _outranks(group, actor, user)
+        target = group.members[user]
+        await self._put_member(group, msgspec.structs.replace(target, muted_until=until))
+        self._event(group, "muted" if until else "unmuted", actor, [user], until=until)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    async def _check_invitees(self, actor: UserState, users: list[UserId]) -> None:
+        for user in users:
+            if user in actor.blocked_by:
+                raise RequestError(f"user {user} blocked you", ErrorCode.BLOCKED)
+            if user not in actor.friends and not await self._user_exists(user):
+                raise RequestError(f"no user {user}", ErrorCode.USER_NOT_FOUND)
+
+    def _check_room(self, group: GroupState, adding: int) -> None:
+        if len(group.members) + adding > group.record.max_members:
+            raise RequestError(f"the group holds at most {group.record.max_members} members", ErrorCode.GROUP_FULL)
+
+    async def _add(self, group: GroupState, user: UserId) -> None:
+        member = await self._store.apply(PutMember(group.id, user, "member", 0, _now()))
+        group.members[user] = member
+        group.changed()
+        self._entered(group, member)
+
+    async def _remove(self, group: GroupState, user: UserId) -> None:
+        await self._store.apply(DropMember(group.id, user))
+        self._left(group, user)
+
+    async def _put_member(self, group: GroupState, member: Member) -> None:
+        stored = await self._store.apply(PutMember(group.id, member.user, member.role, member.muted_until, _now()))
+        group.members[member.user] = stored
+        group.changed()
+
+    async def _put_record(self, group: GroupState, **changes: object) -> None:
+        record = msgspec.structs.replace(group.record, **changes)
+        await self._store.apply(PutGroup(record))
+        group.record = record
+        group.changed()
+        self._state.groups_version += 1
+
+    def _entered(self, group: GroupState, member: Member) -> None:
+        conv = group_conv(group.id)
+        self._state.touch_user(member.user)
+        user = self._state.users.get(member.user)
+        if user is not None:
+            user.convs[conv] = UserConv(conv, read_seq=member.joined_seq, joined_seq=member.joined_seq)
+            user.changed()
+        self._edge.joined(conv, member.user)
+
+    def _left(self, group: GroupState, user_id: UserId) -> None:
+        conv = group_conv(group.id)
+        group.members.pop(user_id, None)
+        group.changed()
+        self._state.touch_user(user_id)
+        user = self._state.users.get(user_id)
+        if user is not None and user.convs.pop(conv, None) is not None:
+            user.changed()
+        self._edge.left(conv, user_id)
+
+    def _frame(self, group: GroupState, event: str, actor: UserId, users: list[UserId], role: str = "",
+               until: int = 0) -> bytes:
+        body = bodies.GroupEvent(event=event, group=group.id, actor=actor, users=users, role=role, until=until, ts=_now())
+        return encode_frame(Op.GROUP_PUSH, 0, group.id, bodies.encode(body))
+
+    def _event(self, group: GroupState, event: str, actor: UserId, users: list[UserId], role: str = "",
+               until: int = 0) -> None:
+        self._edge.to_conv(self._frame(group, event, actor, users, role, until), group_conv(group.id))
+
+
+def _member(group: GroupState, user: UserId) -> Member:
+    member = group.members.get(user)
+    if member is None:
+        raise RequestError(f"not a member of group {group.id}", ErrorCode.FORBIDDEN)
+    return member
+
+
+def _target(group: GroupState, user: UserId) -> Member:
+    member = group.members.get(user)
+    if member is None:
+        raise RequestError(f"{user} is not a member of group {group.id}", ErrorCode.NOT_FOUND)
+    return member
+
+
+def _at_least(group: GroupState, user: UserId, role: str) -> Member:
+    member = _member(group, user)
+    if ROLE_RANK[member.role] < ROLE_RANK[role]:
+        raise RequestError(f"needs the {role} role", ErrorCode.FORBIDDEN)
+    return member
+
+
+def _outranks(group: GroupState, actor: UserId, user: UserId) -> None:
+    me = _at_least(group, actor, "admin")
+    target = _target(group, user)
+    if ROLE_RANK[me.role] <= ROLE_RANK[target.role]:
+        raise RequestError(f"a {me.role} cannot act on a {target.role}", ErrorCode.FORBIDDEN)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,170 @@
+"""Friends and blocks: requests, accept, reject, delete, remarks, block and unblock, and
+the lists, answered from memory. Every change is durable before memory and pushes follow."""
+from __future__ import annotations
+
+import bisect
+import time
+from typing import Awaitable, Callable
+
+from ..backends.protocols import (
+    DropFriendRequest, DropFriendship, Friend, FriendRequest, PutFriendRequest, PutFriendship, SetBlock, SetRemark,
+    Store, UserId,
+)
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.errors import RequestError
+from ..core_ext.protocol import ErrorCode, Op
+from .state import State, UserState
+
+__all__ = ["Social"]
+
+Notify = Callable[[bytes, tuple[UserId, ...], UserId, str], None]
+
+
+class Social:
+    def __init__(self, store: Store, state: State, notify: Notify, user_exists: Callable[[UserId], Awaitable[bool]]) -> None:
+        self._store = store
+        self._state = state
+        self._notify = notify
+        self._user_exists = user_exists
+
+    # -- lists (memory only) --------------------------------------------------------------------
+
+    def friends_page(self, user: UserState, after: int, limit: int) -> bytes:
+        key = ("friends", after, limit)
+        cached = user.cache.get(key)
+        if cached is not None:
+            return cached[1]
+        ids = sorted(user.friends)
+        start = bisect.bisect_right(ids, after)
+        shown = ids[start:start + limit]
+        body = bodies.encode(bodies.FriendList(
+            friends=[bodies.FriendInfo(user=f, remark=user.friends[f].remark, since=user.friends[f].since) for f in shown],
+            has_more=start + limit < len(ids),
+        ))
+        user.cache[key] = (None, body)
+        return body
+
+    def requests_page(self, user: UserState, after: int, limit: int) -> bytes:
+        ids = sorted(user.requests_in)
+        start = bisect.bisect_right(ids, after)
+        shown = [user.requests_in[u] for u in ids[start:start + limit]]
+        return bodies.encode(bodies.FriendRequestList(
+            requests=[bodies.FriendRequestInfo(user=r.sender, message=r.message, ts=r.ts) for r in shown],
+            has_more=start + limit < len(ids),
+        ))
+
+    # -- changes --------------------------------------------------------------------------------
+
+    async def request(self, user: UserState, other: UserId, message: str) -> None:
+        """Ask ``other`` to be friends. If ``other`` already asked this user, they become
+        friends at once (both asked)."""
+        await self._check_other(user, other)
+        if other in user.friends:
+            raise RequestError("already friends", ErrorCode.CONFLICT)
+        if other in user.blocked_by:
+            raise RequestError("this user blocked you", ErrorCode.BLOCKED)
+        if other in user.requests_in:
+            await self.accept(user, other)
+            return
+        now = _now()
+        await self._store.apply(PutFriendRequest(user.id, other, message, now))
+        request = FriendRequest(user.id, other, message, now)
+        user.requests_out[other] = request
+        user.changed()
+        peer = self._loaded(other)
+        if peer is not None:
+            peer.requests_in[user.id] = request
+            peer.changed()
+        self._event("request", other, user.id, message, now)
+
+    async def accept(self, user: UserState, other: UserId) -> None:
+        if other not in user.requests_in:
+            raise RequestError(f"no friend request from {other}", ErrorCode.NOT_FOUND)
+        now = _now()
+        await self._store.apply(PutFriendship(user.id, other, now))
+        peer = self._loaded(other)
+        for me, them in ((user, other), (peer, user.id)):
+            if me is None:
+                continue
+            me.friends[them] = _friend(them, now)
+            me.requests_in.pop(them, None)
+            me.requests_out.pop(them, None)
+            me.changed()
+        self._event("accepted", other, user.id, "", now)
+
+    async def reject(self, user: UserState, other: UserId) -> None:
+        if other not in user.requests_in:
+            raise RequestError(f"no friend request from {other}", ErrorCode.NOT_FOUND)
+        await self._store.apply(DropFriendRequest(other, user.id))
+        user.requests_in.pop(other, None)
+        user.changed()
+        peer = self._loaded(other)
+        if peer is not None:
+            peer.requests_out.pop(user.id, None)
+            peer.changed()
+
+    async def delete(self, user: UserState, other: UserId) -> None:
+        if other not in user.friends:
+            raise RequestError(f"{other} is not your friend", ErrorCode.NOT_FRIENDS)
+        await self._store.apply(DropFriendship(user.id, other))
+        peer = self._loaded(other)
+        for me, them in ((user, other), (peer, user.id)):
+            if me is not None:
+                me.friends.pop(them, None)
+                me.changed()
+        self._event("deleted", other, user.id, "", _now())
+
+    async def remark(self, user: UserState, other: UserId, remark: str) -> None:
+        friend = user.friends.get(other)
+        if friend is None:
+            raise RequestError(f"{other} is not your friend", ErrorCode.NOT_FRIENDS)
+        await self._store.apply(SetRemark(user.id, other, remark))
+        user.friends[other] = _friend(other, friend.since, remark)
+        user.changed()
+
+    async def block(self, user: UserState, other: UserId, blocked: bool) -> None:
+        """Block (or unblock) ``other``: a blocked user's messages, friend requests and
+        invitations to this user are refused with BLOCKED. Friendship is kept. Idempotent."""
+        await self._check_other(user, other)
+        if (other in user.blocked) == blocked:
+            return
+        await self._store.apply(SetBlock(user.id, other, blocked))
+        peer = self._loaded(other)
+        if blocked:
+            user.blocked.add(other)
+            if peer is not None:
+                peer.blocked_by.add(user.id)
+        else:
+            user.blocked.discard(other)
+            if peer is not None:
+                peer.blocked_by.discard(user.id)
+        user.changed()
+        if peer is not None:
+            peer.changed()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    async def _check_other(self, user: UserState, other: UserId) -> None:
+        if other == user.id:
+            raise RequestError("that is you", ErrorCode.INVALID_ARGUMENT)
+        if other not in user.friends and not await self._user_exists(other):
+            raise RequestError(f"no user {other}", ErrorCode.USER_NOT_FOUND)
+
+    def _loaded(self, user_id: UserId) -> UserState | None:
+        """The other user's state if this node holds it (else the store has the change
+        and the next load reads it); a load in flight is told to read again."""
+        self._state.touch_user(user_id)
+        return self._state.users.get(user_id)
+
+    def _event(self, event: str, to: UserId, about: UserId, message: str, ts: int) -> None:
+        body = bodies.encode(bodies.FriendEvent(event=event, user=about, message=message, ts=ts))
+        self._notify(encode_frame(Op.FRIEND_PUSH, 0, to, body), (to,), UserId(0), "")
+
+
+def _friend(user: UserId, since: int, remark: str = "") -> Friend:
+    return Friend(user, remark, since)
+
+
+def _now() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,172 @@
+"""What a node holds in memory so that lists are answered without a store query: each
+loaded user's friends, requests, blocks and conversation states; each loaded group with
+its members; and the newest message of every conversation it has seen.
+
+The store is the truth and this is a cache of it that the write paths keep coherent: a
+service changes the store (``Store.apply``) and, once that is durable, the loaded objects
+here. On one node (embedded defaults) the node is the only writer, so the cache is exact.
+Loads are single-flight: callers asking for the same user or group while it loads share
+one store read, and a change that lands during a load makes it load again.
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Awaitable, Callable, TypeVar
+
+from ..backends.protocols import (
+    ConvId, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member, Store,
+    StoredMessage, UserConv, UserId,
+)
+
+__all__ = ["UserState", "GroupState", "State", "ROLE_RANK"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+#: owner > admin > member: an actor may act on members of a lower rank only
+ROLE_RANK = {"owner": 3, "admin": 2, "member": 1}
+
+
+class UserState:
+    """One user's social graph and conversation states. ``version`` grows with every change,
+    so cached replies built from it know when they are stale."""
+
+    __slots__ = ("id", "friends", "requests_in", "requests_out", "blocked", "blocked_by", "convs", "version",
+                 "cache")
+
+    def __init__(self, user_id: UserId) -> None:
+        self.id = user_id
+        self.friends: dict[UserId, Friend] = {}
+        self.requests_in: dict[UserId, FriendRequest] = {}
+        self.requests_out: dict[UserId, FriendRequest] = {}
+        self.blocked: set[UserId] = set()
+        self.blocked_by: set[UserId] = set()
+        self.convs: dict[ConvId, UserConv] = {}
+        self.version = 0
+        #: replies built from this state, by key; valid while their recorded versions hold
+        self.cache: dict[Any, tuple[Any, bytes]] = {}
+
+    def changed(self) -> None:
+        self.version += 1
+        self.cache.clear()
+
+
+class GroupState:
+    """One group: its record, members and pending join requests."""
+
+    __slots__ = ("record", "members", "requests", "version", "_sorted")
+
+    def __init__(self, records: GroupRecords) -> None:
+        self.record: GroupRecord = records.group
+        self.members: dict[UserId, Member] = {m.user: m for m in records.members}
+        self.requests: dict[UserId, JoinRequest] = {r.user: r for r in records.requests}
+        self.version = 0
+        self._sorted: list[UserId] | None = None
+
+    @property
+    def id(self) -> GroupId:
+        return self.record.id
+
+    def changed(self) -> None:
+        self.version += 1
+        self._sorted = None
+
+    def sorted_members(self) -> list[UserId]:
+        """Member ids ascending (the order of member pages), cached until the next change."""
+        if self._sorted is None:
+            self._sorted = sorted(self.members)
+        return self._sorted
+
+    def admins(self) -> list[UserId]:
+        return [u for u, m in self.members.items() if m.role != "member"]
+
+
+class _Loader:
+    """Single-flight loads into a dict: one store read per key at a time, repeated when
+    the key was touched while it ran."""
+
+    def __init__(self, loaded: dict[Any, Any], load: Callable[[Any], Awaitable[Any]]) -> None:
+        self.loaded = loaded
+        self._load = load
+        self._loading: dict[Any, asyncio.Future[Any]] = {}
+        self._stale: set[Any] = set()
+
+    async def get(self, key: Any) -> Any:
+        found = self.loaded.get(key)
+        if found is not None:
+            return found
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._loading[key] = asyncio.ensure_future(self._run(key))
+            pending.add_done_callback(lambda _: self._loading.pop(key, None))
+        return await asyncio.shield(pending)
+
+    async def _run(self, key: Any) -> Any:
+        while True:
+            self._stale.discard(key)
+            value = await self._load(key)
+            if key not in self._stale:
+                break
+        if value is not None:
+            self.loaded[key] = value
+        return value
+
+    def touch(self, key: Any) -> None:
+        """A change of ``key`` became durable: a load running now read too early."""
+        if key in self._loading:
+            self._stale.add(key)
+
+
+class State:
+    """The node's loaded users, groups and conversation heads (see the module docstring)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.users: dict[UserId, UserState] = {}
+        self.groups: dict[GroupId, GroupState] = {}
+        #: conversation -> its newest message
+        self.heads: dict[ConvId, StoredMessage] = {}
+        #: grows with every new head: cached lists that order by last message check it
+        self.heads_version = 0
+        #: grows with every change of any group's record (names shown in lists)
+        self.groups_version = 0
+        self._users = _Loader(self.users, self._load_user)
+        self._groups = _Loader(self.groups, self._load_group)
+
+    async def user(self, user_id: UserId) -> UserState:
+        return await self._users.get(user_id)
+
+    async def group(self, group_id: GroupId) -> GroupState | None:
+        return await self._groups.get(group_id)
+
+    def touch_user(self, user_id: UserId) -> None:
+        self._users.touch(user_id)
+
+    def touch_group(self, group_id: GroupId) -> None:
+        self._groups.touch(group_id)
+
+    def put_head(self, message: StoredMessage) -> None:
+        head = self.heads.get(message.conv)
+        if head is None or head.seq < message.seq:
+            self.heads[message.conv] = message
+            self.heads_version += 1
+
+    def forget_group(self, group_id: GroupId) -> None:
+        self.groups.pop(group_id, None)
+
+    async def _load_user(self, user_id: UserId) -> UserState:
+        records = await self._store.load_user(user_id)
+        state = UserState(user_id)
+        state.friends = {f.user: f for f in records.friends}
+        state.requests_in = {r.sender: r for r in records.requests_in}
+        state.requests_out = {r.receiver: r for r in records.requests_out}
+        state.blocked = set(records.blocked)
+        state.blocked_by = set(records.blocked_by)
+        state.convs = {c.conv: c for c in records.convs}
+        for head in records.heads:
+            self.put_head(head)
+        return state
+
+    async def _load_group(self, group_id: GroupId) -> GroupState | None:
+        records = await self._store.load_group(group_id)
+        return None if records is None else GroupState(records)
