@@ -6,7 +6,7 @@ value outside its bounds is a ``BAD_BODY`` error. An empty body decodes as an em
 """
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -47,7 +47,7 @@ Note = Annotated[str, msgspec.Meta(max_length=256)]
 GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Avatar = Annotated[str, msgspec.Meta(max_length=512)]
 Notice = Annotated[str, msgspec.Meta(max_length=2048)]
-JoinMode = Annotated[str, msgspec.Meta(pattern=r"^(open|approval)\Z")]
+JoinMode = Literal["open", "approval"]
 
 
 class _Body(msgspec.Struct):
@@ -200,7 +200,7 @@ class GroupUser(_Body):
 class GroupSetRole(_Body):
     group: Id
     user: Id
-    role: Annotated[str, msgspec.Meta(pattern=r"^(admin|member)\Z")]
+    role: Literal["admin", "member"]
 
 
 class GroupMute(_Body):

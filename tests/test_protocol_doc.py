@@ -26,6 +26,7 @@ from edgeim.core_ext.protocol import (
     HEADER_SIZE,
     MAX_BODY_SIZE,
     MAX_FRAME_SIZE,
+    RESPONSE_BIT,
     SUBPROTOCOL_PREFIX,
     VERSION,
     CloseCode,
@@ -38,20 +39,11 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 DOC = DOC_PATH.read_text(encoding="utf-8")
 LINES = DOC.splitlines()
 
-#: Body Struct of every op, as the doc's op table states it.
+#: Body Struct of every op, as the doc's op table states it: derived from the one op table.
 OP_BODIES: dict[Op, type[msgspec.Struct]] = {
-    **{Op(op): kind for op, kind in bodies.REQUEST_BODIES.items()},
-    Op.PONG: bodies.Empty,
-    Op.REGISTER_OK: bodies.RegisterOk,
-    Op.LOGIN_OK: bodies.LoginOk,
-    Op.TOKEN_LOGIN_OK: bodies.LoginOk,
-    Op.LOGOUT_OK: bodies.Empty,
-    Op.SEND_ACK: bodies.SendAck,
-    Op.SYNC_OK: bodies.Page,
-    Op.HISTORY_OK: bodies.Page,
-    Op.CONVERSATIONS_OK: bodies.ConversationList,
-    Op.MSG_PUSH: bodies.Message,
-    Op.KICKED: bodies.Kicked,
+    **{Op(op): request for op, (request, _) in bodies.OPS.items()},
+    **{Op(op | RESPONSE_BIT): reply for op, (_, reply) in bodies.OPS.items()},
+    **bodies.PUSHES,
     Op.ERROR: bodies.Error,
 }
 
@@ -329,7 +321,14 @@ BODY_STRUCTS = {
 
 
 def _type_name(t: msgspec.inspect.Type) -> str:
-    if isinstance(t, msgspec.inspect.StrType):
+    if isinstance(t, msgspec.inspect.UnionType):
+        kinds = [k for k in t.types if not isinstance(k, msgspec.inspect.NoneType)]
+        assert len(kinds) == 1 and len(t.types) == 2, t
+        return f"{_type_name(kinds[0])} or nil"
+    if isinstance(t, msgspec.inspect.ListType) and isinstance(t.item_type, msgspec.inspect.IntType):
+        return "[int]"
+    if isinstance(t, msgspec.inspect.StrType) or (
+            isinstance(t, msgspec.inspect.LiteralType) and all(isinstance(v, str) for v in t.values)):
         return "str"
     if isinstance(t, msgspec.inspect.BoolType):
         return "bool"
@@ -342,7 +341,19 @@ def _type_name(t: msgspec.inspect.Type) -> str:
 
 def _bounds(t: msgspec.inspect.Type) -> str:
     parts = []
-    if isinstance(t, msgspec.inspect.StrType):
+    if isinstance(t, msgspec.inspect.UnionType):
+        (t,) = [k for k in t.types if not isinstance(k, msgspec.inspect.NoneType)]
+    if isinstance(t, msgspec.inspect.ListType):
+        lo, hi = t.min_length, t.max_length
+        if lo is not None and hi is not None:
+            parts.append(f"len {lo}..{hi}")
+        elif hi is not None:
+            parts.append(f"len ≤ {hi}")
+        if isinstance(t.item_type, msgspec.inspect.IntType) and t.item_type.ge is not None:
+            parts.append(f"items {_bounds(t.item_type)}")
+    elif isinstance(t, msgspec.inspect.LiteralType):
+        parts.append("one of " + ", ".join(f"`{v}`" for v in t.values))
+    elif isinstance(t, msgspec.inspect.StrType):
         lo, hi = t.min_length, t.max_length
         if lo is not None and hi is not None:
             parts.append(f"len {lo}..{hi}")
@@ -393,7 +404,12 @@ def test_body_field_table(name: str) -> None:
     info = msgspec.inspect.type_info(kind)
     expected = []
     for field in info.fields:
-        default = "required" if field.required else f"`{json.dumps(field.default)}`"
+        if field.required:
+            default = "required"
+        elif field.default_factory is not msgspec.NODEFAULT:
+            default = f"`{json.dumps(field.default_factory())}`"
+        else:
+            default = f"`{json.dumps(field.default)}`"
         expected.append([f"`{field.encode_name}`", _type_name(field.type), default, _bounds(field.type)])
     for rows in FIELD_TABLES[name]:
         assert [row[:4] for row in rows] == expected
