@@ -144,6 +144,7 @@ class GroupRecords(msgspec.Struct, frozen=True):
     group: GroupRecord
     members: list[Member]
     requests: list[JoinRequest]
+    head: StoredMessage | None = None  # the group conversation's newest message
 
 
 # -- changes: every write of the social graph, applied in order with the messages -------------

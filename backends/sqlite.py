@@ -727,7 +727,9 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
         " ORDER BY user_id", (group_id,))]
     requests = [JoinRequest(*r) for r in conn.execute(
         "SELECT user_id, message, ts FROM group_requests WHERE group_id = ? ORDER BY ts", (group_id,))]
-    return GroupRecords(group, members, requests)
+    head = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 1",
+                        (_group_conv(group_id),)).fetchone()
+    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None)
 
 
 def _readers(conn: sqlite3.Connection, conv: str, seq: int, exclude: int, after: int,

@@ -9,6 +9,7 @@ A member who joins late reads the group conversation from the seq after their jo
 """
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
 from typing import Awaitable, Callable, Iterable
@@ -154,8 +155,7 @@ class Groups:
         new = [UserId(u) for u in dict.fromkeys(users) if u not in group.members]
         await self._check_invitees(actor, new)
         self._check_room(group, len(new))
-        for user in new:
-            await self._add(group, user)
+        await self._add(group, *new)
         if new:
             self._event(group, "joined", actor.id, new)
         return new
@@ -248,11 +248,19 @@ class Groups:
         if len(group.members) + adding > group.record.max_members:
             raise RequestError(f"the group holds at most {group.record.max_members} members", ErrorCode.GROUP_FULL)
 
-    async def _add(self, group: GroupState, user: UserId) -> None:
-        member = await self._store.apply(PutMember(group.id, user, "member", 0, _now()))
-        group.members[user] = member
+    async def _add(self, group: GroupState, *users: UserId) -> None:
+        # queued together, so they share one commit (an invite of 500 is one batch, not 500)
+        now = _now()
+        pending = [self._store.apply(PutMember(group.id, user, "member", 0, now)) for user in users]
+        results = await asyncio.gather(*pending, return_exceptions=True)
+        for member in results:
+            if not isinstance(member, BaseException):  # memory follows what is durable
+                group.members[member.user] = member
+                self._entered(group, member)
         group.changed()
-        self._entered(group, member)
+        for failed in results:
+            if isinstance(failed, BaseException):
+                raise failed
 
     async def _remove(self, group: GroupState, user: UserId) -> None:
         await self._store.apply(DropMember(group.id, user))

@@ -169,4 +169,8 @@ class State:
 
     async def _load_group(self, group_id: GroupId) -> GroupState | None:
         records = await self._store.load_group(group_id)
-        return None if records is None else GroupState(records)
+        if records is None:
+            return None
+        if records.head is not None:
+            self.put_head(records.head)
+        return GroupState(records)

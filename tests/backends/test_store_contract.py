@@ -227,6 +227,7 @@ async def test_groups_members_and_the_join_seq(store):
         await store.append(message(conv, 1, group.id))
     late = await store.apply(PutMember(group.id, UserId(3), "member", 0, 9))
     assert late.joined_seq == 3  # the messages before the join are not the late member's
+    assert (await store.load_group(group.id)).head.seq == 3
     await store.apply(PutMember(group.id, UserId(3), "admin", 123, 10))  # a change keeps the join
     loaded = await store.load_group(group.id)
     assert [(m.user, m.role, m.muted_until, m.joined_seq) for m in loaded.members] == [
