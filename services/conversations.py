@@ -89,9 +89,9 @@ class Conversations:
         state = self._state
         key = ("convs", cursor, limit)
         versions = (user.version, state.heads_version, state.groups_version)
-        cached = user.cache.get(key)
-        if cached is not None and cached[0] == versions:
-            return cached[1]
+        cached = user.cached(key, versions)
+        if cached is not None:
+            return cached
         after = _parse_cursor(cursor) if cursor else None
         entries = [e for e in self._entries(user) if after is None or e[0] > after]
         entries.sort(key=lambda e: e[0])
@@ -99,8 +99,7 @@ class Conversations:
         more = len(entries) > limit
         next_cursor = _cursor(shown[-1][0]) if more else ""
         body = bodies.encode(bodies.ConversationList(convs=[e[1] for e in shown], next_cursor=next_cursor, has_more=more))
-        user.cache[key] = (versions, body)
-        return body
+        return user.keep(key, versions, body)
 
     def _entries(self, user: UserState) -> list[tuple[tuple[int, int, str], bodies.ConversationInfo]]:
         heads, groups = self._state.heads, self._state.groups

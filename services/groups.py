@@ -69,6 +69,10 @@ class Groups:
 
     def groups_page(self, user: UserState, after: int, limit: int) -> bytes | None:
         """The user's groups by id, from memory; None if one of them is not loaded yet."""
+        key, versions = ("groups", after, limit), (user.version, self._state.groups_version)
+        cached = user.cached(key, versions)
+        if cached is not None:
+            return cached
         ids = sorted(parse_conv(conv)[1] for conv in user.convs if is_group(conv))
         start = bisect.bisect_right(ids, after)
         infos = []
@@ -77,16 +81,23 @@ class Groups:
             if group is None:
                 return None
             infos.append(self.info(group, user.id))
-        return bodies.encode(bodies.GroupList(groups=infos, has_more=start + limit < len(ids)))
+        return user.keep(key, versions, bodies.encode(bodies.GroupList(groups=infos, has_more=start + limit < len(ids))))
 
     def members_page(self, group: GroupState, user: UserId, after: int, limit: int) -> bytes:
         _member(group, user)
+        key = (after, limit)
+        cached = group.cache.get(key)
+        if cached is not None:
+            return cached
         ids = group.sorted_members()
         start = bisect.bisect_right(ids, after)
         shown = [group.members[u] for u in ids[start:start + limit]]
-        return bodies.encode(bodies.MemberList(group=group.id, members=[
+        if len(group.cache) >= 64:
+            group.cache.clear()
+        body = group.cache[key] = bodies.encode(bodies.MemberList(group=group.id, members=[
             bodies.MemberInfo(user=m.user, role=m.role, muted_until=m.muted_until, joined_at=m.joined_at) for m in shown
         ], has_more=start + limit < len(ids)))
+        return body
 
     def join_requests(self, group: GroupState, user: UserId) -> bodies.JoinRequestList:
         _at_least(group, user, "admin")
@@ -114,7 +125,7 @@ class Groups:
             req.name, req.avatar, req.notice, owner.id, req.join_mode, self.max_members, members, _now()))
         group = GroupState(records)
         self._state.groups[group.id] = group
-        self._state.groups_version += 1
+        self._state.groups_version += 1  # a new entry in its members' lists
         for member in group.members.values():
             self._entered(group, member)
         self._event(group, "created", owner.id, list(group.members))
@@ -128,7 +139,6 @@ class Groups:
         for user in members:
             self._left(group, user)
         self._state.forget_group(group.id)
-        self._state.groups_version += 1
         self._edge.to_users(frame, members)
 
     async def update(self, group: GroupState, actor: UserId, req: bodies.GroupUpdate) -> None:
@@ -257,7 +267,7 @@ class Groups:
             if not isinstance(member, BaseException):  # memory follows what is durable
                 group.members[member.user] = member
                 self._entered(group, member)
-        group.changed()
+        self._state.group_changed(group)
         for failed in results:
             if isinstance(failed, BaseException):
                 raise failed
@@ -269,14 +279,13 @@ class Groups:
     async def _put_member(self, group: GroupState, member: Member) -> None:
         stored = await self._store.apply(PutMember(group.id, member.user, member.role, member.muted_until, _now()))
         group.members[member.user] = stored
-        group.changed()
+        self._state.group_changed(group)
 
     async def _put_record(self, group: GroupState, **changes: object) -> None:
         record = msgspec.structs.replace(group.record, **changes)
         await self._store.apply(PutGroup(record))
         group.record = record
-        group.changed()
-        self._state.groups_version += 1
+        self._state.group_changed(group)
 
     def _entered(self, group: GroupState, member: Member) -> None:
         conv = group_conv(group.id)
@@ -290,7 +299,7 @@ class Groups:
     def _left(self, group: GroupState, user_id: UserId) -> None:
         conv = group_conv(group.id)
         group.members.pop(user_id, None)
-        group.changed()
+        self._state.group_changed(group)
         self._state.touch_user(user_id)
         user = self._state.users.get(user_id)
         if user is not None and user.convs.pop(conv, None) is not None:

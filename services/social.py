@@ -32,9 +32,9 @@ class Social:
 
     def friends_page(self, user: UserState, after: int, limit: int) -> bytes:
         key = ("friends", after, limit)
-        cached = user.cache.get(key)
+        cached = user.cached(key, user.version)
         if cached is not None:
-            return cached[1]
+            return cached
         ids = sorted(user.friends)
         start = bisect.bisect_right(ids, after)
         shown = ids[start:start + limit]
@@ -42,8 +42,7 @@ class Social:
             friends=[bodies.FriendInfo(user=f, remark=user.friends[f].remark, since=user.friends[f].since) for f in shown],
             has_more=start + limit < len(ids),
         ))
-        user.cache[key] = (None, body)
-        return body
+        return user.keep(key, user.version, body)
 
     def requests_page(self, user: UserState, after: int, limit: int) -> bytes:
         ids = sorted(user.requests_in)

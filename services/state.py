@@ -23,6 +23,8 @@ __all__ = ["UserState", "GroupState", "State", "ROLE_RANK"]
 K = TypeVar("K")
 V = TypeVar("V")
 
+_CACHE_MAX = 64  # cached replies per user
+
 #: owner > admin > member: an actor may act on members of a lower rank only
 ROLE_RANK = {"owner": 3, "admin": 2, "member": 1}
 
@@ -50,17 +52,30 @@ class UserState:
         self.version += 1
         self.cache.clear()
 
+    def cached(self, key: Any, versions: Any) -> bytes | None:
+        """A reply cached under ``key`` if it was built at ``versions``."""
+        found = self.cache.get(key)
+        return found[1] if found is not None and found[0] == versions else None
+
+    def keep(self, key: Any, versions: Any, body: bytes) -> bytes:
+        if len(self.cache) >= _CACHE_MAX:  # many cursors between two changes: start over
+            self.cache.clear()
+        self.cache[key] = (versions, body)
+        return body
+
 
 class GroupState:
     """One group: its record, members and pending join requests."""
 
-    __slots__ = ("record", "members", "requests", "version", "_sorted")
+    __slots__ = ("record", "members", "requests", "version", "cache", "_sorted")
 
     def __init__(self, records: GroupRecords) -> None:
         self.record: GroupRecord = records.group
         self.members: dict[UserId, Member] = {m.user: m for m in records.members}
         self.requests: dict[UserId, JoinRequest] = {r.user: r for r in records.requests}
         self.version = 0
+        #: replies built from this group (member pages), until its next change
+        self.cache: dict[Any, bytes] = {}
         self._sorted: list[UserId] | None = None
 
     @property
@@ -69,6 +84,7 @@ class GroupState:
 
     def changed(self) -> None:
         self.version += 1
+        self.cache.clear()
         self._sorted = None
 
     def sorted_members(self) -> list[UserId]:
@@ -128,7 +144,7 @@ class State:
         self.heads: dict[ConvId, StoredMessage] = {}
         #: grows with every new head: cached lists that order by last message check it
         self.heads_version = 0
-        #: grows with every change of any group's record (names shown in lists)
+        #: grows with every change of any group (names and sizes shown in lists)
         self.groups_version = 0
         self._users = _Loader(self.users, self._load_user)
         self._groups = _Loader(self.groups, self._load_group)
@@ -151,8 +167,13 @@ class State:
             self.heads[message.conv] = message
             self.heads_version += 1
 
+    def group_changed(self, group: GroupState) -> None:
+        group.changed()
+        self.groups_version += 1
+
     def forget_group(self, group_id: GroupId) -> None:
         self.groups.pop(group_id, None)
+        self.groups_version += 1
 
     async def _load_user(self, user_id: UserId) -> UserState:
         records = await self._store.load_user(user_id)
