@@ -21,7 +21,7 @@ __all__ = [
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
     "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv",
     "Store", "Routes", "Bus",
-    "UsernameTaken", "StoreClosed",
+    "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable",
 ]
 
 UserId = NewType("UserId", int)
@@ -36,6 +36,16 @@ class UsernameTaken(Exception):
 
 class StoreClosed(RuntimeError):
     """The store is not open: ``open()`` was not called, or ``close()`` was."""
+
+
+class StoreDamaged(RuntimeError):
+    """``open()`` found the stored data damaged (failed integrity check, a log that would
+    lose committed writes); the message says what and what an operator can do."""
+
+
+class StoreUnavailable(RuntimeError):
+    """``open()`` cannot reach or open the store (permissions, a read-only disk, no
+    server); the message says which."""
 
 
 class User(msgspec.Struct, frozen=True):
@@ -269,7 +279,13 @@ class Store(Protocol):
     """
 
     async def open(self) -> None:
-        """Create or migrate the schema; start the writer."""
+        """Check the stored data, create or migrate the schema, start the writer. Raises
+        StoreDamaged or StoreUnavailable instead of starting on data it cannot trust."""
+
+    @property
+    def healthy(self) -> bool:
+        """False while writes fail for reasons other than the write itself (I/O, a full
+        disk, damage); True again after the next successful commit."""
 
     async def close(self) -> None:
         """Commit every write already accepted, then release resources."""
@@ -307,7 +323,8 @@ class Store(Protocol):
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and
-        the ids of up to ``limit`` of them above ``after``, ascending."""
+        the ids of up to ``limit`` of them above ``after``, ascending. A member who joined
+        at or after ``seq`` (``joined_seq >= seq``) never saw it and is not counted."""
 
 
 class Route(msgspec.Struct, frozen=True):

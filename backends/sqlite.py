@@ -19,6 +19,7 @@ import concurrent.futures
 import os
 import queue
 import sqlite3
+import struct
 import threading
 import time
 from dataclasses import dataclass
@@ -28,8 +29,8 @@ from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock,
-    SetRemark, SetUserConv, StoreClosed, StoredMessage, User, UserConv, UserId, UsernameTaken,
-    UserRecords,
+    SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User, UserConv, UserId,
+    UsernameTaken, UserRecords,
 )
 
 __all__ = ["SqliteStore", "MIGRATIONS"]
@@ -226,6 +227,11 @@ class SqliteStore:
         self._last_seq: dict[str, int] = {}
         # Owned by the writer thread: (user, conv) pairs known to have a user_convs row.
         self._known_pairs: set[tuple[int, str]] = set()
+        self._healthy = True
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -403,18 +409,23 @@ class SqliteStore:
 
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
         try:
+            _check_wal(self.path + "-wal")  # before SQLite replays it and forgets what it dropped
             conn = self._connect()
         except BaseException as exc:
-            ready.set_exception(exc)
+            ready.set_exception(_open_error(self.path, exc))
             self._writer_done.set_result(None)
             return
         try:
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
+                if problems != ["ok"]:
+                    raise StoreDamaged(f"{self.path} failed its integrity check: {'; '.join(problems)}."
+                                       " Restore it from a backup (or try the sqlite3 .recover command on a copy).")
                 _migrate(conn)
             except BaseException as exc:
-                ready.set_exception(exc)
+                ready.set_exception(_open_error(self.path, exc))
                 return
             ready.set_result(None)
             self._writer_loop(conn)
@@ -478,7 +489,12 @@ class SqliteStore:
             # Seqs handed out in this batch were rolled back: forget them, reload lazily.
             self._last_seq.clear()
             self._known_pairs.clear()
-            outcomes = [(op.future, None, exc) for op in batch]
+            self._healthy = False
+            failure = StoreUnavailable(f"the store could not commit: {exc}")
+            failure.__cause__ = exc
+            outcomes = [(op.future, None, failure) for op in batch]
+        else:
+            self._healthy = True
         self._settle(batch, outcomes)
 
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
@@ -734,12 +750,82 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
 
 def _readers(conn: sqlite3.Connection, conv: str, seq: int, exclude: int, after: int,
              limit: int) -> tuple[int, list[UserId]]:
-    count = conn.execute("SELECT count(*) FROM user_convs WHERE conv = ? AND read_seq >= ? AND user_id <> ?",
-                         (conv, seq, exclude)).fetchone()[0]
+    # a member who joined after the message starts with read_seq = joined_seq >= seq but
+    # never saw it: only members with joined_seq < seq can have read it
+    count = conn.execute(
+        "SELECT count(*) FROM user_convs WHERE conv = ? AND read_seq >= ? AND joined_seq < ? AND user_id <> ?",
+        (conv, seq, seq, exclude)).fetchone()[0]
     users = [row[0] for row in conn.execute(
-        "SELECT user_id FROM user_convs WHERE conv = ? AND read_seq >= ? AND user_id <> ? AND user_id > ?"
-        " ORDER BY user_id LIMIT ?", (conv, seq, exclude, after, limit))]
+        "SELECT user_id FROM user_convs WHERE conv = ? AND read_seq >= ? AND joined_seq < ? AND user_id <> ?"
+        " AND user_id > ? ORDER BY user_id LIMIT ?", (conv, seq, seq, exclude, after, limit))]
     return count, users
+
+
+def _open_error(path: str, exc: BaseException) -> BaseException:
+    """What ``open`` raises for a failure to open: damage and unreachable files get their own
+    errors with a message an operator can act on; anything else as it is."""
+    if isinstance(exc, (StoreDamaged, StoreUnavailable)):
+        return exc
+    if isinstance(exc, sqlite3.DatabaseError) and not isinstance(exc, sqlite3.OperationalError):
+        return StoreDamaged(f"{path} is damaged or is not an edgeim database ({exc}). Restore it from a backup.")
+    if isinstance(exc, (sqlite3.OperationalError, OSError)):
+        return StoreUnavailable(f"cannot open {path} for writing ({exc}): check the data dir's permissions and free space")
+    return exc
+
+
+def _check_wal(path: str) -> None:
+    """Raise StoreDamaged if the write-ahead log holds committed frames that SQLite would
+    drop at recovery: it replays frames up to the first whose salt or checksum is wrong and
+    silently discards the rest. A torn last frame (a crash mid-write) is normal; a bad
+    frame followed by more frames of the same log generation is damage."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return
+    if len(data) < 32:
+        return
+    magic, _version, page_size, _ckpt, salt1, salt2, c1, c2 = struct.unpack(">8I", data[:32])
+    if magic not in (0x377F0682, 0x377F0683) or not 512 <= page_size <= 65536 or page_size & (page_size - 1):
+        return  # not a log SQLite would replay either
+    order = ">" if magic & 1 else "<"
+    s0, s1 = _wal_checksum(data[:24], order, 0, 0)
+    if (s0, s1) != (c1, c2):
+        return  # the header itself is bad: SQLite ignores the whole log (nothing was acked from it)
+    frame = 24 + page_size
+    good = bad_at = 0
+    later = 0
+    for offset in range(32, len(data) - frame + 1, frame):
+        header = data[offset:offset + 24]
+        _page, _commit, fs1, fs2, fc1, fc2 = struct.unpack(">6I", header)
+        if (fs1, fs2) != (salt1, salt2):
+            break  # an older generation of the log: its end
+        if bad_at:
+            later += 1
+            continue
+        t0, t1 = _wal_checksum(header[:8], order, s0, s1)
+        t0, t1 = _wal_checksum(data[offset + 24:offset + frame], order, t0, t1)
+        if (t0, t1) != (fc1, fc2):
+            bad_at = good + 1
+            continue
+        s0, s1 = t0, t1
+        good += 1
+    if bad_at and later:
+        raise StoreDamaged(
+            f"the write-ahead log {path} is damaged at frame {bad_at}: {later} later frame(s) of committed writes"
+            " would be dropped silently if the node started. Keep a copy of the data dir; to start anyway, move"
+            " the -wal file aside (the writes in it are then lost)."
+        )
+
+
+def _wal_checksum(data: bytes, order: str, s0: int, s1: int) -> tuple[int, int]:
+    """SQLite's WAL checksum over ``data`` (a multiple of 8 bytes), continuing (s0, s1)."""
+    words = struct.unpack(f"{order}{len(data) // 4}I", data)
+    mask = 0xFFFFFFFF
+    for i in range(0, len(words), 2):
+        s0 = (s0 + words[i] + s1) & mask
+        s1 = (s1 + words[i + 1] + s0) & mask
+    return s0, s1
 
 
 def _fails_one_op(exc: Exception) -> bool:

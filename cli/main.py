@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -45,6 +46,7 @@ def serve(
         typer.echo(f"im serve: {exc}", err=True)
         raise typer.Exit(2) from None
     setup_logging(config.log_level)
+    _raise_open_files_limit()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms running
@@ -53,7 +55,20 @@ def serve(
         uvloop.run(_serve(config))
 
 
+def _raise_open_files_limit() -> None:
+    """Raise the soft limit of open files to the hard one: each connection is a socket, and
+    the usual soft limit (1024) would stop a node at about a thousand connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft >= hard:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError) as exc:  # e.g. an infinite hard limit the kernel caps lower
+        log.warning("cannot raise the open files limit", extra={"soft": soft, "hard": hard, "error": str(exc)})
+
+
 async def _serve(config: Config) -> None:
+    from ..backends.protocols import StoreDamaged, StoreUnavailable
     from ..core_ext.codec import IMPLEMENTATION
     from ..edge.node import DataDirInUse, Node
 
@@ -61,11 +76,12 @@ async def _serve(config: Config) -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    node = Node(config)
     try:
+        node = Node(config)
         host, port = await node.start()
-    except DataDirInUse as exc:
-        log.error("cannot start", extra={"error": str(exc)})
+    except (DataDirInUse, StoreDamaged, StoreUnavailable) as exc:
+        log.error("cannot start", extra={"data_dir": str(config.data_dir), "error": str(exc)})
+        print(f"im serve: cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
     except OSError as exc:
         log.error("cannot listen", extra={"host": config.host, "port": config.port, "error": str(exc)})

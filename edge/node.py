@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Coroutine
 
 from ..backends.memory import LocalBus, MemoryRoutes
-from ..backends.protocols import Bus, NodeId, Routes, Store
+from ..backends.protocols import Bus, NodeId, Routes, Store, StoreUnavailable
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
@@ -46,7 +46,11 @@ class Node:
         self.config = config
         self.id = NodeId(config.node_id)
         self.loop = asyncio.get_running_loop()
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True)
+            secret = config.token_secret or _load_secret(config.data_dir)
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot use data dir {config.data_dir}: {exc}") from None
         self.store = store or SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
         self.routes = routes or MemoryRoutes()
         self.bus = bus or LocalBus()
@@ -57,7 +61,7 @@ class Node:
         self.outbox = Outbox(self.loop)
         self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn)
         self.state = State(self.store)
-        auth = AuthService(self.store, config.token_secret or _load_secret(config.data_dir), config.token_ttl,
+        auth = AuthService(self.store, secret, config.token_ttl,
                            config.scrypt_log_n)
         conversations = Conversations(self.store, self.state, self.delivery.to_users)
         users = Users(self.store)
@@ -109,7 +113,10 @@ class Node:
 
 
 def _lock(data_dir: Path) -> int:
-    fd = os.open(data_dir / "edgeim.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(data_dir / "edgeim.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise StoreUnavailable(f"cannot use data dir {data_dir}: {exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -19,10 +19,10 @@ from typing import Any, Awaitable, Callable, Coroutine, Mapping
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
-from ..backends.protocols import UserId
+from ..backends.protocols import StoreUnavailable, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import decode_request, encode_frame
-from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited
+from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited, Unavailable
 from ..core_ext.fanout import Outbox, Peer
 from ..core_ext.protocol import CloseCode, ErrorCode, Op
 from ..ops.config import Config
@@ -234,6 +234,9 @@ class Session(WSListener):
         code; anything else is a bug, logged, and the client sees INTERNAL."""
         if isinstance(exc, ImError):
             self.error(req_id, exc)
+        elif isinstance(exc, StoreUnavailable):  # a full disk, a lost database: retry later
+            log.warning("store unavailable", extra={"op": op, "error": str(exc)})
+            self.error(req_id, Unavailable("storage is unavailable; retry later"))
         else:
             log.error("request failed", exc_info=exc, extra={"op": op, "req_id": req_id, "user": self.user_id})
             self.error(req_id, ImError("internal error"))

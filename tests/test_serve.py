@@ -157,3 +157,32 @@ def test_second_node_on_the_same_data_dir_is_refused(server: ServeProcess, tmp_p
     assert proc.returncode == 1
     assert "in use by another running node" in err and "listening on" not in out
     assert server.alive
+
+
+def _start_fails(tmp_path: Path, data_dir: Path) -> tuple[str, list[dict]]:
+    proc = run_im("serve", "--port", "0", "--data-dir", str(data_dir), cwd=tmp_path)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and "listening on" not in out
+    lines = err.splitlines()
+    logs = [json.loads(line) for line in lines if line.startswith("{")]
+    assert all(line.startswith("{") or line.startswith("im serve: cannot start:") for line in lines), err  # no traceback
+    return err, logs
+
+
+def test_a_damaged_store_is_refused_at_start_with_a_clear_message(tmp_path, server: ServeProcess):
+    server.stop()
+    db = server.data_dir / "edgeim.db"
+    data = bytearray(db.read_bytes())
+    data[:100] = b"\0" * 100  # the header is gone
+    db.write_bytes(data)
+    err, logs = _start_fails(tmp_path, server.data_dir)
+    (entry,) = [e for e in logs if e["msg"] == "cannot start"]
+    assert "damaged" in entry["error"] and "backup" in entry["error"]
+
+
+def test_an_unusable_data_dir_is_not_reported_as_cannot_listen(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the data dir should be")
+    err, logs = _start_fails(tmp_path, blocker / "data")
+    assert [e["msg"] for e in logs if e["level"] == "error"] == ["cannot start"]
+    assert "cannot use data dir" in err and "cannot listen" not in err

@@ -20,7 +20,7 @@ from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
     PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock, SetRemark, SetUserConv, Store, StoreClosed,
-    StoredMessage, UserConv, UserId, UsernameTaken,
+    StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
 )
 from edgeim.backends.sqlite import SqliteStore
 
@@ -259,6 +259,12 @@ async def test_readers_of_a_message(store):
     assert await store.readers(conv, 1, UserId(1), UserId(0), 10) == (2, [2, 3])  # the sender left out
     assert await store.readers(conv, 2, UserId(2), UserId(0), 10) == (1, [3])
     assert await store.readers(conv, 1, UserId(1), UserId(2), 10) == (2, [3])  # paged by user id
+    late = await store.apply(PutMember(made.group.id, UserId(5), "member", 0, 6))  # joins at seq 2
+    assert late.joined_seq == 2
+    assert await store.readers(conv, 2, UserId(2), UserId(0), 10) == (1, [3])  # 5 never saw seq 2
+    await store.append(message(conv, 1, made.group.id))  # seq 3
+    await store.apply(SetUserConv(UserId(5), UserConv(conv, read_seq=3, joined_seq=2)))
+    assert await store.readers(conv, 3, UserId(1), UserId(0), 10) == (1, [5])
 
 
 async def test_a_change_that_fails_fails_alone(store):
@@ -432,8 +438,9 @@ async def test_sqlite_failed_batch_fails_its_appends_and_writer_recovers(tmp_pat
         await s.append(message("p:1:2", 1, 2))
         lock = hold_write_lock(s.path)
         try:
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
+            with pytest.raises(StoreUnavailable, match="locked") as failed:
                 await s.append(message("p:1:2", 1, 2))
+            assert isinstance(failed.value.__cause__, sqlite3.OperationalError)
         finally:
             lock.rollback()
             lock.close()
