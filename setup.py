@@ -49,6 +49,7 @@ setup(
         "uvloop>=0.19",
         "msgspec>=0.18",
         "PyJWT>=2.8",
+        "argon2-cffi>=23.1",
         "typer>=0.12",
     ],
     extras_require={

@@ -19,7 +19,8 @@ __all__ = [
     "Friend", "FriendRequest", "UserConv", "UserRecords", "GroupRecord", "Member", "JoinRequest",
     "GroupRecords", "Change", "PutFriendRequest", "DropFriendRequest", "PutFriendship",
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
-    "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv",
+    "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv", "SetPasswordHash",
+    "RevokeToken",
     "Store", "Routes", "Bus",
     "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable",
 ]
@@ -108,7 +109,7 @@ class UserConv(msgspec.Struct, frozen=True):
     read_seq: int = 0  # every message up to this seq is read
     pinned: bool = False
     muted: bool = False
-    hidden_seq: int = 0  # hidden while the conversation's last seq is not above this
+    hidden_seq: int = 0  # hidden until the conversation reaches this seq; 0: shown
     joined_seq: int = 0  # group: messages up to this seq predate the member
 
 
@@ -254,10 +255,23 @@ class SetUserConv(msgspec.Struct, frozen=True, tag=True):
     state: UserConv
 
 
+class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
+    user: UserId
+    password_hash: str
+
+
+class RevokeToken(msgspec.Struct, frozen=True, tag=True):
+    """``token_revoked(token_id)`` is True from now on; the store may forget it after
+    ``expires_at`` (unix seconds), when the token is refused anyway."""
+
+    token_id: str
+    expires_at: int
+
+
 Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
-    | DropJoinRequest | SetUserConv
+    | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken
 )
 
 
@@ -320,6 +334,9 @@ class Store(Protocol):
 
     async def load_group(self, group_id: GroupId) -> GroupRecords | None:
         """The group with every member and pending join request; None if there is none."""
+
+    async def token_revoked(self, token_id: str) -> bool:
+        """True if ``RevokeToken(token_id, ...)`` was applied (and has not expired)."""
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and

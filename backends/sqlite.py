@@ -28,7 +28,8 @@ from typing import Any, Callable
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock,
+    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
+    SetPasswordHash,
     SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User, UserConv, UserId,
     UsernameTaken, UserRecords,
 )
@@ -137,6 +138,13 @@ MIGRATIONS: tuple[str, ...] = (
         ts       INTEGER NOT NULL,
         PRIMARY KEY (group_id, user_id)
     ) WITHOUT ROWID;
+    """,
+    """
+    CREATE TABLE revoked_tokens (
+        token_id   TEXT    NOT NULL PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
     """,
 )
 
@@ -364,6 +372,10 @@ class SqliteStore:
 
     async def load_group(self, group_id: GroupId) -> GroupRecords | None:
         return await self._read_with(_load_group, group_id)
+
+    async def token_revoked(self, token_id: str) -> bool:
+        rows = await self._read("SELECT 1 FROM revoked_tokens WHERE token_id = ?", (token_id,))
+        return bool(rows)
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         return await self._read_with(_readers, conv, seq, exclude, after, limit)
@@ -691,6 +703,16 @@ def _drop_join_request(store: SqliteStore, conn: sqlite3.Connection, c: DropJoin
     conn.execute("DELETE FROM group_requests WHERE group_id = ? AND user_id = ?", (c.group, c.user))
 
 
+def _set_password_hash(store: SqliteStore, conn: sqlite3.Connection, c: SetPasswordHash) -> None:
+    conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (c.password_hash, c.user))
+
+
+def _revoke_token(store: SqliteStore, conn: sqlite3.Connection, c: RevokeToken) -> None:
+    conn.execute("DELETE FROM revoked_tokens WHERE expires_at < ?", (int(time.time()),))  # no longer needed
+    conn.execute("INSERT INTO revoked_tokens (token_id, expires_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                 (c.token_id, c.expires_at))
+
+
 _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     PutFriendRequest: _put_friend_request,
     DropFriendRequest: _drop_friend_request,
@@ -706,6 +728,8 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     PutJoinRequest: _put_join_request,
     DropJoinRequest: _drop_join_request,
     SetUserConv: SqliteStore._set_user_conv,
+    SetPasswordHash: _set_password_hash,
+    RevokeToken: _revoke_token,
 }
 
 

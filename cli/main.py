@@ -29,7 +29,7 @@ def serve(
     port: Optional[int] = typer.Option(None, help="Port; 0 picks a free one [env IM_PORT; default 8765]."),
     data_dir: Optional[Path] = typer.Option(None, help="Where the SQLite store and secrets live [env IM_DATA_DIR; default ./data]."),
     node_id: Optional[str] = typer.Option(None, help="Node id [env IM_NODE_ID; default <hostname>-<port>]."),
-    token_secret: Optional[str] = typer.Option(None, help="HS256 token secret [env IM_TOKEN_SECRET; default kept in DATA_DIR/token.secret]."),
+    token_secret_file: Optional[Path] = typer.Option(None, help="File holding the token secret (32+ characters; nodes of a cluster share it) [env IM_TOKEN_SECRET_FILE, or the secret itself in IM_TOKEN_SECRET; default: made once and kept in DATA_DIR/token.secret]."),
     log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error [env IM_LOG_LEVEL; default info]."),
     idle_timeout: Optional[float] = typer.Option(None, help="Seconds of silence before a connection is closed [env IM_IDLE_TIMEOUT; default 90]."),
     auth_timeout: Optional[float] = typer.Option(None, help="Seconds to log in after connecting [env IM_AUTH_TIMEOUT; default 10]."),
@@ -39,7 +39,8 @@ def serve(
     routes, in-process bus) on 127.0.0.1:8765."""
     try:
         config = Config.load(dict(
-            host=host, port=port, data_dir=data_dir, node_id=node_id, token_secret=token_secret,
+            host=host, port=port, data_dir=data_dir, node_id=node_id,
+            token_secret_file=str(token_secret_file) if token_secret_file else None,
             log_level=log_level, idle_timeout=idle_timeout, auth_timeout=auth_timeout, reuse_port=reuse_port,
         ))
     except ConfigError as exc:

@@ -53,11 +53,11 @@ class Api:
         s.reply(Op.PONG, req_id, None)  # the session answers PING itself; kept for the table
 
     async def on_register(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Register) -> None:
-        user = await self._auth.register(req.username, req.password, req.nickname)
+        user = await self._auth.register(req.username, req.password, req.nickname, s.address, s.wanted)
         s.reply(Op.REGISTER_OK, req_id, bodies.RegisterOk(user_id=user.id))
 
     def on_login(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Login) -> Awaitable[None]:
-        return self._login(s, req_id, Op.LOGIN_OK, req.terminal, lambda: self._auth.login(req.username, req.password))
+        return self._login(s, req_id, Op.LOGIN_OK, req.terminal, lambda: self._auth.login(req.username, req.password, s.address, s.wanted))
 
     def on_token_login(self, s: Session, req_id: int, flags: int, target: int, req: bodies.TokenLogin) -> Awaitable[None]:
         return self._login(s, req_id, Op.TOKEN_LOGIN_OK, req.terminal, lambda: self._auth.token_login(req.token))
@@ -75,13 +75,17 @@ class Api:
             raise
         if not s.end_login(identity.user_id, terminal):  # e.g. the auth timeout closed it meanwhile
             return
+        s.identity = identity
         await self._presence.bind(s)
         s.reply(ok, req_id, bodies.LoginOk(
             user_id=identity.user_id, token=identity.token, expires_at=identity.expires_at,
             terminal=terminal, node=self._node,
         ))
 
-    def on_logout(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+    async def on_logout(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
+        """End the session and revoke its token: durable before LOGOUT_OK."""
+        if s.identity is not None:
+            await self._auth.revoke(s.identity)
         s.reply(Op.LOGOUT_OK, req_id, None)
         s.close(CloseCode.LOGGED_OUT, "logged out")
 

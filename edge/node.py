@@ -15,7 +15,7 @@ from ..backends.protocols import Bus, NodeId, Routes, Store, StoreUnavailable
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
-from ..services.auth import AuthService
+from ..services.auth import AuthService, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
 from ..services.groups import Groups, Membership
@@ -61,8 +61,9 @@ class Node:
         self.outbox = Outbox(self.loop)
         self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn)
         self.state = State(self.store)
-        auth = AuthService(self.store, secret, config.token_ttl,
-                           config.scrypt_log_n)
+        self.auth = AuthService(self.store, secret, config.token_ttl,
+                                Passwords(config.password_memory_kib, config.password_time_cost),
+                                Hashing(default_workers(), config.login_backlog, config.login_rate, config.login_burst))
         conversations = Conversations(self.store, self.state, self.delivery.to_users)
         users = Users(self.store)
         groups = Groups(self.store, self.state, Membership(
@@ -72,7 +73,7 @@ class Node:
                             config.strangers_may_send)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists)
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn)
-        self.api = Api(self.id, self.state, auth, self.presence, self.delivery, messages, conversations, social, groups)
+        self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social, groups)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew)
 
     def _new_session(self) -> Session:

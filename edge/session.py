@@ -61,6 +61,9 @@ class Session(WSListener):
         self.peer: Peer = None  # type: ignore[assignment]  # set on connect
         self.user_id = UserId(0)
         self.terminal = ""
+        #: the client's address (per-address budgets) and, once logged in, its credentials
+        self.address = ""
+        self.identity: Any = None
         self.state = ANONYMOUS
         self.closed = False
         now = loop.time()
@@ -85,6 +88,8 @@ class Session(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         self.peer = Peer(self._outbox, transport, self)
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
         self._registry.add(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
@@ -129,7 +134,7 @@ class Session(WSListener):
             self.error(req_id, RateLimited(f"more than {MAX_IN_FLIGHT} requests in progress"))
             return
         if op in _AUTH_OPS:
-            # scrypt is slow on purpose: one registration or login at a time per connection
+            # password hashing is slow on purpose: one registration or login at a time per connection
             if self._auth_busy:
                 self.error(req_id, RateLimited("a registration or login is already in progress"))
                 return
@@ -257,6 +262,10 @@ class Session(WSListener):
     @property
     def closing(self) -> bool:
         return self.closed or self.transport.is_close_frame_sent
+
+    def wanted(self) -> bool:
+        """Is anyone still waiting for this connection's answers?"""
+        return not self.closing
 
     def pause_writing(self) -> None:
         # backpressure: a client that does not read its replies stops being read

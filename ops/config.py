@@ -12,6 +12,10 @@ from typing import Any, Mapping
 __all__ = ["Config", "ConfigError"]
 
 
+#: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
+MIN_SECRET = 32
+
+
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
 
@@ -23,8 +27,12 @@ class Config:
     data_dir: Path = Path("data")
     node_id: str = ""  # default: "<hostname>-<port>" (or "<hostname>-<pid>" with port 0)
     log_level: str = "info"
-    #: HS256 secret for tokens; empty: generated once and kept in <data_dir>/token.secret
+    #: HS256 secret for tokens, at least 32 characters (nodes of a cluster share it); empty:
+    #: generated once and kept in <data_dir>/token.secret. Prefer the file or IM_TOKEN_SECRET
+    #: to a flag, which anyone can read in the process list.
     token_secret: str = ""
+    #: a file holding the token secret (read at start; instead of token_secret)
+    token_secret_file: str = ""
     token_ttl: float = 7 * 24 * 3600.0
     #: close a connection that has not logged in after this many seconds (4002)
     auth_timeout: float = 10.0
@@ -45,8 +53,16 @@ class Config:
     max_write_buffer: int = 4 * 1024 * 1024
     #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
     sqlite_sync: str = "FULL"
-    #: scrypt cost (2**n); lower only for tests and benchmarks
-    scrypt_log_n: int = 14
+    #: argon2id cost of password hashes: memory in KiB and passes (default: OWASP's minimum,
+    #: 19 MiB and 2); lower only for tests and benchmarks. Hashes of another cost are
+    #: replaced at their user's next login.
+    password_memory_kib: int = 19456
+    password_time_cost: int = 2
+    #: password checks (REGISTER, LOGIN) per second per client address, and the burst
+    login_rate: float = 5.0
+    login_burst: int = 30
+    #: password checks that may wait for a worker, node-wide; more are refused at once
+    login_backlog: int = 32
     #: may users who are not friends send each other 1:1 messages? (default: friends only)
     strangers_may_send: bool = False
     #: members a new group may hold
@@ -64,6 +80,14 @@ class Config:
         for name, value in (overrides or {}).items():
             if value is not None:
                 values[name] = value
+        secret_file = values.pop("token_secret_file", "")
+        if secret_file:
+            if values.get("token_secret"):
+                raise ConfigError("give token_secret or token_secret_file, not both")
+            try:
+                values["token_secret"] = Path(secret_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read token_secret_file {secret_file}: {exc.strerror}") from None
         config = cls(**values)
         config._validate()
         if not config.node_id:
@@ -83,8 +107,15 @@ class Config:
                 raise ConfigError(f"{name} must be positive")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
-        if not 10 <= self.scrypt_log_n <= 20:
-            raise ConfigError("scrypt_log_n must be 10..20")
+        if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:
+            raise ConfigError("password_memory_kib must be 8..4194304")
+        if not 1 <= self.password_time_cost <= 20:
+            raise ConfigError("password_time_cost must be 1..20")
+        if self.login_rate <= 0 or self.login_burst < 1 or self.login_backlog < 1:
+            raise ConfigError("login_rate must be positive, login_burst and login_backlog at least 1")
+        if self.token_secret and len(self.token_secret) < MIN_SECRET:
+            raise ConfigError(f"token_secret must be at least {MIN_SECRET} characters (use a random one: "
+                              "python -c 'import secrets; print(secrets.token_hex(32))')")
 
 
 def _convert(name: str, kind: Any, raw: str) -> Any:

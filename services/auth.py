@@ -1,7 +1,15 @@
-"""Accounts and credentials: registration, password login, JWT tokens.
+"""Accounts and credentials: registration, password login, JWT tokens and their revocation.
 
-Passwords are stored as salted scrypt hashes (``scrypt$<log2 n>$<r>$<p>$<salt>$<hash>``);
-hashing runs in a worker thread because it is deliberately slow (~0.1 s at the default cost).
+Passwords are stored as argon2id hashes (PHC strings, ``$argon2id$v=19$m=...``) at OWASP's
+minimum cost by default (19 MiB, 2 passes, 1 lane); hashes of an older kind or cost
+(scrypt, from earlier versions) still verify and are replaced at the user's next
+successful login, so every account converges on the same cost and login time.
+
+Hashing is slow on purpose, so it is the one thing a client can make the node do a lot
+of with a little traffic. ``Hashing`` bounds it: one hash per core at a time, a bounded
+backlog (over it: UNAVAILABLE at once), a budget per client address (over it:
+RATE_LIMITED at once), and work whose requester has gone is dropped before it starts.
+Token logins never hash.
 """
 from __future__ import annotations
 
@@ -9,48 +17,102 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import os
+import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 import jwt
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..backends.protocols import Store, User, UserId, UsernameTaken
-from ..core_ext.errors import AuthError, RequestError
+from ..backends.protocols import RevokeToken, SetPasswordHash, Store, User, UserId, UsernameTaken
+from ..core_ext.errors import AuthError, RateLimited, RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
 
-__all__ = ["AuthService", "Identity", "hash_password", "verify_password"]
+__all__ = ["AuthService", "Identity", "Passwords", "Hashing", "Gone"]
 
 T = TypeVar("T")
-_R, _P = 8, 1
-# a hash of a random password, verified when the user does not exist, so a login takes as
-# long for a missing user as for a wrong password (no user enumeration by timing)
-_DUMMY_SALT = os.urandom(16)
+log = logging.getLogger("edgeim.auth")
+_MAX_ID = 2**63 - 1
 
 
-def hash_password(password: str, log_n: int = 14, salt: bytes | None = None) -> str:
-    salt = os.urandom(16) if salt is None else salt
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=1 << log_n, r=_R, p=_P, maxmem=256 << 20)
-    return "$".join(("scrypt", str(log_n), str(_R), str(_P), _b64(salt), _b64(digest)))
+class Gone(Unavailable):
+    """The requester of a hash left before it started: nobody is waiting for the answer,
+    so the work is dropped (the error frame to a closed connection goes nowhere)."""
 
 
-def verify_password(password: str, stored: str) -> bool:
-    try:
-        scheme, log_n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
+class Passwords:
+    """argon2id hashing at one cost; verification of that and of older hashes."""
+
+    def __init__(self, memory_kib: int = 19456, time_cost: int = 2) -> None:
+        self._hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=1, type=Type.ID)
+        # verified when the user does not exist, so that a login takes as long for a
+        # missing user as for a wrong password (no user enumeration by timing)
+        self.dummy = self._hasher.hash(secrets.token_hex(16))
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password: str, stored: str) -> bool:
+        if stored.startswith("scrypt$"):
+            return _verify_scrypt(password, stored)
+        try:
+            return self._hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
             return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(), salt=base64.b64decode(salt), n=1 << int(log_n), r=int(r), p=int(p), maxmem=256 << 20
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)
+
+    def needs_rehash(self, stored: str) -> bool:
+        return stored.startswith("scrypt$") or self._hasher.check_needs_rehash(stored)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode()
+class Hashing:
+    """Runs password hashes off the loop within bounds (see the module docstring).
+
+    ``rate`` and ``burst`` make a token bucket per client address; ``backlog`` bounds the
+    hashes waiting for a worker. The per-address table forgets the least recently seen
+    addresses beyond ``max_addresses``.
+    """
+
+    def __init__(self, workers: int, backlog: int, rate: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic, max_addresses: int = 100_000) -> None:
+        self._workers = asyncio.Semaphore(workers)
+        self._backlog = backlog
+        self._waiting = 0
+        self._rate = rate
+        self._burst = float(burst)
+        self._clock = clock
+        self._max_addresses = max_addresses
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, at)
+
+    def _charge(self, address: str) -> None:
+        now = self._clock()
+        tokens, at = self._buckets.pop(address, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[address] = (tokens, now)
+            wait = (1.0 - tokens) / self._rate
+            raise RateLimited(f"too many password attempts from your address; retry in {wait:.1f} s")
+        self._buckets[address] = (tokens - 1.0, now)
+        if len(self._buckets) > self._max_addresses:
+            self._buckets.popitem(last=False)
+
+    async def run(self, address: str, wanted: Callable[[], bool], fn: Callable[..., T], *args: Any) -> T:
+        self._charge(address)
+        if self._waiting >= self._backlog:
+            raise Unavailable("the server is busy checking passwords; retry shortly")
+        self._waiting += 1
+        try:
+            async with self._workers:
+                if not wanted():
+                    log.debug("password check dropped", extra={"address": address})
+                    raise Gone("the client left")
+                return await asyncio.to_thread(fn, *args)
+        finally:
+            self._waiting -= 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,34 +120,36 @@ class Identity:
     user_id: UserId
     token: str
     expires_at: int  # unix seconds
+    token_id: str  # the token's jti: what LOGOUT revokes
 
 
 class AuthService:
-    def __init__(self, store: Store, secret: str, token_ttl: float, scrypt_log_n: int = 14) -> None:
+    def __init__(self, store: Store, secret: str, token_ttl: float, passwords: Passwords, hashing: Hashing) -> None:
         self._store = store
         self._secret = secret
         self._ttl = token_ttl
-        self._log_n = scrypt_log_n
-        # scrypt is CPU-bound: more threads than cores only make every login slower
-        self._hashing = asyncio.Semaphore(os.cpu_count() or 1)
+        self._passwords = passwords
+        self._hashing = hashing
 
-    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
-        async with self._hashing:
-            return await asyncio.to_thread(fn, *args)
-
-    async def register(self, username: str, password: str, nickname: str) -> User:
-        pw_hash = await self._off_loop(hash_password, password, self._log_n)
+    async def register(self, username: str, password: str, nickname: str, address: str,
+                       wanted: Callable[[], bool]) -> User:
+        pw_hash = await self._hashing.run(address, wanted, self._passwords.hash, password)
         try:
             return await self._store.create_user(username, pw_hash, nickname or username)
         except UsernameTaken:
             raise RequestError(f"username {username!r} is taken", ErrorCode.USERNAME_TAKEN) from None
 
-    async def login(self, username: str, password: str) -> Identity:
+    async def login(self, username: str, password: str, address: str, wanted: Callable[[], bool]) -> Identity:
         user = await self._store.get_user_by_name(username)
-        stored = user.password_hash if user else hash_password_dummy(self._log_n)
-        ok = await self._off_loop(verify_password, password, stored)
+        stored = user.password_hash if user else self._passwords.dummy
+        ok = await self._hashing.run(address, wanted, self._passwords.verify, password, stored)
         if user is None or not ok:
             raise AuthError("wrong username or password", ErrorCode.BAD_CREDENTIALS)
+        if self._passwords.needs_rehash(stored):
+            # an older kind or cost: replace it now that the password is known (not charged
+            # to the client's budget: it is the server's choice)
+            fresh = await asyncio.to_thread(self._passwords.hash, password)
+            await self._store.apply(SetPasswordHash(user.id, fresh))
         return self.issue(user.id)
 
     async def token_login(self, token: str) -> Identity:
@@ -93,31 +157,49 @@ class AuthService:
         user_id = UserId(int(claims["sub"]))
         if await self._store.get_user(user_id) is None:
             raise AuthError("token names no user", ErrorCode.TOKEN_INVALID)
-        # keep the token the client has; it stays valid until its own expiry
-        return Identity(user_id, token, int(claims["exp"]))
+        if await self._store.token_revoked(claims["jti"]):
+            raise AuthError("token revoked (logged out)", ErrorCode.TOKEN_INVALID)
+        # keep the token the client has; it stays valid until its own expiry or a LOGOUT
+        return Identity(user_id, token, int(claims["exp"]), claims["jti"])
+
+    async def revoke(self, identity: Identity) -> None:
+        """The token cannot log in again (until it would have expired anyway)."""
+        await self._store.apply(RevokeToken(identity.token_id, identity.expires_at))
 
     def issue(self, user_id: UserId) -> Identity:
         now = int(time.time())
         exp = now + int(self._ttl)
-        token = jwt.encode({"sub": str(user_id), "iat": now, "exp": exp}, self._secret, algorithm="HS256")
-        return Identity(user_id, token, exp)
+        jti = secrets.token_hex(12)
+        token = jwt.encode({"sub": str(user_id), "iat": now, "exp": exp, "jti": jti}, self._secret, algorithm="HS256")
+        return Identity(user_id, token, exp, jti)
 
-    def _claims(self, token: str) -> dict:
+    def _claims(self, token: str) -> dict[str, Any]:
         try:
-            claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub"]})
-            int(claims["sub"])
-            return claims
+            claims = jwt.decode(token, self._secret, algorithms=["HS256"], options={"require": ["exp", "sub", "jti"]})
         except jwt.ExpiredSignatureError:
             raise AuthError("token expired", ErrorCode.TOKEN_EXPIRED) from None
-        except (jwt.InvalidTokenError, ValueError):
+        except jwt.InvalidTokenError:
             raise AuthError("token invalid", ErrorCode.TOKEN_INVALID) from None
+        sub, jti = claims["sub"], claims["jti"]
+        # a signed token with a nonsense subject is still just an invalid token
+        if not (isinstance(sub, str) and sub.isdigit() and 0 < int(sub) <= _MAX_ID
+                and isinstance(jti, str) and 0 < len(jti) <= 64):
+            raise AuthError("token invalid", ErrorCode.TOKEN_INVALID)
+        return claims
 
 
-_dummy_hashes: dict[int, str] = {}
+def _verify_scrypt(password: str, stored: str) -> bool:
+    """Hashes of earlier versions: ``scrypt$<log2 n>$<r>$<p>$<salt>$<hash>``."""
+    try:
+        _, log_n, r, p, salt, digest = stored.split("$")
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=1 << int(log_n), r=int(r),
+                                p=int(p), maxmem=256 << 20)
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)
 
 
-def hash_password_dummy(log_n: int) -> str:
-    found = _dummy_hashes.get(log_n)
-    if found is None:
-        found = _dummy_hashes[log_n] = hash_password("\0", log_n, _DUMMY_SALT)
-    return found
+def default_workers() -> int:
+    # hashing is CPU-bound: more threads than cores only make every login slower
+    return os.cpu_count() or 1

@@ -1,6 +1,7 @@
 """Test harness: ``im serve`` as a real process on a free port, and user helpers."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -9,10 +10,18 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
+
+from edgeim.core_ext.protocol import Op
 
 from edgeim.sdk import Client
 
-__all__ = ["ServeProcess", "new_user", "everything_stored_for"]
+__all__ = ["ServeProcess", "new_user", "everything_stored_for", "next_event", "nothing_pending"]
+
+
+#: what every test node gets unless a test says otherwise
+TEST_ENV = {"IM_PASSWORD_MEMORY_KIB": "256", "IM_PASSWORD_TIME_COST": "1",
+            "IM_LOGIN_RATE": "1000000", "IM_LOGIN_BURST": "1000000", "IM_LOGIN_BACKLOG": "100000"}
 
 
 class ServeProcess:
@@ -24,9 +33,11 @@ class ServeProcess:
         self.env.pop("EDGEIM_NO_EXT", None)
         if codec == "python":
             self.env["EDGEIM_NO_EXT"] = "1"
-        # scrypt at 2**10 keeps the many logins of the suite fast; the default cost is
-        # exercised by tests/test_serve.py
-        self.env.setdefault("IM_SCRYPT_LOG_N", "10")
+        # cheap password hashes and no per-address login budget keep the many logins of the
+        # suite fast (every client is 127.0.0.1); the defaults are exercised by
+        # tests/test_serve.py and tests/edge/test_login_limits.py
+        for key, value in TEST_ENV.items():
+            self.env.setdefault(key, value)
         self.env["IM_TOKEN_SECRET"] = "test-secret-" + uuid.uuid4().hex
         # most suites are about messaging, not the friends-only default; tests/edge/test_social.py
         # runs with the default
@@ -97,3 +108,22 @@ async def everything_stored_for(url: str, username: str, password: str = "secret
     async with Client(url) as reader:
         await reader.login(username, password, "web")
         return await reader.sync_all(limit=200)
+
+
+async def next_event(client: Client, op: Op, timeout: float = 5.0) -> Any:
+    """The body of the next push of kind ``op`` on ``client.events``; pushes of other kinds
+    before it are dropped. Fails (TimeoutError) if none comes within ``timeout``."""
+    async def wait() -> Any:
+        while True:
+            kind, body = await client.events.get()
+            if kind == op:
+                return body
+    return await asyncio.wait_for(wait(), timeout)
+
+
+async def nothing_pending(client: Client, messages: bool = True) -> bool:
+    """True if no push is waiting for ``client`` (with ``messages=False``: no push but
+    MSG_PUSH): a PING round trip first, so every push the node queued for this connection
+    before it has arrived."""
+    await client.ping()
+    return (client.pushes.empty() or not messages) and client.events.empty()

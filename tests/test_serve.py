@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from harness import ServeProcess, everything_stored_for, new_user
+from harness import TEST_ENV, ServeProcess, everything_stored_for, new_user
 from picows import WSError, WSListener, ws_connect
 
 from edgeim.sdk import Client
@@ -41,11 +41,11 @@ def http_get(url: str) -> tuple[int, str]:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 async def test_no_flags_serves_embedded_defaults_and_stops_cleanly(tmp_path, sig):
     # no flags; IM_PORT=0 only so the test never collides with a real node on 8765
-    proc = run_im("serve", cwd=tmp_path, env={"IM_PORT": "0", "IM_SCRYPT_LOG_N": ""})
+    proc = run_im("serve", cwd=tmp_path, env={"IM_PORT": "0"})
     banner = proc.stdout.readline()
     url = re.search(r"listening on (ws://\S+)", banner)[1]
     try:
-        async with Client(url) as client:  # default scrypt cost on this path
+        async with Client(url) as client:  # the default password cost on this path
             user_id = await client.register("frank", "secret-pw")
             assert (await client.login("frank", "secret-pw", "web")).user_id == user_id
         assert (tmp_path / "data" / "edgeim.db").is_file()
@@ -67,7 +67,7 @@ async def test_no_flags_serves_embedded_defaults_and_stops_cleanly(tmp_path, sig
 async def test_flags_and_env_vars_set_the_node(tmp_path):
     port = _free_port()
     proc = run_im("serve", "--port", str(port), "--data-dir", str(tmp_path / "elsewhere"), "--node-id", "edge-a",
-                  cwd=tmp_path, env={"IM_HOST": "127.0.0.1", "IM_LOG_LEVEL": "warning", "IM_SCRYPT_LOG_N": "10"})
+                  cwd=tmp_path, env={"IM_HOST": "127.0.0.1", "IM_LOG_LEVEL": "warning", **TEST_ENV})
     banner = proc.stdout.readline()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(20) == 0

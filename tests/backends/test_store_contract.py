@@ -19,7 +19,8 @@ import pytest
 from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
-    PutFriendship, PutGroup, PutJoinRequest, PutMember, SetBlock, SetRemark, SetUserConv, Store, StoreClosed,
+    PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock, SetPasswordHash, SetRemark,
+    SetUserConv, Store, StoreClosed,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
 )
 from edgeim.backends.sqlite import SqliteStore
@@ -525,3 +526,21 @@ async def test_sqlite_migration_2_keeps_the_lists_of_a_version_1_file(tmp_path):
         assert [c.conv for c in two.convs] == ["p1_2"] and [h.content for h in two.heads] == ["old"]
     finally:
         await s.close()
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+async def test_a_password_hash_is_replaced(store):
+    user = await store.create_user("carol", "old-hash", "Carol")
+    await store.apply(SetPasswordHash(user.id, "new-hash"))
+    assert (await store.get_user(user.id)).password_hash == "new-hash"
+    assert (await store.get_user_by_name("carol")).password_hash == "new-hash"
+
+
+async def test_revoked_tokens_are_remembered_until_they_expire(store):
+    assert not await store.token_revoked("t1")
+    await store.apply(RevokeToken("t1", 2**40))
+    await store.apply(RevokeToken("t1", 2**40))  # twice is fine
+    await store.apply(RevokeToken("old", 1))  # expired already: may be forgotten
+    assert await store.token_revoked("t1")
+    assert not await store.token_revoked("t2")
