@@ -323,11 +323,13 @@ class Store(Protocol):
         durable, to the change's result (see each change; most have None). Raises
         StoreClosed; a change that breaks a constraint fails alone, not its batch."""
 
-    async def messages_after(self, conv: ConvId, after_seq: int, limit: int) -> list[StoredMessage]:
-        """Messages with seq > after_seq, ascending, at most ``limit``."""
+    async def messages_after(self, conv: ConvId, after_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
+        """Messages with seq > after_seq, ascending, at most ``limit``; with ``max_bytes``,
+        none after the first whose content (UTF-8) takes the running total past it."""
 
-    async def messages_before(self, conv: ConvId, before_seq: int, limit: int) -> list[StoredMessage]:
-        """Messages with seq < before_seq (0: no bound), the newest ``limit`` of them, ascending."""
+    async def messages_before(self, conv: ConvId, before_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
+        """Messages with seq < before_seq (0: no bound), the newest ``limit`` of them, ascending;
+        ``max_bytes`` counts from the newest, as in ``messages_after``."""
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         """The user's friends, requests, blocks and conversations with their newest messages."""

@@ -347,25 +347,23 @@ class SqliteStore:
         )
         return User(*rows[0]) if rows else None
 
-    async def messages_after(self, conv: ConvId, after_seq: int, limit: int) -> list[StoredMessage]:
+    async def messages_after(self, conv: ConvId, after_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
         if limit <= 0:  # SQLite reads LIMIT -1 as "no limit"
             return []
-        rows = await self._read(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq > ?"
-            " ORDER BY seq LIMIT ?",
-            (conv, after_seq, limit),
+        return await self._read_with(
+            _read_messages, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (conv, after_seq, limit), max_bytes,
         )
-        return [StoredMessage(*row) for row in rows]
 
-    async def messages_before(self, conv: ConvId, before_seq: int, limit: int) -> list[StoredMessage]:
+    async def messages_before(self, conv: ConvId, before_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
         if limit <= 0:
             return []
-        rows = await self._read(
-            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq < ?"
-            " ORDER BY seq DESC LIMIT ?",
-            (conv, before_seq if before_seq > 0 else _NO_BOUND, limit),
+        rows = await self._read_with(
+            _read_messages, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq < ? ORDER BY seq DESC LIMIT ?",
+            (conv, before_seq if before_seq > 0 else _NO_BOUND, limit), max_bytes,
         )
-        return [StoredMessage(*row) for row in reversed(rows)]
+        rows.reverse()
+        return rows
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
@@ -734,6 +732,20 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
 
 
 # -- reads of several statements (on the reader thread, in one snapshot) --------------------
+
+def _read_messages(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], max_bytes: int) -> list[StoredMessage]:
+    """The rows of ``sql`` in its order; with ``max_bytes``, no more after the one whose
+    content takes the total past it (a page is cut there anyway: reading on is waste)."""
+    out: list[StoredMessage] = []
+    total = 0
+    for row in conn.execute(sql, params):
+        out.append(StoredMessage(*row))
+        if max_bytes:
+            total += len(row[7].encode())
+            if total > max_bytes:
+                break
+    return out
+
 
 def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
     friends = [Friend(*row) for row in conn.execute(

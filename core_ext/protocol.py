@@ -189,6 +189,7 @@ class ErrorCode(enum.IntEnum):
     GROUP_FULL = 3008  # the group is at its member limit
     # 4xxx: limits
     RATE_LIMITED = 4000
+    TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may
     # 5xxx: the server
     INTERNAL = 5000
     UNAVAILABLE = 5001

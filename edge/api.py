@@ -18,6 +18,7 @@ from ..services.conversations import Conversations, is_group, parse_conv
 from ..services.delivery import Delivery
 from ..services.groups import Groups
 from ..services.messages import Messages
+from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State, UserState
 from .presence import Presence
@@ -31,7 +32,8 @@ _PAGE_BUDGET = MAX_BODY_SIZE - 256
 
 class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
-                 messages: Messages, conversations: Conversations, social: Social, groups: Groups) -> None:
+                 messages: Messages, conversations: Conversations, social: Social, groups: Groups,
+                 quota: SendQuota) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -41,6 +43,7 @@ class Api:
         self._conversations = conversations
         self._social = social
         self._groups = groups
+        self._quota = quota
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: getattr(self, f"on_{op.name.lower()}") for op in bodies.OPS}
 
@@ -66,6 +69,7 @@ class Api:
         s.begin_login()
         try:
             identity = await check()
+            await self._presence.check_room(identity.user_id, terminal)
             # what the lists need, in memory before the first request: the user and their groups
             user = await self._state.user(identity.user_id)
             for conv in [c for c in user.convs if is_group(c)]:
@@ -97,6 +101,7 @@ class Api:
         task checks it, and a per-connection gate keeps later sends behind it, so sends
         reach the store in the order they were sent."""
         group = bool(flags & Flag.GROUP)
+        self._quota.charge(s.user_id, len(req.content.encode()))
         if s.send_gate is None or s.send_gate.done():
             new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, req.content)
             if new is not None:

@@ -21,6 +21,7 @@ from ..services.delivery import Delivery
 from ..services.groups import Groups, Membership
 from ..services.ids import IdGenerator, node_number
 from ..services.messages import Messages
+from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
@@ -72,8 +73,12 @@ class Node:
         messages = Messages(self.store, self.state, users, IdGenerator(node_number(self.id)), conversations, groups,
                             config.strangers_may_send)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists)
-        self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn)
-        self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social, groups)
+        quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
+                          config.user_send_bytes_burst)
+        self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
+                                 config.max_sessions_per_user, quota.forget)
+        self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
+                       groups, quota)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew)
 
     def _new_session(self) -> Session:

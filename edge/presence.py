@@ -9,8 +9,9 @@ from typing import Any, Callable, Coroutine
 from ..backends.protocols import NodeId, Routes, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
+from ..core_ext.errors import RateLimited
 from ..core_ext.fanout import RoutingTable
-from ..core_ext.protocol import Op
+from ..core_ext.protocol import ErrorCode, Op
 from ..services.conversations import is_group
 from ..services.delivery import Delivery
 from ..services.state import State
@@ -23,14 +24,26 @@ log = logging.getLogger("edgeim.presence")
 
 class Presence:
     def __init__(self, node: NodeId, route_ttl: float, table: RoutingTable, routes: Routes, delivery: Delivery,
-                 state: State, spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
+                 state: State, spawn: Callable[[Coroutine[Any, Any, Any]], object], max_sessions: int,
+                 offline: Callable[[UserId], None]) -> None:
         self.node = node
+        self._max_sessions = max_sessions
+        self._offline = offline
         self._ttl = route_ttl
         self._table = table
         self._routes = routes
         self._delivery = delivery
         self._state = state
         self._spawn = spawn
+
+    async def check_room(self, user_id: UserId, terminal: str) -> None:
+        """TOO_MANY_SESSIONS if the user has as many live sessions, on any node, as they may
+        (a login on a terminal they already use replaces that session: it always fits)."""
+        terminals = {r.terminal for r in await self._routes.lookup((user_id,))}
+        terminals.discard(terminal)
+        if len(terminals) >= self._max_sessions:
+            raise RateLimited(f"at most {self._max_sessions} live sessions per account; log out of one first",
+                              ErrorCode.TOO_MANY_SESSIONS)
 
     async def bind(self, session: Session) -> None:
         """Make ``session`` (just authenticated) the live one of its (user, terminal), here
@@ -69,6 +82,7 @@ class Presence:
             return
         if not self._table.online(session.user_id):
             self._delivery.offline(session.user_id, self._group_convs(session.user_id))
+            self._offline(session.user_id)
         self._spawn(self._routes.unbind(session.user_id, session.terminal, self.node))
 
     def _group_convs(self, user_id: UserId) -> list[Any]:

@@ -63,6 +63,14 @@ class Config:
     login_burst: int = 30
     #: password checks that may wait for a worker, node-wide; more are refused at once
     login_backlog: int = 32
+    #: what one account may send across all its sessions on a node: messages per second and
+    #: burst, content bytes per second and burst (4000 RATE_LIMITED beyond)
+    user_send_rate: float = 50.0
+    user_send_burst: int = 200
+    user_send_bytes_rate: float = 256 * 1024.0
+    user_send_bytes_burst: int = 4 * 1024 * 1024
+    #: live sessions (terminals) one account may have at once (4001 TOO_MANY_SESSIONS beyond)
+    max_sessions_per_user: int = 10
     #: may users who are not friends send each other 1:1 messages? (default: friends only)
     strangers_may_send: bool = False
     #: members a new group may hold
@@ -105,6 +113,11 @@ class Config:
         for name in ("token_ttl", "auth_timeout", "idle_timeout", "route_ttl", "rate"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if self.user_send_rate <= 0 or self.user_send_bytes_rate <= 0 or self.user_send_burst < 1 \
+                or self.user_send_bytes_burst < 32 * 1024:
+            raise ConfigError("user_send_* must be positive, the byte burst at least one message (32768)")
+        if self.max_sessions_per_user < 1:
+            raise ConfigError("max_sessions_per_user must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:

@@ -544,3 +544,13 @@ async def test_revoked_tokens_are_remembered_until_they_expire(store):
     await store.apply(RevokeToken("old", 1))  # expired already: may be forgotten
     assert await store.token_revoked("t1")
     assert not await store.token_revoked("t2")
+
+
+async def test_reads_stop_once_the_contents_pass_max_bytes(store):
+    for n in range(10):
+        await store.append(msgspec.structs.replace(message("p1_2", 1, 2), content="é" * 500))  # 1,000 bytes each
+    after = await store.messages_after(ConvId("p1_2"), 0, 10, max_bytes=2500)
+    assert [m.seq for m in after] == [1, 2, 3]  # the third takes it past 2,500: no fourth is read
+    before = await store.messages_before(ConvId("p1_2"), 0, 10, max_bytes=2500)
+    assert [m.seq for m in before] == [8, 9, 10]
+    assert len(await store.messages_after(ConvId("p1_2"), 0, 10)) == 10  # no bound by default
