@@ -251,6 +251,9 @@ class DropJoinRequest(msgspec.Struct, frozen=True, tag=True):
 
 
 class SetUserConv(msgspec.Struct, frozen=True, tag=True):
+    """Change the user's existing state in a conversation (the read cursor only forward).
+    It never creates one: a user outside the conversation (removed meanwhile) has none."""
+
     user: UserId
     state: UserConv
 

@@ -600,13 +600,10 @@ class SqliteStore:
     def _set_user_conv(self, conn: sqlite3.Connection, c: SetUserConv) -> None:
         st = c.state
         conn.execute(
-            "INSERT INTO user_convs (user_id, conv, read_seq, pinned, muted, hidden_seq, joined_seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (user_id, conv) DO UPDATE SET"
-            " read_seq = max(read_seq, excluded.read_seq), pinned = excluded.pinned, muted = excluded.muted,"
-            " hidden_seq = excluded.hidden_seq",
-            (c.user, st.conv, st.read_seq, st.pinned, st.muted, st.hidden_seq, st.joined_seq),
+            "UPDATE user_convs SET read_seq = max(read_seq, ?), pinned = ?, muted = ?, hidden_seq = ?"
+            " WHERE user_id = ? AND conv = ?",
+            (st.read_seq, st.pinned, st.muted, st.hidden_seq, c.user, st.conv),
         )
-        self._known_pairs.add((c.user, st.conv))
 
     @staticmethod
     def _settle(

@@ -6,6 +6,11 @@ pushes on a queue, sends retried with the same cmid after a reconnect.
     await client.login("alice", "secret-pw", terminal="desktop")
     ack = await client.send(bob_id, "hi")
     message = await client.pushes.get()
+
+Every request op has a typed method: it returns the decoded reply body (None for an
+empty one) and raises ServerError, whose ``code`` is the ErrorCode, for an ERROR reply.
+Methods named after a list (``friends``, ``groups``, ``group_members``, ...) read every
+page; their ``*_page`` twins read one.
 """
 from __future__ import annotations
 
@@ -13,7 +18,7 @@ import asyncio
 import itertools
 import logging
 import uuid
-from typing import Any
+from typing import Any, Iterable
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -26,6 +31,9 @@ from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION, Err
 __all__ = ["Client", "ServerError", "Disconnected"]
 
 log = logging.getLogger("edgeim.sdk")
+
+#: pushes that go to ``Client.events``
+_EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH})
 
 
 class ServerError(ImError):
@@ -75,8 +83,10 @@ class Client:
         self.user_id = 0
         self.token = ""
         self.close_code: int | None = None
-        #: MSG_PUSH bodies as they arrive
+        #: MSG_PUSH bodies as they arrive (1:1 and group messages)
         self.pushes: asyncio.Queue[bodies.Message] = asyncio.Queue()
+        #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH
+        self.events: asyncio.Queue[tuple[Op, Any]] = asyncio.Queue()
         #: ERROR frames that answer no request (req_id 0), e.g. a refused text message
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
         #: set when the server sent KICKED (another login on this terminal)
@@ -89,7 +99,8 @@ class Client:
         # the server answers more than 256 requests in progress with RATE_LIMITED: queue here
         self._window = asyncio.Semaphore(max_in_flight)
         self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
-        self._unacked: dict[str, tuple[int, str, int, asyncio.Future[bodies.SendAck]]] = {}
+        # cmid -> (target, flags, content, type, future): what a resend after a reconnect needs
+        self._unacked: dict[str, tuple[int, int, str, int, asyncio.Future[bodies.SendAck]]] = {}
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
         self._disconnected = asyncio.Event()
@@ -190,9 +201,16 @@ class Client:
         """Send a message and wait for its ack (the message is durable when this returns).
         Without ``auto_reconnect`` a drop raises Disconnected; with it, the send is retried
         on the next connection with the same cmid."""
+        return await self._send(to, 0, content, type, cmid)
+
+    async def send_group(self, group_id: int, content: str, type: int = 1, cmid: str | None = None) -> bodies.SendAck:
+        """``send`` to a group's conversation (header target = the group, flag GROUP)."""
+        return await self._send(group_id, int(Flag.GROUP), content, type, cmid)
+
+    async def _send(self, target: int, flags: int, content: str, type: int, cmid: str | None) -> bodies.SendAck:
         cmid = cmid or uuid.uuid4().hex
         future: asyncio.Future[bodies.SendAck] = asyncio.get_running_loop().create_future()
-        self._unacked[cmid] = (to, content, type, future)
+        self._unacked[cmid] = (target, flags, content, type, future)
         try:
             self._transmit(cmid, retry=False)
             return await future
@@ -200,9 +218,11 @@ class Client:
             self._unacked.pop(cmid, None)
 
     def _transmit(self, cmid: str, retry: bool) -> None:
-        to, content, type_, future = self._unacked[cmid]
-        flags = int(Flag.RETRY) if retry else 0
-        task = asyncio.ensure_future(self.request(Op.SEND, bodies.Send(cmid=cmid, content=content, type=type_), target=to, flags=flags))
+        # a resend keeps the original's flags (GROUP above all: the target is a group id)
+        target, flags, content, type_, future = self._unacked[cmid]
+        if retry:
+            flags |= int(Flag.RETRY)
+        task = asyncio.ensure_future(self.request(Op.SEND, bodies.Send(cmid=cmid, content=content, type=type_), target=target, flags=flags))
 
         def done(t: asyncio.Future[tuple[int, bytes]]) -> None:
             if future.done():
@@ -260,6 +280,151 @@ class Client:
                 return convs
             cursor = page.next_cursor
 
+    async def conversations_page(self, cursor: str = "", limit: int = 100) -> bodies.ConversationList:
+        """One page of the list: from the top (``cursor=""``) or after an earlier page's
+        ``next_cursor``."""
+        return await self._call(Op.CONVERSATIONS, bodies.Conversations(cursor=cursor, limit=limit))
+
+    async def conv_set(self, conv: str, *, pinned: bool | None = None, muted: bool | None = None,
+                       hidden: bool | None = None) -> bodies.ConvState:
+        """Pin, mute or hide ``conv`` in this user's list; None leaves a flag as it is."""
+        return await self._call(Op.CONV_SET, bodies.ConvSet(conv=conv, pinned=pinned, muted=muted, hidden=hidden))
+
+    async def read(self, conv: str, seq: int) -> bodies.ReadMark:
+        """Mark ``conv`` read up to ``seq``."""
+        return await self._call(Op.READ, bodies.Read(conv=conv, seq=seq))
+
+    async def readers(self, conv: str, seq: int, after: int = 0, limit: int = 100) -> bodies.ReadersPage:
+        return await self._call(Op.READERS, bodies.Readers(conv=conv, seq=seq, after=after, limit=limit))
+
+    # -- friends --------------------------------------------------------------------------------
+
+    async def friend_request(self, user: int, message: str = "") -> None:
+        await self._call(Op.FRIEND_REQUEST, bodies.FriendRequest(user=user, message=message))
+
+    async def friend_accept(self, user: int) -> None:
+        await self._call(Op.FRIEND_ACCEPT, bodies.UserRef(user=user))
+
+    async def friend_reject(self, user: int) -> None:
+        await self._call(Op.FRIEND_REJECT, bodies.UserRef(user=user))
+
+    async def friend_delete(self, user: int) -> None:
+        await self._call(Op.FRIEND_DELETE, bodies.UserRef(user=user))
+
+    async def friends_page(self, after: int = 0, limit: int = 100) -> bodies.FriendList:
+        """Friends with ids above ``after``, ascending."""
+        return await self._call(Op.FRIENDS, bodies.ListPage(after=after, limit=limit))
+
+    async def friends(self) -> list[bodies.FriendInfo]:
+        """Every friend (all pages), by id."""
+        return await self._all(self.friends_page, "friends", lambda f: f.user)
+
+    async def friend_requests_page(self, after: int = 0, limit: int = 100) -> bodies.FriendRequestList:
+        """Pending requests to this user from ids above ``after``, ascending."""
+        return await self._call(Op.FRIEND_REQUESTS, bodies.ListPage(after=after, limit=limit))
+
+    async def friend_requests(self) -> list[bodies.FriendRequestInfo]:
+        """Every pending request to this user (all pages)."""
+        return await self._all(self.friend_requests_page, "requests", lambda r: r.user)
+
+    async def friend_remark(self, user: int, remark: str) -> None:
+        await self._call(Op.FRIEND_REMARK, bodies.FriendRemark(user=user, remark=remark))
+
+    async def block(self, user: int) -> None:
+        await self._call(Op.BLOCK, bodies.UserRef(user=user))
+
+    async def unblock(self, user: int) -> None:
+        await self._call(Op.UNBLOCK, bodies.UserRef(user=user))
+
+    # -- groups ---------------------------------------------------------------------------------
+
+    async def group_create(self, name: str, members: Iterable[int] = (), *, avatar: str = "", notice: str = "",
+                           join_mode: str = "approval") -> bodies.GroupInfo:
+        return await self._call(Op.GROUP_CREATE, bodies.GroupCreate(
+            name=name, members=list(members), avatar=avatar, notice=notice, join_mode=join_mode))
+
+    async def group_dissolve(self, group: int) -> None:
+        await self._call(Op.GROUP_DISSOLVE, bodies.GroupRef(group=group))
+
+    async def group_update(self, group: int, *, name: str | None = None, avatar: str | None = None,
+                           notice: str | None = None, join_mode: str | None = None) -> bodies.GroupInfo:
+        """Change what is given (None leaves it as it is); returns the group as it is now."""
+        return await self._call(Op.GROUP_UPDATE, bodies.GroupUpdate(
+            group=group, name=name, avatar=avatar, notice=notice, join_mode=join_mode))
+
+    async def group_info(self, group: int) -> bodies.GroupInfo:
+        return await self._call(Op.GROUP_INFO, bodies.GroupRef(group=group))
+
+    async def groups_page(self, after: int = 0, limit: int = 100) -> bodies.GroupList:
+        return await self._call(Op.GROUPS, bodies.ListPage(after=after, limit=limit))
+
+    async def groups(self) -> list[bodies.GroupInfo]:
+        """Every group this user is a member of (all pages), by id."""
+        return await self._all(self.groups_page, "groups", lambda g: g.group)
+
+    async def group_members_page(self, group: int, after: int = 0, limit: int = 100) -> bodies.MemberList:
+        """Members with ids above ``after``, ascending."""
+        return await self._call(Op.GROUP_MEMBERS, bodies.GroupMembers(group=group, after=after, limit=limit))
+
+    async def group_members(self, group: int) -> list[bodies.MemberInfo]:
+        """Every member (all pages), by id."""
+        return await self._all(lambda after, limit: self.group_members_page(group, after, limit), "members",
+                               lambda m: m.user)
+
+    async def group_invite(self, group: int, users: Iterable[int]) -> bodies.GroupUsersDone:
+        return await self._call(Op.GROUP_INVITE, bodies.GroupUsers(group=group, users=list(users)))
+
+    async def group_join(self, group: int, message: str = "") -> bodies.JoinResult:
+        """Join an open group (status "joined") or ask to join one ("pending")."""
+        return await self._call(Op.GROUP_JOIN, bodies.GroupJoin(group=group, message=message))
+
+    async def group_join_requests(self, group: int) -> bodies.JoinRequestList:
+        return await self._call(Op.GROUP_JOIN_REQUESTS, bodies.GroupRef(group=group))
+
+    async def group_approve(self, group: int, user: int, accept: bool = True) -> None:
+        await self._call(Op.GROUP_APPROVE, bodies.GroupApprove(group=group, user=user, accept=accept))
+
+    async def group_quit(self, group: int) -> None:
+        await self._call(Op.GROUP_QUIT, bodies.GroupRef(group=group))
+
+    async def group_kick(self, group: int, user: int) -> None:
+        await self._call(Op.GROUP_KICK, bodies.GroupUser(group=group, user=user))
+
+    async def group_set_role(self, group: int, user: int, role: str) -> None:
+        """``role`` is "admin" or "member"."""
+        await self._call(Op.GROUP_SET_ROLE, bodies.GroupSetRole(group=group, user=user, role=role))
+
+    async def group_transfer(self, group: int, user: int) -> None:
+        await self._call(Op.GROUP_TRANSFER, bodies.GroupUser(group=group, user=user))
+
+    async def group_mute(self, group: int, user: int, until: int) -> None:
+        """Mute ``user`` until ``until`` (unix ms); 0 lifts the mute."""
+        await self._call(Op.GROUP_MUTE, bodies.GroupMute(group=group, user=user, until=until))
+
+    async def group_mute_all(self, group: int, muted: bool = True) -> None:
+        await self._call(Op.GROUP_MUTE_ALL, bodies.GroupMuteAll(group=group, muted=muted))
+
+    # -- request helpers ------------------------------------------------------------------------
+
+    async def _call(self, op: Op, body: msgspec.Struct) -> Any:
+        """``request`` and decode the reply as ``bodies.OPS`` declares it; None for Empty."""
+        reply_kind = bodies.OPS[op][1]
+        _, reply = await self.request(op, body)
+        return None if reply_kind is bodies.Empty else bodies.decode(reply, reply_kind)
+
+    @staticmethod
+    async def _all(page: Any, field: str, key: Any) -> list[Any]:
+        """Every item of an id-keyed list: pages of MAX_LIST until ``has_more`` is off."""
+        items: list[Any] = []
+        after = 0
+        while True:
+            got = await page(after, bodies.MAX_LIST)
+            chunk = getattr(got, field)
+            items.extend(chunk)
+            if not got.has_more or not chunk:
+                return items
+            after = key(chunk[-1])
+
     # -- incoming -----------------------------------------------------------------------------
 
     def _saw(self, conv: str, seq: int) -> None:
@@ -285,6 +450,8 @@ class Client:
             self.kicked.set()
         elif op == Op.ERROR:
             self.errors.put_nowait(bodies.decode(body, bodies.Error))
+        elif op in _EVENTS:
+            self.events.put_nowait((Op(op), bodies.decode(body, bodies.PUSHES[op])))
 
     def _on_disconnected(self, transport: WSTransport) -> None:
         if transport is not self._transport:
@@ -316,7 +483,7 @@ class Client:
             return
 
     def _fail_unacked(self, exc: BaseException) -> None:
-        for _, _, _, future in self._unacked.values():
+        for *_, future in self._unacked.values():
             if not future.done():
                 future.set_exception(exc)
 

@@ -75,10 +75,9 @@ class Conversations:
                 raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
             return 0
         group = await self._state.group(GroupId(a))
-        member = None if group is None else group.members.get(user)
-        if member is None:
+        if group is None or group.dissolved or user not in group.members:
             raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
-        return member.joined_seq
+        return group.members[user].joined_seq
 
     # -- the list ----------------------------------------------------------------------------
 
@@ -107,7 +106,7 @@ class Conversations:
         for conv, uc in user.convs.items():
             head = heads.get(conv)
             last_seq = head.seq if head is not None else 0
-            if uc.hidden_seq and last_seq <= uc.hidden_seq:
+            if last_seq < uc.hidden_seq:  # hidden, and no message since
                 continue
             kind, a, b = parse_conv(conv)
             if kind == GROUP:
@@ -138,50 +137,65 @@ class Conversations:
         message); the user's other devices and, in a private conversation, the peer get a
         READ_PUSH."""
         await self.floor(user.id, conv)
-        uc = user.convs.get(ConvId(conv))
-        if uc is None:
-            raise RequestError(f"nothing to read in {conv}", ErrorCode.NOT_FOUND)
-        head = self._state.heads.get(ConvId(conv))
-        seq = min(seq, head.seq if head else 0)
-        if seq > uc.read_seq:
-            uc = msgspec.structs.replace(uc, read_seq=seq)
-            await self._store.apply(SetUserConv(user.id, uc))
-            user.convs[uc.conv] = uc
-            user.changed()
-            mark = bodies.ReadMark(conv=conv, user=user.id, seq=uc.read_seq)
-            kind, a, b = parse_conv(conv)
-            others = (a if b == user.id else b,) if kind == PRIVATE else ()
-            self._notify(encode_frame(Op.READ_PUSH, 0, 0, bodies.encode(mark)), (user.id, *others), user.id, terminal)
+        async with self._state.lock(("conv", user.id, conv)):  # another device's READ or CONV_SET waits
+            uc = user.convs.get(ConvId(conv))
+            if uc is None:
+                await self.floor(user.id, conv)  # FORBIDDEN if they were removed meanwhile
+                raise RequestError(f"nothing to read in {conv}", ErrorCode.NOT_FOUND)
+            head = self._state.heads.get(ConvId(conv))
+            seq = min(seq, head.seq if head else 0)
+            if seq > uc.read_seq:
+                uc = await self._put(user, msgspec.structs.replace(uc, read_seq=seq))
+                mark = bodies.ReadMark(conv=conv, user=user.id, seq=uc.read_seq)
+                kind, a, b = parse_conv(conv)
+                others = (a if b == user.id else b,) if kind == PRIVATE else ()
+                self._notify(encode_frame(Op.READ_PUSH, 0, 0, bodies.encode(mark)), (user.id, *others), user.id,
+                             terminal)
         return bodies.ReadMark(conv=conv, user=user.id, seq=uc.read_seq)
 
     async def set_flags(self, user: UserState, req: bodies.ConvSet, terminal: str) -> bodies.ConvState:
         """Pin, mute or hide the conversation in the user's own list (hiding lasts until
         a newer message arrives); the user's other devices get a CONV_PUSH."""
         await self.floor(user.id, req.conv)
-        uc = user.convs.get(ConvId(req.conv))
-        if uc is None:
-            raise RequestError(f"{req.conv} is not in your list", ErrorCode.NOT_FOUND)
-        changes: dict[str, object] = {}
-        if req.pinned is not None:
-            changes["pinned"] = req.pinned
-        if req.muted is not None:
-            changes["muted"] = req.muted
-        if req.hidden is not None:
-            head = self._state.heads.get(uc.conv)
-            changes["hidden_seq"] = max(1, head.seq if head else 0) if req.hidden else 0
-        if changes:
-            uc = msgspec.structs.replace(uc, **changes)
-            await self._store.apply(SetUserConv(user.id, uc))
-            user.convs[uc.conv] = uc
-            user.changed()
-        view = self.view(user, uc)
-        if changes:
-            self._notify(encode_frame(Op.CONV_PUSH, 0, 0, bodies.encode(view)), (user.id,), user.id, terminal)
-        return view
+        async with self._state.lock(("conv", user.id, req.conv)):  # another device's READ or CONV_SET waits
+            uc = user.convs.get(ConvId(req.conv))
+            if uc is None:
+                await self.floor(user.id, req.conv)  # FORBIDDEN if they were removed meanwhile
+                raise RequestError(f"{req.conv} is not in your list", ErrorCode.NOT_FOUND)
+            changes: dict[str, object] = {}
+            if req.pinned is not None:
+                changes["pinned"] = req.pinned
+            if req.muted is not None:
+                changes["muted"] = req.muted
+            if req.hidden is not None:
+                head = self._state.heads.get(uc.conv)
+                # shown again by the next message: hidden below last seq + 1 (1 in a group
+                # without messages, which is listed too)
+                changes["hidden_seq"] = (head.seq if head else 0) + 1 if req.hidden else 0
+            if changes:
+                uc = await self._put(user, msgspec.structs.replace(uc, **changes))
+            view = self.view(user, uc)
+            if changes:
+                self._notify(encode_frame(Op.CONV_PUSH, 0, 0, bodies.encode(view)), (user.id,), user.id, terminal)
+            return view
+
+    async def _put(self, user: UserState, uc: UserConv) -> UserConv:
+        """Store ``uc``, then make it the user's state in memory; returns that state. The
+        read cursor never goes back: the user's own sends move it in memory meanwhile
+        without passing here. A user who left the conversation meanwhile keeps no state
+        (the store changes existing rows only)."""
+        await self._store.apply(SetUserConv(user.id, uc))
+        current = user.convs.get(uc.conv)
+        if current is None:
+            return uc
+        uc = msgspec.structs.replace(uc, read_seq=max(uc.read_seq, current.read_seq))
+        user.convs[uc.conv] = uc
+        user.changed()
+        return uc
 
     def view(self, user: UserState, uc: UserConv) -> bodies.ConvState:
         head = self._state.heads.get(uc.conv)
-        hidden = bool(uc.hidden_seq) and (head.seq if head else 0) <= uc.hidden_seq
+        hidden = (head.seq if head else 0) < uc.hidden_seq
         return bodies.ConvState(conv=uc.conv, pinned=uc.pinned, muted=uc.muted, hidden=hidden)
 
     async def readers(self, user: UserId, req: bodies.Readers) -> bodies.ReadersPage:
@@ -202,23 +216,28 @@ class Conversations:
 
     def committed(self, message: StoredMessage) -> None:
         """A new message is durable: it is its conversation's head, the sender has read up
-        to it, and a private conversation is in both users' lists."""
+        to it, and a private conversation is in both users' lists (the store made their
+        rows in the same commit). A group's conversation enters a list only by joining:
+        a sender removed while the message was on its way does not get it back."""
         state = self._state
         state.put_head(message)
+        private = not is_group(message.conv)
         for user_id in message_members(message):
             user = state.users.get(user_id)
             if user is None:
+                state.touch_user(user_id)  # a load running now may have read too early
                 continue
             uc = user.convs.get(message.conv)
+            if uc is None:
+                if not private:
+                    continue
+                uc = UserConv(message.conv)
+            elif user_id != message.sender or uc.read_seq >= message.seq:
+                continue
             if user_id == message.sender:
-                if uc is None:
-                    uc = UserConv(message.conv)
-                if uc.read_seq < message.seq:
-                    user.convs[message.conv] = msgspec.structs.replace(uc, read_seq=message.seq)
-                    user.changed()
-            elif uc is None:
-                user.convs[message.conv] = UserConv(message.conv)
-                user.changed()
+                uc = msgspec.structs.replace(uc, read_seq=message.seq)
+            user.convs[message.conv] = uc
+            user.changed()
 
 
 def message_members(message: StoredMessage) -> tuple[UserId, ...]:

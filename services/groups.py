@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import time
-from typing import Awaitable, Callable, Iterable
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
 
@@ -28,6 +29,25 @@ from .conversations import group_conv, is_group, parse_conv
 from .state import ROLE_RANK, GroupState, State, UserState
 
 __all__ = ["Groups", "Membership"]
+
+M = TypeVar("M", bound=Callable[..., Awaitable[Any]])
+
+
+def _one_at_a_time(method: M) -> M:
+    """A change of a group runs alone among the changes of that group on this node: it
+    checks, writes and updates memory against the state the previous change left, so
+    two changes at once (two joins for the last place, a kick and a mute of the same
+    member, a rename and a mute-all) act as if one came after the other. Sends are not
+    changes: they read the group without waiting."""
+
+    @functools.wraps(method)
+    async def run(self: Groups, group: GroupState, *args: Any, **kwargs: Any) -> Any:
+        async with self._state.lock(("group", group.id)):
+            if group.dissolved:
+                raise RequestError(f"no group {group.id}", ErrorCode.NOT_FOUND)
+            return await method(self, group, *args, **kwargs)
+
+    return run  # type: ignore[return-value]
 
 
 class Membership:
@@ -54,7 +74,7 @@ class Groups:
 
     async def get(self, group_id: int) -> GroupState:
         group = await self._state.group(GroupId(group_id))
-        if group is None:
+        if group is None or group.dissolved:
             raise RequestError(f"no group {group_id}", ErrorCode.NOT_FOUND)
         return group
 
@@ -107,7 +127,10 @@ class Groups:
 
     def check_send(self, group: GroupState, user: UserId, now_ms: int) -> None:
         """May ``user`` post in the group now? FORBIDDEN for a non-member, MUTED for a
-        muted member or, unless admin or owner, while the whole group is muted."""
+        muted member or, unless admin or owner, while the whole group is muted; NOT_FOUND
+        once it is dissolved."""
+        if group.dissolved:
+            raise RequestError(f"no group {group.id}", ErrorCode.NOT_FOUND)
         member = _member(group, user)
         if member.muted_until > now_ms:
             raise RequestError("you are muted in this group", ErrorCode.MUTED)
@@ -131,9 +154,11 @@ class Groups:
         self._event(group, "created", owner.id, list(group.members))
         return group
 
+    @_one_at_a_time
     async def dissolve(self, group: GroupState, actor: UserId) -> None:
         _at_least(group, actor, "owner")
         await self._store.apply(DissolveGroup(group.id))
+        group.dissolved = True  # whoever holds this object (a change waiting its turn) finds no group
         members = list(group.members)
         frame = self._frame(group, "dissolved", actor, [])
         for user in members:
@@ -141,6 +166,7 @@ class Groups:
         self._state.forget_group(group.id)
         self._edge.to_users(frame, members)
 
+    @_one_at_a_time
     async def update(self, group: GroupState, actor: UserId, req: bodies.GroupUpdate) -> None:
         _at_least(group, actor, "admin")
         if req.join_mode is not None and req.join_mode != group.record.join_mode:
@@ -150,12 +176,14 @@ class Groups:
             await self._put_record(group, **changes)
             self._event(group, "updated", actor, [])
 
+    @_one_at_a_time
     async def mute_all(self, group: GroupState, actor: UserId, muted: bool) -> None:
         _at_least(group, actor, "admin")
         if group.record.mute_all != muted:
             await self._put_record(group, mute_all=muted)
             self._event(group, "mute_all" if muted else "unmute_all", actor, [])
 
+    @_one_at_a_time
     async def invite(self, group: GroupState, actor: UserState, users: list[int]) -> list[UserId]:
         """Add users at once: admins always may, members only in an open group. Returns
         those added (users already in are skipped)."""
@@ -170,6 +198,7 @@ class Groups:
             self._event(group, "joined", actor.id, new)
         return new
 
+    @_one_at_a_time
     async def join(self, group: GroupState, user: UserState, message: str) -> str:
         """Join an open group at once ("joined"), or ask to join one that needs approval
         ("pending": its admins get a GROUP_PUSH "join_request")."""
@@ -188,6 +217,7 @@ class Groups:
         self._edge.to_users(self._frame(group, "join_request", user.id, [user.id]), group.admins())
         return "pending"
 
+    @_one_at_a_time
     async def approve(self, group: GroupState, actor: UserId, user: UserId, accept: bool) -> None:
         _at_least(group, actor, "admin")
         if user not in group.requests:
@@ -195,13 +225,13 @@ class Groups:
         if accept:
             self._check_room(group, 1)
             await self._add(group, user)  # drops the request in the same write
-            group.requests.pop(user, None)
             self._event(group, "joined", actor, [user])
         else:
             await self._store.apply(DropJoinRequest(group.id, user))
             group.requests.pop(user, None)
             self._edge.to_users(self._frame(group, "rejected", actor, [user]), (user,))
 
+    @_one_at_a_time
     async def quit(self, group: GroupState, user: UserId) -> None:
         member = _member(group, user)
         if member.role == "owner":
@@ -211,6 +241,7 @@ class Groups:
         self._edge.to_conv(frame, group_conv(group.id))
         self._edge.to_users(frame, (user,))
 
+    @_one_at_a_time
     async def kick(self, group: GroupState, actor: UserId, user: UserId) -> None:
         if user == actor:
             raise RequestError("use GROUP_QUIT to leave", ErrorCode.INVALID_ARGUMENT)
@@ -220,29 +251,31 @@ class Groups:
         self._edge.to_conv(frame, group_conv(group.id))
         self._edge.to_users(frame, (user,))
 
+    @_one_at_a_time
     async def set_role(self, group: GroupState, actor: UserId, user: UserId, role: str) -> None:
         _at_least(group, actor, "owner")
         target = _target(group, user)
         if target.role == "owner":
             raise RequestError("the owner's role changes only by GROUP_TRANSFER", ErrorCode.INVALID_ARGUMENT)
         if target.role != role:
-            await self._put_member(group, msgspec.structs.replace(target, role=role))
+            await self._put_member(group, user, role=role)
             self._event(group, "role", actor, [user], role=role)
 
+    @_one_at_a_time
     async def transfer(self, group: GroupState, actor: UserId, user: UserId) -> None:
         _at_least(group, actor, "owner")
         if user == actor:
             raise RequestError("you own it already", ErrorCode.INVALID_ARGUMENT)
-        target = _target(group, user)
-        await self._put_member(group, msgspec.structs.replace(target, role="owner", muted_until=0))
-        await self._put_member(group, msgspec.structs.replace(group.members[actor], role="admin"))
+        _target(group, user)
+        await self._put_member(group, user, role="owner", muted_until=0)
+        await self._put_member(group, actor, role="admin")
         await self._put_record(group, owner=user)
         self._event(group, "owner", actor, [user], role="owner")
 
+    @_one_at_a_time
     async def mute(self, group: GroupState, actor: UserId, user: UserId, until: int) -> None:
         _outranks(group, actor, user)
-        target = group.members[user]
-        await self._put_member(group, msgspec.structs.replace(target, muted_until=until))
+        await self._put_member(group, user, muted_until=until)
         self._event(group, "muted" if until else "unmuted", actor, [user], until=until)
 
     # -- helpers ------------------------------------------------------------------------------
@@ -259,6 +292,9 @@ class Groups:
             raise RequestError(f"the group holds at most {group.record.max_members} members", ErrorCode.GROUP_FULL)
 
     async def _add(self, group: GroupState, *users: UserId) -> None:
+        """Make ``users`` members. A request to join one of them has pending is settled
+        by it (PutMember drops it in the same write), however they came in: approved, or
+        invited while asking, which must not leave an approvable request behind."""
         # queued together, so they share one commit (an invite of 500 is one batch, not 500)
         now = _now()
         pending = [self._store.apply(PutMember(group.id, user, "member", 0, now)) for user in users]
@@ -266,6 +302,7 @@ class Groups:
         for member in results:
             if not isinstance(member, BaseException):  # memory follows what is durable
                 group.members[member.user] = member
+                group.requests.pop(member.user, None)
                 self._entered(group, member)
         self._state.group_changed(group)
         for failed in results:
@@ -276,12 +313,15 @@ class Groups:
         await self._store.apply(DropMember(group.id, user))
         self._left(group, user)
 
-    async def _put_member(self, group: GroupState, member: Member) -> None:
-        stored = await self._store.apply(PutMember(group.id, member.user, member.role, member.muted_until, _now()))
-        group.members[member.user] = stored
+    async def _put_member(self, group: GroupState, user: UserId, **changes: object) -> None:
+        """Change a member's role or mute: durable first, then in memory."""
+        member = msgspec.structs.replace(group.members[user], **changes)
+        stored = await self._store.apply(PutMember(group.id, user, member.role, member.muted_until, _now()))
+        group.members[user] = stored
         self._state.group_changed(group)
 
     async def _put_record(self, group: GroupState, **changes: object) -> None:
+        """Change the group's record: durable first, then in memory."""
         record = msgspec.structs.replace(group.record, **changes)
         await self._store.apply(PutGroup(record))
         group.record = record

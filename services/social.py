@@ -2,6 +2,7 @@
 the lists, answered from memory. Every change is durable before memory and pushes follow."""
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
 from typing import Awaitable, Callable
@@ -53,18 +54,44 @@ class Social:
             has_more=start + limit < len(ids),
         ))
 
-    # -- changes --------------------------------------------------------------------------------
+    # -- changes: those between two users run one at a time on this node -------------------
 
     async def request(self, user: UserState, other: UserId, message: str) -> None:
         """Ask ``other`` to be friends. If ``other`` already asked this user, they become
         friends at once (both asked)."""
+        async with self._pair(user.id, other):
+            await self._request(user, other, message)
+
+    async def reject(self, user: UserState, other: UserId) -> None:
+        async with self._pair(user.id, other):
+            await self._reject(user, other)
+
+    async def delete(self, user: UserState, other: UserId) -> None:
+        async with self._pair(user.id, other):
+            await self._delete(user, other)
+
+    async def remark(self, user: UserState, other: UserId, remark: str) -> None:
+        async with self._pair(user.id, other):
+            await self._remark(user, other, remark)
+
+    async def block(self, user: UserState, other: UserId, blocked: bool) -> None:
+        """Block (or unblock) ``other``: a blocked user's messages, friend requests and
+        invitations to this user are refused with BLOCKED. Friendship is kept. Idempotent."""
+        async with self._pair(user.id, other):
+            await self._block(user, other, blocked)
+
+    def _pair(self, a: UserId, b: UserId) -> asyncio.Lock:
+        # one lock for both directions: A asking B and B asking A at once are one after the other
+        return self._state.lock(("pair", min(a, b), max(a, b)))
+
+    async def _request(self, user: UserState, other: UserId, message: str) -> None:
         await self._check_other(user, other)
         if other in user.friends:
             raise RequestError("already friends", ErrorCode.CONFLICT)
         if other in user.blocked_by:
             raise RequestError("this user blocked you", ErrorCode.BLOCKED)
         if other in user.requests_in:
-            await self.accept(user, other)
+            await self._accept(user, other)
             return
         now = _now()
         await self._store.apply(PutFriendRequest(user.id, other, message, now))
@@ -78,6 +105,10 @@ class Social:
         self._event("request", other, user.id, message, now)
 
     async def accept(self, user: UserState, other: UserId) -> None:
+        async with self._pair(user.id, other):
+            await self._accept(user, other)
+
+    async def _accept(self, user: UserState, other: UserId) -> None:
         if other not in user.requests_in:
             raise RequestError(f"no friend request from {other}", ErrorCode.NOT_FOUND)
         now = _now()
@@ -92,7 +123,7 @@ class Social:
             me.changed()
         self._event("accepted", other, user.id, "", now)
 
-    async def reject(self, user: UserState, other: UserId) -> None:
+    async def _reject(self, user: UserState, other: UserId) -> None:
         if other not in user.requests_in:
             raise RequestError(f"no friend request from {other}", ErrorCode.NOT_FOUND)
         await self._store.apply(DropFriendRequest(other, user.id))
@@ -103,7 +134,7 @@ class Social:
             peer.requests_out.pop(user.id, None)
             peer.changed()
 
-    async def delete(self, user: UserState, other: UserId) -> None:
+    async def _delete(self, user: UserState, other: UserId) -> None:
         if other not in user.friends:
             raise RequestError(f"{other} is not your friend", ErrorCode.NOT_FRIENDS)
         await self._store.apply(DropFriendship(user.id, other))
@@ -114,7 +145,7 @@ class Social:
                 me.changed()
         self._event("deleted", other, user.id, "", _now())
 
-    async def remark(self, user: UserState, other: UserId, remark: str) -> None:
+    async def _remark(self, user: UserState, other: UserId, remark: str) -> None:
         friend = user.friends.get(other)
         if friend is None:
             raise RequestError(f"{other} is not your friend", ErrorCode.NOT_FRIENDS)
@@ -122,9 +153,7 @@ class Social:
         user.friends[other] = _friend(other, friend.since, remark)
         user.changed()
 
-    async def block(self, user: UserState, other: UserId, blocked: bool) -> None:
-        """Block (or unblock) ``other``: a blocked user's messages, friend requests and
-        invitations to this user are refused with BLOCKED. Friendship is kept. Idempotent."""
+    async def _block(self, user: UserState, other: UserId, blocked: bool) -> None:
         await self._check_other(user, other)
         if (other in user.blocked) == blocked:
             return

@@ -11,6 +11,7 @@ one store read, and a change that lands during a load makes it load again.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any, Awaitable, Callable, TypeVar
 
 from ..backends.protocols import (
@@ -67,12 +68,14 @@ class UserState:
 class GroupState:
     """One group: its record, members and pending join requests."""
 
-    __slots__ = ("record", "members", "requests", "version", "cache", "_sorted")
+    __slots__ = ("record", "members", "requests", "dissolved", "version", "cache", "_sorted")
 
     def __init__(self, records: GroupRecords) -> None:
         self.record: GroupRecord = records.group
         self.members: dict[UserId, Member] = {m.user: m for m in records.members}
         self.requests: dict[UserId, JoinRequest] = {r.user: r for r in records.requests}
+        #: set once its dissolution is durable: a change that waited its turn finds no group
+        self.dissolved = False
         self.version = 0
         #: replies built from this group (member pages), until its next change
         self.cache: dict[Any, bytes] = {}
@@ -146,6 +149,7 @@ class State:
         self.heads_version = 0
         #: grows with every change of any group (names and sizes shown in lists)
         self.groups_version = 0
+        self._locks: weakref.WeakValueDictionary[Any, asyncio.Lock] = weakref.WeakValueDictionary()
         self._users = _Loader(self.users, self._load_user)
         self._groups = _Loader(self.groups, self._load_group)
 
@@ -154,6 +158,14 @@ class State:
 
     async def group(self, group_id: GroupId) -> GroupState | None:
         return await self._groups.get(group_id)
+
+    def lock(self, key: Any) -> asyncio.Lock:
+        """The lock that makes the changes of one thing (a group, a pair of users, a user's
+        conversation) run one at a time on this node; gone when nobody holds or waits for it."""
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        return lock
 
     def touch_user(self, user_id: UserId) -> None:
         self._users.touch(user_id)

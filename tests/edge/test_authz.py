@@ -1,0 +1,194 @@
+"""The authorization matrix, table-driven, against a real ``im serve`` with the product
+default (only friends send 1:1): each row is one request by someone who must be refused
+(a stranger, a non-member, a removed member, a blocked user, a muted member, a member
+acting as an admin, an admin acting as the owner). The request gets its error code and
+changes nothing: a snapshot of everything the world's reads show is the same after it.
+
+One node serves the module (it holds no event loop); each row builds a fresh world of
+new users and groups on it, so rows do not see each other's effects.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from edgeim.core_ext.protocol import ErrorCode
+from edgeim.sdk import Client, ServerError
+
+from harness import ServeProcess, new_user
+
+FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND = (
+    ErrorCode.FORBIDDEN, ErrorCode.NOT_FRIENDS, ErrorCode.BLOCKED, ErrorCode.MUTED, ErrorCode.NOT_FOUND)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> ServeProcess:
+    server = ServeProcess(tmp_path_factory.mktemp("authz"), "cython", strangers_may_send=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+class World:
+    """owner, admin, admin2, member, muted (a member muted for an hour) and removed (kicked)
+    in ``group`` (join by approval), with one message in it and a pending join request from
+    ``stranger``; owner and member are friends with one private message; ``blocker``
+    blocked ``blocked``, who owns ``own_group`` alone."""
+
+    owner: Client
+    admin: Client
+    admin2: Client
+    member: Client
+    muted: Client
+    removed: Client
+    stranger: Client
+    blocked: Client
+    blocker: Client
+    group: int
+    own_group: int
+
+    @property
+    def gconv(self) -> str:
+        return f"g{self.group}"
+
+    def conv(self, a: Client, b: Client) -> str:
+        low, high = sorted((a.user_id, b.user_id))
+        return f"p{low}_{high}"
+
+
+@pytest.fixture
+async def world(node: ServeProcess) -> AsyncIterator[World]:
+    w = World()
+    roles = ("owner", "admin", "admin2", "member", "muted", "removed", "stranger", "blocked", "blocker")
+    made: list[Client] = []
+    try:
+        for role in roles:
+            client = Client(node.url)
+            made.append(client)
+            await client.connect()
+            await new_user(client)
+            setattr(w, role, client)
+        o = w.owner
+        info = await o.group_create("guarded", [c.user_id for c in (w.admin, w.admin2, w.member, w.muted, w.removed)])
+        w.group = info.group
+        await o.group_set_role(w.group, w.admin.user_id, "admin")
+        await o.group_set_role(w.group, w.admin2.user_id, "admin")
+        await o.group_mute(w.group, w.muted.user_id, int(time.time() * 1000) + 3_600_000)
+        await o.group_kick(w.group, w.removed.user_id)
+        await o.send_group(w.group, "members only")
+        assert (await w.stranger.group_join(w.group, "please")).status == "pending"
+        await o.friend_request(w.member.user_id)
+        await w.member.friend_accept(o.user_id)
+        await o.send(w.member.user_id, "between friends")
+        await w.blocker.block(w.blocked.user_id)
+        w.own_group = (await w.blocked.group_create("mine")).group
+        yield w
+    finally:
+        for client in made:
+            await client.close()
+
+
+async def snapshot(w: World) -> dict[str, Any]:
+    """Everything the rows could change, as the entitled users read it."""
+    o, g = w.owner, w.group
+    return {
+        "info": await o.group_info(g),
+        "members": await o.group_members(g),
+        "group history": (await o.history(w.gconv)).msgs,
+        "join requests": (await o.group_join_requests(g)).requests,
+        "friends' history": (await o.history(w.conv(o, w.member))).msgs,
+        "stranger's history": (await o.history(w.conv(o, w.stranger))).msgs,
+        "blocked history": (await w.blocker.history(w.conv(w.blocker, w.blocked))).msgs,
+        "owner's list": await o.conversations(),
+        "member's list": await w.member.conversations(),
+        "blocker's list": await w.blocker.conversations(),
+        "owner's friends": await o.friends(),
+        "owner's requests": await o.friend_requests(),
+        "blocker's requests": await w.blocker.friend_requests(),
+        "own group": await w.blocked.group_members(w.own_group),
+        "blocked's groups": await w.blocked.groups(),
+        "removed's groups": await w.removed.groups(),
+    }
+
+
+Attempt = Callable[[World], Awaitable[Any]]
+ROWS: list[tuple[str, Attempt, ErrorCode]] = [
+    # strangers
+    ("stranger SEND 1:1", lambda w: w.stranger.send(w.owner.user_id, "hi"), NOT_FRIENDS),
+    ("stranger SYNC private", lambda w: w.stranger.sync(w.conv(w.owner, w.member)), FORBIDDEN),
+    ("stranger HISTORY private", lambda w: w.stranger.history(w.conv(w.owner, w.member)), FORBIDDEN),
+    ("stranger READ private", lambda w: w.stranger.read(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("stranger READERS private", lambda w: w.stranger.readers(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("stranger CONV_SET private", lambda w: w.stranger.conv_set(w.conv(w.owner, w.member), pinned=True), FORBIDDEN),
+    ("stranger FRIEND_ACCEPT unasked", lambda w: w.stranger.friend_accept(w.owner.user_id), NOT_FOUND),
+    ("stranger FRIEND_REMARK", lambda w: w.stranger.friend_remark(w.owner.user_id, "mine"), NOT_FRIENDS),
+    ("stranger FRIEND_DELETE", lambda w: w.stranger.friend_delete(w.owner.user_id), NOT_FRIENDS),
+    # non-members of the group (the stranger has a request pending)
+    ("non-member SEND group", lambda w: w.stranger.send_group(w.group, "let me in"), FORBIDDEN),
+    ("non-member SYNC group", lambda w: w.stranger.sync(w.gconv), FORBIDDEN),
+    ("non-member HISTORY group", lambda w: w.stranger.history(w.gconv), FORBIDDEN),
+    ("non-member READ group", lambda w: w.stranger.read(w.gconv, 1), FORBIDDEN),
+    ("non-member READERS group", lambda w: w.stranger.readers(w.gconv, 1), FORBIDDEN),
+    ("non-member GROUP_MEMBERS", lambda w: w.stranger.group_members_page(w.group), FORBIDDEN),
+    ("non-member GROUP_INVITE", lambda w: w.stranger.group_invite(w.group, [w.stranger.user_id]), FORBIDDEN),
+    ("non-member GROUP_APPROVE self", lambda w: w.stranger.group_approve(w.group, w.stranger.user_id), FORBIDDEN),
+    ("non-member GROUP_KICK", lambda w: w.stranger.group_kick(w.group, w.member.user_id), FORBIDDEN),
+    ("non-member GROUP_QUIT", lambda w: w.stranger.group_quit(w.group), FORBIDDEN),
+    ("non-member GROUP_UPDATE", lambda w: w.stranger.group_update(w.group, name="mine"), FORBIDDEN),
+    ("non-member GROUP_JOIN_REQUESTS", lambda w: w.stranger.group_join_requests(w.group), FORBIDDEN),
+    ("non-member GROUP_MUTE_ALL", lambda w: w.stranger.group_mute_all(w.group, True), FORBIDDEN),
+    ("non-member GROUP_DISSOLVE", lambda w: w.stranger.group_dissolve(w.group), FORBIDDEN),
+    # a removed (kicked) member
+    ("removed SEND group", lambda w: w.removed.send_group(w.group, "still here?"), FORBIDDEN),
+    ("removed SYNC group", lambda w: w.removed.sync(w.gconv), FORBIDDEN),
+    ("removed HISTORY group", lambda w: w.removed.history(w.gconv), FORBIDDEN),
+    ("removed READ group", lambda w: w.removed.read(w.gconv, 1), FORBIDDEN),
+    ("removed CONV_SET group", lambda w: w.removed.conv_set(w.gconv, pinned=True), FORBIDDEN),
+    ("removed GROUP_MEMBERS", lambda w: w.removed.group_members_page(w.group), FORBIDDEN),
+    ("removed GROUP_QUIT", lambda w: w.removed.group_quit(w.group), FORBIDDEN),
+    ("removed GROUP_INVITE", lambda w: w.removed.group_invite(w.group, [w.removed.user_id]), FORBIDDEN),
+    ("removed READERS group", lambda w: w.removed.readers(w.gconv, 1), FORBIDDEN),
+    # a blocked user
+    ("blocked SEND 1:1", lambda w: w.blocked.send(w.blocker.user_id, "hi"), BLOCKED),
+    ("blocked FRIEND_REQUEST", lambda w: w.blocked.friend_request(w.blocker.user_id, "hi"), BLOCKED),
+    ("blocked GROUP_INVITE", lambda w: w.blocked.group_invite(w.own_group, [w.blocker.user_id]), BLOCKED),
+    ("blocked GROUP_CREATE with", lambda w: w.blocked.group_create("trap", [w.blocker.user_id]), BLOCKED),
+    # a muted member
+    ("muted SEND group", lambda w: w.muted.send_group(w.group, "hear me"), MUTED),
+    # a member acting as an admin
+    ("member GROUP_INVITE (approval)", lambda w: w.member.group_invite(w.group, [w.stranger.user_id]), FORBIDDEN),
+    ("member GROUP_JOIN_REQUESTS", lambda w: w.member.group_join_requests(w.group), FORBIDDEN),
+    ("member GROUP_APPROVE", lambda w: w.member.group_approve(w.group, w.stranger.user_id), FORBIDDEN),
+    ("member GROUP_KICK", lambda w: w.member.group_kick(w.group, w.muted.user_id), FORBIDDEN),
+    ("member GROUP_MUTE", lambda w: w.member.group_mute(w.group, w.admin.user_id, 0), FORBIDDEN),
+    ("member GROUP_UNMUTE other", lambda w: w.member.group_mute(w.group, w.muted.user_id, 0), FORBIDDEN),
+    ("member GROUP_MUTE_ALL", lambda w: w.member.group_mute_all(w.group, True), FORBIDDEN),
+    ("member GROUP_UPDATE", lambda w: w.member.group_update(w.group, notice="mine now"), FORBIDDEN),
+    ("muted GROUP_MUTE self off", lambda w: w.muted.group_mute(w.group, w.muted.user_id, 0), FORBIDDEN),
+    # an admin acting as the owner (or on the owner)
+    ("admin GROUP_DISSOLVE", lambda w: w.admin.group_dissolve(w.group), FORBIDDEN),
+    ("admin GROUP_SET_ROLE", lambda w: w.admin.group_set_role(w.group, w.member.user_id, "admin"), FORBIDDEN),
+    ("admin GROUP_TRANSFER", lambda w: w.admin.group_transfer(w.group, w.admin.user_id), FORBIDDEN),
+    ("admin GROUP_UPDATE join_mode", lambda w: w.admin.group_update(w.group, join_mode="open"), FORBIDDEN),
+    ("admin GROUP_KICK owner", lambda w: w.admin.group_kick(w.group, w.owner.user_id), FORBIDDEN),
+    ("admin GROUP_MUTE owner", lambda w: w.admin.group_mute(w.group, w.owner.user_id, 1), FORBIDDEN),
+    # an admin acting on an equal
+    ("admin GROUP_KICK admin", lambda w: w.admin.group_kick(w.group, w.admin2.user_id), FORBIDDEN),
+    ("admin GROUP_MUTE admin", lambda w: w.admin.group_mute(w.group, w.admin2.user_id, 1), FORBIDDEN),
+    # the owner
+    ("owner GROUP_QUIT", lambda w: w.owner.group_quit(w.group), FORBIDDEN),
+]
+
+
+@pytest.mark.parametrize("attempt, code", [row[1:] for row in ROWS], ids=[row[0] for row in ROWS])
+async def test_refused_and_nothing_changes(world: World, attempt: Attempt, code: ErrorCode) -> None:
+    before = await snapshot(world)
+
+    with pytest.raises(ServerError) as err:
+        await attempt(world)
+
+    assert err.value.code == code, err.value
+    after = await snapshot(world)
+    assert after == before
