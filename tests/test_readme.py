@@ -9,7 +9,9 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_sdk_example_runs(server):
+def test_sdk_example_runs(serve_factory):
+    """Against a node on the product defaults (friends only), as a reader would run it."""
+    server = serve_factory(strangers_may_send=0)
     example = re.search(r"```python\n(.*?)```", README.read_text(), re.S)[1]
     script = example.replace("ws://127.0.0.1:8765/ws", server.url)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
