@@ -53,6 +53,9 @@ setup(
         "typer>=0.12",
     ],
     extras_require={
+        # the cluster backends: backends/mysql.py (MySQL, MariaDB, TiDB) and backends/redis.py;
+        # mysqlclient builds against default-libmysqlclient-dev and pkg-config (Debian)
+        "cluster": ["mysqlclient>=2.2", "redis[hiredis]>=5.0"],
         "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},

@@ -283,12 +283,16 @@ class Store(Protocol):
 
     Guarantees:
     - ``submit`` and ``apply`` resolve only after their write is durable (committed; for
-      SQLite, WAL fsync'd per the configured sync mode) and never block the event loop:
-      writes are batched into one transaction per batch (group commit) off the loop.
+      SQLite, WAL fsync'd per the configured sync mode; for MySQL, per the server's own
+      durability settings) and never block the event loop: writes are batched into one
+      transaction per batch (group commit) off the loop.
     - Writes are applied in the order ``submit`` and ``apply`` are called, messages and
-      changes alike: a caller that writes in order sees its writes in that order.
+      changes alike: a caller that writes in order sees its writes in that order. With
+      several store instances on shared storage (a cluster's nodes), each instance keeps
+      its own call order; writes of different instances interleave.
     - Within a conversation, seqs are assigned 1, 2, 3, ... strictly increasing with no gap
-      among committed messages. A message is stored once per conversation, never per member.
+      among committed messages, also when several instances write the conversation at
+      once. A message is stored once per conversation, never per member.
     - ``submit`` is idempotent on (sender, cmid): a second message with the same pair
       stores nothing and resolves to the first row with ``duplicate=True``; safe to retry.
     - A private message makes the conversation part of both users' ``UserRecords.convs``
@@ -361,7 +365,9 @@ class Routes(Protocol):
     Guarantees: an entry lives ``ttl`` seconds unless ``renew`` is called (heartbeats
     renew it); ``bind`` replaces the entry for the same (user, terminal) atomically and
     returns the one it replaced; ``unbind`` removes the entry only if it still names the
-    given node (a late unbind never removes a newer login's route).
+    given node (a late unbind never removes a newer login's route). A shared
+    implementation keeps these against every node at once (of concurrent binds, each
+    replaces exactly one predecessor) and judges expiry by one clock for all nodes.
     """
 
     async def bind(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> Route | None: ...

@@ -1,7 +1,9 @@
 """The ``Routes`` contract (backends/protocols.py), run against every implementation.
 
 Add an implementation by adding a branch to ``routes``. TTL expiry is checked with a short
-real ttl and a sleep past it: the test asserts that entries expire, not how fast.
+real ttl and a sleep past it: the test asserts that entries expire, not how fast. "redis"
+runs against a real redis-server that tests/servers.py starts once per session, with a
+fresh key prefix per test; Redis-only checks are in test_redis_routes.py.
 """
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ import asyncio
 import pytest
 
 from edgeim.backends.memory import MemoryRoutes
-from edgeim.backends.protocols import NodeId, Route, UserId
+from edgeim.backends.redis import RedisRoutes
+from edgeim.backends.protocols import ConvId, NodeId, Route, UserId
 
 TTL = 30.0  # long enough never to expire during a test
 SHORT_TTL = 0.05
@@ -19,10 +22,13 @@ A, B = NodeId("node-a"), NodeId("node-b")
 U1, U2, U3 = UserId(1), UserId(2), UserId(3)
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "redis"])
 async def routes(request: pytest.FixtureRequest):
     if request.param == "memory":
         r = MemoryRoutes()
+    elif request.param == "redis":
+        server = request.getfixturevalue("redis_server")  # started only if a redis test runs
+        r = RedisRoutes(server.url, prefix=server.new_prefix())
     else:
         raise AssertionError(request.param)
     yield r
@@ -87,6 +93,22 @@ async def test_renew_extends_the_ttl(routes):
     assert await routes.renew(U1, "web", A, TTL) is True
     await expire()
     assert await routes.lookup([U1]) == [Route(U1, "web", A)]
+
+
+async def test_subscriptions_map_conversations_to_nodes(routes):
+    c1, c2, c3 = ConvId("g1"), ConvId("g2"), ConvId("g3")
+    await routes.subscribe(A, [c1, c2])
+    await routes.subscribe(B, [c2])
+    await routes.subscribe(A, [c1])  # twice is once
+    await routes.subscribe(A, [])
+    assert sorted(await routes.nodes_of(c2)) == [A, B]
+    assert await routes.nodes_of(c1) == [A]
+    assert await routes.nodes_of(c3) == []
+    await routes.unsubscribe(A, [c2, c3])  # c3 was never subscribed: no error
+    await routes.unsubscribe(B, [])
+    assert await routes.nodes_of(c2) == [B]
+    await routes.unsubscribe(A, [c1])
+    assert await routes.nodes_of(c1) == []
 
 
 # -- memory only --------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 Add an implementation by adding a branch to ``store_factory``: the factory returns a
 function that makes a new, unopened store over the *same* backing storage each time, so
-that durability across reopen can be checked. The last section holds SQLite-only checks.
+that durability across reopen can be checked. "mysql" runs against a real MariaDB that
+tests/servers.py starts once per session, with a fresh database per test. SQLite-only
+checks are at the end; MySQL-only ones are in test_mysql_store.py.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from edgeim.backends.protocols import (
     SetUserConv, Store, StoreClosed,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
 )
+from edgeim.backends.mysql import MysqlStore
 from edgeim.backends.sqlite import SqliteStore
 
 _ids = itertools.count(1)
@@ -38,10 +41,15 @@ def message(
     )
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "mysql"])
 def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Store]:
     if request.param == "sqlite":
         return lambda: SqliteStore(tmp_path / "im.db")
+    if request.param == "mysql":
+        server = request.getfixturevalue("mariadb_server")  # started only if a mysql test runs
+        database = server.new_database()
+        request.addfinalizer(lambda: server.drop_database(database))
+        return lambda: MysqlStore(server.url(database))
     raise AssertionError(request.param)
 
 

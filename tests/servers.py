@@ -1,0 +1,280 @@
+"""Real servers for the cluster backends' tests: MariaDB and Redis on loopback.
+
+Each server is started once per test session (session-scoped fixtures), in a private
+directory with a free port, and stopped by its pid when the session ends. Tests isolate
+themselves inside it: a fresh database (``mariadb_server.new_database()``) or a fresh key
+prefix (``redis_server.new_prefix()``) each.
+
+A missing server binary FAILS the test with what to install (never a skip: ``make test``
+installs them, so a missing one means the install step is broken).
+
+The servers are children of the pytest process and get SIGKILL if it dies (Linux
+``PR_SET_PDEATHSIG``), so a crashed or killed session leaves no server behind.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+__all__ = ["MariaDB", "RedisServer", "mariadb_server", "redis_server", "find_binary"]
+
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+_PR_SET_PDEATHSIG = 1
+_READY_TIMEOUT = 60.0  # seconds; a cold MariaDB takes ~2 s, but the machine may be busy
+
+
+def find_binary(name: str, package: str) -> str:
+    """The path of ``name`` (sbin included: mariadbd lives there), or fail the test."""
+    path = os.environ.get("PATH", "") + os.pathsep + os.pathsep.join(_SBIN)
+    found = shutil.which(name, path=path)
+    if found is None:
+        pytest.fail(
+            f"{name} is not installed: `apt-get install -y {package}` (`make install` does it when run as root)",
+            pytrace=False,
+        )
+    return found
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on now (the server binds it right after)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _child_setup(uid: int | None, gid: int | None) -> Callable[[], None]:
+    """preexec_fn: drop to ``uid``/``gid`` (if given) and then ask for SIGKILL when the
+    parent dies. The order matters: Linux clears the death signal when credentials change."""
+    def setup() -> None:
+        os.setsid()  # its own process group: a Ctrl-C in the terminal is pytest's to handle
+        if gid is not None:
+            os.setgroups([])
+            os.setgid(gid)
+        if uid is not None:
+            os.setuid(uid)
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # not Linux: the fixture's stop() still runs
+            pass
+    return setup
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
+    """SIGTERM the server by its pid, SIGKILL it if it does not exit in time."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+class MariaDB:
+    """A private ``mariadbd``: its own data dir, socket and port, a user ``edgeim`` with a
+    password that may create databases (the store's URL uses TCP, as a cluster node would)."""
+
+    user = "edgeim"
+    password = "edgeim-test-pw"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.datadir = base / "data"
+        self.socket = base / "run" / "mariadb.sock"
+        self.log = base / "run" / "error.log"
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        mariadbd = find_binary("mariadbd", "mariadb-server")
+        install_db = find_binary("mariadb-install-db", "mariadb-server")
+        try:
+            import MySQLdb  # noqa: F401
+        except ImportError:
+            pytest.fail("mysqlclient is not installed: `pip install -e '.[test]'` (make install)", pytrace=False)
+        (self.base / "run").mkdir(parents=True)
+        self.datadir.mkdir()
+        uid = gid = None
+        if os.geteuid() == 0:
+            # mariadbd refuses to run as root; as the mysql user it needs dirs it owns
+            import pwd
+            try:
+                entry = pwd.getpwnam("mysql")
+            except KeyError:
+                pytest.fail("there is no `mysql` user to run mariadbd as (apt-get install -y mariadb-server)",
+                            pytrace=False)
+            uid, gid = entry.pw_uid, entry.pw_gid
+            for path in (self.base, self.base / "run", self.datadir):
+                os.chown(path, uid, gid)
+        common = ["--no-defaults"]  # no /etc/mysql config: every setting is on this line
+        result = subprocess.run(
+            [install_db, *common, f"--datadir={self.datadir}", "--auth-root-authentication-method=normal",
+             "--skip-test-db", *(["--user=mysql"] if uid is not None else [])],
+            capture_output=True, timeout=120,
+        )
+        if result.returncode != 0:
+            pytest.fail(f"mariadb-install-db failed:\n{result.stdout.decode()[-2000:]}{result.stderr.decode()[-2000:]}",
+                        pytrace=False)
+        self.port = free_port()
+        args = [
+            mariadbd, *common, f"--datadir={self.datadir}", f"--socket={self.socket}", f"--port={self.port}",
+            "--bind-address=127.0.0.1", f"--pid-file={self.base / 'run' / 'mariadb.pid'}",
+            f"--log-error={self.log}", "--skip-name-resolve", "--innodb-buffer-pool-size=64M",
+            "--max-connections=500", "--character-set-server=utf8mb4", "--collation-server=utf8mb4_bin",
+        ]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, preexec_fn=_child_setup(uid, gid))
+        self._wait_ready()
+        with self.root() as conn:
+            cur = conn.cursor()
+            cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
+            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1'")
+
+    def _wait_ready(self) -> None:
+        import MySQLdb
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"mariadbd exited with {self.proc.returncode} at start:\n{_tail(self.log)}", pytrace=False)
+            try:
+                MySQLdb.connect(unix_socket=str(self.socket), user="root", connect_timeout=2).close()
+                return
+            except MySQLdb.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"mariadbd was not ready after {_READY_TIMEOUT:.0f} s:\n{_tail(self.log)}",
+                                pytrace=False)
+                time.sleep(0.05)
+
+    def root(self) -> Any:
+        """A root connection over the socket (autocommit), for set-up and fault injection."""
+        import MySQLdb
+        return MySQLdb.connect(unix_socket=str(self.socket), user="root", charset="utf8mb4", autocommit=True)
+
+    def url(self, database: str) -> str:
+        return f"mysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.root() as conn:
+            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.root() as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+class RedisServer:
+    """A private ``redis-server`` in the foreground (so its pid is ours to stop), no
+    persistence: the routes are soft state."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = base / "redis.log"
+
+    def start(self) -> None:
+        binary = find_binary("redis-server", "redis-server")
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            pytest.fail("redis-py is not installed: `pip install -e '.[test]'` (make install)", pytrace=False)
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--daemonize", "no", "--dir", str(self.base), "--logfile", str(self.log)]
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, preexec_fn=_child_setup(None, None))
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while True:
+            if self.proc.poll() is not None:
+                pytest.fail(f"redis-server exited with {self.proc.returncode} at start:\n{_tail(self.log)}",
+                            pytrace=False)
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"redis-server was not ready after {_READY_TIMEOUT:.0f} s:\n{_tail(self.log)}",
+                            pytrace=False)
+            time.sleep(0.02)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @staticmethod
+    def new_prefix() -> str:
+        return f"t{uuid.uuid4().hex[:12]}:"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+def _remove_orphaned_dirs(prefix: str) -> None:
+    """Data dirs of sessions that were killed before their clean-up (their servers died
+    with them): each dir names the pytest process that owns it."""
+    for path in Path(tempfile.gettempdir()).glob(f"{prefix}*"):
+        try:
+            owner = int((path / "owner.pid").read_text())
+            os.kill(owner, 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (OSError, ValueError):  # no owner file yet, or not ours to judge
+            pass
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDB]:
+    # Not under pytest's tmp dir: that one is 0700 root's, and mariadbd runs as `mysql`.
+    _remove_orphaned_dirs("edgeim-mariadb-")
+    base = Path(tempfile.mkdtemp(prefix="edgeim-mariadb-"))
+    (base / "owner.pid").write_text(str(os.getpid()))
+    server = MariaDB(base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
