@@ -3,9 +3,10 @@
     python bench/send_throughput.py [--pairs 50] [--window 16] [--duration 10] [--warmup 2]
         [--reps 3] [--client-procs 1] [--codec cython|python] [--sqlite-sync FULL|NORMAL] [--json]
 
-Each repetition starts ``python -m edgeim.cli serve --port 0`` on a fresh data dir (scrypt
-cost lowered to 2**10 and the per-connection rate limit raised out of the way: neither is
-what is measured), connects ``pairs`` senders and ``pairs`` receivers, registers and logs in
+Each repetition starts ``python -m edgeim.cli serve --port 0`` on a fresh data dir (password
+hashing made cheap and the rate limits raised out of the way: benchlib.NODE_ENV; none of
+that is what is measured; and ``IM_STRANGERS_MAY_SEND=1``, since 1:1 sends are friends-only
+by default and the pairs are strangers), connects ``pairs`` senders and ``pairs`` receivers, registers and logs in
 every one of them (not timed), then each sender keeps ``window`` SENDs in flight to its own
 receiver, one new SEND per ack, for ``warmup`` + ``duration`` seconds; only the last
 ``duration`` seconds count. Printed, as medians over the repetitions:
@@ -33,35 +34,24 @@ import json
 import multiprocessing
 import multiprocessing.connection
 import os
-import platform
 import re
-import select
 import signal
-import statistics
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-BENCH_DIR = Path(__file__).resolve().parent
+from benchlib import (BENCH_DIR, NOISY_CPU_PCT, PASSWORD, cpu_seconds, die_with_parent, machine_ticks, node_command,
+                      node_env, percentile, receive, rss_peak_kib, server_codec, start_server, stop)
+from benchlib import machine as _machine
+from benchlib import median as _median_of
+
 CONTENT = "hello, this is a short chat message"  # the same as bench/store_append.py
-PASSWORD = "bench-password"
 SETUP_TIMEOUT = 120.0  # seconds for starting a server, connecting and logging everyone in
 DRAIN_TIMEOUT = 10.0  # seconds after the window for in-flight acks and pushes to arrive
-NOISY_CPU_PCT = 20.0  # CPU % used by other processes above which a repetition is flagged
 _HEADER = struct.Struct("<xBxxI")  # op and req_id out of the 20-byte frame header
-
-
-def _die_with_parent() -> None:
-    """Ask the kernel to SIGTERM this process if the bench dies without cleaning up (kill -9)."""
-    try:
-        import ctypes
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
 
 
 # -- client process -----------------------------------------------------------------------------
@@ -69,7 +59,7 @@ def _die_with_parent() -> None:
 def client_process(conn: multiprocessing.connection.Connection, spec: dict[str, Any]) -> None:
     """Entry point of one load-generator process: set up, report ready, wait for the start
     time from the parent, run, send the counts and latency samples back."""
-    _die_with_parent()
+    die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
     import uvloop
     try:
@@ -242,101 +232,22 @@ async def _client(conn: multiprocessing.connection.Connection, spec: dict[str, A
     }
 
 
-# -- parent: servers and one run ----------------------------------------------------------------
-
-def _cpu_seconds(pid: int, thread: bool = False) -> float:
-    """utime + stime of every thread of ``pid``, or of its main thread (the event loop)."""
-    with open(f"/proc/{pid}/task/{pid}/stat" if thread else f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _machine_ticks() -> list[int]:
-    """The ``cpu`` line of /proc/stat: user nice system idle iowait irq softirq steal ..."""
-    with open("/proc/stat") as f:
-        return [int(v) for v in f.readline().split()[1:9]]
-
-
-def _rss_peak_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))  # type: ignore[union-attr]
-
-
-def _start_server(kind: str, tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str, Path]:
-    log_path = tmp / "server.log"
-    env = dict(os.environ)
-    if kind == "edgeim":
-        cmd = [sys.executable, "-m", "edgeim.cli", "serve", "--port", "0", "--data-dir", str(tmp / "data")]
-        env.update(IM_SCRYPT_LOG_N="10", IM_RATE="1000000", IM_BURST="1000000", IM_SQLITE_SYNC=args.sqlite_sync)
-        if args.codec == "python":
-            env["EDGEIM_NO_EXT"] = "1"
-        else:
-            env.pop("EDGEIM_NO_EXT", None)
-    else:
-        cmd = [sys.executable, str(BENCH_DIR / "baseline_echo.py"), "--port", "0"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, preexec_fn=_die_with_parent)
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 30
-    line = b""
-    while not line.endswith(b"\n") and time.monotonic() < deadline and proc.poll() is None:
-        if select.select([proc.stdout], [], [], 0.2)[0]:
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            line += chunk
-            if not chunk:
-                break
-    match = re.search(rb"listening on (ws://\S+)", line)
-    if not match:
-        _stop(proc)
-        raise RuntimeError(f"{kind} server did not start: {line!r}\n{log_path.read_text()[-2000:]}")
-    return proc, match.group(1).decode(), log_path
-
-
-def _stop(proc: subprocess.Popen[bytes] | multiprocessing.Process, timeout: float = 15.0) -> None:
-    """SIGTERM by pid, then SIGKILL if it lingers."""
-    if isinstance(proc, subprocess.Popen):
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        if proc.stdout:
-            proc.stdout.close()
-    else:
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(timeout)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
-
-
-def _receive(conn: multiprocessing.connection.Connection, expect: str, timeout: float) -> Any:
-    if not conn.poll(timeout):
-        raise RuntimeError(f"client process: no {expect!r} within {timeout:.0f} s")
-    tag, payload = conn.recv()
-    if tag != expect:
-        raise RuntimeError(f"client process failed: {payload}")
-    return payload
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    return sorted_values[min(len(sorted_values) - 1, int(q * len(sorted_values)))]
-
+# -- parent: one run ----------------------------------------------------------------------------
 
 def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     """One server, the client processes, one measured window: the numbers of one repetition."""
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix=f"edgeim-bench-{kind}-") as tmp:
-        server, url, log_path = _start_server(kind, Path(tmp), args)
+        log_path = Path(tmp) / "server.log"
+        if kind == "edgeim":
+            # 1:1 sends are friends-only by default; these pairs are strangers
+            env = node_env(args.codec, IM_SQLITE_SYNC=args.sqlite_sync, IM_STRANGERS_MAY_SEND="1")
+            server, url = start_server(node_command(Path(tmp) / "data"), log_path, env)
+        else:
+            server, url = start_server([sys.executable, str(BENCH_DIR / "baseline_echo.py"), "--port", "0"], log_path)
         clients: list[tuple[multiprocessing.Process, multiprocessing.connection.Connection]] = []
         try:
-            codec = "-"
-            if kind == "edgeim":
-                found = re.search(r'"codec": "(\w+)"', log_path.read_text())
-                codec = found.group(1) if found else "?"
+            codec = server_codec(log_path) if kind == "edgeim" else "-"
             for p in range(args.client_procs):
                 parent_end, child_end = ctx.Pipe()
                 spec = dict(url=url, kind=kind, window=args.window,
@@ -346,25 +257,25 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 child_end.close()
                 clients.append((proc, parent_end))
             for _, conn in clients:
-                _receive(conn, "ready", SETUP_TIMEOUT + 30)
+                receive(conn, "ready", SETUP_TIMEOUT + 30)
             start = time.monotonic() + 0.2
             measure_from, measure_to = start + args.warmup, start + args.warmup + args.duration
             for _, conn in clients:
                 conn.send((start, measure_from, measure_to))
             time.sleep(max(0.0, measure_from - time.monotonic()))
-            server_cpu, loop_cpu = _cpu_seconds(server.pid), _cpu_seconds(server.pid, thread=True)
-            machine = _machine_ticks()
+            server_cpu, loop_cpu = cpu_seconds(server.pid), cpu_seconds(server.pid, thread=True)
+            machine = machine_ticks()
             time.sleep(max(0.0, measure_to - time.monotonic()))
-            server_cpu = _cpu_seconds(server.pid) - server_cpu
-            loop_cpu = _cpu_seconds(server.pid, thread=True) - loop_cpu
-            machine = [b - a for a, b in zip(machine, _machine_ticks())]
-            results = [_receive(conn, "result", DRAIN_TIMEOUT + 30) for _, conn in clients]
-            server_rss = _rss_peak_kib(server.pid)
+            server_cpu = cpu_seconds(server.pid) - server_cpu
+            loop_cpu = cpu_seconds(server.pid, thread=True) - loop_cpu
+            machine = [b - a for a, b in zip(machine, machine_ticks())]
+            results = [receive(conn, "result", DRAIN_TIMEOUT + 30) for _, conn in clients]
+            server_rss = rss_peak_kib(server.pid)
         finally:
             for proc, conn in clients:
-                _stop(proc)
+                stop(proc)
                 conn.close()
-            _stop(server)
+            stop(server)
 
     busy = (sum(machine) - machine[3] - machine[4]) / sum(machine) * 100 * (os.cpu_count() or 1)
     latencies: list[float] = []
@@ -425,21 +336,6 @@ _ROWS = [  # key, label, format, whether the edgeim/baseline ratio means somethi
 ]
 
 
-def _median(runs: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in runs if r[key] is not None]
-    return statistics.median(values) if values else None
-
-
-def _machine() -> dict[str, Any]:
-    cpu = "?"
-    try:
-        found = re.search(r"model name\s*:\s*(.*)", Path("/proc/cpuinfo").read_text())
-        cpu = found.group(1).strip() if found else "?"
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "platform": platform.platform()}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pairs", type=int, default=50, help="sender/receiver connection pairs (default 50)")
@@ -476,7 +372,7 @@ def main() -> None:
         print("interrupted; every process started was stopped", file=sys.stderr)
         sys.exit(130)
 
-    medians = {k: {key: _median(rs, key) for key, _, _, _ in _ROWS} for k, rs in runs.items()}
+    medians = {k: {key: _median_of([r[key] for r in rs]) for key, _, _, _ in _ROWS} for k, rs in runs.items()}
     ratio = None
     if "baseline" in medians and medians["baseline"]["rate"]:
         ratio = medians["edgeim"]["rate"] / medians["baseline"]["rate"]  # type: ignore[operator]

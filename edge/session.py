@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ..backends.protocols import StoreUnavailable, UserId
@@ -45,7 +47,28 @@ MAX_IN_FLIGHT = 256
 Handler = Callable[["Session", int, int, int, Any], "Awaitable[None] | None"]
 
 
+#: what a connection's upgrade request and response hold as headers once it is open
+_NO_HEADERS = CIMultiDictProxy(CIMultiDict())
+
+
+def _drop_handshake_headers(transport: WSTransport) -> None:
+    """picows keeps the upgrade request and response on the transport for the connection's
+    life, with their header multidicts: ~3 KiB per connection (bench/memory.py) that
+    nothing reads after the handshake (the route has seen the request's). They are
+    replaced by one shared empty, read-only multidict."""
+    for message in (getattr(transport, "request", None), getattr(transport, "response", None)):
+        if message is not None:
+            message.headers = _NO_HEADERS
+
+
 class Session(WSListener):
+    # one per connection, so no __dict__ (bench/memory.py); an attribute added to
+    # ``__init__`` must be named here too
+    __slots__ = ("config", "loop", "_outbox", "_handlers", "_spawn", "_registry", "_on_closed", "transport", "peer",
+                 "user_id", "terminal", "address", "identity", "state", "closed", "connected_at", "last_active",
+                 "renewed_at", "_tokens", "_tokens_at", "_over_budget", "_bad_frames", "in_flight", "_auth_busy",
+                 "write_paused", "send_gate")
+
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, outbox: Outbox,
                  handlers: Mapping[int, Handler], spawn: Callable[[Coroutine[Any, Any, Any]], object],
                  registry: set[Session], on_closed: Callable[[Session], None]) -> None:
@@ -87,9 +110,11 @@ class Session(WSListener):
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
+        _drop_handshake_headers(transport)
         self.peer = Peer(self._outbox, transport, self)
         peer = transport.underlying_transport.get_extra_info("peername")
-        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+        # interned: the connections of one client address share the string
+        self.address = sys.intern(str(peer[0])) if isinstance(peer, tuple) and peer else "unknown"
         self._registry.add(self)
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:

@@ -1,10 +1,21 @@
 """Where an encoded frame goes: to users (their sessions on this node, and one publish per
 other node they are connected to) or to a conversation (this node's local members through
 the routing table, and one publish per other node subscribed to it, which expands it
-there). The frame is the same bytes object for every receiver."""
+there). The frame is the same bytes object for every receiver.
+
+``IM_TRACE_FANOUT=1`` (read at startup; off by default and then free: the plain
+``to_conv`` runs) times every conversation push inside the node and logs it as one JSON
+line on stderr ("fanout trace"): from the call of ``to_conv`` (made in the commit's
+callback), to the frame queued on every local peer, to the end of the Outbox flush that
+hands it to their sockets; and every garbage collection over 5 ms ("gc trace"), a pause
+of the loop that lands in those times. For benchmarks (bench/group_fanout.py)."""
 from __future__ import annotations
 
+import asyncio
+import gc
 import logging
+import os
+import time
 from typing import Any, Callable, Coroutine, Iterable
 
 from ..backends.protocols import Bus, ConvId, Envelope, NodeId, Routes, UserId
@@ -19,6 +30,22 @@ log = logging.getLogger("edgeim.delivery")
 _Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None"]
 
 
+_gc_started = 0.0
+
+
+def _trace_gc(phase: str, info: dict[str, int]) -> None:
+    """With IM_TRACE_FANOUT=1: log every garbage collection that takes over 5 ms (a pause
+    of the event loop that lands in the fanout times)."""
+    global _gc_started
+    if phase == "start":
+        _gc_started = time.perf_counter()
+    else:
+        took = time.perf_counter() - _gc_started
+        if took > 0.005:
+            log.info("gc trace", extra={"generation": info.get("generation"), "collected": info.get("collected"),
+                                        "ms": round(took * 1e3, 1)})
+
+
 class Delivery:
     def __init__(self, node: NodeId, routes: Routes, bus: Bus, table: RoutingTable,
                  spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
@@ -29,6 +56,9 @@ class Delivery:
         self._spawn = spawn
         self._queue: list[_Item] = []
         self._flushing = False
+        if os.environ.get("IM_TRACE_FANOUT") == "1":
+            self.to_conv = self._to_conv_traced  # type: ignore[method-assign]
+            gc.callbacks.append(_trace_gc)
 
     # -- pushes ---------------------------------------------------------------------------------
 
@@ -43,6 +73,28 @@ class Delivery:
         """Deliver ``frame`` to every live session of every member of ``conv`` (a group's
         conversation) except (skip_user, skip_terminal): once per node, by conversation id."""
         self._enqueue((frame, (), conv, skip_user, skip_terminal, None))
+
+    def _to_conv_traced(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+        """``to_conv``, timed: a marker queued right behind the push notes when the push has
+        been appended to every local peer's queue, then a ``call_soon`` from there runs
+        after the Outbox flush that writes it (that flush was scheduled, with call_soon,
+        by the first peer queued, so it comes first in the ready queue)."""
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        self._enqueue((frame, (), conv, skip_user, skip_terminal, None))
+
+        def queued(_: object) -> None:
+            loop.call_soon(flushed, time.perf_counter())
+
+        def flushed(queued_at: float) -> None:
+            done = time.perf_counter()
+            log.info("fanout trace", extra={
+                "conv": conv, "members": self._table.members(conv), "frame_bytes": len(frame),
+                "queued_us": round((queued_at - started) * 1e6, 1),
+                "flushed_us": round((done - started) * 1e6, 1),
+            })
+
+        self._enqueue((b"", (), "", UserId(0), "", queued))
 
     def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
         """Call ``send(frame)`` once the pushes queued before it are handed over: a reply
