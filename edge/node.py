@@ -79,7 +79,7 @@ class Node:
                                  config.max_sessions_per_user, quota.forget)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
                        groups, quota)
-        self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew)
+        self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, lambda: self.store.healthy)
 
     def _new_session(self) -> Session:
         return Session(self.config, self.loop, self.outbox, self.api.handlers, self.spawn, self.server.sessions,

@@ -1,0 +1,59 @@
+"""A node whose store cannot commit answers writes with 5001 and is not ready (/readyz 503)
+until a commit succeeds again. In process, so that the store can be made to fail."""
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import urllib.error
+import urllib.request
+
+from harness import TEST_ENV
+
+from edgeim.core_ext.protocol import ErrorCode
+from edgeim.edge.node import Node
+from edgeim.ops.config import Config
+from edgeim.sdk import Client, ServerError
+
+
+def readyz(base: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp_path, monkeypatch):
+    config = Config.load({"port": 0, "data_dir": tmp_path},
+                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "s" * 40})
+    node = Node(config)
+    host, port = await node.start()
+    base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"
+    try:
+        async with Client(url) as alice, Client(url) as bob:
+            await alice.register("alice", "secret-pw")
+            bob_id = await bob.register("bob", "secret-pw")
+            await alice.login("alice", "secret-pw", "web")
+            await alice.send(bob_id, "before")
+            assert await asyncio.to_thread(readyz, base) == (200, "ready\n")
+
+            real = node.store._insert_message
+
+            def disk_full(*args, **kwargs):
+                raise sqlite3.OperationalError("database or disk is full")
+
+            monkeypatch.setattr(node.store, "_insert_message", disk_full)
+            try:
+                await alice.send(bob_id, "while full", cmid="retry-me")
+            except ServerError as err:
+                assert err.code == ErrorCode.UNAVAILABLE
+            else:
+                raise AssertionError("a write to a full disk was acked")
+            assert await asyncio.to_thread(readyz, base) == (503, "store unavailable\n")
+
+            monkeypatch.setattr(node.store, "_insert_message", real)
+            ack = await alice.send(bob_id, "while full", cmid="retry-me")  # the retry is stored, once
+            assert await asyncio.to_thread(readyz, base) == (200, "ready\n")
+            assert [m.content for m in (await alice.history(ack.conv)).msgs] == ["before", "while full"]
+    finally:
+        await node.stop()
