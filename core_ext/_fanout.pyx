@@ -120,7 +120,12 @@ cdef class Peer:
     cdef public object user
     cdef public str terminal
     cdef public bint closed
+    # Two lists made once and swapped at each flush, never one per push: a push to 10,000
+    # peers would otherwise make 10,000 lists that outlive a young GC generation and
+    # trigger full collections (hundreds of ms with that many connections).
     cdef list _out
+    cdef list _spare
+    cdef bint _queued
     cdef Outbox _outbox
 
     def __cinit__(self, Outbox outbox, WSTransport transport, object owner):
@@ -130,26 +135,32 @@ cdef class Peer:
         self.user = 0
         self.terminal = ""
         self.closed = False
-        self._out = None
+        self._out = []
+        self._spare = []
+        self._queued = False
 
     cpdef send(self, bytes frame):
         """Queue ``frame`` (kept, not copied); it is written with the rest of this
         iteration's frames. Dropped once the peer is closed."""
         if self.closed:
             return
-        if self._out is None:
-            self._out = [frame]
+        if not self._queued:
+            self._queued = True
             if not self._outbox._dirty:
                 self._outbox._loop.call_soon(self._outbox._flush_cb)
             self._outbox._dirty.append(self)
-        else:
-            self._out.append(frame)
+        self._out.append(frame)
 
     cpdef flush(self):
         cdef list frames = self._out
-        self._out = None
+        # swapped before the write: a frame queued while it runs goes to the next flush
+        self._out, self._spare = self._spare, frames
+        self._queued = False
         if frames:
-            write_frames(self.transport, frames)
+            try:
+                write_frames(self.transport, frames)
+            finally:
+                frames.clear()
 
 
 cdef class RoutingTable:

@@ -67,7 +67,7 @@ class Outbox:
 class Peer:
     """One connection's outgoing side: the frames queued for it in this loop iteration."""
 
-    __slots__ = ("transport", "owner", "user", "terminal", "closed", "_out", "_outbox")
+    __slots__ = ("transport", "owner", "user", "terminal", "closed", "_out", "_spare", "_queued", "_outbox")
 
     def __init__(self, outbox: Outbox, transport: WSTransport, owner: object) -> None:
         if not isinstance(outbox, Outbox):
@@ -78,26 +78,33 @@ class Peer:
         self.user = 0
         self.terminal = ""
         self.closed = False
-        self._out: list[bytes] | None = None
+        # two lists made once and swapped at each flush, never one per push (see _fanout.pyx)
+        self._out: list[bytes] = []
+        self._spare: list[bytes] = []
+        self._queued = False
 
     def send(self, frame: bytes) -> None:
         if type(frame) is not bytes:
             raise TypeError(f"frame must be bytes, not {type(frame).__name__}")
         if self.closed:
             return
-        if self._out is None:
-            self._out = [frame]
+        if not self._queued:
+            self._queued = True
             outbox = self._outbox
             if not outbox._dirty:
                 outbox._loop.call_soon(outbox._flush_cb)
             outbox._dirty.append(self)
-        else:
-            self._out.append(frame)
+        self._out.append(frame)
 
     def flush(self) -> None:
-        frames, self._out = self._out, None
+        frames = self._out
+        self._out, self._spare = self._spare, frames  # a frame queued during the write goes next time
+        self._queued = False
         if frames:
-            write_frames(self.transport, frames)
+            try:
+                write_frames(self.transport, frames)
+            finally:
+                frames.clear()
 
 
 class RoutingTable:
