@@ -46,18 +46,18 @@ import threading
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import msgspec
 
 from .protocols import (
-    Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
+    ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
     SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
+from .writes import STOP, Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
 
 try:
     import MySQLdb
@@ -228,35 +228,6 @@ _STAMP = ("INSERT INTO store_writers (writer, last_batch, ts) VALUES (%s, %s, %s
 _ER_DUP_ENTRY = 1062  # MySQL's "Duplicate entry ... for key ..."
 
 
-@dataclass(slots=True)
-class _Append:
-    message: NewMessage
-    future: asyncio.Future[StoredMessage]
-    loop: asyncio.AbstractEventLoop
-
-
-@dataclass(slots=True)
-class _CreateUser:
-    username: str
-    password_hash: str
-    nickname: str
-    created_at: int
-    future: asyncio.Future[User]
-    loop: asyncio.AbstractEventLoop
-
-
-@dataclass(slots=True)
-class _Apply:
-    change: Change
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-_Op = _Append | _CreateUser | _Apply
-_Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]  # (future, result, error)
-_STOP = object()
-
-
 class _RowByRow(Exception):
     """A multi-row INSERT broke a constraint: redo the batch one message at a time."""
 
@@ -264,20 +235,9 @@ class _RowByRow(Exception):
 class _CommitUnknown(Exception):
     """COMMIT raised: the transaction may or may not have committed."""
 
-    def __init__(self, outcomes: list[_Outcome]) -> None:
+    def __init__(self, outcomes: list[Outcome]) -> None:
         super().__init__("commit outcome unknown")
         self.outcomes = outcomes
-
-
-def _resolve(outcomes: list[_Outcome]) -> None:
-    """Runs on the event loop: settle the futures of one batch (skipping cancelled ones)."""
-    for future, result, error in outcomes:
-        if future.done():
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
 
 
 def parse_url(url: str) -> dict[str, Any]:
@@ -334,7 +294,7 @@ class _Tx:
         self.last = last  # conv -> last seq, for every conversation this batch locked
 
 
-class MysqlStore:
+class MysqlStore(WriteQueue):
     """``Store`` over a MySQL-protocol database shared by any number of nodes.
 
     ``url``: ``mysql://user:password@host:port/database``; the database must exist (the
@@ -369,8 +329,7 @@ class MysqlStore:
             self._args, charset="utf8mb4", autocommit=True, connect_timeout=connect_timeout,
             read_timeout=read_timeout, write_timeout=read_timeout,
         )
-        self._queue: queue.SimpleQueue[list[_Op] | object] = queue.SimpleQueue()
-        self._handover: list[_Op] = []
+        super().__init__()
         self._writer: threading.Thread | None = None
         self._writer_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._reader_pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -418,7 +377,7 @@ class MysqlStore:
         try:
             await asyncio.wrap_future(ready)
         except BaseException:
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
             self._closed = True
@@ -436,7 +395,7 @@ class MysqlStore:
         self._accepting = False
         if self._writer is not None:
             self._hand_over()
-            self._queue.put(_STOP)  # FIFO: everything queued before it is committed first
+            self._queue.put(STOP)  # FIFO: everything queued before it is committed first
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
         if self._reader_pool is not None:
@@ -448,44 +407,6 @@ class MysqlStore:
                 _close_quietly(conn)
 
     # -- writes (through the writer thread) --------------------------------------------
-
-    async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
-        """Durable when it returns. Raises ``UsernameTaken``."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[User] = loop.create_future()
-        self._enqueue(_CreateUser(username, password_hash, nickname, _now_ms(), future, loop))
-        return await future
-
-    def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
-        """Queued when it returns; the future resolves once committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[StoredMessage] = loop.create_future()
-        self._enqueue(_Append(message, future, loop))
-        return future
-
-    async def append(self, message: NewMessage) -> StoredMessage:
-        """Durable when it returns. If the caller is cancelled, the message may still be
-        stored: retrying with the same cmid is safe."""
-        return await self.submit(message)
-
-    def apply(self, change: Change) -> asyncio.Future[Any]:
-        """Queued when it returns, in order with messages; resolves once committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Apply(change, future, loop))
-        return future
-
-    def _enqueue(self, op: _Op) -> None:
-        if not self._accepting:
-            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
-        self._handover.append(op)
-        if len(self._handover) == 1:
-            op.loop.call_soon(self._hand_over)
-
-    def _hand_over(self) -> None:
-        if self._handover:
-            ops, self._handover = self._handover, []
-            self._queue.put(ops)
 
     # -- reads (on the reader threads) -------------------------------------------------
 
@@ -612,10 +533,10 @@ class MysqlStore:
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
         while not stopping:
-            ops: list[_Op] = []
+            ops: list[Op] = []
             item = get()
             while True:
-                if item is _STOP:
+                if item is STOP:
                     stopping = True
                     break
                 ops.extend(item)  # type: ignore[arg-type]
@@ -628,7 +549,7 @@ class MysqlStore:
             for start in range(0, len(ops), self.batch_max):
                 self._commit_batch(ops[start:start + self.batch_max])
 
-    def _commit_batch(self, batch: list[_Op]) -> None:
+    def _commit_batch(self, batch: list[Op]) -> None:
         """Commit ``batch`` in one transaction, retrying it whole through deadlocks and
         lost connections for up to ``retry_for`` seconds; every future is settled."""
         self._batch_no += 1
@@ -659,12 +580,12 @@ class MysqlStore:
                     what = "cannot tell whether a commit happened" if unknown is not None else "could not commit"
                     failure = StoreUnavailable(f"{self!r} {what}: {exc}")
                     failure.__cause__ = exc
-                    _settle(batch, [(op.future, None, failure) for op in batch])
+                    settle(batch, [(op.future, None, failure) for op in batch])
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
         self._healthy = True
-        _settle(batch, outcomes)
+        settle(batch, outcomes)
 
     def _rollback_or_drop(self) -> None:
         conn = self._conn
@@ -693,25 +614,25 @@ class MysqlStore:
             conn.rollback()
         return row is not None and row[0] == stamp
 
-    def _attempt(self, batch: list[_Op], stamp: int, row_by_row: bool) -> list[_Outcome]:
+    def _attempt(self, batch: list[Op], stamp: int, row_by_row: bool) -> list[Outcome]:
         """One try at the batch's transaction. Raises what should make the batch retry."""
         conn = self._writer_conn()
         cur = conn.cursor()
         # a key too long for its column would fail the batch's shared statements (the
         # locks, the duplicate lookup), not only its own: refuse it here, alone
-        refused = {id(op): _refusal(op.message) for op in batch if isinstance(op, _Append)}
+        refused = {id(op): _refusal(op.message) for op in batch if isinstance(op, Append)}
         refused = {k: v for k, v in refused.items() if v is not None}
-        appends = [op.message for op in batch if isinstance(op, _Append) and id(op) not in refused]
+        appends = [op.message for op in batch if isinstance(op, Append) and id(op) not in refused]
         locked = {m.conv for m in appends}
         locked.update(_group_conv(op.change.group) for op in batch
-                      if isinstance(op, _Apply) and isinstance(op.change, PutMember))
+                      if isinstance(op, Apply) and isinstance(op.change, PutMember))
         cur.execute("START TRANSACTION")
         last = _lock_convs(cur, sorted(locked))
         start_last = dict(last)
         tx = _Tx(cur, last)
         # (sender, cmid) -> the row already stored (looked up under the conversation locks)
         known = _stored_pairs(cur, [(m.sender, m.cmid) for m in appends])
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         run: list[tuple[Any, ...]] = []  # message rows of the current run, not yet inserted
         entering: dict[tuple[int, str], None] = {}
         touched: dict[tuple[int, str], int] = {}  # (sender, conv) -> newest seq it sent
@@ -727,7 +648,7 @@ class MysqlStore:
                 run.clear()
 
         for op in batch:
-            if isinstance(op, _Append):
+            if isinstance(op, Append):
                 m = op.message
                 if refused and id(op) in refused:
                     outcomes.append((op.future, None, refused[id(op)]))
@@ -760,7 +681,7 @@ class MysqlStore:
             else:
                 flush()  # changes see every message before them, as called
                 try:
-                    if isinstance(op, _Apply):
+                    if isinstance(op, Apply):
                         result = _alone(cur, lambda: _CHANGES[type(op.change)](tx, op.change))
                         if isinstance(op.change, SetUserConv):  # its cursor is newer than the sends
                             touched.pop((op.change.user, op.change.state.conv), None)
@@ -786,18 +707,6 @@ class MysqlStore:
         except Exception as exc:
             raise _CommitUnknown(outcomes) from exc
         return outcomes
-
-
-def _settle(batch: list[_Op], outcomes: list[_Outcome]) -> None:
-    # one wake-up per loop per batch instead of one per message
-    by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-    for op, outcome in zip(batch, outcomes):
-        by_loop.setdefault(op.loop, []).append(outcome)
-    for loop, items in by_loop.items():
-        try:
-            loop.call_soon_threadsafe(_resolve, items)
-        except RuntimeError:  # that loop is closed: nobody is waiting any more
-            pass
 
 
 def _message(row: tuple[Any, ...]) -> StoredMessage:
@@ -913,7 +822,7 @@ def _move_read_cursors(cur: Any, touched: dict[tuple[int, str], int]) -> None:
                     [v for (user, conv), seq in chunk for v in (user, conv, seq)])
 
 
-def _insert_user(cur: Any, op: _CreateUser) -> User:
+def _insert_user(cur: Any, op: CreateUser) -> User:
     try:
         cur.execute("INSERT INTO users (username, password_hash, nickname, created_at) VALUES (%s, %s, %s, %s)",
                     (op.username, op.password_hash, op.nickname, op.created_at))

@@ -22,17 +22,16 @@ import sqlite3
 import struct
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
-    SetPasswordHash,
-    SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User, UserConv, UserId,
-    UsernameTaken, UserRecords,
+    SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    UserConv, UserId, UsernameTaken, UserRecords,
 )
+from .writes import STOP, Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
 
 __all__ = ["SqliteStore", "MIGRATIONS"]
 
@@ -162,47 +161,7 @@ _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id =
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
 
 
-@dataclass(slots=True)
-class _Append:
-    message: NewMessage
-    future: asyncio.Future[StoredMessage]
-    loop: asyncio.AbstractEventLoop
-
-
-@dataclass(slots=True)
-class _CreateUser:
-    username: str
-    password_hash: str
-    nickname: str
-    created_at: int
-    future: asyncio.Future[User]
-    loop: asyncio.AbstractEventLoop
-
-
-@dataclass(slots=True)
-class _Apply:
-    change: Change
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-_Op = _Append | _CreateUser | _Apply
-_Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]  # (future, result, error)
-_STOP = object()  # queued by close(): the writer commits what precedes it, then exits
-
-
-def _resolve(outcomes: list[_Outcome]) -> None:
-    """Runs on the event loop: settle the futures of one batch (skipping cancelled ones)."""
-    for future, result, error in outcomes:
-        if future.done():  # the caller was cancelled; its row may still be committed
-            continue
-        if error is None:
-            future.set_result(result)
-        else:
-            future.set_exception(error)
-
-
-class SqliteStore:
+class SqliteStore(WriteQueue):
     """``Store`` over one SQLite file. See the module docstring for what is durable when."""
 
     def __init__(
@@ -217,13 +176,10 @@ class SqliteStore:
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
+        super().__init__()
         self.path = os.fspath(path)
         self.synchronous = synchronous
         self.batch_max = batch_max
-        # lists of ops (or _STOP): the loop hands over everything submitted in one loop
-        # iteration at once, so the writer thread is woken once per iteration, not per op
-        self._queue: queue.SimpleQueue[list[_Op] | object] = queue.SimpleQueue()
-        self._handover: list[_Op] = []
         self._writer: threading.Thread | None = None
         self._writer_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
@@ -236,6 +192,9 @@ class SqliteStore:
         # Owned by the writer thread: (user, conv) pairs known to have a user_convs row.
         self._known_pairs: set[tuple[int, str]] = set()
         self._healthy = True
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
 
     @property
     def healthy(self) -> bool:
@@ -257,7 +216,7 @@ class SqliteStore:
         try:
             await asyncio.wrap_future(ready)
         except BaseException:  # failed, or cancelled while migrating: stop the writer
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
             self._closed = True
@@ -281,7 +240,7 @@ class SqliteStore:
         self._accepting = False
         if self._writer is not None:
             self._hand_over()
-            self._queue.put(_STOP)  # FIFO: everything queued before it is committed first
+            self._queue.put(STOP)  # FIFO: everything queued before it is committed first
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
         if self._reader is not None:
@@ -290,46 +249,6 @@ class SqliteStore:
             self._reader.shutdown(wait=True)
 
     # -- writes (through the writer thread) --------------------------------------------
-
-    async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
-        """Durable when it returns. Raises ``UsernameTaken``."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[User] = loop.create_future()
-        self._enqueue(_CreateUser(
-            username, password_hash, nickname, time.time_ns() // 1_000_000, future, loop
-        ))
-        return await future
-
-    def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
-        """Queued when it returns; the future resolves once committed (per ``synchronous``)."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[StoredMessage] = loop.create_future()
-        self._enqueue(_Append(message, future, loop))
-        return future
-
-    async def append(self, message: NewMessage) -> StoredMessage:
-        """Durable when it returns (per ``synchronous``). If the caller is cancelled, the
-        message may still be stored: retrying with the same cmid is safe."""
-        return await self.submit(message)
-
-    def apply(self, change: Change) -> asyncio.Future[Any]:
-        """Queued when it returns, in order with messages; resolves once committed."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(_Apply(change, future, loop))
-        return future
-
-    def _enqueue(self, op: _Op) -> None:
-        if not self._accepting:
-            raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
-        self._handover.append(op)
-        if len(self._handover) == 1:
-            op.loop.call_soon(self._hand_over)
-
-    def _hand_over(self) -> None:
-        if self._handover:
-            ops, self._handover = self._handover, []
-            self._queue.put(ops)
 
     # -- reads (on the reader thread) --------------------------------------------------
 
@@ -380,13 +299,13 @@ class SqliteStore:
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if not self._accepting or self._reader is None:
-            raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
+            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._fetchall, sql, params)
 
     async def _read_with(self, fn: Any, *args: Any) -> Any:
         """Run ``fn(connection, *args)`` on the reader thread (several statements, one call)."""
         if not self._accepting or self._reader is None:
-            raise StoreClosed(f"SqliteStore({self.path!r}) is {'closed' if self._closed else 'not open'}")
+            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
         return await asyncio.get_running_loop().run_in_executor(self._reader, self._call_reader, fn, args)
 
     def _call_reader(self, fn: Any, args: tuple[Any, ...]) -> Any:
@@ -447,10 +366,10 @@ class SqliteStore:
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
         while not stopping:
-            ops: list[_Op] = []
+            ops: list[Op] = []
             item = get()  # block for the first hand-over, then take whatever else is waiting
             while True:
-                if item is _STOP:
+                if item is STOP:
                     stopping = True
                     break
                 ops.extend(item)  # type: ignore[arg-type]
@@ -463,9 +382,9 @@ class SqliteStore:
             for start in range(0, len(ops), self.batch_max):
                 self._commit_batch(conn, ops[start:start + self.batch_max])
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         """One transaction for the whole batch; every future is settled whatever happens."""
-        outcomes: list[_Outcome] = []
+        outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -474,16 +393,16 @@ class SqliteStore:
                 touched: dict[tuple[int, str], int] = {}
                 for op in batch:
                     try:
-                        if isinstance(op, _Append):
+                        if isinstance(op, Append):
                             result: Any = self._insert_message(conn, op.message, touched)
-                        elif isinstance(op, _Apply):
+                        elif isinstance(op, Apply):
                             result = self._apply_change(conn, op.change, touched)
                         else:
                             result = _insert_user(conn, op)
                     except Exception as exc:
                         if not _fails_one_op(exc):
                             raise
-                        if isinstance(op, _Append):  # a stale seq is one way to get here
+                        if isinstance(op, Append):  # a stale seq is one way to get here
                             self._last_seq.pop(op.message.conv, None)
                         outcomes.append((op.future, None, exc))
                     else:
@@ -505,7 +424,7 @@ class SqliteStore:
             outcomes = [(op.future, None, failure) for op in batch]
         else:
             self._healthy = True
-        self._settle(batch, outcomes)
+        settle(batch, outcomes)
 
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
         seq = self._next_seq(conn, m.conv)
@@ -605,19 +524,6 @@ class SqliteStore:
             (st.read_seq, st.pinned, st.muted, st.hidden_seq, c.user, st.conv),
         )
 
-    @staticmethod
-    def _settle(
-        batch: list[_Op], outcomes: list[_Outcome]
-    ) -> None:
-        # One wake-up per loop per batch instead of one per message.
-        by_loop: dict[asyncio.AbstractEventLoop, list[_Outcome]] = {}
-        for op, outcome in zip(batch, outcomes):
-            by_loop.setdefault(op.loop, []).append(outcome)
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_resolve, items)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
 
 
 def _group_conv(group: int) -> str:
@@ -871,7 +777,7 @@ def _fails_one_op(exc: Exception) -> bool:
     return not isinstance(exc, sqlite3.Error)
 
 
-def _insert_user(conn: sqlite3.Connection, op: _CreateUser) -> User:
+def _insert_user(conn: sqlite3.Connection, op: CreateUser) -> User:
     try:
         cur = conn.execute(
             "INSERT INTO users (username, password_hash, nickname, created_at) VALUES (?, ?, ?, ?)",

@@ -1,0 +1,130 @@
+"""The caller's side of a store's writer thread, shared by the stores that have one
+(SqliteStore, MysqlStore): the records of queued writes, the hand-over of everything
+written in one loop iteration to the writer in one put, and the settling of a batch's
+futures on their loops with one wake-up per loop.
+
+A store keeps its own writer thread and transactions; what it inherits here is only how
+writes reach that thread and how their futures come back.
+"""
+from __future__ import annotations
+
+import asyncio
+import queue
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
+
+__all__ = ["Append", "CreateUser", "Apply", "Op", "Outcome", "STOP", "WriteQueue", "settle"]
+
+
+@dataclass(slots=True)
+class Append:
+    message: NewMessage
+    future: asyncio.Future[StoredMessage]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class CreateUser:
+    username: str
+    password_hash: str
+    nickname: str
+    created_at: int  # unix ms
+    future: asyncio.Future[User]
+    loop: asyncio.AbstractEventLoop
+
+
+@dataclass(slots=True)
+class Apply:
+    change: Change
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+Op = Append | CreateUser | Apply
+Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]  # (future, result, error)
+#: queued by close(): the writer commits what precedes it, then exits
+STOP = object()
+
+
+class WriteQueue:
+    """``submit``, ``append``, ``apply`` and ``create_user`` of the Store Protocol, queueing
+    records for the writer thread, which takes lists of them (or STOP) from ``_queue``.
+
+    A subclass sets ``_accepting`` (True while open) and ``_closed``, and calls
+    ``_hand_over()`` before it queues STOP, so that nothing accepted is left behind.
+    """
+
+    _accepting: bool
+    _closed: bool
+
+    def __init__(self) -> None:
+        # lists of ops (or STOP): the loop hands over everything submitted in one loop
+        # iteration at once, so the writer thread is woken once per iteration, not per op
+        self._queue: queue.SimpleQueue[list[Op] | object] = queue.SimpleQueue()
+        self._handover: list[Op] = []
+
+    async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
+        """Durable when it returns. Raises ``UsernameTaken``."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[User] = loop.create_future()
+        self._enqueue(CreateUser(username, password_hash, nickname, time.time_ns() // 1_000_000, future, loop))
+        return await future
+
+    def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
+        """Queued when it returns; the future resolves once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[StoredMessage] = loop.create_future()
+        self._enqueue(Append(message, future, loop))
+        return future
+
+    async def append(self, message: NewMessage) -> StoredMessage:
+        """Durable when it returns. If the caller is cancelled, the message may still be
+        stored: retrying with the same cmid is safe."""
+        return await self.submit(message)
+
+    def apply(self, change: Change) -> asyncio.Future[Any]:
+        """Queued when it returns, in order with messages; resolves once committed."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._enqueue(Apply(change, future, loop))
+        return future
+
+    def _enqueue(self, op: Op) -> None:
+        if not self._accepting:
+            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
+        self._handover.append(op)
+        if len(self._handover) == 1:
+            op.loop.call_soon(self._hand_over)
+
+    def _hand_over(self) -> None:
+        if self._handover:
+            ops, self._handover = self._handover, []
+            self._queue.put(ops)
+
+
+def settle(batch: list[Op], outcomes: list[Outcome]) -> None:
+    """From the writer thread: resolve the futures of one batch, with one wake-up per
+    event loop instead of one per write."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for op, outcome in zip(batch, outcomes):
+        by_loop.setdefault(op.loop, []).append(outcome)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve, items)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _resolve(outcomes: list[Outcome]) -> None:
+    """On the event loop: settle the futures (skipping those whose caller was cancelled;
+    their writes may still be committed)."""
+    for future, result, error in outcomes:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
