@@ -46,6 +46,7 @@ setup(
     setup_requires=["picows>=2.3"],
     install_requires=[
         "picows>=2.3",
+        "multidict>=6",  # picows's header type; edge/session.py swaps in an empty one
         "uvloop>=0.19",
         "msgspec>=0.18",
         "PyJWT>=2.8",
@@ -53,9 +54,12 @@ setup(
         "typer>=0.12",
     ],
     extras_require={
-        # the cluster backends: backends/mysql.py (MySQL, MariaDB, TiDB) and backends/redis.py;
-        # mysqlclient builds against default-libmysqlclient-dev and pkg-config (Debian)
-        "cluster": ["mysqlclient>=2.2", "redis[hiredis]>=5.0"],
+        # the cluster backends: backends/mysql.py (MySQL, MariaDB, TiDB), backends/redis.py and
+        # backends/rocketmq.py; mysqlclient builds against default-libmysqlclient-dev and
+        # pkg-config (Debian). rocketmq-client-python 0.5.0rc2 is the release whose manylinux
+        # wheel bundles librocketmq.so (2.0.0 needs a system library nobody ships here); it
+        # installs a top-level `rocketmq` package.
+        "cluster": ["mysqlclient>=2.2", "redis[hiredis]>=5.0", "rocketmq-client-python==0.5.0rc2"],
         "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"],
     },
     entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},

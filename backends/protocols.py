@@ -416,6 +416,12 @@ class Bus(Protocol):
     Guarantees: ``publish`` to a node is called once per target node per fanout, never
     once per receiver; delivery is at-most-once and per-publisher FIFO (a lost push is
     recovered by the client's sync, which is why messages are durable before they fan out).
+    At-most-once is what ``on_envelope`` sees: an envelope may be lost (the target is not
+    consuming, a broker is down), never handed over twice; an implementation on an
+    at-least-once broker deduplicates what the broker redelivers. ``publish`` never blocks
+    the event loop and never raises because the target or a broker is unreachable (it
+    drops and logs); it raises only when this bus is closed. A node that starts consuming
+    receives what is published from then on, never what its earlier incarnations missed.
     """
 
     async def start(self, node: NodeId, on_envelope: Callable[[Envelope], Awaitable[None] | None]) -> None:

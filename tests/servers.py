@@ -1,9 +1,9 @@
-"""Real servers for the cluster backends' tests: MariaDB and Redis on loopback.
+"""Real servers for the cluster backends' tests: MariaDB, Redis and RocketMQ on loopback.
 
 Each server is started once per test session (session-scoped fixtures), in a private
 directory with a free port, and stopped by its pid when the session ends. Tests isolate
-themselves inside it: a fresh database (``mariadb_server.new_database()``) or a fresh key
-prefix (``redis_server.new_prefix()``) each.
+themselves inside it: a fresh database (``mariadb_server.new_database()``) a fresh key
+prefix (``redis_server.new_prefix()``) or a fresh topic prefix (``rocketmq_server.new_prefix()``) each.
 
 A missing server binary FAILS the test with what to install (never a skip: ``make test``
 installs them, so a missing one means the install step is broken).
@@ -13,6 +13,7 @@ The servers are children of the pytest process and get SIGKILL if it dies (Linux
 """
 from __future__ import annotations
 
+import concurrent.futures
 import ctypes
 import os
 import shutil
@@ -27,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-__all__ = ["MariaDB", "RedisServer", "mariadb_server", "redis_server", "find_binary"]
+__all__ = ["MariaDB", "RedisServer", "RocketMQ", "mariadb_server", "redis_server", "rocketmq_server", "find_binary"]
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _PR_SET_PDEATHSIG = 1
@@ -242,6 +243,172 @@ class RedisServer:
             _stop(self.proc)
 
 
+ROCKETMQ_VERSION = "5.3.3"
+_ROCKETMQ_FETCH = "tests/rocketmq/fetch-jars.sh"
+
+
+def rocketmq_lib() -> Path:
+    """The dir of the RocketMQ server jars that tests/rocketmq/fetch-jars.sh fills."""
+    home = os.environ.get("EDGEIM_ROCKETMQ_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeim" / f"rocketmq-{ROCKETMQ_VERSION}")
+    return Path(home) / "lib"
+
+
+def _free_port_with(*offsets: int) -> int:
+    """A free port p such that p + each offset is free too (the broker also binds p - 2 and p + 1)."""
+    for _ in range(200):
+        port = free_port()
+        if all(1024 < port + o < 65536 for o in offsets):
+            try:
+                for o in offsets:
+                    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                        s.bind(("127.0.0.1", port + o))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free port block for the broker")
+
+
+class RocketMQ:
+    """A private RocketMQ 5.3.3: one name server and one broker (two JVMs), each with its
+    own ``ROCKETMQ_HOME`` and ``-Duser.home`` (their logs go under ``base/<role>/logs``),
+    free ports, the store under ``base/store``. ``stop_broker()``/``start_broker()`` restart
+    the broker on the same port and store (outage tests); the name server stays."""
+
+    java_opts = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-XX:-UsePerfData", "-Djava.net.preferIPv4Stack=true"]
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.lib = rocketmq_lib()
+        self.namesrv_port = 0
+        self.broker_port = 0
+        self.namesrv_proc: subprocess.Popen[bytes] | None = None
+        self.broker_proc: subprocess.Popen[bytes] | None = None
+        self.started_in = 0.0  # seconds from launch to the broker accepting sends
+        # Linux sends PR_SET_PDEATHSIG when the *thread* that forked the child exits, so a
+        # broker restarted from a short-lived thread (asyncio.to_thread) would be killed with
+        # it: every JVM is forked from this one thread, which lives as long as the session.
+        self._launcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="rocketmq-launcher")
+
+    @property
+    def namesrv(self) -> str:
+        return f"127.0.0.1:{self.namesrv_port}"
+
+    @property
+    def broker(self) -> str:
+        return f"127.0.0.1:{self.broker_port}"
+
+    @staticmethod
+    def new_prefix() -> str:
+        """A topic prefix of its own: a test's node ids map to topics no other test uses."""
+        return f"t{uuid.uuid4().hex[:10]}_"
+
+    def admin(self) -> Any:
+        from edgeim.backends.rocketmq import RocketMqAdmin
+        return RocketMqAdmin(self.namesrv)
+
+    def start(self) -> None:
+        java = find_binary("java", "default-jre-headless")
+        if not (self.lib / ".complete").exists():
+            pytest.fail(f"the RocketMQ {ROCKETMQ_VERSION} jars are not in {self.lib}: run `{_ROCKETMQ_FETCH}` "
+                        "(`make install` does; it needs java and maven: apt-get install -y default-jre-headless maven)",
+                        pytrace=False)
+        try:
+            import rocketmq.client  # noqa: F401
+        except ImportError:
+            pytest.fail("rocketmq-client-python is not installed: `pip install -e '.[cluster]'` (make install)",
+                        pytrace=False)
+        self.java = java
+        self.namesrv_port = free_port()
+        self.broker_port = _free_port_with(-2, 1)
+        for role in ("namesrv", "broker"):
+            (self.base / role).mkdir(parents=True, exist_ok=True)
+        (self.base / "namesrv" / "namesrv.conf").write_text(f"listenPort={self.namesrv_port}\nbindAddress=127.0.0.1\n")
+        store = self.base / "store"
+        (self.base / "broker" / "broker.conf").write_text("\n".join([
+            "brokerClusterName=EdgeimTest", "brokerName=broker-a", "brokerId=0", "brokerIP1=127.0.0.1",
+            f"namesrvAddr={self.namesrv}", f"listenPort={self.broker_port}", "bindAddress=127.0.0.1",
+            f"storePathRootDir={store}", f"storePathCommitLog={store / 'commitlog'}",
+            "autoCreateTopicEnable=true", "autoCreateSubscriptionGroup=true",
+            "mappedFileSizeCommitLog=67108864", "flushDiskType=ASYNC_FLUSH",
+            "deleteWhen=04", "fileReservedTime=1", "",
+        ]))
+        launched = time.monotonic()
+        self.namesrv_proc = self._launch("namesrv", "org.apache.rocketmq.namesrv.NamesrvStartup")
+        self.start_broker()
+        self.started_in = time.monotonic() - launched
+
+    def _launch(self, role: str, main: str) -> subprocess.Popen[bytes]:
+        home = self.base / role
+        conf = home / f"{role}.conf"
+        env = {**os.environ, "ROCKETMQ_HOME": str(home)}
+        args = [self.java, *self.java_opts, f"-Duser.home={home}", "-cp", f"{self.lib}/*", main, "-c", str(conf)]
+
+        def launch() -> subprocess.Popen[bytes]:
+            with open(home / "stdout.log", "ab") as out:
+                return subprocess.Popen(args, cwd=home, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                        stderr=subprocess.STDOUT, preexec_fn=_child_setup(None, None))
+        return self._launcher.submit(launch).result()
+
+    def start_broker(self) -> None:
+        self.broker_proc = self._launch("broker", "org.apache.rocketmq.broker.BrokerStartup")
+        self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        """Ready = registered with the name server and a send to a topic it creates succeeds."""
+        from edgeim.backends.rocketmq import RocketMqAdminError
+        admin = self.admin()
+        deadline = time.monotonic() + _READY_TIMEOUT * 2  # two JVMs on a busy machine
+        log = self.base / "broker" / "logs" / "rocketmqlogs" / "broker.log"
+        while True:
+            for name, proc in (("name server", self.namesrv_proc), ("broker", self.broker_proc)):
+                assert proc is not None
+                if proc.poll() is not None:
+                    pytest.fail(f"the RocketMQ {name} exited with {proc.returncode} at start:\n"
+                                f"{_tail(self.base / ('namesrv' if name == 'name server' else 'broker') / 'stdout.log')}",
+                                pytrace=False)
+            try:
+                if self.broker in admin.master_brokers().values():
+                    admin.create_topic(self.broker, "edgeim_ready", 1)
+                    admin.send(self.broker, "edgeim_ready", b"ready")
+                    return
+            except RocketMqAdminError:
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                pytest.fail(f"RocketMQ was not ready after {_READY_TIMEOUT * 2:.0f} s:\n{_tail(log)}", pytrace=False)
+            time.sleep(0.1)
+
+    def stop_broker(self, crash: bool = False) -> None:
+        """SIGTERM (SIGKILL after 10 s: a broker takes ~10-20 s to shut down cleanly), or
+        SIGKILL at once with ``crash`` (outage tests; the store recovers at the next start)."""
+        if self.broker_proc is not None:
+            if crash:
+                self.broker_proc.kill()
+                self.broker_proc.wait()
+            else:
+                _stop(self.broker_proc, timeout=10.0)
+            self.broker_proc = None
+
+    def stop(self) -> None:
+        self.stop_broker()
+        if self.namesrv_proc is not None:
+            _stop(self.namesrv_proc)
+            self.namesrv_proc = None
+        self._launcher.shutdown(wait=False)
+
+
+_rocketmq: RocketMQ | None = None
+
+
+def _stop_rocketmq() -> None:
+    global _rocketmq
+    server, _rocketmq = _rocketmq, None
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
 def _remove_orphaned_dirs(prefix: str) -> None:
     """Data dirs of sessions that were killed before their clean-up (their servers died
     with them): each dir names the pytest process that owns it."""
@@ -278,3 +445,25 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def rocketmq_server(request: pytest.FixtureRequest) -> RocketMQ:
+    """One name server + broker for the whole session, however many test modules import
+    this fixture (each import is a fixture definition of its own, so the server is a module
+    global, stopped once at the end of the session)."""
+    global _rocketmq
+    if _rocketmq is None:
+        _remove_orphaned_dirs("edgeim-rocketmq-")
+        base = Path(tempfile.mkdtemp(prefix="edgeim-rocketmq-"))
+        (base / "owner.pid").write_text(str(os.getpid()))
+        server = RocketMQ(base)
+        request.config.add_cleanup(_stop_rocketmq)
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+            raise
+        _rocketmq = server
+    return _rocketmq
