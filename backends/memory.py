@@ -36,6 +36,7 @@ class MemoryRoutes:
         self._ops_since_sweep = 0
         self._size_after_sweep = 0
         self._nodes_of: dict[ConvId, set[NodeId]] = {}
+        self._numbers: dict[int, tuple[NodeId, float]] = {}  # node number -> (node, expires_at)
 
     async def bind(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> Route | None:
         now = self._tick()
@@ -91,6 +92,30 @@ class MemoryRoutes:
 
     async def nodes_of(self, conv: ConvId) -> list[NodeId]:
         return list(self._nodes_of.get(conv, ()))
+
+    async def unsubscribe_node(self, node: NodeId) -> None:
+        for conv in [c for c, nodes in self._nodes_of.items() if node in nodes]:
+            await self.unsubscribe(node, [conv])
+
+    async def lease_number(self, node: NodeId, ttl: float, numbers: int) -> int:
+        now = self._clock()
+        for number, (holder, expires_at) in self._numbers.items():
+            if holder == node:
+                self._numbers[number] = (node, now + ttl)
+                return number
+        for number in range(numbers):
+            held = self._numbers.get(number)
+            if held is None or held[1] <= now:
+                self._numbers[number] = (node, now + ttl)
+                return number
+        raise RuntimeError(f"all {numbers} node numbers are leased: too many nodes")
+
+    async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
+        held = self._numbers.get(number)
+        if held is None or held[0] != node or held[1] <= self._clock():
+            return False
+        self._numbers[number] = (node, self._clock() + ttl)
+        return True
 
     async def close(self) -> None:
         self._nodes_of.clear()

@@ -389,6 +389,17 @@ class Routes(Protocol):
     async def nodes_of(self, conv: ConvId) -> list[NodeId]:
         """The nodes subscribed to ``conv``."""
 
+    async def unsubscribe_node(self, node: NodeId) -> None:
+        """Take ``node`` out of every conversation (a node starting again after a crash)."""
+
+    async def lease_number(self, node: NodeId, ttl: float, numbers: int) -> int:
+        """A number in 0..numbers-1 that no other live node holds, leased to ``node`` for
+        ``ttl`` seconds (the one it holds already, if any): the node's part of message ids,
+        which must never collide."""
+
+    async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
+        """Extend the lease; False if it lapsed (the node must stop making ids)."""
+
     async def close(self) -> None: ...
 
 
@@ -396,9 +407,10 @@ class Envelope(msgspec.Struct, frozen=True):
     """What one node hands another: an encoded frame and whom to give it to there.
 
     ``frame`` is sent as is to every local session of ``user_ids`` on the receiving node,
-    or, when ``conv`` is set, of every local member of that conversation (the receiving
-    node expands it: a group message crosses to each node once, never once per member),
-    except the session (``skip_user``, ``skip_terminal``) that originated it. A KICK
+    or, when ``conv`` is set, of every local member of that conversation but ``user_ids``
+    (the receiving node expands it: a group message crosses to each node once, never once
+    per member; members who just came or went get such a frame by name instead), except
+    the session (``skip_user``, ``skip_terminal``) that originated it. A KICK
     envelope (``kick_terminal`` set) closes that user's session on that terminal.
     """
 
@@ -408,6 +420,9 @@ class Envelope(msgspec.Struct, frozen=True):
     skip_user: UserId = UserId(0)
     skip_terminal: str = ""
     kick_terminal: str = ""
+    #: state keys ("u:<user id>", "g:<group id>") changed in the store by the sending node:
+    #: the receiving node reloads those it holds (``frame`` is empty then)
+    refresh: tuple[str, ...] = ()
 
 
 class Bus(Protocol):

@@ -81,6 +81,31 @@ return 1
 """
 
 
+# KEYS[1] the prefix of number keys; ARGV node, ttl_ms, numbers -> the number leased, or -1.
+# A node that holds a number keeps it (restarts after a crash get theirs back once it expires).
+_LEASE = """
+local free = -1
+for n = 0, tonumber(ARGV[3]) - 1 do
+  local key = KEYS[1] .. n
+  local holder = redis.call('GET', key)
+  if holder == ARGV[1] then
+    redis.call('PEXPIRE', key, ARGV[2])
+    return n
+  end
+  if not holder and free < 0 then free = n end
+end
+if free >= 0 then redis.call('SET', KEYS[1] .. free, ARGV[1], 'PX', ARGV[2]) end
+return free
+"""
+
+# KEYS[1] the number's key; ARGV node, ttl_ms -> 1 if still this node's
+_RENEW_LEASE = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
 def _ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
@@ -103,6 +128,8 @@ class RedisRoutes:
         self._bind = self._redis.register_script(_BIND)
         self._renew = self._redis.register_script(_RENEW)
         self._unbind = self._redis.register_script(_UNBIND)
+        self._lease = self._redis.register_script(_LEASE)
+        self._renew_lease = self._redis.register_script(_RENEW_LEASE)
 
     def _user_key(self, user_id: UserId) -> str:
         return f"{self.prefix}r:{user_id}"
@@ -192,6 +219,20 @@ class RedisRoutes:
 
     async def nodes_of(self, conv: ConvId) -> list[NodeId]:
         return [NodeId(n.decode()) for n in await self._redis.smembers(self._conv_key(conv))]
+
+    # -- node numbers ------------------------------------------------------------------------
+
+    async def lease_number(self, node: NodeId, ttl: float, numbers: int) -> int:
+        """A number in 0..numbers-1 held by no other live node, for ``ttl`` seconds (the
+        node's part of every message id); the one ``node`` holds already, if any."""
+        number = int(await self._lease(keys=[f"{self.prefix}num:"], args=[node, _ms(ttl), numbers]))
+        if number < 0:
+            raise RuntimeError(f"all {numbers} node numbers are leased: too many nodes")
+        return number
+
+    async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
+        """Keep the lease; False if it lapsed and another node took the number."""
+        return bool(await self._renew_lease(keys=[f"{self.prefix}num:{number}"], args=[node, _ms(ttl)]))
 
     async def close(self) -> None:
         """Close the connections (of a client this object made; a passed-in one is the

@@ -249,15 +249,19 @@ cdef class RoutingTable:
                 queued += _queue(terminals, frame, user == skip_user, skip_terminal)
         return queued
 
-    cpdef Py_ssize_t to_conv(self, bytes frame, str conv, object skip_user=0, str skip_terminal=""):
+    cpdef Py_ssize_t to_conv(self, bytes frame, str conv, object skip_user=0, str skip_terminal="",
+                             object skip_users=None):
         """Queue ``frame`` on every peer of every local member of ``conv`` but
-        (skip_user, skip_terminal); returns how many peers got it."""
+        (skip_user, skip_terminal) and the users in ``skip_users`` (a set, or None: those
+        get it by name); returns how many peers got it."""
         cdef set members = self._convs.get(conv)
         cdef Py_ssize_t queued = 0
         cdef dict terminals
         if members is None:
             return 0
         for user in members:
+            if skip_users is not None and user in skip_users:
+                continue
             terminals = self._users.get(user)
             if terminals is not None:
                 queued += _queue(terminals, frame, user == skip_user, skip_terminal)

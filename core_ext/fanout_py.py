@@ -179,12 +179,15 @@ class RoutingTable:
                 queued += _queue(terminals, frame, user == skip_user, skip_terminal)
         return queued
 
-    def to_conv(self, frame: bytes, conv: str, skip_user: int = 0, skip_terminal: str = "") -> int:
+    def to_conv(self, frame: bytes, conv: str, skip_user: int = 0, skip_terminal: str = "",
+                skip_users: set[int] | None = None) -> int:
         members = self._convs.get(conv)
         if members is None:
             return 0
         queued = 0
         for user in members:
+            if skip_users is not None and user in skip_users:
+                continue
             terminals = self._users.get(user)
             if terminals is not None:
                 queued += _queue(terminals, frame, user == skip_user, skip_terminal)

@@ -6,7 +6,8 @@ the session maps them to ERROR frames."""
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
+import inspect
+from typing import Any, Awaitable, Callable, Coroutine
 
 from ..backends.protocols import StoredMessage, UserId
 from ..core_ext import bodies
@@ -45,10 +46,30 @@ class Api:
         self._groups = groups
         self._quota = quota
         #: op -> handler, for every request op
-        self.handlers: dict[int, Handler] = {op: getattr(self, f"on_{op.name.lower()}") for op in bodies.OPS}
+        self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
+
+    def _settling(self, handler: Any) -> Handler:
+        """A handler that waits on the store, made to wait first for the reloads under way
+        of its user and group (another node changed them: the push announcing the change
+        may have reached the client before this node read the change back). Handlers
+        answered from memory run as they are."""
+        if not inspect.iscoroutinefunction(handler):
+            return handler
+        state = self._state
+
+        def run(s: Session, req_id: int, flags: int, target: int, req: Any) -> Awaitable[None]:
+            if not state.reloading:
+                return handler(s, req_id, flags, target, req)
+            keys = [f"u:{s.user_id}"] + ([f"g:{req.group}"] if hasattr(req, "group") else [])
+            return _after(state.settled(*keys), handler(s, req_id, flags, target, req))
+
+        return run
 
     def _me(self, session: Session) -> UserState:
-        return self._state.users[session.user_id]  # loaded at login, kept while online
+        user = self._state.users.get(session.user_id)  # loaded at login, kept while online
+        if user is None:  # the session closed (the user's last here) while this request waited
+            raise Unavailable("the session is closing")
+        return user
 
     # -- accounts and sessions ------------------------------------------------------------------
 
@@ -102,6 +123,12 @@ class Api:
         reach the store in the order they were sent."""
         group = bool(flags & Flag.GROUP)
         self._quota.charge(s.user_id, len(req.content.encode()))
+        if self._state.reloading:  # another node changed the sender or the group: check fresh state
+            keys = (f"u:{s.user_id}", f"g:{target}" if group else "")
+            if any(key in self._state.reloading for key in keys):
+                previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
+                return _after(self._state.settled(*keys), self._send_later(s, req_id, target, group, req, previous,
+                                                                          s.send_gate))
         if s.send_gate is None or s.send_gate.done():
             new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, req.content)
             if new is not None:
@@ -305,6 +332,15 @@ class Api:
     async def on_group_mute_all(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupMuteAll) -> None:
         await self._groups.mute_all(await self._groups.get(req.group), s.user_id, req.muted)
         s.reply(Op.GROUP_MUTE_ALL_OK, req_id, None)
+
+
+async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None:
+    try:
+        await first
+    except BaseException:
+        then.close()
+        raise
+    await then
 
 
 def _message_body(m: StoredMessage) -> bodies.Message:

@@ -7,11 +7,14 @@ import fcntl
 import logging
 import os
 import secrets
+import urllib.parse
 from pathlib import Path
 from typing import Any, Coroutine
 
 from ..backends.memory import LocalBus, MemoryRoutes
-from ..backends.protocols import Bus, NodeId, Routes, Store, StoreUnavailable
+from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Routes, Store, StoredMessage, StoreUnavailable, UserId
+from ..core_ext import bodies
+from ..core_ext.protocol import HEADER_SIZE
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
@@ -19,7 +22,8 @@ from ..services.auth import AuthService, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
 from ..services.groups import Groups, Membership
-from ..services.ids import IdGenerator, node_number
+from ..services.conversations import is_group, parse_conv
+from ..services.ids import NODE_NUMBERS, IdGenerator
 from ..services.messages import Messages
 from ..services.quota import SendQuota
 from ..services.social import Social
@@ -33,6 +37,9 @@ from .session import Session
 __all__ = ["Node", "DataDirInUse"]
 
 log = logging.getLogger("edgeim.node")
+
+#: seconds a node number is leased for; renewed every third of it
+NUMBER_LEASE = 60.0
 
 
 class DataDirInUse(RuntimeError):
@@ -52,11 +59,12 @@ class Node:
             secret = config.token_secret or _load_secret(config.data_dir)
         except OSError as exc:
             raise StoreUnavailable(f"cannot use data dir {config.data_dir}: {exc}") from None
-        self.store = store or SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
-        self.routes = routes or MemoryRoutes()
-        self.bus = bus or LocalBus()
+        self.store = store or _store(config)
+        self.routes = routes or _routes(config)
+        self.bus = bus or _bus(config)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_fd = -1
+        self._keeper: asyncio.Task[None] | None = None
 
         self.table = RoutingTable()
         self.outbox = Outbox(self.loop)
@@ -65,21 +73,28 @@ class Node:
         self.auth = AuthService(self.store, secret, config.token_ttl,
                                 Passwords(config.password_memory_kib, config.password_time_cost),
                                 Hashing(default_workers(), config.login_backlog, config.login_rate, config.login_burst))
-        conversations = Conversations(self.store, self.state, self.delivery.to_users)
+        self.conversations = conversations = Conversations(self.store, self.state, self.delivery.to_users,
+                                                           self.delivery.refresh)
         users = Users(self.store)
         groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
+            self.delivery.refresh,
         ), users.exists, config.group_max_members)
-        messages = Messages(self.store, self.state, users, IdGenerator(node_number(self.id)), conversations, groups,
-                            config.strangers_may_send)
-        social = Social(self.store, self.state, self.delivery.to_users, users.exists)
+        self.ids = IdGenerator()  # its node number is leased at start
+        messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send)
+        social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
                           config.user_send_bytes_burst)
+        self._quota = quota
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
-                                 config.max_sessions_per_user, quota.forget)
+                                 config.max_sessions_per_user, self._offline)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
                        groups, quota)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, lambda: self.store.healthy)
+        # what other nodes tell this one (nothing comes on embedded defaults)
+        self.delivery.on_refresh = self._refresh
+        self.delivery.on_message = self._remote_message
+        self.delivery.on_unsubscribed = self._unsubscribed
 
     def _new_session(self) -> Session:
         return Session(self.config, self.loop, self.outbox, self.api.handlers, self.spawn, self.server.sessions,
@@ -90,7 +105,12 @@ class Node:
         self._lock_fd = _lock(self.config.data_dir)
         try:
             await self.store.open()
+            # a number no other live node holds, for message ids; subscriptions left by an
+            # earlier run under this node id (a crash) go
+            self.ids.set_node(await self.routes.lease_number(self.id, NUMBER_LEASE, NODE_NUMBERS))
+            await self.routes.unsubscribe_node(self.id)
             await self.bus.start(self.id, self.delivery.deliver)
+            self._keeper = self.loop.create_task(self._keep_number())
             return await self.server.start()
         except BaseException:
             await self._close_backends()
@@ -99,6 +119,8 @@ class Node:
     async def stop(self) -> None:
         """Drain sessions, let accepted requests finish (their appends commit), flush the store."""
         await self.server.drain()
+        if self._keeper is not None:
+            self._keeper.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=10)
         await self._close_backends()
@@ -111,11 +133,82 @@ class Node:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
 
+    async def _keep_number(self) -> None:
+        """Renew the node number's lease; should it have lapsed (the routes were unreachable
+        for its whole TTL), take a number again rather than risk another node's ids."""
+        while True:
+            await asyncio.sleep(NUMBER_LEASE / 3)
+            try:
+                if not await self.routes.renew_number(self.ids.node, self.id, NUMBER_LEASE):
+                    self.ids.set_node(await self.routes.lease_number(self.id, NUMBER_LEASE, NODE_NUMBERS))
+                    log.warning("node number lease lapsed; leased another", extra={"number": self.ids.node})
+            except Exception:
+                log.exception("node number lease renewal failed")
+
+    # -- news from other nodes ------------------------------------------------------------------
+
+    def _refresh(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            kind, _, number = key.partition(":")
+            if kind == "u" and int(number) in self.state.users:
+                self.state.reload(key, self._reload_user(UserId(int(number))))
+            elif kind == "g" and int(number) in self.state.groups:
+                self.state.reload(key, self.state.reload_group(GroupId(int(number))))
+
+    async def _reload_user(self, user_id: UserId) -> None:
+        changed = await self.state.reload_user(user_id)
+        if changed is None or not self.table.online(user_id):
+            return
+        old, new = ({c for c in s.convs if is_group(c)} for s in changed)
+        self.delivery.offline(user_id, old - new)  # groups they left elsewhere
+        self.delivery.online(user_id, new - old)  # and joined
+
+    def _remote_message(self, frame: bytes) -> None:
+        """A message committed on another node: this node's heads and lists follow."""
+        m = bodies.decode(memoryview(frame)[HEADER_SIZE:], bodies.Message)
+        self.conversations.committed(StoredMessage(m.id, ConvId(m.conv), m.seq, UserId(m.sender), m.to, m.cmid,
+                                                  m.type, m.content, m.ts))
+
+    def _unsubscribed(self, convs: list[ConvId]) -> None:
+        """No member of these groups is online here: stop holding them (another node may
+        change them unheard)."""
+        for conv in convs:
+            if is_group(conv):
+                self.state.forget_group(GroupId(parse_conv(conv)[1]))
+
+    def _offline(self, user_id: UserId) -> None:
+        self._quota.forget(user_id)
+        self.state.forget_user(user_id)
+
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _store(config: Config) -> Store:
+    if not config.store:
+        return SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
+    from ..backends.mysql import MysqlStore  # the cluster backends' clients are an extra
+    return MysqlStore(config.store)
+
+
+def _routes(config: Config) -> Routes:
+    if not config.routes:
+        return MemoryRoutes()
+    from ..backends.redis import RedisRoutes
+    # redis://host:port/db?prefix=P: several deployments (or test runs) can share a server
+    url, _, query = config.routes.partition("?")
+    prefix = urllib.parse.parse_qs(query).get("prefix", ["im:"])[0]
+    return RedisRoutes(url, prefix=prefix)
+
+
+def _bus(config: Config) -> Bus:
+    if not config.bus:
+        return LocalBus()
+    from ..backends.rocketmq import RocketMqBus
+    return RocketMqBus(config.bus.removeprefix("rocketmq://").rstrip("/"))
 
 
 def _lock(data_dir: Path) -> int:

@@ -75,6 +75,18 @@ class Config:
     strangers_may_send: bool = False
     #: members a new group may hold
     group_max_members: int = 2000
+    #: cluster backends, all three or none (none: embedded SQLite, memory routes, in-process
+    #: bus): a MySQL-protocol store shared by the nodes (mysql://user:pass@host:port/db, also
+    #: tidb:// and mariadb://), Redis for routes (redis://host:port/db), a RocketMQ name
+    #: server for the bus (rocketmq://host:port)
+    store: str = ""
+    routes: str = ""
+    bus: str = ""
+
+    @property
+    def cluster(self) -> bool:
+        """Does this node share users and messages with others (any cluster backend set)?"""
+        return bool(self.store or self.routes or self.bus)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -118,6 +130,19 @@ class Config:
             raise ConfigError("user_send_* must be positive, the byte burst at least one message (32768)")
         if self.max_sessions_per_user < 1:
             raise ConfigError("max_sessions_per_user must be at least 1")
+        if self.store and not self.store.startswith(("mysql://", "mariadb://", "tidb://")):
+            raise ConfigError(f"store must be a mysql:// (or tidb://, mariadb://) URL, got {self.store!r}")
+        if self.routes and not self.routes.startswith("redis://"):
+            raise ConfigError(f"routes must be a redis:// URL, got {self.routes!r}")
+        if self.bus and not self.bus.startswith("rocketmq://"):
+            raise ConfigError(f"bus must be a rocketmq://host:port URL, got {self.bus!r}")
+        if self.cluster:
+            missing = [name for name in ("store", "routes", "bus") if not getattr(self, name)]
+            if missing:
+                raise ConfigError(f"a cluster node needs store, routes and bus; {', '.join(missing)} missing")
+            if not self.token_secret:
+                raise ConfigError("a cluster node needs the token secret its peers use (token_secret_file or "
+                                  "IM_TOKEN_SECRET): a secret of its own would refuse their tokens")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:

@@ -58,9 +58,12 @@ def parse_conv(conv: str) -> tuple[str, int, int]:
 
 
 class Conversations:
-    def __init__(self, store: Store, state: State, notify: Callable[[bytes, tuple[UserId, ...], UserId, str], None]) -> None:
+    def __init__(self, store: Store, state: State, notify: Callable[[bytes, tuple[UserId, ...], UserId, str], None],
+                 refresh: Callable[..., None]) -> None:
         self._store = store
         self._state = state
+        # refresh(users=...): other nodes holding these users reload them
+        self._refresh = refresh
         # notify(frame, users, skip_user, skip_terminal): a push to every device of users
         self._notify = notify
 
@@ -185,6 +188,7 @@ class Conversations:
         without passing here. A user who left the conversation meanwhile keeps no state
         (the store changes existing rows only)."""
         await self._store.apply(SetUserConv(user.id, uc))
+        self._refresh(users=(user.id,))  # the user's devices on other nodes
         current = user.convs.get(uc.conv)
         if current is None:
             return uc

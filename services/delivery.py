@@ -25,9 +25,13 @@ __all__ = ["Delivery"]
 
 log = logging.getLogger("edgeim.delivery")
 
-# (frame, users, conv, skip_user, skip_terminal, reply): a push to users (conv "") or to a
-# conversation, or, when ``reply`` is set, a reply to hand to it in turn
-_Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None"]
+# (frame, users, conv, skip_user, skip_terminal, reply, refresh): a push to users (conv "")
+# or to a conversation; when ``reply`` is set, a reply to hand to it in turn; when
+# ``refresh`` is set, state keys the other nodes holding them must reload
+_Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None", tuple[str, ...]]
+#: the op byte of a MSG_PUSH frame (header offset 1): another node's message, whose head
+#: and list entries this node's state takes over
+_MSG_PUSH = 0x40
 
 
 _gc_started = 0.0
@@ -56,6 +60,11 @@ class Delivery:
         self._spawn = spawn
         self._queue: list[_Item] = []
         self._flushing = False
+        #: what this node does with another node's news: state keys to reload, a message
+        #: committed elsewhere, conversations it no longer takes frames for (set by the node)
+        self.on_refresh: Callable[[tuple[str, ...]], object] = lambda keys: None
+        self.on_message: Callable[[bytes], object] = lambda frame: None
+        self.on_unsubscribed: Callable[[list[ConvId]], object] = lambda convs: None
         if os.environ.get("IM_TRACE_FANOUT") == "1":
             self.to_conv = self._to_conv_traced  # type: ignore[method-assign]
             gc.callbacks.append(_trace_gc)
@@ -67,21 +76,25 @@ class Delivery:
         skip_terminal). Returns at once: what is pushed in one loop iteration is routed
         with one routes lookup, and frames go out in the order they were pushed. At most
         once: a receiver that misses a frame catches up with SYNC."""
-        self._enqueue((frame, tuple(users), "", skip_user, skip_terminal, None))
+        self._enqueue((frame, tuple(users), "", skip_user, skip_terminal, None, ()))
 
-    def to_conv(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+    def to_conv(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
+                skip_users: Iterable[UserId] = ()) -> None:
         """Deliver ``frame`` to every live session of every member of ``conv`` (a group's
-        conversation) except (skip_user, skip_terminal): once per node, by conversation id."""
-        self._enqueue((frame, (), conv, skip_user, skip_terminal, None))
+        conversation) except (skip_user, skip_terminal) and ``skip_users`` (members who
+        get it by name, through ``to_users``: those who just came or went, whom the other
+        nodes may not count as members yet or any more): once per node, by conversation id."""
+        self._enqueue((frame, tuple(skip_users), conv, skip_user, skip_terminal, None, ()))
 
-    def _to_conv_traced(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+    def _to_conv_traced(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
+                        skip_users: Iterable[UserId] = ()) -> None:
         """``to_conv``, timed: a marker queued right behind the push notes when the push has
         been appended to every local peer's queue, then a ``call_soon`` from there runs
         after the Outbox flush that writes it (that flush was scheduled, with call_soon,
         by the first peer queued, so it comes first in the ready queue)."""
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        self._enqueue((frame, (), conv, skip_user, skip_terminal, None))
+        self._enqueue((frame, tuple(skip_users), conv, skip_user, skip_terminal, None, ()))
 
         def queued(_: object) -> None:
             loop.call_soon(flushed, time.perf_counter())
@@ -94,12 +107,20 @@ class Delivery:
                 "flushed_us": round((done - started) * 1e6, 1),
             })
 
-        self._enqueue((b"", (), "", UserId(0), "", queued))
+        self._enqueue((b"", (), "", UserId(0), "", queued, ()))
 
     def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
         """Call ``send(frame)`` once the pushes queued before it are handed over: a reply
         that must not overtake them (a SEND_ACK) goes through here."""
-        self._enqueue((frame, (), "", UserId(0), "", send))
+        self._enqueue((frame, (), "", UserId(0), "", send, ()))
+
+    def refresh(self, users: Iterable[UserId] = (), groups: Iterable[int] = ()) -> None:
+        """This node changed these users' or groups' state in the store: the other nodes
+        that hold them (where the users are online, where the groups have members online)
+        reload them. In order with the pushes queued before and after it."""
+        keys = tuple(f"u:{u}" for u in users) + tuple(f"g:{g}" for g in groups)
+        convs = ",".join(f"g{g}" for g in groups)
+        self._enqueue((b"", tuple(users), convs, UserId(0), "", None, keys))
 
     def _enqueue(self, item: _Item) -> None:
         self._queue.append(item)
@@ -127,19 +148,25 @@ class Delivery:
                 for route in await self._routes.lookup(list(users)):
                     if route.node != self.node:
                         nodes_of_user.setdefault(route.user_id, set()).add(route.node)
-            for conv in {item[2] for item in batch if item[2]}:
+            for conv in {c for item in batch if item[2] for c in item[2].split(",")}:
                 nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
         except Exception:  # other nodes get nothing this time (receivers will sync); local ones do
             log.exception("routes lookup failed", extra={"frames": len(batch)})
         table = self._table
-        for frame, users, conv, skip_user, skip_terminal, reply in batch:
+        for frame, users, conv, skip_user, skip_terminal, reply, refresh in batch:
             if reply is not None:
                 reply(frame)
                 continue
-            if conv:
-                table.to_conv(frame, conv, skip_user, skip_terminal)
+            if refresh:
+                nodes = {n for u in users for n in nodes_of_user.get(u, ())}
+                nodes.update(n for c in conv.split(",") if c for n in nodes_of_conv.get(c, ()))
+                for node in nodes:
+                    await self._publish(node, Envelope(b"", refresh=refresh))
+                continue
+            if conv:  # ``users`` are the members skipped here (they get it by name)
+                table.to_conv(frame, conv, skip_user, skip_terminal, set(users) if users else None)
                 for node in nodes_of_conv.get(conv, ()):
-                    await self._publish(node, Envelope(frame, conv=ConvId(conv), skip_user=skip_user,
+                    await self._publish(node, Envelope(frame, users, conv=ConvId(conv), skip_user=skip_user,
                                                        skip_terminal=skip_terminal))
                 continue
             table.to_users(frame, users, skip_user, skip_terminal)
@@ -158,14 +185,20 @@ class Delivery:
 
     def deliver(self, envelope: Envelope) -> int:
         """An envelope from another node (the bus callback): give it to the local sessions."""
+        if envelope.refresh:
+            self.on_refresh(envelope.refresh)
+            return 0
+        if len(envelope.frame) > 1 and envelope.frame[1] == _MSG_PUSH:
+            self.on_message(envelope.frame)
         if envelope.kick_terminal:
             for user_id in envelope.user_ids:
                 peer = self._table.get(user_id, envelope.kick_terminal)
                 if peer is not None:
                     peer.owner.kick(envelope.frame)
             return 0
-        if envelope.conv:
-            return self._table.to_conv(envelope.frame, envelope.conv, envelope.skip_user, envelope.skip_terminal)
+        if envelope.conv:  # its user_ids are members skipped (they get it by name)
+            return self._table.to_conv(envelope.frame, envelope.conv, envelope.skip_user, envelope.skip_terminal,
+                                       set(envelope.user_ids) if envelope.user_ids else None)
         return self._table.to_users(envelope.frame, envelope.user_ids, envelope.skip_user, envelope.skip_terminal)
 
     async def kick(self, node: NodeId, frame: bytes, user_id: UserId, terminal: str) -> None:
@@ -200,6 +233,8 @@ class Delivery:
             self._spawn(self._subscribe(False, last))
 
     async def _subscribe(self, on: bool, convs: list[ConvId]) -> None:
+        if not on:
+            self.on_unsubscribed(convs)
         try:
             if on:
                 await self._routes.subscribe(self.node, convs)

@@ -45,7 +45,12 @@ def _one_at_a_time(method: M) -> M:
         async with self._state.lock(("group", group.id)):
             if group.dissolved:
                 raise RequestError(f"no group {group.id}", ErrorCode.NOT_FOUND)
-            return await method(self, group, *args, **kwargs)
+            before = set(group.members)
+            try:
+                return await method(self, group, *args, **kwargs)
+            finally:
+                # other nodes reload the group, and the users who came or went (their lists)
+                self._edge.refresh(users=before ^ set(group.members), groups=(group.id,))
 
     return run  # type: ignore[return-value]
 
@@ -53,12 +58,15 @@ def _one_at_a_time(method: M) -> M:
 class Membership:
     """What the edge does when members come and go: route the group's frames to them."""
 
-    def __init__(self, to_users: Callable[[bytes, Iterable[UserId]], None], to_conv: Callable[[bytes, ConvId], None],
-                 joined: Callable[[ConvId, UserId], None], left: Callable[[ConvId, UserId], None]) -> None:
+    def __init__(self, to_users: Callable[[bytes, Iterable[UserId]], None], to_conv: Callable[..., None],
+                 joined: Callable[[ConvId, UserId], None], left: Callable[[ConvId, UserId], None],
+                 refresh: Callable[..., None]) -> None:
         self.to_users = to_users
         self.to_conv = to_conv
         self.joined = joined
         self.left = left
+        #: refresh(users=..., groups=...): other nodes holding these reload them
+        self.refresh = refresh
 
 
 class Groups:
@@ -151,7 +159,8 @@ class Groups:
         self._state.groups_version += 1  # a new entry in its members' lists
         for member in group.members.values():
             self._entered(group, member)
-        self._event(group, "created", owner.id, list(group.members))
+        self._edge.refresh(users=list(group.members))
+        self._event(group, "created", owner.id, list(group.members), came_or_went=list(group.members))
         return group
 
     @_one_at_a_time
@@ -195,7 +204,7 @@ class Groups:
         self._check_room(group, len(new))
         await self._add(group, *new)
         if new:
-            self._event(group, "joined", actor.id, new)
+            self._event(group, "joined", actor.id, new, came_or_went=new)
         return new
 
     @_one_at_a_time
@@ -207,7 +216,7 @@ class Groups:
         if group.record.join_mode == "open":
             self._check_room(group, 1)
             await self._add(group, user.id)
-            self._event(group, "joined", user.id, [user.id])
+            self._event(group, "joined", user.id, [user.id], came_or_went=[user.id])
             return "joined"
         if user.id in group.requests:
             raise RequestError("a request to join is already pending", ErrorCode.CONFLICT)
@@ -225,7 +234,7 @@ class Groups:
         if accept:
             self._check_room(group, 1)
             await self._add(group, user)  # drops the request in the same write
-            self._event(group, "joined", actor, [user])
+            self._event(group, "joined", actor, [user], came_or_went=[user])
         else:
             await self._store.apply(DropJoinRequest(group.id, user))
             group.requests.pop(user, None)
@@ -237,9 +246,7 @@ class Groups:
         if member.role == "owner":
             raise RequestError("the owner hands the group over (GROUP_TRANSFER) or dissolves it", ErrorCode.FORBIDDEN)
         await self._remove(group, user)
-        frame = self._frame(group, "left", user, [user])
-        self._edge.to_conv(frame, group_conv(group.id))
-        self._edge.to_users(frame, (user,))
+        self._event(group, "left", user, [user], came_or_went=[user])
 
     @_one_at_a_time
     async def kick(self, group: GroupState, actor: UserId, user: UserId) -> None:
@@ -247,9 +254,7 @@ class Groups:
             raise RequestError("use GROUP_QUIT to leave", ErrorCode.INVALID_ARGUMENT)
         _outranks(group, actor, user)
         await self._remove(group, user)
-        frame = self._frame(group, "kicked", actor, [user])
-        self._edge.to_conv(frame, group_conv(group.id))
-        self._edge.to_users(frame, (user,))
+        self._event(group, "kicked", actor, [user], came_or_went=[user])
 
     @_one_at_a_time
     async def set_role(self, group: GroupState, actor: UserId, user: UserId, role: str) -> None:
@@ -352,8 +357,16 @@ class Groups:
         return encode_frame(Op.GROUP_PUSH, 0, group.id, bodies.encode(body))
 
     def _event(self, group: GroupState, event: str, actor: UserId, users: list[UserId], role: str = "",
-               until: int = 0) -> None:
-        self._edge.to_conv(self._frame(group, event, actor, users, role, until), group_conv(group.id))
+               until: int = 0, came_or_went: Iterable[UserId] = ()) -> None:
+        """The GROUP_PUSH to every member; ``came_or_went`` (members who just joined or
+        left) get it by name, since other nodes may not count them as members yet or any
+        more, and the conversation's push skips them, so each device gets it once."""
+        # ahead of the push: the other nodes read the change back before their clients hear of it
+        self._edge.refresh(users=came_or_went, groups=(group.id,))
+        frame = self._frame(group, event, actor, users, role, until)
+        self._edge.to_conv(frame, group_conv(group.id), skip_users=came_or_went)
+        if came_or_went:
+            self._edge.to_users(frame, came_or_went)
 
 
 def _member(group: GroupState, user: UserId) -> Member:

@@ -23,11 +23,14 @@ Notify = Callable[[bytes, tuple[UserId, ...], UserId, str], None]
 
 
 class Social:
-    def __init__(self, store: Store, state: State, notify: Notify, user_exists: Callable[[UserId], Awaitable[bool]]) -> None:
+    def __init__(self, store: Store, state: State, notify: Notify, user_exists: Callable[[UserId], Awaitable[bool]],
+                 refresh: Callable[..., None]) -> None:
         self._store = store
         self._state = state
         self._notify = notify
         self._user_exists = user_exists
+        # refresh(users=...): other nodes holding these users reload them
+        self._refresh = refresh
 
     # -- lists (memory only) --------------------------------------------------------------------
 
@@ -127,6 +130,7 @@ class Social:
         if other not in user.requests_in:
             raise RequestError(f"no friend request from {other}", ErrorCode.NOT_FOUND)
         await self._store.apply(DropFriendRequest(other, user.id))
+        self._refresh(users=(user.id, other))
         user.requests_in.pop(other, None)
         user.changed()
         peer = self._loaded(other)
@@ -150,6 +154,7 @@ class Social:
         if friend is None:
             raise RequestError(f"{other} is not your friend", ErrorCode.NOT_FRIENDS)
         await self._store.apply(SetRemark(user.id, other, remark))
+        self._refresh(users=(user.id,))
         user.friends[other] = _friend(other, friend.since, remark)
         user.changed()
 
@@ -158,6 +163,7 @@ class Social:
         if (other in user.blocked) == blocked:
             return
         await self._store.apply(SetBlock(user.id, other, blocked))
+        self._refresh(users=(user.id, other))
         peer = self._loaded(other)
         if blocked:
             user.blocked.add(other)
@@ -186,6 +192,7 @@ class Social:
         return self._state.users.get(user_id)
 
     def _event(self, event: str, to: UserId, about: UserId, message: str, ts: int) -> None:
+        self._refresh(users=(to, about))  # ahead of the push: its node reads the change back first
         body = bodies.encode(bodies.FriendEvent(event=event, user=about, message=message, ts=ts))
         self._notify(encode_frame(Op.FRIEND_PUSH, 0, to, body), (to,), UserId(0), "")
 

@@ -150,6 +150,9 @@ class State:
         #: grows with every change of any group (names and sizes shown in lists)
         self.groups_version = 0
         self._locks: weakref.WeakValueDictionary[Any, asyncio.Lock] = weakref.WeakValueDictionary()
+        #: reloads under way because another node changed the thing ("u:1", "g:2" -> task):
+        #: a request that changes it waits for them (``settled``), so it checks fresh state
+        self.reloading: dict[str, asyncio.Future[Any]] = {}
         self._users = _Loader(self.users, self._load_user)
         self._groups = _Loader(self.groups, self._load_group)
 
@@ -182,6 +185,53 @@ class State:
     def group_changed(self, group: GroupState) -> None:
         group.changed()
         self.groups_version += 1
+
+    async def reload_user(self, user_id: UserId) -> tuple[UserState, UserState] | None:
+        """Read a loaded user again from the store (another node changed them): (old, new),
+        or None if this node does not hold them."""
+        old = self.users.get(user_id)
+        if old is None:
+            return None
+        self._users.touch(user_id)
+        new = await self._load_user(user_id)
+        if self.users.get(user_id) is not old:  # evicted or replaced meanwhile
+            return None
+        self.users[user_id] = new
+        return old, new
+
+    async def reload_group(self, group_id: GroupId) -> None:
+        """Read a loaded group again from the store (another node changed it)."""
+        old = self.groups.get(group_id)
+        if old is None:
+            return
+        self._groups.touch(group_id)
+        new = await self._load_group(group_id)
+        if self.groups.get(group_id) is not old:
+            return
+        if new is None:
+            old.dissolved = True
+            self.groups.pop(group_id, None)
+        else:
+            self.groups[group_id] = new
+        self.groups_version += 1
+
+    def reload(self, key: str, work: Any) -> None:
+        """Run ``work`` (a coroutine reloading ``key``) and let ``settled`` wait for it."""
+        task = asyncio.ensure_future(work)
+        self.reloading[key] = task
+        task.add_done_callback(lambda done: self.reloading.pop(key, None) if self.reloading.get(key) is done else None)
+
+    async def settled(self, *keys: str) -> None:
+        """Wait for the reloads of these keys under way (see ``reload``)."""
+        for key in keys:
+            task = self.reloading.get(key) if key else None
+            if task is not None:
+                await asyncio.shield(task)
+
+    def forget_user(self, user_id: UserId) -> None:
+        """The user has no session here any more: another node may change them now, and
+        this node would not hear of it."""
+        self.users.pop(user_id, None)
 
     def forget_group(self, group_id: GroupId) -> None:
         self.groups.pop(group_id, None)

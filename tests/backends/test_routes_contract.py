@@ -121,6 +121,33 @@ class Clock:
         return self.now
 
 
+async def test_node_numbers_are_leased_one_node_each(routes):
+    a, b = await routes.lease_number(A, TTL, 4), await routes.lease_number(B, TTL, 4)
+    assert a != b and {a, b} <= {0, 1, 2, 3}
+    assert await routes.lease_number(A, TTL, 4) == a  # a node keeps its number
+    assert await routes.renew_number(a, A, TTL) is True
+    assert await routes.renew_number(a, B, TTL) is False  # not B's
+    others = [await routes.lease_number(NodeId(f"n{i}"), TTL, 4) for i in range(2)]
+    assert sorted([a, b, *others]) == [0, 1, 2, 3]
+    with pytest.raises(RuntimeError, match="too many nodes"):
+        await routes.lease_number(NodeId("one-too-many"), TTL, 4)
+
+
+async def test_a_lapsed_node_number_goes_to_another_node(routes):
+    a = await routes.lease_number(A, SHORT_TTL, 1)
+    await expire()
+    assert await routes.lease_number(B, TTL, 1) == a
+    assert await routes.renew_number(a, A, TTL) is False
+
+
+async def test_unsubscribe_node_takes_it_out_of_every_conversation(routes):
+    await routes.subscribe(A, [ConvId("g1"), ConvId("g2")])
+    await routes.subscribe(B, [ConvId("g1")])
+    await routes.unsubscribe_node(A)
+    assert await routes.nodes_of(ConvId("g1")) == [B]
+    assert await routes.nodes_of(ConvId("g2")) == []
+
+
 async def test_memory_expired_entries_are_swept():
     clock = Clock()
     routes = MemoryRoutes(clock=clock)

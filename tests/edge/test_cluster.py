@@ -1,0 +1,149 @@
+"""Three ``im serve`` nodes on the cluster backends (MariaDB, Redis, RocketMQ, started by
+tests/servers.py) behave like one big node: messages, pushes, group membership, friends
+and forced logouts cross nodes."""
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+from harness import ServeProcess, new_user, next_event
+
+from edgeim.core_ext.protocol import ErrorCode, Op
+from edgeim.sdk import Client, ServerError
+
+
+@pytest.fixture
+def nodes(tmp_path, mariadb_server, redis_server, rocketmq_server):
+    database = mariadb_server.new_database()
+    shared = dict(
+        store=mariadb_server.url(database),
+        routes=f"{redis_server.url}?prefix={redis_server.new_prefix()}",
+        bus=f"rocketmq://{rocketmq_server.namesrv}",
+        token_secret="cluster-secret-" + uuid.uuid4().hex,
+    )
+    run = uuid.uuid4().hex[:8]
+    started = []
+    try:
+        for name in "abc":
+            node = ServeProcess(tmp_path / name, node_id=f"{run}-{name}", **shared)
+            node.start()
+            started.append(node)
+        yield started
+    finally:
+        for node in started:
+            if node.alive:
+                node.stop()
+        mariadb_server.drop_database(database)
+
+
+async def eventually(request, code: int, timeout: float = 10.0) -> bool:
+    """Repeat ``request()`` until it is refused with ``code`` (a change made on another
+    node reaches this one through the bus); False if it never is within ``timeout``."""
+    async def attempts() -> bool:
+        while True:
+            try:
+                await request()
+            except ServerError as err:
+                if err.code == code:
+                    return True
+                raise
+            await asyncio.sleep(0.05)
+    try:
+        return await asyncio.wait_for(attempts(), timeout)
+    except asyncio.TimeoutError:
+        return False
+
+
+@pytest.fixture
+async def connect():
+    made: list[Client] = []
+
+    async def make(node: ServeProcess) -> Client:
+        client = Client(node.url)
+        await client.connect()
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        await client.close()
+
+
+async def test_a_message_reaches_every_device_on_every_node(nodes, connect):
+    a, b, c = nodes
+    alice, bob_phone, bob_web = await connect(a), await connect(b), await connect(c)
+    _, alice_id = await new_user(alice)
+    bob_name, bob_id = await new_user(bob_phone, "ios")
+    await bob_web.login(bob_name, "secret-pw", "web")
+
+    ack = await alice.send(bob_id, "across")
+    pushed = [await asyncio.wait_for(x.pushes.get(), 20) for x in (bob_phone, bob_web)]
+    assert [(p.id, p.seq, p.content) for p in pushed] == [(ack.msg_id, ack.seq, "across")] * 2
+    # the list on bob's other node has the message that was committed on alice's
+    (entry,) = await bob_web.conversations()
+    assert (entry.last_text, entry.last_from, entry.unread) == ("across", alice_id, 1)
+    # and the reply goes the other way, in the same conversation
+    back = await bob_web.send(alice_id, "back")
+    assert back.conv == ack.conv and back.seq == ack.seq + 1
+    assert (await asyncio.wait_for(alice.pushes.get(), 20)).content == "back"
+
+
+async def test_group_messages_and_membership_cross_nodes(nodes, connect):
+    a, b, c = nodes
+    owner, member_b, member_c = await connect(a), await connect(b), await connect(c)
+    for client in (owner, member_b, member_c):
+        await new_user(client)
+    info = await owner.group_create("everywhere", [member_b.user_id, member_c.user_id])
+    for member in (member_b, member_c):
+        await next_event(member, Op.GROUP_PUSH, 20)  # "created" reached their nodes
+    first = await owner.send_group(info.group, "hello all")
+    for member in (member_b, member_c):
+        assert (await asyncio.wait_for(member.pushes.get(), 20)).id == first.msg_id
+
+    await owner.group_kick(info.group, member_c.user_id)
+    kicked = await next_event(member_c, Op.GROUP_PUSH, 20)
+    assert (kicked.event, kicked.users) == ("kicked", [member_c.user_id])
+    second = await owner.send_group(info.group, "not for c")
+    assert (await asyncio.wait_for(member_b.pushes.get(), 20)).id == second.msg_id
+    await member_c.ping()  # a round trip: nothing else was queued for c
+    assert member_c.pushes.empty()
+    with pytest.raises(ServerError) as err:  # its node knows: no more reading, no more sending
+        await member_c.sync(first.conv)
+    assert err.value.code == ErrorCode.FORBIDDEN
+    assert await member_c.groups() == []
+
+
+async def test_friends_and_blocks_cross_nodes(serve_factory, nodes, connect):
+    a, b, _ = nodes
+    for node in (a, b):  # the product default: only friends message each other
+        node.stop()
+        node.env["IM_STRANGERS_MAY_SEND"] = "0"
+        node.start()
+    alice, bob = await connect(a), await connect(b)
+    _, alice_id = await new_user(alice)
+    _, bob_id = await new_user(bob)
+    with pytest.raises(ServerError) as err:
+        await alice.send(bob_id, "hi?")
+    assert err.value.code == ErrorCode.NOT_FRIENDS
+    await alice.friend_request(bob_id, "it's alice")
+    assert (await next_event(bob, Op.FRIEND_PUSH, 20)).event == "request"
+    await bob.friend_accept(alice_id)
+    assert (await next_event(alice, Op.FRIEND_PUSH, 20)).event == "accepted"
+    await alice.send(bob_id, "friends now")  # alice's node heard of the friendship made on bob's
+    await bob.block(alice_id)
+    # alice's node hears of the block through the bus: it holds from then on
+    assert await eventually(lambda: alice.send(bob_id, "still?"), ErrorCode.BLOCKED)
+    with pytest.raises(ServerError) as err:
+        await alice.send(bob_id, "and now?")
+    assert err.value.code == ErrorCode.BLOCKED
+
+
+async def test_a_login_on_another_node_kicks_the_same_terminal(nodes, connect):
+    a, b, _ = nodes
+    first = await connect(a)
+    name, _ = await new_user(first, "ios")
+    second = await connect(b)
+    await second.login(name, "secret-pw", "ios")
+    assert await asyncio.wait_for(first.wait_closed(), 20) == 4001
+    await second.ping()
