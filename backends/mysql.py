@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import queue
 import threading
 import time
 import urllib.parse
@@ -530,24 +529,8 @@ class MysqlStore(WriteQueue):
             self._writer_done.set_result(None)
 
     def _writer_loop(self) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        stopping = False
-        while not stopping:
-            ops: list[Op] = []
-            item = get()
-            while True:
-                if item is STOP:
-                    stopping = True
-                    break
-                ops.extend(item)  # type: ignore[arg-type]
-                if len(ops) >= self.batch_max:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            for start in range(0, len(ops), self.batch_max):
-                self._commit_batch(ops[start:start + self.batch_max])
+        for batch in self._batches(self.batch_max):
+            self._commit_batch(batch)
 
     def _commit_batch(self, batch: list[Op]) -> None:
         """Commit ``batch`` in one transaction, retrying it whole through deadlocks and

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import os
-import queue
 import sqlite3
 import struct
 import threading
@@ -363,24 +362,8 @@ class SqliteStore(WriteQueue):
             self._writer_done.set_result(None)
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
-        get, get_nowait = self._queue.get, self._queue.get_nowait
-        stopping = False
-        while not stopping:
-            ops: list[Op] = []
-            item = get()  # block for the first hand-over, then take whatever else is waiting
-            while True:
-                if item is STOP:
-                    stopping = True
-                    break
-                ops.extend(item)  # type: ignore[arg-type]
-                if len(ops) >= self.batch_max:
-                    break
-                try:
-                    item = get_nowait()
-                except queue.Empty:
-                    break
-            for start in range(0, len(ops), self.batch_max):
-                self._commit_batch(conn, ops[start:start + self.batch_max])
+        for batch in self._batches(self.batch_max):
+            self._commit_batch(conn, batch)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         """One transaction for the whole batch; every future is settled whatever happens."""

@@ -12,7 +12,7 @@ import asyncio
 import queue
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
 
@@ -103,6 +103,29 @@ class WriteQueue:
         if self._handover:
             ops, self._handover = self._handover, []
             self._queue.put(ops)
+
+    def _batches(self, batch_max: int) -> Iterator[list[Op]]:
+        """On the writer thread: the batches to commit, each at most ``batch_max`` ops: it
+        blocks for the first hand-over, then takes whatever else is waiting; it ends after
+        the batches queued before STOP."""
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        stopping = False
+        while not stopping:
+            ops: list[Op] = []
+            item = get()
+            while True:
+                if item is STOP:
+                    stopping = True
+                    break
+                ops.extend(item)  # type: ignore[arg-type]
+                if len(ops) >= batch_max:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            for start in range(0, len(ops), batch_max):
+                yield ops[start:start + batch_max]
 
 
 def settle(batch: list[Op], outcomes: list[Outcome]) -> None:

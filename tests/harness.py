@@ -16,7 +16,7 @@ from edgeim.core_ext.protocol import Op
 
 from edgeim.sdk import Client
 
-__all__ = ["ServeProcess", "new_user", "everything_stored_for", "next_event", "nothing_pending"]
+__all__ = ["ServeProcess", "new_user", "people", "everything_stored_for", "next_event", "nothing_pending"]
 
 
 #: what every test node gets unless a test says otherwise
@@ -103,6 +103,16 @@ async def new_user(client: Client, terminal: str = "web", password: str = "secre
     user_id = await client.register(name, password)
     await client.login(name, password, terminal)
     return name, user_id
+
+
+async def people(clients: Any, n: int) -> list[Client]:
+    """``n`` connected clients (from the ``clients`` fixture), each a fresh user logged in."""
+    made = []
+    for _ in range(n):
+        client = await clients()
+        await new_user(client)
+        made.append(client)
+    return made
 
 
 async def everything_stored_for(url: str, username: str, password: str = "secret-pw") -> list:

@@ -10,18 +10,9 @@ import asyncio
 import pytest
 
 from edgeim.core_ext.protocol import ErrorCode, Op
-from edgeim.sdk import Client, ServerError
+from edgeim.sdk import ServerError
 
-from harness import new_user, next_event, nothing_pending
-
-
-async def people(clients, n: int) -> list[Client]:
-    made = []
-    for _ in range(n):
-        client = await clients()
-        await new_user(client)
-        made.append(client)
-    return made
+from harness import next_event, nothing_pending, people
 
 
 def by_activity(entries) -> bool:

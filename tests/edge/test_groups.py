@@ -16,16 +16,7 @@ from edgeim.core_ext.codec import decode_frame
 from edgeim.core_ext.protocol import ErrorCode, Flag, Op
 from edgeim.sdk import Client, ServerError
 
-from harness import new_user, next_event, nothing_pending
-
-
-async def people(clients, n: int) -> list[Client]:
-    made = []
-    for _ in range(n):
-        client = await clients()
-        await new_user(client)
-        made.append(client)
-    return made
+from harness import new_user, next_event, nothing_pending, people
 
 
 async def refused(call, code: ErrorCode) -> None:

@@ -11,21 +11,12 @@ import pytest
 from edgeim.core_ext.protocol import ErrorCode, Op
 from edgeim.sdk import Client, ServerError
 
-from harness import new_user, next_event, nothing_pending
+from harness import next_event, nothing_pending, people
 
 
 @pytest.fixture
 def server(serve_factory):
     return serve_factory("cython", strangers_may_send=0)
-
-
-async def people(clients, n: int) -> list[Client]:
-    made = []
-    for _ in range(n):
-        client = await clients()
-        await new_user(client)
-        made.append(client)
-    return made
 
 
 async def befriend(a: Client, b: Client) -> None:
