@@ -1,15 +1,23 @@
-# edgeim node image: builds the Cython extensions, runs `im serve` on embedded defaults.
+# edgeim node image: builds the Cython extensions and the cluster backends' clients; runs
+# `im serve` on embedded defaults, or as a cluster node with IM_STORE/IM_ROUTES/IM_BUS
+# (deploy/docker-compose.yml).
 #   docker build -t edgeim .
 #   docker run -p 8765:8765 -v edgeim-data:/data edgeim
 FROM python:3.11-slim AS build
+# build-essential for the Cython modules; the MySQL client headers for mysqlclient (the
+# cluster extra: mysqlclient, redis, rocketmq-client-python)
 RUN apt-get update \
- && apt-get install -y --no-install-recommends build-essential \
+ && apt-get install -y --no-install-recommends build-essential default-libmysqlclient-dev pkg-config \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[cluster]"
 
 FROM python:3.11-slim
+# what the cluster extra's wheels link against at run time
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libmariadb3 libstdc++6 \
+ && rm -rf /var/lib/apt/lists/*
 RUN useradd --system --uid 10001 --home-dir /data edgeim \
  && mkdir -p /data && chown edgeim /data
 COPY --from=build /wheels /wheels
