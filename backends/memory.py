@@ -8,11 +8,11 @@ single ``im serve`` node needs.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from typing import Awaitable, Callable, Sequence
+from typing import Callable, Sequence
 
+from .consumer import Consumer, OnEnvelope
 from .protocols import ConvId, Envelope, NodeId, Route, UserId
 
 __all__ = ["MemoryRoutes", "LocalBus", "LocalBusHub", "BusClosed"]
@@ -154,9 +154,6 @@ class MemoryRoutes:
             del self._by_user[user_id]
 
 
-OnEnvelope = Callable[[Envelope], Awaitable[None] | None]
-
-
 class BusClosed(RuntimeError):
     """``publish`` or ``start`` on a ``LocalBus`` after ``close``."""
 
@@ -183,9 +180,8 @@ class LocalBus:
     def __init__(self, hub: LocalBusHub | None = None) -> None:
         self.hub = hub if hub is not None else LocalBusHub()
         self._node: NodeId | None = None
-        self._on_envelope: OnEnvelope | None = None
+        self._receiver: Consumer | None = None  # set by start()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
     async def start(self, node: NodeId, on_envelope: OnEnvelope) -> None:
@@ -195,7 +191,7 @@ class LocalBus:
             raise RuntimeError(f"LocalBus already consumes {self._node!r}")
         if node in self.hub.consumers:
             raise RuntimeError(f"node {node!r} is already consumed on this hub")
-        self._node, self._on_envelope = node, on_envelope
+        self._node, self._receiver = node, Consumer(node, on_envelope)
         self._loop = asyncio.get_running_loop()
         self.hub.consumers[node] = self
 
@@ -216,26 +212,10 @@ class LocalBus:
         self._closed = True
         if self._node is not None and self.hub.consumers.get(self._node) is self:
             del self.hub.consumers[self._node]
-        tasks, self._tasks = self._tasks, set()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._receiver is not None:
+            await self._receiver.close()
 
     def _deliver(self, envelope: Envelope) -> None:
-        if self._closed or self._on_envelope is None:
-            return
-        try:
-            result = self._on_envelope(envelope)
-        except Exception:
-            logger.exception("on_envelope failed on node %s", self._node)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(result)
-            self._tasks.add(task)
-            task.add_done_callback(self._task_done)
+        if not self._closed and self._receiver is not None:
+            self._receiver.deliver(envelope)
 
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("on_envelope failed on node %s", self._node, exc_info=task.exception())

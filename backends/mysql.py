@@ -392,11 +392,7 @@ class MysqlStore(WriteQueue):
             return
         self._closed = True
         self._accepting = False
-        if self._writer is not None:
-            self._hand_over()
-            self._queue.put(STOP)  # FIFO: everything queued before it is committed first
-            await asyncio.wrap_future(self._writer_done)
-            self._writer.join()
+        await self._stop_writer()
         if self._reader_pool is not None:
             pool, self._reader_pool = self._reader_pool, None
             await asyncio.get_running_loop().run_in_executor(None, pool.shutdown, True)

@@ -63,7 +63,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import hashlib
-import inspect
 import itertools
 import json
 import logging
@@ -74,10 +73,11 @@ import struct
 import threading
 import time
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import msgspec
 
+from .consumer import Consumer, OnEnvelope
 from .memory import BusClosed
 from .protocols import Envelope, NodeId
 
@@ -85,7 +85,6 @@ __all__ = ["RocketMqBus", "RocketMqAdmin", "RocketMqAdminError", "topic_for", "e
 
 logger = logging.getLogger(__name__)
 
-OnEnvelope = Callable[[Envelope], Awaitable[None] | None]
 
 _TOPIC_OK = re.compile(r"[A-Za-z0-9_-]")
 _TOPIC_MAX = 127
@@ -340,7 +339,7 @@ class RocketMqBus:
         self._topic: str | None = None
         self._group: str | None = None
         self._brokers: dict[str, str] = {}
-        self._on_envelope: OnEnvelope | None = None
+        self._receiver: Consumer | None = None  # set by start()
         self._consumer: Any = None
         self._consumer_lock = threading.Lock()  # the consumer is swapped by the watcher, taken by close
         self._consumer_generation = 0
@@ -349,7 +348,6 @@ class RocketMqBus:
         self._start_offsets: dict[int, int] = {}
         self._seen: collections.OrderedDict[str, _Seen] = collections.OrderedDict()
         self._decoder = msgspec.msgpack.Decoder(_Batch)
-        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- Bus ------------------------------------------------------------------------------
 
@@ -359,7 +357,7 @@ class RocketMqBus:
         if self._node is not None:
             raise RuntimeError(f"RocketMqBus already consumes {self._node!r}")
         self._loop = asyncio.get_running_loop()
-        self._node, self._on_envelope = node, on_envelope
+        self._node, self._receiver = node, Consumer(node, on_envelope)
         self._topic = topic_for(node, self.topic_prefix)
         self._group = f"{self._topic[:200]}_{self.incarnation}"
         await asyncio.to_thread(self._prepare_offsets)
@@ -405,11 +403,8 @@ class RocketMqBus:
         if self._sender is not None:
             self._queue.put(None)
             await asyncio.to_thread(self._sender.join)
-        tasks, self._tasks = self._tasks, set()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._receiver is not None:
+            await self._receiver.close()
 
     # -- publishing -------------------------------------------------------------------------
 
@@ -676,22 +671,9 @@ class RocketMqBus:
 
     def _deliver(self, envelopes: list[Envelope]) -> None:
         for envelope in envelopes:
-            if self._closed or self._on_envelope is None:
+            if self._closed or self._receiver is None:
                 return
-            try:
-                result = self._on_envelope(envelope)
-            except Exception:
-                logger.exception("on_envelope failed on node %s", self._node)
-                continue
-            if inspect.isawaitable(result):
-                task = asyncio.ensure_future(result)
-                self._tasks.add(task)
-                task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("on_envelope failed on node %s", self._node, exc_info=task.exception())
+            self._receiver.deliver(envelope)
 
     def _delete_group(self) -> None:
         for addr in self._brokers.values():

@@ -237,11 +237,7 @@ class SqliteStore(WriteQueue):
             return
         self._closed = True
         self._accepting = False
-        if self._writer is not None:
-            self._hand_over()
-            self._queue.put(STOP)  # FIFO: everything queued before it is committed first
-            await asyncio.wrap_future(self._writer_done)
-            self._writer.join()
+        await self._stop_writer()
         if self._reader is not None:
             # Queued after any read in flight; closes the connection on its own thread.
             await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)

@@ -9,7 +9,9 @@ writes reach that thread and how their futures come back.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import queue
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -53,12 +55,15 @@ class WriteQueue:
     """``submit``, ``append``, ``apply`` and ``create_user`` of the Store Protocol, queueing
     records for the writer thread, which takes lists of them (or STOP) from ``_queue``.
 
-    A subclass sets ``_accepting`` (True while open) and ``_closed``, and calls
-    ``_hand_over()`` before it queues STOP, so that nothing accepted is left behind.
+    A subclass sets ``_accepting`` (True while open), ``_closed``, its writer thread
+    ``_writer`` and ``_writer_done`` (set when the thread ends), and stops the writer with
+    ``_stop_writer()``, so that nothing accepted is left behind.
     """
 
     _accepting: bool
     _closed: bool
+    _writer: threading.Thread | None
+    _writer_done: concurrent.futures.Future[None]
 
     def __init__(self) -> None:
         # lists of ops (or STOP): the loop hands over everything submitted in one loop
@@ -103,6 +108,15 @@ class WriteQueue:
         if self._handover:
             ops, self._handover = self._handover, []
             self._queue.put(ops)
+
+    async def _stop_writer(self) -> None:
+        """For close(): hand over what is still queued, then STOP; wait until the writer
+        has committed everything before it and ended."""
+        if self._writer is not None:
+            self._hand_over()
+            self._queue.put(STOP)  # FIFO: everything queued before it is committed first
+            await asyncio.wrap_future(self._writer_done)
+            self._writer.join()
 
     def _batches(self, batch_max: int) -> Iterator[list[Op]]:
         """On the writer thread: the batches to commit, each at most ``batch_max`` ops: it
