@@ -56,7 +56,7 @@ from .protocols import (
     SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
-from .writes import STOP, Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
+from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
 
 try:
     import MySQLdb
@@ -367,20 +367,7 @@ class MysqlStore(WriteQueue):
         tables are missing after migration."""
         if self._writer is not None or self._closed:
             raise RuntimeError("MysqlStore.open() may be called once")
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # daemon: a forgotten close() must not hang interpreter exit; what it drops was
-        # never acknowledged, since acknowledgements follow commits
-        self._writer = threading.Thread(target=self._writer_main, args=(ready,),
-                                        name=f"mysql-writer:{self._args['database']}", daemon=True)
-        self._writer.start()
-        try:
-            await asyncio.wrap_future(ready)
-        except BaseException:
-            self._queue.put(STOP)
-            await asyncio.wrap_future(self._writer_done)
-            self._writer.join()
-            self._closed = True
-            raise
+        await self._start_writer(f"mysql-writer:{self._args['database']}", self._writer_main)
         self._reader_pool = concurrent.futures.ThreadPoolExecutor(
             max_workers=self.reader_threads, thread_name_prefix="mysql-reader")
         self._accepting = True

@@ -30,7 +30,7 @@ from .protocols import (
     SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
-from .writes import STOP, Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
+from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
 
 __all__ = ["SqliteStore", "MIGRATIONS"]
 
@@ -205,21 +205,7 @@ class SqliteStore(WriteQueue):
         """Create or migrate the schema, then start the writer and the reader threads."""
         if self._writer is not None or self._closed:
             raise RuntimeError("SqliteStore.open() may be called once")
-        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
-        # daemon: a forgotten close() must not hang interpreter exit; what it drops was
-        # never acknowledged, since acknowledgements follow commits.
-        self._writer = threading.Thread(
-            target=self._writer_main, args=(ready,), name=f"sqlite-writer:{self.path}", daemon=True
-        )
-        self._writer.start()
-        try:
-            await asyncio.wrap_future(ready)
-        except BaseException:  # failed, or cancelled while migrating: stop the writer
-            self._queue.put(STOP)
-            await asyncio.wrap_future(self._writer_done)
-            self._writer.join()
-            self._closed = True
-            raise
+        await self._start_writer(f"sqlite-writer:{self.path}", self._writer_main)
         # Created after the migrations so the reader never sees a half-built schema; one
         # thread, so its connection never crosses threads (check_same_thread stays on).
         self._reader = concurrent.futures.ThreadPoolExecutor(

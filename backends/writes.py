@@ -14,7 +14,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
 
@@ -108,6 +108,24 @@ class WriteQueue:
         if self._handover:
             ops, self._handover = self._handover, []
             self._queue.put(ops)
+
+    async def _start_writer(self, name: str, main: Callable[[concurrent.futures.Future[None]], None]) -> None:
+        """Start the writer thread ``main(ready)`` and wait until it sets ``ready`` (its
+        schema is in place); if that fails or is cancelled, stop it, mark the store
+        closed and raise."""
+        ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        # daemon: a forgotten close() must not hang interpreter exit; what it drops was
+        # never acknowledged, since acknowledgements follow commits
+        self._writer = threading.Thread(target=main, args=(ready,), name=name, daemon=True)
+        self._writer.start()
+        try:
+            await asyncio.wrap_future(ready)
+        except BaseException:
+            self._queue.put(STOP)
+            await asyncio.wrap_future(self._writer_done)
+            self._writer.join()
+            self._closed = True
+            raise
 
     async def _stop_writer(self) -> None:
         """For close(): hand over what is still queued, then STOP; wait until the writer
