@@ -45,15 +45,16 @@ import threading
 import time
 import urllib.parse
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import msgspec
 
+from ..core_ext import content
 from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
-    SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    SetBlock, SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -196,6 +197,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             ts         BIGINT      NOT NULL
         ) {_TABLE}""",
     ),
+    (
+        # recall, mentions (SqliteStore's step 4; its full-text index has no twin here: a
+        # search scans the reader's conversations). ADD COLUMN IF NOT EXISTS: MariaDB and TiDB
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS mentions VARCHAR(2200) NOT NULL DEFAULT ''",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS recalled_by BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS recalled_at BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS mention_seq BIGINT NOT NULL DEFAULT 0",
+    ),
 )
 
 _TABLES = frozenset({
@@ -211,11 +220,12 @@ _KEY_CHARS = 128  # VARCHAR(128): conv, cmid, username, token ids
 _IN_CHUNK = 500  # tuples per IN (...) list
 _WRITER_ROWS_KEPT_MS = 7 * 24 * 3600 * 1000  # store_writers rows of stores gone this long are deleted
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts"
+_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
 # only %s placeholders inside VALUES (...): mysqlclient then sends executemany as ONE
 # multi-row statement (it splits at 64 KiB)
-_INSERT_MESSAGES = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_INSERT_MESSAGES = ("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)")
 _ENTER_CONVS = ("INSERT INTO user_convs (user_id, conv) VALUES (%s, %s)"
                 " ON DUPLICATE KEY UPDATE user_id = user_id")
 _LOCK_CONVS = "INSERT INTO convs (conv, last_seq) VALUES (%s, %s) ON DUPLICATE KEY UPDATE last_seq = last_seq"
@@ -430,6 +440,10 @@ class MysqlStore(WriteQueue):
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         return await self._read(_in_snapshot, _readers, conv, seq, exclude, after, limit)
 
+    async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
+                     limit: int) -> list[StoredMessage]:
+        return await self._read(_in_snapshot, _search, list(convs), text, before_id, limit)
+
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         pool = self._reader_pool
         if not self._accepting or pool is None:
@@ -602,6 +616,7 @@ class MysqlStore(WriteQueue):
         run: list[tuple[Any, ...]] = []  # message rows of the current run, not yet inserted
         entering: dict[tuple[int, str], None] = {}
         touched: dict[tuple[int, str], int] = {}  # (sender, conv) -> newest seq it sent
+        mentioned: list[tuple[str, int, str]] = []  # (conv, seq, mentions) of the messages that mention
 
         def flush() -> None:
             if run:
@@ -624,7 +639,7 @@ class MysqlStore(WriteQueue):
                     outcomes.append((op.future, msgspec.structs.replace(first, duplicate=True), None))
                     continue
                 seq = last[m.conv] + 1
-                row = (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
+                row = (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
                 if row_by_row:
                     error = _insert_alone(cur, row)
                     if error is not None:
@@ -643,6 +658,8 @@ class MysqlStore(WriteQueue):
                 for user in m.members:  # a private conversation enters both lists
                     entering[(user, m.conv)] = None
                 touched[(m.sender, m.conv)] = seq
+                if m.mentions:
+                    mentioned.append((m.conv, seq, m.mentions))
                 outcomes.append((op.future, stored, None))
             else:
                 flush()  # changes see every message before them, as called
@@ -664,6 +681,8 @@ class MysqlStore(WriteQueue):
             cur.executemany(_ENTER_CONVS, list(entering))
         if touched:
             _move_read_cursors(cur, touched)
+        for conv, seq, mentions in mentioned:
+            _mark_mentions(cur, conv, seq, mentions)
         moved = [(conv, seq) for conv, seq in last.items() if seq != start_last.get(conv)]
         if moved:
             cur.executemany(_SET_LAST_SEQS, moved)
@@ -678,8 +697,9 @@ class MysqlStore(WriteQueue):
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage: cmid comes
     back as the bytes of its VARBINARY column."""
-    id_, conv, seq, sender, to, cmid, type_, content, ts = row
-    return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts)
+    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at = row
+    return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts, mentions, recalled_by,
+                         recalled_at)
 
 
 def _refusal(m: NewMessage) -> ValueError | None:
@@ -712,6 +732,15 @@ def _unavailable(args: dict[str, Any], exc: BaseException) -> StoreUnavailable:
 
 def _group_conv(group: int) -> str:
     return f"g{group}"
+
+
+def _mark_mentions(cur: Any, conv: str, seq: int, mentions: str) -> None:
+    if mentions == "*":
+        cur.execute("UPDATE user_convs SET mention_seq = %s WHERE conv = %s", (seq, conv))
+        return
+    users = [int(u) for u in mentions.split(",")]
+    cur.execute(f"UPDATE user_convs SET mention_seq = %s WHERE conv = %s AND user_id IN ({_in_list(len(users), 1)})",
+                (seq, conv, *users))
 
 
 def _in_list(n: int, width: int) -> str:
@@ -925,6 +954,15 @@ def _revoke_token(tx: _Tx, c: RevokeToken) -> None:
                    " ON DUPLICATE KEY UPDATE token_id = token_id", (c.token_id, c.expires_at))
 
 
+def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
+    tx.cur.execute("UPDATE messages SET content = '', mentions = '', recalled_by = %s, recalled_at = %s"
+                   " WHERE conv = %s AND seq = %s AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
+    if tx.cur.rowcount == 0:
+        return None
+    tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    return _message(tx.cur.fetchone())
+
+
 _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     PutFriendRequest: _put_friend_request,
     DropFriendRequest: _drop_friend_request,
@@ -942,6 +980,7 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     SetUserConv: _set_user_conv,
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
+    RecallMessage: _recall,
 }
 
 
@@ -989,9 +1028,10 @@ def _load_user(cur: Any, user_id: int) -> UserRecords:
         "SELECT sender, receiver, message, ts FROM friend_requests WHERE sender = %s ORDER BY ts")]
     blocked = [UserId(r[0]) for r in rows("SELECT blocked_id FROM blocks WHERE user_id = %s")]
     blocked_by = [UserId(r[0]) for r in rows("SELECT user_id FROM blocks WHERE blocked_id = %s")]
-    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq)
-             for conv, read_seq, pinned, muted, hidden_seq, joined_seq in rows(
-                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq FROM user_convs WHERE user_id = %s")]
+    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq)
+             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in rows(
+                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
+                 " WHERE user_id = %s")]
     # the head is the message at the conversation's last seq (convs moves with each commit)
     heads = [_message(r) for r in rows(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
@@ -1015,6 +1055,30 @@ def _load_group(cur: Any, group_id: int) -> GroupRecords | None:
     cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s ORDER BY seq DESC LIMIT 1", (_group_conv(group_id),))
     head = cur.fetchone()
     return GroupRecords(group, members, requests, _message(head) if head else None)
+
+
+def _search(cur: Any, convs: list[tuple[str, int]], text: str, before_id: int, limit: int) -> list[StoredMessage]:
+    """No full-text index here: the messages of ``convs`` whose content holds ``text`` are
+    scanned newest first, and the candidates checked against what a search matches."""
+    if not convs or limit <= 0:
+        return []
+    needle = text.lower()
+    pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    found: list[StoredMessage] = []
+    for start in range(0, len(convs), _IN_CHUNK):
+        chunk = convs[start:start + _IN_CHUNK]
+        cur.execute(
+            f"{_SELECT_MESSAGES} WHERE conv IN ({_in_list(len(chunk), 1)}) AND id < %s AND recalled_by = 0"
+            f" AND type IN ({content.TEXT}, {content.FILE}, {content.LOCATION}) AND LOWER(content) LIKE %s"
+            " ORDER BY id DESC LIMIT %s",
+            (*[conv for conv, _ in chunk], before_id or _NO_BOUND, pattern, limit * 4))
+        floors = dict(chunk)
+        for row in cur.fetchall():
+            m = _message(row)
+            if m.seq > floors[m.conv] and needle in content.searchable(m.type, m.content).lower():
+                found.append(m)
+    found.sort(key=lambda m: m.id, reverse=True)
+    return found[:limit]
 
 
 def _readers(cur: Any, conv: str, seq: int, exclude: int, after: int, limit: int) -> tuple[int, list[UserId]]:

@@ -20,7 +20,7 @@ __all__ = [
     "GroupRecords", "Change", "PutFriendRequest", "DropFriendRequest", "PutFriendship",
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
     "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv", "SetPasswordHash",
-    "RevokeToken",
+    "RevokeToken", "RecallMessage",
     "Store", "Routes", "Bus",
     "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable",
 ]
@@ -71,6 +71,9 @@ class NewMessage(msgspec.Struct, frozen=True):
     #: users whose conversation lists gain ``conv`` at its first message (a private
     #: conversation's two users); group members enter theirs when they join
     members: tuple[UserId, ...] = ()
+    #: who the message mentions: "" nobody, "*" every member, else user ids joined by ","
+    #: (their ``UserConv.mention_seq`` moves to the message's seq in the same commit)
+    mentions: str = ""
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -83,6 +86,9 @@ class StoredMessage(msgspec.Struct, frozen=True):
     type: int
     content: str
     ts: int
+    mentions: str = ""  # as in NewMessage
+    recalled_by: int = 0  # a recalled message keeps its row with content "" (a tombstone)
+    recalled_at: int = 0  # unix ms
     duplicate: bool = False  # True when (sender, cmid) was already stored: this is that row
 
 
@@ -111,6 +117,9 @@ class UserConv(msgspec.Struct, frozen=True):
     muted: bool = False
     hidden_seq: int = 0  # hidden until the conversation reaches this seq; 0: shown
     joined_seq: int = 0  # group: messages up to this seq predate the member
+    #: the newest seq that mentions the user (written by the store with that message, the
+    #: one field that changes without the user acting); mentioned while above read_seq
+    mention_seq: int = 0
 
 
 class UserRecords(msgspec.Struct, frozen=True):
@@ -258,6 +267,17 @@ class SetUserConv(msgspec.Struct, frozen=True, tag=True):
     state: UserConv
 
 
+class RecallMessage(msgspec.Struct, frozen=True, tag=True):
+    """Make message ``seq`` of ``conv`` a tombstone: content "" and no mentions, who and
+    when kept. Resolves to the tombstone, or None when there is no such message or it was
+    recalled already (the second of two racing recalls gets None)."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    at: int  # unix ms
+
+
 class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
     user: UserId
     password_hash: str
@@ -274,7 +294,7 @@ class RevokeToken(msgspec.Struct, frozen=True, tag=True):
 Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
-    | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken
+    | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
 )
 
 
@@ -351,6 +371,13 @@ class Store(Protocol):
         """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and
         the ids of up to ``limit`` of them above ``after``, ascending. A member who joined
         at or after ``seq`` (``joined_seq >= seq``) never saw it and is not counted."""
+
+    async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
+                     limit: int) -> list[StoredMessage]:
+        """Messages of ``convs`` (each with the seq at and below which the reader may not
+        see it) whose searchable text (``content.searchable``) contains ``text``, case
+        insensitive; recalled ones left out; newest first (by id), ids below ``before_id``
+        (0: no bound), at most ``limit``."""
 
 
 class Route(msgspec.Struct, frozen=True):

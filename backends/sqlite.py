@@ -21,13 +21,14 @@ import sqlite3
 import struct
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+from ..core_ext import content
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
-    SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    SetBlock, SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -144,17 +145,28 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     CREATE INDEX revoked_tokens_by_expiry ON revoked_tokens (expires_at);
     """,
+    """
+    -- recall (a tombstone keeps who and when), mentions, and the text a search matches: a
+    -- trigram index finds any substring of three characters or more, in any script
+    ALTER TABLE messages ADD COLUMN mentions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN recalled_by INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN recalled_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE user_convs ADD COLUMN mention_seq INTEGER NOT NULL DEFAULT 0;
+    CREATE VIRTUAL TABLE message_text USING fts5(body, tokenize = 'trigram');
+    INSERT INTO message_text (rowid, body) SELECT id, content FROM messages WHERE type = 1 AND content <> '';
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
 _SEQ_CACHE_MAX = 100_000  # conversations whose last seq the writer keeps in memory
 _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts"
+_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
 _INSERT_MESSAGE = (
-    f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (sender, cmid) DO NOTHING"
+    "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
 )
+_INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
 _ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
 _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
@@ -278,6 +290,10 @@ class SqliteStore(WriteQueue):
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         return await self._read_with(_readers, conv, seq, exclude, after, limit)
 
+    async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
+                     limit: int) -> list[StoredMessage]:
+        return await self._read_with(_search, list(convs), text, before_id, limit)
+
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if not self._accepting or self._reader is None:
             raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
@@ -394,7 +410,7 @@ class SqliteStore(WriteQueue):
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
         seq = self._next_seq(conn, m.conv)
         cur = conn.execute(
-            _INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
+            _INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
         )
         if cur.rowcount == 0:  # (sender, cmid) already stored, maybe earlier in this batch
             row = conn.execute(
@@ -411,7 +427,12 @@ class SqliteStore(WriteQueue):
                     known.clear()
                 known.add((user, m.conv))
         touched[(m.sender, m.conv)] = seq
-        return StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts)
+        text = content.searchable(m.type, m.content)
+        if text:
+            conn.execute(_INDEX_TEXT, (m.msg_id, text))
+        if m.mentions:
+            _mark_mentions(conn, m.conv, seq, m.mentions)
+        return StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
 
     def _next_seq(self, conn: sqlite3.Connection, conv: str) -> int:
         """The seq the next message of ``conv`` gets (it is cached once the message is in)."""
@@ -489,6 +510,26 @@ class SqliteStore(WriteQueue):
             (st.read_seq, st.pinned, st.muted, st.hidden_seq, c.user, st.conv),
         )
 
+
+
+def _mark_mentions(conn: sqlite3.Connection, conv: str, seq: int, mentions: str) -> None:
+    if mentions == "*":
+        conn.execute("UPDATE user_convs SET mention_seq = ? WHERE conv = ?", (seq, conv))
+        return
+    users = [int(u) for u in mentions.split(",")]
+    conn.execute(f"UPDATE user_convs SET mention_seq = ? WHERE conv = ? AND user_id IN ({', '.join('?' * len(users))})",
+                 (seq, conv, *users))
+
+
+def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> StoredMessage | None:
+    cur = conn.execute(
+        "UPDATE messages SET content = '', mentions = '', recalled_by = ?, recalled_at = ?"
+        " WHERE conv = ? AND seq = ? AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
+    if cur.rowcount == 0:
+        return None
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
+    conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
+    return StoredMessage(*row)
 
 
 def _group_conv(group: int) -> str:
@@ -596,6 +637,7 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetUserConv: SqliteStore._set_user_conv,
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
+    RecallMessage: _recall,
 }
 
 
@@ -624,10 +666,10 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
         "SELECT sender, receiver, message, ts FROM friend_requests WHERE sender = ? ORDER BY ts", (user_id,))]
     blocked = [row[0] for row in conn.execute("SELECT blocked_id FROM blocks WHERE user_id = ?", (user_id,))]
     blocked_by = [row[0] for row in conn.execute("SELECT user_id FROM blocks WHERE blocked_id = ?", (user_id,))]
-    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq)
-             for conv, read_seq, pinned, muted, hidden_seq, joined_seq in conn.execute(
-                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq FROM user_convs WHERE user_id = ?",
-                 (user_id,))]
+    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq)
+             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in conn.execute(
+                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
+                 " WHERE user_id = ?", (user_id,))]
     heads = [StoredMessage(*row) for row in conn.execute(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
@@ -650,6 +692,28 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
     head = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 1",
                         (_group_conv(group_id),)).fetchone()
     return GroupRecords(group, members, requests, StoredMessage(*head) if head else None)
+
+
+def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: str, before_id: int,
+            limit: int) -> list[StoredMessage]:
+    if not convs or limit <= 0:
+        return []
+    mine = ", ".join("(?, ?)" for _ in convs)
+    params: list[Any] = [value for pair in convs for value in pair]
+    columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+    if len(text) >= 3:  # the trigram index: any substring of three characters or more
+        phrase = '"' + text.replace('"', '""') + '"'
+        sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM message_text t"
+               " JOIN messages m ON m.id = t.rowid JOIN mine ON mine.conv = m.conv AND m.seq > mine.floor"
+               " WHERE message_text MATCH ? AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
+        params += [phrase, before_id or _NO_BOUND, limit]
+    else:  # shorter than a trigram: scan the indexed text of the reader's conversations
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM mine"
+               " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
+               " WHERE t.body LIKE ? ESCAPE '\\' AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
+        params += [pattern, before_id or _NO_BOUND, limit]
+    return [StoredMessage(*row) for row in conn.execute(sql, params)]
 
 
 def _readers(conn: sqlite3.Connection, conv: str, seq: int, exclude: int, after: int,

@@ -10,11 +10,12 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from . import content
 from .protocol import REQUEST_OPS, Op
 
 __all__ = [
     "Empty", "Register", "Login", "TokenLogin", "Send", "Sync", "History", "Conversations",
-    "ConvSet", "Read", "Readers", "UserRef", "FriendRequest", "FriendRemark", "ListPage",
+    "ConvSet", "Read", "Readers", "Recall", "Search", "SearchPage", "UserRef", "FriendRequest", "FriendRemark", "ListPage",
     "GroupCreate", "GroupRef", "GroupUpdate", "GroupMembers", "GroupUsers", "GroupJoin",
     "GroupApprove", "GroupUser", "GroupSetRole", "GroupMute", "GroupMuteAll", "RegisterOk",
     "LoginOk", "SendAck", "Message", "Page", "ConversationInfo", "ConversationList",
@@ -23,15 +24,16 @@ __all__ = [
     "GroupUsersDone", "JoinResult", "JoinRequestList", "Kicked", "FriendEvent",
     "GroupEvent", "Error",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
-    "MAX_CONTENT", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_SEQ", "MAX_ID",
+    "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_SEQ", "MAX_ID",
 ]
 
-MAX_CONTENT = 32 * 1024  # characters of message content
+MAX_CONTENT = content.MAX_CONTENT  # characters (and UTF-8 bytes) of a message content
 MAX_PAGE = 200  # messages per sync/history page
 MAX_SEQ = 2**63 - 1
 MAX_ID = 2**63 - 1  # user and group ids are signed 64-bit in every store
 MAX_LIST = 500  # items per list page (conversations, friends, groups, members, readers)
 MAX_USERS = 500  # user ids in one GROUP_CREATE or GROUP_INVITE
+MAX_MENTIONS = 100  # user ids mentioned by one message
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+\Z")]
 Password = Annotated[str, msgspec.Meta(min_length=6, max_length=128)]
@@ -77,17 +79,35 @@ class TokenLogin(_Body):
     terminal: Terminal
 
 
-class Send(_Body):
-    """Send to the user in the header's ``target`` field."""
+class Send(_Body, omit_defaults=True):
+    """Send to the user (or, with flag GROUP, the group) in the header's ``target`` field.
+    ``content`` is a string for text (type 1) and a map of its type's schema otherwise
+    (core_ext/content.py); ``mentions`` and ``mention_all`` are for group messages."""
 
     cmid: ClientMsgId
-    content: Annotated[str, msgspec.Meta(max_length=MAX_CONTENT)]
+    content: Annotated[str, msgspec.Meta(max_length=MAX_CONTENT)] | dict[str, Any]
     type: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
+    mentions: Annotated[list[Id], msgspec.Meta(max_length=MAX_MENTIONS)] = []
+    mention_all: bool = False
 
     def __post_init__(self) -> None:
-        # the bound is on UTF-8 bytes too, so that any stored message fits in one frame
-        if len(self.content) > MAX_CONTENT // 4 and len(self.content.encode()) > MAX_CONTENT:
-            raise ValueError(f"content is over {MAX_CONTENT} bytes in UTF-8")
+        # the bound is on UTF-8 bytes (or the map's JSON) too, so a stored message fits a frame
+        content.check(self.type, self.content)
+
+
+class Recall(_Body):
+    conv: ConvId
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+
+
+class Search(_Body):
+    """Messages of the caller's own conversations whose text contains ``query``, newest
+    first; ``before`` is a message id from an earlier page (0: from the newest)."""
+
+    query: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    conv: Annotated[str, msgspec.Meta(max_length=64)] = ""  # "": every conversation
+    before: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    limit: Limit = 20
 
 
 class Sync(_Body):
@@ -236,8 +256,9 @@ class SendAck(_Body):
     ts: int  # server time, unix milliseconds
 
 
-class Message(_Body, rename={"sender": "from"}):
-    """A stored message: the body of MSG_PUSH and the items of a page."""
+class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
+    """A stored message: the body of MSG_PUSH and RECALL_PUSH and the items of a page. The
+    keys after ``ts`` are left out when they hold their default."""
 
     id: int
     conv: str
@@ -246,8 +267,17 @@ class Message(_Body, rename={"sender": "from"}):
     to: int
     cmid: str
     type: int
-    content: str
+    content: str | dict[str, Any]
     ts: int
+    mentions: list[int] = []
+    mention_all: bool = False
+    recalled_by: int = 0  # a recalled message (a tombstone): its content is gone
+    recalled_at: int = 0
+
+
+class SearchPage(_Body):
+    msgs: list[Message]
+    has_more: bool
 
 
 class Page(_Body):
@@ -271,6 +301,8 @@ class ConversationInfo(_Body):
     read_seq: int
     pinned: bool
     muted: bool
+    mentioned: bool = False  # the caller was mentioned in a message they have not read
+    last_recalled: bool = False  # the newest message was recalled (last_text is empty)
 
 
 class ConversationList(_Body):
@@ -436,6 +468,8 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.CONV_SET: (ConvSet, ConvState),
     Op.READ: (Read, ReadMark),
     Op.READERS: (Readers, ReadersPage),
+    Op.RECALL: (Recall, Message),
+    Op.SEARCH: (Search, SearchPage),
     Op.FRIEND_REQUEST: (FriendRequest, Empty),
     Op.FRIEND_ACCEPT: (UserRef, Empty),
     Op.FRIEND_REJECT: (UserRef, Empty),
@@ -469,6 +503,7 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.GROUP_PUSH: GroupEvent,
     Op.READ_PUSH: ReadMark,
     Op.CONV_PUSH: ConvState,
+    Op.RECALL_PUSH: Message,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

@@ -70,6 +70,8 @@ class Op(enum.IntEnum):
     CONV_SET = 0x14
     READ = 0x15
     READERS = 0x16
+    RECALL = 0x17
+    SEARCH = 0x18
     # friends
     FRIEND_REQUEST = 0x20
     FRIEND_ACCEPT = 0x21
@@ -110,6 +112,8 @@ class Op(enum.IntEnum):
     CONV_SET_OK = CONV_SET | RESPONSE_BIT
     READ_OK = READ | RESPONSE_BIT
     READERS_OK = READERS | RESPONSE_BIT
+    RECALL_OK = RECALL | RESPONSE_BIT
+    SEARCH_OK = SEARCH | RESPONSE_BIT
     FRIEND_REQUEST_OK = FRIEND_REQUEST | RESPONSE_BIT
     FRIEND_ACCEPT_OK = FRIEND_ACCEPT | RESPONSE_BIT
     FRIEND_REJECT_OK = FRIEND_REJECT | RESPONSE_BIT
@@ -142,6 +146,7 @@ class Op(enum.IntEnum):
     GROUP_PUSH = 0x43
     READ_PUSH = 0x44
     CONV_PUSH = 0x45
+    RECALL_PUSH = 0x46
 
     ERROR = 0xFF
 
@@ -187,6 +192,7 @@ class ErrorCode(enum.IntEnum):
     NOT_FOUND = 3006  # no such group, request or conversation entry
     MUTED = 3007  # you are muted in this group, or the whole group is
     GROUP_FULL = 3008  # the group is at its member limit
+    RECALL_EXPIRED = 3009  # the sender's recall window for this message has passed
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -10,7 +10,7 @@ import inspect
 from typing import Any, Awaitable, Callable, Coroutine
 
 from ..backends.protocols import StoredMessage, UserId
-from ..core_ext import bodies
+from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import Unavailable
 from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, Flag, Op
@@ -18,7 +18,7 @@ from ..services.auth import AuthService, Identity
 from ..services.conversations import Conversations, is_group, parse_conv
 from ..services.delivery import Delivery
 from ..services.groups import Groups
-from ..services.messages import Messages
+from ..services.messages import Messages, message_body
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State, UserState
@@ -122,15 +122,17 @@ class Api:
         task checks it, and a per-connection gate keeps later sends behind it, so sends
         reach the store in the order they were sent."""
         group = bool(flags & Flag.GROUP)
-        self._quota.charge(s.user_id, len(req.content.encode()))
+        text = content.stored(req.type, req.content)
+        self._quota.charge(s.user_id, len(text.encode()) if len(text) > 64 else len(text) * 4)
         if self._state.reloading:  # another node changed the sender or the group: check fresh state
             keys = (f"u:{s.user_id}", f"g:{target}" if group else "")
             if any(key in self._state.reloading for key in keys):
                 previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
-                return _after(self._state.settled(*keys), self._send_later(s, req_id, target, group, req, previous,
-                                                                          s.send_gate))
+                return _after(self._state.settled(*keys), self._send_later(s, req_id, target, group, req, text,
+                                                                          previous, s.send_gate))
         if s.send_gate is None or s.send_gate.done():
-            new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, req.content)
+            new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
+                                             req.mention_all)
             if new is not None:
                 pending = self._messages.commit(new)
                 s.in_flight += 1
@@ -139,13 +141,14 @@ class Api:
         # the gate is set now, not when the task starts, so that a SEND read right after
         # this one cannot take the fast path ahead of it
         previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
-        return self._send_later(s, req_id, target, group, req, previous, s.send_gate)
+        return self._send_later(s, req_id, target, group, req, text, previous, s.send_gate)
 
-    async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send,
+    async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send, text: str,
                           previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
         messages = self._messages
         try:
-            new = await messages.prepare(self._me(s), target, group, req.cmid, req.type, req.content)
+            new = await messages.prepare(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
+                                         req.mention_all)
             if previous is not None and not previous.done():
                 await previous
             pending = messages.commit(new)
@@ -177,13 +180,27 @@ class Api:
         if stored.duplicate:  # a retry's original was pushed already (or is synced)
             return
         self._conversations.committed(stored)
-        body = bodies.encode(_message_body(stored))
+        self._push(Op.MSG_PUSH, stored, s)
+
+    def _push(self, op: Op, stored: StoredMessage, s: Session) -> None:
+        """``stored`` to every device of its conversation's members but ``s``."""
+        body = bodies.encode(message_body(stored))
         if is_group(stored.conv):
-            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, body, Flag.GROUP)
+            frame = encode_frame(op, 0, stored.to, body, Flag.GROUP)
             self._delivery.to_conv(frame, stored.conv, s.user_id, s.terminal)
         else:
-            frame = encode_frame(Op.MSG_PUSH, 0, stored.to, body)
+            frame = encode_frame(op, 0, stored.to, body)
             self._delivery.to_users(frame, (UserId(stored.to), stored.sender), s.user_id, s.terminal)
+
+    async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
+        tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
+        self._push(Op.RECALL_PUSH, tombstone, s)
+        self._delivery.then(s.send_frame, encode_frame(Op.RECALL_OK, req_id, 0, bodies.encode(message_body(tombstone))))
+
+    async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
+        rows, more = await self._messages.search(self._me(s), req)
+        page = _page(req.conv, rows, more, keep_newest=False)
+        s.reply(Op.SEARCH_OK, req_id, bodies.SearchPage(msgs=page.msgs, has_more=page.has_more))
 
     async def on_sync(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
         rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
@@ -343,17 +360,11 @@ async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None
     await then
 
 
-def _message_body(m: StoredMessage) -> bodies.Message:
-    return bodies.Message(
-        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type, content=m.content, ts=m.ts,
-    )
-
-
 def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
     """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
     oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
     set when some had to stay out. One message always fits (its content is capped)."""
-    msgs = [_message_body(m) for m in rows]
+    msgs = [message_body(m) for m in rows]
     total = kept = 0
     for message in reversed(msgs) if keep_newest else msgs:
         total += len(bodies.encode(message))

@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any, Coroutine
 
 from ..backends.memory import LocalBus, MemoryRoutes
-from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Routes, Store, StoredMessage, StoreUnavailable, UserId
+from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Routes, Store, StoreUnavailable, UserId
 from ..core_ext import bodies
-from ..core_ext.protocol import HEADER_SIZE
+from ..core_ext.protocol import HEADER_SIZE, Op
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
@@ -24,7 +24,7 @@ from ..services.delivery import Delivery
 from ..services.groups import Groups, Membership
 from ..services.conversations import is_group, parse_conv
 from ..services.ids import NODE_NUMBERS, IdGenerator
-from ..services.messages import Messages
+from ..services.messages import Messages, stored_message
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State
@@ -81,7 +81,8 @@ class Node:
             self.delivery.refresh,
         ), users.exists, config.group_max_members)
         self.ids = IdGenerator()  # its node number is leased at start
-        messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send)
+        messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
+                            config.recall_window)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
                           config.user_send_bytes_burst)
@@ -94,6 +95,8 @@ class Node:
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = self._remote_message
+        self.delivery.reloading = lambda: bool(self.state.reloading)
+        self.delivery.settled = lambda: self.state.settled(*list(self.state.reloading))
         self.delivery.on_unsubscribed = self._unsubscribed
 
     def _new_session(self) -> Session:
@@ -164,10 +167,12 @@ class Node:
         self.delivery.online(user_id, new - old)  # and joined
 
     def _remote_message(self, frame: bytes) -> None:
-        """A message committed on another node: this node's heads and lists follow."""
-        m = bodies.decode(memoryview(frame)[HEADER_SIZE:], bodies.Message)
-        self.conversations.committed(StoredMessage(m.id, ConvId(m.conv), m.seq, UserId(m.sender), m.to, m.cmid,
-                                                  m.type, m.content, m.ts))
+        """A message committed or recalled on another node: this node's heads and lists follow."""
+        stored = stored_message(bodies.decode(memoryview(frame)[HEADER_SIZE:], bodies.Message))
+        if frame[1] == Op.RECALL_PUSH:
+            self.conversations.recalled(stored)
+        else:
+            self.conversations.committed(stored)
 
     def _unsubscribed(self, convs: list[ConvId]) -> None:
         """No member of these groups is online here: stop holding them (another node may

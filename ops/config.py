@@ -75,6 +75,9 @@ class Config:
     strangers_may_send: bool = False
     #: members a new group may hold
     group_max_members: int = 2000
+    #: seconds after sending during which a sender may recall a message (owners and admins
+    #: of a group may recall any time)
+    recall_window: float = 120.0
     #: cluster backends, all three or none (none: embedded SQLite, memory routes, in-process
     #: bus): a MySQL-protocol store shared by the nodes (mysql://user:pass@host:port/db, also
     #: tidb:// and mariadb://), Redis for routes (redis://host:port/db), a RocketMQ name
@@ -143,6 +146,8 @@ class Config:
             if not self.token_secret:
                 raise ConfigError("a cluster node needs the token secret its peers use (token_secret_file or "
                                   "IM_TOKEN_SECRET): a secret of its own would refuse their tokens")
+        if self.recall_window < 0:
+            raise ConfigError("recall_window must be 0 or more seconds")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:

@@ -23,7 +23,7 @@ from typing import Any, Iterable
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from ..core_ext import bodies
+from ..core_ext import bodies, content
 from ..core_ext.codec import decode_frame, encode_frame
 from ..core_ext.errors import ImError
 from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION, ErrorCode, Flag, Op
@@ -32,8 +32,11 @@ __all__ = ["Client", "ServerError", "Disconnected"]
 
 log = logging.getLogger("edgeim.sdk")
 
+#: the typed contents ``send_typed`` takes, and their message types
+_CONTENT_TYPES: dict[type, int] = {schema: type_ for type_, schema in content.SCHEMAS.items() if type_ != content.CALL}
+
 #: pushes that go to ``Client.events``
-_EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH})
+_EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH, Op.RECALL_PUSH})
 
 
 class ServerError(ImError):
@@ -85,7 +88,7 @@ class Client:
         self.close_code: int | None = None
         #: MSG_PUSH bodies as they arrive (1:1 and group messages)
         self.pushes: asyncio.Queue[bodies.Message] = asyncio.Queue()
-        #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH
+        #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH, RECALL_PUSH
         self.events: asyncio.Queue[tuple[Op, Any]] = asyncio.Queue()
         #: ERROR frames that answer no request (req_id 0), e.g. a refused text message
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
@@ -100,7 +103,7 @@ class Client:
         self._window = asyncio.Semaphore(max_in_flight)
         self._waiting: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
         # cmid -> (target, flags, content, type, future): what a resend after a reconnect needs
-        self._unacked: dict[str, tuple[int, int, str, int, asyncio.Future[bodies.SendAck]]] = {}
+        self._unacked: dict[str, tuple[int, int, bodies.Send, asyncio.Future[bodies.SendAck]]] = {}
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
         self._disconnected = asyncio.Event()
@@ -197,20 +200,27 @@ class Client:
         self._closing = True
         await self.request(Op.LOGOUT)
 
-    async def send(self, to: int, content: str, type: int = 1, cmid: str | None = None) -> bodies.SendAck:
+    async def send(self, to: int, content: str | dict[str, Any], type: int = 1,
+                   cmid: str | None = None) -> bodies.SendAck:
         """Send a message and wait for its ack (the message is durable when this returns).
-        Without ``auto_reconnect`` a drop raises Disconnected; with it, the send is retried
-        on the next connection with the same cmid."""
-        return await self._send(to, 0, content, type, cmid)
+        ``content`` is a string for text (type 1), else a map of its type's schema (see
+        ``edgeim.core_ext.content``; ``send_image`` and its siblings build them). Without
+        ``auto_reconnect`` a drop raises Disconnected; with it, the send is retried on the
+        next connection with the same cmid."""
+        return await self._send(to, 0, bodies.Send(cmid=cmid or uuid.uuid4().hex, content=content, type=type))
 
-    async def send_group(self, group_id: int, content: str, type: int = 1, cmid: str | None = None) -> bodies.SendAck:
-        """``send`` to a group's conversation (header target = the group, flag GROUP)."""
-        return await self._send(group_id, int(Flag.GROUP), content, type, cmid)
+    async def send_group(self, group_id: int, content: str | dict[str, Any], type: int = 1, cmid: str | None = None,
+                         *, mentions: Iterable[int] = (), mention_all: bool = False) -> bodies.SendAck:
+        """``send`` to a group's conversation (header target = the group, flag GROUP),
+        mentioning ``mentions`` (members) or, for the owner and admins, everyone."""
+        body = bodies.Send(cmid=cmid or uuid.uuid4().hex, content=content, type=type, mentions=list(mentions),
+                           mention_all=mention_all)
+        return await self._send(group_id, int(Flag.GROUP), body)
 
-    async def _send(self, target: int, flags: int, content: str, type: int, cmid: str | None) -> bodies.SendAck:
-        cmid = cmid or uuid.uuid4().hex
+    async def _send(self, target: int, flags: int, body: bodies.Send) -> bodies.SendAck:
+        cmid = body.cmid
         future: asyncio.Future[bodies.SendAck] = asyncio.get_running_loop().create_future()
-        self._unacked[cmid] = (target, flags, content, type, future)
+        self._unacked[cmid] = (target, flags, body, future)
         try:
             self._transmit(cmid, retry=False)
             return await future
@@ -219,10 +229,10 @@ class Client:
 
     def _transmit(self, cmid: str, retry: bool) -> None:
         # a resend keeps the original's flags (GROUP above all: the target is a group id)
-        target, flags, content, type_, future = self._unacked[cmid]
+        target, flags, body, future = self._unacked[cmid]
         if retry:
             flags |= int(Flag.RETRY)
-        task = asyncio.ensure_future(self.request(Op.SEND, bodies.Send(cmid=cmid, content=content, type=type_), target=target, flags=flags))
+        task = asyncio.ensure_future(self.request(Op.SEND, body, target=target, flags=flags))
 
         def done(t: asyncio.Future[tuple[int, bytes]]) -> None:
             if future.done():
@@ -263,6 +273,28 @@ class Client:
                     break
                 after = page.msgs[-1].seq
         return caught_up
+
+    async def send_typed(self, target: int, item: msgspec.Struct, *, group: bool = False, cmid: str | None = None,
+                         mentions: Iterable[int] = (), mention_all: bool = False) -> bodies.SendAck:
+        """Send a typed content: ``item`` is one of ``content.Image``, ``File``, ``Voice``,
+        ``Video``, ``Location`` or ``Contact``, e.g.
+        ``await client.send_typed(bob, content.Image(key=k, width=640, height=480, size=n, mime="image/png"))``."""
+        type_ = _CONTENT_TYPES[type(item)]
+        value = {k: v for k, v in msgspec.structs.asdict(item).items() if v is not None}
+        if group:
+            return await self.send_group(target, value, type_, cmid, mentions=mentions, mention_all=mention_all)
+        return await self.send(target, value, type_, cmid)
+
+    async def recall(self, conv: str, seq: int) -> bodies.Message:
+        """Recall message ``seq`` of ``conv``; returns its tombstone (content gone,
+        ``recalled_by`` and ``recalled_at`` set). The conversation's other devices get a
+        RECALL_PUSH on ``events``."""
+        return await self._call(Op.RECALL, bodies.Recall(conv=conv, seq=seq))
+
+    async def search(self, query: str, conv: str = "", before: int = 0, limit: int = 20) -> bodies.SearchPage:
+        """One page of the caller's messages whose text contains ``query``, newest first;
+        the next page is ``before=page.msgs[-1].id``."""
+        return await self._call(Op.SEARCH, bodies.Search(query=query, conv=conv, before=before, limit=limit))
 
     async def history(self, conv: str, before_seq: int = 0, limit: int = 50) -> bodies.Page:
         _, body = await self.request(Op.HISTORY, bodies.History(conv=conv, before_seq=before_seq, limit=limit))

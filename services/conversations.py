@@ -13,7 +13,7 @@ from typing import Callable
 import msgspec
 
 from ..backends.protocols import ConvId, GroupId, SetUserConv, Store, StoredMessage, UserConv, UserId
-from ..core_ext import bodies
+from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
@@ -126,9 +126,10 @@ class Conversations:
             info = bodies.ConversationInfo(
                 conv=conv, kind=kind, peer=peer, group=group_id, name=name, last_seq=last_seq, last_ts=last_ts,
                 last_from=head.sender if head else 0, last_type=head.type if head else 0,
-                last_text=head.content[:_PREVIEW] if head else "",
+                last_text=head.content[:_PREVIEW] if head and head.type == content.TEXT else "",
                 unread=max(0, last_seq - max(uc.read_seq, uc.joined_seq)), read_seq=uc.read_seq,
-                pinned=uc.pinned, muted=uc.muted,
+                pinned=uc.pinned, muted=uc.muted, mentioned=uc.mention_seq > max(uc.read_seq, uc.joined_seq),
+                last_recalled=bool(head and head.recalled_by),
             )
             out.append(((0 if uc.pinned else 1, -last_ts, conv), info))
         return out
@@ -225,6 +226,8 @@ class Conversations:
         a sender removed while the message was on its way does not get it back."""
         state = self._state
         state.put_head(message)
+        if message.mentions:
+            self._mentioned(message)
         private = not is_group(message.conv)
         for user_id in message_members(message):
             user = state.users.get(user_id)
@@ -242,6 +245,28 @@ class Conversations:
                 uc = msgspec.structs.replace(uc, read_seq=message.seq)
             user.convs[message.conv] = uc
             user.changed()
+
+
+    def _mentioned(self, message: StoredMessage) -> None:
+        """The mentioned users loaded here are flagged in memory, as the store flagged them."""
+        state = self._state
+        if message.mentions == "*":
+            group = state.groups.get(GroupId(message.to))
+            users = [u for u in group.members if u in state.users] if group is not None else []
+        else:
+            users = [UserId(int(u)) for u in message.mentions.split(",")]
+        for user_id in users:
+            user = state.users.get(user_id)
+            uc = user.convs.get(message.conv) if user is not None else None
+            if user is None or uc is None or uc.mention_seq >= message.seq:
+                continue
+            user.convs[message.conv] = msgspec.structs.replace(uc, mention_seq=message.seq)
+            user.changed()
+
+    def recalled(self, tombstone: StoredMessage) -> None:
+        """A message was recalled (here or on another node): if it is its conversation's
+        newest, the lists' previews show the tombstone."""
+        self._state.replace_head(tombstone)
 
 
 def message_members(message: StoredMessage) -> tuple[UserId, ...]:

@@ -12,11 +12,12 @@ of the loop that lands in those times. For benchmarks (bench/group_fanout.py).""
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import logging
 import os
 import time
-from typing import Any, Callable, Coroutine, Iterable
+from typing import Any, Awaitable, Callable, Coroutine, Iterable
 
 from ..backends.protocols import Bus, ConvId, Envelope, NodeId, Routes, UserId
 from ..core_ext.fanout import RoutingTable
@@ -29,12 +30,16 @@ log = logging.getLogger("edgeim.delivery")
 # or to a conversation; when ``reply`` is set, a reply to hand to it in turn; when
 # ``refresh`` is set, state keys the other nodes holding them must reload
 _Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None", tuple[str, ...]]
-#: the op byte of a MSG_PUSH frame (header offset 1): another node's message, whose head
-#: and list entries this node's state takes over
-_MSG_PUSH = 0x40
+#: the op bytes (header offset 1) of MSG_PUSH and RECALL_PUSH frames: another node's new or
+#: recalled message, whose head and list entries this node's state takes over
+_MESSAGE_OPS = (0x40, 0x46)
 
 
 _gc_started = 0.0
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _trace_gc(phase: str, info: dict[str, int]) -> None:
@@ -65,6 +70,12 @@ class Delivery:
         self.on_refresh: Callable[[tuple[str, ...]], object] = lambda keys: None
         self.on_message: Callable[[bytes], object] = lambda frame: None
         self.on_unsubscribed: Callable[[list[ConvId]], object] = lambda convs: None
+        #: True while this node reloads state another node changed, and what waits for those
+        #: reloads (set by the node): a member removed on another node leaves this node's
+        #: table only when the reload ends, so a conversation's frames wait until then, in order
+        self.reloading: Callable[[], bool] = lambda: False
+        self.settled: Callable[[], Awaitable[None]] = _nothing
+        self._held: collections.deque[Envelope] = collections.deque()
         if os.environ.get("IM_TRACE_FANOUT") == "1":
             self.to_conv = self._to_conv_traced  # type: ignore[method-assign]
             gc.callbacks.append(_trace_gc)
@@ -184,11 +195,30 @@ class Delivery:
             log.exception("publish failed", extra={"node": node})
 
     def deliver(self, envelope: Envelope) -> int:
-        """An envelope from another node (the bus callback): give it to the local sessions."""
+        """An envelope from another node (the bus callback): give it to the local sessions.
+        A conversation's frame waits while reloads are under way (see ``reloading``)."""
         if envelope.refresh:
             self.on_refresh(envelope.refresh)
             return 0
-        if len(envelope.frame) > 1 and envelope.frame[1] == _MSG_PUSH:
+        if envelope.conv and (self._held or self.reloading()):
+            self._held.append(envelope)
+            if len(self._held) == 1:
+                self._spawn(self._release_held())
+            return 0
+        return self._deliver_now(envelope)
+
+    async def _release_held(self) -> None:
+        while self._held:
+            if self.reloading():
+                try:
+                    await self.settled()
+                except Exception:  # a reload that failed: its frames go as things are
+                    log.exception("a reload failed while frames waited for it")
+                continue
+            self._deliver_now(self._held.popleft())
+
+    def _deliver_now(self, envelope: Envelope) -> int:
+        if len(envelope.frame) > 1 and envelope.frame[1] in _MESSAGE_OPS:
             self.on_message(envelope.frame)
         if envelope.kick_terminal:
             for user_id in envelope.user_ids:

@@ -1,5 +1,6 @@
 """Messages in private and group conversations: who may send, ids, the durable append,
-and sync and history within what the reader may see."""
+sync and history within what the reader may see, recall and search; and the one mapping
+between a stored message and the ``Message`` body clients see."""
 from __future__ import annotations
 
 import asyncio
@@ -8,27 +9,32 @@ import contextlib
 import time
 from typing import AsyncIterator
 
-from ..backends.protocols import ConvId, GroupId, NewMessage, Store, StoreClosed, StoredMessage, UserId
+from ..backends.protocols import (
+    ConvId, GroupId, NewMessage, RecallMessage, Store, StoreClosed, StoredMessage, UserId,
+)
+from ..core_ext import bodies, content
 from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import MAX_BODY_SIZE, ErrorCode
-from .conversations import Conversations, group_conv, private_conv
+from .conversations import Conversations, group_conv, is_group, private_conv
 from .groups import Groups
 from .ids import IdGenerator
-from .state import State, UserState
+from .state import GroupState, State, UserState
 from .users import Users
 
-__all__ = ["Messages", "ReadSlots"]
+__all__ = ["Messages", "ReadSlots", "message_body", "stored_message", "RECALL_WINDOW"]
 
 _MAX_ID = 2**63 - 1  # ids are signed 64-bit in every store
 #: content bytes a page can carry: a store read stops past this (the reply is cut there anyway)
 PAGE_BYTES = MAX_BODY_SIZE
 #: store reads (SYNC, HISTORY) of one user in flight at once
 READS_PER_USER = 2
+#: how long after sending a sender may recall a message, by default (seconds)
+RECALL_WINDOW = 120.0
 
 
 class Messages:
     def __init__(self, store: Store, state: State, users: Users, ids: IdGenerator, conversations: Conversations,
-                 groups: Groups, strangers_may_send: bool) -> None:
+                 groups: Groups, strangers_may_send: bool, recall_window: float = RECALL_WINDOW) -> None:
         self._store = store
         self._state = state
         self._ids = ids
@@ -37,18 +43,24 @@ class Messages:
         self._strangers_may_send = strangers_may_send
         self._users = users
         self._reads = ReadSlots(READS_PER_USER)
+        self._recall_window_ms = int(recall_window * 1000)
 
     # -- sending --------------------------------------------------------------------------------
 
-    def prepare_now(self, sender: UserState, target: int, group: bool, cmid: str, type_: int,
-                    content: str) -> NewMessage | None:
-        """Check and build a send without I/O; None when something must be loaded first."""
+    def prepare_now(self, sender: UserState, target: int, group: bool, cmid: str, type_: int, text: str,
+                    mentions: list[int] | None = None, everyone: bool = False) -> NewMessage | None:
+        """Check and build a send without I/O; None when something must be loaded first.
+        ``text`` is the content as stored (``content.stored``); ``mentions`` and
+        ``everyone`` are a group message's mentions."""
         if group:
             state = self._state.groups.get(GroupId(target))
             if state is None:
                 return None
             self._groups.check_send(state, sender.id, int(time.time() * 1000))
-            return self._new(group_conv(GroupId(target)), sender.id, target, (), cmid, type_, content)
+            mentioned = _mentions(state, sender.id, mentions, everyone) if mentions or everyone else ""
+            return self._new(group_conv(GroupId(target)), sender.id, target, (), cmid, type_, text, mentioned)
+        if mentions or everyone:
+            raise RequestError("mentions are for group messages", ErrorCode.INVALID_ARGUMENT)
         to = UserId(target)
         if to == sender.id:
             raise RequestError("cannot send to yourself", ErrorCode.INVALID_ARGUMENT)
@@ -57,18 +69,18 @@ class Messages:
                 raise RequestError(f"no user {to}", ErrorCode.USER_NOT_FOUND)
             return None
         self._check_private(sender, to)
-        return self._new(private_conv(sender.id, to), sender.id, to, (sender.id, to), cmid, type_, content)
+        return self._new(private_conv(sender.id, to), sender.id, to, (sender.id, to), cmid, type_, text)
 
-    async def prepare(self, sender: UserState, target: int, group: bool, cmid: str, type_: int,
-                      content: str) -> NewMessage:
-        new = self.prepare_now(sender, target, group, cmid, type_, content)
+    async def prepare(self, sender: UserState, target: int, group: bool, cmid: str, type_: int, text: str,
+                      mentions: list[int] | None = None, everyone: bool = False) -> NewMessage:
+        new = self.prepare_now(sender, target, group, cmid, type_, text, mentions, everyone)
         if new is not None:
             return new
         if group:
             await self._groups.get(target)  # NOT_FOUND if there is no such group
         elif not await self._users.exists(UserId(target)):
             raise RequestError(f"no user {target}", ErrorCode.USER_NOT_FOUND)
-        new = self.prepare_now(sender, target, group, cmid, type_, content)
+        new = self.prepare_now(sender, target, group, cmid, type_, text, mentions, everyone)
         assert new is not None
         return new
 
@@ -79,10 +91,10 @@ class Messages:
             raise RequestError("only friends may send to each other here", ErrorCode.NOT_FRIENDS)
 
     def _new(self, conv: ConvId, sender: UserId, to: int, members: tuple[UserId, ...], cmid: str, type_: int,
-             content: str) -> NewMessage:
+             text: str, mentions: str = "") -> NewMessage:
         return NewMessage(
-            conv=conv, sender=sender, to=to, cmid=cmid, type=type_, content=content,
-            msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members,
+            conv=conv, sender=sender, to=to, cmid=cmid, type=type_, content=text,
+            msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members, mentions=mentions,
         )
 
     def commit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
@@ -92,6 +104,63 @@ class Messages:
             return self._store.submit(message)
         except StoreClosed:
             raise Unavailable("the node is shutting down") from None
+
+    # -- recalling ------------------------------------------------------------------------------
+
+    async def recall(self, user: UserId, conv: str, seq: int) -> StoredMessage:
+        """Make message ``seq`` a tombstone. Its sender may, within the recall window; a
+        group's owner may recall any message, its admins any but the owner's, at any time.
+        Returns the tombstone, durable; the caller pushes it."""
+        floor = await self._conversations.floor(user, conv)
+        if seq <= floor:
+            raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
+        async with self._reads.slot(user):
+            found = await self._store.messages_after(ConvId(conv), seq - 1, 1)
+        if not found or found[0].seq != seq:
+            raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
+        message = found[0]
+        if message.recalled_by:
+            raise RequestError(f"message {seq} of {conv} was recalled already", ErrorCode.CONFLICT)
+        now = int(time.time() * 1000)
+        if not self._may_recall(user, message, now):
+            if message.sender == user:
+                raise RequestError(f"messages may be recalled for {self._recall_window_ms // 1000} s after"
+                                   " they are sent", ErrorCode.RECALL_EXPIRED)
+            raise RequestError("only the sender, or a group's owner or admins, may recall a message",
+                               ErrorCode.FORBIDDEN)
+        tombstone = await self._store.apply(RecallMessage(ConvId(conv), seq, user, now))
+        if tombstone is None:  # another recall won the race
+            raise RequestError(f"message {seq} of {conv} was recalled already", ErrorCode.CONFLICT)
+        self._conversations.recalled(tombstone)
+        return tombstone
+
+    def _may_recall(self, user: UserId, message: StoredMessage, now: int) -> bool:
+        if message.sender == user and now - message.ts <= self._recall_window_ms:
+            return True
+        if not is_group(message.conv):
+            return False
+        group = self._state.groups.get(GroupId(message.to))  # loaded by floor()
+        member = group.members.get(user) if group is not None else None
+        if member is None or member.role == "member":
+            return False
+        author = group.members.get(message.sender)
+        return member.role == "owner" or author is None or author.role != "owner"
+
+    # -- searching ------------------------------------------------------------------------------
+
+    async def search(self, user: UserState, req: bodies.Search) -> tuple[list[StoredMessage], bool]:
+        """The newest messages of the user's conversations (or of ``req.conv``) whose text
+        contains ``req.query``, before message id ``req.before``."""
+        text = " ".join(req.query.split())
+        if not text:
+            raise RequestError("the query is blank", ErrorCode.INVALID_ARGUMENT)
+        if req.conv:
+            convs = [(ConvId(req.conv), await self._conversations.floor(user.id, req.conv))]
+        else:
+            convs = [(conv, uc.joined_seq) for conv, uc in user.convs.items()]
+        async with self._reads.slot(user.id):
+            rows = await self._store.search(convs, text, req.before, req.limit + 1)
+        return rows[:req.limit], len(rows) > req.limit
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -107,6 +176,41 @@ class Messages:
             rows = await self._store.messages_before(ConvId(conv), before_seq, limit + 1, PAGE_BYTES)
         rows = [m for m in rows if m.seq > floor]
         return rows[-limit:], len(rows) > limit
+
+
+def _mentions(group: GroupState, sender: UserId, mentions: list[int] | None, everyone: bool) -> str:
+    """The stored form of a group message's mentions (``NewMessage.mentions``), checked:
+    members only; everyone only from the owner and admins."""
+    if everyone:
+        if group.members[sender].role == "member":
+            raise RequestError("only the owner and admins may mention everyone", ErrorCode.FORBIDDEN)
+        return "*"
+    users = list(dict.fromkeys(mentions or ()))
+    strangers = [u for u in users if u not in group.members]
+    if strangers:
+        raise RequestError(f"not members of the group: {strangers[:5]}", ErrorCode.INVALID_ARGUMENT)
+    return ",".join(map(str, users))
+
+
+def message_body(m: StoredMessage) -> bodies.Message:
+    """The ``Message`` body of a stored message (pushes and pages)."""
+    if m.mentions:
+        everyone = m.mentions == "*"
+        mentions = [] if everyone else [int(u) for u in m.mentions.split(",")]
+    else:
+        everyone, mentions = False, []
+    return bodies.Message(
+        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
+        content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
+        recalled_by=m.recalled_by, recalled_at=m.recalled_at,
+    )
+
+
+def stored_message(m: bodies.Message) -> StoredMessage:
+    """``message_body`` undone: a message another node pushed, as its store row."""
+    mentions = "*" if m.mention_all else ",".join(map(str, m.mentions))
+    return StoredMessage(m.id, ConvId(m.conv), m.seq, UserId(m.sender), m.to, m.cmid, m.type,
+                         content.stored(m.type, m.content), m.ts, mentions, m.recalled_by, m.recalled_at)
 
 
 class ReadSlots:

@@ -182,6 +182,14 @@ class State:
             self.heads[message.conv] = message
             self.heads_version += 1
 
+    def replace_head(self, message: StoredMessage) -> None:
+        """``message`` is a new version of a stored one (a tombstone): it replaces the head
+        if it is the head."""
+        head = self.heads.get(message.conv)
+        if head is not None and head.seq == message.seq:
+            self.heads[message.conv] = message
+            self.heads_version += 1
+
     def group_changed(self, group: GroupState) -> None:
         group.changed()
         self.groups_version += 1

@@ -323,8 +323,12 @@ BODY_STRUCTS = {
 def _type_name(t: msgspec.inspect.Type) -> str:
     if isinstance(t, msgspec.inspect.UnionType):
         kinds = [k for k in t.types if not isinstance(k, msgspec.inspect.NoneType)]
+        if len(kinds) == len(t.types):  # no nil: e.g. a content, "str or map"
+            return " or ".join(_type_name(k) for k in kinds)
         assert len(kinds) == 1 and len(t.types) == 2, t
         return f"{_type_name(kinds[0])} or nil"
+    if isinstance(t, msgspec.inspect.DictType):
+        return "map"
     if isinstance(t, msgspec.inspect.ListType) and isinstance(t.item_type, msgspec.inspect.IntType):
         return "[int]"
     if isinstance(t, msgspec.inspect.StrType) or (
@@ -341,8 +345,9 @@ def _type_name(t: msgspec.inspect.Type) -> str:
 
 def _bounds(t: msgspec.inspect.Type) -> str:
     parts = []
-    if isinstance(t, msgspec.inspect.UnionType):
-        (t,) = [k for k in t.types if not isinstance(k, msgspec.inspect.NoneType)]
+    if isinstance(t, msgspec.inspect.UnionType):  # the bounds of its one bounded kind
+        kinds = [k for k in t.types if not isinstance(k, (msgspec.inspect.NoneType, msgspec.inspect.DictType))]
+        (t,) = kinds
     if isinstance(t, msgspec.inspect.ListType):
         lo, hi = t.min_length, t.max_length
         if lo is not None and hi is not None:

@@ -179,6 +179,17 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("admin GROUP_MUTE admin", lambda w: w.admin.group_mute(w.group, w.admin2.user_id, 1), FORBIDDEN),
     # the owner
     ("owner GROUP_QUIT", lambda w: w.owner.group_quit(w.group), FORBIDDEN),
+    # recall, mentions and search
+    ("stranger RECALL private", lambda w: w.stranger.recall(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("non-member RECALL group", lambda w: w.stranger.recall(w.gconv, 1), FORBIDDEN),
+    ("removed RECALL group", lambda w: w.removed.recall(w.gconv, 1), FORBIDDEN),
+    ("member RECALL another's", lambda w: w.member.recall(w.gconv, 1), FORBIDDEN),
+    ("admin RECALL owner's", lambda w: w.admin.recall(w.gconv, 1), FORBIDDEN),
+    ("peer RECALL sender's private", lambda w: w.member.recall(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("member SEND mention_all", lambda w: w.member.send_group(w.group, "all of you", mention_all=True), FORBIDDEN),
+    ("stranger SEARCH private", lambda w: w.stranger.search("between", w.conv(w.owner, w.member)), FORBIDDEN),
+    ("non-member SEARCH group", lambda w: w.stranger.search("members", w.gconv), FORBIDDEN),
+    ("removed SEARCH group", lambda w: w.removed.search("members", w.gconv), FORBIDDEN),
 ]
 
 
