@@ -1,0 +1,299 @@
+"""``LocalFiles``: the embedded ``Files`` backend. Files live under one directory (the
+node's ``<data_dir>/files``) and clients reach them through URLs that this node signs
+and serves itself on its HTTP port (edge/http.py), in the shape of S3's presigned URLs:
+
+    PUT /files/<key>?X-Im-Algorithm=IM1-HMAC-SHA256&X-Im-Date=20260101T120000Z
+        &X-Im-Expires=900&X-Im-SignedHeaders=content-length%3Bcontent-type
+        &X-Im-Signature=<64 hex digits>
+
+The signature is HMAC-SHA256, under a key only the node knows, of the canonical request:
+
+    <method>\\n<path>\\n<canonical query>\\n<signed header lines>\\n<signed header names>
+
+where the canonical query is every parameter but ``X-Im-Signature``, each name and value
+percent-encoded (RFC 3986 unreserved characters kept), sorted, joined with ``&``; and the
+signed header lines are ``name:value\\n`` of the request's own values of the headers named
+in ``X-Im-SignedHeaders`` (a PUT signs ``content-length`` and ``content-type``, so the
+body's length and type are the granted ones; a GET signs none). A GET URL also carries
+``response-content-disposition``, which is signed like every other parameter. A URL is
+good from ``X-Im-Date`` for ``X-Im-Expires`` seconds (at most 7 days, as on S3).
+
+On disk: ``objects/<key>`` holds the bytes, ``meta/<key>`` the content type, ``tmp/``
+the uploads in progress. An upload is written to ``tmp/``, flushed to disk, and renamed
+into place (the content type first, then the bytes: the bytes' rename is the commit), so
+a reader sees the old object or the whole new one, and an upload cut short leaves only a
+temporary file, removed at once (or at the next ``open`` after a crash).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+import shutil
+import time
+import urllib.parse
+import uuid
+from pathlib import Path
+from typing import AsyncIterator, Callable, Iterable, Mapping
+
+from .protocols import FileStat, FilesUnavailable, SignedUrl
+
+__all__ = ["LocalFiles", "FileRefused", "KEY_PATTERN", "MAX_EXPIRES", "ALGORITHM"]
+
+ALGORITHM = "IM1-HMAC-SHA256"
+#: the longest a signed URL may be good for, in seconds (S3's limit too)
+MAX_EXPIRES = 7 * 24 * 3600
+#: a URL dated this far in the future is refused (clock skew between signer and server;
+#: here they are one process, so only a forged date gets near it)
+_MAX_SKEW = 300
+#: what a key may be: segments of safe characters, none starting with a dot (so no "..")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*(?:/[A-Za-z0-9_-][A-Za-z0-9._-]*)*")
+_MAX_KEY = 512
+_PUT_HEADERS = "content-length;content-type"
+_DATE_FORMAT = "%Y%m%dT%H%M%SZ"
+#: bytes handed to the writer thread at once
+_WRITE_CHUNK = 1024 * 1024
+
+
+class FileRefused(Exception):
+    """A request to a signed URL that it does not allow: ``status`` is the HTTP status to
+    answer with (403 altered, another key or method, other headers, expired; 404 no such
+    object; 411 no Content-Length; 400 a body shorter than its Content-Length)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class LocalFiles:
+    """Files under ``root``, signed with ``secret``. ``base_url`` is where clients reach
+    the node's HTTP listener (``http://host:port``); the node sets it once it listens.
+    ``clock`` gives unix seconds (tests move it)."""
+
+    def __init__(self, root: Path, secret: bytes, base_url: str = "", clock: Callable[[], float] = time.time) -> None:
+        self.root = root
+        self.base_url = base_url.rstrip("/")
+        self._secret = secret
+        self._clock = clock
+        self._objects = root / "objects"
+        self._meta = root / "meta"
+        self._tmp = root / "tmp"
+
+    # -- the Files protocol --------------------------------------------------------------------
+
+    async def open(self) -> None:
+        def prepare() -> None:
+            for path in (self._objects, self._meta):
+                path.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(self._tmp, ignore_errors=True)  # uploads a crash cut short
+            self._tmp.mkdir(parents=True, exist_ok=True)
+        try:
+            await asyncio.to_thread(prepare)
+        except OSError as exc:
+            raise FilesUnavailable(f"cannot use the files dir {self.root}: {exc}") from None
+
+    async def close(self) -> None:
+        pass
+
+    def presign_put(self, key: str, size: int, mime: str, expires: int) -> SignedUrl:
+        headers = (("Content-Length", str(size)), ("Content-Type", mime))
+        return self._sign("PUT", key, expires, {"X-Im-SignedHeaders": _PUT_HEADERS}, headers)
+
+    def presign_get(self, key: str, expires: int, filename: str) -> SignedUrl:
+        return self._sign("GET", key, expires, {"X-Im-SignedHeaders": "",
+                                                "response-content-disposition": _disposition(filename)}, ())
+
+    async def stat(self, key: str) -> FileStat | None:
+        _check_key(key)
+        return await asyncio.to_thread(self._stat, key)
+
+    async def delete(self, key: str) -> None:
+        _check_key(key)
+        await asyncio.to_thread(self._delete, key)
+
+    # -- serving the signed URLs (edge/http.py) --------------------------------------------------
+
+    def check(self, method: str, key: str, query: Iterable[tuple[str, str]], headers: Mapping[str, str]) -> None:
+        """Is this request one that a URL of ours allows, now? Raises FileRefused (403)
+        if not; a PUT without a Content-Length is 411."""
+        params: dict[str, str] = {}
+        for name, value in query:
+            if name in params:
+                raise FileRefused(403, f"query parameter {name} given twice")
+            params[name] = value
+        if method == "PUT" and "Content-Length" not in headers:
+            raise FileRefused(411, "a PUT needs a Content-Length")
+        if len(key) > _MAX_KEY or KEY_PATTERN.fullmatch(key) is None:
+            raise FileRefused(403, "not a key of this server")
+        signature = params.pop("X-Im-Signature", "")
+        if params.get("X-Im-Algorithm") != ALGORITHM or not signature:
+            raise FileRefused(403, "not a signed URL of this server")
+        try:
+            signed_at = dt.datetime.strptime(params["X-Im-Date"], _DATE_FORMAT).replace(tzinfo=dt.timezone.utc)
+            expires = int(params["X-Im-Expires"])
+        except (KeyError, ValueError):
+            raise FileRefused(403, "X-Im-Date or X-Im-Expires missing or malformed") from None
+        signed_headers = params.get("X-Im-SignedHeaders")
+        if signed_headers != (_PUT_HEADERS if method == "PUT" else ""):
+            raise FileRefused(403, f"this URL is not for {method}")
+        expected = self._signature(method, key, params, [(h, headers.get(h, "")) for h in _names(signed_headers)])
+        if not hmac.compare_digest(expected, signature):
+            raise FileRefused(403, "the signature does not match (an altered URL, another key, method, size "
+                                   "or content type)")
+        now = self._clock()
+        if not 1 <= expires <= MAX_EXPIRES:
+            raise FileRefused(403, "X-Im-Expires out of range")
+        if now > signed_at.timestamp() + expires:
+            raise FileRefused(403, "the URL has expired")
+        if signed_at.timestamp() > now + _MAX_SKEW:
+            raise FileRefused(403, "the URL is not valid yet")
+
+    async def receive(self, key: str, mime: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+        """Store the ``size`` bytes ``chunks`` yields under ``key``, all or nothing (see the
+        module doc). Raises FileRefused(400) when ``chunks`` ends early or yields more,
+        FilesUnavailable when the disk refuses; nothing is stored then."""
+        loop = asyncio.get_running_loop()
+        tmp = self._tmp / uuid.uuid4().hex
+        try:
+            f = await asyncio.to_thread(open, tmp, "wb")
+        except OSError as exc:
+            raise FilesUnavailable(f"cannot write {tmp}: {exc}") from None
+        committed = False
+        try:
+            got = 0
+            pending = bytearray()
+            async for chunk in _reading(chunks):
+                got += len(chunk)
+                if got > size:
+                    raise FileRefused(400, "the body is longer than its Content-Length")
+                pending += chunk
+                if len(pending) >= _WRITE_CHUNK:
+                    await loop.run_in_executor(None, f.write, bytes(pending))
+                    pending.clear()
+            if got != size:
+                raise FileRefused(400, f"the body ended after {got} of {size} bytes")
+            await asyncio.to_thread(self._commit, f, bytes(pending), tmp, key, mime)
+            committed = True
+        except OSError as exc:
+            raise FilesUnavailable(f"cannot store {key}: {exc}") from None
+        finally:
+            if not f.closed:
+                await asyncio.to_thread(f.close)
+            if not committed:
+                await asyncio.to_thread(_unlink, tmp)
+
+    async def local(self, key: str) -> tuple[Path, FileStat] | None:
+        """Where ``key``'s bytes are, and their size and type; None if there is no object."""
+        stat = await self.stat(key)
+        return None if stat is None else (self._objects / key, stat)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _sign(self, method: str, key: str, expires: int, extra: dict[str, str],
+              headers: tuple[tuple[str, str], ...]) -> SignedUrl:
+        _check_key(key)
+        if not 1 <= expires <= MAX_EXPIRES:
+            raise ValueError(f"expires must be 1..{MAX_EXPIRES} seconds")
+        if not self.base_url:
+            raise RuntimeError("LocalFiles.base_url is not set (the HTTP listener has not started)")
+        now = int(self._clock())
+        params = {"X-Im-Algorithm": ALGORITHM, "X-Im-Date": time.strftime(_DATE_FORMAT, time.gmtime(now)),
+                  "X-Im-Expires": str(expires), **extra}
+        lowered = [(name.lower(), value) for name, value in headers]
+        params["X-Im-Signature"] = self._signature(method, key, params, lowered)
+        url = f"{self.base_url}/files/{key}?{urllib.parse.urlencode(params, quote_via=urllib.parse.quote)}"
+        return SignedUrl(method=method, url=url, headers=headers, expires_at=now + expires)
+
+    def _signature(self, method: str, key: str, params: Mapping[str, str], headers: list[tuple[str, str]]) -> str:
+        query = "&".join(f"{_quote(k)}={_quote(v)}" for k, v in sorted(params.items()) if k != "X-Im-Signature")
+        lines = "".join(f"{name}:{value.strip()}\n" for name, value in headers)
+        canonical = f"{method}\n/files/{key}\n{query}\n{lines}\n{';'.join(name for name, _ in headers)}"
+        return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
+
+    def _commit(self, f, tail: bytes, tmp: Path, key: str, mime: str) -> None:  # type: ignore[no-untyped-def]
+        f.write(tail)
+        f.flush()
+        os.fsync(f.fileno())
+        f.close()
+        target, meta = self._objects / key, self._meta / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        meta.parent.mkdir(parents=True, exist_ok=True)
+        meta_tmp = tmp.with_suffix(".meta")
+        meta_tmp.write_text(mime)
+        os.replace(meta_tmp, meta)
+        os.replace(tmp, target)  # the commit: the object appears whole
+        _fsync_dir(target.parent)
+
+    def _stat(self, key: str) -> FileStat | None:
+        try:
+            size = (self._objects / key).stat().st_size
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            raise FilesUnavailable(f"cannot read {key}: {exc}") from None
+        try:
+            mime = (self._meta / key).read_text()
+        except FileNotFoundError:
+            mime = "application/octet-stream"
+        return FileStat(size=size, mime=mime)
+
+    def _delete(self, key: str) -> None:
+        for base in (self._objects, self._meta):
+            _unlink(base / key)
+            # drop the directories the key made, up to the base, while they are empty
+            parent = (base / key).parent
+            while parent != base:
+                try:
+                    parent.rmdir()
+                except OSError:
+                    break
+                parent = parent.parent
+
+
+async def _reading(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks``, with a failure to read them (the client went away) as FileRefused(400):
+    the client's doing, not the disk's."""
+    iterator = chunks.__aiter__()
+    while True:
+        try:
+            chunk = await iterator.__anext__()
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            raise FileRefused(400, f"the body could not be read: {type(exc).__name__}") from None
+        yield chunk
+
+
+def _check_key(key: str) -> None:
+    if len(key) > _MAX_KEY or KEY_PATTERN.fullmatch(key) is None:
+        raise ValueError(f"not a file key: {key!r}")
+
+
+def _names(signed_headers: str) -> list[str]:
+    return [name for name in signed_headers.split(";") if name]
+
+
+def _quote(value: str) -> str:
+    return urllib.parse.quote(value, safe="-_.~")
+
+
+def _disposition(filename: str) -> str:
+    return f'attachment; filename="{filename}"'
+
+
+def _unlink(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

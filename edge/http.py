@@ -1,0 +1,130 @@
+"""The node's HTTP listener (aiohttp), on its own port (``http_port``): ``/healthz`` and
+``/readyz`` as on the WebSocket port, and what other parts of the node register on it
+with ``add`` before ``start``: the local files' signed URLs (``add_file_routes``), later
+metrics and an admin API. picows answers plain GETs on the WebSocket port but cannot
+read a request body, hence a listener of its own."""
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from ..backends.localfiles import FileRefused, LocalFiles
+from ..backends.protocols import FilesUnavailable
+from ..ops.config import Config
+
+__all__ = ["HttpServer", "Handler", "add_health_routes", "add_file_routes"]
+
+log = logging.getLogger("edgeim.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: seconds a stopping listener waits for requests in progress (an upload) before closing them
+SHUTDOWN_TIMEOUT = 5.0
+
+
+class HttpServer:
+    """One aiohttp application on ``config.host``:``config.http_port`` (0: a free port).
+    Routes are added with ``add`` before ``start``; ``url`` is set once it listens."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.url = ""
+        self._app = web.Application()
+        self._runner: web.AppRunner | None = None
+
+    def add(self, method: str, path: str, handler: Handler) -> None:
+        """Route ``method`` requests to ``path`` (aiohttp syntax: ``/files/{key:.+}``)."""
+        self._app.router.add_route(method, path, handler)
+
+    async def start(self) -> tuple[str, int]:
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.config.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((self.config.host, self.config.http_port))
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        # no access log: the node's logs are JSON lines of its own
+        self._runner = web.AppRunner(self._app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=SHUTDOWN_TIMEOUT)
+        await self._runner.setup()
+        await web.SockSite(self._runner, sock).start()
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+        return host, port
+
+    async def stop(self) -> None:
+        """Stop listening, let requests in progress finish (up to SHUTDOWN_TIMEOUT)."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def add_health_routes(server: HttpServer, draining: Callable[[], bool], unready: Callable[[], str]) -> None:
+    """``/healthz`` and ``/readyz``, answered as on the WebSocket port (edge/server.py);
+    ``unready`` names the backend that does not work ("" when all do)."""
+    async def healthz(request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def readyz(request: web.Request) -> web.Response:
+        if draining():
+            return web.Response(status=503, text="draining\n")
+        problem = unready()
+        if problem:
+            return web.Response(status=503, text=f"{problem}\n")
+        return web.Response(text="ready\n")
+
+    server.add("GET", "/healthz", healthz)
+    server.add("GET", "/readyz", readyz)
+
+
+def add_file_routes(server: HttpServer, files: LocalFiles) -> None:
+    """PUT and GET ``/files/<key>``: the URLs ``LocalFiles`` signs. Every refusal is a
+    status with a one-line text body saying why (docs/protocol.md, section 14)."""
+    async def put(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        try:
+            files.check("PUT", key, request.query.items(), request.headers)
+            await files.receive(key, request.headers.get("Content-Type", ""), int(request.headers["Content-Length"]),
+                                request.content.iter_chunked(256 * 1024))
+        except FileRefused as refused:
+            return _refuse(refused.status, str(refused), request)
+        except FilesUnavailable as exc:
+            log.error("file upload failed", extra={"key": key, "error": str(exc)})
+            return _refuse(503, "the file store is unavailable", request)
+        return web.Response(status=200)
+
+    async def get(request: web.Request) -> web.StreamResponse:
+        key = request.match_info["key"]
+        try:
+            files.check("GET", key, request.query.items(), request.headers)
+            found = await files.local(key)
+        except FileRefused as refused:
+            return _refuse(refused.status, str(refused), request)
+        except FilesUnavailable as exc:
+            log.error("file download failed", extra={"key": key, "error": str(exc)})
+            return _refuse(503, "the file store is unavailable", request)
+        if found is None:
+            return _refuse(404, "no such file", request)
+        path, stat = found
+        return web.FileResponse(path, headers={
+            "Content-Type": stat.mime,
+            "Content-Disposition": request.query.get("response-content-disposition", "attachment"),
+            "X-Content-Type-Options": "nosniff",  # served as the type it was granted for, never sniffed
+        })
+
+    server.add("PUT", "/files/{key:.+}", put)
+    server.add("GET", "/files/{key:.+}", get)
+
+
+def _refuse(status: int, reason: str, request: web.Request) -> web.Response:
+    # (aiohttp reads and drops the rest of a refused upload's body for a few seconds, so
+    # the client gets to read this answer rather than a reset connection)
+    return web.Response(status=status, text=reason + "\n")
+

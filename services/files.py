@@ -1,0 +1,114 @@
+"""File grants: who may upload a file to a conversation or download one from it, within
+which limits. The bytes go between the client and the ``Files`` backend over HTTP, with
+the signed, expiring URLs a grant carries; the node only decides and signs.
+
+A file's key names the conversation it was granted for: ``<conv>/<random>/<name>``
+(``g7/Xq3...Zt/holiday.jpg``), so a download grant needs nothing but the key to decide:
+the caller must be able to read that conversation (as for SYNC), and the object must
+exist. Whoever holds a grant's URL can use it until it expires, as with any presigned
+URL; grants are short (``file_grant_ttl``) for that reason.
+"""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+import unicodedata
+from typing import Awaitable, Callable
+
+from ..backends.protocols import Files, FilesUnavailable, UserId
+from ..core_ext import bodies
+from ..core_ext.errors import RateLimited, RequestError, Unavailable
+from ..core_ext.protocol import ErrorCode
+from .quota import Bucket
+
+__all__ = ["FileGrants", "safe_name", "parse_types"]
+
+#: what a key FILE_DOWNLOAD accepts: a conversation id, 16 random characters, a safe name
+_KEY = re.compile(r"(p[0-9]{1,19}_[0-9]{1,19}|g[0-9]{1,19})/[A-Za-z0-9_-]{16}/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99})")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 100
+
+
+def safe_name(name: str) -> str:
+    """The file name as it goes into a key and a Content-Disposition: ASCII letters,
+    digits, ``._-`` (accents dropped, anything else ``_``), no leading dot, at most 100
+    characters keeping the extension; ``file`` if nothing is left."""
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    cleaned = _UNSAFE.sub("_", ascii_name).lstrip("._")
+    if len(cleaned) > _MAX_NAME:
+        stem, dot, ext = cleaned.rpartition(".")
+        ext = ext[:16] if dot and stem else ""
+        cleaned = cleaned[:_MAX_NAME - len(ext) - 1] + "." + ext if ext else cleaned[:_MAX_NAME]
+    return cleaned or "file"
+
+
+def parse_types(spec: str) -> tuple[bool, frozenset[str], tuple[str, ...]]:
+    """``"image/*,application/pdf"`` -> (all allowed?, exact types, ``type/`` prefixes)."""
+    items = [item.strip().lower() for item in spec.split(",") if item.strip()]
+    if "*" in items or "*/*" in items:
+        return True, frozenset(), ()
+    return (False, frozenset(i for i in items if not i.endswith("/*")),
+            tuple(i[:-1] for i in items if i.endswith("/*")))
+
+
+class FileGrants:
+    """FILE_UPLOAD and FILE_DOWNLOAD. ``floor(user, conv)`` raises FORBIDDEN unless the user
+    may read ``conv`` (services/conversations.py). Each grant, given or refused, takes one
+    of the user's ``per_minute`` (4000 RATE_LIMITED beyond, as a token bucket with that
+    burst)."""
+
+    def __init__(self, files: Files, floor: Callable[[UserId, str], Awaitable[int]], max_size: int, types: str,
+                 ttl: float, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self._files = files
+        self._floor = floor
+        self._max_size = max_size
+        self._all_types, self._types, self._prefixes = parse_types(types)
+        self._ttl = max(1, int(ttl))
+        self._rate = (per_minute / 60.0, float(per_minute))
+        self._clock = clock
+        self._buckets: dict[int, Bucket] = {}
+
+    async def upload(self, user: UserId, req: bodies.FileUpload) -> bodies.FileUploadOk:
+        self._charge(user)
+        mime = req.mime.lower()
+        if req.size > self._max_size:
+            raise RequestError(f"files may be at most {self._max_size} bytes", ErrorCode.FILE_TOO_LARGE)
+        if not self._allowed(mime):
+            raise RequestError(f"files of type {mime} are not accepted", ErrorCode.FILE_TYPE_REFUSED)
+        await self._floor(user, req.conv)  # FORBIDDEN (or INVALID_ARGUMENT) for a conv not theirs
+        key = f"{req.conv}/{secrets.token_urlsafe(12)}/{safe_name(req.name)}"
+        signed = self._files.presign_put(key, req.size, mime, self._ttl)
+        return bodies.FileUploadOk(key=key, url=signed.url, expires_at=signed.expires_at,
+                                   headers=[bodies.HttpHeader(name=n, value=v) for n, v in signed.headers])
+
+    async def download(self, user: UserId, req: bodies.FileDownload) -> bodies.FileDownloadOk:
+        self._charge(user)
+        match = _KEY.fullmatch(req.key)
+        if match is None:
+            raise RequestError("not a file key of this server", ErrorCode.INVALID_ARGUMENT)
+        await self._floor(user, match[1])  # FORBIDDEN: not in the conversation the file was granted for
+        try:
+            found = await self._files.stat(req.key)
+        except FilesUnavailable as exc:
+            raise Unavailable(f"the file store is unavailable: {exc}") from None
+        if found is None:
+            raise RequestError("no such file (never uploaded, or deleted)", ErrorCode.NOT_FOUND)
+        signed = self._files.presign_get(req.key, self._ttl, match[2])
+        return bodies.FileDownloadOk(key=req.key, url=signed.url, expires_at=signed.expires_at, name=match[2],
+                                     size=found.size, mime=found.mime)
+
+    def forget(self, user: UserId) -> None:
+        """The user has no session here any more."""
+        self._buckets.pop(user, None)
+
+    def _charge(self, user: UserId) -> None:
+        now = self._clock()
+        bucket = self._buckets.get(user)
+        if bucket is None:
+            bucket = self._buckets[user] = Bucket(*self._rate, now)
+        if not bucket.take(1.0, now):
+            raise RateLimited(f"over {self._rate[1]:g} file grants a minute")
+
+    def _allowed(self, mime: str) -> bool:
+        return self._all_types or mime in self._types or mime.startswith(self._prefixes)

@@ -1,0 +1,82 @@
+"""Typing indicators: an ephemeral signal relayed to the other members of a conversation
+who are online, never stored, rate-limited per user.
+
+Who may signal is who may send there: in a private conversation one of its two users,
+within the 1:1 audience (``Audience``: blocks, friends only); in a group a member who is
+not muted (``Groups.check_send``). The signal reaches every session of the other members
+(the sender's own sessions are skipped), at most once, on every node.
+"""
+from __future__ import annotations
+
+import time
+from typing import Awaitable, Callable, Iterable
+
+from ..backends.protocols import ConvId, GroupId, UserId
+from ..core_ext import bodies
+from ..core_ext.codec import encode_frame
+from ..core_ext.errors import RateLimited, RequestError
+from ..core_ext.protocol import ErrorCode, Flag, Op
+from .conversations import GROUP, parse_conv
+from .groups import Groups
+from .presence import Audience
+from .quota import Bucket
+from .state import State, UserState
+
+__all__ = ["Typing"]
+
+
+class Typing:
+    def __init__(self, state: State, groups: Groups, audience: Audience,
+                 to_users: Callable[[bytes, Iterable[UserId]], None],
+                 to_conv: Callable[..., None], rate: float, burst: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._state = state
+        self._groups = groups
+        self._audience = audience
+        self._to_users = to_users
+        self._to_conv = to_conv
+        self._rate = (rate, float(burst))
+        self._clock = clock
+        self._buckets: dict[UserId, Bucket] = {}
+
+    def signal_now(self, me: UserState, conv: str, typing: bool) -> Awaitable[None] | None:
+        """Relay the signal; None when done, or an awaitable when the group must be loaded
+        first. FORBIDDEN outside the conversation, the audience's or the group's refusal,
+        RATE_LIMITED over the user's budget (checked first: a refused signal costs too)."""
+        self._charge(me.id)
+        kind, a, b = parse_conv(conv)
+        body = bodies.encode(bodies.TypingEvent(conv=conv, user=me.id, typing=typing, ts=int(time.time() * 1000)))
+        if kind == GROUP:
+            group = self._state.groups.get(GroupId(a))
+            if group is None:
+                return self._group_later(me, conv, a, body)
+            self._groups.check_send(group, me.id, int(time.time() * 1000))
+            self._to_conv(encode_frame(Op.TYPING_PUSH, 0, a, body, Flag.GROUP), ConvId(conv), UserId(0), "", (me.id,))
+            return None
+        if me.id not in (a, b):
+            raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
+        other = UserId(b if me.id == a else a)
+        self._audience.check(me, other)
+        self._to_users(encode_frame(Op.TYPING_PUSH, 0, other, body), (other,))
+        return None
+
+    async def _group_later(self, me: UserState, conv: str, group_id: int, body: bytes) -> None:
+        try:
+            group = await self._groups.get(group_id)
+        except RequestError:
+            raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN) from None
+        self._groups.check_send(group, me.id, int(time.time() * 1000))
+        self._to_conv(encode_frame(Op.TYPING_PUSH, 0, group_id, body, Flag.GROUP), ConvId(conv), UserId(0), "",
+                      (me.id,))
+
+    def forget(self, user: UserId) -> None:
+        """The user has no session here any more."""
+        self._buckets.pop(user, None)
+
+    def _charge(self, user: UserId) -> None:
+        now = self._clock()
+        bucket = self._buckets.get(user)
+        if bucket is None:
+            bucket = self._buckets[user] = Bucket(*self._rate, now)
+        if not bucket.take(1.0, now):
+            raise RateLimited(f"over {self._rate[0]:g} typing signals/s")
