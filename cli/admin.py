@@ -1,0 +1,317 @@
+"""``im user``, ``im group``, ``im cluster`` and ``im stats``: clients of a node's admin API
+(edge/admin.py) on its HTTP port, authenticated with the admin token. They never open a
+database: the node does every read and write, so its memory and its clients stay right.
+
+``im cluster`` reads the node registry in Redis (``--routes`` / ``IM_ROUTES``) to find
+the nodes; without it, it talks to the one node at ``--url``.
+
+Tables for people, ``--json`` for scripts. Exit codes (docs/operations.md):
+
+- 0: done
+- 1: the node refused or failed (its message is printed)
+- 2: bad usage or a bad setting
+- 3: no such user, group or node
+- 4: the node (or Redis) cannot be reached
+- 5: the admin API refused: no token, a wrong one, or the API is off on that node
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any, NoReturn, Optional, Sequence
+
+import typer
+
+__all__ = ["user_app", "group_app", "cluster_app", "stats", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND",
+           "EXIT_UNREACHABLE", "EXIT_REFUSED", "flowed"]
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_REFUSED = 1, 2, 3, 4, 5
+DEFAULT_URL = "http://127.0.0.1:8766"
+
+user_app = typer.Typer(help="Accounts: create, list, show, disable (or enable), kick.", no_args_is_help=True)
+group_app = typer.Typer(help="Groups: list, show, dissolve.", no_args_is_help=True)
+cluster_app = typer.Typer(help="The nodes: list them, drain one.", no_args_is_help=True)
+
+# the options every command takes (a token given as a flag shows in the process list: prefer the env)
+URL = typer.Option(DEFAULT_URL, "--url", envvar="IM_ADMIN_URL", help="The node's HTTP URL.")
+TOKEN = typer.Option("", "--token", envvar="IM_ADMIN_TOKEN", show_default=False,
+                     help="The admin token (prefer IM_ADMIN_TOKEN or --token-file).")
+TOKEN_FILE = typer.Option(None, "--token-file", envvar="IM_ADMIN_TOKEN_FILE", help="A file holding the admin token.")
+JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
+
+
+class Admin:
+    """One node's admin API over HTTP (urllib: a command is one or two requests)."""
+
+    def __init__(self, url: str, token: str, token_file: Optional[str]) -> None:
+        if token_file:
+            try:
+                with open(token_file) as f:
+                    token = f.read().strip()
+            except OSError as exc:
+                _fail(EXIT_USAGE, f"cannot read the token file {token_file}: {exc.strerror}")
+        if not url.startswith(("http://", "https://")):
+            _fail(EXIT_USAGE, f"--url must be an http:// or https:// URL, got {url!r}")
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
+        url = self.url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        data = json.dumps(body).encode() if body is not None else (b"" if method == "POST" else None)
+        request = urllib.request.Request(url, data=data, method=method, headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as err:
+            try:
+                message = json.loads(err.read()).get("error", err.reason)
+            except (ValueError, AttributeError):
+                message = str(err.reason)
+            finally:
+                err.close()
+            code = {401: EXIT_REFUSED, 403: EXIT_REFUSED, 404: EXIT_NOT_FOUND, 400: EXIT_USAGE}.get(err.code, EXIT_FAILED)
+            _fail(code, f"{err.code}: {message}")
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            _fail(EXIT_UNREACHABLE, f"cannot reach the node at {self.url}: {reason}")
+
+
+def flowed(func: Any) -> Any:
+    """Join each paragraph of ``func``'s docstring into one line, so that ``--help`` wraps
+    it to the terminal instead of keeping the source's line breaks."""
+    import inspect
+
+    doc = inspect.getdoc(func) or ""
+    func.__doc__ = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    return func
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"im: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _print(value: Any, as_json: bool, columns: Sequence[str] = (), rows: Sequence[dict[str, Any]] | None = None) -> None:
+    """JSON as it came, or a table of ``rows`` (``columns``), or ``key: value`` lines."""
+    if as_json:
+        typer.echo(json.dumps(value))
+        return
+    if rows is None:
+        width = max((len(k) for k in value), default=0)
+        for key, item in value.items():
+            typer.echo(f"{key:<{width}}  {json.dumps(item) if isinstance(item, (dict, list)) else _cell(item)}")
+        return
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
+    for row in cells:
+        typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+# -- im user ---------------------------------------------------------------------------------------
+
+@user_app.command("create")
+@flowed
+def user_create(
+    username: str,
+    password: Optional[str] = typer.Option(None, help="The password; prompted for (hidden) when not given.",
+                                           show_default=False),
+    nickname: str = typer.Option("", help="Display name (default: the username)."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Create an account (as REGISTER would)."""
+    if password is None:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    user = Admin(url, token, token_file).call("POST", "/admin/users",
+                                              {"username": username, "password": password, "nickname": nickname})
+    _print(user, as_json)
+
+
+@user_app.command("list")
+@flowed
+def user_list(
+    after: int = typer.Option(0, help="List ids above this one (the last id of the page before)."),
+    limit: int = typer.Option(100, min=1, max=1000, help="At most this many."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Accounts by id, a page at a time."""
+    page = Admin(url, token, token_file).call("GET", "/admin/users", query={"after": after, "limit": limit})
+    _print(page, as_json, ("id", "username", "nickname", "disabled", "created_at"), page["users"])
+
+
+@user_app.command("show")
+@flowed
+def user_show(
+    user: str = typer.Argument(..., help="A user id or username."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """One account, with its live sessions (terminal and node)."""
+    _print(Admin(url, token, token_file).call("GET", f"/admin/users/{urllib.parse.quote(user, safe='')}"), as_json)
+
+
+@user_app.command("disable")
+@flowed
+def user_disable(
+    user: str = typer.Argument(..., help="A user id or username."),
+    enable: bool = typer.Option(False, "--enable", help="Enable the account again instead."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Disable an account: its sessions are closed (KICKED "disabled", close 4001) and its
+    logins refused (2006 ACCOUNT_DISABLED) until `--enable`."""
+    path = f"/admin/users/{urllib.parse.quote(user, safe='')}/{'enable' if enable else 'disable'}"
+    _print(Admin(url, token, token_file).call("POST", path), as_json)
+
+
+@user_app.command("kick")
+@flowed
+def user_kick(
+    user: str = typer.Argument(..., help="A user id or username."),
+    terminal: str = typer.Option("", help="Only this terminal's session (default: every one)."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Close the user's live sessions, on whichever nodes (KICKED "kicked", close 4001);
+    they may log in again."""
+    path = f"/admin/users/{urllib.parse.quote(user, safe='')}/kick"
+    result = Admin(url, token, token_file).call("POST", path, query={"terminal": terminal} if terminal else None)
+    _print(result, as_json)
+
+
+# -- im group --------------------------------------------------------------------------------------
+
+@group_app.command("list")
+@flowed
+def group_list(
+    after: int = typer.Option(0, help="List ids above this one."),
+    limit: int = typer.Option(100, min=1, max=1000, help="At most this many."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Groups by id, a page at a time."""
+    page = Admin(url, token, token_file).call("GET", "/admin/groups", query={"after": after, "limit": limit})
+    _print(page, as_json, ("id", "name", "owner", "members", "join_mode", "created_at"), page["groups"])
+
+
+@group_app.command("show")
+@flowed
+def group_show(
+    group: int = typer.Argument(..., help="The group id."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """One group, with its members (the first 1000)."""
+    _print(Admin(url, token, token_file).call("GET", f"/admin/groups/{group}"), as_json)
+
+
+@group_app.command("dissolve")
+@flowed
+def group_dissolve(
+    group: int = typer.Argument(..., help="The group id."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+) -> None:
+    """Dissolve a group as its owner would (members get GROUP_PUSH "dissolved")."""
+    _print(Admin(url, token, token_file).call("POST", f"/admin/groups/{group}/dissolve"), as_json)
+
+
+# -- im cluster, im stats ---------------------------------------------------------------------------
+
+ROUTES = typer.Option("", "--routes", envvar="IM_ROUTES", show_default=False,
+                      help="The cluster's Redis (redis://host:port/db?prefix=P): read the node registry there."
+                           " Without it: the one node at --url.")
+
+
+def _registry(routes: str) -> list[dict[str, Any]]:
+    """The node registry's records, read from Redis."""
+    import msgspec
+
+    from ..backends.redis import RedisRoutes
+
+    url, _, query = routes.partition("?")
+    prefix = urllib.parse.parse_qs(query).get("prefix", ["im:"])[0]
+
+    async def read() -> list[Any]:
+        registry = RedisRoutes(url, prefix=prefix)
+        try:
+            return await registry.nodes()
+        finally:
+            await registry.close()
+
+    try:
+        return [msgspec.to_builtins(n) for n in asyncio.run(read())]
+    except Exception as exc:  # redis-py's ConnectionError and the like
+        _fail(EXIT_UNREACHABLE, f"cannot read the node registry at {url}: {exc}")
+
+
+def _nodes(routes: str, admin: Admin) -> list[dict[str, Any]]:
+    return _registry(routes) if routes else [admin.call("GET", "/admin/node")]
+
+
+def _row(node: dict[str, Any]) -> dict[str, Any]:
+    now = time.time() * 1000
+    return {**node, "messages_per_s": node["load"], "uptime": _duration((now - node["started_at"]) / 1000),
+            "health": node["state"] if now - node["heartbeat"] < 10_000 else "stale"}
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    return (f"{days}d" if days else "") + f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+@cluster_app.command("nodes")
+@flowed
+def cluster_nodes(
+    routes: str = ROUTES, url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE,
+    as_json: bool = JSON,
+) -> None:
+    """Every live node: id, address, connections, messages/s, version, uptime, health."""
+    rows = [_row(n) for n in _nodes(routes, Admin(url, token, token_file))]
+    _print(rows, as_json, ("id", "address", "connections", "messages_per_s", "version", "uptime", "health"), rows)
+
+
+@cluster_app.command("drain")
+@flowed
+def cluster_drain(
+    node: str = typer.Argument(..., help="The node id (as `im cluster nodes` lists it)."),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the node has exited."),
+    timeout: float = typer.Option(60.0, help="Seconds to wait with --wait."),
+    routes: str = ROUTES, url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE,
+    as_json: bool = JSON,
+) -> None:
+    """Drain a node: it stops accepting connections, closes its clients with 1001 (they
+    reconnect to another node), finishes the requests it accepted, and exits."""
+    admin = Admin(url, token, token_file)
+    found = [n for n in _nodes(routes, admin) if n["id"] == node]
+    if not found:
+        _fail(EXIT_NOT_FOUND, f"no live node {node!r}" + ("" if routes else f" at {url} (give --routes for a cluster)"))
+    target = Admin(found[0]["http_url"], admin.token, None)
+    answer = target.call("POST", "/admin/drain")
+    gone = False
+    if wait:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not gone:
+            time.sleep(0.2)
+            try:
+                urllib.request.urlopen(target.url + "/healthz", timeout=2).close()
+            except (urllib.error.URLError, OSError):
+                gone = True
+        if not gone:
+            _fail(EXIT_FAILED, f"node {node} is still up after {timeout:g} s")
+    _print({**answer, "exited": gone}, as_json)
+
+
+@flowed
+def stats(url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON) -> None:
+    """One node's live numbers: connections, users online, messages, frames, errors, lag."""
+    _print(Admin(url, token, token_file).call("GET", "/admin/stats"), as_json)
