@@ -1,8 +1,11 @@
-# edgeim node image: builds the Cython extensions and the cluster backends' clients; runs
-# `im serve` on embedded defaults, or as a cluster node with IM_STORE/IM_ROUTES/IM_BUS
-# (deploy/docker-compose.yml).
+# edgeim node image. Two stages: the first builds the wheel (with its compiled Cython
+# extensions) and the cluster backends' wheels; the second is a slim runtime that installs
+# only those wheels and runs as a non-root user. It runs `im serve` on embedded defaults,
+# or as a cluster node with IM_STORE/IM_ROUTES/IM_BUS (deploy/docker-compose.yml).
 #   docker build -t edgeim .
-#   docker run -p 8765:8765 -v edgeim-data:/data edgeim
+#   docker run -p 8765:8765 -p 8766:8766 -v edgeim-data:/data edgeim
+# Port 8765: WebSocket clients. Port 8766: /healthz, /readyz, /metrics, the admin API
+# (set IM_ADMIN_TOKEN to turn that on; do not publish it to the internet).
 FROM python:3.11-slim AS build
 # build-essential for the Cython modules; the MySQL client headers for mysqlclient (the
 # cluster extra: mysqlclient, redis, rocketmq-client-python)
@@ -25,11 +28,12 @@ RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
 USER edgeim
 WORKDIR /data
 # listen on every interface inside the container; the data dir is the volume
-ENV IM_HOST=0.0.0.0 IM_PORT=8765 IM_DATA_DIR=/data
-EXPOSE 8765
+ENV IM_HOST=0.0.0.0 IM_PORT=8765 IM_HTTP_PORT=8766 IM_DATA_DIR=/data
+EXPOSE 8765 8766
 VOLUME ["/data"]
-HEALTHCHECK --interval=10s --timeout=3s \
-  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8765/healthz').status != 200)"
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
+  CMD python -c "import urllib.request,sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8766/healthz', timeout=2).status != 200)"
+# SIGTERM drains (clients closed with 1001, accepted writes committed) within IM_DRAIN_TIMEOUT
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["im"]
 CMD ["serve"]

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # reinstall (and recompile the Cython modules) only when what the build reads changed
 BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd)
 
-.PHONY: serve test install system-packages rocketmq-jars clean
+.PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(BIN)/python:
 # maven, which fetches the RocketMQ jars. Checked on every `make install` / `make test` (a
 # few lookups); installed with apt-get when missing and we are root. `make serve` needs
 # none of it: one node runs on the embedded backends.
-DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven
+DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven prometheus
 # The RocketMQ name server and broker jars the bus tests run, fetched once (~90 MB) into a
 # cache outside the checkout; the script returns at once when they are there.
 ROCKETMQ_JARS := tests/rocketmq/fetch-jars.sh
@@ -33,19 +33,26 @@ $(VENV)/.installed-test: $(BIN)/python $(BUILD_INPUTS) | system-packages
 	$(BIN)/pip install -q -e '.[test,cluster]'
 	touch $(VENV)/.installed $@
 
-install: system-packages $(VENV)/.installed-test rocketmq-jars
+install: system-packages $(VENV)/.installed-test rocketmq-jars jmeter
 
 rocketmq-jars: | system-packages
 	@sh $(ROCKETMQ_JARS)
 
+# Apache JMeter 5.6.3 and its WebSocket samplers plugin, assembled once (~60 MB, ~45 s) from
+# their Maven jars into ~/.cache/edgeim/jmeter-5.6.3 (Debian's jmeter is 2.13, too old):
+# `im bench report --jmeter`, `im bench jmeter` and the test that feeds JMeter's report
+# generator a JTL of ours use it; the script returns at once when it is there.
+jmeter: | system-packages
+	@sh bench/jmeter/fetch-jmeter.sh >/dev/null
+
 system-packages:
 	@have() { PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$1" >/dev/null 2>&1; }; \
 	if have mariadbd && have mariadb-install-db && have redis-server && have pkg-config \
-	   && pkg-config --exists mysqlclient && have java && have mvn; then exit 0; fi; \
+	   && pkg-config --exists mysqlclient && have java && have mvn && have prometheus && have promtool; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! have apt-get; then \
-	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java and Maven. On Debian/Ubuntu run:" >&2; \
+	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java, Maven and Prometheus. On Debian/Ubuntu run:" >&2; \
 	  echo "  sudo apt-get install -y $(DEB_PACKAGES)" >&2; \
-	  echo "(elsewhere: mariadbd, mariadb-install-db, redis-server, pkg-config, mysqlclient.pc, java 11+ and mvn)" >&2; \
+	  echo "(elsewhere: mariadbd, mariadb-install-db, redis-server, pkg-config, mysqlclient.pc, java 11+, mvn, prometheus and promtool)" >&2; \
 	  exit 1; \
 	fi; \
 	echo "installing $(DEB_PACKAGES)"; \
@@ -61,5 +68,26 @@ serve: $(VENV)/.installed
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+## make test-tidb: the store and cluster tests against TiDB instead of MariaDB
+# Every test module that uses the MySQL-protocol server, with IM_TEST_MYSQL=tidb (the
+# SQLite half of the store contract is left to `make test`). The first run builds TiDB
+# from source into ~/.cache/edgeim/tidb (needs Go; ~1.9 GB of modules, 8-40 minutes);
+# later runs reuse the binary. Not part of `make test`: too slow for every run.
+TIDB_BUILD := tests/tidb/build-tidb.sh
+TIDB_TESTS = $(shell grep -rlE --include='test_*.py' '\b(mysql|mariadb)_server\b' tests | sort)
+test-tidb: install
+	@sh $(TIDB_BUILD)
+	IM_TEST_MYSQL=tidb $(BIN)/python -m pytest -q -p no:cacheprovider -k 'not sqlite' $(TIDB_TESTS)
+
+## make binary: the single-file executable dist/im (PyInstaller, Cython extensions inside);
+## it runs `im serve` on embedded defaults on a machine without this virtualenv
+binary: $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[binary]'
+	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller ops/binary/im.spec
+
+## make test-binary: build it, then run it from a clean directory (tests/test_binary.py)
+test-binary: binary
+	IM_BINARY=dist/im $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_binary.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info core_ext/*.c core_ext/*.so
+	rm -rf $(VENV) build dist *.egg-info core_ext/*.c core_ext/*.so

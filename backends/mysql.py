@@ -29,8 +29,9 @@ commit with the default ``innodb_flush_log_at_trx_commit=1``; TiDB commits throu
 SQL that TiDB also runs: no stored procedures, triggers, foreign keys or events; ids from
 AUTO_INCREMENT are used as unique values only, never for order; explicit transactions on
 an autocommit connection; READ COMMITTED for the writer (TiDB runs it in pessimistic
-mode), REPEATABLE READ (a snapshot) for multi-statement reads; SAVEPOINT and GET_LOCK
-(TiDB 6.2 or later). Tested here against MariaDB 10.11 only.
+mode), REPEATABLE READ (a snapshot) for multi-statement reads, started without READ ONLY
+on TiDB (which refuses it); SAVEPOINT and GET_LOCK (TiDB 6.2 or later). Tested against
+MariaDB 10.11 (`make test`) and TiDB 8.4-era master on its unistore store (`make test-tidb`).
 
 Threads: one writer thread owns the writing connection and does group commit (everything
 submitted in one loop iteration is handed over at once; one transaction per batch, with
@@ -54,7 +55,7 @@ from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
-    SetBlock, SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -205,11 +206,22 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS recalled_at BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS mention_seq BIGINT NOT NULL DEFAULT 0",
     ),
+    (
+        # each user's own settings (rich messaging: invisible); no row: the defaults
+        f"""CREATE TABLE IF NOT EXISTS user_settings (
+            user_id   BIGINT  NOT NULL PRIMARY KEY,
+            invisible TINYINT NOT NULL DEFAULT 0
+        ) {_TABLE}""",
+    ),
+    (
+        # operations: an operator's disabled accounts (im user disable), whose logins are refused
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled TINYINT NOT NULL DEFAULT 0",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
-    "group_requests", "revoked_tokens", "convs", "store_writers",
+    "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -403,14 +415,27 @@ class MysqlStore(WriteQueue):
     # -- reads (on the reader threads) -------------------------------------------------
 
     async def get_user(self, user_id: UserId) -> User | None:
-        rows = await self._read(_fetchall, "SELECT id, username, password_hash, nickname, created_at"
-                                           " FROM users WHERE id = %s", (user_id,))
-        return User(*rows[0]) if rows else None
+        rows = await self._read(_fetchall, f"SELECT {_USER_COLUMNS} FROM users WHERE id = %s", (user_id,))
+        return _user(rows[0]) if rows else None
 
     async def get_user_by_name(self, username: str) -> User | None:
-        rows = await self._read(_fetchall, "SELECT id, username, password_hash, nickname, created_at"
-                                           " FROM users WHERE username = %s", (username,))
-        return User(*rows[0]) if rows else None
+        rows = await self._read(_fetchall, f"SELECT {_USER_COLUMNS} FROM users WHERE username = %s", (username,))
+        return _user(rows[0]) if rows else None
+
+    # -- operations (the admin API) ----------------------------------------------------------
+
+    async def list_users(self, after: UserId, limit: int) -> list[User]:
+        rows = await self._read(_fetchall, f"SELECT {_USER_COLUMNS} FROM users WHERE id > %s ORDER BY id LIMIT %s",
+                                (after, max(0, limit)))
+        return [_user(r) for r in rows]
+
+    async def list_groups(self, after: GroupId, limit: int) -> list[tuple[GroupRecord, int]]:
+        rows = await self._read(
+            _fetchall,
+            "SELECT g.id, g.name, g.avatar, g.notice, g.owner, g.join_mode, g.mute_all, g.max_members, g.created_at,"
+            " (SELECT count(*) FROM group_members m WHERE m.group_id = g.id)"
+            " FROM chat_groups g WHERE g.id > %s ORDER BY g.id LIMIT %s", (after, max(0, limit)))
+        return [(GroupRecord(*r[:6], bool(r[6]), *r[7:9]), int(r[9])) for r in rows]
 
     async def messages_after(self, conv: ConvId, after_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
         if limit <= 0:
@@ -734,6 +759,12 @@ def _group_conv(group: int) -> str:
     return f"g{group}"
 
 
+def _is_tidb(conn: Any) -> bool:
+    """True on TiDB (its version string reads "8.0.11-TiDB-v8.4.0..."); from the handshake,
+    no round trip."""
+    return "TiDB" in conn.get_server_info()
+
+
 def _mark_mentions(cur: Any, conv: str, seq: int, mentions: str) -> None:
     if mentions == "*":
         cur.execute("UPDATE user_convs SET mention_seq = %s WHERE conv = %s", (seq, conv))
@@ -963,6 +994,22 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
     return _message(tx.cur.fetchone())
 
 
+def _set_settings(tx: _Tx, c: SetSettings) -> None:
+    tx.cur.execute("INSERT INTO user_settings (user_id, invisible) VALUES (%s, %s)"
+                   " ON DUPLICATE KEY UPDATE invisible = VALUES(invisible)", (c.user, c.invisible))
+
+
+def _set_disabled(tx: _Tx, c: SetDisabled) -> None:
+    tx.cur.execute("UPDATE users SET disabled = %s WHERE id = %s", (int(c.disabled), c.user))
+
+
+_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(*row[:5], bool(row[5]))
+
+
 _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     PutFriendRequest: _put_friend_request,
     DropFriendRequest: _drop_friend_request,
@@ -981,6 +1028,8 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
     RecallMessage: _recall,
+    SetSettings: _set_settings,
+    SetDisabled: _set_disabled,
 }
 
 
@@ -993,7 +1042,9 @@ def _fetchall(cur: Any, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ..
 
 def _in_snapshot(cur: Any, fn: Callable[..., Any], *args: Any) -> Any:
     """``fn(cur, *args)`` in one read-only snapshot (every statement sees the same commits)."""
-    cur.execute("START TRANSACTION READ ONLY")
+    # TiDB refuses READ ONLY (error 1235, a "noop function"); its REPEATABLE READ
+    # transaction is a snapshot all the same, and one that only reads takes no lock
+    cur.execute("START TRANSACTION" if _is_tidb(cur.connection) else "START TRANSACTION READ ONLY")
     try:
         return fn(cur, *args)
     finally:
@@ -1037,7 +1088,9 @@ def _load_user(cur: Any, user_id: int) -> UserRecords:
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN convs c ON c.conv = u.conv"
         " JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq WHERE u.user_id = %s")]
-    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads)
+    settings = rows("SELECT invisible FROM user_settings WHERE user_id = %s")
+    invisible = bool(settings[0][0]) if settings else False
+    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible)
 
 
 def _load_group(cur: Any, group_id: int) -> GroupRecords | None:

@@ -20,9 +20,13 @@ __all__ = [
     "GroupRecords", "Change", "PutFriendRequest", "DropFriendRequest", "PutFriendship",
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
     "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv", "SetPasswordHash",
-    "RevokeToken", "RecallMessage",
+    "RevokeToken", "RecallMessage", "SetSettings", "CallRecord",
+    # operations: the node registry, disabled accounts
+    "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
     "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable",
+    # files
+    "Files", "FileStat", "SignedUrl", "FilesUnavailable",
 ]
 
 UserId = NewType("UserId", int)
@@ -55,6 +59,7 @@ class User(msgspec.Struct, frozen=True):
     password_hash: str
     nickname: str
     created_at: int  # unix ms
+    disabled: bool = False  # SetDisabled: its logins are refused
 
 
 class NewMessage(msgspec.Struct, frozen=True):
@@ -132,6 +137,7 @@ class UserRecords(msgspec.Struct, frozen=True):
     blocked_by: list[UserId]  # users who blocked this user
     convs: list[UserConv]
     heads: list[StoredMessage]  # the newest message of each conversation in ``convs`` that has one
+    invisible: bool = False  # the user's setting: others see them offline (SetSettings)
 
 
 class GroupRecord(msgspec.Struct, frozen=True):
@@ -291,10 +297,25 @@ class RevokeToken(msgspec.Struct, frozen=True, tag=True):
     expires_at: int
 
 
+class SetSettings(msgspec.Struct, frozen=True, tag=True):
+    """Replace the user's own settings (today: invisible)."""
+
+    user: UserId
+    invisible: bool
+
+
+class SetDisabled(msgspec.Struct, frozen=True, tag=True):
+    """Disable the account (its logins are refused with ACCOUNT_DISABLED), or enable it again."""
+
+    user: UserId
+    disabled: bool
+
+
 Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
+    | SetSettings | SetDisabled
 )
 
 
@@ -379,11 +400,34 @@ class Store(Protocol):
         insensitive; recalled ones left out; newest first (by id), ids below ``before_id``
         (0: no bound), at most ``limit``."""
 
+    # -- operations (the admin API) ----------------------------------------------------------
+
+    async def list_users(self, after: UserId, limit: int) -> list[User]:
+        """Users with ids above ``after``, ascending, at most ``limit``."""
+
+    async def list_groups(self, after: GroupId, limit: int) -> list[tuple[GroupRecord, int]]:
+        """Groups with ids above ``after``, ascending, at most ``limit``, each with its
+        number of members."""
+
 
 class Route(msgspec.Struct, frozen=True):
     user_id: UserId
     terminal: str
     node: NodeId
+
+
+class CallRecord(msgspec.Struct, frozen=True):
+    """A 1:1 call's signaling state, shared by every node (``Routes`` keeps it)."""
+
+    id: int
+    caller: UserId
+    caller_terminal: str  # the device that invited
+    callee: UserId
+    kind: str  # "audio" | "video"
+    state: str  # "ringing" | "accepted"
+    created_at: int  # unix ms
+    callee_terminal: str = ""  # the device that accepted ("" while ringing)
+    accepted_at: int = 0  # unix ms
 
 
 class Routes(Protocol):
@@ -427,7 +471,59 @@ class Routes(Protocol):
     async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
         """Extend the lease; False if it lapsed (the node must stop making ids)."""
 
+    # -- presence and calls (rich messaging) --------------------------------------------------
+
+    async def set_hidden(self, user_id: UserId, hidden: bool) -> None:
+        """Mark ``user_id`` invisible, or visible again. A copy of the stored setting that
+        nodes write at each login and change (not durable: a lost mark comes back at the
+        user's next login)."""
+
+    async def hidden(self, user_ids: Sequence[UserId]) -> set[UserId]:
+        """Which of these users are marked invisible."""
+
+    async def start_call(self, call: CallRecord, ttl: float) -> UserId | None:
+        """Store ``call`` and mark its caller and callee as in it, atomically, unless either
+        is in a call already: then nothing changes and that user is returned (the caller if
+        both are). The call and both marks expire after ``ttl`` seconds unless updated."""
+
+    async def get_call(self, call_id: int) -> CallRecord | None: ...
+
+    async def update_call(self, call: CallRecord, expect: str, ttl: float) -> bool:
+        """Compare and set: replace the call ``call.id`` by ``call`` (its expiry and both
+        marks' moved to ``ttl`` from now) if its stored state is ``expect``. Of racing
+        updates one wins; False if the call is gone or in another state."""
+
+    async def end_call(self, call_id: int, expect: str) -> CallRecord | None:
+        """Remove the call and both marks if its state is ``expect``; the record removed, or
+        None (gone, or in another state): of racing ends exactly one gets the record."""
+
+    # -- the node registry (operations: im cluster nodes, drain) ----------------------------------
+
+    async def announce(self, info: NodeInfo, ttl: float) -> None:
+        """Put ``info`` in the node registry, replacing the node's earlier record, for ``ttl``
+        seconds: a node announces itself every few seconds, so one that dies drops out."""
+
+    async def nodes(self) -> list[NodeInfo]:
+        """The records announced and not expired, ordered by node id."""
+
+    async def withdraw(self, node: NodeId) -> None:
+        """Remove ``node``'s record (a node that stops)."""
+
     async def close(self) -> None: ...
+
+
+class NodeInfo(msgspec.Struct, frozen=True):
+    """A node as it announces itself in the registry (``Routes.announce``)."""
+
+    id: NodeId
+    address: str  # the WebSocket URL clients connect to (ws://host:port/ws)
+    http_url: str  # its HTTP listener: health, /metrics, the admin API
+    connections: int
+    load: float  # SENDs acknowledged per second, lately
+    version: str
+    started_at: int  # unix ms
+    heartbeat: int  # unix ms of this announcement, by the node's clock
+    state: str = "ready"  # "ready", "draining", or "unready" (a backend is down)
 
 
 class Envelope(msgspec.Struct, frozen=True):
@@ -450,6 +546,8 @@ class Envelope(msgspec.Struct, frozen=True):
     #: state keys ("u:<user id>", "g:<group id>") changed in the store by the sending node:
     #: the receiving node reloads those it holds (``frame`` is empty then)
     refresh: tuple[str, ...] = ()
+    #: set: ``frame`` goes to the session of (``user_ids``, this terminal) only
+    only_terminal: str = ""
 
 
 class Bus(Protocol):
@@ -470,5 +568,66 @@ class Bus(Protocol):
         """Begin consuming this node's topic; ``on_envelope`` runs on the event loop."""
 
     async def publish(self, node: NodeId, envelope: Envelope) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+# -- files ------------------------------------------------------------------------------------
+
+class FilesUnavailable(StoreUnavailable):
+    """The file backend cannot be reached or written (a full disk, an S3 server down or
+    refusing our credentials); the message says which. At start it stops the node as a
+    store that cannot be opened does; later a grant that needs it is 5001 UNAVAILABLE."""
+
+
+class FileStat(msgspec.Struct, frozen=True):
+    size: int  # bytes
+    mime: str  # the Content-Type it was uploaded with
+
+
+class SignedUrl(msgspec.Struct, frozen=True):
+    """One HTTP request a client may make without the node: ``method`` on ``url`` with
+    exactly ``headers`` (name, value), until ``expires_at`` (unix seconds)."""
+
+    method: str
+    url: str
+    headers: tuple[tuple[str, str], ...]
+    expires_at: int
+
+
+class Files(Protocol):
+    """The bytes of files, which clients move over HTTP with signed, expiring URLs: the node
+    hands out the URLs (FILE_UPLOAD, FILE_DOWNLOAD) and never carries a file's bytes.
+
+    Guarantees (tests/backends/test_files_contract.py):
+    - ``presign_put`` and ``presign_get`` do no I/O and never block: a local computation.
+    - A PUT to ``presign_put(key, size, mime, expires)``'s URL with its headers, before it
+      expires, stores exactly that body under ``key`` with content type ``mime`` (replacing
+      what ``key`` held). Any other request to it is refused with 403 and stores nothing:
+      another key or method, a body of another length, another Content-Type, an altered
+      query string, or after expiry.
+    - All or nothing: a reader (``stat``, a GET) sees the old object or the whole new one,
+      never a part; an upload cut short stores nothing.
+    - A GET of ``presign_get(key, expires, filename)``'s URL before it expires answers 200
+      with the bytes, the stored Content-Type and ``Content-Disposition: attachment;
+      filename="<filename>"``; 404 if there is no object; 403 when expired or altered.
+    - ``stat`` and ``delete`` see every upload answered 200 before they were called;
+      ``delete`` of a missing key is not an error.
+    - Keys are 1..512 characters of ``[A-Za-z0-9._/-]``, in segments that do not start with
+      a dot (services/files.py makes them); a filename is such a segment.
+    - ``open``, ``stat`` and ``delete`` raise FilesUnavailable when the backend fails.
+    """
+
+    async def open(self) -> None:
+        """Make ready (a directory; a bucket, created if missing)."""
+
+    def presign_put(self, key: str, size: int, mime: str, expires: int) -> SignedUrl: ...
+
+    def presign_get(self, key: str, expires: int, filename: str) -> SignedUrl: ...
+
+    async def stat(self, key: str) -> FileStat | None:
+        """Size and type of the object; None if there is none."""
+
+    async def delete(self, key: str) -> None: ...
 
     async def close(self) -> None: ...

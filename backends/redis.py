@@ -22,9 +22,14 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import msgspec
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from .protocols import ConvId, NodeId, Route, UserId
+from .protocols import CallRecord, ConvId, NodeId, NodeInfo, Route, UserId
 
 __all__ = ["RedisRoutes"]
 
@@ -81,10 +86,12 @@ return 1
 """
 
 
-# KEYS[1] the prefix of number keys; ARGV node, ttl_ms, numbers -> the number leased, or -1.
-# A node that holds a number keeps it (restarts after a crash get theirs back once it expires).
+# KEYS[1] the prefix of number keys; ARGV node, ttl_ms, numbers, preferred (-1: none) -> the
+# number leased, or -1. A node that holds a number keeps it (restarts after a crash get theirs
+# back once it expires); else the preferred one if it is free, else the lowest free one.
 _LEASE = """
 local free = -1
+local preferred = tonumber(ARGV[4])
 for n = 0, tonumber(ARGV[3]) - 1 do
   local key = KEYS[1] .. n
   local holder = redis.call('GET', key)
@@ -92,7 +99,7 @@ for n = 0, tonumber(ARGV[3]) - 1 do
     redis.call('PEXPIRE', key, ARGV[2])
     return n
   end
-  if not holder and free < 0 then free = n end
+  if not holder and (free < 0 or n == preferred) then free = n end
 end
 if free >= 0 then redis.call('SET', KEYS[1] .. free, ARGV[1], 'PX', ARGV[2]) end
 return free
@@ -104,6 +111,51 @@ if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 """
+
+
+# Calls: ``{prefix}call:{id}`` is a hash (state, caller, callee, data = the msgpack record)
+# and ``{prefix}busy:{user}`` the id of the call the user is in; all three expire together.
+
+# KEYS call, busy caller, busy callee; ARGV state, data, id, ttl_ms, prefix -> 0, or 1/2 for
+# the caller/callee already in a (live) call
+_START_CALL = """
+for i = 2, 3 do
+  local other = redis.call('GET', KEYS[i])
+  if other and redis.call('EXISTS', ARGV[5] .. 'call:' .. other) == 1 then return i - 1 end
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'data', ARGV[2], 'caller', KEYS[2], 'callee', KEYS[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[4])
+return 0
+"""
+
+# KEYS call; ARGV expect, state, data, ttl_ms, id -> 1 if replaced
+_UPDATE_CALL = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'caller', 'callee')
+if v[1] ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'data', ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+for i = 2, 3 do
+  if redis.call('GET', v[i]) == ARGV[5] then redis.call('PEXPIRE', v[i], ARGV[4]) end
+end
+return 1
+"""
+
+# KEYS call; ARGV expect, id -> the record's data, or false
+_END_CALL = """
+local v = redis.call('HMGET', KEYS[1], 'state', 'data', 'caller', 'callee')
+if v[1] ~= ARGV[1] then return false end
+redis.call('DEL', KEYS[1])
+for i = 3, 4 do
+  if redis.call('GET', v[i]) == ARGV[2] then redis.call('DEL', v[i]) end
+end
+return v[2]
+"""
+
+_call_encoder = msgspec.msgpack.Encoder()
+_call_decoder = msgspec.msgpack.Decoder(CallRecord)
+_node_decoder = msgspec.msgpack.Decoder(NodeInfo)
 
 
 def _ms(ttl: float) -> int:
@@ -124,12 +176,24 @@ class RedisRoutes:
                  client: aioredis.Redis | None = None) -> None:
         self.prefix = prefix
         self._owns_client = client is None
-        self._redis: aioredis.Redis = client if client is not None else aioredis.from_url(url)
+        # a connection of the pool that a Redis restart closed fails its next command once:
+        # retry such a command on a new connection (commands that were never sent, or
+        # scripts that are idempotent per call) rather than fail the node's request
+        self._redis: aioredis.Redis = client if client is not None else aioredis.from_url(
+            url, retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        #: node -> the number it last leased here: after Redis lost the leases (a restart),
+        #: the node takes the same one again, so ids made meanwhile cannot collide with a
+        #: number another node takes
+        self._numbers: dict[str, int] = {}
         self._bind = self._redis.register_script(_BIND)
         self._renew = self._redis.register_script(_RENEW)
         self._unbind = self._redis.register_script(_UNBIND)
         self._lease = self._redis.register_script(_LEASE)
         self._renew_lease = self._redis.register_script(_RENEW_LEASE)
+        self._start_call = self._redis.register_script(_START_CALL)
+        self._update_call = self._redis.register_script(_UPDATE_CALL)
+        self._end_call = self._redis.register_script(_END_CALL)
 
     def _user_key(self, user_id: UserId) -> str:
         return f"{self.prefix}r:{user_id}"
@@ -225,14 +289,83 @@ class RedisRoutes:
     async def lease_number(self, node: NodeId, ttl: float, numbers: int) -> int:
         """A number in 0..numbers-1 held by no other live node, for ``ttl`` seconds (the
         node's part of every message id); the one ``node`` holds already, if any."""
-        number = int(await self._lease(keys=[f"{self.prefix}num:"], args=[node, _ms(ttl), numbers]))
+        number = int(await self._lease(keys=[f"{self.prefix}num:"],
+                                       args=[node, _ms(ttl), numbers, self._numbers.get(node, -1)]))
         if number < 0:
             raise RuntimeError(f"all {numbers} node numbers are leased: too many nodes")
+        self._numbers[node] = number
         return number
 
     async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
-        """Keep the lease; False if it lapsed and another node took the number."""
+        """Keep the lease; False if it lapsed (another node may have taken the number, or
+        Redis lost it: the node leases one again, see ``lease_number``)."""
         return bool(await self._renew_lease(keys=[f"{self.prefix}num:{number}"], args=[node, _ms(ttl)]))
+
+    # -- presence and calls (rich messaging) --------------------------------------------------
+
+    async def set_hidden(self, user_id: UserId, hidden: bool) -> None:
+        if hidden:
+            await self._redis.sadd(f"{self.prefix}hidden", user_id)
+        else:
+            await self._redis.srem(f"{self.prefix}hidden", user_id)
+
+    async def hidden(self, user_ids: Sequence[UserId]) -> set[UserId]:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return set()
+        flags = await self._redis.smismember(f"{self.prefix}hidden", users)
+        return {u for u, flag in zip(users, flags) if flag}
+
+    def _call_key(self, call_id: int) -> str:
+        return f"{self.prefix}call:{call_id}"
+
+    def _busy_key(self, user_id: UserId) -> str:
+        return f"{self.prefix}busy:{user_id}"
+
+    async def start_call(self, call: CallRecord, ttl: float) -> UserId | None:
+        """One script: check both users' marks, store the call, mark both."""
+        busy = int(await self._start_call(
+            keys=[self._call_key(call.id), self._busy_key(call.caller), self._busy_key(call.callee)],
+            args=[call.state, _call_encoder.encode(call), call.id, _ms(ttl), self.prefix]))
+        return None if busy == 0 else (call.caller if busy == 1 else call.callee)
+
+    async def get_call(self, call_id: int) -> CallRecord | None:
+        data = await self._redis.hget(self._call_key(call_id), "data")
+        return None if data is None else _call_decoder.decode(data)
+
+    async def update_call(self, call: CallRecord, expect: str, ttl: float) -> bool:
+        return bool(await self._update_call(keys=[self._call_key(call.id)],
+                                            args=[expect, call.state, _call_encoder.encode(call), _ms(ttl), call.id]))
+
+    async def end_call(self, call_id: int, expect: str) -> CallRecord | None:
+        data = await self._end_call(keys=[self._call_key(call_id)], args=[expect, call_id])
+        return None if data is None else _call_decoder.decode(data)
+
+    # -- the node registry (operations) ----------------------------------------------------------
+    # ``{prefix}node:{id}`` holds a node's record and expires with it; ``{prefix}nodes`` is the
+    # set of ids, from which ``nodes`` drops those whose record expired.
+
+    async def announce(self, info: NodeInfo, ttl: float) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.set(f"{self.prefix}node:{info.id}", _call_encoder.encode(info), px=_ms(ttl))
+            pipe.sadd(f"{self.prefix}nodes", info.id)
+            await pipe.execute()
+
+    async def nodes(self) -> list[NodeInfo]:
+        ids = sorted(n.decode() for n in await self._redis.smembers(f"{self.prefix}nodes"))
+        if not ids:
+            return []
+        records = await self._redis.mget([f"{self.prefix}node:{n}" for n in ids])
+        gone = [n for n, record in zip(ids, records) if record is None]
+        if gone:
+            await self._redis.srem(f"{self.prefix}nodes", *gone)
+        return [_node_decoder.decode(r) for r in records if r is not None]
+
+    async def withdraw(self, node: NodeId) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.delete(f"{self.prefix}node:{node}")
+            pipe.srem(f"{self.prefix}nodes", node)
+            await pipe.execute()
 
     async def close(self) -> None:
         """Close the connections (of a client this object made; a passed-in one is the

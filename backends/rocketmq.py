@@ -77,6 +77,7 @@ from typing import Any
 
 import msgspec
 
+from ..ops.metrics import LAG_BUCKETS, Histogram
 from .consumer import Consumer, OnEnvelope
 from .memory import BusClosed
 from .protocols import Envelope, NodeId
@@ -114,6 +115,8 @@ class _Batch(msgspec.Struct, array_like=True):
     publisher: str  # the publishing bus's incarnation id
     seq: int  # 1, 2, 3, ... per publisher, in send order
     envelopes: list[Envelope]
+    #: unix seconds at send (the receiver's bus lag metric; 0 from publishers that predate it)
+    sent_at: float = 0.0
 
 
 # -- a minimal admin client of RocketMQ's remoting protocol ------------------------------------
@@ -315,6 +318,8 @@ class RocketMqBus:
         self.envelopes_sent = 0
         self.broker_messages_received = 0
         self.duplicates_dropped = 0
+        #: metrics: seconds from a batch's send (by its publisher) to its receipt here
+        self.lag = Histogram(LAG_BUCKETS)
         self.envelopes_dropped = 0
         self.send_failures = 0
         self.consumer_restarts = 0
@@ -475,7 +480,7 @@ class RocketMqBus:
         pending.reverse()
         while pending:
             chunk = pending.pop()
-            body = escape_nul(encoder.encode(_Batch(self.incarnation, self._seq + 1, chunk)))
+            body = escape_nul(encoder.encode(_Batch(self.incarnation, self._seq + 1, chunk, time.time())))
             if len(body) > self.max_message_bytes:
                 if len(chunk) > 1:  # the estimate was short: halve and try again
                     half = len(chunk) // 2
@@ -642,6 +647,8 @@ class RocketMqBus:
         if not self._first_time(batch.publisher, batch.seq):
             self.duplicates_dropped += 1
             return
+        if batch.sent_at:  # (clocks of two machines: NTP-close, and never below 0 here)
+            self.lag.observe(max(0.0, time.time() - batch.sent_at))
         loop = self._loop
         if loop is None:
             return

@@ -28,7 +28,7 @@ from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
-    SetBlock, SetPasswordHash, SetRemark, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -155,6 +155,17 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE VIRTUAL TABLE message_text USING fts5(body, tokenize = 'trigram');
     INSERT INTO message_text (rowid, body) SELECT id, content FROM messages WHERE type = 1 AND content <> '';
     """,
+    """
+    -- each user's own settings (rich messaging: invisible); no row: the defaults
+    CREATE TABLE user_settings (
+        user_id   INTEGER NOT NULL PRIMARY KEY,
+        invisible INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- operations: an operator's disabled accounts (im user disable), whose logins are refused
+    ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -170,6 +181,11 @@ _INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
 _ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
 _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
+_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
+
+
+def _user(row: tuple[Any, ...]) -> User:
+    return User(*row[:5], bool(row[5]))
 
 
 class SqliteStore(WriteQueue):
@@ -246,18 +262,26 @@ class SqliteStore(WriteQueue):
     # -- reads (on the reader thread) --------------------------------------------------
 
     async def get_user(self, user_id: UserId) -> User | None:
-        rows = await self._read(
-            "SELECT id, username, password_hash, nickname, created_at FROM users WHERE id = ?",
-            (user_id,),
-        )
-        return User(*rows[0]) if rows else None
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE id = ?", (user_id,))
+        return _user(rows[0]) if rows else None
 
     async def get_user_by_name(self, username: str) -> User | None:
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE username = ?", (username,))
+        return _user(rows[0]) if rows else None
+
+    # -- operations (the admin API) ----------------------------------------------------------
+
+    async def list_users(self, after: UserId, limit: int) -> list[User]:
+        rows = await self._read(f"SELECT {_USER_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?",
+                                (after, max(0, limit)))
+        return [_user(r) for r in rows]
+
+    async def list_groups(self, after: GroupId, limit: int) -> list[tuple[GroupRecord, int]]:
         rows = await self._read(
-            "SELECT id, username, password_hash, nickname, created_at FROM users WHERE username = ?",
-            (username,),
-        )
-        return User(*rows[0]) if rows else None
+            "SELECT g.id, g.name, g.avatar, g.notice, g.owner, g.join_mode, g.mute_all, g.max_members, g.created_at,"
+            " (SELECT count(*) FROM group_members m WHERE m.group_id = g.id)"
+            " FROM chat_groups g WHERE g.id > ? ORDER BY g.id LIMIT ?", (after, max(0, limit)))
+        return [(GroupRecord(*r[:6], bool(r[6]), *r[7:9]), r[9]) for r in rows]
 
     async def messages_after(self, conv: ConvId, after_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
         if limit <= 0:  # SQLite reads LIMIT -1 as "no limit"
@@ -620,6 +644,15 @@ def _revoke_token(store: SqliteStore, conn: sqlite3.Connection, c: RevokeToken) 
                  (c.token_id, c.expires_at))
 
 
+def _set_settings(store: SqliteStore, conn: sqlite3.Connection, c: SetSettings) -> None:
+    conn.execute("INSERT INTO user_settings (user_id, invisible) VALUES (?, ?)"
+                 " ON CONFLICT (user_id) DO UPDATE SET invisible = excluded.invisible", (c.user, c.invisible))
+
+
+def _set_disabled(store: SqliteStore, conn: sqlite3.Connection, c: SetDisabled) -> None:
+    conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(c.disabled), c.user))
+
+
 _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     PutFriendRequest: _put_friend_request,
     DropFriendRequest: _drop_friend_request,
@@ -638,6 +671,8 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
     RecallMessage: _recall,
+    SetSettings: _set_settings,
+    SetDisabled: _set_disabled,
 }
 
 
@@ -674,7 +709,9 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
         " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
-    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads)
+    settings = conn.execute("SELECT invisible FROM user_settings WHERE user_id = ?", (user_id,)).fetchone()
+    invisible = bool(settings[0]) if settings else False
+    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible)
 
 
 def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:

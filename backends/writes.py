@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+from ..ops.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
 
 __all__ = ["Append", "CreateUser", "Apply", "Op", "Outcome", "STOP", "WriteQueue", "settle"]
@@ -70,6 +71,10 @@ class WriteQueue:
         # iteration at once, so the writer thread is woken once per iteration, not per op
         self._queue: queue.SimpleQueue[list[Op] | object] = queue.SimpleQueue()
         self._handover: list[Op] = []
+        #: metrics (ops/metrics.py), filled by the writer thread: writes per transaction, and
+        #: seconds from a batch handed to the writer's loop to its waiters woken
+        self.batch_sizes = Histogram(SIZE_BUCKETS)
+        self.commit_seconds = Histogram(LATENCY_BUCKETS)
 
     async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
         """Durable when it returns. Raises ``UsernameTaken``."""
@@ -157,7 +162,11 @@ class WriteQueue:
                 except queue.Empty:
                     break
             for start in range(0, len(ops), batch_max):
-                yield ops[start:start + batch_max]
+                batch = ops[start:start + batch_max]
+                began = time.perf_counter()
+                yield batch  # resumed when the caller has committed it and settled its futures
+                self.commit_seconds.observe(time.perf_counter() - began)
+                self.batch_sizes.observe(len(batch))
 
 
 def settle(batch: list[Op], outcomes: list[Outcome]) -> None:

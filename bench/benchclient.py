@@ -16,7 +16,10 @@ from typing import Any, Awaitable, Callable, Iterable
 
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
-from benchlib import PASSWORD
+try:  # imported as edgeim.bench.benchclient (im bench), or with bench/ on sys.path (the scripts)
+    from .benchlib import PASSWORD
+except ImportError:
+    from benchlib import PASSWORD
 from edgeim.core_ext import bodies
 from edgeim.core_ext.codec import encode_frame
 from edgeim.core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION, Op

@@ -2,20 +2,29 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import json
 import logging
 import resource
 import signal
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
-from ..ops.config import Config, ConfigError
+from ..ops.config import SECRET_FIELDS, Config, ConfigError, field_docs
 from ..ops.logs import setup_logging
+from .admin import flowed
 
-app = typer.Typer(help="edgeim: a distributed instant-messaging server.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(help="edgeim: a distributed instant-messaging server.", no_args_is_help=True)
 log = logging.getLogger("edgeim.cli")
+
+# -- im bench: the bench harness (cli/bench.py) --------------------------------------------------
+from .bench import bench_app  # noqa: E402
+
+app.add_typer(bench_app, name="bench")
 
 
 @app.callback()
@@ -23,37 +32,84 @@ def main() -> None:
     """edgeim command line."""
 
 
-@app.command()
-def serve(
-    host: Optional[str] = typer.Option(None, help="Address to listen on [env IM_HOST; default 127.0.0.1]."),
-    port: Optional[int] = typer.Option(None, help="Port; 0 picks a free one [env IM_PORT; default 8765]."),
-    data_dir: Optional[Path] = typer.Option(None, help="Where the SQLite store and secrets live [env IM_DATA_DIR; default ./data]."),
-    node_id: Optional[str] = typer.Option(None, help="Node id [env IM_NODE_ID; default <hostname>-<port>]."),
-    token_secret_file: Optional[Path] = typer.Option(None, help="File holding the token secret (32+ characters; nodes of a cluster share it) [env IM_TOKEN_SECRET_FILE, or the secret itself in IM_TOKEN_SECRET; default: made once and kept in DATA_DIR/token.secret]."),
-    log_level: Optional[str] = typer.Option(None, help="debug, info, warning or error [env IM_LOG_LEVEL; default info]."),
-    idle_timeout: Optional[float] = typer.Option(None, help="Seconds of silence before a connection is closed [env IM_IDLE_TIMEOUT; default 90]."),
-    auth_timeout: Optional[float] = typer.Option(None, help="Seconds to log in after connecting [env IM_AUTH_TIMEOUT; default 10]."),
-    reuse_port: Optional[bool] = typer.Option(None, "--reuse-port", help="Share the port with other nodes (SO_REUSEPORT) [env IM_REUSE_PORT]."),
-) -> None:
+# -- im serve: one option per Config field, generated ---------------------------------------------
+
+_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "Path": Path}
+
+
+def _shown(value: object) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
+    return text if len(text) <= 48 else text[:45] + "..."
+
+
+def _serve_options() -> list[inspect.Parameter]:
+    """A ``--config`` option, then one per Config field but the secrets, named as the field
+    (``data_dir``: ``--data-dir``; booleans ``--x/--no-x``), documented by its ``#:`` comment."""
+    docs = field_docs()
+    params = [inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                                default=typer.Option(None, "--config", help="A TOML file of settings (keys as the"
+                                                     " option names below, e.g. port = 9000) (env IM_CONFIG).",
+                                                     rich_help_panel="Config file"))]
+    section = "Settings"
+    for f in fields(Config):
+        if f.name in SECRET_FIELDS:
+            continue
+        kind = f.type if isinstance(f.type, str) else f.type.__name__
+        flag = "--" + f.name.replace("_", "-")
+        decl = f"{flag}/--no-{flag[2:]}" if kind == "bool" else flag
+        default = "" if f.default in ("", -1) else f"; default {_shown(f.default)}"
+        doc = docs.get(f.name, "")
+        help_text = f"{doc[:1].upper()}{doc[1:]} (env IM_{f.name.upper()}{default})."
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[_TYPES[kind]],
+                                        default=typer.Option(None, decl, help=help_text, show_default=False,
+                                                             rich_help_panel=section)))
+    return params
+
+
+def serve(config_file: Optional[Path] = None, **flags: object) -> None:
     """Run one node. With no flags: embedded defaults (SQLite under ./data, in-memory
-    routes, in-process bus) on 127.0.0.1:8765."""
+    routes, in-process bus) on 127.0.0.1:8765, HTTP (health, metrics, admin API) on 8766.
+
+    Every setting is a flag, an IM_<NAME> environment variable and a key of the --config
+    file; flags win over the environment, which wins over the file. The secrets have no
+    flag (a flag shows them to anyone who lists processes): token_secret (IM_TOKEN_SECRET,
+    or --token-secret-file) and admin_token (IM_ADMIN_TOKEN, or --admin-token-file).
+
+    SIGTERM or SIGINT drains the node and exits 0; SIGHUP reloads the log level and the
+    limits from the same flags, environment and file. Exit codes: 0 stopped, 1 could not
+    start, 2 a bad setting.
+    """
     try:
-        config = Config.load(dict(
-            host=host, port=port, data_dir=data_dir, node_id=node_id,
-            token_secret_file=str(token_secret_file) if token_secret_file else None,
-            log_level=log_level, idle_timeout=idle_timeout, auth_timeout=auth_timeout, reuse_port=reuse_port,
-        ))
+        config = Config.load(_overrides(flags), file=config_file)
     except ConfigError as exc:
         typer.echo(f"im serve: {exc}", err=True)
         raise typer.Exit(2) from None
     setup_logging(config.log_level)
     _raise_open_files_limit()
+
+    def reload() -> Config:  # what SIGHUP reads: the same flags, the environment and file as now
+        return Config.load(_overrides(flags), file=config_file)
+
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; this keeps odd platforms running
-        asyncio.run(_serve(config))
+        asyncio.run(_serve(config, reload))
     else:
-        uvloop.run(_serve(config))
+        uvloop.run(_serve(config, reload))
+
+
+def _overrides(flags: dict[str, object]) -> dict[str, object]:
+    values = dict(flags)
+    for name in ("token_secret_file", "admin_token_file"):
+        if values.get(name) is not None:
+            values[name] = str(values[name])
+    return values
+
+
+flowed(serve)
+serve.__signature__ = inspect.Signature(_serve_options())  # type: ignore[attr-defined]
+serve.__annotations__ = {p.name: p.annotation for p in serve.__signature__.parameters.values()}  # type: ignore[attr-defined]
+app.command(context_settings={"max_content_width": 120})(serve)
 
 
 def _raise_open_files_limit() -> None:
@@ -68,7 +124,7 @@ def _raise_open_files_limit() -> None:
         log.warning("cannot raise the open files limit", extra={"soft": soft, "hard": hard, "error": str(exc)})
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     from ..backends.protocols import StoreDamaged, StoreUnavailable
     from ..core_ext.codec import IMPLEMENTATION
     from ..edge.node import DataDirInUse, Node
@@ -87,10 +143,123 @@ async def _serve(config: Config) -> None:
     except OSError as exc:
         log.error("cannot listen", extra={"host": config.host, "port": config.port, "error": str(exc)})
         sys.exit(1)
+
+    def on_hup() -> None:
+        try:
+            fresh = reload() if reload is not None else config
+        except ConfigError as exc:  # the running settings stay
+            log.error("reload refused: a bad setting", extra={"error": str(exc)})
+            return
+        node.reload(fresh)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     url = f"ws://{host}:{port}/ws"
-    log.info("listening", extra={"node": node.id, "url": url, "data_dir": str(config.data_dir), "codec": IMPLEMENTATION})
-    print(f"edgeim node {node.id} listening on {url} (data in {config.data_dir.resolve()})", flush=True)
-    await stop.wait()
-    log.info("stopping", extra={"node": node.id})
+    log.info("listening", extra={"node": node.id, "url": url, "http": node.http.url, "data_dir": str(config.data_dir),
+                                 "codec": IMPLEMENTATION})
+    print(f"edgeim node {node.id} listening on {url} and {node.http.url} (data in {config.data_dir.resolve()})",
+          flush=True)
+    # SIGTERM/SIGINT, or a drain asked through the admin API (im cluster drain)
+    drained = asyncio.ensure_future(node.stopping.wait())
+    await asyncio.wait([asyncio.ensure_future(stop.wait()), drained], return_when=asyncio.FIRST_COMPLETED)
+    log.info("stopping", extra={"node": node.id, "why": "drain requested" if drained.done() else "signal"})
     await node.stop()
     log.info("stopped", extra={"node": node.id})
+
+
+# -- operations: version, config show, migrate, and the admin client (cli/admin.py) -------------------
+
+@app.command()
+@flowed
+def version(as_json: bool = typer.Option(False, "--json", help="One JSON object.")) -> None:
+    """The version of this edgeim (and its Python, and which codec it runs)."""
+    from ..edge.admin import version_info
+
+    info = version_info()
+    if as_json:
+        typer.echo(json.dumps(info))
+    else:
+        typer.echo(f"edgeim {info['version']} (python {info['python']}, codec {info['codec']}"
+                   f"{', single-file executable' if info['frozen'] else ''})")
+
+
+config_app = typer.Typer(help="The effective configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("show")
+@flowed
+def config_show(
+    config_file: Optional[Path] = typer.Option(None, "--config", help="A TOML file of settings (env IM_CONFIG)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object: setting -> value."),
+) -> None:
+    """Print every setting as `im serve` would use it (environment, file, defaults), with
+    where it came from; secrets are shown as ***. Exit 2 on a bad setting."""
+    import os
+
+    from ..ops.config import _read_file, masked
+
+    try:
+        config = Config.load(file=config_file)
+        in_file = _read_file(Path(config_file or os.environ["IM_CONFIG"])) if (config_file or os.environ.get("IM_CONFIG")) else {}
+    except ConfigError as exc:
+        typer.echo(f"im config show: {exc}", err=True)
+        raise typer.Exit(2) from None
+    shown = masked(config)
+    if as_json:
+        typer.echo(json.dumps(shown))
+        return
+    width = max(len(name) for name in shown)
+    for name, value in shown.items():
+        source = "env" if os.environ.get(f"IM_{name.upper()}") else "file" if name in in_file else "default"
+        typer.echo(f"{name:<{width}}  {json.dumps(value):<40}  {source}")
+
+
+@app.command()
+@flowed
+def migrate(
+    config_file: Optional[Path] = typer.Option(None, "--config", help="A TOML file of settings (env IM_CONFIG)."),
+    data_dir: Optional[Path] = typer.Option(None, help="The data dir of an embedded node (env IM_DATA_DIR)."),
+    store: Optional[str] = typer.Option(None, help="A cluster's store URL, mysql://... (env IM_STORE)."),
+) -> None:
+    """Bring the store's schema to this version's, then exit (a node also does so at start).
+    An embedded node's data dir must not be in use (stop the node first). Exit codes: 0
+    done, 1 the store cannot be opened or is damaged, 2 a bad setting."""
+    try:
+        config = Config.load({"data_dir": data_dir, "store": store}, file=config_file)
+    except ConfigError as exc:
+        typer.echo(f"im migrate: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        version = asyncio.run(_migrate(config))
+    except Exception as exc:  # DataDirInUse, StoreDamaged, StoreUnavailable, a server refusing
+        typer.echo(f"im migrate: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"schema at version {version} ({'store ' + config.store.split('@')[-1] if config.store else config.data_dir / 'edgeim.db'})")
+
+
+async def _migrate(config: Config) -> int:
+    from ..edge.node import _lock, _store
+
+    if config.store:
+        from ..backends.mysql import MIGRATIONS as steps
+    else:
+        from ..backends.sqlite import MIGRATIONS as steps  # type: ignore[assignment]
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+    lock = -1 if config.store else _lock(config.data_dir)
+    try:
+        store = _store(config)
+        await store.open()  # migrates
+        await store.close()
+    finally:
+        if lock >= 0:
+            import os
+            os.close(lock)
+    return len(steps)
+
+
+from .admin import cluster_app, group_app, stats, user_app  # noqa: E402
+
+app.add_typer(user_app, name="user")
+app.add_typer(group_app, name="group")
+app.add_typer(cluster_app, name="cluster")
+app.command()(stats)

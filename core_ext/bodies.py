@@ -23,6 +23,12 @@ __all__ = [
     "FriendRequestList", "GroupInfo", "GroupList", "MemberInfo", "MemberList",
     "GroupUsersDone", "JoinResult", "JoinRequestList", "Kicked", "FriendEvent",
     "GroupEvent", "Error",
+    # rich messaging
+    "CallInvite", "CallRef", "CallAnswer", "CallIce", "Typing", "PresenceUsers", "Settings", "CallStarted",
+    "TerminalInfo", "UserPresence", "PresenceList", "UserSettings", "TypingEvent", "CallEvent",
+    "MAX_SDP", "MAX_ICE",
+    # files
+    "FileUpload", "FileDownload", "HttpHeader", "FileUploadOk", "FileDownloadOk", "MAX_FILE_KEY",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_SEQ", "MAX_ID",
 ]
@@ -428,6 +434,143 @@ class Error(_Body):
     message: str
 
 
+# -- rich messaging: calls, typing, presence, settings -----------------------------------------
+
+MAX_SDP = 16 * 1024  # characters of an SDP offer or answer
+MAX_ICE = 2048  # characters of one ICE candidate
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_SDP)]
+
+
+class CallInvite(_Body):
+    """Ring every online device of ``to`` with the caller's SDP offer (1:1 calls only)."""
+
+    to: Id
+    kind: Literal["audio", "video"]
+    sdp: Sdp
+
+
+class CallRef(_Body):
+    call: Id
+
+
+class CallAnswer(_Body):
+    """Accept a ringing call on this device, with its SDP answer."""
+
+    call: Id
+    sdp: Sdp
+
+
+class CallIce(_Body):
+    """One ICE candidate for the other device of the call ("" ends the candidates)."""
+
+    call: Id
+    candidate: Annotated[str, msgspec.Meta(max_length=MAX_ICE)]
+
+
+class Typing(_Body):
+    conv: ConvId
+    typing: bool = True  # False: stopped typing
+
+
+class PresenceUsers(_Body):
+    users: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_USERS)]
+
+
+class Settings(_Body):
+    """Change the caller's own settings; an absent key is left as it is (an empty body
+    reads them)."""
+
+    invisible: bool | None = None
+
+
+class CallStarted(_Body):
+    call: int
+    ts: int  # unix ms
+
+
+class TerminalInfo(_Body):
+    terminal: str
+
+
+class UserPresence(_Body):
+    """A user's presence: the items of PRESENCE_OK and the body of PRESENCE_PUSH."""
+
+    user: int
+    online: bool
+    terminals: list[TerminalInfo]  # the terminals online, by name; empty when offline
+
+
+class PresenceList(_Body):
+    users: list[UserPresence]
+
+
+class UserSettings(_Body):
+    invisible: bool
+
+
+class TypingEvent(_Body):
+    conv: str
+    user: int
+    typing: bool
+    ts: int
+
+
+class CallEvent(_Body):
+    """The body of CALL_PUSH: what happened to a call (``event``) and what goes with it."""
+
+    event: str  # ring | accepted | answered_elsewhere | rejected | cancelled | hangup | ice | timeout
+    call: int
+    caller: int
+    callee: int
+    kind: str  # "audio" | "video"
+    terminal: str  # the device that acted (the one that accepted, rejected, hung up, sent the candidate)
+    sdp: str  # ring: the offer; accepted: the answer; else ""
+    candidate: str  # ice: the candidate; else ""
+    duration_ms: int  # hangup: since the call was accepted; else 0
+    ts: int
+
+
+# -- files: FILE_UPLOAD, FILE_DOWNLOAD (services/files.py) -------------------------------------
+
+MAX_FILE_KEY = 512  # characters of a file key
+Mime = Annotated[str, msgspec.Meta(
+    min_length=3, max_length=127, pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*\Z")]
+
+
+class FileUpload(_Body):
+    """Ask for a URL to upload one file of ``size`` bytes and type ``mime`` to ``conv``."""
+
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_SEQ)]
+    mime: Mime
+    conv: ConvId
+
+
+class FileDownload(_Body):
+    key: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_FILE_KEY)]
+
+
+class HttpHeader(_Body):
+    name: str
+    value: str
+
+
+class FileUploadOk(_Body):
+    key: str
+    url: str
+    headers: list[HttpHeader]
+    expires_at: int  # unix seconds
+
+
+class FileDownloadOk(_Body):
+    key: str
+    url: str
+    expires_at: int  # unix seconds
+    name: str
+    size: int
+    mime: str
+
+
 # -- codec helpers ----------------------------------------------------------------------------
 
 _encoder = msgspec.msgpack.Encoder()
@@ -495,6 +638,21 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.GROUP_TRANSFER: (GroupUser, Empty),
     Op.GROUP_MUTE: (GroupMute, Empty),
     Op.GROUP_MUTE_ALL: (GroupMuteAll, Empty),
+    # rich messaging
+    Op.CALL_INVITE: (CallInvite, CallStarted),
+    Op.CALL_ACCEPT: (CallAnswer, Empty),
+    Op.CALL_REJECT: (CallRef, Empty),
+    Op.CALL_CANCEL: (CallRef, Empty),
+    Op.CALL_HANGUP: (CallRef, Empty),
+    Op.CALL_ICE: (CallIce, Empty),
+    Op.TYPING: (Typing, Empty),
+    Op.PRESENCE: (PresenceUsers, PresenceList),
+    Op.PRESENCE_SUBSCRIBE: (PresenceUsers, PresenceList),
+    Op.PRESENCE_UNSUBSCRIBE: (PresenceUsers, Empty),
+    Op.SETTINGS: (Settings, UserSettings),
+    # files
+    Op.FILE_UPLOAD: (FileUpload, FileUploadOk),
+    Op.FILE_DOWNLOAD: (FileDownload, FileDownloadOk),
 }
 PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.MSG_PUSH: Message,
@@ -504,6 +662,9 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.READ_PUSH: ReadMark,
     Op.CONV_PUSH: ConvState,
     Op.RECALL_PUSH: Message,
+    Op.TYPING_PUSH: TypingEvent,
+    Op.PRESENCE_PUSH: UserPresence,
+    Op.CALL_PUSH: CallEvent,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

@@ -99,6 +99,21 @@ class Op(enum.IntEnum):
     GROUP_TRANSFER = 0x3D
     GROUP_MUTE = 0x3E
     GROUP_MUTE_ALL = 0x3F
+    # rich messaging: calls, typing, presence, settings
+    CALL_INVITE = 0x08
+    CALL_ACCEPT = 0x09
+    CALL_REJECT = 0x0A
+    CALL_CANCEL = 0x0B
+    CALL_HANGUP = 0x0C
+    CALL_ICE = 0x0D
+    TYPING = 0x19
+    PRESENCE = 0x29
+    PRESENCE_SUBSCRIBE = 0x2A
+    PRESENCE_UNSUBSCRIBE = 0x2B
+    SETTINGS = 0x2C
+    # files: upload and download grants (signed HTTP URLs)
+    FILE_UPLOAD = 0x1A
+    FILE_DOWNLOAD = 0x1B
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -139,6 +154,21 @@ class Op(enum.IntEnum):
     GROUP_TRANSFER_OK = GROUP_TRANSFER | RESPONSE_BIT
     GROUP_MUTE_OK = GROUP_MUTE | RESPONSE_BIT
     GROUP_MUTE_ALL_OK = GROUP_MUTE_ALL | RESPONSE_BIT
+    # rich messaging
+    CALL_INVITE_OK = CALL_INVITE | RESPONSE_BIT
+    CALL_ACCEPT_OK = CALL_ACCEPT | RESPONSE_BIT
+    CALL_REJECT_OK = CALL_REJECT | RESPONSE_BIT
+    CALL_CANCEL_OK = CALL_CANCEL | RESPONSE_BIT
+    CALL_HANGUP_OK = CALL_HANGUP | RESPONSE_BIT
+    CALL_ICE_OK = CALL_ICE | RESPONSE_BIT
+    TYPING_OK = TYPING | RESPONSE_BIT
+    PRESENCE_OK = PRESENCE | RESPONSE_BIT
+    PRESENCE_SUBSCRIBE_OK = PRESENCE_SUBSCRIBE | RESPONSE_BIT
+    PRESENCE_UNSUBSCRIBE_OK = PRESENCE_UNSUBSCRIBE | RESPONSE_BIT
+    SETTINGS_OK = SETTINGS | RESPONSE_BIT
+    # files
+    FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
+    FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -147,6 +177,10 @@ class Op(enum.IntEnum):
     READ_PUSH = 0x44
     CONV_PUSH = 0x45
     RECALL_PUSH = 0x46
+    # rich messaging
+    TYPING_PUSH = 0x47
+    PRESENCE_PUSH = 0x48
+    CALL_PUSH = 0x49
 
     ERROR = 0xFF
 
@@ -182,6 +216,7 @@ class ErrorCode(enum.IntEnum):
     TOKEN_INVALID = 2003
     USERNAME_TAKEN = 2004
     ALREADY_AUTHENTICATED = 2005
+    ACCOUNT_DISABLED = 2006  # LOGIN / TOKEN_LOGIN: an operator disabled the account (im user disable)
     # 3xxx: the request is well formed but refused
     USER_NOT_FOUND = 3000
     FORBIDDEN = 3001
@@ -193,6 +228,9 @@ class ErrorCode(enum.IntEnum):
     MUTED = 3007  # you are muted in this group, or the whole group is
     GROUP_FULL = 3008  # the group is at its member limit
     RECALL_EXPIRED = 3009  # the sender's recall window for this message has passed
+    FILE_TOO_LARGE = 3010  # FILE_UPLOAD: the size is over the node's file size limit
+    FILE_TYPE_REFUSED = 3011  # FILE_UPLOAD: the mime type is not one the node accepts
+    BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from typing import Any, Awaitable, Callable, Coroutine
 
 from ..backends.protocols import StoredMessage, UserId
@@ -14,9 +15,14 @@ from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import Unavailable
 from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, Flag, Op
+from ..ops.metrics import EDGE, LATENCY_BUCKETS, Histogram
 from ..services.auth import AuthService, Identity
+from ..services.calls import Calls
+from ..services.indicators import Typing
+from ..services.presence import PresenceWatch
 from ..services.conversations import Conversations, is_group, parse_conv
 from ..services.delivery import Delivery
+from ..services.files import FileGrants
 from ..services.groups import Groups
 from ..services.messages import Messages, message_body
 from ..services.quota import SendQuota
@@ -34,7 +40,8 @@ _PAGE_BUDGET = MAX_BODY_SIZE - 256
 class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
                  messages: Messages, conversations: Conversations, social: Social, groups: Groups,
-                 quota: SendQuota) -> None:
+                 quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
+                 typing: Typing | None = None, calls: Calls | None = None) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -45,6 +52,15 @@ class Api:
         self._social = social
         self._groups = groups
         self._quota = quota
+        self._files = files
+        # rich messaging (None only in a node built without them)
+        self._watch = watch
+        self._typing = typing
+        self._calls = calls
+        #: metrics: SENDs acknowledged (always: the node registry's messages/s) and, while
+        #: metrics are on, SEND to SEND_ACK seconds
+        self.acked = 0
+        self.send_latency = Histogram(LATENCY_BUCKETS)
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -97,7 +113,9 @@ class Api:
                 await self._state.group(parse_conv(conv)[1])
         except BaseException:
             s.end_login(None)
+            EDGE.logins[1] += 1
             raise
+        EDGE.logins[0] += 1
         if not s.end_login(identity.user_id, terminal):  # e.g. the auth timeout closed it meanwhile
             return
         s.identity = identity
@@ -136,7 +154,8 @@ class Api:
             if new is not None:
                 pending = self._messages.commit(new)
                 s.in_flight += 1
-                pending.add_done_callback(lambda done: self._committed(s, req_id, done))
+                started = time.perf_counter() if EDGE.on else 0.0
+                pending.add_done_callback(lambda done: self._committed(s, req_id, done, started))
                 return None
         # the gate is set now, not when the task starts, so that a SEND read right after
         # this one cannot take the fast path ahead of it
@@ -146,6 +165,7 @@ class Api:
     async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send, text: str,
                           previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
         messages = self._messages
+        started = time.perf_counter() if EDGE.on else 0.0
         try:
             new = await messages.prepare(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
                                          req.mention_all)
@@ -159,11 +179,16 @@ class Api:
                 mine.set_result(None)
             else:
                 previous.add_done_callback(lambda _: mine.set_result(None))
-        self._acked(s, req_id, await pending)
+        stored = await pending
+        if started:
+            self.send_latency.observe(time.perf_counter() - started)
+        self._acked(s, req_id, stored)
 
-    def _committed(self, s: Session, req_id: int, done: asyncio.Future[StoredMessage]) -> None:
+    def _committed(self, s: Session, req_id: int, done: asyncio.Future[StoredMessage], started: float = 0.0) -> None:
         s.in_flight -= 1
         error = done.exception()
+        if started:
+            self.send_latency.observe(time.perf_counter() - started)
         if error is None:
             self._acked(s, req_id, done.result())
         else:
@@ -177,6 +202,7 @@ class Api:
             cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
         )))
         self._delivery.then(s.send_frame, ack)
+        self.acked += 1
         if stored.duplicate:  # a retry's original was pushed already (or is synced)
             return
         self._conversations.committed(stored)
@@ -349,6 +375,81 @@ class Api:
     async def on_group_mute_all(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupMuteAll) -> None:
         await self._groups.mute_all(await self._groups.get(req.group), s.user_id, req.muted)
         s.reply(Op.GROUP_MUTE_ALL_OK, req_id, None)
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def on_file_upload(self, s: Session, req_id: int, flags: int, target: int, req: bodies.FileUpload) -> None:
+        """A signed URL to PUT the file at: the caller must be able to read ``conv``."""
+        s.reply(Op.FILE_UPLOAD_OK, req_id, await self._file_grants().upload(s.user_id, req))
+
+    async def on_file_download(self, s: Session, req_id: int, flags: int, target: int, req: bodies.FileDownload) -> None:
+        """A signed URL to GET the file at: the caller must be able to read the key's conversation."""
+        s.reply(Op.FILE_DOWNLOAD_OK, req_id, await self._file_grants().download(s.user_id, req))
+
+    # -- rich messaging: calls, typing, presence, settings -------------------------------------
+
+    async def on_call_invite(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallInvite) -> None:
+        started = await self._rich(self._calls).invite(self._me(s), s.terminal, UserId(req.to), req.kind, req.sdp)
+        s.reply(Op.CALL_INVITE_OK, req_id, started)
+
+    async def on_call_accept(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallAnswer) -> None:
+        await self._rich(self._calls).accept(self._me(s), s.terminal, req.call, req.sdp)
+        s.reply(Op.CALL_ACCEPT_OK, req_id, None)
+
+    async def on_call_reject(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallRef) -> None:
+        await self._rich(self._calls).reject(self._me(s), s.terminal, req.call)
+        s.reply(Op.CALL_REJECT_OK, req_id, None)
+
+    async def on_call_cancel(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallRef) -> None:
+        await self._rich(self._calls).cancel(self._me(s), s.terminal, req.call)
+        s.reply(Op.CALL_CANCEL_OK, req_id, None)
+
+    async def on_call_hangup(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallRef) -> None:
+        await self._rich(self._calls).hangup(self._me(s), s.terminal, req.call)
+        s.reply(Op.CALL_HANGUP_OK, req_id, None)
+
+    async def on_call_ice(self, s: Session, req_id: int, flags: int, target: int, req: bodies.CallIce) -> None:
+        await self._rich(self._calls).ice(self._me(s), s.terminal, req.call, req.candidate)
+        s.reply(Op.CALL_ICE_OK, req_id, None)
+
+    def on_typing(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Typing) -> Awaitable[None] | None:
+        """Answered without a task unless the group must be loaded first."""
+        later = self._rich(self._typing).signal_now(self._me(s), req.conv, req.typing)
+        if later is not None:
+            return _after(later, _reply(s, Op.TYPING_OK, req_id))
+        s.reply(Op.TYPING_OK, req_id, None)
+        return None
+
+    async def on_presence(self, s: Session, req_id: int, flags: int, target: int, req: bodies.PresenceUsers) -> None:
+        s.reply(Op.PRESENCE_OK, req_id, await self._rich(self._watch).query(self._me(s), req.users))
+
+    async def on_presence_subscribe(self, s: Session, req_id: int, flags: int, target: int,
+                                    req: bodies.PresenceUsers) -> None:
+        now = await self._rich(self._watch).watch(self._me(s), s, s.send_frame, req.users)
+        s.reply(Op.PRESENCE_SUBSCRIBE_OK, req_id, now)
+
+    async def on_presence_unsubscribe(self, s: Session, req_id: int, flags: int, target: int,
+                                      req: bodies.PresenceUsers) -> None:
+        await self._rich(self._watch).unwatch(s, req.users)
+        s.reply(Op.PRESENCE_UNSUBSCRIBE_OK, req_id, None)
+
+    async def on_settings(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Settings) -> None:
+        s.reply(Op.SETTINGS_OK, req_id, await self._rich(self._watch).settings(self._me(s), req.invisible))
+
+    @staticmethod
+    def _rich(service: Any) -> Any:
+        if service is None:
+            raise Unavailable("this node serves no calls, typing or presence")
+        return service
+
+    def _file_grants(self) -> FileGrants:
+        if self._files is None:
+            raise Unavailable("this node serves no files")
+        return self._files
+
+
+async def _reply(s: Session, op: Op, req_id: int) -> None:
+    s.reply(op, req_id, None)
 
 
 async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None:

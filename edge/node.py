@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import hashlib
+import hmac
 import logging
 import os
 import secrets
+import time
 import urllib.parse
 from pathlib import Path
 from typing import Any, Coroutine
 
+from ..backends.localfiles import LocalFiles
 from ..backends.memory import LocalBus, MemoryRoutes
+from ..backends.protocols import Files
 from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Routes, Store, StoreUnavailable, UserId
 from ..core_ext import bodies
 from ..core_ext.protocol import HEADER_SIZE, Op
@@ -21,25 +26,47 @@ from ..ops.config import Config
 from ..services.auth import AuthService, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
+from ..services.files import FileGrants
 from ..services.groups import Groups, Membership
 from ..services.conversations import is_group, parse_conv
 from ..services.ids import NODE_NUMBERS, IdGenerator
-from ..services.messages import Messages, stored_message
+from ..services.messages import Messages, message_body, stored_message
+from ..services.calls import Calls
+from ..services.indicators import Typing
+from ..services.presence import CHANNEL, Audience, PresenceWatch
+from ..core_ext.codec import encode_frame
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
 from .api import Api
+from .http import HttpServer, add_file_routes, add_health_routes
+# operations: metrics, the admin API, the node registry, reload
+import dataclasses
+from ..backends.protocols import NodeInfo
+from ..ops.logs import set_level
+from ..ops.metrics import EDGE, LoopLag, monotonic_rate
+from ..ops.version import VERSION
+from .admin import add_ops_routes
 from .presence import Presence
 from .server import EdgeServer
-from .session import Session
+from .session import AUTHENTICATED, Session
 
 __all__ = ["Node", "DataDirInUse"]
 
 log = logging.getLogger("edgeim.node")
 
-#: seconds a node number is leased for; renewed every third of it
+#: seconds a node number is leased for
 NUMBER_LEASE = 60.0
+#: seconds a node's registry record lives without a newer announcement (every ROUTES_CHECK)
+REGISTRY_TTL = 10.0
+#: settings SIGHUP reloads (Node.reload); the others need a restart
+RELOADABLE = ("log_level", "rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout",
+              "max_write_buffer", "user_send_rate", "user_send_burst", "user_send_bytes_rate",
+              "user_send_bytes_burst", "login_rate", "login_burst", "login_backlog", "max_sessions_per_user")
+#: seconds between two renewals of the lease, which also tell whether the routes lost this
+#: node's entries (Redis restarted empty): then they are written again at once
+ROUTES_CHECK = 2.0
 
 
 class DataDirInUse(RuntimeError):
@@ -50,7 +77,8 @@ class Node:
     """Wires each part with what it uses, explicitly: backends, then the in-memory state
     and the services over them, then the edge (routing table, presence, handlers, server)."""
 
-    def __init__(self, config: Config, store: Store | None = None, routes: Routes | None = None, bus: Bus | None = None) -> None:
+    def __init__(self, config: Config, store: Store | None = None, routes: Routes | None = None, bus: Bus | None = None,
+                 files: Files | None = None) -> None:
         self.config = config
         self.id = NodeId(config.node_id)
         self.loop = asyncio.get_running_loop()
@@ -62,6 +90,7 @@ class Node:
         self.store = store or _store(config)
         self.routes = routes or _routes(config)
         self.bus = bus or _bus(config)
+        self.files = files or _files(config, secret)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_fd = -1
         self._keeper: asyncio.Task[None] | None = None
@@ -76,9 +105,9 @@ class Node:
         self.conversations = conversations = Conversations(self.store, self.state, self.delivery.to_users,
                                                            self.delivery.refresh)
         users = Users(self.store)
-        groups = Groups(self.store, self.state, Membership(
+        self.groups = groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
-            self.delivery.refresh,
+            self.delivery.refresh, self.delivery.reach,
         ), users.exists, config.group_max_members)
         self.ids = IdGenerator()  # its node number is leased at start
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
@@ -87,11 +116,40 @@ class Node:
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
                           config.user_send_bytes_burst)
         self._quota = quota
+        # rich messaging: presence watches, typing, calls
+        audience = Audience(config.strangers_may_send)
+        self.watch = PresenceWatch(self.id, self.store, self.routes, self.state, audience, self.delivery.to_conv,
+                                   self.delivery.refresh, self.spawn, self.loop.call_later, config.presence_debounce,
+                                   config.presence_rate, config.presence_burst, config.presence_max_watch)
+        self.delivery.channels[CHANNEL] = self.watch.deliver
+        self.typing = Typing(self.state, groups, audience, self.delivery.to_users, self.delivery.to_conv,
+                             config.typing_rate, config.typing_burst)
+        self.calls = Calls(self.routes, audience, users.exists, messages.record, conversations.committed,
+                           lambda m: encode_frame(Op.MSG_PUSH, 0, m.to, bodies.encode(message_body(m))),
+                           self.delivery.to_users, self.delivery.to_terminal, self.spawn, self.loop.call_later,
+                           config.call_ring_timeout, config.call_ttl)
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
-                                 config.max_sessions_per_user, self._offline)
+                                 config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
+        self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
+                                       config.file_grant_ttl, config.file_grants_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
-                       groups, quota)
-        self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, lambda: self.store.healthy)
+                       groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls)
+        self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
+        # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
+        self.http = HttpServer(config)
+        add_health_routes(self.http, lambda: self.server.draining, self.unready)
+        if isinstance(self.files, LocalFiles):
+            add_file_routes(self.http, self.files)
+        # operations: /metrics, /version, the admin API; the registry record; drain on request
+        EDGE.on = config.metrics
+        self.started_at = time.time()
+        self.address = ""  # ws://host:port/ws once listening
+        self.routes_ok = True  # False while the routes backend fails (the announcements tell)
+        self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
+        self.loop_lag = LoopLag(self.loop) if config.metrics else None
+        self._announcer: asyncio.Task[None] | None = None
+        self._load_samples: list[tuple[float, int]] = []
+        add_ops_routes(self.http, self)
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = self._remote_message
@@ -114,39 +172,170 @@ class Node:
             await self.routes.unsubscribe_node(self.id)
             await self.bus.start(self.id, self.delivery.deliver)
             self._keeper = self.loop.create_task(self._keep_number())
-            return await self.server.start()
+            await self.files.open()
+            await self.http.start()
+            if isinstance(self.files, LocalFiles) and not self.files.base_url:
+                self.files.base_url = self.http.url
+                if self.config.host in ("0.0.0.0", "::", ""):
+                    log.warning("file URLs name an address clients cannot reach: set IM_FILES_URL",
+                                extra={"url": self.http.url})
+            if self.config.cluster and isinstance(self.files, LocalFiles):
+                log.warning("a cluster node keeps files on its own disk: set IM_FILES to an s3:// URL")
+            host, port = await self.server.start()
+            self.address = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
+            if self.loop_lag is not None:
+                self.loop_lag.start()
+            await self._announce()
+            self._announcer = self.loop.create_task(self._keep_announcing())
+            return host, port
         except BaseException:
+            await self.http.stop()
             await self._close_backends()
             raise
 
     async def stop(self) -> None:
         """Drain sessions, let accepted requests finish (their appends commit), flush the store."""
-        await self.server.drain()
+        self.server.draining = True
+        if self._announcer is not None:
+            self._announcer.cancel()
+            await self._announce()  # the registry says "draining" while it does
+        await self.server.drain(self.config.drain_timeout)
+        await self.http.stop()  # uploads in progress get a few seconds
         if self._keeper is not None:
             self._keeper.cancel()
+        if self.loop_lag is not None:
+            self.loop_lag.stop()
         if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=10)
+            await asyncio.wait(list(self._tasks), timeout=self.config.drain_timeout)
+        try:
+            await self.routes.withdraw(self.id)
+        except Exception:
+            log.warning("could not withdraw from the node registry (the record expires)", exc_info=True)
         await self._close_backends()
 
     async def _close_backends(self) -> None:
         await self.bus.close()
         await self.routes.close()
         await self.store.close()
+        await self.files.close()
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
 
     async def _keep_number(self) -> None:
-        """Renew the node number's lease; should it have lapsed (the routes were unreachable
-        for its whole TTL), take a number again rather than risk another node's ids."""
+        """Renew the node number's lease every ROUTES_CHECK seconds. Should it have lapsed
+        (the routes were unreachable for its whole TTL, or Redis restarted and lost every
+        key), take a number again rather than risk another node's ids (the same one when it
+        is free), and write this node's routes and subscriptions again: what lost the lease
+        lost them too, and until then no other node could reach this node's users."""
+        failing = False
         while True:
-            await asyncio.sleep(NUMBER_LEASE / 3)
+            await asyncio.sleep(ROUTES_CHECK)
             try:
                 if not await self.routes.renew_number(self.ids.node, self.id, NUMBER_LEASE):
                     self.ids.set_node(await self.routes.lease_number(self.id, NUMBER_LEASE, NODE_NUMBERS))
-                    log.warning("node number lease lapsed; leased another", extra={"number": self.ids.node})
+                    log.warning("node number lease lapsed; leased again", extra={"number": self.ids.node})
+                    await self._restore_routes()
+                failing = False
             except Exception:
-                log.exception("node number lease renewal failed")
+                if not failing:  # once per outage, not every check
+                    log.exception("node number lease renewal failed")
+                failing = True
+
+    async def _restore_routes(self) -> None:
+        """Bind the route of every live session here again and subscribe again to the group
+        conversations of the users online here (the routes lost them)."""
+        sessions = [s for s in list(self.server.sessions) if s.state == AUTHENTICATED]
+        for session in sessions:
+            await self.presence.rebind(session)
+        convs: set[str] = set()
+        for user_id in {s.user_id for s in sessions}:
+            user = self.state.users.get(user_id)
+            if user is not None:
+                convs.update(conv for conv in user.convs if is_group(conv))
+        if convs:
+            await self.routes.subscribe(self.id, [ConvId(c) for c in sorted(convs)])
+        log.warning("routes written again", extra={"sessions": len(sessions), "convs": len(convs)})
+
+    # -- operations: readiness, the registry, stats, reload ---------------------------------------
+
+    def unready(self) -> str:
+        """Why ``/readyz`` is 503 (a backend down), or "" when the node is ready but for a drain."""
+        if not self.store.healthy:
+            return "store unavailable"
+        if not self.routes_ok:
+            return "routes unavailable"
+        return ""
+
+    def ready(self) -> bool:
+        return not self.server.draining and not self.unready()
+
+    def backends_up(self) -> dict[str, bool]:
+        return {"store": self.store.healthy, "routes": self.routes_ok}
+
+    def info(self) -> NodeInfo:
+        """This node's registry record (``Routes.announce``), as of now."""
+        now = time.time()
+        state = "draining" if self.server.draining else "unready" if self.unready() else "ready"
+        return NodeInfo(self.id, self.address, self.http.url, len(self.server.sessions),
+                        round(monotonic_rate(self._load_samples, now, self.api.acked), 1), VERSION,
+                        int(self.started_at * 1000), int(now * 1000), state)
+
+    def stats(self) -> dict[str, Any]:
+        """What ``im stats`` prints: the node's record and its counters."""
+        info = self.info()
+        return {
+            "node": info.id, "version": info.version, "state": info.state, "address": info.address,
+            "http_url": info.http_url, "uptime_s": round(time.time() - self.started_at, 1),
+            "connections": info.connections,
+            "authenticated": sum(1 for s in list(self.server.sessions) if s.state == AUTHENTICATED),
+            "users_online": len(self.state.users), "groups_loaded": len(self.state.groups),
+            "messages": self.api.acked, "messages_per_s": info.load,
+            "frames_in": sum(EDGE.frames_in), "frames_out": sum(EDGE.frames_out) + sum(self.delivery.pushed),
+            "errors": sum(EDGE.errors.values()), "logins": EDGE.logins[0], "logins_refused": EDGE.logins[1],
+            "event_loop_lag_s": round(self.loop_lag.last, 4) if self.loop_lag is not None else None,
+            "backends": self.backends_up(), "cluster": self.config.cluster, "metrics": self.config.metrics,
+        }
+
+    async def _announce(self) -> None:
+        try:
+            await self.routes.announce(self.info(), REGISTRY_TTL)
+        except Exception:
+            if self.routes_ok:  # once per outage
+                log.exception("routes unavailable: the node registry announcement failed")
+            self.routes_ok = False
+        else:
+            if not self.routes_ok:
+                log.warning("routes available again")
+            self.routes_ok = True
+
+    async def _keep_announcing(self) -> None:
+        """The node's registry record every ROUTES_CHECK seconds; a failure marks the
+        routes down (``/readyz`` 503) until an announcement succeeds again."""
+        while True:
+            await asyncio.sleep(ROUTES_CHECK)
+            await self._announce()
+
+    def reload(self, config: Config) -> list[str]:
+        """SIGHUP: take the log level and the limits of ``config``; the other settings need a
+        restart (returned: the names of those that differ, which are ignored)."""
+        old = self.config
+        take = {name: getattr(config, name) for name in RELOADABLE}
+        new = dataclasses.replace(old, **take)
+        ignored = [f.name for f in dataclasses.fields(config)
+                   if f.name not in RELOADABLE and getattr(config, f.name) != getattr(old, f.name)]
+        self.config = self.server.config = new
+        for session in list(self.server.sessions):
+            session.config = new  # rate, burst, flood and bad-frame limits are read per frame
+        set_level(new.log_level)
+        self._quota.set_rates(new.user_send_rate, new.user_send_burst, new.user_send_bytes_rate,
+                              new.user_send_bytes_burst)
+        self.auth.set_login_limits(new.login_rate, new.login_burst, new.login_backlog)
+        self.presence._max_sessions = new.max_sessions_per_user  # (read at each login)
+        log.warning("configuration reloaded", extra={"changed": sorted(n for n in RELOADABLE
+                                                                       if getattr(old, n) != getattr(new, n)),
+                                                     "ignored_need_restart": ignored})
+        return ignored
 
     # -- news from other nodes ------------------------------------------------------------------
 
@@ -183,7 +372,10 @@ class Node:
 
     def _offline(self, user_id: UserId) -> None:
         self._quota.forget(user_id)
+        self.watch.forget_user(user_id)
+        self.typing.forget(user_id)
         self.state.forget_user(user_id)
+        self._file_grants.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""
@@ -207,6 +399,15 @@ def _routes(config: Config) -> Routes:
     url, _, query = config.routes.partition("?")
     prefix = urllib.parse.parse_qs(query).get("prefix", ["im:"])[0]
     return RedisRoutes(url, prefix=prefix)
+
+
+def _files(config: Config, secret: str) -> Files:
+    if config.files == "local":
+        # the URLs' own key, derived from the token secret (a leaked URL shows nothing of it)
+        key = hmac.new(secret.encode(), b"edgeim local files v1", hashlib.sha256).digest()
+        return LocalFiles(config.data_dir / "files", key, config.files_url)
+    from ..backends.s3 import S3Files  # the minio SDK is in the cluster extra
+    return S3Files.from_url(config.files)
 
 
 def _bus(config: Config) -> Bus:

@@ -12,8 +12,10 @@ from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RateLimited
 from ..core_ext.fanout import RoutingTable
 from ..core_ext.protocol import ErrorCode, Op
+from ..services.calls import Calls
 from ..services.conversations import is_group
 from ..services.delivery import Delivery
+from ..services.presence import PresenceWatch
 from ..services.state import State
 from .session import AUTHENTICATED, Session
 
@@ -25,8 +27,12 @@ log = logging.getLogger("edgeim.presence")
 class Presence:
     def __init__(self, node: NodeId, route_ttl: float, table: RoutingTable, routes: Routes, delivery: Delivery,
                  state: State, spawn: Callable[[Coroutine[Any, Any, Any]], object], max_sessions: int,
-                 offline: Callable[[UserId], None]) -> None:
+                 offline: Callable[[UserId], None], watch: PresenceWatch | None = None,
+                 calls: Calls | None = None) -> None:
         self.node = node
+        # rich messaging: presence watches (a session's come and go) and calls (a device leaving its call)
+        self._watch = watch
+        self._calls = calls
         self._max_sessions = max_sessions
         self._offline = offline
         self._ttl = route_ttl
@@ -55,9 +61,14 @@ class Presence:
             old.owner.kick(kick)
         if first:
             self._delivery.online(session.user_id, self._group_convs(session.user_id))
+        user = self._state.users.get(session.user_id)
+        if self._watch is not None and user is not None:
+            await self._watch.bound(user)
         previous = await self._routes.bind(session.user_id, session.terminal, self.node, self._ttl)
         if previous is not None and previous.node != self.node:
             await self._delivery.kick(previous.node, kick, session.user_id, session.terminal)
+        if self._watch is not None:
+            self._watch.changed(session.user_id)
 
     async def renew(self, session: Session) -> None:
         if not await self._routes.renew(session.user_id, session.terminal, self.node, self._ttl):
@@ -78,12 +89,23 @@ class Presence:
     def release(self, session: Session) -> None:
         """The connection is gone: forget it if it was still the live one of its (user,
         terminal), so a kicked session never removes the route of its replacement."""
-        if session.state != AUTHENTICATED or not self._table.detach(session.peer):
+        if session.state != AUTHENTICATED:
             return
+        if self._watch is not None:
+            self._watch.forget(session)  # its watches, whether it was the live one or not
+        if not self._table.detach(session.peer):
+            return
+        if self._calls is not None:
+            self._calls.departed(session.user_id, session.terminal)
         if not self._table.online(session.user_id):
             self._delivery.offline(session.user_id, self._group_convs(session.user_id))
             self._offline(session.user_id)
-        self._spawn(self._routes.unbind(session.user_id, session.terminal, self.node))
+        self._spawn(self._unbind(session.user_id, session.terminal))
+
+    async def _unbind(self, user_id: UserId, terminal: str) -> None:
+        await self._routes.unbind(user_id, terminal, self.node)
+        if self._watch is not None:  # after the unbind: the push reads the routes
+            self._watch.changed(user_id)
 
     def _group_convs(self, user_id: UserId) -> list[Any]:
         user = self._state.users.get(user_id)

@@ -54,16 +54,16 @@ def negotiate(offered: str | None) -> str | None:
 class EdgeServer:
     """Listens, upgrades, and sweeps the open sessions. ``make_session`` builds the
     listener of a new connection (it joins ``sessions`` once connected); ``renew`` keeps
-    the route of a live authenticated session; ``healthy`` says whether the backends work
-    (``/readyz`` is 503 while they do not)."""
+    the route of a live authenticated session; ``unready`` says which backend does not
+    work ("" when all do: ``/readyz`` is 503 with that text while one does not)."""
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, make_session: Callable[[], Session],
-                 renew: Callable[[Session], Awaitable[None]], healthy: Callable[[], bool] = lambda: True) -> None:
+                 renew: Callable[[Session], Awaitable[None]], unready: Callable[[], str] = lambda: "") -> None:
         self.config = config
         self.loop = loop
         self._make_session = make_session
         self._renew = renew
-        self._healthy = healthy
+        self._unready = unready
         self.sessions: set[Session] = set()
         self.draining = False
         self._server: asyncio.Server | None = None
@@ -105,8 +105,9 @@ class EdgeServer:
         if path == b"/readyz":
             if self.draining:
                 return _http(HTTPStatus.SERVICE_UNAVAILABLE, b"draining\n")
-            if not self._healthy():
-                return _http(HTTPStatus.SERVICE_UNAVAILABLE, b"store unavailable\n")
+            problem = self._unready()
+            if problem:
+                return _http(HTTPStatus.SERVICE_UNAVAILABLE, f"{problem}\n".encode())
             return _http(HTTPStatus.OK, b"ready\n")
         return _http(HTTPStatus.NOT_FOUND, b"not found\n")
 

@@ -28,6 +28,7 @@ from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited, Unava
 from ..core_ext.fanout import Outbox, Peer
 from ..core_ext.protocol import CloseCode, ErrorCode, Op
 from ..ops.config import Config
+from ..ops.metrics import EDGE
 
 __all__ = ["Session", "Handler", "ANONYMOUS", "LOGGING_IN", "AUTHENTICATED"]
 
@@ -37,6 +38,9 @@ ANONYMOUS, LOGGING_IN, AUTHENTICATED = 0, 1, 2
 _OPEN_OPS = frozenset({Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
 _AUTH_OPS = frozenset({Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
 _PONG = encode_frame(Op.PONG, 0, 0, b"")
+# metrics (ops/metrics.py): process-wide counters, bound once; ``EDGE.on`` False counts nothing
+_FRAMES_IN = EDGE.frames_in
+_FRAMES_OUT = EDGE.frames_out
 #: seconds a closing connection may take to answer our CLOSE
 CLOSE_WAIT = 2.0
 #: requests one connection may have in progress; more get RATE_LIMITED
@@ -144,6 +148,8 @@ class Session(WSListener):
             return
         if not self._charge(now, req_id):
             return
+        if EDGE.on:
+            _FRAMES_IN[op] += 1
         try:
             request = bodies.decode(body, bodies.REQUEST_BODIES[op])
         except msgspec.DecodeError as exc:
@@ -251,12 +257,16 @@ class Session(WSListener):
 
     def send_frame(self, frame: bytes) -> None:
         """Queue ``frame``; what is queued in one loop iteration goes out in one write."""
+        if EDGE.on:
+            _FRAMES_OUT[frame[1]] += 1
         self.peer.send(frame)
 
     def flush(self) -> None:
         self.peer.flush()
 
     def error(self, req_id: int, exc: ImError) -> None:
+        if EDGE.on:
+            EDGE.errors[int(exc.code)] = EDGE.errors.get(int(exc.code), 0) + 1
         self.reply(Op.ERROR, req_id, bodies.Error(code=int(exc.code), message=exc.message))
 
     def _fail(self, op: int, req_id: int, exc: BaseException) -> None:

@@ -1,19 +1,24 @@
 """The one config object. Precedence: explicit values (CLI flags) > IM_* environment
-variables > defaults. Every field has an ``IM_<FIELD>`` variable, e.g. ``IM_PORT=9000``."""
+variables > a TOML file (``--config`` or ``IM_CONFIG``) > defaults. Every field has an
+``IM_<FIELD>`` variable, e.g. ``IM_PORT=9000``, and a key of the same name in the file
+(``port = 9000``)."""
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Config", "ConfigError"]
+__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "field_docs", "masked"]
 
 
 #: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
 MIN_SECRET = 32
+#: shortest admin token accepted
+MIN_ADMIN_TOKEN = 16
 
 
 class ConfigError(ValueError):
@@ -22,10 +27,17 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class Config:
+    # A field's ``#:`` comment is its documentation: ``im serve --help``, ``im config show``
+    # and docs/operations.md are made from it (a field without one shares the one above).
+    #: address to listen on (0.0.0.0: every interface)
     host: str = "127.0.0.1"
+    #: the WebSocket port; 0 picks a free one
     port: int = 8765
+    #: where the SQLite store, the token secret, the local files and the lock live
     data_dir: Path = Path("data")
-    node_id: str = ""  # default: "<hostname>-<port>" (or "<hostname>-<pid>" with port 0)
+    #: this node's id in the cluster (default: "<hostname>-<port>", or "<hostname>-<pid>" with port 0)
+    node_id: str = ""
+    #: debug, info, warning or error (SIGHUP reloads it)
     log_level: str = "info"
     #: HS256 secret for tokens, at least 32 characters (nodes of a cluster share it); empty:
     #: generated once and kept in <data_dir>/token.secret. Prefer the file or IM_TOKEN_SECRET
@@ -33,6 +45,7 @@ class Config:
     token_secret: str = ""
     #: a file holding the token secret (read at start; instead of token_secret)
     token_secret_file: str = ""
+    #: seconds a token may log in again (TOKEN_LOGIN)
     token_ttl: float = 7 * 24 * 3600.0
     #: close a connection that has not logged in after this many seconds (4002)
     auth_timeout: float = 10.0
@@ -40,7 +53,7 @@ class Config:
     idle_timeout: float = 90.0
     #: route entries live this long unless renewed by activity
     route_ttl: float = 120.0
-    #: per-connection token bucket: frames per second and burst
+    #: per-connection token bucket: frames per second and burst (SIGHUP reloads the limits)
     rate: float = 200.0
     burst: int = 400
     #: frames over budget, or malformed frames, before the connection is closed (4008)
@@ -85,6 +98,60 @@ class Config:
     store: str = ""
     routes: str = ""
     bus: str = ""
+    # -- the HTTP listener and files ------------------------------------------------------------
+    #: the node's HTTP port (health, the local files' signed URLs); 0 picks a free one;
+    #: default (-1): the WebSocket port + 1 (8766), or a free port when that one is 0
+    http_port: int = -1
+    #: where file bytes live: "local" (under <data_dir>/files, served on the HTTP port) or an
+    #: S3-compatible server, s3://ACCESS_KEY:SECRET_KEY@host:port/bucket (?region=R&secure=1;
+    #: clients reach that host with the signed URLs); a cluster needs s3 (one node's disk is
+    #: not the others')
+    files: str = "local"
+    #: the base URL clients reach this node's HTTP listener at, for local files' URLs
+    #: (default http://<host>:<http port>; set it behind a proxy or with host 0.0.0.0)
+    files_url: str = ""
+    #: largest file, in bytes, an upload grant is given for (3010 FILE_TOO_LARGE beyond)
+    file_max_size: int = 100 * 1024 * 1024
+    #: mime types an upload grant is given for, comma-separated; "type/*" takes a whole
+    #: type, "*" everything (3011 FILE_TYPE_REFUSED otherwise)
+    file_types: str = ("image/*,video/*,audio/*,text/plain,application/pdf,application/zip,"
+                       "application/gzip,application/json,application/msword,application/vnd.ms-excel,"
+                       "application/vnd.ms-powerpoint,application/vnd.openxmlformats-officedocument.wordprocessingml.document,"
+                       "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,"
+                       "application/vnd.openxmlformats-officedocument.presentationml.presentation,"
+                       "application/octet-stream")
+    #: seconds a file grant's signed URL stays good
+    file_grant_ttl: float = 900.0
+    #: upload and download grants one account may get per minute on a node (4000 RATE_LIMITED beyond)
+    file_grants_per_minute: int = 600
+    # -- presence, typing and calls (rich messaging) ------------------------------------------
+    #: seconds a user's presence changes are collected before their watchers get one push
+    presence_debounce: float = 2.0
+    #: PRESENCE and PRESENCE_SUBSCRIBE requests per second per account, and the burst
+    #: (4000 RATE_LIMITED beyond)
+    presence_rate: float = 10.0
+    presence_burst: int = 50
+    #: users one session may watch at once (4000 RATE_LIMITED beyond)
+    presence_max_watch: int = 1000
+    #: TYPING signals per second per account, and the burst (4000 RATE_LIMITED beyond)
+    typing_rate: float = 2.0
+    typing_burst: int = 10
+    #: seconds a call rings before it ends as missed
+    call_ring_timeout: float = 60.0
+    #: seconds an answered call is kept without a hang-up (a crashed node's calls end then)
+    call_ttl: float = 4 * 3600.0
+    # -- operations: admin API, metrics, lifecycle ----------------------------------------------
+    #: bearer token of the admin API on the HTTP port (im user, group, cluster, stats), at
+    #: least 16 characters; empty: the admin API is off (403). No flag: IM_ADMIN_TOKEN, the
+    #: config file or admin_token_file (a flag shows it to anyone who lists processes)
+    admin_token: str = ""
+    #: a file holding the admin token (read at start; instead of admin_token)
+    admin_token_file: str = ""
+    #: serve /metrics (Prometheus text format) and count what it reports; off: neither
+    metrics: bool = True
+    #: seconds a draining node (SIGTERM, im cluster drain) waits for its clients to leave and
+    #: its accepted requests to finish before it closes what remains and exits
+    drain_timeout: float = 10.0
 
     @property
     def cluster(self) -> bool:
@@ -92,10 +159,16 @@ class Config:
         return bool(self.store or self.routes or self.bus)
 
     @classmethod
-    def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Config:
-        """Build a Config from ``overrides`` (None values are ignored), then IM_* env vars."""
+    def load(cls, overrides: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
+             file: str | os.PathLike[str] | None = None) -> Config:
+        """Build a Config from ``overrides`` (None values are ignored), then IM_* env vars,
+        then the TOML ``file`` (default: the one IM_CONFIG names, if any), then defaults.
+        Raises ConfigError naming the setting (or the file) that is wrong."""
         env = os.environ if env is None else env
         values: dict[str, Any] = {}
+        file = file or env.get("IM_CONFIG") or None
+        if file:
+            values.update(_read_file(Path(file)))
         for f in fields(cls):
             raw = env.get(f"IM_{f.name.upper()}")
             if raw is not None and raw != "":
@@ -111,11 +184,21 @@ class Config:
                 values["token_secret"] = Path(secret_file).read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read token_secret_file {secret_file}: {exc.strerror}") from None
+        admin_file = values.pop("admin_token_file", "")
+        if admin_file:
+            if values.get("admin_token"):
+                raise ConfigError("give admin_token or admin_token_file, not both")
+            try:
+                values["admin_token"] = Path(admin_file).read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"cannot read admin_token_file {admin_file}: {exc.strerror}") from None
         config = cls(**values)
         config._validate()
         if not config.node_id:
             suffix = config.port or os.getpid()  # port 0 is picked at bind time: use the pid
             config = dataclasses.replace(config, node_id=f"{socket.gethostname()}-{suffix}")
+        if config.http_port < 0:  # beside the WebSocket port; a free one when that one is picked too
+            config = dataclasses.replace(config, http_port=config.port + 1 if 0 < config.port < 65535 else 0)
         return config
 
     def _validate(self) -> None:
@@ -146,8 +229,29 @@ class Config:
             if not self.token_secret:
                 raise ConfigError("a cluster node needs the token secret its peers use (token_secret_file or "
                                   "IM_TOKEN_SECRET): a secret of its own would refuse their tokens")
+        if not -1 <= self.http_port <= 65535:
+            raise ConfigError(f"http_port must be 0..65535, got {self.http_port}")
+        if self.files != "local" and not re.fullmatch(r"s3://[^:@/]+:[^@/]+@[^/@]+/[^/?]+/?(\?.*)?", self.files):
+            # (the secret is not echoed: the message goes to logs)
+            raise ConfigError("files must be local or s3://ACCESS_KEY:SECRET_KEY@host[:port]/bucket")
+        if self.files_url and not self.files_url.startswith(("http://", "https://")):
+            raise ConfigError(f"files_url must be an http:// or https:// URL, got {self.files_url!r}")
+        if not 0 <= self.file_max_size <= 2**62:
+            raise ConfigError("file_max_size must be 0 or more bytes")
+        if not 1 <= self.file_grant_ttl <= 7 * 24 * 3600:
+            raise ConfigError("file_grant_ttl must be 1..604800 seconds")
+        if self.file_grants_per_minute < 1:
+            raise ConfigError("file_grants_per_minute must be at least 1")
         if self.recall_window < 0:
             raise ConfigError("recall_window must be 0 or more seconds")
+        if self.presence_debounce < 0 or self.presence_rate <= 0 or self.presence_burst < 1 \
+                or self.presence_max_watch < 1:
+            raise ConfigError("presence_debounce must be ≥ 0, presence_rate positive, presence_burst and"
+                              " presence_max_watch at least 1")
+        if self.typing_rate <= 0 or self.typing_burst < 1:
+            raise ConfigError("typing_rate must be positive, typing_burst at least 1")
+        if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
+            raise ConfigError("call_ring_timeout must be positive and call_ttl longer than it")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:
@@ -156,6 +260,10 @@ class Config:
             raise ConfigError("password_time_cost must be 1..20")
         if self.login_rate <= 0 or self.login_burst < 1 or self.login_backlog < 1:
             raise ConfigError("login_rate must be positive, login_burst and login_backlog at least 1")
+        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters")
+        if self.drain_timeout <= 0:
+            raise ConfigError("drain_timeout must be positive")
         if self.token_secret and len(self.token_secret) < MIN_SECRET:
             raise ConfigError(f"token_secret must be at least {MIN_SECRET} characters (use a random one: "
                               "python -c 'import secrets; print(secrets.token_hex(32))')")
@@ -179,3 +287,78 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
     except ValueError:
         raise ConfigError(f"IM_{name.upper()} must be a {kind}, got {raw!r}") from None
     return raw
+
+
+# -- the config file, secrets, documentation (operations) -----------------------------------------
+
+#: settings that hold a secret: never a flag, masked by ``masked``
+SECRET_FIELDS = frozenset({"token_secret", "admin_token"})
+_KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "Path": (str,)}
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    """The settings of a TOML file: top-level keys named as the fields (``data_dir`` or
+    ``data-dir``), each of the field's type; anything else is a ConfigError."""
+    import tomllib
+
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    kinds = {f.name: (f.type if isinstance(f.type, str) else f.type.__name__) for f in fields(Config)}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in kinds:
+            raise ConfigError(f"config file {path}: unknown setting {key!r} (im serve --help lists them)")
+        kind = kinds[name]
+        if isinstance(value, bool) and kind != "bool" or not isinstance(value, _KINDS[kind]):
+            raise ConfigError(f"config file {path}: {key} must be a {kind}, got {value!r}")
+        values[name] = Path(value) if kind == "Path" else float(value) if kind == "float" else value
+    return values
+
+
+def masked(config: Config) -> dict[str, Any]:
+    """Every setting as plain JSON values, secrets replaced by ``***`` (the password in a
+    backend URL too): what ``im config show`` prints."""
+    shown: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        if f.name in SECRET_FIELDS:
+            value = "***" if value else ""
+        elif isinstance(value, str) and "://" in value:
+            # scheme://user:password@host: keep the user, hide the password
+            value = re.sub(r"^([a-z0-9+]+://[^:@/]*):[^@/]*@", r"\1:***@", value)
+        elif isinstance(value, Path):
+            value = str(value)
+        shown[f.name] = value
+    return shown
+
+
+def field_docs() -> dict[str, str]:
+    """Each field's documentation: its ``#:`` comment lines in this file's Config class
+    (a field without one shares the one above it). Read from the source, so a new field
+    documents itself; empty strings if the source is not at hand."""
+    try:
+        source = Path(__file__).with_suffix(".py").read_text(encoding="utf-8")
+    except OSError:
+        return {f.name: "" for f in fields(Config)}
+    body = source.split("class Config:", 1)[1].split("    @property", 1)[0]
+    docs: dict[str, str] = {}
+    pending: list[str] = []
+    last = ""
+    for line in body.splitlines():
+        comment = re.match(r"    #: ?(.*)$", line)
+        field = re.match(r"    (\w+): [^=]+=", line)
+        if comment:
+            pending.append(comment[1].strip())
+        elif field:
+            last = " ".join(pending) if pending else last
+            docs[field[1]] = last
+            pending = []
+        elif re.match(r"    # ", line):
+            pending = []
+    return {f.name: docs.get(f.name, "") for f in fields(Config)}

@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 
-__all__ = ["setup_logging", "JsonFormatter"]
+__all__ = ["setup_logging", "set_level", "JsonFormatter"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
@@ -34,4 +34,11 @@ def setup_logging(level: str) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # picows logs every refused handshake at info; keep it to warnings
+    logging.getLogger("picows").setLevel(max(logging.WARNING, root.level))
+
+
+def set_level(level: str) -> None:
+    """Change the level of a running node's logs (SIGHUP)."""
+    root = logging.getLogger()
+    root.setLevel(level.upper())
     logging.getLogger("picows").setLevel(max(logging.WARNING, root.level))

@@ -1,4 +1,4 @@
 """The Python client SDK of edgeim."""
-from .client import Client, Disconnected, ServerError
+from .client import Client, Disconnected, FileTransferError, ServerError
 
-__all__ = ["Client", "Disconnected", "ServerError"]
+__all__ = ["Client", "Disconnected", "FileTransferError", "ServerError"]

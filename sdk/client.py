@@ -11,14 +11,39 @@ Every request op has a typed method: it returns the decoded reply body (None for
 empty one) and raises ServerError, whose ``code`` is the ErrorCode, for an ERROR reply.
 Methods named after a list (``friends``, ``groups``, ``group_members``, ...) read every
 page; their ``*_page`` twins read one.
+
+Reconnects and exactly-once delivery to the application (``auto_reconnect=True``):
+
+    client = Client(["ws://node-a/ws", "ws://node-b/ws", "ws://node-c/ws"], auto_reconnect=True)
+
+- After a drop (not a kick, a logout or ``close()``) the client connects to the **next**
+  URL in turn, waiting ``reconnect_delay`` doubled per failed attempt up to
+  ``max_reconnect_delay``, each wait scaled by a random factor in [0.5, 1) so that the
+  clients of a dead node do not all come back at the same instant. It logs in with its
+  token, resends every unacknowledged send with its original cmid (flag RETRY: the server
+  stores each once and acks it with the original ids), then ``catch_up()``: every message
+  it missed goes into ``pushes``. ``reconnects`` counts the reconnections made.
+- ``pushes`` gets each message (conv, seq) **at most once**, whether it came as a push, from
+  a catch-up, or both; a catch-up puts a conversation's messages in seq order, and live
+  pushes that come while it runs wait behind it. The client's own sends are not put there
+  (their SEND_ACK is the answer). Memory per conversation: ``last_seqs[conv]``, the seq up
+  to which it holds every message, and the few seqs above it that came across a gap.
+- A push that leaves a gap (a push lost between nodes) makes the client SYNC that
+  conversation after ``gap_sync_delay`` seconds if the gap is still open then.
+- ``last_seqs`` is where a catch-up starts: an application that keeps messages across
+  restarts sets it before connecting; a conversation without an entry is caught up from
+  its first message.
 """
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import logging
+import os
+import random
 import uuid
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import msgspec
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
@@ -28,7 +53,7 @@ from ..core_ext.codec import decode_frame, encode_frame
 from ..core_ext.errors import ImError
 from ..core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION, ErrorCode, Flag, Op
 
-__all__ = ["Client", "ServerError", "Disconnected"]
+__all__ = ["Client", "ServerError", "Disconnected", "FileTransferError"]
 
 log = logging.getLogger("edgeim.sdk")
 
@@ -37,6 +62,16 @@ _CONTENT_TYPES: dict[type, int] = {schema: type_ for type_, schema in content.SC
 
 #: pushes that go to ``Client.events``
 _EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH, Op.RECALL_PUSH})
+#: rich messaging pushes, also on ``Client.events``: TYPING_PUSH, PRESENCE_PUSH, CALL_PUSH
+_EVENTS |= {Op.TYPING_PUSH, Op.PRESENCE_PUSH, Op.CALL_PUSH}
+
+
+class FileTransferError(Exception):
+    """The HTTP server refused a file's PUT or GET: ``status`` and its one-line reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(f"{status}: {reason}")
+        self.status = status
 
 
 class ServerError(ImError):
@@ -71,18 +106,30 @@ class _Listener(WSListener):
 class Client:
     """One user's connection from one terminal.
 
-    With ``auto_reconnect`` the client reconnects after a drop (not after a kick, a logout
-    or ``close()``), logs in again with its token and resends every unacknowledged send
-    with its original cmid: the server stores each once and acks it with the same ids.
+    ``url`` is one node's URL or a list of them (a cluster): ``connect`` takes the first
+    that answers. With ``auto_reconnect`` the client reconnects after a drop (not after a
+    kick, a logout or ``close()``) to the next URL in turn, logs in again with its token,
+    resends every unacknowledged send with its original cmid (the server stores each once
+    and acks it with the same ids) and catches up (see the module docstring).
     """
 
-    def __init__(self, url: str, *, terminal: str = "web", auto_reconnect: bool = False,
-                 reconnect_delay: float = 0.2, request_timeout: float = 30.0, max_in_flight: int = 128) -> None:
-        self.url = url
+    def __init__(self, url: str | Sequence[str], *, terminal: str = "web", auto_reconnect: bool = False,
+                 reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0, request_timeout: float = 30.0,
+                 max_in_flight: int = 128, gap_sync_delay: float | None = 0.5) -> None:
+        self.urls = [url] if isinstance(url, str) else list(url)
+        if not self.urls:
+            raise ValueError("Client needs at least one URL")
+        self._url_index = 0
+        #: the URL of the node this client is (or was last) connected to
+        self.url = self.urls[0]
         self.terminal = terminal
         self.auto_reconnect = auto_reconnect
         self.reconnect_delay = reconnect_delay
+        self.max_reconnect_delay = max_reconnect_delay
+        self.gap_sync_delay = gap_sync_delay
         self.request_timeout = request_timeout
+        #: reconnections made after drops (each: logged in again, unacked sends resent)
+        self.reconnects = 0
         self.user_id = 0
         self.token = ""
         self.close_code: int | None = None
@@ -107,14 +154,37 @@ class Client:
         self._closing = False
         self._reconnecting: asyncio.Task[None] | None = None
         self._disconnected = asyncio.Event()
+        # delivery to the application, deduplicated by (conv, seq): per conversation,
+        # last_seqs is the contiguous high-water mark and _above the seqs held beyond a gap
+        self._above: dict[str, set[int]] = {}
+        self._gap_checks: dict[str, asyncio.TimerHandle] = {}
+        self._gap_syncing: set[str] = set()
+        self._hold_depth = 0  # catch-ups running: live pushes wait in _held behind them
+        self._held: list[bodies.Message] = []
+        # while a reconnect runs, new sends wait in _unacked: it resends them after the login
+        self._paused = False
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- connection ---------------------------------------------------------------------------
 
     async def connect(self) -> None:
+        """Connect to the current URL; if it cannot be reached, to each other one in turn
+        (the last failure is raised when none answers)."""
+        for tries in range(len(self.urls)):
+            try:
+                await self._open(self.urls[self._url_index])
+                return
+            except Exception:
+                if tries == len(self.urls) - 1:
+                    raise
+                self._url_index = (self._url_index + 1) % len(self.urls)
+
+    async def _open(self, url: str) -> None:
         self._disconnected.clear()
         self.close_code = None
+        self.url = url
         self._transport, _ = await ws_connect(
-            lambda: _Listener(self), self.url,
+            lambda: _Listener(self), url,
             extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"},
             max_frame_size=MAX_FRAME_SIZE,
         )
@@ -123,6 +193,11 @@ class Client:
         self._closing = True
         if self._reconnecting:
             self._reconnecting.cancel()
+        for task in list(self._background):
+            task.cancel()
+        for handle in self._gap_checks.values():
+            handle.cancel()
+        self._gap_checks.clear()
         self._fail_unacked(Disconnected("client closed", self.close_code))
         if self._transport is not None and not self._transport.is_disconnected:
             self._transport.send_close(WSCloseCode.OK)
@@ -228,6 +303,8 @@ class Client:
             self._unacked.pop(cmid, None)
 
     def _transmit(self, cmid: str, retry: bool) -> None:
+        if self._paused:
+            return  # a reconnect is under way: it sends this one after the login, in order
         # a resend keeps the original's flags (GROUP above all: the target is a group id)
         target, flags, body, future = self._unacked[cmid]
         if retry:
@@ -257,12 +334,13 @@ class Client:
         page = bodies.decode(body, bodies.Page)
         if page.msgs and after_seq <= self.last_seqs.get(conv, 0):
             # a page is every message from after_seq + 1 on: no gap up to its last seq
-            self.last_seqs[conv] = max(self.last_seqs.get(conv, 0), page.msgs[-1].seq)
+            self._covered(conv, page.msgs[-1].seq)
         return page
 
     async def sync_all(self, limit: int = 100) -> list[bodies.Message]:
-        """Catch up after a reconnect: every message above ``last_seqs`` in every
-        conversation, in seq order per conversation."""
+        """Every message above ``last_seqs`` in every conversation, in seq order per
+        conversation, returned (pushed ones included; ``catch_up`` puts only the new ones
+        into ``pushes``)."""
         caught_up: list[bodies.Message] = []
         for conv in await self.conversations():
             after = self.last_seqs.get(conv.conv, 0)
@@ -273,6 +351,49 @@ class Client:
                     break
                 after = page.msgs[-1].seq
         return caught_up
+
+    async def catch_up(self, limit: int = 100) -> int:
+        """Put into ``pushes`` every message this client has not had yet, in every
+        conversation (above ``last_seqs``, minus what came as a push already), in seq order
+        per conversation; live pushes that arrive meanwhile wait behind it. The client's own
+        sends still waiting for their ack are left out. Returns how many were put.
+        The reconnect calls it; an application may too (when it comes to the foreground)."""
+        self._hold_depth += 1
+        try:
+            lasts = {c.conv: c.last_seq for c in await self.conversations()}
+            for conv, above in self._above.items():  # a gap the list may not show yet
+                lasts[conv] = max(lasts.get(conv, 0), max(above))
+            put = 0
+            for conv, last in lasts.items():
+                if last > self.last_seqs.get(conv, 0):
+                    put += await self._catch_up_conv(conv, last, limit)
+            return put
+        finally:
+            self._release_held()
+
+    async def _catch_up_conv(self, conv: str, last: int, limit: int) -> int:
+        """SYNC ``conv`` from its mark to its end; put what is new into ``pushes``.
+        ``last``: a seq the conversation had reached before this started."""
+        put = 0
+        after = self.last_seqs.get(conv, 0)
+        while True:
+            _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after, limit=limit))
+            page = bodies.decode(body, bodies.Page)
+            if not page.msgs:
+                if after <= self.last_seqs.get(conv, 0):
+                    self._covered(conv, last)  # nothing up to ``last`` is this user's to read
+                return put
+            for message in page.msgs:
+                # the page is every message from after + 1 on that this user may read: the
+                # seqs skipped are not theirs (a group before their join)
+                self._covered(conv, message.seq - 1)
+                if self._mark(conv, message.seq) and not (message.sender == self.user_id
+                                                          and message.cmid in self._unacked):
+                    self.pushes.put_nowait(message)
+                    put += 1
+            if not page.has_more:
+                return put
+            after = page.msgs[-1].seq
 
     async def send_typed(self, target: int, item: msgspec.Struct, *, group: bool = False, cmid: str | None = None,
                          mentions: Iterable[int] = (), mention_all: bool = False) -> bodies.SendAck:
@@ -436,6 +557,95 @@ class Client:
     async def group_mute_all(self, group: int, muted: bool = True) -> None:
         await self._call(Op.GROUP_MUTE_ALL, bodies.GroupMuteAll(group=group, muted=muted))
 
+    # -- calls, typing, presence, settings -----------------------------------------------------
+
+    async def call_invite(self, to: int, kind: str, sdp: str) -> bodies.CallStarted:
+        """Ring every online device of ``to`` with this device's SDP offer; ``kind`` is
+        "audio" or "video". Events of the call come as CALL_PUSH on ``events``."""
+        return await self._call(Op.CALL_INVITE, bodies.CallInvite(to=to, kind=kind, sdp=sdp))
+
+    async def call_accept(self, call: int, sdp: str) -> None:
+        """Answer a ringing call on this device with its SDP answer."""
+        await self._call(Op.CALL_ACCEPT, bodies.CallAnswer(call=call, sdp=sdp))
+
+    async def call_reject(self, call: int) -> None:
+        await self._call(Op.CALL_REJECT, bodies.CallRef(call=call))
+
+    async def call_cancel(self, call: int) -> None:
+        """Stop ringing a call this device started."""
+        await self._call(Op.CALL_CANCEL, bodies.CallRef(call=call))
+
+    async def call_hangup(self, call: int) -> None:
+        await self._call(Op.CALL_HANGUP, bodies.CallRef(call=call))
+
+    async def call_ice(self, call: int, candidate: str) -> None:
+        """Relay one ICE candidate to the other device of an answered call."""
+        await self._call(Op.CALL_ICE, bodies.CallIce(call=call, candidate=candidate))
+
+    async def typing(self, conv: str, typing: bool = True) -> None:
+        """Tell the other members of ``conv`` online that this user is (or stopped) typing."""
+        await self._call(Op.TYPING, bodies.Typing(conv=conv, typing=typing))
+
+    async def presence(self, users: Iterable[int]) -> list[bodies.UserPresence]:
+        """Whether these users are online, and on which terminals."""
+        return (await self._call(Op.PRESENCE, bodies.PresenceUsers(users=list(users)))).users
+
+    async def presence_subscribe(self, users: Iterable[int]) -> list[bodies.UserPresence]:
+        """Watch these users' presence from this session (PRESENCE_PUSH on ``events`` when
+        it changes); returns their presence now."""
+        return (await self._call(Op.PRESENCE_SUBSCRIBE, bodies.PresenceUsers(users=list(users)))).users
+
+    async def presence_unsubscribe(self, users: Iterable[int]) -> None:
+        await self._call(Op.PRESENCE_UNSUBSCRIBE, bodies.PresenceUsers(users=list(users)))
+
+    async def settings(self, *, invisible: bool | None = None) -> bodies.UserSettings:
+        """This user's settings, after changing what is given (None leaves it as it is)."""
+        return await self._call(Op.SETTINGS, bodies.Settings(invisible=invisible))
+
+    # -- files ----------------------------------------------------------------------------------
+
+    async def file_upload_grant(self, conv: str, name: str, size: int, mime: str) -> bodies.FileUploadOk:
+        """FILE_UPLOAD: a URL to PUT one file of ``size`` bytes and type ``mime`` at, for
+        ``conv``; the PUT must carry exactly the grant's ``headers`` before ``expires_at``."""
+        return await self._call(Op.FILE_UPLOAD, bodies.FileUpload(name=name, size=size, mime=mime, conv=conv))
+
+    async def file_download_grant(self, key: str) -> bodies.FileDownloadOk:
+        """FILE_DOWNLOAD: a URL to GET the file ``key`` at, with its name, size and type."""
+        return await self._call(Op.FILE_DOWNLOAD, bodies.FileDownload(key=key))
+
+    async def upload(self, conv: str, data: bytes | str | os.PathLike[str], mime: str, name: str | None = None) -> str:
+        """Upload ``data`` (bytes, or the path of a file) to ``conv``: the grant, then the
+        HTTP PUT. Returns the file's key, for a message that shares it. Raises ServerError
+        when the grant is refused, FileTransferError when the PUT is."""
+        import aiohttp  # only the file methods need an HTTP client
+        import yarl
+
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            size, name, source = len(data), name or "file", None
+        else:
+            size, name, source = os.path.getsize(data), name or os.path.basename(data), data
+        grant = await self.file_upload_grant(conv, name, size, mime)
+        headers = {h.name: h.value for h in grant.headers}
+        with open(source, "rb") if source is not None else io.BytesIO(bytes(data)) as body:  # type: ignore[arg-type]
+            async with aiohttp.ClientSession() as http:
+                async with http.put(yarl.URL(grant.url, encoded=True), data=body, headers=headers) as response:
+                    if response.status != 200:
+                        raise FileTransferError(response.status, (await response.text()).strip())
+        return grant.key
+
+    async def download(self, key: str) -> bytes:
+        """The bytes of the file ``key``: the grant, then the HTTP GET. Raises ServerError
+        when the grant is refused, FileTransferError when the GET is."""
+        import aiohttp
+        import yarl
+
+        grant = await self.file_download_grant(key)
+        async with aiohttp.ClientSession() as http:
+            async with http.get(yarl.URL(grant.url, encoded=True)) as response:
+                if response.status != 200:
+                    raise FileTransferError(response.status, (await response.text()).strip())
+                return await response.read()
+
     # -- request helpers ------------------------------------------------------------------------
 
     async def _call(self, op: Op, body: msgspec.Struct) -> Any:
@@ -460,8 +670,90 @@ class Client:
     # -- incoming -----------------------------------------------------------------------------
 
     def _saw(self, conv: str, seq: int) -> None:
-        if seq == self.last_seqs.get(conv, 0) + 1:
-            self.last_seqs[conv] = seq
+        """This client's own send was acked: the application has it (never a push)."""
+        self._mark(conv, seq)
+
+    def _mark(self, conv: str, seq: int) -> bool:
+        """Note that the application has (conv, seq); False if it had it already."""
+        high = self.last_seqs.get(conv, 0)
+        if seq <= high:
+            return False
+        if seq == high + 1:
+            self._advance(conv, seq)
+            return True
+        above = self._above.setdefault(conv, set())
+        if seq in above:
+            return False
+        above.add(seq)
+        self._gap(conv)
+        return True
+
+    def _covered(self, conv: str, seq: int) -> None:
+        """The application has every message of ``conv`` up to ``seq`` (a SYNC page)."""
+        if seq > self.last_seqs.get(conv, 0):
+            self._advance(conv, seq)
+
+    def _advance(self, conv: str, high: int) -> None:
+        """Move the mark to ``high``, then over the seqs held beyond it that now join it."""
+        above = self._above.get(conv)
+        if above:
+            while high + 1 in above:
+                high += 1
+            above = {seq for seq in above if seq > high}
+            if above:
+                self._above[conv] = above
+            else:
+                del self._above[conv]
+        self.last_seqs[conv] = high
+
+    def _deliver(self, message: bodies.Message) -> None:
+        """A live push: to ``pushes`` unless the application has it (or, while a catch-up
+        runs, behind it)."""
+        if self._hold_depth:
+            self._held.append(message)
+        elif self._mark(message.conv, message.seq):
+            self.pushes.put_nowait(message)
+
+    def _gap(self, conv: str) -> None:
+        """A seq came beyond a gap: SYNC the conversation if the gap is still open after
+        ``gap_sync_delay`` (a push lost between nodes; or one merely late: then nothing)."""
+        if self.gap_sync_delay is None or conv in self._gap_checks:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._gap_checks[conv] = loop.call_later(self.gap_sync_delay, self._gap_due, conv)
+
+    def _gap_due(self, conv: str) -> None:
+        self._gap_checks.pop(conv, None)
+        # when not connected, or a catch-up runs, that catch-up covers the gap
+        if (conv in self._above and conv not in self._gap_syncing and self.connected and not self._paused
+                and not self._closing):
+            self._spawn(self._fill_gap(conv))
+
+    async def _fill_gap(self, conv: str) -> None:
+        self._gap_syncing.add(conv)
+        self._hold_depth += 1
+        try:
+            await self._catch_up_conv(conv, 0, 100)
+        except (ServerError, ConnectionError, asyncio.TimeoutError) as exc:
+            log.debug("gap sync of %s failed: %s", conv, exc)
+        finally:
+            self._gap_syncing.discard(conv)
+            self._release_held()
+
+    def _release_held(self) -> None:
+        self._hold_depth -= 1
+        if not self._hold_depth:
+            held, self._held = self._held, []
+            for message in held:
+                self._deliver(message)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _on_frame(self, data: bytes) -> None:
         try:
@@ -474,9 +766,7 @@ class Client:
             if future is not None and not future.done():
                 future.set_result((op, bytes(body)))
         elif op == Op.MSG_PUSH:
-            message = bodies.decode(body, bodies.Message)
-            self._saw(message.conv, message.seq)
-            self.pushes.put_nowait(message)
+            self._deliver(bodies.decode(body, bodies.Message))
         elif op == Op.KICKED:
             self._closing = True  # a kicked client must not log itself back in
             self.kicked.set()
@@ -493,26 +783,55 @@ class Client:
                 future.set_exception(Disconnected("connection closed", self.close_code))
         self._disconnected.set()
         if self.auto_reconnect and not self._closing and self.token:
-            self._reconnecting = asyncio.ensure_future(self._reconnect())
+            self._paused = True
+            # a reconnect under way (its login or catch-up failed with this drop) goes on by itself
+            if self._reconnecting is None or self._reconnecting.done():
+                self._reconnecting = asyncio.ensure_future(self._reconnect())
         else:
             self._fail_unacked(Disconnected("connection closed", self.close_code))
 
+    def _backoff(self, attempt: int) -> float:
+        """The wait before reconnect attempt ``attempt`` (0, 1, ...): doubling, capped,
+        jittered so that the clients of one dead node spread out."""
+        return min(self.max_reconnect_delay, self.reconnect_delay * 2 ** attempt) * random.uniform(0.5, 1.0)
+
     async def _reconnect(self) -> None:
-        delay = self.reconnect_delay
+        """Until connected and caught up: the next URL, token login, resend, catch-up;
+        any step that fails starts over with the next URL after a longer wait."""
+        attempt = 0
         while not self._closing:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+            self._url_index = (self._url_index + 1) % len(self.urls)
             try:
-                await self.connect()
+                await self._open(self.urls[self._url_index])
                 await self.token_login()
             except Exception as exc:  # refused, handshake failed, login refused: try again later
                 if isinstance(exc, ServerError) and exc.code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_INVALID):
+                    self._closing = True  # the token will not do: the application must log in
+                    self._paused = False
                     self._fail_unacked(exc)
+                    self._drop()
                     return
-                delay = min(delay * 2, 5.0)
+                self._drop()
                 continue
-            for cmid in list(self._unacked):
+            self.reconnects += 1
+            attempt = 0
+            self._paused = False
+            for cmid in list(self._unacked):  # in the order they were first sent
                 self._transmit(cmid, retry=True)
-            return
+            try:
+                await self.catch_up()
+            except (ServerError, ConnectionError, asyncio.TimeoutError) as exc:
+                log.debug("catch-up after reconnect failed: %s", exc)
+            if self.connected or self._closing:
+                return
+            self._paused = True  # dropped again meanwhile: once more, from the top
+
+    def _drop(self) -> None:
+        """Abandon the current connection (a failed attempt), if it is open."""
+        if self._transport is not None and not self._transport.is_disconnected:
+            self._transport.disconnect(graceful=False)
 
     def _fail_unacked(self, exc: BaseException) -> None:
         for *_, future in self._unacked.values():

@@ -88,6 +88,11 @@ class Hashing:
         self._max_addresses = max_addresses
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, at)
 
+    def set_limits(self, rate: float, burst: int, backlog: int) -> None:
+        """New per-address budget and backlog (SIGHUP); addresses start again from full."""
+        self._rate, self._burst, self._backlog = rate, float(burst), backlog
+        self._buckets.clear()
+
     def _charge(self, address: str) -> None:
         now = self._clock()
         tokens, at = self._buckets.pop(address, (self._burst, now))
@@ -145,6 +150,8 @@ class AuthService:
         ok = await self._hashing.run(address, wanted, self._passwords.verify, password, stored)
         if user is None or not ok:
             raise AuthError("wrong username or password", ErrorCode.BAD_CREDENTIALS)
+        if user.disabled:
+            raise AuthError("this account is disabled", ErrorCode.ACCOUNT_DISABLED)
         if self._passwords.needs_rehash(stored):
             # an older kind or cost: replace it now that the password is known (not charged
             # to the client's budget: it is the server's choice)
@@ -155,8 +162,11 @@ class AuthService:
     async def token_login(self, token: str) -> Identity:
         claims = self._claims(token)
         user_id = UserId(int(claims["sub"]))
-        if await self._store.get_user(user_id) is None:
+        user = await self._store.get_user(user_id)
+        if user is None:
             raise AuthError("token names no user", ErrorCode.TOKEN_INVALID)
+        if user.disabled:
+            raise AuthError("this account is disabled", ErrorCode.ACCOUNT_DISABLED)
         if await self._store.token_revoked(claims["jti"]):
             raise AuthError("token revoked (logged out)", ErrorCode.TOKEN_INVALID)
         # keep the token the client has; it stays valid until its own expiry or a LOGOUT
@@ -165,6 +175,10 @@ class AuthService:
     async def revoke(self, identity: Identity) -> None:
         """The token cannot log in again (until it would have expired anyway)."""
         await self._store.apply(RevokeToken(identity.token_id, identity.expires_at))
+
+    def set_login_limits(self, rate: float, burst: int, backlog: int) -> None:
+        """New password-check limits (SIGHUP)."""
+        self._hashing.set_limits(rate, burst, backlog)
 
     def issue(self, user_id: UserId) -> Identity:
         now = int(time.time())

@@ -21,6 +21,7 @@ from typing import Any, Awaitable, Callable, Coroutine, Iterable
 
 from ..backends.protocols import Bus, ConvId, Envelope, NodeId, Routes, UserId
 from ..core_ext.fanout import RoutingTable
+from ..ops.metrics import SIZE_BUCKETS, Histogram
 
 __all__ = ["Delivery"]
 
@@ -33,6 +34,8 @@ _Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], ob
 #: the op bytes (header offset 1) of MSG_PUSH and RECALL_PUSH frames: another node's new or
 #: recalled message, whose head and list entries this node's state takes over
 _MESSAGE_OPS = (0x40, 0x46)
+#: marks an item's skip_terminal as "only this terminal" (terminal names never hold it)
+_ONLY = "="
 
 
 _gc_started = 0.0
@@ -76,6 +79,18 @@ class Delivery:
         self.reloading: Callable[[], bool] = lambda: False
         self.settled: Callable[[], Awaitable[None]] = _nothing
         self._held: collections.deque[Envelope] = collections.deque()
+        #: channels: conversation-like ids whose first character is a key here are expanded
+        #: by that callable, not the routing table (presence watches: "w<user id>"); they
+        #: cross nodes as conversations do (Routes.subscribe, one publish per node)
+        self.channels: dict[str, Callable[[bytes, str], int]] = {}
+        #: metrics (ops/metrics.py), counted per batch or per envelope, never per receiver
+        self.route_lookups = 0
+        self.route_failures = 0
+        self.published = 0
+        self.publish_failures = 0
+        self.consumed = 0
+        self.pushed = [0] * 256  # push frames queued on local connections, by op
+        self.fanout = Histogram(SIZE_BUCKETS)  # local connections reached by one conversation push
         if os.environ.get("IM_TRACE_FANOUT") == "1":
             self.to_conv = self._to_conv_traced  # type: ignore[method-assign]
             gc.callbacks.append(_trace_gc)
@@ -120,6 +135,11 @@ class Delivery:
 
         self._enqueue((b"", (), "", UserId(0), "", queued, ()))
 
+    def to_terminal(self, frame: bytes, user: UserId, terminal: str) -> None:
+        """Deliver ``frame`` to the one session of (user, terminal), on whichever node it is,
+        in order with the other pushes (a call's signaling goes to one device). At most once."""
+        self._enqueue((frame, (user,), "", UserId(0), _ONLY + terminal, None, ()))
+
     def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
         """Call ``send(frame)`` once the pushes queued before it are handed over: a reply
         that must not overtake them (a SEND_ACK) goes through here."""
@@ -156,12 +176,14 @@ class Delivery:
         try:
             users = {u for item in batch for u in item[1]}
             if users:
+                self.route_lookups += 1
                 for route in await self._routes.lookup(list(users)):
                     if route.node != self.node:
                         nodes_of_user.setdefault(route.user_id, set()).add(route.node)
             for conv in {c for item in batch if item[2] for c in item[2].split(",")}:
                 nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
         except Exception:  # other nodes get nothing this time (receivers will sync); local ones do
+            self.route_failures += 1
             log.exception("routes lookup failed", extra={"frames": len(batch)})
         table = self._table
         for frame, users, conv, skip_user, skip_terminal, reply, refresh in batch:
@@ -175,12 +197,24 @@ class Delivery:
                     await self._publish(node, Envelope(b"", refresh=refresh))
                 continue
             if conv:  # ``users`` are the members skipped here (they get it by name)
-                table.to_conv(frame, conv, skip_user, skip_terminal, set(users) if users else None)
+                channel = self.channels.get(conv[0])
+                if channel is not None:
+                    channel(frame, conv)
+                else:
+                    reached = table.to_conv(frame, conv, skip_user, skip_terminal, set(users) if users else None)
+                    self.fanout.observe(reached)
+                    self.pushed[frame[1]] += reached
                 for node in nodes_of_conv.get(conv, ()):
                     await self._publish(node, Envelope(frame, users, conv=ConvId(conv), skip_user=skip_user,
                                                        skip_terminal=skip_terminal))
                 continue
-            table.to_users(frame, users, skip_user, skip_terminal)
+            if skip_terminal[:1] == _ONLY:  # to one terminal: here, or on the nodes of the user
+                only = skip_terminal[1:]
+                self._to_terminal(frame, users[0], only)
+                for node in nodes_of_user.get(users[0], ()):
+                    await self._publish(node, Envelope(frame, users, only_terminal=only))
+                continue
+            self.pushed[frame[1]] += table.to_users(frame, users, skip_user, skip_terminal)
             by_node: dict[NodeId, list[UserId]] = {}
             for user in users:
                 for node in nodes_of_user.get(user, ()):
@@ -189,14 +223,17 @@ class Delivery:
                 await self._publish(node, Envelope(frame, tuple(targets), skip_user=skip_user, skip_terminal=skip_terminal))
 
     async def _publish(self, node: NodeId, envelope: Envelope) -> None:
+        self.published += 1
         try:
             await self._bus.publish(node, envelope)
         except Exception:  # that node misses this frame (it will sync); the rest go on
+            self.publish_failures += 1
             log.exception("publish failed", extra={"node": node})
 
     def deliver(self, envelope: Envelope) -> int:
         """An envelope from another node (the bus callback): give it to the local sessions.
         A conversation's frame waits while reloads are under way (see ``reloading``)."""
+        self.consumed += 1
         if envelope.refresh:
             self.on_refresh(envelope.refresh)
             return 0
@@ -226,10 +263,21 @@ class Delivery:
                 if peer is not None:
                     peer.owner.kick(envelope.frame)
             return 0
+        if envelope.only_terminal:
+            return self._to_terminal(envelope.frame, envelope.user_ids[0], envelope.only_terminal)
+        if envelope.conv and envelope.conv[0] in self.channels:
+            return self.channels[envelope.conv[0]](envelope.frame, envelope.conv)
         if envelope.conv:  # its user_ids are members skipped (they get it by name)
             return self._table.to_conv(envelope.frame, envelope.conv, envelope.skip_user, envelope.skip_terminal,
                                        set(envelope.user_ids) if envelope.user_ids else None)
         return self._table.to_users(envelope.frame, envelope.user_ids, envelope.skip_user, envelope.skip_terminal)
+
+    def _to_terminal(self, frame: bytes, user: UserId, terminal: str) -> int:
+        peer = self._table.get(user, terminal)
+        if peer is None:
+            return 0
+        peer.send(frame)
+        return 1
 
     async def kick(self, node: NodeId, frame: bytes, user_id: UserId, terminal: str) -> None:
         """Close (user_id, terminal) on ``node`` after giving it ``frame`` (a KICKED push)."""
@@ -246,6 +294,19 @@ class Delivery:
         takes the conversation's frames for them."""
         if self._table.online(user) and self._table.join(conv, user):
             self._spawn(self._subscribe(True, [conv]))
+
+    async def reach(self, conv: ConvId, users: Iterable[UserId]) -> None:
+        """``users`` just became members of ``conv``: the other nodes they are online on
+        take its frames from now on. Each of those nodes subscribes itself too, once it has
+        reloaded the user, which is a bus hop and a store read later: a message sent in
+        between would not be published to it. Best effort: a failure is logged, and the
+        node's own subscription follows anyway."""
+        try:
+            nodes = {route.node for route in await self._routes.lookup(list(users)) if route.node != self.node}
+            for node in nodes:
+                await self._routes.subscribe(node, [conv])
+        except Exception:
+            log.exception("subscribing the new members' nodes failed", extra={"conv": conv})
 
     def left(self, conv: ConvId, user: UserId) -> None:
         if self._table.leave(conv, user):

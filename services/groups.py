@@ -60,11 +60,15 @@ class Membership:
 
     def __init__(self, to_users: Callable[[bytes, Iterable[UserId]], None], to_conv: Callable[..., None],
                  joined: Callable[[ConvId, UserId], None], left: Callable[[ConvId, UserId], None],
-                 refresh: Callable[..., None]) -> None:
+                 refresh: Callable[..., None],
+                 reach: Callable[[ConvId, Iterable[UserId]], Awaitable[None]] | None = None) -> None:
         self.to_users = to_users
         self.to_conv = to_conv
         self.joined = joined
         self.left = left
+        #: reach(conv, users): the other nodes these new members are online on take the
+        #: conversation's frames from now on, before the change is announced
+        self.reach = reach
         #: refresh(users=..., groups=...): other nodes holding these reload them
         self.refresh = refresh
 
@@ -159,6 +163,7 @@ class Groups:
         self._state.groups_version += 1  # a new entry in its members' lists
         for member in group.members.values():
             self._entered(group, member)
+        await self._reach(group, list(group.members))
         self._edge.refresh(users=list(group.members))
         self._event(group, "created", owner.id, list(group.members), came_or_went=list(group.members))
         return group
@@ -310,6 +315,7 @@ class Groups:
                 group.requests.pop(member.user, None)
                 self._entered(group, member)
         self._state.group_changed(group)
+        await self._reach(group, [m.user for m in results if not isinstance(m, BaseException)])
         for failed in results:
             if isinstance(failed, BaseException):
                 raise failed
@@ -331,6 +337,13 @@ class Groups:
         await self._store.apply(PutGroup(record))
         group.record = record
         self._state.group_changed(group)
+
+    async def _reach(self, group: GroupState, users: list[UserId]) -> None:
+        """New members online on other nodes: those nodes take the group's frames before
+        the change is announced, so a message sent right after it reaches them (they hold
+        it until they have reloaded the member: ``Delivery.deliver``)."""
+        if self._edge.reach is not None and users:
+            await self._edge.reach(group_conv(group.id), users)
 
     def _entered(self, group: GroupState, member: Member) -> None:
         conv = group_conv(group.id)

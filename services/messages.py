@@ -97,6 +97,12 @@ class Messages:
             msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members, mentions=mentions,
         )
 
+    def record(self, conv: ConvId, sender: UserId, to: int, cmid: str, type_: int, text: str,
+               members: tuple[UserId, ...]) -> asyncio.Future[StoredMessage]:
+        """Append a message the server writes (a call record: services/calls.py), unchecked;
+        idempotent on (sender, cmid) as every append is."""
+        return self.commit(self._new(conv, sender, to, members, cmid, type_, text))
+
     def commit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
         """Hand the message to the store now; the future resolves once it is durable.
         Commits are sequenced in call order, which keeps a connection's sends in its order."""

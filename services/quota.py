@@ -54,3 +54,9 @@ class SendQuota:
     def forget(self, user: int) -> None:
         """The user has no session here any more."""
         self._buckets.pop(user, None)
+
+    def set_rates(self, messages_per_s: float, message_burst: int, bytes_per_s: float, byte_burst: int) -> None:
+        """New limits (SIGHUP): every account starts again from a full bucket of the new size."""
+        self._messages = (messages_per_s, float(message_burst))
+        self._bytes = (bytes_per_s, float(byte_burst))
+        self._buckets.clear()

@@ -25,6 +25,8 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _CACHE_MAX = 64  # cached replies per user
+#: metrics (ops/metrics.py): list replies served from a user's cache, and built
+LIST_CACHE = [0, 0]
 
 #: owner > admin > member: an actor may act on members of a lower rank only
 ROLE_RANK = {"owner": 3, "admin": 2, "member": 1}
@@ -35,7 +37,7 @@ class UserState:
     so cached replies built from it know when they are stale."""
 
     __slots__ = ("id", "friends", "requests_in", "requests_out", "blocked", "blocked_by", "convs", "version",
-                 "cache")
+                 "cache", "invisible")
 
     def __init__(self, user_id: UserId) -> None:
         self.id = user_id
@@ -45,6 +47,8 @@ class UserState:
         self.blocked: set[UserId] = set()
         self.blocked_by: set[UserId] = set()
         self.convs: dict[ConvId, UserConv] = {}
+        #: the user's setting: others see them offline (services/presence.py)
+        self.invisible = False
         self.version = 0
         #: replies built from this state, by key; valid while their recorded versions hold
         self.cache: dict[Any, tuple[Any, bytes]] = {}
@@ -56,7 +60,11 @@ class UserState:
     def cached(self, key: Any, versions: Any) -> bytes | None:
         """A reply cached under ``key`` if it was built at ``versions``."""
         found = self.cache.get(key)
-        return found[1] if found is not None and found[0] == versions else None
+        if found is not None and found[0] == versions:
+            LIST_CACHE[0] += 1
+            return found[1]
+        LIST_CACHE[1] += 1
+        return None
 
     def keep(self, key: Any, versions: Any, body: bytes) -> bytes:
         if len(self.cache) >= _CACHE_MAX:  # many cursors between two changes: start over
@@ -254,6 +262,7 @@ class State:
         state.blocked = set(records.blocked)
         state.blocked_by = set(records.blocked_by)
         state.convs = {c.conv: c for c in records.convs}
+        state.invisible = records.invisible
         for head in records.heads:
             self.put_head(head)
         return state

@@ -7,7 +7,7 @@ from typing import AsyncIterator, Callable
 
 import pytest
 from harness import ServeProcess
-from servers import mariadb_server, redis_server, rocketmq_server  # noqa: F401  (session fixtures: real servers)
+from servers import mariadb_server, mysql_server, redis_server, rocketmq_server  # noqa: F401  (session fixtures: real servers)
 
 from edgeim.sdk import Client
 

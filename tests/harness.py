@@ -50,10 +50,22 @@ class ServeProcess:
         self.url = ""
         self.port = 0
         self.banner = ""
+        #: the node's HTTP listener (health, local files): a free port at the first start,
+        #: the same one on a restart, unless the test gave http_port
+        self.http_port = int(settings.get("http_port", 0))  # type: ignore[call-overload]
+        self.http_url = ""
+        #: if set, the node's log (stderr) is appended to this file instead of a pipe: a
+        #: long test would fill a pipe nobody reads, and the node would block on it
+        self.log_path: Path | None = None
 
     def start(self, port: int = 0) -> None:
-        cmd = [sys.executable, "-m", "edgeim.cli", "serve", "--port", str(port or self.port), "--data-dir", str(self.data_dir)]
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        cmd = [sys.executable, "-m", "edgeim.cli", "serve", "--port", str(port or self.port), "--data-dir", str(self.data_dir),
+               "--http-port", str(self.http_port)]
+        if self.log_path is not None:
+            with open(self.log_path, "a") as log:
+                self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True)
+        else:
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         match = re.search(r"listening on (ws://\S+)", self.banner)
@@ -62,6 +74,10 @@ class ServeProcess:
             raise RuntimeError(f"im serve did not start: {self.banner!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
         self.url = match[1]
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+        http = re.search(r" and (http://\S+)", self.banner)
+        if http is not None:
+            self.http_url = http[1]
+            self.http_port = int(self.http_url.rsplit(":", 1)[1])
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20) -> int:
         assert self.proc is not None

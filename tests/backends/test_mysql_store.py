@@ -1,20 +1,25 @@
 """MysqlStore beyond the Store contract: several stores (nodes) on one database, lost
 connections and lost commit acknowledgements, open errors, migrations.
 
-Runs against the real MariaDB of tests/servers.py, a fresh database per test. Faults are
-real where they can be (``KILL`` of the writer's connection, a row lock held by another
-connection); a commit whose acknowledgement is lost is simulated by committing and then
-raising the error the client would have seen.
+Runs against the real MariaDB of tests/servers.py (TiDB with ``IM_TEST_MYSQL=tidb``), a
+fresh database per test. Faults are real where they can be (``KILL`` of the writer's
+connection or a cut of its TCP connection, a row lock held by another connection); a commit
+whose acknowledgement is lost is simulated by committing and then raising the error the
+client would have seen.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import socket
 import time
+import urllib.request
 
 import msgspec
 import MySQLdb
 import pytest
+from servers import TiDB
 
 from edgeim.backends import mysql as mysql_backend
 from edgeim.backends.mysql import MysqlStore, parse_url
@@ -35,15 +40,15 @@ def message(conv: str, sender: int, to: int, cmid: str | None = None, *, msg_id:
 
 
 @pytest.fixture
-def database(mariadb_server):
-    name = mariadb_server.new_database()
+def database(mysql_server):
+    name = mysql_server.new_database()
     yield name
-    mariadb_server.drop_database(name)
+    mysql_server.drop_database(name)
 
 
 @pytest.fixture
-def url(mariadb_server, database) -> str:
-    return mariadb_server.url(database)
+def url(mysql_server, database) -> str:
+    return mysql_server.url(database)
 
 
 @pytest.fixture
@@ -138,6 +143,62 @@ async def wait_for(predicate, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.01)
 
 
+def cut_connection(server, conn_id: int) -> bool:
+    """End connection ``conn_id`` (one of this process's) at any point of its work: ``KILL``
+    on MariaDB; on TiDB the client's end of its TCP connection is shut down (a network cut),
+    because a KILL that lands during COMMIT crashes the TiDB server this suite builds
+    (TiDB issue #63956). False if the connection was already gone."""
+    if not isinstance(server, TiDB):
+        with server.root() as admin:
+            try:
+                admin.cursor().execute(f"KILL CONNECTION {conn_id}")
+            except MySQLdb.OperationalError:  # already gone (1094: unknown thread id)
+                return False
+        return True
+    with server.root() as admin:
+        cur = admin.cursor()
+        cur.execute("SELECT host FROM information_schema.processlist WHERE id = %s", (conn_id,))
+        row = cur.fetchone()
+    if row is None:
+        return False
+    client_port = int(row[0].rsplit(":", 1)[1])
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            # a dup keeps the socket alive while it is checked: shutdown hits this one socket
+            copy = os.dup(int(fd))
+        except OSError:  # closed meanwhile
+            continue
+        try:
+            sock = socket.socket(fileno=copy)
+        except OSError:  # not a socket
+            os.close(copy)
+            continue
+        with sock:
+            if sock.family != socket.AF_INET:
+                continue
+            try:
+                if sock.getsockname()[1] == client_port and sock.getpeername()[1] == server.port:
+                    sock.shutdown(socket.SHUT_RDWR)
+                    return True
+            except OSError:
+                pass
+    return False
+
+
+def insert_statements(server) -> int:
+    """INSERT statements the server has run since it started (MariaDB's Com_insert; TiDB's
+    statement counter on its status port)."""
+    if not isinstance(server, TiDB):
+        with server.root() as admin:
+            cur = admin.cursor()
+            cur.execute("SHOW GLOBAL STATUS LIKE 'Com_insert'")
+            return int(cur.fetchone()[1])
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.status_port}/metrics", timeout=10) as response:
+        lines = response.read().decode().splitlines()
+    return sum(int(float(line.rsplit(" ", 1)[1])) for line in lines
+               if line.startswith("tidb_executor_statement_total{") and 'type="Insert"' in line)
+
+
 def running_statement(server, conn_id: int) -> str | None:
     with server.root() as conn:
         cur = conn.cursor()
@@ -146,12 +207,12 @@ def running_statement(server, conn_id: int) -> str | None:
     return row[0] if row else None
 
 
-async def test_a_connection_killed_mid_batch_is_retried_without_loss_or_duplicates(stores, mariadb_server, database):
+async def test_a_connection_killed_mid_batch_is_retried_without_loss_or_duplicates(stores, mysql_server, database):
     (store,) = await stores(1)
     await store.append(message("p1_2", 1, 2))
     # Another connection holds a row the batch will need after its messages are inserted:
     # the writer stops there, with the batch's messages written but not committed.
-    holder = root_on(mariadb_server, database)
+    holder = root_on(mysql_server, database)
     try:
         holder.cursor().execute("START TRANSACTION")
         holder.cursor().execute("INSERT INTO friend_requests VALUES (2, 1, 'held', 1)")
@@ -159,8 +220,8 @@ async def test_a_connection_killed_mid_batch_is_retried_without_loss_or_duplicat
         futures = [store.submit(m) for m in messages] + [store.apply(PutFriendRequest(UserId(1), UserId(2), "hi", 5))]
         futures += [store.submit(message("p1_3", 1, 3))]
         victim = store.writer_connection_id
-        await wait_for(lambda: "friend_requests" in (running_statement(mariadb_server, victim) or ""))
-        with mariadb_server.root() as admin:
+        await wait_for(lambda: "friend_requests" in (running_statement(mysql_server, victim) or ""))
+        with mysql_server.root() as admin:
             admin.cursor().execute(f"KILL CONNECTION {victim}")
         await wait_for(lambda: store.writer_connection_id not in (None, victim))
         assert not any(f.done() for f in futures)  # still waiting for the held row, on a new connection
@@ -176,7 +237,7 @@ async def test_a_connection_killed_mid_batch_is_retried_without_loss_or_duplicat
     assert store.healthy
 
 
-async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing(stores, mariadb_server):
+async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing(stores, mysql_server):
     """Two nodes write one conversation while their writer connections are killed over and
     over, at whatever point each batch has reached (some kills land during COMMIT)."""
     a, b = await stores(2)
@@ -185,19 +246,13 @@ async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing
 
     async def killer() -> None:
         nonlocal kills
-        with mariadb_server.root() as admin:
-            cur = admin.cursor()
-            for victim in itertools.cycle((a, b)):
-                if done:
-                    return
-                conn_id = victim.writer_connection_id
-                if conn_id:
-                    try:
-                        cur.execute(f"KILL CONNECTION {conn_id}")
-                        kills += 1
-                    except MySQLdb.OperationalError:  # already gone (1094: unknown thread id)
-                        pass
-                await asyncio.sleep(0.02)
+        for victim in itertools.cycle((a, b)):
+            if done:
+                return
+            conn_id = victim.writer_connection_id
+            if conn_id and cut_connection(mysql_server, conn_id):
+                kills += 1
+            await asyncio.sleep(0.02)
 
     async def node_writes(store: MysqlStore, sender: int) -> list[StoredMessage]:
         out: list[StoredMessage] = []
@@ -218,11 +273,11 @@ async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing
     assert a.healthy and b.healthy
 
 
-async def test_an_idle_connection_killed_is_replaced(stores, mariadb_server):
+async def test_an_idle_connection_killed_is_replaced(stores, mysql_server):
     (store,) = await stores(1)
     await store.append(message("p1_2", 1, 2))
     await store.messages_after(ConvId("p1_2"), 0, 10)
-    with mariadb_server.root() as admin:
+    with mysql_server.root() as admin:
         cur = admin.cursor()
         cur.execute(f"KILL CONNECTION {store.writer_connection_id}")
         cur.execute("SELECT id FROM information_schema.processlist WHERE user = 'edgeim'")
@@ -314,7 +369,7 @@ async def test_a_message_that_breaks_a_constraint_fails_alone(stores):
     assert_gap_free(await store.messages_after(ConvId("p1_2"), 0, 10), 4)
 
 
-async def test_a_cmid_taken_in_another_conversation_by_another_node(stores, mariadb_server, database):
+async def test_a_cmid_taken_in_another_conversation_by_another_node(stores, mysql_server, database):
     a, b = await stores(2)
     first = await a.append(message("p1_2", 1, 2, "c1"))
     again = await b.append(message("p1_3", 1, 3, "c1"))
@@ -350,17 +405,17 @@ async def test_open_fails_clearly_without_a_server():
         await store.open()
 
 
-async def test_open_fails_clearly_on_a_bad_password_or_database(mariadb_server, database):
-    bad_pw = mariadb_server.url(database).replace(mariadb_server.password, "wrong")
+async def test_open_fails_clearly_on_a_bad_password_or_database(mysql_server, database):
+    bad_pw = mysql_server.url(database).replace(mysql_server.password, "wrong")
     with pytest.raises(StoreUnavailable, match="refused the user or password"):
         await MysqlStore(bad_pw).open()
     with pytest.raises(StoreUnavailable, match="does not exist: create it"):
-        await MysqlStore(mariadb_server.url("t_no_such_db")).open()
+        await MysqlStore(mysql_server.url("t_no_such_db")).open()
 
 
-async def test_migrations_run_once_and_a_newer_schema_is_refused(stores, mariadb_server, database):
+async def test_migrations_run_once_and_a_newer_schema_is_refused(stores, mysql_server, database):
     await stores(3)  # three nodes open a fresh database at once
-    with root_on(mariadb_server, database) as conn:
+    with root_on(mysql_server, database) as conn:
         cur = conn.cursor()
         cur.execute("SELECT version FROM schema_version")
         assert cur.fetchall() == ((len(mysql_backend.MIGRATIONS),),)
@@ -369,15 +424,15 @@ async def test_migrations_run_once_and_a_newer_schema_is_refused(stores, mariadb
         assert mysql_backend._TABLES <= tables and "conversations" not in tables
         cur.execute("UPDATE schema_version SET version = version + 1")
     with pytest.raises(StoreDamaged, match="newer than this code"):
-        await MysqlStore(mariadb_server.url(database)).open()
+        await MysqlStore(mysql_server.url(database)).open()
 
 
-async def test_a_missing_table_is_reported_as_damage(stores, mariadb_server, database):
+async def test_a_missing_table_is_reported_as_damage(stores, mysql_server, database):
     await stores(1)
-    with root_on(mariadb_server, database) as conn:
+    with root_on(mysql_server, database) as conn:
         conn.cursor().execute("DROP TABLE convs")
     with pytest.raises(StoreDamaged, match="no table convs"):
-        await MysqlStore(mariadb_server.url(database)).open()
+        await MysqlStore(mysql_server.url(database)).open()
 
 
 def test_parse_url():
@@ -390,17 +445,13 @@ def test_parse_url():
             parse_url(bad)
 
 
-async def test_a_batch_of_many_messages_is_few_statements(stores, mariadb_server):
+async def test_a_batch_of_many_messages_is_few_statements(stores, mysql_server):
     """Group commit: a batch of 500 private messages costs a handful of statements, not 500."""
     (store,) = await stores(1)
-    with mariadb_server.root() as admin:
-        cur = admin.cursor()
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Com_insert'")
-        before = int(cur.fetchone()[1])
-        msgs = [msgspec.structs.replace(message(f"p1_{2 + i % 5}", 1, 2 + i % 5), members=(UserId(1), UserId(2 + i % 5)))
-                for i in range(500)]
-        stored = await asyncio.gather(*(store.append(m) for m in msgs))
-        cur.execute("SHOW GLOBAL STATUS LIKE 'Com_insert'")
-        inserts = int(cur.fetchone()[1]) - before
+    before = insert_statements(mysql_server)
+    msgs = [msgspec.structs.replace(message(f"p1_{2 + i % 5}", 1, 2 + i % 5), members=(UserId(1), UserId(2 + i % 5)))
+            for i in range(500)]
+    stored = await asyncio.gather(*(store.append(m) for m in msgs))
+    inserts = insert_statements(mysql_server) - before
     assert len(stored) == 500
     assert inserts < 20  # one batch: lock rows, messages, list rows, last seqs, stamp

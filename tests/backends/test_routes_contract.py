@@ -13,7 +13,7 @@ import pytest
 
 from edgeim.backends.memory import MemoryRoutes
 from edgeim.backends.redis import RedisRoutes
-from edgeim.backends.protocols import ConvId, NodeId, Route, UserId
+from edgeim.backends.protocols import CallRecord, ConvId, NodeId, NodeInfo, Route, UserId
 
 TTL = 30.0  # long enough never to expire during a test
 SHORT_TTL = 0.05
@@ -160,3 +160,97 @@ async def test_memory_expired_entries_are_swept():
     assert len(routes) == 201 - 100 + 100 - 1 or len(routes) <= 201
     assert len(routes) == sum(1 for _ in await routes.lookup([UserId(u) for u in range(1000, 1201)]))
     await routes.close()
+
+
+# -- presence and calls (rich messaging) ----------------------------------------------------
+
+def _call(call_id: int, caller: UserId = U1, callee: UserId = U2) -> CallRecord:
+    return CallRecord(call_id, caller, "web", callee, "video", "ringing", 1000)
+
+
+async def test_hidden_marks_users_until_cleared(routes):
+    assert await routes.hidden([U1, U2]) == set()
+    await routes.set_hidden(U1, True)
+    await routes.set_hidden(U1, True)  # twice is once
+    assert await routes.hidden([U1, U2, U1]) == {U1}
+    assert await routes.hidden([]) == set()
+    await routes.set_hidden(U1, False)
+    await routes.set_hidden(U3, False)  # never marked: no error
+    assert await routes.hidden([U1, U2, U3]) == set()
+
+
+async def test_a_call_is_stored_and_marks_both_users_busy(routes):
+    call = _call(7)
+    assert await routes.start_call(call, TTL) is None
+    assert await routes.get_call(7) == call
+    assert await routes.get_call(8) is None
+    # either party is busy now, as caller or as callee; a third user is not
+    assert await routes.start_call(_call(8, U3, U2), TTL) == U2
+    assert await routes.start_call(_call(9, U1, U3), TTL) == U1
+    assert await routes.start_call(_call(10, U2, U1), TTL) == U2  # both busy: the caller is named
+    assert await routes.get_call(8) is None and await routes.get_call(9) is None
+
+
+async def test_update_call_is_compare_and_set_on_the_state(routes):
+    call = _call(7)
+    await routes.start_call(call, TTL)
+    accepted = CallRecord(7, U1, "web", U2, "video", "accepted", 1000, "ios", 2000)
+    assert await routes.update_call(accepted, "ringing", TTL) is True
+    assert await routes.get_call(7) == accepted
+    # a second accept (another device, another node) finds it accepted already
+    other = CallRecord(7, U1, "web", U2, "video", "accepted", 1000, "android", 2001)
+    assert await routes.update_call(other, "ringing", TTL) is False
+    assert await routes.get_call(7) == accepted
+    assert await routes.update_call(_call(99), "ringing", TTL) is False  # no such call
+
+
+async def test_end_call_gives_the_record_once_and_frees_both_users(routes):
+    await routes.start_call(_call(7), TTL)
+    assert await routes.end_call(7, "accepted") is None  # not in that state: nothing happens
+    assert await routes.get_call(7) == _call(7)
+    assert await routes.end_call(7, "ringing") == _call(7)
+    assert await routes.end_call(7, "ringing") is None  # the second of two racing ends
+    assert await routes.get_call(7) is None
+    assert await routes.start_call(_call(8, U2, U1), TTL) is None  # both free again
+
+
+async def test_a_call_and_its_marks_expire(routes):
+    await routes.start_call(_call(7), SHORT_TTL)
+    await expire()
+    assert await routes.get_call(7) is None
+    assert await routes.end_call(7, "ringing") is None
+    assert await routes.start_call(_call(8), TTL) is None  # nobody is busy any more
+
+
+async def test_update_call_extends_the_call(routes):
+    await routes.start_call(_call(7), SHORT_TTL)
+    accepted = CallRecord(7, U1, "web", U2, "video", "accepted", 1000, "ios", 2000)
+    assert await routes.update_call(accepted, "ringing", TTL) is True
+    await expire()
+    assert await routes.get_call(7) == accepted
+    assert await routes.start_call(_call(8, U3, U2), TTL) == U2  # the mark was extended too
+
+
+# -- the node registry (operations: im cluster nodes, drain) -----------------------------------
+
+def _node(node: NodeId, connections: int = 0, state: str = "ready") -> NodeInfo:
+    return NodeInfo(node, f"ws://{node}:8765/ws", f"http://{node}:8766", connections, 12.5, "0.1.0",
+                    1_700_000_000_000, 1_700_000_001_000, state)
+
+
+async def test_registry_lists_announced_nodes_by_id_latest_record_wins(routes):
+    assert await routes.nodes() == []
+    await routes.announce(_node(B), TTL)
+    await routes.announce(_node(A), TTL)
+    await routes.announce(_node(A, connections=3, state="draining"), TTL)  # replaces A's record
+    assert await routes.nodes() == [_node(A, connections=3, state="draining"), _node(B)]
+
+
+async def test_registry_records_expire_and_withdraw_removes_one(routes):
+    await routes.announce(_node(A), SHORT_TTL)
+    await routes.announce(_node(B), TTL)
+    await expire()
+    assert await routes.nodes() == [_node(B)]
+    await routes.withdraw(B)
+    await routes.withdraw(B)  # twice is once
+    assert await routes.nodes() == []

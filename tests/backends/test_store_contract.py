@@ -2,7 +2,7 @@
 
 Add an implementation by adding a branch to ``store_factory``: the factory returns a
 function that makes a new, unopened store over the *same* backing storage each time, so
-that durability across reopen can be checked. "mysql" runs against a real MariaDB that
+that durability across reopen can be checked. "mysql" runs against a real MariaDB (TiDB with IM_TEST_MYSQL=tidb) that
 tests/servers.py starts once per session, with a fresh database per test. SQLite-only
 checks are at the end; MySQL-only ones are in test_mysql_store.py.
 """
@@ -46,7 +46,7 @@ def store_factory(request: pytest.FixtureRequest, tmp_path) -> Callable[[], Stor
     if request.param == "sqlite":
         return lambda: SqliteStore(tmp_path / "im.db")
     if request.param == "mysql":
-        server = request.getfixturevalue("mariadb_server")  # started only if a mysql test runs
+        server = request.getfixturevalue("mysql_server")  # started only if a mysql test runs
         database = server.new_database()
         request.addfinalizer(lambda: server.drop_database(database))
         return lambda: MysqlStore(server.url(database))
@@ -538,6 +538,22 @@ async def test_sqlite_migration_2_keeps_the_lists_of_a_version_1_file(tmp_path):
 
 # -- credentials ----------------------------------------------------------------------------
 
+async def test_user_settings_are_stored_and_loaded_with_the_user(store_factory):
+    # rich messaging: invisible is a persisted user setting, loaded with the user's records
+    from edgeim.backends.protocols import SetSettings
+    store = await reopen(store_factory)
+    alice = await store.create_user("alice", "h", "")
+    assert (await store.load_user(alice.id)).invisible is False  # no row: the default
+    await store.apply(SetSettings(alice.id, True))
+    assert (await store.load_user(alice.id)).invisible is True
+    await store.close()
+    store = await reopen(store_factory)
+    assert (await store.load_user(alice.id)).invisible is True  # durable
+    await store.apply(SetSettings(alice.id, False))
+    assert (await store.load_user(alice.id)).invisible is False
+    await store.close()
+
+
 async def test_a_password_hash_is_replaced(store):
     user = await store.create_user("carol", "old-hash", "Carol")
     await store.apply(SetPasswordHash(user.id, "new-hash"))
@@ -562,3 +578,42 @@ async def test_reads_stop_once_the_contents_pass_max_bytes(store):
     before = await store.messages_before(ConvId("p1_2"), 0, 10, max_bytes=2500)
     assert [m.seq for m in before] == [8, 9, 10]
     assert len(await store.messages_after(ConvId("p1_2"), 0, 10)) == 10  # no bound by default
+
+
+# -- operations: disabled accounts, the admin API's lists ------------------------------------------
+
+async def test_a_disabled_account_stays_disabled_until_enabled(store_factory):
+    from edgeim.backends.protocols import SetDisabled
+
+    first = store_factory()
+    await first.open()
+    user = await first.create_user("dora", "h", "Dora")
+    assert user.disabled is False
+    await first.apply(SetDisabled(user.id, True))
+    assert (await first.get_user(user.id)).disabled is True
+    await first.close()
+    again = store_factory()  # durable: a new instance reads it back
+    await again.open()
+    try:
+        assert (await again.get_user_by_name("dora")).disabled is True
+        await again.apply(SetDisabled(user.id, False))
+        assert (await again.get_user(user.id)).disabled is False
+    finally:
+        await again.close()
+
+
+async def test_list_users_and_groups_page_by_id(store):
+    from edgeim.backends.protocols import GroupId, SetDisabled
+
+    ids = [(await store.create_user(f"u{n}", "h", f"U{n}")).id for n in range(5)]
+    await store.apply(SetDisabled(ids[1], True))
+    first = await store.list_users(UserId(0), 3)
+    assert [u.username for u in first] == ["u0", "u1", "u2"] and first[1].disabled
+    assert [u.id for u in await store.list_users(first[-1].id, 3)] == ids[3:]
+    assert await store.list_users(ids[-1], 3) == []
+    a = (await store.apply(CreateGroup("a", "", "", ids[0], "open", 100, [ids[1], ids[2]], 5))).group
+    b = (await store.apply(CreateGroup("b", "", "", ids[1], "open", 100, [], 5))).group
+    assert [(g.name, n) for g, n in await store.list_groups(GroupId(0), 10)] == [("a", 3), ("b", 1)]
+    assert [g.id for g, _ in await store.list_groups(a.id, 10)] == [b.id]
+    await store.apply(DissolveGroup(a.id))
+    assert [g.id for g, _ in await store.list_groups(GroupId(0), 10)] == [b.id]

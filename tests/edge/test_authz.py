@@ -48,6 +48,8 @@ class World:
     blocker: Client
     group: int
     own_group: int
+    group_file: str  # a file the owner uploaded to the group, and one to the friends' conversation
+    private_file: str
 
     @property
     def gconv(self) -> str:
@@ -84,6 +86,8 @@ async def world(node: ServeProcess) -> AsyncIterator[World]:
         await o.send(w.member.user_id, "between friends")
         await w.blocker.block(w.blocked.user_id)
         w.own_group = (await w.blocked.group_create("mine")).group
+        w.group_file = await o.upload(w.gconv, b"members only", "text/plain")
+        w.private_file = await o.upload(w.conv(o, w.member), b"between friends", "text/plain")
         yield w
     finally:
         for client in made:
@@ -110,7 +114,20 @@ async def snapshot(w: World) -> dict[str, Any]:
         "own group": await w.blocked.group_members(w.own_group),
         "blocked's groups": await w.blocked.groups(),
         "removed's groups": await w.removed.groups(),
+        # rich messaging: the settings are the only thing stored besides call records
+        # (which land in the histories above)
+        "owner's settings": await o.settings(),
+        "blocker's settings": await w.blocker.settings(),
+        # files: still there, as their members see them
+        "files": [(await o.file_download_grant(key)).size for key in (w.group_file, w.private_file)],
     }
+
+
+async def on_a_call(w: World, attempt: Callable[[int], Awaitable[Any]]) -> Any:
+    """``attempt(call)`` on a call the owner is ringing the member with (a refused request
+    on a call stores nothing; the call rings on, unanswered, after the row)."""
+    call = (await w.owner.call_invite(w.member.user_id, "audio", "v=0 offer")).call
+    return await attempt(call)
 
 
 Attempt = Callable[[World], Awaitable[Any]]
@@ -190,6 +207,38 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("stranger SEARCH private", lambda w: w.stranger.search("between", w.conv(w.owner, w.member)), FORBIDDEN),
     ("non-member SEARCH group", lambda w: w.stranger.search("members", w.gconv), FORBIDDEN),
     ("removed SEARCH group", lambda w: w.removed.search("members", w.gconv), FORBIDDEN),
+    # rich messaging: calls (someone else's call is not found: whose calls exist is not told)
+    ("stranger CALL_INVITE", lambda w: w.stranger.call_invite(w.owner.user_id, "audio", "v=0"), NOT_FRIENDS),
+    ("blocked CALL_INVITE", lambda w: w.blocked.call_invite(w.blocker.user_id, "video", "v=0"), BLOCKED),
+    ("stranger CALL_ACCEPT", lambda w: on_a_call(w, lambda c: w.stranger.call_accept(c, "v=0")), NOT_FOUND),
+    ("stranger CALL_REJECT", lambda w: on_a_call(w, lambda c: w.stranger.call_reject(c)), NOT_FOUND),
+    ("stranger CALL_CANCEL", lambda w: on_a_call(w, lambda c: w.stranger.call_cancel(c)), NOT_FOUND),
+    ("stranger CALL_HANGUP", lambda w: on_a_call(w, lambda c: w.stranger.call_hangup(c)), NOT_FOUND),
+    ("stranger CALL_ICE", lambda w: on_a_call(w, lambda c: w.stranger.call_ice(c, "candidate:1")), NOT_FOUND),
+    ("caller CALL_ACCEPT own call", lambda w: on_a_call(w, lambda c: w.owner.call_accept(c, "v=0")), FORBIDDEN),
+    ("caller CALL_REJECT own call", lambda w: on_a_call(w, lambda c: w.owner.call_reject(c)), FORBIDDEN),
+    ("callee CALL_CANCEL", lambda w: on_a_call(w, lambda c: w.member.call_cancel(c)), FORBIDDEN),
+    # typing
+    ("stranger TYPING private", lambda w: w.stranger.typing(w.conv(w.owner, w.member)), FORBIDDEN),
+    ("stranger TYPING 1:1", lambda w: w.stranger.typing(w.conv(w.stranger, w.owner)), NOT_FRIENDS),
+    ("blocked TYPING 1:1", lambda w: w.blocked.typing(w.conv(w.blocked, w.blocker)), BLOCKED),
+    ("non-member TYPING group", lambda w: w.stranger.typing(w.gconv), FORBIDDEN),
+    ("removed TYPING group", lambda w: w.removed.typing(w.gconv), FORBIDDEN),
+    ("muted TYPING group", lambda w: w.muted.typing(w.gconv), MUTED),
+    # presence (SETTINGS only ever acts on the caller's own settings: no row)
+    ("stranger PRESENCE", lambda w: w.stranger.presence([w.owner.user_id]), NOT_FRIENDS),
+    ("stranger PRESENCE_SUBSCRIBE", lambda w: w.stranger.presence_subscribe([w.owner.user_id]), NOT_FRIENDS),
+    ("blocked PRESENCE", lambda w: w.blocked.presence([w.blocker.user_id]), BLOCKED),
+    ("blocked PRESENCE_SUBSCRIBE", lambda w: w.blocked.presence_subscribe([w.blocker.user_id]), BLOCKED),
+    # files: grants only for the conversation the file is (to be) in
+    ("stranger FILE_UPLOAD private", lambda w: w.stranger.file_upload_grant(w.conv(w.owner, w.member), "x.txt", 1,
+                                                                          "text/plain"), FORBIDDEN),
+    ("non-member FILE_UPLOAD group", lambda w: w.stranger.file_upload_grant(w.gconv, "x.txt", 1, "text/plain"),
+     FORBIDDEN),
+    ("removed FILE_UPLOAD group", lambda w: w.removed.file_upload_grant(w.gconv, "x.txt", 1, "text/plain"), FORBIDDEN),
+    ("stranger FILE_DOWNLOAD private", lambda w: w.stranger.file_download_grant(w.private_file), FORBIDDEN),
+    ("non-member FILE_DOWNLOAD group", lambda w: w.stranger.file_download_grant(w.group_file), FORBIDDEN),
+    ("removed FILE_DOWNLOAD group", lambda w: w.removed.file_download_grant(w.group_file), FORBIDDEN),
 ]
 
 

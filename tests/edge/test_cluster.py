@@ -1,4 +1,4 @@
-"""Three ``im serve`` nodes on the cluster backends (MariaDB, Redis, RocketMQ, started by
+"""Three ``im serve`` nodes on the cluster backends (MariaDB or TiDB, Redis, RocketMQ, started by
 tests/servers.py) behave like one big node: messages, pushes, group membership, friends
 and forced logouts cross nodes."""
 from __future__ import annotations
@@ -14,10 +14,10 @@ from edgeim.sdk import Client, ServerError
 
 
 @pytest.fixture
-def nodes(tmp_path, mariadb_server, redis_server, rocketmq_server):
-    database = mariadb_server.new_database()
+def nodes(tmp_path, mysql_server, redis_server, rocketmq_server):
+    database = mysql_server.new_database()
     shared = dict(
-        store=mariadb_server.url(database),
+        store=mysql_server.url(database),
         routes=f"{redis_server.url}?prefix={redis_server.new_prefix()}",
         bus=f"rocketmq://{rocketmq_server.namesrv}",
         token_secret="cluster-secret-" + uuid.uuid4().hex,
@@ -34,7 +34,7 @@ def nodes(tmp_path, mariadb_server, redis_server, rocketmq_server):
         for node in started:
             if node.alive:
                 node.stop()
-        mariadb_server.drop_database(database)
+        mysql_server.drop_database(database)
 
 
 async def eventually(request, code: int, timeout: float = 10.0) -> bool:
@@ -147,3 +147,76 @@ async def test_a_login_on_another_node_kicks_the_same_terminal(nodes, connect):
     await second.login(name, "secret-pw", "ios")
     assert await asyncio.wait_for(first.wait_closed(), 20) == 4001
     await second.ping()
+
+
+# -- rich messaging across nodes: presence and calls -------------------------------------------
+
+def _presence(p) -> tuple[int, bool, list[str]]:
+    return p.user, p.online, [t.terminal for t in p.terminals]
+
+
+async def pushed_presence(client: Client, expected: tuple[int, bool, list[str]], timeout: float = 20) -> bool:
+    """Wait for a PRESENCE_PUSH saying ``expected`` (two nodes of a user may each push a
+    change, so one may repeat a state: earlier pushes are skipped); False if none comes."""
+    async def wait() -> bool:
+        while _presence(await next_event(client, Op.PRESENCE_PUSH, timeout)) != expected:
+            pass
+        return True
+    try:
+        return await asyncio.wait_for(wait(), timeout)
+    except asyncio.TimeoutError:
+        return False
+
+
+async def test_presence_crosses_nodes(nodes, connect):
+    a, b, c = nodes
+    alice, bob_web = await connect(a), await connect(b)
+    await new_user(alice)
+    bob_name, bob_id = await new_user(bob_web, "web")
+    # alice on node a watches bob, whose sessions are on b and then c as well
+    assert [_presence(p) for p in await alice.presence_subscribe([bob_id])] == [(bob_id, True, ["web"])]
+    bob_ios = await connect(c)
+    await bob_ios.login(bob_name, "secret-pw", "ios")
+    assert await pushed_presence(alice, (bob_id, True, ["ios", "web"]))
+
+    await bob_web.close()  # gone from b, still on c
+    assert await pushed_presence(alice, (bob_id, True, ["ios"]))
+    assert (await bob_ios.settings(invisible=True)).invisible is True
+    assert await pushed_presence(alice, (bob_id, False, []))
+    # a query on any node agrees; bob himself still sees his terminal
+    carol = await connect(b)
+    await new_user(carol)
+    assert [_presence(p) for p in await carol.presence([bob_id])] == [(bob_id, False, [])]
+    assert [_presence(p) for p in await bob_ios.presence([bob_id])] == [(bob_id, True, ["ios"])]
+
+
+async def test_a_call_crosses_nodes(nodes, connect):
+    a, b, c = nodes
+    alice, bob_ios, bob_web = await connect(a), await connect(b), await connect(c)
+    _, alice_id = await new_user(alice)
+    bob_name, bob_id = await new_user(bob_ios, "ios")
+    await bob_web.login(bob_name, "secret-pw", "web")
+
+    started = await alice.call_invite(bob_id, "video", "v=0 offer")
+    for device in (bob_ios, bob_web):  # every device rings, on both nodes
+        ring = await next_event(device, Op.CALL_PUSH, 20)
+        assert (ring.event, ring.call, ring.sdp) == ("ring", started.call, "v=0 offer")
+    await bob_web.call_accept(started.call, "v=0 answer")  # on node c
+    accepted = await next_event(alice, Op.CALL_PUSH, 20)
+    assert (accepted.event, accepted.sdp, accepted.terminal) == ("accepted", "v=0 answer", "web")
+    assert (await next_event(bob_ios, Op.CALL_PUSH, 20)).event == "answered_elsewhere"
+    with pytest.raises(ServerError) as err:  # the state is shared: node b knows it was answered
+        await bob_ios.call_accept(started.call, "v=0 late")
+    assert err.value.code == ErrorCode.CONFLICT
+
+    await alice.call_ice(started.call, "candidate:a")
+    await bob_web.call_ice(started.call, "candidate:b")
+    assert (await next_event(bob_web, Op.CALL_PUSH, 20)).candidate == "candidate:a"
+    assert (await next_event(alice, Op.CALL_PUSH, 20)).candidate == "candidate:b"
+    await alice.call_hangup(started.call)
+    assert (await next_event(bob_web, Op.CALL_PUSH, 20)).event == "hangup"
+    for device in (alice, bob_ios, bob_web):  # the call record reaches every device
+        record = await asyncio.wait_for(device.pushes.get(), 20)
+        assert (record.type, record.sender, record.content["status"]) == (8, alice_id, "answered")
+    await bob_ios.ping()
+    assert bob_ios.events.empty()  # no candidate reached the device not in the call

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 
 from edgeim.core_ext import bodies, content
-from edgeim.core_ext.protocol import HEADER_FORMAT, ErrorCode, Flag, Op
+from edgeim.core_ext.protocol import HEADER_FORMAT, ErrorCode, Op
 from edgeim.sdk import Client, ServerError
 
 from harness import new_user, next_event, people

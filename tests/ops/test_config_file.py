@@ -1,0 +1,102 @@
+"""The one Config: flags > IM_* env > the TOML file > defaults; every setting documented and
+in ``im serve --help``; ``im config show`` masks secrets; bad values are named errors."""
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from edgeim.cli.main import app
+from edgeim.ops.config import SECRET_FIELDS, Config, ConfigError, field_docs
+
+runner = CliRunner()
+
+
+def test_precedence_is_flags_then_env_then_file_then_defaults(tmp_path: Path):
+    file = tmp_path / "im.toml"
+    file.write_text('port = 9001\nhost = "0.0.0.0"\nlog-level = "debug"\nrate = 50\nreuse_port = true\n')
+    env = {"IM_PORT": "9002", "IM_HOST": "127.0.0.2"}
+    config = Config.load({"port": 9003}, env=env, file=file)
+    assert (config.port, config.host, config.log_level, config.rate, config.reuse_port) == \
+        (9003, "127.0.0.2", "debug", 50.0, True)
+    assert Config.load(env=env, file=file).port == 9002
+    assert Config.load(env={}, file=file).port == 9001
+    assert Config.load(env={"IM_CONFIG": str(file)}).port == 9001  # the file named by IM_CONFIG
+    assert Config.load(env={}).port == 8765
+
+
+@pytest.mark.parametrize("text, message", [
+    ("port = 'x'", "port must be a int"),
+    ("reuse_port = 1", "reuse_port must be a bool"),
+    ("colour = 'red'", "unknown setting 'colour'"),
+    ("port = ", "not valid TOML"),
+    ("port = 70000", "port must be 0..65535"),
+    ("admin_token = 'short'", "admin_token must be at least 16"),
+])
+def test_a_bad_file_is_a_named_error(tmp_path: Path, text: str, message: str):
+    file = tmp_path / "im.toml"
+    file.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        Config.load(env={}, file=file)
+
+
+def test_a_missing_file_is_an_error(tmp_path: Path):
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        Config.load(env={}, file=tmp_path / "none.toml")
+
+
+def test_every_setting_is_documented_and_a_flag_of_serve_but_the_secrets():
+    docs = field_docs()
+    assert all(docs[f.name] for f in fields(Config)), [f.name for f in fields(Config) if not docs[f.name]]
+    result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
+    assert result.exit_code == 0
+    for f in fields(Config):
+        flag = "--" + f.name.replace("_", "-")
+        if f.name in SECRET_FIELDS:
+            assert f"{flag} " not in result.output  # only env, file or a *_file setting
+        else:
+            assert flag in result.output, flag
+            assert f"IM_{f.name.upper()}" in result.output
+    assert "--config" in result.output
+
+
+def test_config_show_masks_secrets_and_names_the_source(tmp_path: Path):
+    file = tmp_path / "im.toml"
+    file.write_text('store = "mysql://im:dbpass@db:3306/im"\nroutes = "redis://r:6379/0"\n'
+                    'bus = "rocketmq://mq:9876"\n')
+    env = {"IM_CONFIG": str(file), "IM_TOKEN_SECRET": "s" * 40, "IM_ADMIN_TOKEN": "a" * 20, "IM_PORT": "9100"}
+    result = runner.invoke(app, ["config", "show", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["token_secret"] == "***" and shown["admin_token"] == "***"
+    assert shown["store"] == "mysql://im:***@db:3306/im"
+    assert shown["port"] == 9100
+    assert "dbpass" not in result.output and "s" * 40 not in result.output
+    table = runner.invoke(app, ["config", "show"], env=env)
+    assert table.exit_code == 0
+    lines = {line.split()[0]: line.split()[-1] for line in table.output.splitlines()}
+    assert (lines["port"], lines["store"], lines["host"]) == ("env", "file", "default")
+
+
+def test_config_show_and_serve_exit_2_on_a_bad_setting(tmp_path: Path):
+    result = runner.invoke(app, ["config", "show"], env={"IM_RATE": "fast"})
+    assert result.exit_code == 2 and "IM_RATE must be a float" in result.output
+    result = runner.invoke(app, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "port must be 0..65535" in result.output
+
+
+def test_version_and_completion():
+    result = runner.invoke(app, ["version", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["version"]
+    completion = runner.invoke(app, ["--show-completion"], env={"SHELL": "/bin/bash"})
+    assert completion.exit_code == 0 and "complete" in completion.output
+
+
+def test_every_setting_is_in_the_operations_doc():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    missing = [f.name for f in fields(Config) if f"`IM_{f.name.upper()}`" not in doc]
+    assert not missing, f"docs/operations.md does not document {missing}"
