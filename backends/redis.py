@@ -162,6 +162,11 @@ def _ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
 
+#: connections a node keeps to Redis at most, and seconds a command waits for one of them
+POOL_SIZE = 64
+POOL_WAIT = 10.0
+
+
 class RedisRoutes:
     """``Routes`` over one Redis server (redis-py's asyncio client; hiredis parses replies
     when it is installed).
@@ -179,9 +184,13 @@ class RedisRoutes:
         # a connection of the pool that a Redis restart closed fails its next command once:
         # retry such a command on a new connection (commands that were never sent, or
         # scripts that are idempotent per call) rather than fail the node's request
-        self._redis: aioredis.Redis = client if client is not None else aioredis.from_url(
-            url, retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError])
+        # A blocking pool: at its limit a command waits for a free connection (redis-py's
+        # default pool raises MaxConnectionsError, which failed logins in a burst of them)
+        self._redis: aioredis.Redis = client if client is not None else aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                url, max_connections=POOL_SIZE, timeout=POOL_WAIT,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError]))
         #: node -> the number it last leased here: after Redis lost the leases (a restart),
         #: the node takes the same one again, so ids made meanwhile cannot collide with a
         #: number another node takes
@@ -372,3 +381,4 @@ class RedisRoutes:
         caller's)."""
         if self._owns_client:
             await self._redis.aclose()
+            await self._redis.connection_pool.disconnect()

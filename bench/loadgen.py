@@ -34,6 +34,7 @@ from .scenario import Sampler, Scenario, ThreadGroup
 
 CONTENT = "hello, this is a short chat message"  # as bench/send_throughput.py
 SWEEP_S = 0.25  # how often replies that are overdue are failed
+DELIVERY_SAMPLE = 8  # one MSG_PUSH in this many has its delivery latency measured
 
 
 def process_main(pipe: Any, spec: dict[str, Any]) -> None:
@@ -185,7 +186,8 @@ async def _run(pipe: Any, spec: dict[str, Any]) -> dict[str, Any]:
         rss = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
     return {"samples": counts["samples"], "errors": counts["errors"], "pushes": counts["pushes"],
             "push_bytes": counts["push_bytes"], "labels": labels, "cpu_s": time.process_time(),
-            "rss_peak_kib": rss, "precise": {k: v.tobytes() for k, v in precise.items()}}
+            "rss_peak_kib": rss, "precise": {k: v.tobytes() for k, v in precise.items()},
+            "delivery_ms": proto.delivery.tobytes() if hasattr(proto, "delivery") else b""}
 
 
 # -- protocols ---------------------------------------------------------------------------------------
@@ -214,6 +216,18 @@ class _Edgeim:
         self.op_names = {int(op): op.name for op in Op}
         self.op_error, self.op_push = int(Op.ERROR), int(Op.MSG_PUSH)
         self.last_seq: dict[tuple[int, str], int] = {}
+        #: sampled delivery latencies, ms: server accept (MSG_PUSH's ts) to receipt here
+        self.delivery = array.array("d")
+        self._pushes_seen = 0
+
+        import msgspec
+
+        from edgeim.core_ext.protocol import HEADER_SIZE
+
+        class _Ts(msgspec.Struct):
+            ts: int
+        self._ts = msgspec.msgpack.Decoder(_Ts)
+        self._body_at = HEADER_SIZE
 
     async def connect(self, user: dict[str, Any], timeout: float = 60.0) -> Any:
         from picows import ws_connect
@@ -228,6 +242,9 @@ class _Edgeim:
             if op == self.op_push:
                 counts["pushes"] += 1
                 counts["push_bytes"] += len(payload)
+                self._pushes_seen += 1
+                if self._pushes_seen % DELIVERY_SAMPLE == 0:  # one in N: decoding costs the load generator
+                    self.delivery.append(time.time() * 1000.0 - self._ts.decode(payload[self._body_at:]).ts)
 
         conn.on_push = on_push
         # the handshake gets the sampler's whole timeout: under a connection storm the node

@@ -55,6 +55,8 @@ class KindResult:
     jtl_path: Path
     seconds: float
     servers: int = 1
+    #: sampled MSG_PUSH delivery latencies (ms from the server's accept to the receiver)
+    delivery_ms: list[float] = dataclasses.field(default_factory=list)
 
 
 # -- users ------------------------------------------------------------------------------------------
@@ -260,7 +262,7 @@ def run_kind(scenario: Scenario, kind: str, out: Path, urls: list[str], reply_si
         rss_per_conn = grown / connections
     return KindResult(kind, samples, jtl.summarize(samples), sum(r["pushes"] for r in results),
                       sum(r["push_bytes"] for r in results), rss_per_conn, connections, cpu, jtl_path, seconds,
-                      len(servers))
+                      len(servers), sorted(x for r in results for x in array.array("d", r.get("delivery_ms", b""))))
 
 
 def _precise(results: list[dict[str, Any]]) -> list[jtl.Sample]:
@@ -388,6 +390,10 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
     if any(r.pushes for r in results.values()):
         row("pushes delivered /s", {k: r.pushes / r.seconds if r.seconds else None for k, r in results.items()},
             "{:,.0f}")
+    for q, name in ((0.5, "median"), (0.99, "p99")):
+        if any(r.delivery_ms for r in results.values()):
+            row(f"delivery {name} ms", {k: r.delivery_ms[min(len(r.delivery_ms) - 1, int(q * len(r.delivery_ms)))]
+                                        if r.delivery_ms else None for k, r in results.items()}, "{:.2f}", False)
     # CPU: the server's per sample is the figure least moved by other load on the machine
     # (a starved run is slower but also burns less CPU); "other" shows how starved it was
     if any(r.cpu and r.servers == 1 for r in results.values()):
@@ -439,7 +445,10 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
                                                                   "error_pct": st.error_pct}
                                 for label, st in r.stats.items()},
                       "pushes": r.pushes, "seconds": r.seconds, "rss_per_conn_kib": r.rss_per_conn_kib,
-                      "connections": r.connections, "cpu": r.cpu, "jtl": r.jtl_path.name}
+                      "connections": r.connections, "cpu": r.cpu, "jtl": r.jtl_path.name,
+                      "delivery_ms": {"samples": len(r.delivery_ms), **{
+                          name: r.delivery_ms[min(len(r.delivery_ms) - 1, int(q * len(r.delivery_ms)))]
+                          for q, name in ((0.5, "median"), (0.9, "p90"), (0.99, "p99")) if r.delivery_ms}}}
                   for k, r in results.items()},
         "other_cpu_pct": other, "notes": notes, "command": command,
     }

@@ -5,6 +5,7 @@ asserted: the figures belong to the bench's own reports."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -193,6 +194,10 @@ def test_tiny_run_against_a_real_node_merges_two_load_processes(tmp_path: Path, 
     assert "side by side" in done.stdout and "ceiling" in done.stdout
     report = (out / "report.html").read_text()
     assert "<svg" in report and "send_1to1: throughput" in report
+    # one push in DELIVERY_SAMPLE (8) has its delivery latency measured: 80 pushes, 10 of them
+    delivery = json.loads((out / "results.json").read_text())["kinds"]["edgeim"]["delivery_ms"]
+    assert delivery["samples"] == 10 and 0 <= delivery["median"] <= delivery["p99"]
+    assert "delivery median ms" in done.stdout
     # im bench report reads the JTL back
     summary = im("bench", "report", str(out / "edgeim.jtl"))
     assert summary.returncode == 0 and "send_1to1" in summary.stdout and "80" in summary.stdout
