@@ -18,9 +18,9 @@ from typing import Awaitable, Callable
 
 from ..backends.protocols import Files, FilesUnavailable, UserId
 from ..core_ext import bodies
-from ..core_ext.errors import RateLimited, RequestError, Unavailable
+from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
-from .quota import Bucket
+from .quota import UserBuckets
 
 __all__ = ["FileGrants", "safe_name", "parse_types"]
 
@@ -65,12 +65,10 @@ class FileGrants:
         self._max_size = max_size
         self._all_types, self._types, self._prefixes = parse_types(types)
         self._ttl = max(1, int(ttl))
-        self._rate = (per_minute / 60.0, float(per_minute))
-        self._clock = clock
-        self._buckets: dict[int, Bucket] = {}
+        self._buckets = UserBuckets(per_minute / 60.0, float(per_minute), f"{per_minute} file grants a minute", clock)
 
     async def upload(self, user: UserId, req: bodies.FileUpload) -> bodies.FileUploadOk:
-        self._charge(user)
+        self._buckets.charge(user)
         mime = req.mime.lower()
         if req.size > self._max_size:
             raise RequestError(f"files may be at most {self._max_size} bytes", ErrorCode.FILE_TOO_LARGE)
@@ -83,7 +81,7 @@ class FileGrants:
                                    headers=[bodies.HttpHeader(name=n, value=v) for n, v in signed.headers])
 
     async def download(self, user: UserId, req: bodies.FileDownload) -> bodies.FileDownloadOk:
-        self._charge(user)
+        self._buckets.charge(user)
         match = _KEY.fullmatch(req.key)
         if match is None:
             raise RequestError("not a file key of this server", ErrorCode.INVALID_ARGUMENT)
@@ -100,15 +98,8 @@ class FileGrants:
 
     def forget(self, user: UserId) -> None:
         """The user has no session here any more."""
-        self._buckets.pop(user, None)
+        self._buckets.forget(user)
 
-    def _charge(self, user: UserId) -> None:
-        now = self._clock()
-        bucket = self._buckets.get(user)
-        if bucket is None:
-            bucket = self._buckets[user] = Bucket(*self._rate, now)
-        if not bucket.take(1.0, now):
-            raise RateLimited(f"over {self._rate[1]:g} file grants a minute")
 
     def _allowed(self, mime: str) -> bool:
         return self._all_types or mime in self._types or mime.startswith(self._prefixes)

@@ -14,12 +14,12 @@ from typing import Awaitable, Callable, Iterable
 from ..backends.protocols import ConvId, GroupId, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
-from ..core_ext.errors import RateLimited, RequestError
+from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Flag, Op
 from .conversations import GROUP, parse_conv
 from .groups import Groups
 from .presence import Audience
-from .quota import Bucket
+from .quota import UserBuckets
 from .state import State, UserState
 
 __all__ = ["Typing"]
@@ -35,15 +35,13 @@ class Typing:
         self._audience = audience
         self._to_users = to_users
         self._to_conv = to_conv
-        self._rate = (rate, float(burst))
-        self._clock = clock
-        self._buckets: dict[UserId, Bucket] = {}
+        self._buckets = UserBuckets(rate, float(burst), f"{rate:g} typing signals/s", clock)
 
     def signal_now(self, me: UserState, conv: str, typing: bool) -> Awaitable[None] | None:
         """Relay the signal; None when done, or an awaitable when the group must be loaded
         first. FORBIDDEN outside the conversation, the audience's or the group's refusal,
         RATE_LIMITED over the user's budget (checked first: a refused signal costs too)."""
-        self._charge(me.id)
+        self._buckets.charge(me.id)
         kind, a, b = parse_conv(conv)
         body = bodies.encode(bodies.TypingEvent(conv=conv, user=me.id, typing=typing, ts=int(time.time() * 1000)))
         if kind == GROUP:
@@ -71,12 +69,5 @@ class Typing:
 
     def forget(self, user: UserId) -> None:
         """The user has no session here any more."""
-        self._buckets.pop(user, None)
+        self._buckets.forget(user)
 
-    def _charge(self, user: UserId) -> None:
-        now = self._clock()
-        bucket = self._buckets.get(user)
-        if bucket is None:
-            bucket = self._buckets[user] = Bucket(*self._rate, now)
-        if not bucket.take(1.0, now):
-            raise RateLimited(f"over {self._rate[0]:g} typing signals/s")

@@ -29,7 +29,7 @@ from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RateLimited, RequestError
 from ..core_ext.protocol import ErrorCode, Op
-from .quota import Bucket
+from .quota import UserBuckets
 from .state import State, UserState
 
 __all__ = ["Audience", "PresenceWatch", "CHANNEL"]
@@ -78,10 +78,8 @@ class PresenceWatch:
         self._spawn = spawn
         self._call_later = call_later
         self._debounce = debounce
-        self._rate = (rate, float(burst))
         self._max_watch = max_watch
-        self._clock = clock
-        self._buckets: dict[UserId, Bucket] = {}
+        self._buckets = UserBuckets(rate, float(burst), f"{rate:g} presence requests/s", clock)
         #: watched user -> session key -> (viewer, send)
         self._watchers: dict[UserId, dict[Hashable, tuple[UserId, Callable[[bytes], None]]]] = {}
         #: session key -> the users it watches
@@ -96,7 +94,7 @@ class PresenceWatch:
     async def query(self, viewer: UserState, users: list[int]) -> bodies.PresenceList:
         """The presence of ``users`` (each once, in the order asked). RATE_LIMITED over the
         user's budget; the audience's refusal for a user the viewer may not see."""
-        self._charge(viewer.id)
+        self._buckets.charge(viewer.id)
         for user in users:
             if user != viewer.id:
                 self._audience.check(viewer, UserId(user))
@@ -116,7 +114,7 @@ class PresenceWatch:
         """Watch ``users`` from the session ``key`` (PRESENCE_PUSH through ``send`` when
         their presence changes, until ``unwatch`` or ``forget``); returns their presence
         now. INVALID_ARGUMENT for oneself, RATE_LIMITED past ``max_watch`` per session."""
-        self._charge(viewer.id)
+        self._buckets.charge(viewer.id)
         wanted = [UserId(u) for u in dict.fromkeys(users)]
         for user in wanted:
             if user == viewer.id:
@@ -162,7 +160,7 @@ class PresenceWatch:
 
     def forget_user(self, user: UserId) -> None:
         """The user has no session here any more."""
-        self._buckets.pop(user, None)
+        self._buckets.forget(user)
 
     def deliver(self, frame: bytes, channel: str) -> int:
         """A PRESENCE_PUSH of channel ``w<user>`` (from this node or another): to the local
@@ -216,13 +214,6 @@ class PresenceWatch:
             self.changed(me.id)
         return bodies.UserSettings(invisible=me.invisible)
 
-    def _charge(self, user: UserId) -> None:
-        now = self._clock()
-        bucket = self._buckets.get(user)
-        if bucket is None:
-            bucket = self._buckets[user] = Bucket(*self._rate, now)
-        if not bucket.take(1.0, now):
-            raise RateLimited(f"over {self._rate[0]:g} presence requests/s")
 
 
 def _presence(user: UserId, terminals: Any) -> bodies.UserPresence:

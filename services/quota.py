@@ -8,7 +8,7 @@ from typing import Callable
 
 from ..core_ext.errors import RateLimited
 
-__all__ = ["Bucket", "SendQuota"]
+__all__ = ["Bucket", "UserBuckets", "SendQuota"]
 
 
 class Bucket:
@@ -26,6 +26,26 @@ class Bucket:
             return False
         self.tokens -= amount
         return True
+
+
+class UserBuckets:
+    """One token bucket per account: ``charge(user)`` takes a token or raises RATE_LIMITED
+    saying ``what`` is over; ``forget(user)`` once the account has no session here."""
+
+    def __init__(self, rate: float, burst: float, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rate, self._burst, self._what, self._clock = rate, burst, what, clock
+        self._buckets: dict[int, Bucket] = {}
+
+    def charge(self, user: int) -> None:
+        now = self._clock()
+        bucket = self._buckets.get(user)
+        if bucket is None:
+            bucket = self._buckets[user] = Bucket(self._rate, self._burst, now)
+        if not bucket.take(1.0, now):
+            raise RateLimited(f"over {self._what}")
+
+    def forget(self, user: int) -> None:
+        self._buckets.pop(user, None)
 
 
 class SendQuota:
