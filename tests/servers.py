@@ -95,12 +95,38 @@ def _tail(path: Path, lines: int = 15) -> str:
         return "(no log)"
 
 
-class MariaDB:
-    """A private ``mariadbd``: its own data dir, socket and port, a user ``edgeim`` with a
-    password that may create databases (the store's URL uses TCP, as a cluster node would)."""
+class _MysqlProtocolServer:
+    """What MariaDB and TiDB share: a user ``edgeim`` with a password that may create
+    databases, reached over TCP as a cluster node would; ``root()`` is each server's own."""
 
     user = "edgeim"
     password = "edgeim-test-pw"
+    port: int
+    proc: subprocess.Popen[bytes] | None
+
+    def root(self) -> Any:
+        raise NotImplementedError
+
+    def url(self, database: str) -> str:
+        return f"mysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.root() as conn:
+            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        return name
+
+    def drop_database(self, name: str) -> None:
+        with self.root() as conn:
+            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+
+
+class MariaDB(_MysqlProtocolServer):
+    """A private ``mariadbd``: its own data dir, socket and port (see the base class)."""
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -177,23 +203,6 @@ class MariaDB:
         import MySQLdb
         return MySQLdb.connect(unix_socket=str(self.socket), user="root", charset="utf8mb4", autocommit=True)
 
-    def url(self, database: str) -> str:
-        return f"mysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        with self.root() as conn:
-            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with self.root() as conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
-
 
 # -- TiDB, the other MySQL-protocol server (make test-tidb) ---------------------------------------
 
@@ -207,14 +216,11 @@ def tidb_binary() -> Path:
     return Path(home) / "tidb-server"
 
 
-class TiDB:
+class TiDB(_MysqlProtocolServer):
     """A private ``tidb-server`` on unistore (TiDB's embedded store: TiDB's SQL layer,
     transactions and locks in one process, without PD and TiKV), its own data dir and
     ports. The same interface as ``MariaDB``: ``url()``, ``new_database()``,
     ``drop_database()``, ``root()`` (root over TCP: TiDB's root has no password)."""
-
-    user = MariaDB.user
-    password = MariaDB.password
 
     def __init__(self, base: Path) -> None:
         self.base = base
@@ -274,23 +280,6 @@ class TiDB:
         import MySQLdb
         return MySQLdb.connect(host="127.0.0.1", port=self.port, user="root", charset="utf8mb4", autocommit=True,
                                connect_timeout=2)
-
-    def url(self, database: str) -> str:
-        return f"mysql://{self.user}:{self.password}@127.0.0.1:{self.port}/{database}"
-
-    def new_database(self) -> str:
-        name = f"t_{uuid.uuid4().hex[:16]}"
-        with self.root() as conn:
-            conn.cursor().execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
-        return name
-
-    def drop_database(self, name: str) -> None:
-        with self.root() as conn:
-            conn.cursor().execute(f"DROP DATABASE IF EXISTS {name}")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop(self.proc)
 
 
 class RedisServer:
