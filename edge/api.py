@@ -141,7 +141,7 @@ class Api:
         reach the store in the order they were sent."""
         group = bool(flags & Flag.GROUP)
         text = content.stored(req.type, req.content)
-        self._quota.charge(s.user_id, len(text.encode()) if len(text) > 64 else len(text) * 4)
+        self._quota.charge(s.user_id, len(text.encode()))
         if self._state.reloading:  # another node changed the sender or the group: check fresh state
             keys = (f"u:{s.user_id}", f"g:{target}" if group else "")
             if any(key in self._state.reloading for key in keys):
