@@ -255,10 +255,14 @@ async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing
             await asyncio.sleep(0.02)
 
     async def node_writes(store: MysqlStore, sender: int) -> list[StoredMessage]:
+        # at least 15 rounds, and on until the killer has cut five connections: on a quiet
+        # machine 300 messages can be written between fewer kills (bounded: never hangs)
         out: list[StoredMessage] = []
-        for _ in range(15):
+        for rounds in itertools.count(1):
             out += await asyncio.gather(*(store.append(message("g7", sender, 7)) for _ in range(20)))
-        return out
+            if rounds >= 15 and kills >= 5 or rounds >= 300:
+                return out
+        raise AssertionError("unreachable")
 
     killing = asyncio.ensure_future(killer())
     try:
@@ -268,7 +272,7 @@ async def test_nodes_whose_connections_keep_being_killed_lose_and_repeat_nothing
         await killing
     acked = sorted((m for r in results for m in r), key=lambda m: m.seq)
     assert kills >= 5 and not any(m.duplicate for m in acked)
-    assert_gap_free(acked, 600)
+    assert_gap_free(acked, len(acked))
     assert await a.messages_after(ConvId("g7"), 0, 1000) == acked
     assert a.healthy and b.healthy
 
