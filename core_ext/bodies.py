@@ -16,6 +16,7 @@ from .protocol import REQUEST_OPS, Op
 __all__ = [
     "Empty", "Register", "Login", "TokenLogin", "Send", "Sync", "History", "Conversations",
     "ConvSet", "Read", "Readers", "Recall", "Search", "SearchPage", "UserRef", "FriendRequest", "FriendRemark", "ListPage",
+    "UserFind", "UserIds", "UserProfile", "UserProfiles",
     "GroupCreate", "GroupRef", "GroupUpdate", "GroupMembers", "GroupUsers", "GroupJoin",
     "GroupApprove", "GroupUser", "GroupSetRole", "GroupMute", "GroupMuteAll", "RegisterOk",
     "LoginOk", "SendAck", "Message", "Page", "ConversationInfo", "ConversationList",
@@ -30,7 +31,7 @@ __all__ = [
     # files
     "FileUpload", "FileDownload", "HttpHeader", "FileUploadOk", "FileDownloadOk", "MAX_FILE_KEY",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
-    "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_SEQ", "MAX_ID",
+    "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
 
 MAX_CONTENT = content.MAX_CONTENT  # characters (and UTF-8 bytes) of a message content
@@ -39,6 +40,7 @@ MAX_SEQ = 2**63 - 1
 MAX_ID = 2**63 - 1  # user and group ids are signed 64-bit in every store
 MAX_LIST = 500  # items per list page (conversations, friends, groups, members, readers)
 MAX_USERS = 500  # user ids in one GROUP_CREATE or GROUP_INVITE
+MAX_PROFILES = 100  # user ids in one USERS
 MAX_MENTIONS = 100  # user ids mentioned by one message
 
 Username = Annotated[str, msgspec.Meta(min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+\Z")]
@@ -196,6 +198,14 @@ class GroupUpdate(_Body):
     join_mode: JoinMode | None = None
 
 
+class UserFind(_Body):
+    username: Username
+
+
+class UserIds(_Body):
+    users: Annotated[list[Id], msgspec.Meta(min_length=1, max_length=MAX_PROFILES)]
+
+
 class GroupMembers(_Body):
     group: Id
     after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
@@ -244,6 +254,18 @@ class GroupMuteAll(_Body):
 
 class RegisterOk(_Body):
     user_id: int
+
+
+class UserProfile(_Body):
+    """What anyone logged in may see of an account."""
+
+    user: int
+    username: str
+    nickname: str
+
+
+class UserProfiles(_Body):
+    users: list[UserProfile]
 
 
 class LoginOk(_Body):
@@ -604,6 +626,8 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.LOGIN: (Login, LoginOk),
     Op.TOKEN_LOGIN: (TokenLogin, LoginOk),
     Op.LOGOUT: (Empty, Empty),
+    Op.USER_FIND: (UserFind, UserProfile),
+    Op.USERS: (UserIds, UserProfiles),
     Op.SEND: (Send, SendAck),
     Op.SYNC: (Sync, Page),
     Op.HISTORY: (History, Page),

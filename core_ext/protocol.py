@@ -62,6 +62,9 @@ class Op(enum.IntEnum):
     LOGIN = 0x03
     TOKEN_LOGIN = 0x04
     LOGOUT = 0x05
+    # user profiles
+    USER_FIND = 0x06
+    USERS = 0x07
     # messages and conversations
     SEND = 0x10
     SYNC = 0x11
@@ -120,6 +123,8 @@ class Op(enum.IntEnum):
     LOGIN_OK = LOGIN | RESPONSE_BIT
     TOKEN_LOGIN_OK = TOKEN_LOGIN | RESPONSE_BIT
     LOGOUT_OK = LOGOUT | RESPONSE_BIT
+    USER_FIND_OK = USER_FIND | RESPONSE_BIT
+    USERS_OK = USERS | RESPONSE_BIT
     SEND_ACK = SEND | RESPONSE_BIT
     SYNC_OK = SYNC | RESPONSE_BIT
     HISTORY_OK = HISTORY | RESPONSE_BIT

@@ -28,6 +28,7 @@ from ..services.messages import Messages, message_body
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State, UserState
+from ..services.users import Users
 from .presence import Presence
 from .session import Handler, Session
 
@@ -41,7 +42,7 @@ class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
                  messages: Messages, conversations: Conversations, social: Social, groups: Groups,
                  quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
-                 typing: Typing | None = None, calls: Calls | None = None) -> None:
+                 typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -57,6 +58,7 @@ class Api:
         self._watch = watch
         self._typing = typing
         self._calls = calls
+        self._users = users
         #: metrics: SENDs acknowledged (always: the node registry's messages/s) and, while
         #: metrics are on, SEND to SEND_ACK seconds
         self.acked = 0
@@ -88,6 +90,18 @@ class Api:
         return user
 
     # -- accounts and sessions ------------------------------------------------------------------
+
+    async def on_user_find(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserFind) -> None:
+        s.reply(Op.USER_FIND_OK, req_id, await self._profiles().find(req.username))
+
+    async def on_users(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserIds) -> None:
+        found = await self._profiles().profiles([UserId(u) for u in req.users])
+        s.reply(Op.USERS_OK, req_id, bodies.UserProfiles(users=found))
+
+    def _profiles(self) -> Users:
+        if self._users is None:
+            raise Unavailable("this node serves no user profiles")
+        return self._users
 
     def on_ping(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Empty) -> None:
         s.reply(Op.PONG, req_id, None)  # the session answers PING itself; kept for the table

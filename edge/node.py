@@ -133,7 +133,8 @@ class Node:
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
                                        config.file_grant_ttl, config.file_grants_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
-                       groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls)
+                       groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
+                       users=users)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)

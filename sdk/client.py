@@ -275,6 +275,14 @@ class Client:
         self._closing = True
         await self.request(Op.LOGOUT)
 
+    async def user_find(self, username: str) -> bodies.UserProfile:
+        """The profile of the account named exactly ``username`` (ServerError 3000 if none)."""
+        return await self._call(Op.USER_FIND, bodies.UserFind(username=username))
+
+    async def users(self, ids: Iterable[int]) -> list[bodies.UserProfile]:
+        """The profiles of up to 100 ids; unknown ids are left out."""
+        return (await self._call(Op.USERS, bodies.UserIds(users=list(ids)))).users
+
     async def send(self, to: int, content: str | dict[str, Any], type: int = 1,
                    cmid: str | None = None) -> bodies.SendAck:
         """Send a message and wait for its ack (the message is durable when this returns).
