@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from pathlib import Path
 from typing import Awaitable, Callable
 
 from aiohttp import web
@@ -15,11 +16,14 @@ from ..backends.localfiles import FileRefused, LocalFiles
 from ..backends.protocols import FilesUnavailable
 from ..ops.config import Config
 
-__all__ = ["HttpServer", "Handler", "add_health_routes", "add_file_routes"]
+__all__ = ["HttpServer", "Handler", "add_health_routes", "add_file_routes", "add_web_routes", "BUILT_WEB_APP"]
 
 log = logging.getLogger("edgeim.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: where `make web` builds the web chat app, inside the package
+BUILT_WEB_APP = Path(__file__).resolve().parent.parent / "web" / "app" / "dist"
 
 #: seconds a stopping listener waits for requests in progress (an upload) before closing them
 SHUTDOWN_TIMEOUT = 5.0
@@ -128,3 +132,36 @@ def _refuse(status: int, reason: str, request: web.Request) -> web.Response:
     # the client gets to read this answer rather than a reset connection)
     return web.Response(status=status, text=reason + "\n")
 
+
+
+def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "") -> None:
+    """The web chat app: its built files under ``/`` (``/`` is its index.html) and
+    ``/web-config.json``, which tells the page the WebSocket URL to use: ``ws_url`` if set,
+    else the host the page was loaded from with the WebSocket port. Add it last: its
+    catch-all route must not shadow the others."""
+    root = app_dir.resolve()
+
+    async def config(request: web.Request) -> web.Response:
+        url = ws_url or f"ws://{_hostname(request.host)}:{ws_port()}/ws"
+        return web.json_response({"ws": url}, headers={"Cache-Control": "no-cache"})
+
+    async def page(request: web.Request) -> web.StreamResponse:
+        wanted = request.match_info["path"] or "index.html"
+        path = (root / wanted).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            if not (root / "index.html").is_file():
+                return web.Response(status=404, text="the web app is not built: run `make web`\n")
+            return web.Response(status=404, text="not found\n")
+        # the index names its assets by content hash: it must be fetched again, they need not
+        cache = "no-cache" if path.name == "index.html" else "public, max-age=31536000, immutable"
+        return web.FileResponse(path, headers={"Cache-Control": cache, "X-Content-Type-Options": "nosniff"})
+
+    server.add("GET", "/web-config.json", config)
+    server.add("GET", "/{path:.*}", page)
+
+
+def _hostname(host: str) -> str:
+    """The host part of a Host header ("[::1]:8766" -> "[::1]", "a.b:8766" -> "a.b")."""
+    if host.startswith("["):
+        return host[:host.index("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else (host or "127.0.0.1")

@@ -40,7 +40,7 @@ from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
 from .api import Api
-from .http import HttpServer, add_file_routes, add_health_routes
+from .http import BUILT_WEB_APP, HttpServer, add_file_routes, add_health_routes, add_web_routes
 # operations: metrics, the admin API, the node registry, reload
 import dataclasses
 from ..backends.protocols import NodeInfo
@@ -145,12 +145,16 @@ class Node:
         EDGE.on = config.metrics
         self.started_at = time.time()
         self.address = ""  # ws://host:port/ws once listening
+        self.ws_port = 0  # the WebSocket port, once listening
         self.routes_ok = True  # False while the routes backend fails (the announcements tell)
         self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
         self.loop_lag = LoopLag(self.loop) if config.metrics else None
         self._announcer: asyncio.Task[None] | None = None
         self._load_samples: list[tuple[float, int]] = []
         add_ops_routes(self.http, self)
+        if config.web_dir != "off":  # last: the app's catch-all route
+            add_web_routes(self.http, Path(config.web_dir) if config.web_dir else BUILT_WEB_APP,
+                           lambda: self.ws_port, config.web_ws_url)
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = self._remote_message
@@ -183,6 +187,7 @@ class Node:
             if self.config.cluster and isinstance(self.files, LocalFiles):
                 log.warning("a cluster node keeps files on its own disk: set IM_FILES to an s3:// URL")
             host, port = await self.server.start()
+            self.ws_port = port
             self.address = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
             if self.loop_lag is not None:
                 self.loop_lag.start()

@@ -110,6 +110,12 @@ class Config:
     #: the base URL clients reach this node's HTTP listener at, for local files' URLs
     #: (default http://<host>:<http port>; set it behind a proxy or with host 0.0.0.0)
     files_url: str = ""
+    #: the web chat app's built files, served at / of the HTTP port; empty: the app built in
+    #: the package (web/app/dist, made by `make web`); "off": no app
+    web_dir: str = ""
+    #: the WebSocket URL the web app connects to (default ws://<the host the page was loaded
+    #: from>:<port>/ws; set it behind a proxy, e.g. wss://chat.example.com/ws)
+    web_ws_url: str = ""
     #: largest file, in bytes, an upload grant is given for (3010 FILE_TOO_LARGE beyond)
     file_max_size: int = 100 * 1024 * 1024
     #: mime types an upload grant is given for, comma-separated; "type/*" takes a whole

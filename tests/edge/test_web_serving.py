@@ -1,0 +1,72 @@
+"""The node serves the web chat app on its HTTP port: the built files under /, the index at
+/, /web-config.json naming the WebSocket URL, nothing outside the app's folder, and a clear
+answer when the app was never built. The other HTTP routes stay reachable beside it."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+
+def get(url: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as refused:
+        return refused.code, dict(refused.headers), refused.read()
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path) -> Path:
+    app = tmp_path / "app"
+    (app / "assets").mkdir(parents=True)
+    (app / "index.html").write_text("<!doctype html><title>edgeim</title><script src='./assets/main-1a2b.js'></script>")
+    (app / "assets" / "main-1a2b.js").write_text("console.log('hi')")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    return app
+
+
+def test_the_app_its_assets_and_its_config_are_served(serve_factory, app_dir):
+    node = serve_factory(web_dir=app_dir)
+
+    index = get(node.http_url + "/")
+    asset = get(node.http_url + "/assets/main-1a2b.js")
+    status, _, body = get(node.http_url + "/web-config.json")
+
+    assert index[0] == 200 and b"<title>edgeim</title>" in index[2]
+    assert index[1]["Content-Type"].startswith("text/html") and index[1]["Cache-Control"] == "no-cache"
+    assert asset[0] == 200 and asset[2] == b"console.log('hi')" and "immutable" in asset[1]["Cache-Control"]
+    assert status == 200 and json.loads(body) == {"ws": f"ws://127.0.0.1:{node.port}/ws"}
+    assert get(node.http_url + "/healthz")[0] == 200  # not shadowed by the app's catch-all route
+
+
+def test_nothing_outside_the_app_folder_or_missing_is_served(serve_factory, app_dir):
+    node = serve_factory(web_dir=app_dir)
+
+    for path in ("/../secret.txt", "/%2e%2e/secret.txt", "/assets/../../secret.txt", "/nope.js"):
+        status, _, body = get(node.http_url + path)
+        assert status == 404 and b"not for the web" not in body, path
+
+
+def test_a_configured_websocket_url_is_given_as_is(serve_factory, app_dir):
+    node = serve_factory(web_dir=app_dir, web_ws_url="wss://chat.example.com/ws")
+
+    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": "wss://chat.example.com/ws"}
+
+
+def test_an_unbuilt_app_says_how_to_build_it(serve_factory, tmp_path):
+    node = serve_factory(web_dir=tmp_path / "never-built")
+
+    status, _, body = get(node.http_url + "/")
+
+    assert status == 404 and b"make web" in body
+
+
+def test_the_app_can_be_switched_off(serve_factory, app_dir):
+    node = serve_factory(web_dir="off")
+
+    assert get(node.http_url + "/")[0] == 404
+    assert get(node.http_url + "/web-config.json")[0] == 404
