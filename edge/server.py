@@ -81,6 +81,7 @@ class EdgeServer:
             # off: a session's PINGs must reach it, since they count as activity
             enable_auto_pong=False,
             reuse_port=config.reuse_port,
+            backlog=config.backlog,
             read_buffer_init_size=READ_BUFFER_SIZE,
             logger_name=_PICOWS_LOG,
             **_TRANSPORT_OPTIONS,

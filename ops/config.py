@@ -61,6 +61,11 @@ class Config:
     bad_frame_limit: int = 32
     #: let several nodes share the port (SO_REUSEPORT); each needs its own data dir
     reuse_port: bool = False
+    #: connections the kernel may hold for the node to accept (listen backlog; the kernel caps
+    #: it at net.core.somaxconn). Past it new connections' SYNs are dropped and their clients
+    #: wait a retransmit (1 s, 3 s, ...): keep it above the logins per second expected in a
+    #: storm (e.g. every client reconnecting after a node restart)
+    backlog: int = 4096
     #: bytes a connection may leave unread before it is dropped as a slow consumer (no close
     #: frame: it would queue behind what the client does not read)
     max_write_buffer: int = 4 * 1024 * 1024
@@ -210,6 +215,8 @@ class Config:
     def _validate(self) -> None:
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0..65535, got {self.port}")
+        if self.backlog < 1:
+            raise ConfigError(f"backlog must be at least 1, got {self.backlog}")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(f"log_level must be debug, info, warning or error, got {self.log_level!r}")
         if self.sqlite_sync.upper() not in ("FULL", "NORMAL"):

@@ -34,6 +34,7 @@ def test_precedence_is_flags_then_env_then_file_then_defaults(tmp_path: Path):
     ("colour = 'red'", "unknown setting 'colour'"),
     ("port = ", "not valid TOML"),
     ("port = 70000", "port must be 0..65535"),
+    ("backlog = 0", "backlog must be at least 1"),
     ("admin_token = 'short'", "admin_token must be at least 16"),
 ])
 def test_a_bad_file_is_a_named_error(tmp_path: Path, text: str, message: str):
