@@ -35,6 +35,22 @@ from .scenario import Sampler, Scenario, ThreadGroup
 CONTENT = "hello, this is a short chat message"  # as bench/send_throughput.py
 SWEEP_S = 0.25  # how often replies that are overdue are failed
 DELIVERY_SAMPLE = 8  # one MSG_PUSH in this many has its delivery latency measured
+#: loopback source addresses connections to a loopback node are spread over (127.0.1.1 ...)
+SOURCE_ADDRESSES = 64
+
+
+def source_address(url: str, index: int) -> tuple[str, int] | None:
+    """Where user ``index``'s connection to ``url`` binds, or None (the kernel picks).
+
+    Every connection from one address to one node needs its own source port, and the kernel
+    hands out half of its ~28K ephemeral ports before it starts searching the other half on
+    each connect: past ~14K connections to one node from 127.0.0.1, each connect() blocked
+    its load process for milliseconds, and a 51K-user run stalled at 42K. Loopback is a whole
+    /8, so users to a loopback node come from 64 addresses, a few hundred ports each."""
+    host = url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0]
+    if not host.startswith("127."):
+        return None
+    return (f"127.0.1.{1 + index % SOURCE_ADDRESSES}", 0)
 
 
 def process_main(pipe: Any, spec: dict[str, Any]) -> None:
@@ -250,7 +266,8 @@ class _Edgeim:
         # the handshake gets the sampler's whole timeout: under a connection storm the node
         # answers late, and picows's 5 s default would count that as a failure of its own
         await ws_connect(lambda: conn, user["url"], max_frame_size=MAX_FRAME_SIZE, websocket_handshake_timeout=timeout,
-                         extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"})
+                         extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"},
+                         local_addr=source_address(user["url"], user["index"]))
         return conn
 
     def _login_frame(self, user: dict[str, Any], req_id: int) -> bytes:
@@ -454,7 +471,8 @@ class _Centrifugo:
     async def connect(self, user: dict[str, Any], timeout: float = 60.0) -> Any:
         from picows import ws_connect
         conn = _CentrifugoConn(self.counts)
-        await ws_connect(lambda: conn.listener, user["url"], websocket_handshake_timeout=timeout)
+        await ws_connect(lambda: conn.listener, user["url"], websocket_handshake_timeout=timeout,
+                         local_addr=source_address(user["url"], user["index"]))
         return conn
 
     async def _command(self, conn: Any, body: dict[str, Any], timeout: float) -> tuple[dict[str, Any], int]:
