@@ -190,7 +190,7 @@ def _svg_chart(title: str, series: dict[str, list[tuple[float, float]]], unit: s
         return f"<p>{html.escape(title)}: no data</p>"
     xmax = max(x for x, _ in points) or 1.0
     ymax = max(y for _, y in points if not math.isnan(y)) or 1.0
-    left, bottom, top, right = 70, 30, 25, 130
+    left, bottom, top, right = 70, 34, 25, 130
     w, h = width - left - right, height - top - bottom
 
     def xy(x: float, y: float) -> str:
@@ -205,7 +205,11 @@ def _svg_chart(title: str, series: dict[str, list[tuple[float, float]]], unit: s
         py = top + h - h * i / 4
         out.append(f'<text x="{left - 5}" y="{py + 4:.1f}" font-size="10" text-anchor="end">{y:,.{0 if ymax > 20 else 2}f}</text>')
         out.append(f'<line x1="{left}" y1="{py:.1f}" x2="{left + w}" y2="{py:.1f}" stroke="#eee"/>')
-    out.append(f'<text x="{left + w / 2}" y="{height - 5}" font-size="10" text-anchor="middle">seconds; {html.escape(unit)}</text>')
+    for i in range(5):  # time ticks: seconds since the run's first sample
+        px = left + w * i / 4
+        out.append(f'<line x1="{px:.1f}" y1="{top + h}" x2="{px:.1f}" y2="{top + h + 4}" stroke="#000"/>')
+        out.append(f'<text x="{px:.1f}" y="{top + h + 14}" font-size="10" text-anchor="middle">{xmax * i / 4:,.0f}</text>')
+    out.append(f'<text x="{left + w / 2}" y="{height - 3}" font-size="10" text-anchor="middle">seconds; {html.escape(unit)}</text>')
     for i, (name, pts) in enumerate(series.items()):
         color = next((c for k, c in _COLORS.items() if name.startswith(k)), "#2ca02c")
         dash = ' stroke-dasharray="4,3"' if "p90" in name else ""
