@@ -439,7 +439,8 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
     jtl.html_report(out / "report.html", f"im bench: {scenario.name}", {k: r.samples for k, r in results.items()},
                     cmp_text, notes)
     data = {
-        "scenario": scenario.name, "path": scenario.path, "users": scenario.users, "processes": scenario.processes,
+        "scenario": scenario.name, "description": scenario.description, "path": scenario.path,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "users": scenario.users, "processes": scenario.processes,
         "machine": benchlib.machine(),
         "kinds": {k: {"stats": {label: dataclasses.asdict(st) | {"throughput": st.throughput,
                                                                   "error_pct": st.error_pct}

@@ -107,6 +107,29 @@ def report(
             typer.echo(f"JMeter dashboard: {folder / 'index.html'}")
 
 
+@bench_app.command("doc")
+def doc(
+    runs: List[Path] = typer.Argument(..., help="Folders `im bench run` wrote (several runs of a scenario are medianed)."),
+    write: Optional[Path] = typer.Option(None, "--write", help="Replace the generated part of this document "
+                                         "(docs/benchmarks.md) instead of printing it."),
+) -> None:
+    """The harness figures for docs/benchmarks.md, from run folders: per scenario, every
+    run's headline figure and the median run's table with its command."""
+    from ..bench import docs
+    try:
+        text = docs.section([docs.load(folder) for folder in runs])
+    except ValueError as exc:
+        _fail(str(exc))
+    if write is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        write.write_text(docs.replace_section(write.read_text(encoding="utf-8"), text), encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        _fail(f"{write}: {exc}")
+    typer.echo(f"wrote the harness figures of {len(runs)} run(s) into {write}")
+
+
 @bench_app.command("centrifugo")
 def centrifugo(
     build: bool = typer.Option(False, "--build", help="Build Centrifugo v6.9.1 with go install (~8 min the first time)."),

@@ -201,6 +201,21 @@ def test_tiny_run_against_a_real_node_merges_two_load_processes(tmp_path: Path, 
     # im bench report reads the JTL back
     summary = im("bench", "report", str(out / "edgeim.jtl"))
     assert summary.returncode == 0 and "send_1to1" in summary.stdout and "80" in summary.stdout
+    # im bench doc writes the run into docs/benchmarks.md's generated part (here: twice, as
+    # two runs of one scenario, medianed), leaving the prose around it as it was
+    doc = tmp_path / "benchmarks.md"
+    from edgeim.bench.docs import BEGIN, END
+    doc.write_text(f"# prose before\n{BEGIN}\nold figures\n{END}\nprose after\n")
+    wrote = im("bench", "doc", str(out), str(out), "--write", str(doc))
+    text = doc.read_text()
+    acks = json.loads((out / "results.json").read_text())["kinds"]["edgeim"]["stats"]["send_1to1"]["throughput"]
+    assert wrote.returncode == 0, wrote.stderr
+    assert text.startswith("# prose before\n") and text.endswith(f"{END}\nprose after\n") and "old figures" not in text
+    assert "### tiny" in text and "2 runs; `send_1to1 /s` of each" in text
+    assert text.count(f"| {acks:,.0f} |") >= 3  # both runs' rows and the median run's table
+    assert f"`im bench run {scenario} --target {node.url} --out {out}`" in text
+    refused = im("bench", "doc", str(tmp_path / "nothing-here"))
+    assert refused.returncode == 2 and "not an `im bench run` folder" in refused.stderr
 
 
 @pytest.mark.skipif(not jmeter_runner.cached(), reason="JMeter is not in the cache: `make jmeter` assembles it (~45 s)")
