@@ -85,9 +85,14 @@ class CpuWindow:
     core). "other" is the machine's busy time minus the server's and the clients': other
     processes (and unattributed kernel time); above NOISY_CPU_PCT the window is flagged."""
 
-    def __init__(self, server_pid: int, client_pids: Sequence[int] = ()) -> None:
+    def __init__(self, server_pid: int, client_pids: Sequence[int] = (), other_server_pids: Sequence[int] = ()) -> None:
         self.pid = server_pid
         self.client_pids = list(client_pids)
+        #: a scenario's further nodes: their CPU counts as the server's (the loop's is the first's)
+        self.other_server_pids = list(other_server_pids)
+
+    def _servers(self) -> float:
+        return cpu_seconds(self.pid) + sum(cpu_seconds(pid) for pid in self.other_server_pids)
 
     def _clients(self) -> float:
         return sum(cpu_seconds(pid) for pid in self.client_pids)
@@ -95,7 +100,7 @@ class CpuWindow:
     def start(self) -> None:
         self.t0 = time.monotonic()
         self.clients0 = self._clients()
-        self.cpu0 = cpu_seconds(self.pid)
+        self.cpu0 = self._servers()
         self.loop0 = cpu_seconds(self.pid, thread=True)
         self.ticks0 = machine_ticks()
 
@@ -105,7 +110,7 @@ class CpuWindow:
         elapsed = time.monotonic() - self.t0
         if client_cpu_s is None:
             client_cpu_s = self._clients() - self.clients0
-        server = cpu_seconds(self.pid) - self.cpu0
+        server = self._servers() - self.cpu0
         loop = cpu_seconds(self.pid, thread=True) - self.loop0
         ticks = [b - a for a, b in zip(self.ticks0, machine_ticks())]
         total = sum(ticks) or 1
