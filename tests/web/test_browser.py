@@ -1,0 +1,415 @@
+"""The web chat app (web/app) in a real browser (Debian's chromium, driven by Playwright)
+against a real ``im serve`` that serves the built app on its HTTP port.
+
+Users meet in the browser: register, become friends, chat, share an image and a file, see
+read receipts, typing and presence, recall, create and run a group with a third user, pin
+and mute, reload and find their history, log out; a phone-sized viewport runs the
+list/chat panes with a back button; a long history pages back. A third user, and the
+seeding of long histories, go through the Python SDK (a real client on the same node).
+
+Screenshots are kept under <repo>/test-artifacts/web/ (their paths are printed).
+The app must be built first (`make web`, or `npm run build -w app` in web/)."""
+from __future__ import annotations
+
+import asyncio
+import struct
+import uuid
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from harness import ServeProcess
+from playwright.async_api import async_playwright, expect
+
+from edgeim.sdk import Client, ServerError
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_DIST = ROOT / "web" / "app" / "dist"
+ARTIFACTS = ROOT / "test-artifacts" / "web"
+CHROMIUM = Path("/usr/bin/chromium")
+PASSWORD = "secret-pw"
+DESKTOP = {"width": 1280, "height": 800}
+PHONE = {"width": 390, "height": 844}
+
+# the browser on this 2-core machine, beside a node and Python clients, is slow to settle
+expect.set_options(timeout=15_000)
+
+
+def app_url(node: ServeProcess) -> str:
+    """Where the browser loads the app: `/` of the node's HTTP port (edge/http.py serves
+    web/app/dist there, and /web-config.json names the node's WebSocket URL)."""
+    return node.http_url + "/"
+
+
+@pytest.fixture
+def node(tmp_path: Path) -> Iterator[ServeProcess]:
+    if not (APP_DIST / "index.html").is_file():
+        pytest.fail(f"the web app is not built: {APP_DIST}/index.html is missing; run `make web` "
+                    "(or `npm install && npm run build` in web/)", pytrace=False)
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
+    # friends-only private messages, the server's default (the harness lets strangers send)
+    server = ServeProcess(tmp_path / "data", strangers_may_send=0)
+    server.log_path = tmp_path / "node.log"
+    server.start()
+    yield server  # type: ignore[misc]
+    if server.alive:
+        server.stop()
+
+
+#: uncaught exceptions of the app's pages during the current test (none may happen)
+page_errors: list[str] = []
+
+
+@pytest.fixture
+async def browser():  # type: ignore[no-untyped-def]
+    page_errors.clear()
+    async with async_playwright() as p:
+        launched = await p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        try:
+            yield launched
+        finally:
+            await launched.close()
+    assert page_errors == [], f"the app threw: {page_errors}"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+
+async def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    await page.screenshot(path=str(path), full_page=True)
+    print(f"screenshot: {path}")
+
+
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A valid PNG of one colour (the app measures images with the browser's decoder)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+async def open_page(browser, node: ServeProcess, viewport: dict[str, int] = DESKTOP, **options):  # type: ignore[no-untyped-def]
+    context = await browser.new_context(viewport=viewport, **options)
+    page = await context.new_page()
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    await page.goto(app_url(node))
+    return page
+
+
+async def register(page, username: str, nickname: str) -> None:  # type: ignore[no-untyped-def]
+    await page.get_by_test_id("mode-register").click()
+    await page.get_by_test_id("username").fill(username)
+    await page.get_by_test_id("password").fill(PASSWORD)
+    await page.get_by_test_id("nickname").fill(nickname)
+    await page.get_by_test_id("auth-submit").click()
+    await expect(page.get_by_test_id("me")).to_have_text(nickname)
+
+
+async def log_in(page, username: str, name_shown: str) -> None:  # type: ignore[no-untyped-def]
+    await page.get_by_test_id("mode-login").click()
+    await page.get_by_test_id("username").fill(username)
+    await page.get_by_test_id("password").fill(PASSWORD)
+    await page.get_by_test_id("auth-submit").click()
+    await expect(page.get_by_test_id("me")).to_have_text(name_shown)
+
+
+def conv_item(page, title: str):  # type: ignore[no-untyped-def]
+    return page.get_by_test_id("conv").filter(has=page.get_by_test_id("conv-title").filter(has_text=title))
+
+
+def message(page, text: str):  # type: ignore[no-untyped-def]
+    return page.get_by_test_id("message").filter(has_text=text)
+
+
+async def sdk_user(node: ServeProcess, nickname: str, terminal: str = "ios") -> tuple[Client, str, int]:
+    """A user on the Python SDK: (connected client, username, user id)."""
+    client = Client(node.url)
+    await client.connect()
+    username = unique(nickname.lower())
+    user_id = await client.register(username, PASSWORD, nickname)
+    await client.login(username, PASSWORD, terminal)
+    return client, username, user_id
+
+
+async def user_id_of(client: Client, username: str) -> int:
+    return int((await client.user_find(username)).user)
+
+
+async def next_message(client: Client):  # type: ignore[no-untyped-def]
+    """The next message pushed to a Python SDK client."""
+    return await asyncio.wait_for(client.pushes.get(), 15)
+
+
+async def test_two_users_chat_group_receipts_recall_and_reload(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    alice_name, bob_name = unique("alice"), unique("bob")
+    alice = await open_page(browser, node)
+    bob = await open_page(browser, node)
+    await register(alice, alice_name, "Alice")
+    await register(bob, bob_name, "Bob")
+
+    # a server error is shown, by name, not swallowed
+    await alice.get_by_test_id("tab-contacts").click()
+    await alice.get_by_test_id("find-username").fill(unique("nobody"))
+    await alice.get_by_test_id("find-submit").click()
+    await expect(alice.get_by_test_id("error")).to_contain_text("USER_NOT_FOUND (3000)")
+
+    # friends: Alice finds Bob by username and asks; Bob accepts
+    await alice.get_by_test_id("find-username").fill(bob_name)
+    await alice.get_by_test_id("find-submit").click()
+    await expect(alice.get_by_test_id("found-name")).to_have_text("Bob")
+    await alice.get_by_test_id("add-friend").click()
+    await expect(alice.get_by_test_id("info").filter(has_text="Friend request sent to Bob")).to_be_visible()
+    await expect(bob.get_by_test_id("requests-badge")).to_have_text("1")
+    await bob.get_by_test_id("tab-contacts").click()
+    await expect(bob.get_by_test_id("friend-request")).to_contain_text("Alice")
+    await shot(bob, "desktop-01-friend-request")
+    await bob.get_by_test_id("accept-request").click()
+    await expect(bob.get_by_test_id("friend-name")).to_have_text("Alice")
+    await expect(alice.get_by_test_id("friend-name")).to_have_text("Bob")
+
+    # chat: Alice writes first; Bob sees it unread in his list, opens it, and Alice sees "read"
+    await alice.get_by_test_id("friend-message").click()
+    await expect(alice.get_by_test_id("chat-title")).to_have_text("Bob")
+    await expect(alice.get_by_test_id("chat-status")).to_have_text("online")
+    await alice.get_by_test_id("composer").fill("hello bob")
+    await alice.get_by_test_id("send").click()
+    await expect(message(alice, "hello bob").get_by_test_id("receipt")).to_have_text("sent")
+    await bob.get_by_test_id("tab-chats").click()
+    await expect(conv_item(bob, "Alice").get_by_test_id("unread")).to_have_text("1")
+    await expect(conv_item(bob, "Alice").get_by_test_id("conv-preview")).to_contain_text("hello bob")
+    await conv_item(bob, "Alice").click()
+    await expect(message(bob, "hello bob")).to_be_visible()
+    await expect(message(alice, "hello bob").get_by_test_id("receipt")).to_have_text("read")
+    await expect(conv_item(bob, "Alice").get_by_test_id("unread")).to_have_count(0)
+
+    # typing, then the answer
+    await bob.get_by_test_id("composer").fill("hi ali")
+    await expect(alice.get_by_test_id("typing")).to_have_text("Bob is typing…")
+    await bob.get_by_test_id("composer").fill("hi alice")
+    await bob.get_by_test_id("send").click()
+    await expect(message(alice, "hi alice")).to_be_visible()
+    await expect(message(alice, "hi alice").get_by_test_id("msg-from")).to_have_text("Bob")
+
+    # recall: gone on both sides, "message recalled" in its place
+    await alice.get_by_test_id("composer").fill("oops, wrong chat")
+    await alice.get_by_test_id("send").click()
+    await expect(message(bob, "oops, wrong chat")).to_be_visible()
+    await message(alice, "oops, wrong chat").get_by_test_id("recall").click()
+    await expect(alice.get_by_test_id("recalled")).to_have_text("message recalled")
+    await expect(bob.get_by_test_id("recalled")).to_have_text("message recalled")
+    await expect(message(bob, "oops, wrong chat")).to_have_count(0)
+
+    # an image (shown inline, decoded by the browser) and a file (a download link)
+    await alice.get_by_test_id("file-input").set_input_files(
+        {"name": "red.png", "mimeType": "image/png", "buffer": png(40, 30, (220, 30, 30))})
+    for page in (alice, bob):
+        image = page.get_by_test_id("msg-image")
+        await expect(image).to_be_visible()
+        assert await image.evaluate("img => img.decode().then(() => [img.naturalWidth, img.naturalHeight])") == [40, 30]
+    await alice.get_by_test_id("file-input").set_input_files(
+        {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"meeting at noon\n"})
+    link = bob.get_by_test_id("msg-file")
+    await expect(link).to_contain_text("notes.txt")
+    answer = await bob.request.get(await link.get_attribute("href"))
+    assert answer.status == 200 and await answer.body() == b"meeting at noon\n"
+    await shot(alice, "desktop-02-private-chat-alice")
+    await shot(bob, "desktop-03-private-chat-bob")
+
+    # a group with a third user (Carol, on the Python SDK): Alice befriends her, creates it
+    carol, carol_name, _ = await sdk_user(node, "Carol")
+    try:
+        await alice.get_by_test_id("tab-contacts").click()
+        await alice.get_by_test_id("find-username").fill(carol_name)
+        await alice.get_by_test_id("find-submit").click()
+        await alice.get_by_test_id("add-friend").click()
+        await expect(alice.get_by_test_id("info").filter(has_text="Friend request sent to Carol")).to_be_visible()
+        requests = await carol.friend_requests()
+        assert [r.message for r in requests] == [""]
+        await carol.friend_accept(requests[0].user)
+        await expect(alice.get_by_test_id("friend-name")).to_have_count(2)
+        await alice.get_by_test_id("group-name").fill("Trio")
+        await alice.get_by_test_id("group-pick").filter(has_text="Bob").get_by_role("checkbox").check()
+        await alice.get_by_test_id("group-pick").filter(has_text="Carol").get_by_role("checkbox").check()
+        await alice.get_by_test_id("group-create").click()
+        await expect(alice.get_by_test_id("chat-title")).to_have_text("Trio")
+        await expect(alice.get_by_test_id("chat-status")).to_have_text("3 members")
+        await expect(conv_item(bob, "Trio")).to_be_visible()
+
+        # Carol mentions Bob: his list flags it; Alice sees Carol's name on it
+        group_id = int((await carol.groups())[0].group)
+        await carol.send_group(group_id, f"hey @{bob_name}", mentions=[await user_id_of(carol, bob_name)])
+        await expect(conv_item(bob, "Trio").get_by_test_id("mentioned")).to_be_visible()
+        await expect(conv_item(bob, "Trio").get_by_test_id("unread")).to_have_text("1")
+        await expect(message(alice, "hey @").get_by_test_id("msg-from")).to_have_text("Carol")
+        await shot(bob, "desktop-04-mentioned")
+
+        # readers: Bob opens the group, then Carol reads: Alice's message is read by 1, then 2
+        await alice.get_by_test_id("composer").fill("hi group")
+        await alice.get_by_test_id("send").click()
+        await expect(message(alice, "hi group").get_by_test_id("receipt")).to_have_text("read by 0")
+        await conv_item(bob, "Trio").click()
+        await expect(message(bob, "hi group")).to_be_visible()
+        await expect(conv_item(bob, "Trio").get_by_test_id("mentioned")).to_have_count(0)
+        await expect(message(alice, "hi group").get_by_test_id("receipt")).to_have_text("read by 1")
+        synced = await carol.sync(f"g{group_id}")
+        await carol.read(f"g{group_id}", synced.msgs[-1].seq)
+        await expect(message(alice, "hi group").get_by_test_id("receipt")).to_have_text("read by 2")
+
+        # admin actions: Bob becomes admin, Carol is muted (her sends refused), then kicked
+        await alice.get_by_test_id("members-toggle").click()
+        members = alice.get_by_test_id("member")
+        await expect(members).to_have_count(3)
+        await expect(members.filter(has_text="Alice").get_by_test_id("member-role")).to_have_text("owner")
+        await members.filter(has_text="Bob").get_by_test_id("member-make-admin").click()
+        await expect(members.filter(has_text="Bob").get_by_test_id("member-role")).to_have_text("admin")
+        await members.filter(has_text="Carol").get_by_test_id("member-mute").click()
+        await expect(members.filter(has_text="Carol").get_by_test_id("member-muted")).to_be_visible()
+        with pytest.raises(ServerError) as refused:
+            await carol.send_group(group_id, "can anyone hear me?")
+        assert refused.value.code == 3007
+        await shot(alice, "desktop-05-group-members")
+        await members.filter(has_text="Carol").get_by_test_id("member-kick").click()
+        await expect(members).to_have_count(2)
+        await expect(alice.get_by_test_id("chat-status")).to_have_text("2 members")
+        # and invited back: she reads the group from her new join on
+        await alice.get_by_test_id("invite-pick").filter(has_text="Carol").get_by_role("checkbox").check()
+        await alice.get_by_test_id("invite").click()
+        await expect(members).to_have_count(3)
+        await expect(members.filter(has_text="Carol").get_by_test_id("member-muted")).to_have_count(0)
+        await carol.send_group(group_id, "back again")
+        await expect(message(alice, "back again").get_by_test_id("msg-from")).to_have_text("Carol")
+    finally:
+        await carol.close()
+
+    # pin one conversation, mute the other; Bob reloads: still logged in, flags and history kept
+    await conv_item(bob, "Alice").get_by_test_id("pin-toggle").click()
+    await expect(conv_item(bob, "Alice").get_by_test_id("pinned")).to_be_visible()
+    await conv_item(bob, "Trio").get_by_test_id("mute-toggle").click()
+    await expect(conv_item(bob, "Trio").get_by_test_id("muted")).to_be_visible()
+    await bob.reload()
+    await expect(bob.get_by_test_id("me")).to_have_text("Bob")
+    await expect(bob.get_by_test_id("conv").first).to_contain_text("Alice")
+    await expect(conv_item(bob, "Alice").get_by_test_id("pinned")).to_be_visible()
+    await expect(conv_item(bob, "Trio").get_by_test_id("muted")).to_be_visible()
+    await conv_item(bob, "Alice").click()
+    for text in ("hello bob", "hi alice"):
+        await expect(message(bob, text)).to_be_visible()
+    await expect(bob.get_by_test_id("recalled")).to_have_text("message recalled")
+    await expect(bob.get_by_test_id("msg-image")).to_be_visible()
+    await expect(bob.get_by_test_id("msg-file")).to_contain_text("notes.txt")
+    await conv_item(bob, "Trio").click()
+    await expect(message(bob, "hi group")).to_be_visible()
+    await shot(bob, "desktop-06-bob-after-reload")
+
+    # Bob logs out: the form is back, a reload stays logged out, Alice sees him offline
+    await bob.get_by_test_id("logout").click()
+    await expect(bob.get_by_test_id("auth-form")).to_be_visible()
+    await bob.reload()
+    await expect(bob.get_by_test_id("auth-form")).to_be_visible()
+    await conv_item(alice, "Bob").click()
+    await expect(alice.get_by_test_id("chat-status")).to_have_text("offline")
+    await log_in(bob, bob_name, "Bob")
+    await expect(alice.get_by_test_id("chat-status")).to_have_text("online")
+
+
+async def test_phone_viewport_list_and_chat_panes(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    # Dan (Python SDK) is Erin's friend; he writes three messages and mentions her in a group
+    dan, _, dan_id = await sdk_user(node, "Dan")
+    erin, erin_name, erin_id = await sdk_user(node, "Erin", terminal="desktop")
+    try:
+        await dan.friend_request(erin_id, "hi, it's Dan")
+        await erin.friend_accept(dan_id)
+        for n in range(3):
+            await dan.send(erin_id, f"phone message {n}")
+        group = await dan.group_create("Phones", [erin_id])
+        await dan.send_group(int(group.group), f"@{erin_name} look", mentions=[erin_id])
+        await erin.close()
+
+        phone = await open_page(browser, node, PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+        await log_in(phone, erin_name, "Erin")
+        # the list fills the screen; no chat pane beside it, nothing wider than the phone
+        await expect(conv_item(phone, "Dan").get_by_test_id("unread")).to_have_text("3")
+        await expect(conv_item(phone, "Phones").get_by_test_id("mentioned")).to_be_visible()
+        await expect(phone.get_by_test_id("chat")).to_have_count(0)
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        await shot(phone, "phone-01-list")
+
+        await conv_item(phone, "Dan").tap()
+        await expect(phone.get_by_test_id("chat")).to_be_visible()
+        await expect(phone.get_by_test_id("conv-list")).to_be_hidden()
+        await expect(message(phone, "phone message 2")).to_be_visible()
+        await expect(phone.get_by_test_id("chat-status")).to_have_text("online")
+        await phone.get_by_test_id("composer").fill("answer from a phone")
+        await phone.get_by_test_id("send").tap()
+        await expect(message(phone, "answer from a phone").get_by_test_id("receipt")).to_have_text("sent")
+        pushed = await next_message(dan)
+        assert pushed.content == "answer from a phone"
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        await shot(phone, "phone-02-chat")
+
+        await phone.get_by_test_id("back").tap()
+        await expect(phone.get_by_test_id("conv-list")).to_be_visible()
+        await expect(phone.get_by_test_id("chat")).to_have_count(0)
+        await expect(conv_item(phone, "Dan").get_by_test_id("unread")).to_have_count(0)
+        await conv_item(phone, "Phones").tap()
+        await phone.get_by_test_id("members-toggle").tap()
+        await expect(phone.get_by_test_id("member")).to_have_count(2)
+        await shot(phone, "phone-03-group-members")
+
+        # block: Erin blocks Dan from her friends list; his messages are refused
+        await phone.get_by_test_id("back").tap()
+        await phone.get_by_test_id("tab-contacts").tap()
+        await phone.get_by_test_id("friend").filter(has_text="Dan").get_by_test_id("friend-block").tap()
+        await expect(phone.get_by_test_id("info").filter(has_text="Dan blocked")).to_be_visible()
+        with pytest.raises(ServerError) as refused:
+            await dan.send(erin_id, "are you there?")
+        assert refused.value.code == 3004
+        assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+        await shot(phone, "phone-04-contacts")
+    finally:
+        await dan.close()
+
+
+async def test_history_pages_back_to_the_first_message(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    fay, _, fay_id = await sdk_user(node, "Fay")
+    gus, gus_name, gus_id = await sdk_user(node, "Gus")
+    try:
+        await fay.friend_request(gus_id)
+        await gus.friend_accept(fay_id)
+        for n in range(75):
+            await fay.send(gus_id, f"line {n:02d}")
+    finally:
+        await fay.close()
+        await gus.close()
+
+    page = await open_page(browser, node)
+    # a wrong password is refused, by name; the right one then works
+    await page.get_by_test_id("username").fill(gus_name)
+    await page.get_by_test_id("password").fill("not-the-password")
+    await page.get_by_test_id("auth-submit").click()
+    await expect(page.get_by_test_id("error")).to_contain_text("BAD_CREDENTIALS (2001)")
+    await log_in(page, gus_name, "Gus")
+    await expect(conv_item(page, "Fay").get_by_test_id("unread")).to_have_text("75")
+    await conv_item(page, "Fay").click()
+    await expect(message(page, "line 74")).to_be_visible()
+    # one page of the newest, then older pages on demand, down to the first message
+    await expect(page.get_by_test_id("message")).to_have_count(30)
+    await expect(message(page, "line 00")).to_have_count(0)
+    await expect(page.get_by_test_id("load-older")).to_be_visible()
+    # scrolling up to the top loads the page before; so does the "load older" button (clicked
+    # where it is: a click's scroll into view would itself load a page)
+    await page.get_by_test_id("messages").evaluate("list => { list.scrollTop = 0; }")
+    await expect(page.get_by_test_id("message")).to_have_count(60)
+    await page.get_by_test_id("load-older").dispatch_event("click")
+    await expect(page.get_by_test_id("message")).to_have_count(75)
+    await expect(page.get_by_test_id("history-start")).to_be_visible()
+    await expect(page.get_by_test_id("load-older")).to_have_count(0)
+    texts = await page.get_by_test_id("msg-text").all_inner_texts()
+    assert texts == [f"line {n:02d}" for n in range(75)]
+    await shot(page, "desktop-07-history-paged")
