@@ -4,8 +4,15 @@
 # or as a cluster node with IM_STORE/IM_ROUTES/IM_BUS (deploy/docker-compose.yml).
 #   docker build -t edgeim .
 #   docker run -p 8765:8765 -p 8766:8766 -v edgeim-data:/data edgeim
-# Port 8765: WebSocket clients. Port 8766: /healthz, /readyz, /metrics, the admin API
+# Port 8765: WebSocket clients. Port 8766: the web chat app at /, /healthz, /readyz, /metrics, the admin API
 # (set IM_ADMIN_TOKEN to turn that on; do not publish it to the internet).
+# The web chat app (web/: the TypeScript SDK and the Vue app), built to web/app/dist; the
+# wheel below takes it in as package data, so the node serves it at / of port 8766.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY web/ .
+RUN npm ci --no-audit --no-fund && npm run build
+
 FROM python:3.11-slim AS build
 # build-essential for the Cython modules; the MySQL client headers for mysqlclient (the
 # cluster extra: mysqlclient, redis, rocketmq-client-python)
@@ -14,6 +21,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
+COPY --from=web /web/app/dist web/app/dist
 RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[cluster]"
 
 FROM python:3.11-slim

