@@ -1,5 +1,5 @@
-# edgeim node image. Two stages: the first builds the wheel (with its compiled Cython
-# extensions) and the cluster backends' wheels; the second is a slim runtime that installs
+# edgeim node image. Three stages: the web app (node), then the wheel (with its compiled Cython
+# extensions) and the cluster backends' wheels; the last is a slim runtime that installs
 # only those wheels and runs as a non-root user. It runs `im serve` on embedded defaults,
 # or as a cluster node with IM_STORE/IM_ROUTES/IM_BUS (deploy/docker-compose.yml).
 #   docker build -t edgeim .

@@ -136,13 +136,18 @@ def _refuse(status: int, reason: str, request: web.Request) -> web.Response:
 
 def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "") -> None:
     """The web chat app: its built files under ``/`` (``/`` is its index.html) and
-    ``/web-config.json``, which tells the page the WebSocket URL to use: ``ws_url`` if set,
-    else the host the page was loaded from with the WebSocket port. Add it last: its
+    ``/web-config.json``, which tells the page the WebSocket URL to use: ``ws_url`` if set
+    (a path: on the page's own host and port, wss:// when a proxy says it took https), else
+    the host the page was loaded from with the WebSocket port. Add it last: its
     catch-all route must not shadow the others."""
     root = app_dir.resolve()
 
     async def config(request: web.Request) -> web.Response:
-        url = ws_url or f"ws://{_hostname(request.host)}:{ws_port()}/ws"
+        if ws_url.startswith("/"):  # a path on the page's own host and port (behind a proxy)
+            secure = request.headers.get("X-Forwarded-Proto", request.scheme) == "https"
+            url = f"{'wss' if secure else 'ws'}://{request.host}{ws_url}"
+        else:
+            url = ws_url or f"ws://{_hostname(request.host)}:{ws_port()}/ws"
         return web.json_response({"ws": url}, headers={"Cache-Control": "no-cache"})
 
     async def page(request: web.Request) -> web.StreamResponse:

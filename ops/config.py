@@ -119,7 +119,8 @@ class Config:
     #: the package (web/app/dist, made by `make web`); "off": no app
     web_dir: str = ""
     #: the WebSocket URL the web app connects to (default ws://<the host the page was loaded
-    #: from>:<port>/ws; set it behind a proxy, e.g. wss://chat.example.com/ws)
+    #: from>:<port>/ws; set it behind a proxy, e.g. wss://chat.example.com/ws, or a path
+    #: such as /ws: the page's own host and port)
     web_ws_url: str = ""
     #: largest file, in bytes, an upload grant is given for (3010 FILE_TOO_LARGE beyond)
     file_max_size: int = 100 * 1024 * 1024

@@ -59,6 +59,17 @@ def test_a_configured_websocket_url_is_given_as_is(serve_factory, app_dir):
     assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": "wss://chat.example.com/ws"}
 
 
+def test_a_websocket_path_is_on_the_pages_own_host_as_a_proxy_saw_it(serve_factory, app_dir):
+    node = serve_factory(web_dir=app_dir, web_ws_url="/ws")
+    through_proxy = urllib.request.Request(node.http_url + "/web-config.json",
+                                           headers={"Host": "chat.example.com:8080", "X-Forwarded-Proto": "https"})
+    with urllib.request.urlopen(through_proxy, timeout=10) as reply:
+        proxied = json.loads(reply.read())
+
+    assert proxied == {"ws": "wss://chat.example.com:8080/ws"}
+    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": f"ws://127.0.0.1:{node.http_port}/ws"}
+
+
 def test_an_unbuilt_app_says_how_to_build_it(serve_factory, tmp_path):
     node = serve_factory(web_dir=tmp_path / "never-built")
 
