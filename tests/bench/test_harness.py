@@ -195,8 +195,11 @@ def test_tiny_run_against_a_real_node_merges_two_load_processes(tmp_path: Path, 
     report = (out / "report.html").read_text()
     assert "<svg" in report and "send_1to1: throughput" in report
     # one push in DELIVERY_SAMPLE (8) has its delivery latency measured: 80 pushes, 10 of them
-    delivery = json.loads((out / "results.json").read_text())["kinds"]["edgeim"]["delivery_ms"]
+    kinds = json.loads((out / "results.json").read_text())["kinds"]
+    delivery = kinds["edgeim"]["delivery_ms"]
     assert delivery["samples"] == 10 and 0 <= delivery["median"] <= delivery["p99"]
+    # every push reached its receiver, on the node and on the ceiling (whose pushes carry no body)
+    assert kinds["edgeim"]["pushes"] == 80 and kinds["ceiling"]["pushes"] == 80
     assert "delivery median ms" in done.stdout
     # im bench report reads the JTL back
     summary = im("bench", "report", str(out / "edgeim.jtl"))
