@@ -23,7 +23,8 @@ END = "<!-- im bench doc: end -->"
 #: the order scenarios appear in; others follow by name
 SHIPPED = ("send_1to1", "lists", "mixed", "group_fanout", "online")
 #: the row of a scenario's table that says the most (default: its first row)
-HEADLINE = {"group_fanout": "pushes delivered /s", "online": "server RSS KiB/conn"}
+HEADLINE = {"group_fanout": "pushes delivered /s", "online": "server RSS KiB/conn", "lists": "all samplers /s",
+            "mixed": "all samplers /s"}
 
 
 @dataclass
@@ -52,7 +53,8 @@ def load(folder: Path) -> Run:
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if not columns:
-            columns = cells[1:]
+            # "ratio" follows each of ceiling and centrifugo: name it after the column it divides by
+            columns = [f"{cells[i]} ratio" if c == "ratio" else c for i, c in enumerate(cells[1:])]
         else:
             rows[cells[0]] = dict(zip(columns, cells[1:]))
     if not rows:
@@ -102,8 +104,10 @@ def _scenario_text(runs: Sequence[Run]) -> list[str]:
                        + f" | {max(errors, default=0.0):.2f} | {other} |")
         medians = []
         for c in columns:
-            values = [v for v in (_number(r.rows.get(headline, {}).get(c, "")) for r in runs) if v is not None]
-            medians.append(f"{statistics.median(values):,.2f}".rstrip("0").rstrip(".") if values else "-")
+            cells = [r.rows.get(headline, {}).get(c, "") for r in runs]
+            values = [v for v in map(_number, cells) if v is not None]
+            places = max((len(cell.split(".")[1]) for cell in cells if "." in cell), default=0)  # as the runs print it
+            medians.append(f"{statistics.median(values):,.{places}f}" if values else "-")
         out += ["| **median** | " + " | ".join(f"**{m}**" for m in medians) + " | | |", "",
                 "The median run in full:", ""]
     out += [_median_run(runs, headline).summary_md, ""]

@@ -396,6 +396,9 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
                                 for k, r in results.items()}, "{:.2f}")
         row(f"{label} error %", {k: r.stats[label].error_pct if label in r.stats else None
                                  for k, r in results.items()}, "{:.2f}", False)
+    if len(labels) > 1:
+        row("all samplers /s", {k: r.stats["TOTAL"].throughput if "TOTAL" in r.stats else None
+                                for k, r in results.items()}, "{:,.0f}")
     if any(r.pushes for r in results.values()):
         row("pushes delivered /s", {k: r.pushes / r.seconds if r.seconds else None for k, r in results.items()},
             "{:,.0f}")
