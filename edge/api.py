@@ -36,6 +36,9 @@ __all__ = ["Api"]
 
 #: room in a reply body for the page's own keys around its messages
 _PAGE_BUDGET = MAX_BODY_SIZE - 256
+#: Flag.GROUP as a plain int: ``int & IntFlag`` goes through the enum machinery (1.3 µs
+#: against 0.05 here, on every SEND)
+_GROUP = int(Flag.GROUP)
 
 
 class Api:
@@ -153,7 +156,7 @@ class Api:
         memory, and no earlier send of this connection still being checked. Otherwise a
         task checks it, and a per-connection gate keeps later sends behind it, so sends
         reach the store in the order they were sent."""
-        group = bool(flags & Flag.GROUP)
+        group = bool(flags & _GROUP)
         text = content.stored(req.type, req.content)
         self._quota.charge(s.user_id, len(text.encode()))
         if self._state.reloading:  # another node changed the sender or the group: check fresh state
