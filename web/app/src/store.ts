@@ -535,7 +535,7 @@ async function sendContent(conv: Conversation, content: Content, type: number, t
       : await c.send(conv.peer, content, { type });
   const m: Message = {
     id: ack.msgId, conv: ack.conv, seq: ack.seq, from: state.me, to: conv.kind === "group" ? conv.group : conv.peer,
-    cmid: ack.cmid, type, content, ts: ack.ts,
+    cmid: ack.cmid, type, content, ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0,
   };
   if (!findConv(ack.conv)) await loadConversations();
   const target = findConv(ack.conv);
@@ -670,7 +670,8 @@ export async function chatWith(user: bigint): Promise<void> {
   if (!findConv(conv)) {
     state.convs.push({
       conv, kind: "private", peer: user, group: 0n, name: "", lastSeq: 0, lastTs: Date.now(), lastFrom: 0n,
-      lastType: 0, lastText: "", unread: 0, readSeq: 0, pinned: false, muted: false,
+      lastType: 0, lastText: "", unread: 0, readSeq: 0, pinned: false, muted: false, mentioned: false,
+      lastRecalled: false,
     });
   }
   state.tab = "chats";

@@ -1,6 +1,8 @@
 // Shared test helpers: fresh users, waiting for events.
 import { randomBytes } from "node:crypto";
+import { after, before } from "node:test";
 import { Client } from "../dist/index.js";
+import { Server } from "./server.mjs";
 
 export const PASSWORD = "secret-pw";
 
@@ -17,6 +19,28 @@ export async function newUser(server, opts = {}) {
   await client.login(username, PASSWORD);
   client.username = username;
   return { client, id, username };
+}
+
+/**
+ * A real `im serve` for the calling test file: started before its first test (with `env`,
+ * IM_* settings), stopped after its last, closing every client in `clients` first.
+ * `user(opts)` is newUser on it, its client kept for closing.
+ */
+export function nodeForThisFile(env = {}) {
+  const node = { server: null, clients: [] };
+  node.user = async (opts) => {
+    const made = await newUser(node.server, opts);
+    node.clients.push(made.client);
+    return made;
+  };
+  before(async () => {
+    node.server = await new Server(env).start();
+  });
+  after(async () => {
+    for (const c of node.clients) await c.close();
+    await node.server.dispose();
+  });
+  return node;
 }
 
 /**

@@ -1,24 +1,15 @@
 // PING keepalive against a real `im serve` with a short idle timeout: a pinging client stays,
 // a silent one is closed (4003); a connection that stops answering is given up and replaced.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
-import { flakyNetwork, newUser, nextEvent } from "./helpers.mjs";
-import { Server } from "./server.mjs";
+import { test } from "node:test";
+import { flakyNetwork, newUser, nextEvent, nodeForThisFile } from "./helpers.mjs";
 
-let server;
-const clients = [];
-
-before(async () => {
-  server = await new Server({ IM_IDLE_TIMEOUT: "1.5" }).start();
-});
-after(async () => {
-  for (const c of clients) await c.close();
-  await server.dispose();
-});
+const node = nodeForThisFile({ IM_IDLE_TIMEOUT: "1.5" });
+const { clients } = node;
 
 test("PINGs keep an idle session open past the server's idle timeout; silence gets 4003", async () => {
-  const pinging = (await newUser(server, { pingIntervalMs: 250, autoReconnect: false })).client;
-  const silent = (await newUser(server, { pingIntervalMs: 0, autoReconnect: false })).client;
+  const pinging = (await newUser(node.server, { pingIntervalMs: 250, autoReconnect: false })).client;
+  const silent = (await newUser(node.server, { pingIntervalMs: 0, autoReconnect: false })).client;
   clients.push(pinging, silent);
   const closed = await nextEvent(silent, "disconnected");
   assert.equal(closed.code, 4003);
@@ -29,7 +20,7 @@ test("PINGs keep an idle session open past the server's idle timeout; silence ge
 
 test("a connection that stops answering PINGs is given up, and the client reconnects", async () => {
   const net = flakyNetwork();
-  const { client } = await newUser(server, { WebSocket: net.WebSocket, pingIntervalMs: 200, reconnectDelayMs: 50 });
+  const { client } = await newUser(node.server, { WebSocket: net.WebSocket, pingIntervalMs: 200, reconnectDelayMs: 50 });
   clients.push(client);
   net.dropPush = () => true; // nothing reaches the client any more, PONGs included
   const gone = await nextEvent(client, "disconnected");

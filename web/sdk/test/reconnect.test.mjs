@@ -2,31 +2,18 @@
 // a connection dropped under the client, a push lost on the way (gap sync), a late joiner.
 // Outcomes only: every send stored exactly once, each (conv, seq) delivered once, in order.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Client, decodeBody, decodeFrame, fromWire, Op } from "../dist/index.js";
-import { collect, flakyNetwork, newUser, nextEvent, PASSWORD, range, seqsByConv, storedFor } from "./helpers.mjs";
-import { Server } from "./server.mjs";
+import { collect, flakyNetwork, newUser, nextEvent, nodeForThisFile, PASSWORD, range, seqsByConv, storedFor } from "./helpers.mjs";
 
-let server;
-const clients = [];
-const user = async (opts) => {
-  const made = await newUser(server, opts);
-  clients.push(made.client);
-  return made;
-};
+const node = nodeForThisFile();
+const { clients } = node;
+const user = node.user;
 const fast = { reconnectDelayMs: 50, maxReconnectDelayMs: 500 };
-
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  for (const c of clients) await c.close();
-  await server.dispose();
-});
 
 test("node killed and restarted while sends are unacked: each stored once, delivered once in order", async () => {
   // alice knows two URLs: the node and one that never answers (a dead node): reconnects go round both
-  const alice = await user({ ...fast, urls: [server.url, "ws://127.0.0.1:1/ws"] });
+  const alice = await user({ ...fast, urls: [node.server.url, "ws://127.0.0.1:1/ws"] });
   const bobNet = flakyNetwork();
   const bob = await user({ ...fast, WebSocket: bobNet.WebSocket });
   const carol = await user(fast);
@@ -43,8 +30,8 @@ test("node killed and restarted while sends are unacked: each stored once, deliv
   // the sends are on the wire and none can have been acked yet (no await since)
   assert.equal(alice.client.pendingSends, 40);
   bobNet.down = true; // bob stays away until the test lets him back
-  await server.stop("SIGKILL");
-  await server.start();
+  await node.server.stop("SIGKILL");
+  await node.server.start();
 
   const acks = await Promise.all(sends);
   assert.ok(alice.client.reconnects >= 1);
@@ -62,7 +49,7 @@ test("node killed and restarted while sends are unacked: each stored once, deliv
   assert.deepEqual(inGroup.map((a) => a.seq).sort((x, y) => x - y), range(1, 20));
 
   // stored exactly once each (the resends carried their original cmid)
-  const stored = await storedFor(server, alice.username);
+  const stored = await storedFor(node.server, alice.username);
   const cmids = stored.filter((m) => m.from === alice.id).map((m) => m.cmid);
   assert.equal(new Set(cmids).size, cmids.length);
   assert.equal(cmids.length, 41);
@@ -97,7 +84,7 @@ test("a connection dropped under the client after its sends left: acks lost, res
   assert.deepEqual(acks.map((a) => a.seq), range(1, 25)); // pipelined sends keep their order
   await bobGot.until(25);
   assert.deepEqual(bobGot.map((m) => m.content), range(1, 25).map((i) => `m${i}`));
-  const stored = await storedFor(server, bob.username);
+  const stored = await storedFor(node.server, bob.username);
   assert.equal(stored.length, 25);
   // after the reconnect the client works as before
   const more = await alice.client.send(bob.id, "after");
@@ -141,7 +128,7 @@ test("a revoked token ends reconnecting: error event, unacked sends reject, no r
   const alice = await user({ ...fast, WebSocket: net.WebSocket });
   const bob = await user();
   // another session logged in with alice's token logs out: that revokes the token
-  const other = new Client({ urls: server.url, terminal: "other", autoReconnect: false });
+  const other = new Client({ urls: node.server.url, terminal: "other", autoReconnect: false });
   clients.push(other);
   await other.connect();
   await other.tokenLogin(alice.client.token);

@@ -1,26 +1,13 @@
 // Typing, presence, settings, call signaling and files (upload and download through the
 // node's HTTP port) against a real `im serve`; then USER_FIND and USERS.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Client, ErrorCode, FileTransferError, ServerError } from "../dist/index.js";
-import { collect, newUser, nextEvent, PASSWORD } from "./helpers.mjs";
-import { Server } from "./server.mjs";
+import { collect, newUser, nextEvent, nodeForThisFile, PASSWORD } from "./helpers.mjs";
 
-let server;
-const clients = [];
-const user = async (opts) => {
-  const made = await newUser(server, opts);
-  clients.push(made.client);
-  return made;
-};
-
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  for (const c of clients) await c.close();
-  await server.dispose();
-});
+const node = nodeForThisFile();
+const { clients } = node;
+const user = node.user;
 
 test("typing: the peer gets typing events on and off, never stored", async () => {
   const alice = await user();
@@ -46,7 +33,7 @@ test("presence: ask, watch, and presence events as a user comes and goes", async
   await alice.client.presenceSubscribe([bob.id]);
   const phoneOnline = nextEvent(alice.client, "presence",
     (p) => p.user === bob.id && p.terminals.some((t) => t.terminal === "phone"));
-  const phone = new Client({ urls: server.url, terminal: "phone" });
+  const phone = new Client({ urls: node.server.url, terminal: "phone" });
   clients.push(phone);
   await phone.connect();
   await phone.login(bob.username, PASSWORD);
@@ -114,7 +101,7 @@ test("files: upload through the grant, share the key, the peer downloads the sam
   const grant = await bob.client.fileDownloadGrant(key);
   assert.equal(grant.size, bytes.length);
   assert.equal(grant.name, "data_file.bin");
-  assert.ok(grant.url.startsWith(server.httpUrl));
+  assert.ok(grant.url.startsWith(node.server.httpUrl));
 
   // a Blob uploads too
   const blobKey = await alice.client.upload(conv, new Blob(["hello file"]), "text/plain", "hello.txt");
@@ -139,7 +126,7 @@ test("files: refusals are ServerError (grant) and FileTransferError (HTTP)", asy
   const response = await fetch(altered);
   assert.equal(response.status, 403);
   const sneaky = new Client({
-    urls: server.url,
+    urls: node.server.url,
     fetch: (url, init) => fetch(url.replace("X-Im-Signature=", "X-Im-Signature=0"), init),
   });
   clients.push(sneaky);
@@ -158,7 +145,7 @@ test("userFind and users: profiles by username and by ids", async () => {
   assert.equal(typeof found.nickname, "string"); // registered without one: "" or the username
   // docs/protocol.md 9.22: USER_NOT_FOUND when no account has that username
   await assert.rejects(alice.client.userFind("nobody-" + bob.username), { code: ErrorCode.USER_NOT_FOUND });
-  const carol = new Client({ urls: server.url });
+  const carol = new Client({ urls: node.server.url });
   clients.push(carol);
   await carol.connect();
   const carolId = await carol.register("carol-" + bob.username, PASSWORD, "Carol C.");

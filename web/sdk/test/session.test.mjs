@@ -2,29 +2,16 @@
 // 1:1 and group sends with push events, sync and history, conversations and read receipts,
 // recall, search.
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { Client, DisconnectedError, ErrorCode, ServerError } from "../dist/index.js";
-import { collect, newUser, nextEvent, PASSWORD, uniqueName } from "./helpers.mjs";
-import { Server } from "./server.mjs";
+import { collect, newUser, nextEvent, nodeForThisFile, PASSWORD, uniqueName } from "./helpers.mjs";
 
-let server;
-const clients = [];
-const user = async (opts) => {
-  const made = await newUser(server, opts);
-  clients.push(made.client);
-  return made;
-};
-
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  for (const c of clients) await c.close();
-  await server.dispose();
-});
+const node = nodeForThisFile();
+const { clients } = node;
+const user = node.user;
 
 test("register, login and token login give the same bigint user id", async () => {
-  const client = new Client({ urls: server.url, terminal: "desktop" });
+  const client = new Client({ urls: node.server.url, terminal: "desktop" });
   clients.push(client);
   await client.connect();
   assert.equal(client.connected, true);
@@ -38,7 +25,7 @@ test("register, login and token login give the same bigint user id", async () =>
   assert.equal(typeof ok.token, "string");
   assert.ok(ok.expiresAt > Date.now() / 1000);
 
-  const again = new Client({ urls: server.url, terminal: "phone" });
+  const again = new Client({ urls: node.server.url, terminal: "phone" });
   clients.push(again);
   await again.connect();
   const viaToken = await again.tokenLogin(ok.token);
@@ -48,7 +35,7 @@ test("register, login and token login give the same bigint user id", async () =>
 });
 
 test("server errors reject with ServerError carrying code and name", async () => {
-  const client = new Client({ urls: server.url });
+  const client = new Client({ urls: node.server.url });
   clients.push(client);
   await client.connect();
   await assert.rejects(client.login(uniqueName(), "wrong-password"), (exc) => {
@@ -83,7 +70,7 @@ test("a client with no node to reach rejects connect with DisconnectedError", as
 test("1:1 send: ack with ids, push to the peer and to the sender's other devices", async () => {
   const alice = await user();
   const bob = await user();
-  const aliceTablet = new Client({ urls: server.url, terminal: "tablet" });
+  const aliceTablet = new Client({ urls: node.server.url, terminal: "tablet" });
   clients.push(aliceTablet);
   await aliceTablet.connect();
   await aliceTablet.login(alice.username, PASSWORD);
@@ -180,7 +167,7 @@ test("sync pages forward, history pages back, both ascending", async () => {
 test("conversations, conv settings, read cursor and read receipts", async () => {
   const alice = await user();
   const bob = await user();
-  const bobPhone = new Client({ urls: server.url, terminal: "phone" });
+  const bobPhone = new Client({ urls: node.server.url, terminal: "phone" });
   clients.push(bobPhone);
   await bobPhone.connect();
   await bobPhone.login(bob.username, PASSWORD);
@@ -256,7 +243,7 @@ test("logout revokes the token and closes without reconnecting", async () => {
   const info = await gone;
   assert.equal(info.code, 4009);
   assert.equal(info.willReconnect, false);
-  const other = new Client({ urls: server.url });
+  const other = new Client({ urls: node.server.url });
   clients.push(other);
   await other.connect();
   await assert.rejects(other.tokenLogin(token), { code: ErrorCode.TOKEN_INVALID });
@@ -266,7 +253,7 @@ test("a second login on the same terminal kicks the first: kicked event, no reco
   const first = await user();
   const kicked = nextEvent(first.client, "kicked");
   const gone = nextEvent(first.client, "disconnected");
-  const second = new Client({ urls: server.url, terminal: "web" });
+  const second = new Client({ urls: node.server.url, terminal: "web" });
   clients.push(second);
   await second.connect();
   await second.login(first.username, PASSWORD);

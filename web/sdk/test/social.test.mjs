@@ -1,26 +1,13 @@
 // Friends and groups against a real `im serve`: the friend request flow with its pushes,
 // remarks, blocks; a group's life with admin actions (roles, kick, mute, approval, transfer).
 import assert from "node:assert/strict";
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import { ErrorCode } from "../dist/index.js";
-import { newUser, nextEvent } from "./helpers.mjs";
-import { Server } from "./server.mjs";
+import { newUser, nextEvent, nodeForThisFile } from "./helpers.mjs";
 
-let server;
-const clients = [];
-const user = async () => {
-  const made = await newUser(server);
-  clients.push(made.client);
-  return made;
-};
-
-before(async () => {
-  server = await new Server().start();
-});
-after(async () => {
-  for (const c of clients) await c.close();
-  await server.dispose();
-});
+const node = nodeForThisFile();
+const { clients } = node;
+const user = node.user;
 
 test("friends: request, accept, list, remark, delete, with pushes both ways", async () => {
   const alice = await user();
