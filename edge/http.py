@@ -88,9 +88,21 @@ def add_health_routes(server: HttpServer, draining: Callable[[], bool], unready:
     server.add("GET", "/readyz", readyz)
 
 
+#: CORS on the files' URLs, so that a web app served from another origin can upload and
+#: download: any origin may, since a signed, expiring URL is the whole authorization and no
+#: cookie is involved (as S3's presigned URLs with a CORS rule allowing every origin)
+_CORS = {"Access-Control-Allow-Origin": "*"}
+_PREFLIGHT = {**_CORS, "Access-Control-Allow-Methods": "GET, PUT", "Access-Control-Allow-Headers": "Content-Type",
+              "Access-Control-Max-Age": "600"}
+
+
 def add_file_routes(server: HttpServer, files: LocalFiles) -> None:
-    """PUT and GET ``/files/<key>``: the URLs ``LocalFiles`` signs. Every refusal is a
-    status with a one-line text body saying why (docs/protocol.md, section 14)."""
+    """PUT and GET ``/files/<key>``: the URLs ``LocalFiles`` signs, open to every origin
+    (CORS, with OPTIONS preflights). Every refusal is a status with a one-line text body
+    saying why (docs/protocol.md, section 14)."""
+    async def preflight(request: web.Request) -> web.Response:
+        return web.Response(status=204, headers=_PREFLIGHT)
+
     async def put(request: web.Request) -> web.Response:
         key = request.match_info["key"]
         try:
@@ -102,7 +114,7 @@ def add_file_routes(server: HttpServer, files: LocalFiles) -> None:
         except FilesUnavailable as exc:
             log.error("file upload failed", extra={"key": key, "error": str(exc)})
             return _refuse(503, "the file store is unavailable", request)
-        return web.Response(status=200)
+        return web.Response(status=200, headers=_CORS)
 
     async def get(request: web.Request) -> web.StreamResponse:
         key = request.match_info["key"]
@@ -121,16 +133,18 @@ def add_file_routes(server: HttpServer, files: LocalFiles) -> None:
             "Content-Type": stat.mime,
             "Content-Disposition": request.query.get("response-content-disposition", "attachment"),
             "X-Content-Type-Options": "nosniff",  # served as the type it was granted for, never sniffed
+            **_CORS,
         })
 
     server.add("PUT", "/files/{key:.+}", put)
     server.add("GET", "/files/{key:.+}", get)
+    server.add("OPTIONS", "/files/{key:.+}", preflight)
 
 
 def _refuse(status: int, reason: str, request: web.Request) -> web.Response:
     # (aiohttp reads and drops the rest of a refused upload's body for a few seconds, so
     # the client gets to read this answer rather than a reset connection)
-    return web.Response(status=status, text=reason + "\n")
+    return web.Response(status=status, text=reason + "\n", headers=_CORS)
 
 
 
