@@ -21,7 +21,7 @@ __all__ = [
     "GroupApprove", "GroupUser", "GroupSetRole", "GroupMute", "GroupMuteAll", "RegisterOk",
     "LoginOk", "SendAck", "Message", "Page", "ConversationInfo", "ConversationList",
     "ConvState", "ReadMark", "ReadersPage", "FriendInfo", "FriendList", "FriendRequestInfo",
-    "FriendRequestList", "GroupInfo", "GroupList", "MemberInfo", "MemberList",
+    "FriendRequestList", "BlockList", "GroupInfo", "GroupList", "MemberInfo", "MemberList",
     "GroupUsersDone", "JoinResult", "JoinRequestList", "Kicked", "FriendEvent",
     "GroupEvent", "Error",
     # rich messaging
@@ -382,6 +382,11 @@ class FriendRequestList(_Body):
     has_more: bool
 
 
+class BlockList(_Body):
+    users: list[int]
+    has_more: bool
+
+
 class GroupInfo(_Body):
     group: int
     name: str
@@ -646,6 +651,7 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.FRIEND_REMARK: (FriendRemark, Empty),
     Op.BLOCK: (UserRef, Empty),
     Op.UNBLOCK: (UserRef, Empty),
+    Op.BLOCKS: (ListPage, BlockList),
     Op.GROUP_CREATE: (GroupCreate, GroupInfo),
     Op.GROUP_DISSOLVE: (GroupRef, Empty),
     Op.GROUP_UPDATE: (GroupUpdate, GroupInfo),

@@ -295,6 +295,9 @@ class Api:
         await self._social.remark(self._me(s), UserId(req.user), req.remark)
         s.reply(Op.FRIEND_REMARK_OK, req_id, None)
 
+    def on_blocks(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ListPage) -> None:
+        s.reply_body(Op.BLOCKS_OK, req_id, self._social.blocks_page(self._me(s), req.after, req.limit))
+
     async def on_block(self, s: Session, req_id: int, flags: int, target: int, req: bodies.UserRef) -> None:
         await self._social.block(self._me(s), UserId(req.user), True)
         s.reply(Op.BLOCK_OK, req_id, None)

@@ -488,6 +488,14 @@ class Client:
         """Every pending request to this user (all pages)."""
         return await self._all(self.friend_requests_page, "requests", lambda r: r.user)
 
+    async def blocks_page(self, after: int = 0, limit: int = 100) -> bodies.BlockList:
+        """Users this user blocked, ids above ``after``, ascending."""
+        return await self._call(Op.BLOCKS, bodies.ListPage(after=after, limit=limit))
+
+    async def blocks(self) -> list[int]:
+        """Every user this user blocked (all pages), by id."""
+        return await self._all(self.blocks_page, "users", lambda u: u)
+
     async def friend_remark(self, user: int, remark: str) -> None:
         await self._call(Op.FRIEND_REMARK, bodies.FriendRemark(user=user, remark=remark))
 

@@ -57,6 +57,12 @@ class Social:
             has_more=start + limit < len(ids),
         ))
 
+    def blocks_page(self, user: UserState, after: int, limit: int) -> bytes:
+        """The users ``user`` blocked, ascending by id, after ``after``."""
+        ids = sorted(user.blocked)
+        start = bisect.bisect_right(ids, after)
+        return bodies.encode(bodies.BlockList(users=ids[start:start + limit], has_more=start + limit < len(ids)))
+
     # -- changes: those between two users run one at a time on this node -------------------
 
     async def request(self, user: UserState, other: UserId, message: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 from edgeim.core_ext.protocol import ErrorCode, Op
 from edgeim.sdk import Client, ServerError
 
-from harness import next_event, nothing_pending, people
+from harness import new_user, next_event, nothing_pending, people
 
 
 @pytest.fixture
@@ -143,6 +143,9 @@ async def test_block_refuses_sends_and_requests_until_unblocked(clients):
 
     await bob.block(alice.user_id)
     await bob.block(carol.user_id)
+    await bob.block(carol.user_id)  # idempotent
+    assert await bob.blocks() == sorted([alice.user_id, carol.user_id])
+    assert await alice.blocks() == []  # one-way
     await refused(alice.send(bob.user_id, "blocked"), ErrorCode.BLOCKED)
     await refused(carol.friend_request(bob.user_id), ErrorCode.BLOCKED)
     assert await nothing_pending(bob)
@@ -154,6 +157,7 @@ async def test_block_refuses_sends_and_requests_until_unblocked(clients):
 
     await bob.unblock(alice.user_id)
     await bob.unblock(carol.user_id)
+    assert await bob.blocks() == []
     again = await alice.send(bob.user_id, "after the unblock")
     await carol.friend_request(bob.user_id)
 
@@ -161,6 +165,23 @@ async def test_block_refuses_sends_and_requests_until_unblocked(clients):
     assert [r.user for r in await bob.friend_requests()] == [carol.user_id]
     assert [m.content for m in (await bob.history(first.conv)).msgs] == [
         "before the block", "bob may still write", "after the unblock"]
+
+
+async def test_the_block_list_pages_and_survives_a_new_session(clients, server):
+    bob = await clients()
+    bob_name, _ = await new_user(bob)
+    others = await people(clients, 3)
+    for other in others:
+        await bob.block(other.user_id)
+    first = await bob.blocks_page(limit=2)
+    rest = await bob.blocks_page(after=first.users[-1], limit=2)
+    async with Client(server.url) as again:
+        await again.login(bob_name, "secret-pw", "ios")
+        listed = await again.blocks()
+
+    ids = sorted(o.user_id for o in others)
+    assert (first.users, first.has_more, rest.users, rest.has_more) == (ids[:2], True, ids[2:], False)
+    assert listed == ids
 
 
 async def test_only_friends_send_one_to_one_by_default(clients):
