@@ -372,6 +372,10 @@ async def test_phone_viewport_list_and_chat_panes(node: ServeProcess, browser) -
         assert refused.value.code == 3004
         assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         await shot(phone, "phone-04-contacts")
+        # the block is the server's (BLOCKS): after a reload Dan is still shown as blocked
+        await phone.reload()
+        await phone.get_by_test_id("tab-contacts").tap()
+        await expect(phone.get_by_test_id("friend").filter(has_text="Dan").get_by_test_id("friend-unblock")).to_be_visible()
     finally:
         await dan.close()
 

@@ -610,9 +610,10 @@ export async function fileUrl(fileKey: string): Promise<{ url: string; name: str
 
 export async function loadFriends(): Promise<void> {
   const c = sdk();
-  const [friends, requests] = await Promise.all([c.friends(), c.friendRequests()]);
+  const [friends, requests, blocks] = await Promise.all([c.friends(), c.friendRequests(), c.blocks()]);
   state.friends = friends.map((f: Friend) => ({ ...f }));
   state.requests = requests.map((r: FriendRequest) => ({ ...r }));
+  state.blocked = Object.fromEntries(blocks.map((u) => [key(u), true]));
   void ensureProfiles([...state.friends.map((f) => f.user), ...state.requests.map((r) => r.user)]);
 }
 

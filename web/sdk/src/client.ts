@@ -936,6 +936,18 @@ export class Client {
     await this.done(Op.UNBLOCK, { user: toId(user) });
   }
 
+  /** Every user this user blocked (all pages), by id. */
+  async blocks(): Promise<bigint[]> {
+    return this.all(async (after) => {
+      const page = await this.blocksPage(after, MAX_LIST);
+      return { items: page.users, hasMore: page.hasMore };
+    }, (u) => u);
+  }
+
+  async blocksPage(after: IdLike = 0n, limit = 100): Promise<{ users: bigint[]; hasMore: boolean }> {
+    return this.call(Op.BLOCKS, { after: toId(after), limit });
+  }
+
   // -- groups ---------------------------------------------------------------------------------
 
   /** Create a group with the caller as owner and `members` besides. */

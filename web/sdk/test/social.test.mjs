@@ -39,7 +39,7 @@ test("friends: request, accept, list, remark, delete, with pushes both ways", as
   await assert.rejects(alice.client.friendRemark(bob.id, "x"), { code: ErrorCode.NOT_FRIENDS });
 });
 
-test("friend reject, and blocks refuse messages and requests until unblocked", async () => {
+test("friend reject, and blocks (listed) refuse messages and requests until unblocked", async () => {
   const alice = await user();
   const bob = await user();
   await alice.client.friendRequest(bob.id);
@@ -48,9 +48,12 @@ test("friend reject, and blocks refuse messages and requests until unblocked", a
   await assert.rejects(bob.client.friendAccept(alice.id), { code: ErrorCode.NOT_FOUND });
 
   await bob.client.block(alice.id);
+  assert.deepEqual(await bob.client.blocks(), [alice.id]); // bigints, as every id
+  assert.deepEqual(await alice.client.blocks(), []);
   await assert.rejects(alice.client.send(bob.id, "hello?"), { code: ErrorCode.BLOCKED, name: "BLOCKED" });
   await assert.rejects(alice.client.friendRequest(bob.id), { code: ErrorCode.BLOCKED });
   await bob.client.unblock(alice.id);
+  assert.deepEqual(await bob.client.blocks(), []);
   const ack = await alice.client.send(bob.id, "hello again");
   assert.equal(ack.seq, 1);
 });
