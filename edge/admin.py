@@ -27,7 +27,8 @@ from ..core_ext import bodies
 from ..core_ext.codec import IMPLEMENTATION, encode_frame
 from ..core_ext.errors import ImError
 from ..core_ext.protocol import ErrorCode, Op
-from ..ops.metrics import CONTENT_TYPE, node_registry, render
+from ..ops.metrics import CONTENT_TYPE, render
+from .metrics import node_registry
 from ..ops.version import VERSION
 from .http import HttpServer
 
