@@ -238,7 +238,9 @@ def run_client(conn: multiprocessing.connection.Connection, main: Any, spec: dic
     try:
         result = uvloop.run(main(conn, spec))
     except BaseException as exc:  # report, so the parent does not wait for nothing
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
+        import traceback
+        where = "".join(traceback.format_exception(exc)[-4:])
+        conn.send(("error", f"{type(exc).__name__}: {exc}\n{where}"))
         raise
     conn.send(("result", result))
 

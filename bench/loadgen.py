@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import array
 import asyncio
-import signal
 import struct
 import time
 from typing import Any
@@ -55,19 +54,8 @@ def source_address(url: str, index: int) -> tuple[str, int] | None:
 
 def process_main(pipe: Any, spec: dict[str, Any]) -> None:
     """Entry point of a spawned load process (see the module docstring)."""
-    from .benchlib import die_with_parent, raise_nofile
-    die_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    raise_nofile()
-    import uvloop
-    try:
-        result = uvloop.run(_run(pipe, spec))
-    except BaseException as exc:  # report, so the parent does not wait for nothing
-        import traceback
-        where = "".join(traceback.format_exception(exc)[-4:])
-        pipe.send(("error", f"{type(exc).__name__}: {exc}\n{where}"))
-        raise
-    pipe.send(("result", result))
+    from .benchlib import run_client
+    run_client(pipe, _run, spec)
 
 
 class _Pending:
