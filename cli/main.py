@@ -127,7 +127,7 @@ def _raise_open_files_limit() -> None:
 async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> None:
     from ..backends.protocols import StoreDamaged, StoreUnavailable
     from ..core_ext.codec import IMPLEMENTATION
-    from ..edge.http import BUILT_WEB_APP
+    from ..edge.http import web_app_dir
     from ..edge.node import DataDirInUse, Node
 
     loop = asyncio.get_running_loop()
@@ -159,8 +159,8 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
                                  "codec": IMPLEMENTATION})
     print(f"edgeim node {node.id} listening on {url} and {node.http.url} (data in {config.data_dir.resolve()})",
           flush=True)
-    if config.web_dir != "off":
-        app = Path(config.web_dir) if config.web_dir else BUILT_WEB_APP
+    app = web_app_dir(config.web_dir)
+    if app is not None:
         print(f"web app: {node.http.url}/" if (app / "index.html").is_file()
               else f"web app: not built ({app}/index.html is missing: run `make web`)", flush=True)
     # SIGTERM/SIGINT, or a drain asked through the admin API (im cluster drain)

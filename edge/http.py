@@ -16,7 +16,7 @@ from ..backends.localfiles import FileRefused, LocalFiles
 from ..backends.protocols import FilesUnavailable
 from ..ops.config import Config
 
-__all__ = ["HttpServer", "Handler", "add_health_routes", "add_file_routes", "add_web_routes", "BUILT_WEB_APP"]
+__all__ = ["HttpServer", "Handler", "add_health_routes", "add_file_routes", "add_web_routes", "web_app_dir", "BUILT_WEB_APP"]
 
 log = logging.getLogger("edgeim.http")
 
@@ -146,6 +146,13 @@ def _refuse(status: int, reason: str, request: web.Request) -> web.Response:
     # the client gets to read this answer rather than a reset connection)
     return web.Response(status=status, text=reason + "\n", headers=_CORS)
 
+
+def web_app_dir(web_dir: str) -> Path | None:
+    """The folder the ``web_dir`` setting names: the built app in the package when empty,
+    None when "off"."""
+    if web_dir == "off":
+        return None
+    return Path(web_dir) if web_dir else BUILT_WEB_APP
 
 
 def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "") -> None:

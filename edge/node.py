@@ -40,7 +40,7 @@ from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
 from .api import Api
-from .http import BUILT_WEB_APP, HttpServer, add_file_routes, add_health_routes, add_web_routes
+from .http import HttpServer, add_file_routes, add_health_routes, add_web_routes, web_app_dir
 # operations: metrics, the admin API, the node registry, reload
 import dataclasses
 from ..backends.protocols import NodeInfo
@@ -152,9 +152,9 @@ class Node:
         self._announcer: asyncio.Task[None] | None = None
         self._load_samples: list[tuple[float, int]] = []
         add_ops_routes(self.http, self)
-        if config.web_dir != "off":  # last: the app's catch-all route
-            add_web_routes(self.http, Path(config.web_dir) if config.web_dir else BUILT_WEB_APP,
-                           lambda: self.ws_port, config.web_ws_url)
+        app = web_app_dir(config.web_dir)
+        if app is not None:  # last: the app's catch-all route
+            add_web_routes(self.http, app, lambda: self.ws_port, config.web_ws_url)
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = self._remote_message
