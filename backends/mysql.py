@@ -585,7 +585,7 @@ class MysqlStore(WriteQueue):
                     what = "cannot tell whether a commit happened" if unknown is not None else "could not commit"
                     failure = StoreUnavailable(f"{self!r} {what}: {exc}")
                     failure.__cause__ = exc
-                    settle(batch, [(op.future, None, failure) for op in batch])
+                    settle(batch, [(op.ticket, None, failure) for op in batch])
                     return
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
@@ -657,11 +657,11 @@ class MysqlStore(WriteQueue):
             if isinstance(op, Append):
                 m = op.message
                 if refused and id(op) in refused:
-                    outcomes.append((op.future, None, refused[id(op)]))
+                    outcomes.append((op.ticket, None, refused[id(op)]))
                     continue
                 first = known.get((m.sender, m.cmid))
                 if first is not None:  # stored before, or earlier in this batch
-                    outcomes.append((op.future, msgspec.structs.replace(first, duplicate=True), None))
+                    outcomes.append((op.ticket, msgspec.structs.replace(first, duplicate=True), None))
                     continue
                 seq = last[m.conv] + 1
                 row = (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
@@ -671,9 +671,9 @@ class MysqlStore(WriteQueue):
                         found = _stored_pairs(cur, [(m.sender, m.cmid)]).get((m.sender, m.cmid))
                         if found is not None:
                             known[(m.sender, m.cmid)] = found
-                            outcomes.append((op.future, msgspec.structs.replace(found, duplicate=True), None))
+                            outcomes.append((op.ticket, msgspec.structs.replace(found, duplicate=True), None))
                         else:
-                            outcomes.append((op.future, None, error))
+                            outcomes.append((op.ticket, None, error))
                         continue
                 else:
                     run.append(row)
@@ -685,7 +685,7 @@ class MysqlStore(WriteQueue):
                 touched[(m.sender, m.conv)] = seq
                 if m.mentions:
                     mentioned.append((m.conv, seq, m.mentions))
-                outcomes.append((op.future, stored, None))
+                outcomes.append((op.ticket, stored, None))
             else:
                 flush()  # changes see every message before them, as called
                 try:
@@ -698,9 +698,9 @@ class MysqlStore(WriteQueue):
                 except Exception as exc:
                     if not _fails_one_op(exc):
                         raise
-                    outcomes.append((op.future, None, exc))
+                    outcomes.append((op.ticket, None, exc))
                 else:
-                    outcomes.append((op.future, result, None))
+                    outcomes.append((op.ticket, result, None))
         flush()
         if entering:
             cur.executemany(_ENTER_CONVS, list(entering))

@@ -1,7 +1,13 @@
 """The caller's side of a store's writer thread, shared by the stores that have one
 (SqliteStore, MysqlStore): the records of queued writes, the hand-over of everything
-written in one loop iteration to the writer in one put, and the settling of a batch's
-futures on their loops with one wake-up per loop.
+written in one loop iteration to the writer in one put, and the settling of a batch on
+its loops with one wake-up per loop.
+
+A write is settled through its *sink*: a callable that takes the outcomes of a run of
+writes, ``[(ticket, result, error), ...]``, in commit order. ``submit``/``apply`` use
+futures (the ticket is the future, the sink resolves it); the message pipeline hands its
+own sink to ``enqueue`` and gets a whole batch of messages in one call, with no future
+and no wake-up per message (services/pipeline.py).
 
 A store keeps its own writer thread and transactions; what it inherits here is only how
 writes reach that thread and how their futures come back.
@@ -10,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import threading
 import time
@@ -19,13 +26,21 @@ from typing import Any, Callable, Iterator
 from ..ops.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
 
-__all__ = ["Append", "CreateUser", "Apply", "Op", "Outcome", "STOP", "WriteQueue", "settle"]
+log = logging.getLogger("edgeim.store")
+
+__all__ = ["Append", "CreateUser", "Apply", "Op", "Outcome", "Sink", "STOP", "WriteQueue", "resolve", "settle"]
+
+
+Outcome = tuple[Any, Any, "BaseException | None"]  # (ticket, result, error)
+#: settles a run of writes on their loop: the outcomes in commit order
+Sink = Callable[[list[Outcome]], None]
 
 
 @dataclass(slots=True)
 class Append:
     message: NewMessage
-    future: asyncio.Future[StoredMessage]
+    ticket: Any  # what the sink gets back with the stored row
+    sink: Sink
     loop: asyncio.AbstractEventLoop
 
 
@@ -35,19 +50,20 @@ class CreateUser:
     password_hash: str
     nickname: str
     created_at: int  # unix ms
-    future: asyncio.Future[User]
+    ticket: asyncio.Future[User]
+    sink: Sink
     loop: asyncio.AbstractEventLoop
 
 
 @dataclass(slots=True)
 class Apply:
     change: Change
-    future: asyncio.Future[Any]
+    ticket: asyncio.Future[Any]
+    sink: Sink
     loop: asyncio.AbstractEventLoop
 
 
 Op = Append | CreateUser | Apply
-Outcome = tuple[asyncio.Future[Any], Any, BaseException | None]  # (future, result, error)
 #: queued by close(): the writer commits what precedes it, then exits
 STOP = object()
 
@@ -80,15 +96,22 @@ class WriteQueue:
         """Durable when it returns. Raises ``UsernameTaken``."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[User] = loop.create_future()
-        self._enqueue(CreateUser(username, password_hash, nickname, time.time_ns() // 1_000_000, future, loop))
+        self._enqueue(CreateUser(username, password_hash, nickname, time.time_ns() // 1_000_000, future, resolve,
+                                 loop))
         return await future
 
     def submit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
         """Queued when it returns; the future resolves once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[StoredMessage] = loop.create_future()
-        self._enqueue(Append(message, future, loop))
+        self._enqueue(Append(message, future, resolve, loop))
         return future
+
+    def enqueue(self, message: NewMessage, ticket: Any, sink: Sink) -> None:
+        """Queued when it returns; once its batch is committed, ``sink`` gets
+        ``(ticket, row, None)`` (or ``(ticket, None, error)``) on this loop, in one call
+        with the batch's other writes of the same sink, in commit order."""
+        self._enqueue(Append(message, ticket, sink, asyncio.get_running_loop()))
 
     async def append(self, message: NewMessage) -> StoredMessage:
         """Durable when it returns. If the caller is cancelled, the message may still be
@@ -99,7 +122,7 @@ class WriteQueue:
         """Queued when it returns, in order with messages; resolves once committed."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._enqueue(Apply(change, future, loop))
+        self._enqueue(Apply(change, future, resolve, loop))
         return future
 
     def _enqueue(self, op: Op) -> None:
@@ -141,15 +164,20 @@ class WriteQueue:
             await asyncio.wrap_future(self._writer_done)
             self._writer.join()
 
-    def _batches(self, batch_max: int) -> Iterator[list[Op]]:
+    def _batches(self, batch_max: int, wait: Callable[[], float | None] = lambda: None) -> Iterator[list[Op]]:
         """On the writer thread: the batches to commit, each at most ``batch_max`` ops: it
         blocks for the first hand-over, then takes whatever else is waiting; it ends after
-        the batches queued before STOP."""
+        the batches queued before STOP. When ``wait()`` gives a number of seconds and
+        nothing came in that time, it yields an empty batch (the store's own work is due)."""
         get, get_nowait = self._queue.get, self._queue.get_nowait
         stopping = False
         while not stopping:
             ops: list[Op] = []
-            item = get()
+            try:
+                item = get(timeout=wait())
+            except queue.Empty:
+                yield ops
+                continue
             while True:
                 if item is STOP:
                     stopping = True
@@ -170,19 +198,35 @@ class WriteQueue:
 
 
 def settle(batch: list[Op], outcomes: list[Outcome]) -> None:
-    """From the writer thread: resolve the futures of one batch, with one wake-up per
-    event loop instead of one per write."""
-    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    """From the writer thread: settle one batch with one wake-up per event loop, not one
+    per write. On the loop, each run of consecutive writes with the same sink goes to
+    that sink in one call, in commit order (a change and the messages after it stay in
+    order)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sink, list[Outcome]]]] = {}
     for op, outcome in zip(batch, outcomes):
-        by_loop.setdefault(op.loop, []).append(outcome)
-    for loop, items in by_loop.items():
+        runs = by_loop.get(op.loop)
+        if runs is None:
+            runs = by_loop[op.loop] = []
+        if runs and runs[-1][0] is op.sink:
+            runs[-1][1].append(outcome)
+        else:
+            runs.append((op.sink, [outcome]))
+    for loop, runs in by_loop.items():
         try:
-            loop.call_soon_threadsafe(_resolve, items)
+            loop.call_soon_threadsafe(_dispatch, runs)
         except RuntimeError:  # that loop is closed: nobody is waiting any more
             pass
 
 
-def _resolve(outcomes: list[Outcome]) -> None:
+def _dispatch(runs: list[tuple[Sink, list[Outcome]]]) -> None:
+    for sink, outcomes in runs:
+        try:
+            sink(outcomes)
+        except Exception:  # one sink's bug must not leave the others' writes unsettled
+            log.exception("settling a batch failed", extra={"writes": len(outcomes)})
+
+
+def resolve(outcomes: list[Outcome]) -> None:
     """On the event loop: settle the futures (skipping those whose caller was cancelled;
     their writes may still be committed)."""
     for future, result, error in outcomes:

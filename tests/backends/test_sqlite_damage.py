@@ -109,16 +109,16 @@ async def test_healthy_turns_false_while_commits_fail_and_back_after(tmp_path, m
     try:
         await store.append(message(0))
         assert store.healthy
-        real = store._insert_message
+        real = store._insert_run
 
         def disk_full(*args, **kwargs):
             raise sqlite3.OperationalError("database or disk is full")
 
-        monkeypatch.setattr(store, "_insert_message", disk_full)
+        monkeypatch.setattr(store, "_insert_run", disk_full)
         with pytest.raises(StoreUnavailable, match="disk is full"):
             await store.append(message(1))
         assert not store.healthy
-        monkeypatch.setattr(store, "_insert_message", real)
+        monkeypatch.setattr(store, "_insert_run", real)
         await store.append(message(2))
         assert store.healthy
     finally:
