@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import os
 import sqlite3
 import struct
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
+
+import msgspec
 
 from ..core_ext import content
 from .protocols import (
@@ -31,9 +35,11 @@ from .protocols import (
     SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
-from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
+from .writes import Append, Apply, CreateUser, Op, Outcome, Sink, WriteQueue, resolve, settle
 
-__all__ = ["SqliteStore", "MIGRATIONS"]
+__all__ = ["SqliteStore", "MIGRATIONS", "INDEX_IDLE", "INDEX_SLICE"]
+
+log = logging.getLogger("edgeim.store")
 
 # Ordered schema steps; step i brings ``PRAGMA user_version`` from i to i + 1. Append new
 # steps at the end and never edit a released one: open() applies only the missing steps.
@@ -166,9 +172,26 @@ MIGRATIONS: tuple[str, ...] = (
     -- operations: an operator's disabled accounts (im user disable), whose logins are refused
     ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- the search index is written behind the commits, a conversation at a time: each
+    -- conversation's messages up to its mark are in message_text (earlier versions
+    -- indexed every message in its commit: all of them are)
+    CREATE TABLE search_marks (
+        conv TEXT    NOT NULL PRIMARY KEY,
+        seq  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO search_marks (conv, seq) SELECT conv, max(seq) FROM messages GROUP BY conv;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
+# The writer's page cache: the b-trees every append walks (messages, its two unique
+# indexes, user_convs) stay in memory instead of being read back with a syscall each.
+_WRITER_CACHE_KIB = 65536
+# WAL pages between two checkpoints (SQLite's default: 1000). The pages every append
+# dirties (the ends of those b-trees) are copied to the database once per checkpoint:
+# fewer checkpoints copy them fewer times. The WAL grows to about this many 4 KiB pages.
+_CHECKPOINT_PAGES = 10000
 _SEQ_CACHE_MAX = 100_000  # conversations whose last seq the writer keeps in memory
 _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
 
@@ -177,7 +200,16 @@ _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
 )
+_INSERT_MESSAGES = (  # a run's rows: a repeated (sender, cmid) fails it, and the run goes row by row
+    "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
+_SET_MARK = "INSERT INTO search_marks (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq"
+#: seconds without writes after which the writer indexes messages for search
+INDEX_IDLE = 0.05
+#: messages read into the search index per index transaction (~30 ms of the writer's time)
+INDEX_SLICE = 2048
 _ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
 _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
@@ -186,6 +218,15 @@ _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
 
 def _user(row: tuple[Any, ...]) -> User:
     return User(*row[:5], bool(row[5]))
+
+
+@dataclass(slots=True)
+class IndexNow:
+    """Queued by a search: resolves once ``convs`` are indexed up to their newest message."""
+    convs: set[str]
+    ticket: asyncio.Future[None]
+    sink: Sink
+    loop: asyncio.AbstractEventLoop
 
 
 class SqliteStore(WriteQueue):
@@ -218,6 +259,12 @@ class SqliteStore(WriteQueue):
         self._last_seq: dict[str, int] = {}
         # Owned by the writer thread: (user, conv) pairs known to have a user_convs row.
         self._known_pairs: set[tuple[int, str]] = set()
+        # Owned by the writer thread: the conversations with messages past their search
+        # mark (conv -> newest committed seq), and the searches waiting for some of them
+        self._unindexed: dict[str, int] = {}
+        self._asks: list[IndexNow] = []
+        #: messages read into the search index (metrics)
+        self.indexed = 0
         self._healthy = True
 
     def __repr__(self) -> str:
@@ -316,6 +363,16 @@ class SqliteStore(WriteQueue):
 
     async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
                      limit: int) -> list[StoredMessage]:
+        """Matches every message acknowledged before the call: the conversations' messages
+        not in the index yet are indexed first (on the writer, INDEX_SLICE at a time)."""
+        behind = [conv for conv, _ in convs if conv in self._unindexed]  # a read of the writer's dict
+        if behind:
+            if not self._accepting:
+                raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._enqueue(IndexNow(set(behind), future, resolve, loop))  # type: ignore[arg-type]
+            await future
         return await self._read_with(_search, list(convs), text, before_id, limit)
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -369,6 +426,8 @@ class SqliteStore(WriteQueue):
             try:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                conn.execute(f"PRAGMA cache_size = -{_WRITER_CACHE_KIB}")
+                conn.execute(f"PRAGMA wal_autocheckpoint = {_CHECKPOINT_PAGES}")
                 problems = [row[0] for row in conn.execute("PRAGMA quick_check(5)")]
                 if problems != ["ok"]:
                     raise StoreDamaged(f"{self.path} failed its integrity check: {'; '.join(problems)}."
@@ -384,11 +443,23 @@ class SqliteStore(WriteQueue):
             self._writer_done.set_result(None)
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
-        for batch in self._batches(self.batch_max):
-            self._commit_batch(conn, batch)
+        self._find_unindexed(conn)
+        for batch in self._batches(self.batch_max, self._index_wait):
+            if batch:
+                self._commit_batch(conn, batch)
+            if self._asks:
+                self._index_asked(conn)
+            elif not batch and self._unindexed:  # nothing else to do: catch up a little
+                self._index_some(conn, list(self._unindexed), INDEX_SLICE)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
-        """One transaction for the whole batch; every future is settled whatever happens."""
+        """One transaction for the whole batch; every write is settled whatever happens.
+        The messages between two changes go in with one multi-row statement."""
+        if any(type(op) is IndexNow for op in batch):  # searches: settled once indexed
+            self._asks += [op for op in batch if type(op) is IndexNow]  # type: ignore[misc]
+            batch = [op for op in batch if type(op) is not IndexNow]
+            if not batch:
+                return
         outcomes: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -396,22 +467,27 @@ class SqliteStore(WriteQueue):
                 # (sender, conv) -> the newest seq it sent in this batch: its read cursor moves
                 # there with one UPDATE per pair
                 touched: dict[tuple[int, str], int] = {}
+                run: list[Append] = []
                 for op in batch:
+                    if type(op) is Append:
+                        run.append(op)
+                        continue
+                    if run:
+                        self._insert_run(conn, run, touched, outcomes)
+                        run = []
                     try:
-                        if isinstance(op, Append):
-                            result: Any = self._insert_message(conn, op.message, touched)
-                        elif isinstance(op, Apply):
-                            result = self._apply_change(conn, op.change, touched)
+                        if isinstance(op, Apply):
+                            result: Any = self._apply_change(conn, op.change, touched)
                         else:
                             result = _insert_user(conn, op)
                     except Exception as exc:
                         if not _fails_one_op(exc):
                             raise
-                        if isinstance(op, Append):  # a stale seq is one way to get here
-                            self._last_seq.pop(op.message.conv, None)
-                        outcomes.append((op.future, None, exc))
+                        outcomes.append((op.ticket, None, exc))
                     else:
-                        outcomes.append((op.future, result, None))
+                        outcomes.append((op.ticket, result, None))
+                if run:
+                    self._insert_run(conn, run, touched, outcomes)
                 if touched:
                     conn.executemany(_READ_UP_TO, [(seq, user, conv) for (user, conv), seq in touched.items()])
                 conn.execute("COMMIT")
@@ -426,10 +502,66 @@ class SqliteStore(WriteQueue):
             self._healthy = False
             failure = StoreUnavailable(f"the store could not commit: {exc}")
             failure.__cause__ = exc
-            outcomes = [(op.future, None, failure) for op in batch]
+            outcomes = [(op.ticket, None, failure) for op in batch]
         else:
             self._healthy = True
         settle(batch, outcomes)
+
+    def _insert_run(self, conn: sqlite3.Connection, run: list[Append], touched: dict[tuple[int, str], int],
+                    outcomes: list[Outcome]) -> None:
+        """Messages with no change between them: seqs assigned here, one executemany of
+        plain INSERTs in a savepoint. A constraint (a retried cmid stored earlier, a stale
+        seq) undoes the savepoint and the run goes row by row, which sorts them out."""
+        last_seq = self._last_seq
+        before: dict[str, int | None] = {}
+        rows: list[tuple[Any, ...]] = []
+        firsts: dict[tuple[int, str], int] = {}  # (sender, cmid) -> its row in ``rows``
+        order: list[int] = []  # for each op of the run: its row (a repeat of a pair: -1 - that row)
+        for op in run:
+            m = op.message
+            first = firsts.get((m.sender, m.cmid))
+            if first is not None:  # the same pair twice in one run: the second is a retry
+                order.append(-1 - first)
+                continue
+            conv = m.conv
+            if conv not in before:
+                before[conv] = last_seq.get(conv)
+            seq = self._next_seq(conn, conv)
+            last_seq[conv] = seq
+            firsts[(m.sender, m.cmid)] = len(rows)
+            order.append(len(rows))
+            rows.append((m.msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
+        conn.execute("SAVEPOINT run")
+        try:
+            conn.executemany(_INSERT_MESSAGES, rows)
+        except Exception as exc:
+            conn.execute("ROLLBACK TO run")
+            conn.execute("RELEASE run")
+            for conv, last in before.items():  # what this run assigned is undone
+                if last is None:
+                    last_seq.pop(conv, None)
+                else:
+                    last_seq[conv] = last
+            if not _fails_one_op(exc):
+                raise
+            for op in run:
+                try:
+                    outcomes.append((op.ticket, self._insert_message(conn, op.message, touched), None))
+                except Exception as one:
+                    if not _fails_one_op(one):
+                        raise
+                    self._last_seq.pop(op.message.conv, None)  # a stale seq is one way to get here
+                    outcomes.append((op.ticket, None, one))
+            return
+        conn.execute("RELEASE run")
+        stored = [StoredMessage(*row) for row in rows]
+        for op, at in zip(run, order):
+            if at < 0:
+                outcomes.append((op.ticket, msgspec.structs.replace(stored[-1 - at], duplicate=True), None))
+                continue
+            message = stored[at]
+            self._inserted(conn, op.message, message, touched)
+            outcomes.append((op.ticket, message, None))
 
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
         seq = self._next_seq(conn, m.conv)
@@ -443,6 +575,15 @@ class SqliteStore(WriteQueue):
             ).fetchone()
             return StoredMessage(*row, duplicate=True)
         self._last_seq[m.conv] = seq
+        stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+        self._inserted(conn, m, stored, touched)
+        return stored
+
+    def _inserted(self, conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage,
+                  touched: dict[tuple[int, str], int]) -> None:
+        """What a new message's row brings along in its transaction: the private
+        conversation's list rows, the sender's cursor, the mentions. Its text goes into the
+        search index later (its conversation is marked unindexed: ``_index_some``)."""
         known = self._known_pairs
         for user in m.members:  # a private conversation enters both lists at its first message
             if (user, m.conv) not in known:
@@ -450,13 +591,76 @@ class SqliteStore(WriteQueue):
                 if len(known) >= _KNOWN_PAIRS_MAX:
                     known.clear()
                 known.add((user, m.conv))
-        touched[(m.sender, m.conv)] = seq
-        text = content.searchable(m.type, m.content)
-        if text:
-            conn.execute(_INDEX_TEXT, (m.msg_id, text))
+        touched[(m.sender, m.conv)] = stored.seq
         if m.mentions:
-            _mark_mentions(conn, m.conv, seq, m.mentions)
-        return StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+            _mark_mentions(conn, m.conv, stored.seq, m.mentions)
+        self._unindexed[m.conv] = stored.seq
+
+    # -- the search index, behind the commits ---------------------------------------------
+
+    def _index_wait(self) -> float | None:
+        """How long the writer waits for writes before it indexes (None: forever)."""
+        return INDEX_IDLE if self._unindexed else None
+
+    def _index_asked(self, conn: sqlite3.Connection) -> None:
+        """A slice of the conversations searches wait for; the searches whose
+        conversations are all indexed now are told. Between two slices, commits go on."""
+        wanted = list(dict.fromkeys(c for ask in self._asks for c in ask.convs if c in self._unindexed))
+        if wanted:
+            self._index_some(conn, wanted, INDEX_SLICE)
+        done = [ask for ask in self._asks if not any(c in self._unindexed for c in ask.convs)]
+        if done:
+            self._asks = [ask for ask in self._asks if ask not in done]
+            settle(done, [(ask.ticket, None, None) for ask in done])  # type: ignore[arg-type]
+
+    def _index_some(self, conn: sqlite3.Connection, convs: list[str], most: int) -> None:
+        """Index up to ``most`` messages of ``convs`` past their marks, in one transaction
+        that moves the marks; a conversation indexed up to its newest message is done."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                rows: list[tuple[int, str]] = []
+                marks: list[tuple[str, int]] = []
+                finished: list[str] = []
+                for conv in convs:
+                    if len(rows) >= most:
+                        break
+                    mark = conn.execute("SELECT seq FROM search_marks WHERE conv = ?", (conv,)).fetchone()
+                    last = mark[0] if mark else 0
+                    for msg_id, seq, type_, stored, recalled_by in conn.execute(
+                            "SELECT id, seq, type, content, recalled_by FROM messages WHERE conv = ? AND seq > ?"
+                            " ORDER BY seq LIMIT ?", (conv, last, max(1, most - len(rows)))):
+                        text = "" if recalled_by else content.searchable(type_, stored)
+                        if text:
+                            rows.append((msg_id, text))
+                        last = seq
+                    marks.append((conv, last))
+                    if last >= self._unindexed.get(conv, 0):
+                        finished.append(conv)
+                if rows:
+                    conn.executemany(_INDEX_TEXT, rows)
+                conn.executemany(_SET_MARK, marks)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception as exc:  # the messages are safe; a search on them fails until it works
+            log.exception("indexing messages for search failed", extra={"convs": len(convs)})
+            failure = StoreUnavailable(f"the search index could not be written: {exc}")
+            asks, self._asks = self._asks, []
+            settle(asks, [(ask.ticket, None, failure) for ask in asks])  # type: ignore[arg-type]
+            return
+        for conv in finished:
+            self._unindexed.pop(conv, None)
+        self.indexed += len(rows)
+
+    def _find_unindexed(self, conn: sqlite3.Connection) -> None:
+        """At open: the conversations whose newest messages are past their search mark
+        (those committed after the last index transaction before a stop or a crash)."""
+        marks = dict(conn.execute("SELECT conv, seq FROM search_marks").fetchall())
+        self._unindexed = {conv: top for conv, top in conn.execute("SELECT conv, max(seq) FROM messages GROUP BY conv")
+                           if top > marks.get(conv, 0)}
 
     def _next_seq(self, conn: sqlite3.Connection, conv: str) -> int:
         """The seq the next message of ``conv`` gets (it is cached once the message is in)."""

@@ -17,13 +17,15 @@ import msgspec
 
 __all__ = [
     "TEXT", "IMAGE", "FILE", "VOICE", "VIDEO", "LOCATION", "CONTACT", "CALL", "CUSTOM_MIN",
-    "SCHEMAS", "check", "stored", "wire", "searchable", "MAX_CONTENT",
+    "SCHEMAS", "SEARCHED_TYPES", "check", "stored", "wire", "searchable", "MAX_CONTENT",
 ]
 
 MAX_CONTENT = 32 * 1024  # bytes of a stored content (UTF-8 text, or the map as JSON)
 
 TEXT, IMAGE, FILE, VOICE, VIDEO, LOCATION, CONTACT, CALL = 1, 2, 3, 4, 5, 6, 7, 8
 CUSTOM_MIN = 100  # 100..255: application-defined
+#: the types whose content a message search can match (``searchable``)
+SEARCHED_TYPES = frozenset({TEXT, FILE, LOCATION})
 
 FileKey = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
 Mime = Annotated[str, msgspec.Meta(min_length=3, max_length=128, pattern=r"^[\w.+-]+/[\w.+-]+\Z")]
@@ -143,7 +145,7 @@ def searchable(type_: int, text: str) -> str:
     name of a file, the name and address of a location; nothing for the rest."""
     if type_ == TEXT:
         return text
-    if type_ not in (FILE, LOCATION):
+    if type_ not in SEARCHED_TYPES:
         return ""
     value = wire(type_, text)
     if not isinstance(value, dict):
