@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # reinstall (and recompile the Cython modules) only when what the build reads changed
-BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd)
+BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd core_ext/*.pxi)
 
 .PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary web
 

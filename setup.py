@@ -15,6 +15,7 @@ SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk", 
 
 extensions = [
     Extension("edgeim.core_ext._codec", ["core_ext/_codec.pyx"]),
+    Extension("edgeim.core_ext._frames", ["core_ext/_frames.pyx"]),
 ]
 # _fanout cimports picows.pxd, which Cython finds on sys.path, so picows must be importable
 # at build time. It is a build requirement (setup_requires below: in an isolated PEP 517
@@ -41,7 +42,7 @@ setup(
     python_requires=">=3.11",
     packages=["edgeim"] + [f"edgeim.{name}" for name in SUBPACKAGES],
     package_dir={"edgeim": "."},
-    package_data={"edgeim.core_ext": ["*.pyx", "*.pyi"], "edgeim": ["py.typed", "web/app/dist/*", "web/app/dist/assets/*"],
+    package_data={"edgeim.core_ext": ["*.pyx", "*.pxi", "*.pyi"], "edgeim": ["py.typed", "web/app/dist/*", "web/app/dist/assets/*"],
                   # im bench: the shipped scenarios, the JMeter plan and the script that assembles JMeter
                   "edgeim.bench": ["scenarios/*.toml", "jmeter/*.jmx", "jmeter/*.sh", "jmeter/pom.xml"]},
     ext_modules=cythonize(extensions, language_level=3, compiler_directives={"boundscheck": False, "wraparound": False}),

@@ -12,15 +12,15 @@ from cpython.memoryview cimport PyMemoryView_FromObject, PyMemoryView_GET_BUFFER
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+include "_header.pxi"
+
 from .errors import FrameError
 from .protocol import HEADER_SIZE, KNOWN_FLAGS, MAX_BODY_SIZE, REQUEST_OPS, SUPPORTED_VERSIONS, VERSION, ErrorCode
 
 __all__ = ["encode_frame", "decode_frame", "decode_request"]
 
 # The numbers still live only in protocol.py: they are copied into C variables once, at import.
-# The layout itself (field offsets below) is fixed by the wire format, hence the check.
-cdef enum:
-    _HEADER = 20
+# The layout itself (field offsets, _HEADER in _header.pxi) is fixed by the wire format, hence the check.
 if HEADER_SIZE != _HEADER:
     raise ImportError(f"_codec is built for a {_HEADER}-byte header, protocol.py says {HEADER_SIZE}")
 
@@ -53,35 +53,6 @@ cdef struct Header:
     uint32_t req_id
     uint64_t target
     uint32_t body_len
-
-
-cdef inline uint16_t _load_u16(const uint8_t* p) noexcept nogil:
-    return <uint16_t>p[0] | (<uint16_t>p[1] << 8)
-
-
-cdef inline uint32_t _load_u32(const uint8_t* p) noexcept nogil:
-    return <uint32_t>p[0] | (<uint32_t>p[1] << 8) | (<uint32_t>p[2] << 16) | (<uint32_t>p[3] << 24)
-
-
-cdef inline uint64_t _load_u64(const uint8_t* p) noexcept nogil:
-    return <uint64_t>_load_u32(p) | (<uint64_t>_load_u32(p + 4) << 32)
-
-
-cdef inline void _store_u16(uint8_t* p, uint16_t v) noexcept nogil:
-    p[0] = <uint8_t>v
-    p[1] = <uint8_t>(v >> 8)
-
-
-cdef inline void _store_u32(uint8_t* p, uint32_t v) noexcept nogil:
-    p[0] = <uint8_t>v
-    p[1] = <uint8_t>(v >> 8)
-    p[2] = <uint8_t>(v >> 16)
-    p[3] = <uint8_t>(v >> 24)
-
-
-cdef inline void _store_u64(uint8_t* p, uint64_t v) noexcept nogil:
-    _store_u32(p, <uint32_t>v)
-    _store_u32(p + 4, <uint32_t>(v >> 32))
 
 
 cpdef bytes encode_frame(object op, object req_id, object target, object body, object flags=0):

@@ -1,0 +1,344 @@
+# cython: language_level=3
+"""Compiled frames of a stored message: its SEND_ACK and its pushes, written straight into
+one ``bytes`` (header and MessagePack body) with no body Struct, no intermediate ``bytes``
+and one copy of each string. Same bytes as the twin ``frames_py.py``, which goes through
+msgspec (tests/core_ext/test_frames.py holds them equal over generated messages).
+
+MessagePack as msgspec writes it: a map with the Struct's keys in field order (``sender``
+renamed ``from``; ``Message`` leaves out the keys after ``ts`` that hold their default),
+each integer in its smallest form, strings as UTF-8. A content that is not a string (the
+map of a rich message) is encoded by msgspec and spliced in: MessagePack values simply
+follow each other.
+"""
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_Realloc
+from cpython.unicode cimport PyUnicode_AsUTF8AndSize
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memcpy
+
+include "_header.pxi"
+
+import msgspec
+
+from . import content as _content
+from .errors import FrameError
+from .protocol import MAX_BODY_SIZE, VERSION, ErrorCode, Flag, Op
+
+__all__ = ["ack_frame", "message_frame", "settle_sends"]
+
+cdef uint8_t _version = VERSION
+cdef Py_ssize_t _max_body = MAX_BODY_SIZE
+cdef uint8_t _SEND_ACK = Op.SEND_ACK
+cdef int _SEND = Op.SEND
+cdef uint16_t _GROUP = Flag.GROUP
+cdef int _TEXT = _content.TEXT
+cdef object _FRAME_TOO_LARGE = ErrorCode.FRAME_TOO_LARGE
+cdef object _wire = _content.wire
+cdef object _encode = msgspec.msgpack.Encoder().encode
+
+
+cdef struct Buf:
+    uint8_t* data
+    Py_ssize_t size
+    Py_ssize_t cap
+
+
+cdef int _grow(Buf* b, Py_ssize_t more) except -1:
+    cdef Py_ssize_t cap = b.cap
+    cdef uint8_t* data
+    if b.size + more <= cap:
+        return 0
+    while cap < b.size + more:
+        cap *= 2
+    data = <uint8_t*>PyMem_Realloc(b.data, cap)
+    if data == NULL:
+        raise MemoryError()
+    b.data = data
+    b.cap = cap
+    return 0
+
+
+cdef inline int _raw(Buf* b, const void* src, Py_ssize_t n) except -1:
+    _grow(b, n)
+    memcpy(b.data + b.size, src, n)
+    b.size += n
+    return 0
+
+
+cdef inline int _byte(Buf* b, uint8_t v) except -1:
+    _grow(b, 1)
+    b.data[b.size] = v
+    b.size += 1
+    return 0
+
+
+cdef inline void _be(uint8_t* p, uint64_t v, int n) noexcept:
+    cdef int i
+    for i in range(n):
+        p[i] = <uint8_t>(v >> (8 * (n - 1 - i)))
+
+
+cdef int _int(Buf* b, int64_t v) except -1:
+    """An integer in its smallest MessagePack form (as msgspec writes it)."""
+    cdef uint8_t* p
+    _grow(b, 9)
+    p = b.data + b.size
+    if v >= 0:
+        if v < 128:
+            p[0] = <uint8_t>v
+            b.size += 1
+        elif v < 0x100:
+            p[0] = 0xcc
+            p[1] = <uint8_t>v
+            b.size += 2
+        elif v < 0x10000:
+            p[0] = 0xcd
+            _be(p + 1, <uint64_t>v, 2)
+            b.size += 3
+        elif v < 0x100000000:
+            p[0] = 0xce
+            _be(p + 1, <uint64_t>v, 4)
+            b.size += 5
+        else:
+            p[0] = 0xcf
+            _be(p + 1, <uint64_t>v, 8)
+            b.size += 9
+    elif v >= -32:
+        p[0] = <uint8_t>(<int>v & 0xff)
+        b.size += 1
+    elif v >= -128:
+        p[0] = 0xd0
+        p[1] = <uint8_t>(<int>v & 0xff)
+        b.size += 2
+    elif v >= -32768:
+        p[0] = 0xd1
+        _be(p + 1, <uint64_t>v, 2)
+        b.size += 3
+    elif v >= -2147483648:
+        p[0] = 0xd2
+        _be(p + 1, <uint64_t>v, 4)
+        b.size += 5
+    else:
+        p[0] = 0xd3
+        _be(p + 1, <uint64_t>v, 8)
+        b.size += 9
+    return 0
+
+
+cdef int _str_head(Buf* b, Py_ssize_t n) except -1:
+    _grow(b, 5)
+    if n < 32:
+        b.data[b.size] = 0xa0 | <uint8_t>n
+        b.size += 1
+    elif n < 0x100:
+        b.data[b.size] = 0xd9
+        b.data[b.size + 1] = <uint8_t>n
+        b.size += 2
+    elif n < 0x10000:
+        b.data[b.size] = 0xda
+        _be(b.data + b.size + 1, <uint64_t>n, 2)
+        b.size += 3
+    else:
+        b.data[b.size] = 0xdb
+        _be(b.data + b.size + 1, <uint64_t>n, 4)
+        b.size += 5
+    return 0
+
+
+cdef int _str(Buf* b, str s) except -1:
+    cdef Py_ssize_t n
+    cdef const char* utf8 = PyUnicode_AsUTF8AndSize(s, &n)
+    _str_head(b, n)
+    _raw(b, utf8, n)
+    return 0
+
+
+cdef int _array_head(Buf* b, Py_ssize_t n) except -1:
+    _grow(b, 5)
+    if n < 16:
+        b.data[b.size] = 0x90 | <uint8_t>n
+        b.size += 1
+    elif n < 0x10000:
+        b.data[b.size] = 0xdc
+        _be(b.data + b.size + 1, <uint64_t>n, 2)
+        b.size += 3
+    else:
+        b.data[b.size] = 0xdd
+        _be(b.data + b.size + 1, <uint64_t>n, 4)
+        b.size += 5
+    return 0
+
+
+cdef inline int _key(Buf* b, bytes key) except -1:
+    return _raw(b, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key))
+
+
+# the map keys, each a MessagePack fixstr
+cdef bytes _K_ID = b"\xa2id"
+cdef bytes _K_CONV = b"\xa4conv"
+cdef bytes _K_SEQ = b"\xa3seq"
+cdef bytes _K_FROM = b"\xa4from"
+cdef bytes _K_TO = b"\xa2to"
+cdef bytes _K_CMID = b"\xa4cmid"
+cdef bytes _K_TYPE = b"\xa4type"
+cdef bytes _K_CONTENT = b"\xa7content"
+cdef bytes _K_TS = b"\xa2ts"
+cdef bytes _K_MENTIONS = b"\xa8mentions"
+cdef bytes _K_MENTION_ALL = b"\xabmention_all"
+cdef bytes _K_RECALLED_BY = b"\xabrecalled_by"
+cdef bytes _K_RECALLED_AT = b"\xabrecalled_at"
+cdef bytes _K_MSG_ID = b"\xa6msg_id"
+
+
+cdef bytes _frame(Buf* b, uint8_t op, uint32_t req_id, uint64_t target, uint16_t flags):
+    """The frame of the body in ``b`` (written from offset _HEADER): the header goes in
+    front of it, then one copy into the result."""
+    cdef Py_ssize_t size = b.size - _HEADER
+    cdef bytes out
+    cdef uint8_t* dst
+    if size > _max_body:
+        raise FrameError(f"body of {size} bytes exceeds {_max_body}", _FRAME_TOO_LARGE)
+    dst = b.data
+    dst[0] = _version
+    dst[1] = op
+    _store_u16(dst + 2, flags)
+    _store_u32(dst + 4, req_id)
+    _store_u64(dst + 8, target)
+    _store_u32(dst + 16, <uint32_t>size)
+    out = PyBytes_FromStringAndSize(<char*>b.data, b.size)
+    return out
+
+
+cdef int _open(Buf* b, Py_ssize_t cap) except -1:
+    b.data = <uint8_t*>PyMem_Malloc(cap)
+    if b.data == NULL:
+        raise MemoryError()
+    b.cap = cap
+    b.size = _HEADER
+    return 0
+
+
+cpdef bytes ack_frame(object req_id, object m):
+    """The SEND_ACK of request ``req_id`` for the stored message ``m``."""
+    cdef Buf b
+    _open(&b, 256)
+    try:
+        _byte(&b, 0x85)
+        _key(&b, _K_CMID)
+        _str(&b, m.cmid)
+        _key(&b, _K_MSG_ID)
+        _int(&b, m.id)
+        _key(&b, _K_CONV)
+        _str(&b, m.conv)
+        _key(&b, _K_SEQ)
+        _int(&b, m.seq)
+        _key(&b, _K_TS)
+        _int(&b, m.ts)
+        return _frame(&b, _SEND_ACK, req_id, 0, 0)
+    finally:
+        PyMem_Free(b.data)
+
+
+cpdef bytes message_frame(object op, object m):
+    """A push of ``m`` (MSG_PUSH, RECALL_PUSH): target its receiver or group, flag GROUP
+    for a group's conversation. FRAME_TOO_LARGE if it cannot fit a frame."""
+    cdef Buf b
+    cdef str conv = m.conv
+    cdef str text = m.content
+    cdef str mentions = m.mentions
+    cdef int64_t recalled_by = m.recalled_by
+    cdef int64_t recalled_at = m.recalled_at
+    cdef int type_ = m.type
+    cdef int keys = 9
+    cdef bint everyone = False
+    cdef list mentioned = None
+    cdef object value
+    cdef bytes packed
+    if mentions:
+        if mentions == "*":
+            everyone = True
+            keys += 1
+        else:
+            mentioned = mentions.split(",")
+            keys += 1
+    if recalled_by:
+        keys += 1
+    if recalled_at:
+        keys += 1
+    _open(&b, 160 + len(text) * 4)
+    try:
+        _byte(&b, 0x80 | keys)
+        _key(&b, _K_ID)
+        _int(&b, m.id)
+        _key(&b, _K_CONV)
+        _str(&b, conv)
+        _key(&b, _K_SEQ)
+        _int(&b, m.seq)
+        _key(&b, _K_FROM)
+        _int(&b, m.sender)
+        _key(&b, _K_TO)
+        _int(&b, m.to)
+        _key(&b, _K_CMID)
+        _str(&b, m.cmid)
+        _key(&b, _K_TYPE)
+        _int(&b, type_)
+        _key(&b, _K_CONTENT)
+        if type_ == _TEXT or not text:
+            _str(&b, text)
+        else:
+            value = _wire(type_, text)
+            if type(value) is str:
+                _str(&b, <str>value)
+            else:
+                packed = _encode(value)
+                _raw(&b, PyBytes_AS_STRING(packed), PyBytes_GET_SIZE(packed))
+        _key(&b, _K_TS)
+        _int(&b, m.ts)
+        if mentioned is not None:
+            _key(&b, _K_MENTIONS)
+            _array_head(&b, len(mentioned))
+            for user in mentioned:
+                _int(&b, int(user))
+        elif everyone:
+            _key(&b, _K_MENTION_ALL)
+            _byte(&b, 0xc3)
+        if recalled_by:
+            _key(&b, _K_RECALLED_BY)
+            _int(&b, recalled_by)
+        if recalled_at:
+            _key(&b, _K_RECALLED_AT)
+            _int(&b, recalled_at)
+        return _frame(&b, op, 0, m.to, _GROUP if conv.startswith("g") else 0)
+    finally:
+        PyMem_Free(b.data)
+
+
+cpdef Py_ssize_t settle_sends(list outcomes, object committed, object push, object observe) except -1:
+    """The after-commit loop of a batch of messages, in commit order: see the twin
+    (frames_py.settle_sends) for the contract. Returns how many SENDs were acked."""
+    cdef Py_ssize_t acked = 0
+    cdef tuple item, pending
+    cdef object ticket, stored, origin
+    for entry in outcomes:
+        item = <tuple>entry
+        ticket = item[0]
+        stored = item[1]
+        if ticket is not None:
+            pending = <tuple>ticket
+            origin = pending[0]
+            origin.in_flight -= 1
+            if pending[2]:
+                observe(pending[2])
+            if stored is None:
+                origin.fail(_SEND, pending[1], item[2])
+                continue
+            origin.send_frame(ack_frame(pending[1], stored))
+            acked += 1
+            if stored.duplicate:  # a retry's original was pushed already (or is synced)
+                continue
+            committed(stored)
+            push(stored, origin)
+        elif stored is not None and not stored.duplicate:  # written by the server
+            committed(stored)
+            push(stored, None)
+    return acked

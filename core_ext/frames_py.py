@@ -1,0 +1,76 @@
+"""Pure-Python twin of ``_frames.pyx``: the frames of a stored message, the reference the
+compiled encoders are tested against byte for byte (tests/core_ext/test_frames.py).
+
+``m`` is a stored message: any object with ``StoredMessage``'s fields (id, conv, seq,
+sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from . import bodies, content
+from .codec import encode_frame
+from .protocol import Flag, Op
+
+__all__ = ["ack_frame", "message_frame", "message_body", "settle_sends"]
+
+_SEND = int(Op.SEND)
+_SEND_ACK = int(Op.SEND_ACK)
+_GROUP = int(Flag.GROUP)
+
+
+def message_body(m: Any) -> bodies.Message:
+    """The ``Message`` body of a stored message (pushes and pages)."""
+    if m.mentions:
+        everyone = m.mentions == "*"
+        mentions = [] if everyone else [int(u) for u in m.mentions.split(",")]
+    else:
+        everyone, mentions = False, []
+    return bodies.Message(
+        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
+        content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
+        recalled_by=m.recalled_by, recalled_at=m.recalled_at,
+    )
+
+
+def ack_frame(req_id: int, m: Any) -> bytes:
+    """The SEND_ACK of request ``req_id`` for the stored message ``m``."""
+    body = bodies.SendAck(cmid=m.cmid, msg_id=m.id, conv=m.conv, seq=m.seq, ts=m.ts)
+    return encode_frame(_SEND_ACK, req_id, 0, bodies.encode(body))
+
+
+def message_frame(op: int, m: Any) -> bytes:
+    """A push of ``m`` (MSG_PUSH, RECALL_PUSH): target its receiver or group, flag GROUP
+    for a group's conversation. FRAME_TOO_LARGE if it cannot fit a frame."""
+    return encode_frame(op, 0, m.to, bodies.encode(message_body(m)), _GROUP if m.conv[:1] == "g" else 0)
+
+
+def settle_sends(outcomes: list[tuple[Any, Any, Any]], committed: Any, push: Any, observe: Any) -> int:
+    """The after-commit loop of a batch of messages (``Pipeline.on_committed``), in commit
+    order. Each outcome is ``(ticket, stored, error)``: a SEND's ticket is ``(origin,
+    req_id, started)`` and gets its SEND_ACK, or ``origin.fail(SEND, req_id, error)``; a
+    message the server wrote has ticket None. A new message (not a retry's original) then
+    goes to ``committed(stored)`` and ``push(stored, origin)`` (origin None for the
+    server's). ``observe(started)`` for a SEND timed since ``started`` (0: not timed).
+    Returns how many SENDs were acked. One message's failure to push is ``push``'s to
+    handle: the loop goes on."""
+    acked = 0
+    for ticket, stored, error in outcomes:
+        if ticket is not None:
+            origin, req_id, started = ticket
+            origin.in_flight -= 1
+            if started:
+                observe(started)
+            if stored is None:
+                origin.fail(_SEND, req_id, error)
+                continue
+            origin.send_frame(ack_frame(req_id, stored))
+            acked += 1
+            if stored.duplicate:  # a retry's original was pushed already (or is synced)
+                continue
+            committed(stored)
+            push(stored, origin)
+        elif stored is not None and not stored.duplicate:  # written by the server
+            committed(stored)
+            push(stored, None)
+    return acked
