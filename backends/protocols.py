@@ -526,6 +526,14 @@ class NodeInfo(msgspec.Struct, frozen=True):
     state: str = "ready"  # "ready", "draining", or "unready" (a backend is down)
 
 
+class Refresh(msgspec.Struct, frozen=True, gc=False):
+    """Users and groups whose state a node changed in the store: the nodes that hold them
+    reload them."""
+
+    users: tuple[UserId, ...] = ()
+    groups: tuple[GroupId, ...] = ()
+
+
 class Envelope(msgspec.Struct, frozen=True):
     """What one node hands another: an encoded frame and whom to give it to there.
 
@@ -543,11 +551,14 @@ class Envelope(msgspec.Struct, frozen=True):
     skip_user: UserId = UserId(0)
     skip_terminal: str = ""
     kick_terminal: str = ""
-    #: state keys ("u:<user id>", "g:<group id>") changed in the store by the sending node:
-    #: the receiving node reloads those it holds (``frame`` is empty then)
-    refresh: tuple[str, ...] = ()
+    #: users and groups changed in the store by the sending node: the receiving node
+    #: reloads those it holds (``frame`` is empty then)
+    refresh: Refresh | None = None
     #: set: ``frame`` goes to the session of (``user_ids``, this terminal) only
     only_terminal: str = ""
+    #: the stored message ``frame`` carries (a new one, or a recall's tombstone): the
+    #: receiving node's heads and lists take it from here, never from the frame's bytes
+    message: StoredMessage | None = None
 
 
 class Bus(Protocol):

@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import time
 from typing import Any, Awaitable, Callable, Coroutine
 
 from ..backends.protocols import StoredMessage, UserId
 from ..core_ext import bodies, content
-from ..core_ext.codec import encode_frame
 from ..core_ext.errors import Unavailable
 from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, Flag, Op
-from ..ops.metrics import EDGE, LATENCY_BUCKETS, Histogram
+from ..ops.metrics import EDGE
 from ..services.auth import AuthService, Identity
 from ..services.calls import Calls
 from ..services.indicators import Typing
@@ -25,6 +23,7 @@ from ..services.delivery import Delivery
 from ..services.files import FileGrants
 from ..services.groups import Groups
 from ..services.messages import Messages, message_body
+from ..services.pipeline import Pipeline
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State, UserState
@@ -43,8 +42,8 @@ _GROUP = int(Flag.GROUP)
 
 class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
-                 messages: Messages, conversations: Conversations, social: Social, groups: Groups,
-                 quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
+                 messages: Messages, pipeline: Pipeline, conversations: Conversations, social: Social,
+                 groups: Groups, quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
                  typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None) -> None:
         self._node = node
         self._state = state
@@ -52,6 +51,7 @@ class Api:
         self._presence = presence
         self._delivery = delivery
         self._messages = messages
+        self._pipeline = pipeline
         self._conversations = conversations
         self._social = social
         self._groups = groups
@@ -62,10 +62,6 @@ class Api:
         self._typing = typing
         self._calls = calls
         self._users = users
-        #: metrics: SENDs acknowledged (always: the node registry's messages/s) and, while
-        #: metrics are on, SEND to SEND_ACK seconds
-        self.acked = 0
-        self.send_latency = Histogram(LATENCY_BUCKETS)
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -152,10 +148,11 @@ class Api:
     # -- messages -------------------------------------------------------------------------------
 
     def on_send(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Send) -> Awaitable[None] | None:
-        """The common SEND is answered without a task: sender and receiver (or group) in
-        memory, and no earlier send of this connection still being checked. Otherwise a
-        task checks it, and a per-connection gate keeps later sends behind it, so sends
-        reach the store in the order they were sent."""
+        """The common SEND is handed to the pipeline without a task: sender and receiver
+        (or group) in memory, and no earlier send of this connection still being checked.
+        Otherwise a task checks it, and a per-connection gate keeps later sends behind it,
+        so sends reach the store in the order they were sent. The pipeline acks and
+        pushes once the message is durable (services/pipeline.py)."""
         group = bool(flags & _GROUP)
         text = content.stored(req.type, req.content)
         self._quota.charge(s.user_id, len(text.encode()))
@@ -169,10 +166,7 @@ class Api:
             new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
                                              req.mention_all)
             if new is not None:
-                pending = self._messages.commit(new)
-                s.in_flight += 1
-                started = time.perf_counter() if EDGE.on else 0.0
-                pending.add_done_callback(lambda done: self._committed(s, req_id, done, started))
+                self._pipeline.send(s, req_id, new)
                 return None
         # the gate is set now, not when the task starts, so that a SEND read right after
         # this one cannot take the fast path ahead of it
@@ -181,14 +175,12 @@ class Api:
 
     async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send, text: str,
                           previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
-        messages = self._messages
-        started = time.perf_counter() if EDGE.on else 0.0
         try:
-            new = await messages.prepare(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
-                                         req.mention_all)
+            new = await self._messages.prepare(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
+                                               req.mention_all)
             if previous is not None and not previous.done():
                 await previous
-            pending = messages.commit(new)
+            self._pipeline.send(s, req_id, new)
         finally:
             # the next send may go once this one is in the store's queue, or, if this one
             # failed, once the one before it is: the chain of gates is never broken
@@ -196,49 +188,11 @@ class Api:
                 mine.set_result(None)
             else:
                 previous.add_done_callback(lambda _: mine.set_result(None))
-        stored = await pending
-        if started:
-            self.send_latency.observe(time.perf_counter() - started)
-        self._acked(s, req_id, stored)
-
-    def _committed(self, s: Session, req_id: int, done: asyncio.Future[StoredMessage], started: float = 0.0) -> None:
-        s.in_flight -= 1
-        error = done.exception()
-        if started:
-            self.send_latency.observe(time.perf_counter() - started)
-        if error is None:
-            self._acked(s, req_id, done.result())
-        else:
-            s.fail(Op.SEND, req_id, error)
-
-    def _acked(self, s: Session, req_id: int, stored: StoredMessage) -> None:
-        """Ack a durable message, then push it (unless it is a retry's original). The ack
-        queues behind the pushes already on their way, so a connection sees each
-        conversation's seqs in order: never the ack of n+1 before the push of n."""
-        ack = encode_frame(Op.SEND_ACK, req_id, 0, bodies.encode(bodies.SendAck(
-            cmid=stored.cmid, msg_id=stored.id, conv=stored.conv, seq=stored.seq, ts=stored.ts,
-        )))
-        self._delivery.then(s.send_frame, ack)
-        self.acked += 1
-        if stored.duplicate:  # a retry's original was pushed already (or is synced)
-            return
-        self._conversations.committed(stored)
-        self._push(Op.MSG_PUSH, stored, s)
-
-    def _push(self, op: Op, stored: StoredMessage, s: Session) -> None:
-        """``stored`` to every device of its conversation's members but ``s``."""
-        body = bodies.encode(message_body(stored))
-        if is_group(stored.conv):
-            frame = encode_frame(op, 0, stored.to, body, Flag.GROUP)
-            self._delivery.to_conv(frame, stored.conv, s.user_id, s.terminal)
-        else:
-            frame = encode_frame(op, 0, stored.to, body)
-            self._delivery.to_users(frame, (UserId(stored.to), stored.sender), s.user_id, s.terminal)
 
     async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
         tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
-        self._push(Op.RECALL_PUSH, tombstone, s)
-        self._delivery.then(s.send_frame, encode_frame(Op.RECALL_OK, req_id, 0, bodies.encode(message_body(tombstone))))
+        self._pipeline.recalled(tombstone, s)
+        s.reply(Op.RECALL_OK, req_id, message_body(tombstone))
 
     async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
         rows, more = await self._messages.search(self._me(s), req)

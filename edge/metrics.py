@@ -67,8 +67,8 @@ class NodeCollector(Collector):
         for code, count in sorted(EDGE.errors.items()):
             errors.add_metric([str(code)], count)
         yield errors
-        yield CounterMetricFamily("edgeim_messages", "SENDs acknowledged (durable)", value=node.api.acked)
-        yield node.api.send_latency.family("edgeim_send_latency_seconds",
+        yield CounterMetricFamily("edgeim_messages", "SENDs acknowledged (durable)", value=node.pipeline.acked)
+        yield node.pipeline.send_latency.family("edgeim_send_latency_seconds",
                                            "SEND received to SEND_ACK queued (the commit included)")
         if node.loop_lag is not None:
             yield node.loop_lag.histogram.family("edgeim_event_loop_lag_seconds",

@@ -17,9 +17,7 @@ from typing import Any, Coroutine
 from ..backends.localfiles import LocalFiles
 from ..backends.memory import LocalBus, MemoryRoutes
 from ..backends.protocols import Files
-from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Routes, Store, StoreUnavailable, UserId
-from ..core_ext import bodies
-from ..core_ext.protocol import HEADER_SIZE, Op
+from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Refresh, Routes, Store, StoreUnavailable, UserId
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import Config
@@ -30,11 +28,11 @@ from ..services.files import FileGrants
 from ..services.groups import Groups, Membership
 from ..services.conversations import is_group, parse_conv
 from ..services.ids import NODE_NUMBERS, IdGenerator
-from ..services.messages import Messages, message_body, stored_message
+from ..services.messages import Messages
+from ..services.pipeline import Pipeline
 from ..services.calls import Calls
 from ..services.indicators import Typing
 from ..services.presence import CHANNEL, Audience, PresenceWatch
-from ..core_ext.codec import encode_frame
 from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State
@@ -97,7 +95,8 @@ class Node:
 
         self.table = RoutingTable()
         self.outbox = Outbox(self.loop)
-        self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn)
+        # embedded routes and bus: no other node can exist, nothing is routed beyond this one
+        self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn, alone=not config.bus)
         self.state = State(self.store)
         self.auth = AuthService(self.store, secret, config.token_ttl,
                                 Passwords(config.password_memory_kib, config.password_time_cost),
@@ -112,6 +111,7 @@ class Node:
         self.ids = IdGenerator()  # its node number is leased at start
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
                             config.recall_window)
+        self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
                           config.user_send_bytes_burst)
@@ -124,16 +124,16 @@ class Node:
         self.delivery.channels[CHANNEL] = self.watch.deliver
         self.typing = Typing(self.state, groups, audience, self.delivery.to_users, self.delivery.to_conv,
                              config.typing_rate, config.typing_burst)
-        self.calls = Calls(self.routes, audience, users.exists, messages.record, conversations.committed,
-                           lambda m: encode_frame(Op.MSG_PUSH, 0, m.to, bodies.encode(message_body(m))),
+        self.calls = Calls(self.routes, audience, users.exists,
+                           lambda *record: pipeline.record(messages.server_message(*record)),
                            self.delivery.to_users, self.delivery.to_terminal, self.spawn, self.loop.call_later,
                            config.call_ring_timeout, config.call_ttl)
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
                                        config.file_grant_ttl, config.file_grants_per_minute)
-        self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, conversations, social,
-                       groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
+        self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
+                       social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
                        users=users)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
@@ -157,7 +157,7 @@ class Node:
             add_web_routes(self.http, app, lambda: self.ws_port, config.web_ws_url)
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
-        self.delivery.on_message = self._remote_message
+        self.delivery.on_message = pipeline.on_remote
         self.delivery.reloading = lambda: bool(self.state.reloading)
         self.delivery.settled = lambda: self.state.settled(*list(self.state.reloading))
         self.delivery.on_unsubscribed = self._unsubscribed
@@ -284,7 +284,7 @@ class Node:
         now = time.time()
         state = "draining" if self.server.draining else "unready" if self.unready() else "ready"
         return NodeInfo(self.id, self.address, self.http.url, len(self.server.sessions),
-                        round(monotonic_rate(self._load_samples, now, self.api.acked), 1), VERSION,
+                        round(monotonic_rate(self._load_samples, now, self.pipeline.acked), 1), VERSION,
                         int(self.started_at * 1000), int(now * 1000), state)
 
     def stats(self) -> dict[str, Any]:
@@ -296,7 +296,7 @@ class Node:
             "connections": info.connections,
             "authenticated": sum(1 for s in list(self.server.sessions) if s.state == AUTHENTICATED),
             "users_online": len(self.state.users), "groups_loaded": len(self.state.groups),
-            "messages": self.api.acked, "messages_per_s": info.load,
+            "messages": self.pipeline.acked, "messages_per_s": info.load,
             "frames_in": sum(EDGE.frames_in), "frames_out": sum(EDGE.frames_out) + sum(self.delivery.pushed),
             "errors": sum(EDGE.errors.values()), "logins": EDGE.logins[0], "logins_refused": EDGE.logins[1],
             "event_loop_lag_s": round(self.loop_lag.last, 4) if self.loop_lag is not None else None,
@@ -345,13 +345,13 @@ class Node:
 
     # -- news from other nodes ------------------------------------------------------------------
 
-    def _refresh(self, keys: tuple[str, ...]) -> None:
-        for key in keys:
-            kind, _, number = key.partition(":")
-            if kind == "u" and int(number) in self.state.users:
-                self.state.reload(key, self._reload_user(UserId(int(number))))
-            elif kind == "g" and int(number) in self.state.groups:
-                self.state.reload(key, self.state.reload_group(GroupId(int(number))))
+    def _refresh(self, refresh: Refresh) -> None:
+        for user in refresh.users:
+            if user in self.state.users:
+                self.state.reload(f"u:{user}", self._reload_user(user))
+        for group in refresh.groups:
+            if group in self.state.groups:
+                self.state.reload(f"g:{group}", self.state.reload_group(group))
 
     async def _reload_user(self, user_id: UserId) -> None:
         changed = await self.state.reload_user(user_id)
@@ -360,14 +360,6 @@ class Node:
         old, new = ({c for c in s.convs if is_group(c)} for s in changed)
         self.delivery.offline(user_id, old - new)  # groups they left elsewhere
         self.delivery.online(user_id, new - old)  # and joined
-
-    def _remote_message(self, frame: bytes) -> None:
-        """A message committed or recalled on another node: this node's heads and lists follow."""
-        stored = stored_message(bodies.decode(memoryview(frame)[HEADER_SIZE:], bodies.Message))
-        if frame[1] == Op.RECALL_PUSH:
-            self.conversations.recalled(stored)
-        else:
-            self.conversations.committed(stored)
 
     def _unsubscribed(self, convs: list[ConvId]) -> None:
         """No member of these groups is online here: stop holding them (another node may

@@ -24,13 +24,14 @@ nodes; the ring timer runs on the caller's node.
 """
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from typing import Any, Awaitable, Callable, Coroutine
 
 import msgspec
 
-from ..backends.protocols import CallRecord, Routes, StoredMessage, UserId
+from ..backends.protocols import CallRecord, Routes, UserId
 from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
@@ -41,6 +42,8 @@ from .state import UserState
 
 __all__ = ["Calls", "RING_GRACE"]
 
+log = logging.getLogger("edgeim.calls")
+
 #: seconds a ringing call outlives its ring timeout in the Routes (the timer's node may die)
 RING_GRACE = 30.0
 RINGING, ACCEPTED = "ringing", "accepted"
@@ -49,14 +52,13 @@ Device = tuple[UserId, str]
 
 
 class Calls:
-    """``record(conv, sender, to, cmid, type, text, members)`` appends a server-written
-    message and resolves to the stored row (the messages service's append path);
-    ``committed(row)`` moves this node's heads and lists; ``to_users`` and ``to_terminal``
-    push frames (``Delivery``)."""
+    """``record(conv, sender, to, cmid, type, text, members)`` hands a server-written
+    message to the pipeline, which appends it and, once durable, moves the lists and
+    pushes it to both users' devices; ``to_users`` and ``to_terminal`` push the calls'
+    own frames (``Delivery``)."""
 
     def __init__(self, routes: Routes, audience: Audience, user_exists: Callable[[UserId], Awaitable[bool]],
-                 record: Callable[..., Awaitable[StoredMessage]], committed: Callable[[StoredMessage], None],
-                 message_frame: Callable[[StoredMessage], bytes],
+                 record: Callable[..., None],
                  to_users: Callable[..., None], to_terminal: Callable[[bytes, UserId, str], None],
                  spawn: Callable[[Coroutine[Any, Any, Any]], object],
                  call_later: Callable[[float, Callable[[], None]], Any], ring_timeout: float, call_ttl: float,
@@ -65,8 +67,6 @@ class Calls:
         self._audience = audience
         self._user_exists = user_exists
         self._record = record
-        self._committed = committed
-        self._message_frame = message_frame
         self._to_users = to_users
         self._to_terminal = to_terminal
         self._spawn = spawn
@@ -240,20 +240,15 @@ class Calls:
         return encode_frame(Op.CALL_PUSH, 0, call.id, bodies.encode(body))
 
     def _store_record(self, call: CallRecord, status: str, duration_ms: int) -> None:
-        self._spawn(self._write_record(call, status, duration_ms))
-
-    async def _write_record(self, call: CallRecord, status: str, duration_ms: int) -> None:
         """The call record: a type 8 message from the caller in the two users' private
         conversation (once per call: its cmid is the call's), pushed to both."""
         record = {"call": str(call.id), "kind": call.kind, "caller": call.caller, "callee": call.callee,
                   "status": status, "duration_ms": duration_ms}
-        stored = await self._record(private_conv(call.caller, call.callee), call.caller, call.callee,
-                                    f"call:{call.id}", content.CALL, content.stored(content.CALL, record),
-                                    (call.caller, call.callee))
-        if stored.duplicate:
-            return
-        self._committed(stored)
-        self._to_users(self._message_frame(stored), (call.callee, call.caller))
+        try:
+            self._record(private_conv(call.caller, call.callee), call.caller, call.callee, f"call:{call.id}",
+                         content.CALL, content.stored(content.CALL, record), (call.caller, call.callee))
+        except Exception:  # the node is stopping: the call ended, its record is lost
+            log.exception("storing a call record failed", extra={"call": call.id})
 
 
 def _devices(call: CallRecord) -> tuple[Device, Device]:

@@ -3,12 +3,18 @@ other node they are connected to) or to a conversation (this node's local member
 the routing table, and one publish per other node subscribed to it, which expands it
 there). The frame is the same bytes object for every receiver.
 
-``IM_TRACE_FANOUT=1`` (read at startup; off by default and then free: the plain
-``to_conv`` runs) times every conversation push inside the node and logs it as one JSON
-line on stderr ("fanout trace"): from the call of ``to_conv`` (made in the commit's
-callback), to the frame queued on every local peer, to the end of the Outbox flush that
-hands it to their sockets; and every garbage collection over 5 ms ("gc trace"), a pause
-of the loop that lands in those times. For benchmarks (bench/group_fanout.py)."""
+Local sessions get a frame at once, inside the call (the routing table appends it to
+their queues; the Outbox writes them at the end of the loop iteration), so a reply sent
+after a push never overtakes it and nothing local waits on a backend. What must cross to
+other nodes is queued as typed items (``Push``, ``Refresh``) and routed behind, in call
+order, by one task: one routes lookup per batch, with a deadline, and one publish per node.
+
+``IM_TRACE_FANOUT=1`` (read at startup; off by default and then free) times every
+conversation push inside the node and logs it as one JSON line on stderr ("fanout
+trace"): from the call of ``to_conv`` to the frame queued on every local peer, to the end
+of the Outbox flush that hands it to their sockets; and every garbage collection over 5 ms
+("gc trace"), a pause of the loop that lands in those times. For benchmarks
+(bench/group_fanout.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -19,25 +25,37 @@ import os
 import time
 from typing import Any, Awaitable, Callable, Coroutine, Iterable
 
-from ..backends.protocols import Bus, ConvId, Envelope, NodeId, Routes, UserId
+import msgspec
+
+from ..backends.protocols import Bus, ConvId, Envelope, GroupId, NodeId, Refresh, Routes, StoredMessage, UserId
 from ..core_ext.fanout import RoutingTable
 from ..ops.metrics import SIZE_BUCKETS, Histogram
 
-__all__ = ["Delivery"]
+__all__ = ["Delivery", "Push", "ROUTES_DEADLINE"]
 
 log = logging.getLogger("edgeim.delivery")
 
-# (frame, users, conv, skip_user, skip_terminal, reply, refresh): a push to users (conv "")
-# or to a conversation; when ``reply`` is set, a reply to hand to it in turn; when
-# ``refresh`` is set, state keys the other nodes holding them must reload
-_Item = tuple[bytes, tuple[UserId, ...], str, UserId, str, "Callable[[bytes], object] | None", tuple[str, ...]]
-#: the op bytes (header offset 1) of MSG_PUSH and RECALL_PUSH frames: another node's new or
-#: recalled message, whose head and list entries this node's state takes over
-_MESSAGE_OPS = (0x40, 0x46)
-#: marks an item's skip_terminal as "only this terminal" (terminal names never hold it)
-_ONLY = "="
+#: seconds the routes may take to say where a batch's receivers are; past it, other nodes
+#: miss that batch (their clients recover by sync) and the next batch goes on
+ROUTES_DEADLINE = 2.0
 
 
+class Push(msgspec.Struct, gc=False):
+    """A frame for other nodes: to ``users`` (skipping one session), or, with ``conv``, to
+    that conversation's members there but ``users``; with ``only_terminal``, to that one
+    session of ``users[0]``. ``message`` is the stored message the frame carries, if it
+    carries one: the receiving node's heads and lists take it from there."""
+
+    frame: bytes
+    users: tuple[UserId, ...] = ()
+    conv: str = ""
+    skip_user: UserId = UserId(0)
+    skip_terminal: str = ""
+    only_terminal: str = ""
+    message: StoredMessage | None = None
+
+
+_Item = Push | Refresh
 _gc_started = 0.0
 
 
@@ -59,19 +77,24 @@ def _trace_gc(phase: str, info: dict[str, int]) -> None:
 
 
 class Delivery:
+    """``alone``: no other node can exist (embedded routes and bus): nothing is routed
+    beyond this node."""
+
     def __init__(self, node: NodeId, routes: Routes, bus: Bus, table: RoutingTable,
-                 spawn: Callable[[Coroutine[Any, Any, Any]], object]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, Any]], object], alone: bool = False) -> None:
         self.node = node
         self._routes = routes
         self._bus = bus
         self._table = table
         self._spawn = spawn
+        self._alone = alone
         self._queue: list[_Item] = []
         self._flushing = False
-        #: what this node does with another node's news: state keys to reload, a message
-        #: committed elsewhere, conversations it no longer takes frames for (set by the node)
-        self.on_refresh: Callable[[tuple[str, ...]], object] = lambda keys: None
-        self.on_message: Callable[[bytes], object] = lambda frame: None
+        #: what this node does with another node's news: state to reload, a message
+        #: committed or recalled elsewhere, conversations it no longer takes frames for
+        #: (set by the node)
+        self.on_refresh: Callable[[Refresh], object] = lambda refresh: None
+        self.on_message: Callable[[StoredMessage], object] = lambda message: None
         self.on_unsubscribed: Callable[[list[ConvId]], object] = lambda convs: None
         #: True while this node reloads state another node changed, and what waits for those
         #: reloads (set by the node): a member removed on another node leaves this node's
@@ -97,35 +120,44 @@ class Delivery:
 
     # -- pushes ---------------------------------------------------------------------------------
 
-    def to_users(self, frame: bytes, users: Iterable[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "") -> None:
+    def to_users(self, frame: bytes, users: Iterable[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "",
+                 message: StoredMessage | None = None) -> None:
         """Deliver ``frame`` to every live session of ``users`` except (skip_user,
-        skip_terminal). Returns at once: what is pushed in one loop iteration is routed
-        with one routes lookup, and frames go out in the order they were pushed. At most
-        once: a receiver that misses a frame catches up with SYNC."""
-        self._enqueue((frame, tuple(users), "", skip_user, skip_terminal, None, ()))
+        skip_terminal): queued on the local ones now, routed to other nodes behind (one
+        routes lookup per batch). At most once: a receiver that misses a frame catches up
+        with SYNC. ``message``: the stored message the frame carries (see ``Push``)."""
+        users = tuple(users)
+        self.pushed[frame[1]] += self._table.to_users(frame, users, skip_user, skip_terminal)
+        if not self._alone:
+            self._later(Push(frame, users, skip_user=skip_user, skip_terminal=skip_terminal, message=message))
 
     def to_conv(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
-                skip_users: Iterable[UserId] = ()) -> None:
+                skip_users: Iterable[UserId] = (), message: StoredMessage | None = None) -> None:
         """Deliver ``frame`` to every live session of every member of ``conv`` (a group's
         conversation) except (skip_user, skip_terminal) and ``skip_users`` (members who
         get it by name, through ``to_users``: those who just came or went, whom the other
         nodes may not count as members yet or any more): once per node, by conversation id."""
-        self._enqueue((frame, tuple(skip_users), conv, skip_user, skip_terminal, None, ()))
+        skipped = tuple(skip_users)
+        channel = self.channels.get(conv[0])
+        if channel is not None:
+            channel(frame, conv)
+        else:
+            reached = self._table.to_conv(frame, conv, skip_user, skip_terminal, set(skipped) if skipped else None)
+            self.fanout.observe(reached)
+            self.pushed[frame[1]] += reached
+        if not self._alone:
+            self._later(Push(frame, skipped, conv, skip_user, skip_terminal, message=message))
 
     def _to_conv_traced(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
-                        skip_users: Iterable[UserId] = ()) -> None:
-        """``to_conv``, timed: a marker queued right behind the push notes when the push has
-        been appended to every local peer's queue, then a ``call_soon`` from there runs
-        after the Outbox flush that writes it (that flush was scheduled, with call_soon,
-        by the first peer queued, so it comes first in the ready queue)."""
+                        skip_users: Iterable[UserId] = (), message: StoredMessage | None = None) -> None:
+        """``to_conv``, timed: the push is on every local peer's queue when the call
+        returns; a ``call_soon`` from there runs after the Outbox flush that writes it
+        (that flush was scheduled, with call_soon, by the first peer queued)."""
         started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        self._enqueue((frame, tuple(skip_users), conv, skip_user, skip_terminal, None, ()))
+        Delivery.to_conv(self, frame, conv, skip_user, skip_terminal, skip_users, message)
+        queued_at = time.perf_counter()
 
-        def queued(_: object) -> None:
-            loop.call_soon(flushed, time.perf_counter())
-
-        def flushed(queued_at: float) -> None:
+        def flushed() -> None:
             done = time.perf_counter()
             log.info("fanout trace", extra={
                 "conv": conv, "members": self._table.members(conv), "frame_bytes": len(frame),
@@ -133,27 +165,23 @@ class Delivery:
                 "flushed_us": round((done - started) * 1e6, 1),
             })
 
-        self._enqueue((b"", (), "", UserId(0), "", queued, ()))
+        asyncio.get_running_loop().call_soon(flushed)
 
     def to_terminal(self, frame: bytes, user: UserId, terminal: str) -> None:
         """Deliver ``frame`` to the one session of (user, terminal), on whichever node it is,
         in order with the other pushes (a call's signaling goes to one device). At most once."""
-        self._enqueue((frame, (user,), "", UserId(0), _ONLY + terminal, None, ()))
-
-    def then(self, send: Callable[[bytes], object], frame: bytes) -> None:
-        """Call ``send(frame)`` once the pushes queued before it are handed over: a reply
-        that must not overtake them (a SEND_ACK) goes through here."""
-        self._enqueue((frame, (), "", UserId(0), "", send, ()))
+        self._to_terminal(frame, user, terminal)
+        if not self._alone:
+            self._later(Push(frame, (user,), only_terminal=terminal))
 
     def refresh(self, users: Iterable[UserId] = (), groups: Iterable[int] = ()) -> None:
         """This node changed these users' or groups' state in the store: the other nodes
         that hold them (where the users are online, where the groups have members online)
         reload them. In order with the pushes queued before and after it."""
-        keys = tuple(f"u:{u}" for u in users) + tuple(f"g:{g}" for g in groups)
-        convs = ",".join(f"g{g}" for g in groups)
-        self._enqueue((b"", tuple(users), convs, UserId(0), "", None, keys))
+        if not self._alone:
+            self._later(Refresh(tuple(users), tuple(GroupId(g) for g in groups)))
 
-    def _enqueue(self, item: _Item) -> None:
+    def _later(self, item: _Item) -> None:
         self._queue.append(item)
         if not self._flushing:
             self._flushing = True
@@ -171,56 +199,50 @@ class Delivery:
             self._flushing = False
 
     async def _route(self, batch: list[_Item]) -> None:
+        """Publish a batch to the other nodes, in order: one routes lookup for the batch's
+        users, one per conversation, each within ROUTES_DEADLINE."""
         nodes_of_user: dict[UserId, set[NodeId]] = {}
         nodes_of_conv: dict[str, list[NodeId]] = {}
         try:
-            users = {u for item in batch for u in item[1]}
-            if users:
-                self.route_lookups += 1
-                for route in await self._routes.lookup(list(users)):
-                    if route.node != self.node:
-                        nodes_of_user.setdefault(route.user_id, set()).add(route.node)
-            for conv in {c for item in batch if item[2] for c in item[2].split(",")}:
-                nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
-        except Exception:  # other nodes get nothing this time (receivers will sync); local ones do
+            async with asyncio.timeout(ROUTES_DEADLINE):
+                users = {u for item in batch for u in item.users}
+                if users:
+                    self.route_lookups += 1
+                    for route in await self._routes.lookup(list(users)):
+                        if route.node != self.node:
+                            nodes_of_user.setdefault(route.user_id, set()).add(route.node)
+                convs = {item.conv for item in batch if type(item) is Push and item.conv}
+                convs.update(f"g{g}" for item in batch if type(item) is Refresh for g in item.groups)
+                for conv in convs:
+                    nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
+        except Exception:  # other nodes get nothing this time (their clients will sync)
             self.route_failures += 1
             log.exception("routes lookup failed", extra={"frames": len(batch)})
-        table = self._table
-        for frame, users, conv, skip_user, skip_terminal, reply, refresh in batch:
-            if reply is not None:
-                reply(frame)
-                continue
-            if refresh:
-                nodes = {n for u in users for n in nodes_of_user.get(u, ())}
-                nodes.update(n for c in conv.split(",") if c for n in nodes_of_conv.get(c, ()))
+            return
+        for item in batch:
+            if type(item) is Refresh:
+                nodes = {n for u in item.users for n in nodes_of_user.get(u, ())}
+                nodes.update(n for g in item.groups for n in nodes_of_conv.get(f"g{g}", ()))
                 for node in nodes:
-                    await self._publish(node, Envelope(b"", refresh=refresh))
+                    await self._publish(node, Envelope(b"", refresh=item))
                 continue
-            if conv:  # ``users`` are the members skipped here (they get it by name)
-                channel = self.channels.get(conv[0])
-                if channel is not None:
-                    channel(frame, conv)
-                else:
-                    reached = table.to_conv(frame, conv, skip_user, skip_terminal, set(users) if users else None)
-                    self.fanout.observe(reached)
-                    self.pushed[frame[1]] += reached
-                for node in nodes_of_conv.get(conv, ()):
-                    await self._publish(node, Envelope(frame, users, conv=ConvId(conv), skip_user=skip_user,
-                                                       skip_terminal=skip_terminal))
+            if item.conv:  # ``users`` are the members skipped here (they get it by name)
+                for node in nodes_of_conv.get(item.conv, ()):
+                    await self._publish(node, Envelope(item.frame, item.users, conv=ConvId(item.conv),
+                                                       skip_user=item.skip_user, skip_terminal=item.skip_terminal,
+                                                       message=item.message))
                 continue
-            if skip_terminal[:1] == _ONLY:  # to one terminal: here, or on the nodes of the user
-                only = skip_terminal[1:]
-                self._to_terminal(frame, users[0], only)
-                for node in nodes_of_user.get(users[0], ()):
-                    await self._publish(node, Envelope(frame, users, only_terminal=only))
+            if item.only_terminal:  # to one terminal, on the nodes of the user
+                for node in nodes_of_user.get(item.users[0], ()):
+                    await self._publish(node, Envelope(item.frame, item.users, only_terminal=item.only_terminal))
                 continue
-            self.pushed[frame[1]] += table.to_users(frame, users, skip_user, skip_terminal)
             by_node: dict[NodeId, list[UserId]] = {}
-            for user in users:
+            for user in item.users:
                 for node in nodes_of_user.get(user, ()):
                     by_node.setdefault(node, []).append(user)
             for node, targets in by_node.items():
-                await self._publish(node, Envelope(frame, tuple(targets), skip_user=skip_user, skip_terminal=skip_terminal))
+                await self._publish(node, Envelope(item.frame, tuple(targets), skip_user=item.skip_user,
+                                                   skip_terminal=item.skip_terminal, message=item.message))
 
     async def _publish(self, node: NodeId, envelope: Envelope) -> None:
         self.published += 1
@@ -234,7 +256,7 @@ class Delivery:
         """An envelope from another node (the bus callback): give it to the local sessions.
         A conversation's frame waits while reloads are under way (see ``reloading``)."""
         self.consumed += 1
-        if envelope.refresh:
+        if envelope.refresh is not None:
             self.on_refresh(envelope.refresh)
             return 0
         if envelope.conv and (self._held or self.reloading()):
@@ -255,8 +277,8 @@ class Delivery:
             self._deliver_now(self._held.popleft())
 
     def _deliver_now(self, envelope: Envelope) -> int:
-        if len(envelope.frame) > 1 and envelope.frame[1] in _MESSAGE_OPS:
-            self.on_message(envelope.frame)
+        if envelope.message is not None:
+            self.on_message(envelope.message)
         if envelope.kick_terminal:
             for user_id in envelope.user_ids:
                 peer = self._table.get(user_id, envelope.kick_terminal)

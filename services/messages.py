@@ -1,6 +1,6 @@
-"""Messages in private and group conversations: who may send, ids, the durable append,
-sync and history within what the reader may see, recall and search; and the one mapping
-between a stored message and the ``Message`` body clients see."""
+"""Messages in private and group conversations: who may send (the admission of a message
+before the pipeline appends it: services/pipeline.py), ids, sync and history within what
+the reader may see, recall and search."""
 from __future__ import annotations
 
 import asyncio
@@ -9,11 +9,10 @@ import contextlib
 import time
 from typing import AsyncIterator
 
-from ..backends.protocols import (
-    ConvId, GroupId, NewMessage, RecallMessage, Store, StoreClosed, StoredMessage, UserId,
-)
-from ..core_ext import bodies, content
-from ..core_ext.errors import RequestError, Unavailable
+from ..backends.protocols import ConvId, GroupId, NewMessage, RecallMessage, Store, StoredMessage, UserId
+from ..core_ext import bodies
+from ..core_ext.errors import RequestError
+from ..core_ext.frames import message_body  # the one mapping of a stored message to its body
 from ..core_ext.protocol import MAX_BODY_SIZE, ErrorCode
 from .conversations import Conversations, group_conv, is_group, private_conv
 from .groups import Groups
@@ -21,7 +20,7 @@ from .ids import IdGenerator
 from .state import GroupState, State, UserState
 from .users import Users
 
-__all__ = ["Messages", "ReadSlots", "message_body", "stored_message", "RECALL_WINDOW"]
+__all__ = ["Messages", "ReadSlots", "message_body", "RECALL_WINDOW"]
 
 _MAX_ID = 2**63 - 1  # ids are signed 64-bit in every store
 #: content bytes a page can carry: a store read stops past this (the reply is cut there anyway)
@@ -97,26 +96,18 @@ class Messages:
             msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members, mentions=mentions,
         )
 
-    def record(self, conv: ConvId, sender: UserId, to: int, cmid: str, type_: int, text: str,
-               members: tuple[UserId, ...]) -> asyncio.Future[StoredMessage]:
-        """Append a message the server writes (a call record: services/calls.py), unchecked;
-        idempotent on (sender, cmid) as every append is."""
-        return self.commit(self._new(conv, sender, to, members, cmid, type_, text))
-
-    def commit(self, message: NewMessage) -> asyncio.Future[StoredMessage]:
-        """Hand the message to the store now; the future resolves once it is durable.
-        Commits are sequenced in call order, which keeps a connection's sends in its order."""
-        try:
-            return self._store.submit(message)
-        except StoreClosed:
-            raise Unavailable("the node is shutting down") from None
+    def server_message(self, conv: ConvId, sender: UserId, to: int, cmid: str, type_: int, text: str,
+                       members: tuple[UserId, ...]) -> NewMessage:
+        """A message the server writes (a call record: services/calls.py), unchecked, for
+        ``Pipeline.record``."""
+        return self._new(conv, sender, to, members, cmid, type_, text)
 
     # -- recalling ------------------------------------------------------------------------------
 
     async def recall(self, user: UserId, conv: str, seq: int) -> StoredMessage:
         """Make message ``seq`` a tombstone. Its sender may, within the recall window; a
         group's owner may recall any message, its admins any but the owner's, at any time.
-        Returns the tombstone, durable; the caller pushes it."""
+        Returns the tombstone, durable; the pipeline pushes it (``Pipeline.recalled``)."""
         floor = await self._conversations.floor(user, conv)
         if seq <= floor:
             raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
@@ -137,7 +128,6 @@ class Messages:
         tombstone = await self._store.apply(RecallMessage(ConvId(conv), seq, user, now))
         if tombstone is None:  # another recall won the race
             raise RequestError(f"message {seq} of {conv} was recalled already", ErrorCode.CONFLICT)
-        self._conversations.recalled(tombstone)
         return tombstone
 
     def _may_recall(self, user: UserId, message: StoredMessage, now: int) -> bool:
@@ -196,27 +186,6 @@ def _mentions(group: GroupState, sender: UserId, mentions: list[int] | None, eve
     if strangers:
         raise RequestError(f"not members of the group: {strangers[:5]}", ErrorCode.INVALID_ARGUMENT)
     return ",".join(map(str, users))
-
-
-def message_body(m: StoredMessage) -> bodies.Message:
-    """The ``Message`` body of a stored message (pushes and pages)."""
-    if m.mentions:
-        everyone = m.mentions == "*"
-        mentions = [] if everyone else [int(u) for u in m.mentions.split(",")]
-    else:
-        everyone, mentions = False, []
-    return bodies.Message(
-        id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
-        content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
-        recalled_by=m.recalled_by, recalled_at=m.recalled_at,
-    )
-
-
-def stored_message(m: bodies.Message) -> StoredMessage:
-    """``message_body`` undone: a message another node pushed, as its store row."""
-    mentions = "*" if m.mention_all else ",".join(map(str, m.mentions))
-    return StoredMessage(m.id, ConvId(m.conv), m.seq, UserId(m.sender), m.to, m.cmid, m.type,
-                         content.stored(m.type, m.content), m.ts, mentions, m.recalled_by, m.recalled_at)
 
 
 class ReadSlots:

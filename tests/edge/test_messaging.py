@@ -177,6 +177,26 @@ async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
     assert len(await everything_stored_for(server.url, bob_name)) == 300
 
 
+async def test_acked_messages_are_found_by_search_after_a_crash(server):
+    """The search index is written behind the commits: what was acked before a kill -9 is
+    indexed from the messages themselves, before the first search that needs it."""
+    alice, bob = Client(server.url), Client(server.url)
+    await alice.connect()
+    await bob.connect()
+    await new_user(alice)
+    bob_name, bob_id = await new_user(bob)
+    acks = list(await asyncio.gather(*(alice.send(bob_id, f"needle {n} in the haystack") for n in range(40))))
+    await alice.close()
+    await bob.close()
+
+    server.restart(signal.SIGKILL)
+    async with Client(server.url) as again:
+        await again.login(bob_name, "secret-pw", "ios")
+        found = await again.search("needle", limit=50)
+        assert sorted(m.id for m in found.msgs) == sorted(a.msg_id for a in acks)
+        assert (await again.search("haystack 3")).msgs == []  # a substring, not words apart
+
+
 async def test_sdk_resends_unacked_sends_after_the_node_restarts(server):
     alice, bob = Client(server.url, auto_reconnect=True), Client(server.url)
     await alice.connect()

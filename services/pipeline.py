@@ -1,0 +1,129 @@
+"""The one owner of a message's life, from admitted to every socket.
+
+A message is admitted by ``Messages`` (who may send, ids, the checks) and handed here:
+
+1. **append**: ``Store.enqueue`` queues it for the next group commit; no future, no task;
+2. **durable**: the store settles a whole batch with one call of ``on_committed`` on the
+   loop, in commit order; for each message, in one loop:
+   - the sender's SEND_ACK (never before the commit: invariant 1),
+   - the conversation's head and the list state (``Conversations.committed``),
+   - the push, encoded once (``frames.message_frame``), queued on the local sessions at
+     once and handed to ``Delivery`` for the other nodes, with the stored message beside
+     the frame (other nodes take their state from that record, not from the bytes).
+
+SEND (1:1 and group), a recall's tombstone, a call's record and any message the server
+writes go through here; the edge parses frames and hands the replies back, and holds no
+after-commit logic. A connection's sends are enqueued in the order it sent them and the
+store commits in enqueue order, so its acks come back in that order; a retried send
+(same cmid) is acked with the stored ids and not pushed again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from ..backends.protocols import ConvId, NewMessage, Store, StoreClosed, StoredMessage, UserId
+from ..core_ext.errors import FrameError, Unavailable
+from ..core_ext.frames import message_frame, settle_sends
+from ..core_ext.protocol import Op
+from ..ops.metrics import EDGE, LATENCY_BUCKETS, Histogram
+from .conversations import Conversations, is_group
+from .delivery import Delivery
+
+__all__ = ["Origin", "Pipeline"]
+
+log = logging.getLogger("edgeim.pipeline")
+
+_MSG_PUSH = int(Op.MSG_PUSH)
+_RECALL_PUSH = int(Op.RECALL_PUSH)
+
+
+class Origin(Protocol):
+    """The connection a SEND came from (the edge's session): where its ack goes, and
+    whose devices a push skips."""
+
+    user_id: UserId
+    terminal: str
+    in_flight: int
+
+    def send_frame(self, frame: bytes) -> None: ...
+
+    def fail(self, op: int, req_id: int, exc: BaseException) -> None: ...
+
+
+class Pipeline:
+    def __init__(self, store: Store, conversations: Conversations, delivery: Delivery) -> None:
+        self._store = store
+        self._conversations = conversations
+        self._delivery = delivery
+        self._sink = self.on_committed  # bound once: the store keeps it with every message
+        #: metrics: SENDs acknowledged (always: the node registry's messages/s) and, while
+        #: metrics are on, SEND to SEND_ACK seconds
+        self.acked = 0
+        self.send_latency = Histogram(LATENCY_BUCKETS)
+
+    # -- in -------------------------------------------------------------------------------------
+
+    def send(self, origin: Origin, req_id: int, message: NewMessage) -> None:
+        """Append a checked SEND; its ack and push follow the commit (``on_committed``).
+        UNAVAILABLE when the store no longer takes writes (the node is stopping)."""
+        started = time.perf_counter() if EDGE.on else 0.0
+        self._enqueue(message, (origin, req_id, started))
+        origin.in_flight += 1
+
+    def record(self, message: NewMessage) -> None:
+        """Append a message the server writes (a call record): unchecked, idempotent on
+        (sender, cmid) like every append, pushed to every device of its members."""
+        self._enqueue(message, None)
+
+    def _enqueue(self, message: NewMessage, ticket: Any) -> None:
+        try:
+            self._store.enqueue(message, ticket, self._sink)
+        except StoreClosed:
+            raise Unavailable("the node is shutting down") from None
+
+    # -- durable ----------------------------------------------------------------------------------
+
+    def on_committed(self, outcomes: list[tuple[Any, StoredMessage | None, BaseException | None]]) -> None:
+        """A commit's messages, in commit order (the store's sink): ack, state, push, in one
+        compiled loop (``frames.settle_sends``)."""
+        self.acked += settle_sends(outcomes, self._conversations.committed, self._pushed, self._observe)
+
+    def _observe(self, started: float) -> None:
+        self.send_latency.observe(time.perf_counter() - started)
+
+    def _pushed(self, stored: StoredMessage, origin: Origin | None) -> None:
+        """A new message to every device of its conversation but the sending one."""
+        try:
+            if origin is None:
+                self._push(_MSG_PUSH, stored, UserId(0), "")
+            else:
+                self._push(_MSG_PUSH, stored, origin.user_id, origin.terminal)
+        except FrameError:  # stored and acked, but too large for a push: receivers sync it
+            log.warning("a message is too large to push", extra={"conv": stored.conv, "seq": stored.seq})
+
+    def recalled(self, tombstone: StoredMessage, by: Origin) -> None:
+        """A recall is durable: the lists' previews and every device but ``by`` follow."""
+        self._conversations.recalled(tombstone)
+        self._push(_RECALL_PUSH, tombstone, by.user_id, by.terminal)
+
+    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str) -> None:
+        """``stored`` to every device of its conversation's members but (skip_user,
+        skip_terminal): one frame for all of them."""
+        frame = message_frame(op, stored)
+        if is_group(stored.conv):
+            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored)
+        else:
+            self._delivery.to_users(frame, (UserId(stored.to), stored.sender), skip_user, skip_terminal,
+                                    message=stored)
+
+    # -- from other nodes -------------------------------------------------------------------------
+
+    def on_remote(self, stored: StoredMessage) -> None:
+        """A message committed, or recalled, on another node: this node's heads and lists
+        follow, as the committing node's did."""
+        if stored.recalled_by:
+            self._conversations.recalled(stored)
+        else:
+            self._conversations.committed(stored)
