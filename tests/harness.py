@@ -69,9 +69,14 @@ class ServeProcess:
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         match = re.search(r"listening on (ws://\S+)", self.banner)
-        if match is None:
+        if match is None:  # e.g. its port is not free yet (restart retries): release the process and its pipes
             self.proc.kill()
-            raise RuntimeError(f"im serve did not start: {self.banner!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+            self.proc.wait()
+            error = self.proc.stderr.read() if self.proc.stderr else ""
+            self.proc.stdout.close()
+            self.proc.stderr and self.proc.stderr.close()
+            self.proc = None
+            raise RuntimeError(f"im serve did not start: {self.banner!r} {error}")
         self.url = match[1]
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
         http = re.search(r" and (http://\S+)", self.banner)
