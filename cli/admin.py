@@ -17,14 +17,18 @@ Tables for people, ``--json`` for scripts. Exit codes (docs/operations.md):
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any, NoReturn, Optional, Sequence
 
 import typer
+
+from ..ops.config import ADMIN_TOKEN_FILE
 
 __all__ = ["user_app", "group_app", "cluster_app", "stats", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND",
            "EXIT_UNREACHABLE", "EXIT_REFUSED", "flowed"]
@@ -41,22 +45,52 @@ URL = typer.Option(DEFAULT_URL, "--url", envvar="IM_ADMIN_URL", help="The node's
 TOKEN = typer.Option("", "--token", envvar="IM_ADMIN_TOKEN", show_default=False,
                      help="The admin token (prefer IM_ADMIN_TOKEN or --token-file).")
 TOKEN_FILE = typer.Option(None, "--token-file", envvar="IM_ADMIN_TOKEN_FILE", help="A file holding the admin token.")
+DATA_DIR = typer.Option(Path("data"), "--data-dir", envvar="IM_DATA_DIR",
+                        help="The data dir of a node on this machine: with no token given, its admin.token is"
+                             " used for a node at a loopback --url.")
 JSON = typer.Option(False, "--json", help="Print JSON (for scripts) instead of a table.")
 
 
-class Admin:
-    """One node's admin API over HTTP (urllib: a command is one or two requests)."""
+def _loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    def __init__(self, url: str, token: str, token_file: Optional[str]) -> None:
+
+class Admin:
+    """One node's admin API over HTTP (urllib: a command is one or two requests).
+
+    The token is the one given (``--token``, ``IM_ADMIN_TOKEN``, ``--token-file``), else,
+    for a node on this machine (a loopback URL), the one that node keeps in its data dir
+    (``<data_dir>/admin.token``, written at its first start when no token is set)."""
+
+    def __init__(self, url: str, token: str, token_file: Optional[str], data_dir: Optional[Path] = None) -> None:
+        if not url.startswith(("http://", "https://")):
+            _fail(EXIT_USAGE, f"--url must be an http:// or https:// URL, got {url!r}")
+        self.url = url.rstrip("/")
+        #: where the token came from, for the message when the node refuses it
+        self.source = "--token or IM_ADMIN_TOKEN"
+        if not token and not token_file and data_dir is not None and _loopback(url):
+            kept = data_dir / ADMIN_TOKEN_FILE
+            if kept.is_file():
+                token_file = str(kept)
+            else:
+                _fail(EXIT_REFUSED, f"no admin token: {kept} does not exist. Give the node's data dir (--data-dir or"
+                                    " IM_DATA_DIR), or the token (IM_ADMIN_TOKEN or --token-file)")
         if token_file:
             try:
                 with open(token_file) as f:
                     token = f.read().strip()
             except OSError as exc:
                 _fail(EXIT_USAGE, f"cannot read the token file {token_file}: {exc.strerror}")
-        if not url.startswith(("http://", "https://")):
-            _fail(EXIT_USAGE, f"--url must be an http:// or https:// URL, got {url!r}")
-        self.url = url.rstrip("/")
+            self.source = f"the token in {token_file}"
+        elif not token:
+            _fail(EXIT_REFUSED, f"no admin token for the node at {self.url}: give IM_ADMIN_TOKEN or --token-file (a"
+                                f" node keeps a generated one in its data dir, {ADMIN_TOKEN_FILE})")
         self.token = token
 
     def call(self, method: str, path: str, body: Any = None, query: dict[str, Any] | None = None) -> Any:
@@ -69,17 +103,23 @@ class Admin:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as err:
             try:
-                message = json.loads(err.read()).get("error", err.reason)
-            except (ValueError, AttributeError):
-                message = str(err.reason)
+                answer = err.read()
             finally:
                 err.close()
-            code = {401: EXIT_REFUSED, 403: EXIT_REFUSED, 404: EXIT_NOT_FOUND, 400: EXIT_USAGE}.get(err.code, EXIT_FAILED)
-            _fail(code, f"{err.code}: {message}")
+            try:
+                message = json.loads(answer)["error"]
+            except (ValueError, TypeError, KeyError):  # not the admin API's answer
+                message = str(err.reason)
+            if err.code == 401:
+                _fail(EXIT_REFUSED, f"the node at {self.url} refused {self.source}: it is not this node's admin"
+                                    " token")
+            if err.code == 403:
+                _fail(EXIT_REFUSED, f"the node at {self.url} refused: {message}")
+            code = {404: EXIT_NOT_FOUND, 400: EXIT_USAGE}.get(err.code, EXIT_FAILED)
+            _fail(code, message)
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             _fail(EXIT_UNREACHABLE, f"cannot reach the node at {self.url}: {reason}")
-
 
 def flowed(func: Any) -> Any:
     """Join each paragraph of ``func``'s docstring into one line, so that ``--help`` wraps
@@ -130,12 +170,13 @@ def user_create(
     password: Optional[str] = typer.Option(None, help="The password; prompted for (hidden) when not given.",
                                            show_default=False),
     nickname: str = typer.Option("", help="Display name (default: the username)."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Create an account (as REGISTER would)."""
     if password is None:
         password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    user = Admin(url, token, token_file).call("POST", "/admin/users",
+    user = Admin(url, token, token_file, data_dir).call("POST", "/admin/users",
                                               {"username": username, "password": password, "nickname": nickname})
     _print(user, as_json)
 
@@ -145,10 +186,11 @@ def user_create(
 def user_list(
     after: int = typer.Option(0, help="List ids above this one (the last id of the page before)."),
     limit: int = typer.Option(100, min=1, max=1000, help="At most this many."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Accounts by id, a page at a time."""
-    page = Admin(url, token, token_file).call("GET", "/admin/users", query={"after": after, "limit": limit})
+    page = Admin(url, token, token_file, data_dir).call("GET", "/admin/users", query={"after": after, "limit": limit})
     _print(page, as_json, ("id", "username", "nickname", "disabled", "created_at"), page["users"])
 
 
@@ -156,10 +198,12 @@ def user_list(
 @flowed
 def user_show(
     user: str = typer.Argument(..., help="A user id or username."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """One account, with its live sessions (terminal and node)."""
-    _print(Admin(url, token, token_file).call("GET", f"/admin/users/{urllib.parse.quote(user, safe='')}"), as_json)
+    admin = Admin(url, token, token_file, data_dir)
+    _print(admin.call("GET", f"/admin/users/{urllib.parse.quote(user, safe='')}"), as_json)
 
 
 @user_app.command("disable")
@@ -167,12 +211,13 @@ def user_show(
 def user_disable(
     user: str = typer.Argument(..., help="A user id or username."),
     enable: bool = typer.Option(False, "--enable", help="Enable the account again instead."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Disable an account: its sessions are closed (KICKED "disabled", close 4001) and its
     logins refused (2006 ACCOUNT_DISABLED) until `--enable`."""
     path = f"/admin/users/{urllib.parse.quote(user, safe='')}/{'enable' if enable else 'disable'}"
-    _print(Admin(url, token, token_file).call("POST", path), as_json)
+    _print(Admin(url, token, token_file, data_dir).call("POST", path), as_json)
 
 
 @user_app.command("kick")
@@ -180,12 +225,14 @@ def user_disable(
 def user_kick(
     user: str = typer.Argument(..., help="A user id or username."),
     terminal: str = typer.Option("", help="Only this terminal's session (default: every one)."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Close the user's live sessions, on whichever nodes (KICKED "kicked", close 4001);
     they may log in again."""
     path = f"/admin/users/{urllib.parse.quote(user, safe='')}/kick"
-    result = Admin(url, token, token_file).call("POST", path, query={"terminal": terminal} if terminal else None)
+    admin = Admin(url, token, token_file, data_dir)
+    result = admin.call("POST", path, query={"terminal": terminal} if terminal else None)
     _print(result, as_json)
 
 
@@ -196,10 +243,11 @@ def user_kick(
 def group_list(
     after: int = typer.Option(0, help="List ids above this one."),
     limit: int = typer.Option(100, min=1, max=1000, help="At most this many."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Groups by id, a page at a time."""
-    page = Admin(url, token, token_file).call("GET", "/admin/groups", query={"after": after, "limit": limit})
+    page = Admin(url, token, token_file, data_dir).call("GET", "/admin/groups", query={"after": after, "limit": limit})
     _print(page, as_json, ("id", "name", "owner", "members", "join_mode", "created_at"), page["groups"])
 
 
@@ -207,20 +255,22 @@ def group_list(
 @flowed
 def group_show(
     group: int = typer.Argument(..., help="The group id."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """One group, with its members (the first 1000)."""
-    _print(Admin(url, token, token_file).call("GET", f"/admin/groups/{group}"), as_json)
+    _print(Admin(url, token, token_file, data_dir).call("GET", f"/admin/groups/{group}"), as_json)
 
 
 @group_app.command("dissolve")
 @flowed
 def group_dissolve(
     group: int = typer.Argument(..., help="The group id."),
-    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON,
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
 ) -> None:
     """Dissolve a group as its owner would (members get GROUP_PUSH "dissolved")."""
-    _print(Admin(url, token, token_file).call("POST", f"/admin/groups/{group}/dissolve"), as_json)
+    _print(Admin(url, token, token_file, data_dir).call("POST", f"/admin/groups/{group}/dissolve"), as_json)
 
 
 # -- im cluster, im stats ---------------------------------------------------------------------------
@@ -273,10 +323,10 @@ def _duration(seconds: float) -> str:
 @flowed
 def cluster_nodes(
     routes: str = ROUTES, url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE,
-    as_json: bool = JSON,
+    data_dir: Path = DATA_DIR,    as_json: bool = JSON,
 ) -> None:
     """Every live node: id, address, connections, messages/s, version, uptime, health."""
-    rows = [_row(n) for n in _nodes(routes, Admin(url, token, token_file))]
+    rows = [_row(n) for n in _nodes(routes, Admin(url, token, token_file, data_dir))]
     _print(rows, as_json, ("id", "address", "connections", "messages_per_s", "version", "uptime", "health"), rows)
 
 
@@ -287,15 +337,16 @@ def cluster_drain(
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait until the node has exited."),
     timeout: float = typer.Option(60.0, help="Seconds to wait with --wait."),
     routes: str = ROUTES, url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE,
-    as_json: bool = JSON,
+    data_dir: Path = DATA_DIR,    as_json: bool = JSON,
 ) -> None:
     """Drain a node: it stops accepting connections, closes its clients with 1001 (they
     reconnect to another node), finishes the requests it accepted, and exits."""
-    admin = Admin(url, token, token_file)
+    admin = Admin(url, token, token_file, data_dir)
     found = [n for n in _nodes(routes, admin) if n["id"] == node]
     if not found:
         _fail(EXIT_NOT_FOUND, f"no live node {node!r}" + ("" if routes else f" at {url} (give --routes for a cluster)"))
     target = Admin(found[0]["http_url"], admin.token, None)
+    target.source = admin.source
     answer = target.call("POST", "/admin/drain")
     gone = False
     if wait:
@@ -312,6 +363,7 @@ def cluster_drain(
 
 
 @flowed
-def stats(url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, as_json: bool = JSON) -> None:
+def stats(url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+          as_json: bool = JSON) -> None:
     """One node's live numbers: connections, users online, messages, frames, errors, lag."""
-    _print(Admin(url, token, token_file).call("GET", "/admin/stats"), as_json)
+    _print(Admin(url, token, token_file, data_dir).call("GET", "/admin/stats"), as_json)

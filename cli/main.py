@@ -73,7 +73,8 @@ def serve(config_file: Optional[Path] = None, **flags: object) -> None:
     Every setting is a flag, an IM_<NAME> environment variable and a key of the --config
     file; flags win over the environment, which wins over the file. The secrets have no
     flag (a flag shows them to anyone who lists processes): token_secret (IM_TOKEN_SECRET,
-    or --token-secret-file) and admin_token (IM_ADMIN_TOKEN, or --admin-token-file).
+    or --token-secret-file) and admin_token (IM_ADMIN_TOKEN, or --admin-token-file; with
+    none, one is generated into DATA_DIR/admin.token, where the im admin commands find it).
 
     SIGTERM or SIGINT drains the node and exits 0; SIGHUP reloads the log level and the
     limits from the same flags, environment and file. Exit codes: 0 stopped, 1 could not
@@ -159,6 +160,10 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
                                  "codec": IMPLEMENTATION})
     print(f"edgeim node {node.id} listening on {url} and {node.http.url} (data in {config.data_dir.resolve()})",
           flush=True)
+    if node.admin_token_file is not None:  # generated: say where, and how the im commands find it
+        where = f"in {Path.cwd()}" if config.data_dir == Path("data") else f"with --data-dir {config.data_dir}"
+        print(f"admin token: {node.admin_token_file.resolve()} (im user, group, cluster and stats read it"
+              f" when run {where})", flush=True)
     app = web_app_dir(config.web_dir)
     if app is not None:
         print(f"web app: {node.http.url}/" if (app / "index.html").is_file()

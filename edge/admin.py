@@ -4,7 +4,7 @@
 node's database behind its back.
 
 Every admin answer is JSON; a refusal is ``{"error": "..."}`` with its status: 401 no or a
-wrong token, 403 the admin API is off (no ``admin_token`` set), 400 a bad request, 404 no
+wrong token, 403 the admin API is off (``admin_token = "off"``), 400 a bad request, 404 no
 such user or group, 409 a conflict (a username taken). docs/operations.md lists the routes.
 """
 from __future__ import annotations
@@ -53,12 +53,12 @@ def version_info() -> dict[str, Any]:
 
 def add_ops_routes(server: HttpServer, node: Node) -> None:
     """``/version``, ``/metrics`` (when metrics are on), the admin API and ``/debug/stacks``."""
-    token = node.config.admin_token.encode()
+    token = node.admin_token.encode()
 
     def admin(handler: _Handler) -> _Handler:
         async def checked(request: web.Request) -> web.StreamResponse:
             if not token:
-                return _error(403, "the admin API is off: set admin_token (IM_ADMIN_TOKEN or admin_token_file)")
+                return _error(403, "the admin API is off on this node (admin_token is \"off\")")
             given = request.headers.get("Authorization", "")
             if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(), token):
                 return _error(401, "a valid admin token is needed (Authorization: Bearer <token>)",

@@ -20,7 +20,7 @@ from ..backends.protocols import Files
 from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Refresh, Routes, Store, StoreUnavailable, UserId
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
-from ..ops.config import Config
+from ..ops.config import ADMIN_OFF, ADMIN_TOKEN_FILE, Config
 from ..services.auth import AuthService, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
@@ -82,7 +82,12 @@ class Node:
         self.loop = asyncio.get_running_loop()
         try:
             config.data_dir.mkdir(parents=True, exist_ok=True)
-            secret = config.token_secret or _load_secret(config.data_dir)
+            secret = config.token_secret or _kept_secret(config.data_dir / "token.secret")
+            # the admin API's bearer token ("" when it is off); with none set, one kept in the
+            # data dir, so `im user ...` on this machine works out of the box
+            self.admin_token_file = config.data_dir / ADMIN_TOKEN_FILE if not config.admin_token else None
+            self.admin_token = ("" if config.admin_token == ADMIN_OFF else config.admin_token
+                                or _kept_secret(config.data_dir / ADMIN_TOKEN_FILE))
         except OSError as exc:
             raise StoreUnavailable(f"cannot use data dir {config.data_dir}: {exc}") from None
         self.store = store or _store(config)
@@ -428,9 +433,9 @@ def _lock(data_dir: Path) -> int:
     return fd
 
 
-def _load_secret(data_dir: Path) -> str:
-    """The token secret kept in the data dir, created on first start, so tokens outlive restarts."""
-    path = data_dir / "token.secret"
+def _kept_secret(path: Path) -> str:
+    """A secret kept in the data dir (the token secret, the admin token), created on first
+    start readable by its owner only, so tokens outlive restarts."""
     try:
         return path.read_text().strip()
     except FileNotFoundError:

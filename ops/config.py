@@ -12,13 +12,17 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "field_docs", "masked"]
+__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "ADMIN_TOKEN_FILE", "ADMIN_OFF", "field_docs", "masked"]
 
 
 #: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
 MIN_SECRET = 32
 #: shortest admin token accepted
 MIN_ADMIN_TOKEN = 16
+#: the admin token kept in the data dir when none is set (created at first start, mode 0600)
+ADMIN_TOKEN_FILE = "admin.token"
+#: the admin_token that turns the admin API off
+ADMIN_OFF = "off"
 
 
 class ConfigError(ValueError):
@@ -33,7 +37,8 @@ class Config:
     host: str = "127.0.0.1"
     #: the WebSocket port; 0 picks a free one
     port: int = 8765
-    #: where the SQLite store, the token secret, the local files and the lock live
+    #: where the SQLite store, the token secret, the admin token, the local files and the lock
+    #: live
     data_dir: Path = Path("data")
     #: this node's id in the cluster (default: "<hostname>-<port>", or "<hostname>-<pid>" with port 0)
     node_id: str = ""
@@ -154,8 +159,10 @@ class Config:
     call_ttl: float = 4 * 3600.0
     # -- operations: admin API, metrics, lifecycle ----------------------------------------------
     #: bearer token of the admin API on the HTTP port (im user, group, cluster, stats), at
-    #: least 16 characters; empty: the admin API is off (403). No flag: IM_ADMIN_TOKEN, the
-    #: config file or admin_token_file (a flag shows it to anyone who lists processes)
+    #: least 16 characters (nodes of a cluster share it); empty: generated once and kept in
+    #: <data_dir>/admin.token, where the im commands on the same machine find it; "off": the
+    #: admin API is off (403). No flag: IM_ADMIN_TOKEN, the config file or admin_token_file
+    #: (a flag shows it to anyone who lists processes)
     admin_token: str = ""
     #: a file holding the admin token (read at start; instead of admin_token)
     admin_token_file: str = ""
@@ -274,8 +281,8 @@ class Config:
             raise ConfigError("password_time_cost must be 1..20")
         if self.login_rate <= 0 or self.login_burst < 1 or self.login_backlog < 1:
             raise ConfigError("login_rate must be positive, login_burst and login_backlog at least 1")
-        if self.admin_token and len(self.admin_token) < MIN_ADMIN_TOKEN:
-            raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters")
+        if self.admin_token and self.admin_token != ADMIN_OFF and len(self.admin_token) < MIN_ADMIN_TOKEN:
+            raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters (or \"off\")")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
         if self.token_secret and len(self.token_secret) < MIN_SECRET:

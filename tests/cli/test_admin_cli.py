@@ -146,8 +146,8 @@ def _get(url: str, token: str = "") -> str:
 
 def test_refusals_have_their_exit_codes(serve_factory, node: ServeProcess):
     wrong = im(node, "stats", token="not-the-token-at-all")
-    assert wrong.returncode == 5 and "401" in wrong.stderr
-    off = serve_factory()  # no admin token: the admin API is off
+    assert wrong.returncode == 5 and "refused --token or IM_ADMIN_TOKEN: it is not this node's" in wrong.stderr
+    off = serve_factory(admin_token="off")  # the admin API is off
     refused = im(off, "user", "list")
     assert refused.returncode == 5 and "the admin API is off" in refused.stderr
     unreachable = im(None, "stats", url="http://127.0.0.1:1")
