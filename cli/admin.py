@@ -109,7 +109,7 @@ class Admin:
             try:
                 message = json.loads(answer)["error"]
             except (ValueError, TypeError, KeyError):  # not the admin API's answer
-                message = str(err.reason)
+                self._not_admin_api(err.code, str(err.reason))
             if err.code == 401:
                 _fail(EXIT_REFUSED, f"the node at {self.url} refused {self.source}: it is not this node's admin"
                                     " token")
@@ -120,6 +120,30 @@ class Admin:
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             _fail(EXIT_UNREACHABLE, f"cannot reach the node at {self.url}: {reason}")
+
+    def _not_admin_api(self, status: int, reason: str) -> NoReturn:
+        """``--url`` answers HTTP, but not as an admin API: the node's WebSocket port (which
+        answers /healthz as the HTTP port does, but not /version), or something else."""
+        if _probe(self.url + "/healthz") == (200, b"ok\n") and _probe(self.url + "/version")[0] == 404:
+            port = urllib.parse.urlsplit(self.url).port or 80
+            _fail(EXIT_USAGE, f"{self.url} is the WebSocket port of an edgeim node, not its HTTP port: the admin API"
+                              " is on the HTTP port, the second URL `im serve` prints (by default the WebSocket"
+                              f" port + 1: --url {self.url.rsplit(':', 1)[0]}:{port + 1})")
+        _fail(EXIT_USAGE, f"{self.url} is not the HTTP port of an edgeim node (it answered {status} {reason}): give"
+                          " the second URL `im serve` prints (default http://127.0.0.1:8766)")
+
+
+def _probe(url: str) -> tuple[int, bytes]:
+    """The status and body of a GET (0 when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as err:
+        err.close()
+        return err.code, b""
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
 
 def flowed(func: Any) -> Any:
     """Join each paragraph of ``func``'s docstring into one line, so that ``--help`` wraps

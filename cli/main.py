@@ -129,7 +129,7 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
     from ..backends.protocols import StoreDamaged, StoreUnavailable
     from ..core_ext.codec import IMPLEMENTATION
     from ..edge.http import web_app_dir
-    from ..edge.node import DataDirInUse, Node
+    from ..edge.node import CannotListen, DataDirInUse, Node
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -142,8 +142,13 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
         log.error("cannot start", extra={"data_dir": str(config.data_dir), "error": str(exc)})
         print(f"im serve: cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
-    except OSError as exc:
-        log.error("cannot listen", extra={"host": config.host, "port": config.port, "error": str(exc)})
+    except CannotListen as exc:
+        log.error("cannot listen", extra={"host": exc.host, "port": exc.port, "what": exc.what, "error": str(exc)})
+        print(f"im serve: {exc}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    except OSError as exc:  # e.g. a backend's address that is not one of this machine's
+        log.error("cannot start", extra={"error": str(exc)})
+        print(f"im serve: cannot start: {exc}", file=sys.stderr, flush=True)
         sys.exit(1)
 
     def on_hup() -> None:

@@ -141,6 +141,24 @@ async def _body(request: web.Request) -> dict[str, Any]:
     return body
 
 
+def _bad_user(error: str) -> str:
+    """A sentence for a refused new account (a msgspec validation error of ``Register``),
+    with the limits read from the body's own constraints."""
+    import msgspec.inspect
+
+    limits = {f.name: f.type for f in msgspec.inspect.type_info(bodies.Register).fields}  # type: ignore[attr-defined]
+    for name, rule in limits.items():
+        if f"`{name}`" not in error and f"$.{name}`" not in error:
+            continue
+        if "missing" in error:
+            return f"a {name} is needed"
+        low, high = getattr(rule, "min_length", None), getattr(rule, "max_length", None)
+        size = f"{low} to {high} characters" if low else f"at most {high} characters"
+        allowed = ", made of letters, digits and . _ -" if getattr(rule, "pattern", None) else ""
+        return f"the {name} must be {size}{allowed}" if high else f"the {name} must be text"
+    return f"bad user: {error}"
+
+
 def _user_json(user: Any) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "nickname": user.nickname, "created_at": user.created_at,
             "disabled": user.disabled}
@@ -192,7 +210,7 @@ class _AdminApi:
             req = msgspec.convert({k: body[k] for k in ("username", "password", "nickname") if k in body},
                                   bodies.Register)
         except msgspec.ValidationError as exc:
-            raise _Refused(400, f"bad user: {exc}") from None
+            raise _Refused(400, _bad_user(str(exc))) from None
         try:
             user = await self.node.auth.register(req.username, req.password, req.nickname, "admin-api", lambda: True)
         except ImError as exc:

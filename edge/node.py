@@ -71,6 +71,18 @@ class DataDirInUse(RuntimeError):
     """Another running node holds the data dir (two writers would corrupt the seqs)."""
 
 
+class CannotListen(OSError):
+    """One of the node's two ports cannot be listened on (taken, or not an address here)."""
+
+    def __init__(self, what: str, host: str, port: int, error: OSError) -> None:
+        reason = os.strerror(error.errno) if error.errno else str(error)  # (asyncio's message repeats the address)
+        super().__init__(error.errno, f"cannot listen on {host}:{port} (the {what} port): {reason}")
+        self.what, self.host, self.port = what, host, port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class Node:
     """Wires each part with what it uses, explicitly: backends, then the in-memory state
     and the services over them, then the edge (routing table, presence, handlers, server)."""
@@ -183,7 +195,10 @@ class Node:
             await self.bus.start(self.id, self.delivery.deliver)
             self._keeper = self.loop.create_task(self._keep_number())
             await self.files.open()
-            await self.http.start()
+            try:
+                await self.http.start()
+            except OSError as exc:
+                raise CannotListen("HTTP", self.config.host, self.config.http_port, exc) from None
             if isinstance(self.files, LocalFiles) and not self.files.base_url:
                 self.files.base_url = self.http.url
                 if self.config.host in ("0.0.0.0", "::", ""):
@@ -191,7 +206,10 @@ class Node:
                                 extra={"url": self.http.url})
             if self.config.cluster and isinstance(self.files, LocalFiles):
                 log.warning("a cluster node keeps files on its own disk: set IM_FILES to an s3:// URL")
-            host, port = await self.server.start()
+            try:
+                host, port = await self.server.start()
+            except OSError as exc:
+                raise CannotListen("WebSocket", self.config.host, self.config.port, exc) from None
             self.ws_port = port
             self.address = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
             if self.loop_lag is not None:

@@ -61,8 +61,11 @@ class Config:
     #: per-connection token bucket: frames per second and burst (SIGHUP reloads the limits)
     rate: float = 200.0
     burst: int = 400
-    #: frames over budget, or malformed frames, before the connection is closed (4008)
+    #: frames refused as over the rate that one connection may send before it is closed
+    #: (4008 "flood"): a client that does not slow down on RATE_LIMITED
     flood_limit: int = 400
+    #: malformed frames (bad header, unknown op, undecodable body, text messages) one
+    #: connection may send, each answered with an ERROR, before it is closed (4008)
     bad_frame_limit: int = 32
     #: let several nodes share the port (SO_REUSEPORT); each needs its own data dir
     reuse_port: bool = False
@@ -290,7 +293,14 @@ class Config:
                               "python -c 'import secrets; print(secrets.token_hex(32))')")
 
 
-def _convert(name: str, kind: Any, raw: str) -> Any:
+#: what a value of each kind is, in words (for the messages of bad values)
+_KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false (or 1, 0, yes, no, on, off)",
+               "str": "text", "Path": "a path"}
+
+
+def _convert(name: str, kind: Any, raw: str, label: str = "") -> Any:
+    """``raw`` (an environment variable's text, or a flag's) as a value of ``kind``; a
+    ConfigError naming ``label`` (default: the variable IM_<NAME>) if it is not one."""
     kind = kind if isinstance(kind, str) else kind.__name__
     try:
         if kind == "int":
@@ -306,7 +316,7 @@ def _convert(name: str, kind: Any, raw: str) -> Any:
                 return False
             raise ValueError
     except ValueError:
-        raise ConfigError(f"IM_{name.upper()} must be a {kind}, got {raw!r}") from None
+        raise ConfigError(f"{label or 'IM_' + name.upper()} must be {_KIND_WORDS[kind]}, got {raw!r}") from None
     return raw
 
 
@@ -337,7 +347,8 @@ def _read_file(path: Path) -> dict[str, Any]:
             raise ConfigError(f"config file {path}: unknown setting {key!r} (im serve --help lists them)")
         kind = kinds[name]
         if isinstance(value, bool) and kind != "bool" or not isinstance(value, _KINDS[kind]):
-            raise ConfigError(f"config file {path}: {key} must be a {kind}, got {value!r}")
+            words = "true or false" if kind == "bool" else _KIND_WORDS[kind]
+            raise ConfigError(f"config file {path}: {key} must be {words}, got {value!r}")
         values[name] = Path(value) if kind == "Path" else float(value) if kind == "float" else value
     return values
 

@@ -29,8 +29,8 @@ def test_precedence_is_flags_then_env_then_file_then_defaults(tmp_path: Path):
 
 
 @pytest.mark.parametrize("text, message", [
-    ("port = 'x'", "port must be a int"),
-    ("reuse_port = 1", "reuse_port must be a bool"),
+    ("port = 'x'", "port must be a whole number"),
+    ("reuse_port = 1", "reuse_port must be true or false"),
     ("colour = 'red'", "unknown setting 'colour'"),
     ("port = ", "not valid TOML"),
     ("port = 70000", "port must be 0..65535"),
@@ -84,9 +84,16 @@ def test_config_show_masks_secrets_and_names_the_source(tmp_path: Path):
 
 def test_config_show_and_serve_exit_2_on_a_bad_setting(tmp_path: Path):
     result = runner.invoke(app, ["config", "show"], env={"IM_RATE": "fast"})
-    assert result.exit_code == 2 and "IM_RATE must be a float" in result.output
+    assert result.exit_code == 2 and "IM_RATE must be a number, got 'fast'" in result.output
     result = runner.invoke(app, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "port must be 0..65535" in result.output
+
+
+def test_flood_and_bad_frame_limits_say_what_each_does():
+    docs = field_docs()
+    assert docs["flood_limit"] != docs["bad_frame_limit"]
+    assert "before it is closed" in docs["flood_limit"] and "RATE_LIMITED" in docs["flood_limit"]
+    assert "malformed" in docs["bad_frame_limit"] and "rate" not in docs["bad_frame_limit"]
 
 
 def test_version_and_completion():
