@@ -8,13 +8,15 @@ import logging
 import resource
 import signal
 import sys
-from dataclasses import fields
+from dataclasses import Field, fields
 from pathlib import Path
 from typing import Callable, Optional
 
 import typer
 
-from ..ops.config import SECRET_FIELDS, Config, ConfigError, field_docs
+from rich.markup import escape
+
+from ..ops.config import SECRET_FIELDS, SECTIONS, Config, ConfigError, _convert, field_docs, flag
 from ..ops.logs import setup_logging
 from .admin import flowed
 
@@ -34,35 +36,48 @@ def main() -> None:
 
 # -- im serve: one option per Config field, generated ---------------------------------------------
 
-_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool, "Path": Path}
+#: the placeholder of a setting's value in ``im serve --help``, by the field's type
+_METAVARS = {"int": "INT", "float": "NUM", "str": "TEXT", "Path": "PATH"}
+
+
+def _kind(f: Field[object]) -> str:
+    return f.type if isinstance(f.type, str) else f.type.__name__
 
 
 def _shown(value: object) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value).lower() if isinstance(value, bool) else str(value)
-    return text if len(text) <= 48 else text[:45] + "..."
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 40 else "`im config show` prints it"
+
+
+def _flag(f: Field[object]) -> str:
+    return flag(f.name)
 
 
 def _serve_options() -> list[inspect.Parameter]:
-    """A ``--config`` option, then one per Config field but the secrets, named as the field
-    (``data_dir``: ``--data-dir``; booleans ``--x/--no-x``), documented by its ``#:`` comment."""
+    """A ``--config`` option, then one per Config field but the secrets, named as the field,
+    documented by its ``#:`` comment, in the panel of its section (ops/config.py SECTIONS).
+    Values are taken as text and converted as the environment's are, so a bad one gets the
+    same message (``--port must be a whole number``)."""
     docs = field_docs()
+    panel = {name: section for section, names in SECTIONS.items() for name in names}
     params = [inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
-                                default=typer.Option(None, "--config", help="A TOML file of settings (keys as the"
-                                                     " option names below, e.g. port = 9000) (env IM_CONFIG).",
+                                default=typer.Option(None, "--config", metavar="FILE", help="A TOML file of settings"
+                                                     " (keys as the option names, e.g. port = 9000) (env IM_CONFIG).",
                                                      rich_help_panel="Config file"))]
-    section = "Settings"
-    for f in fields(Config):
+    for f in sorted(fields(Config), key=lambda f: list(panel).index(f.name)):
         if f.name in SECRET_FIELDS:
             continue
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        flag = "--" + f.name.replace("_", "-")
-        decl = f"{flag}/--no-{flag[2:]}" if kind == "bool" else flag
-        default = "" if f.default in ("", -1) else f"; default {_shown(f.default)}"
+        kind = _kind(f)
+        default = "" if f.default in ("", -1) or kind == "bool" else f"; default {_shown(f.default)}"
         doc = docs.get(f.name, "")
         help_text = f"{doc[:1].upper()}{doc[1:]} (env IM_{f.name.upper()}{default})."
-        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[_TYPES[kind]],
-                                        default=typer.Option(None, decl, help=help_text, show_default=False,
-                                                             rich_help_panel=section)))
+        # a boolean is a flag that sets the other value than its default; --no-metrics
+        # arrives as no_metrics=True (_overrides turns it into metrics=False)
+        name = f"no_{f.name}" if kind == "bool" and f.default else f.name
+        annotation, metavar = (Optional[bool], "") if kind == "bool" else (Optional[str], _METAVARS[kind])
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation,
+                                        default=typer.Option(None, _flag(f), help=escape(help_text), metavar=metavar,
+                                                             show_default=False, rich_help_panel=panel[f.name])))
     return params
 
 
@@ -100,10 +115,15 @@ def serve(config_file: Optional[Path] = None, **flags: object) -> None:
 
 
 def _overrides(flags: dict[str, object]) -> dict[str, object]:
-    values = dict(flags)
-    for name in ("token_secret_file", "admin_token_file"):
-        if values.get(name) is not None:
-            values[name] = str(values[name])
+    """The flags given, as values of their settings' types (ConfigError naming the flag)."""
+    kinds = {f.name: f for f in fields(Config)}
+    values: dict[str, object] = {}
+    for name, value in flags.items():
+        if value is None:
+            continue
+        if name not in kinds:  # --no-metrics: no_metrics=True
+            name, value = name.removeprefix("no_"), not value
+        values[name] = _convert(name, _kind(kinds[name]), value, _flag(kinds[name])) if isinstance(value, str) else value
     return values
 
 

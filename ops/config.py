@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "ADMIN_TOKEN_FILE", "ADMIN_OFF", "field_docs", "masked"]
+__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "SECTIONS", "ADMIN_TOKEN_FILE", "ADMIN_OFF", "field_docs", "flag",
+           "masked", "settings_doc"]
 
 
 #: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
@@ -58,8 +59,10 @@ class Config:
     idle_timeout: float = 90.0
     #: route entries live this long unless renewed by activity
     route_ttl: float = 120.0
-    #: per-connection token bucket: frames per second and burst (SIGHUP reloads the limits)
+    #: frames per second one connection may send, on average (4000 RATE_LIMITED beyond; SIGHUP
+    #: reloads the limits)
     rate: float = 200.0
+    #: frames one connection may send at once above its rate (the token bucket's size)
     burst: int = 400
     #: frames refused as over the rate that one connection may send before it is closed
     #: (4008 "flood"): a client that does not slow down on RATE_LIMITED
@@ -79,21 +82,26 @@ class Config:
     max_write_buffer: int = 4 * 1024 * 1024
     #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
     sqlite_sync: str = "FULL"
-    #: argon2id cost of password hashes: memory in KiB and passes (default: OWASP's minimum,
-    #: 19 MiB and 2); lower only for tests and benchmarks. Hashes of another cost are
-    #: replaced at their user's next login.
+    #: argon2id cost of password hashes, memory in KiB (default: OWASP's minimum, 19 MiB);
+    #: lower only for tests and benchmarks. Hashes of another cost are replaced at their
+    #: user's next login.
     password_memory_kib: int = 19456
+    #: argon2id cost of password hashes, passes (default: OWASP's minimum, 2)
     password_time_cost: int = 2
-    #: password checks (REGISTER, LOGIN) per second per client address, and the burst
+    #: password checks (REGISTER, LOGIN) per second per client address (4000 RATE_LIMITED beyond)
     login_rate: float = 5.0
+    #: password checks one client address may ask for at once above its rate
     login_burst: int = 30
     #: password checks that may wait for a worker, node-wide; more are refused at once
     login_backlog: int = 32
-    #: what one account may send across all its sessions on a node: messages per second and
-    #: burst, content bytes per second and burst (4000 RATE_LIMITED beyond)
+    #: messages per second one account may send across all its sessions on a node (4000
+    #: RATE_LIMITED beyond)
     user_send_rate: float = 50.0
+    #: messages one account may send at once above its rate
     user_send_burst: int = 200
+    #: content bytes per second one account may send across all its sessions on a node
     user_send_bytes_rate: float = 256 * 1024.0
+    #: content bytes one account may send at once above its byte rate
     user_send_bytes_burst: int = 4 * 1024 * 1024
     #: live sessions (terminals) one account may have at once (4001 TOO_MANY_SESSIONS beyond)
     max_sessions_per_user: int = 10
@@ -104,12 +112,13 @@ class Config:
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
-    #: cluster backends, all three or none (none: embedded SQLite, memory routes, in-process
-    #: bus): a MySQL-protocol store shared by the nodes (mysql://user:pass@host:port/db, also
-    #: tidb:// and mariadb://), Redis for routes (redis://host:port/db), a RocketMQ name
-    #: server for the bus (rocketmq://host:port)
+    #: the store shared by a cluster's nodes, a MySQL-protocol server
+    #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
+    #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
     store: str = ""
+    #: the cluster's routes and node registry, Redis (redis://host:port/db, ?prefix=P)
     routes: str = ""
+    #: the cluster's bus between nodes, a RocketMQ name server (rocketmq://host:port)
     bus: str = ""
     # -- the HTTP listener and files ------------------------------------------------------------
     #: the node's HTTP port (health, the local files' signed URLs); 0 picks a free one;
@@ -147,14 +156,16 @@ class Config:
     # -- presence, typing and calls (rich messaging) ------------------------------------------
     #: seconds a user's presence changes are collected before their watchers get one push
     presence_debounce: float = 2.0
-    #: PRESENCE and PRESENCE_SUBSCRIBE requests per second per account, and the burst
-    #: (4000 RATE_LIMITED beyond)
+    #: PRESENCE and PRESENCE_SUBSCRIBE requests per second per account (4000 RATE_LIMITED
+    #: beyond)
     presence_rate: float = 10.0
+    #: PRESENCE and PRESENCE_SUBSCRIBE requests one account may make at once above its rate
     presence_burst: int = 50
     #: users one session may watch at once (4000 RATE_LIMITED beyond)
     presence_max_watch: int = 1000
-    #: TYPING signals per second per account, and the burst (4000 RATE_LIMITED beyond)
+    #: TYPING signals per second per account (4000 RATE_LIMITED beyond)
     typing_rate: float = 2.0
+    #: TYPING signals one account may send at once above its rate
     typing_burst: int = 10
     #: seconds a call rings before it ends as missed
     call_ring_timeout: float = 60.0
@@ -169,7 +180,8 @@ class Config:
     admin_token: str = ""
     #: a file holding the admin token (read at start; instead of admin_token)
     admin_token_file: str = ""
-    #: serve /metrics (Prometheus text format) and count what it reports; off: neither
+    #: serve /metrics (Prometheus text format) and count what it reports (--no-metrics or
+    #: IM_METRICS=false: neither)
     metrics: bool = True
     #: seconds a draining node (SIGTERM, im cluster drain) waits for its clients to leave and
     #: its accepted requests to finish before it closes what remains and exits
@@ -322,6 +334,23 @@ def _convert(name: str, kind: Any, raw: str, label: str = "") -> Any:
 
 # -- the config file, secrets, documentation (operations) -----------------------------------------
 
+#: the settings by what they are about: the panels of ``im serve --help`` and the tables
+#: of docs/operations.md (each setting is in one; tests/ops/test_config_file.py checks)
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "Network": ("host", "port", "http_port", "reuse_port", "backlog", "files_url", "web_dir", "web_ws_url"),
+    "Storage": ("data_dir", "sqlite_sync", "files"),
+    "Cluster": ("node_id", "store", "routes", "bus", "route_ttl"),
+    "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
+               "login_rate", "login_burst", "login_backlog", "user_send_rate", "user_send_burst",
+               "user_send_bytes_rate", "user_send_bytes_burst", "max_sessions_per_user", "group_max_members",
+               "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
+               "presence_max_watch", "typing_rate", "typing_burst"),
+    "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
+                 "password_memory_kib", "password_time_cost", "file_grant_ttl"),
+    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Operations": ("log_level", "metrics", "drain_timeout"),
+}
+
 #: settings that hold a secret: never a flag, masked by ``masked``
 SECRET_FIELDS = frozenset({"token_secret", "admin_token"})
 _KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "Path": (str,)}
@@ -368,6 +397,37 @@ def masked(config: Config) -> dict[str, Any]:
             value = str(value)
         shown[f.name] = value
     return shown
+
+
+def flag(name: str) -> str:
+    """The ``im serve`` flag of a setting: ``--data-dir`` for ``data_dir``; a boolean's is
+    the one that changes its default (``--reuse-port``, ``--no-metrics``); "" for a secret."""
+    if name in SECRET_FIELDS:
+        return ""
+    f = next(f for f in fields(Config) if f.name == name)
+    option = "--" + name.replace("_", "-")
+    return "--no-" + option[2:] if f.type in ("bool", bool) and f.default else option
+
+
+def settings_doc() -> str:
+    """The settings as docs/operations.md lists them: a table per section (SECTIONS), each
+    row made from the field's ``#:`` comment (tests/ops/test_config_file.py checks the doc)."""
+    docs = field_docs()
+    defaults = {f.name: f.default for f in fields(Config)}
+    out = []
+    for section, names in SECTIONS.items():
+        out += [f"### {section}", "", "| setting (`IM_` variable, file key) | flag | default | what it does |",
+                "|---|---|---|---|"]
+        for name in names:
+            value = defaults[name]
+            shown = ("—" if value == "" else "port + 1" if name == "http_port" else str(value).lower()
+                     if isinstance(value, bool) else f"{value:g}" if isinstance(value, float) else str(value))
+            if len(shown) > 40:
+                shown = "(`im config show` prints it)"
+            option = f"`{flag(name)}`" if flag(name) else "—"
+            out.append(f"| `IM_{name.upper()}`, `{name}` | {option} | {shown} | {docs[name]} |")
+        out.append("")
+    return "\n".join(out)
 
 
 def field_docs() -> dict[str, str]:

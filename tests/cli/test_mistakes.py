@@ -78,6 +78,7 @@ def test_a_refused_new_account_says_why_in_a_sentence(tmp_path: Path, node: Serv
     ({"IM_RATE": "fast"}, [], "im serve: IM_RATE must be a number, got 'fast'\n"),
     ({"IM_METRICS": "maybe"}, [], "im serve: IM_METRICS must be true or false (or 1, 0, yes, no, on, off), got"
                                   " 'maybe'\n"),
+    ({}, ["--http-port", "eighty"], "im serve: --http-port must be a whole number, got 'eighty'\n"),
 ])
 def test_a_setting_that_is_not_a_number_is_a_sentence(tmp_path: Path, env, args, message):
     done = subprocess.run([str(IM), "serve", *args], cwd=tmp_path, env={**os.environ, **env}, capture_output=True,

@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from edgeim.cli.main import app
-from edgeim.ops.config import SECRET_FIELDS, Config, ConfigError, field_docs
+from edgeim.ops.config import SECRET_FIELDS, SECTIONS, Config, ConfigError, field_docs, flag, settings_doc
 
 runner = CliRunner()
 
@@ -55,11 +55,10 @@ def test_every_setting_is_documented_and_a_flag_of_serve_but_the_secrets():
     result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}, terminal_width=200)
     assert result.exit_code == 0
     for f in fields(Config):
-        flag = "--" + f.name.replace("_", "-")
         if f.name in SECRET_FIELDS:
-            assert f"{flag} " not in result.output  # only env, file or a *_file setting
+            assert f"--{f.name.replace('_', '-')} " not in result.output  # only env, file or a *_file setting
         else:
-            assert flag in result.output, flag
+            assert flag(f.name) in result.output, flag(f.name)
             assert f"IM_{f.name.upper()}" in result.output
     assert "--config" in result.output
 
@@ -108,3 +107,59 @@ def test_every_setting_is_in_the_operations_doc():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     missing = [f.name for f in fields(Config) if f"`IM_{f.name.upper()}`" not in doc]
     assert not missing, f"docs/operations.md does not document {missing}"
+    assert settings_doc() in doc, ("docs/operations.md's settings differ from ops/config.py: paste the output of"
+                                   " python -c 'from edgeim.ops.config import settings_doc; print(settings_doc())'")
+
+
+def test_each_setting_is_in_one_section_and_says_what_it_does():
+    placed = [name for names in SECTIONS.values() for name in names]
+    assert sorted(placed) == sorted(f.name for f in fields(Config))  # each once
+    docs = field_docs()
+    shared = {doc for doc in docs.values() if list(docs.values()).count(doc) > 1}
+    assert not shared, shared
+
+
+def test_serve_help_fits_80_columns_in_its_sections():
+    result = runner.invoke(app, ["serve", "--help"], env={"COLUMNS": "80"}, terminal_width=80)
+    assert result.exit_code == 0
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in result.output  # nothing cut
+    for f in fields(Config):
+        if f.name not in SECRET_FIELDS:
+            assert f" {flag(f.name)} " in result.output, flag(f.name)  # whole, not cut
+    titles = [line.split("─ ", 1)[1].split(" ─", 1)[0] for line in lines if line.startswith("╭─ ")]
+    assert titles == ["Options", "Config file", *SECTIONS]
+    assert len(lines) < 260  # was 497: one description per setting, no repeats
+
+
+def test_bad_flag_values_are_sentences():
+    result = runner.invoke(app, ["serve", "--port", "abc"])
+    assert result.exit_code == 2 and result.output.strip() == "im serve: --port must be a whole number, got 'abc'"
+    result = runner.invoke(app, ["serve", "--idle-timeout", "soon"])
+    assert result.exit_code == 2 and "--idle-timeout must be a number, got 'soon'" in result.output
+
+
+def test_boolean_flags_change_their_default(tmp_path: Path):
+    import re
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    im = Path(sys.executable).with_name("im")
+    proc = subprocess.Popen([str(im), "serve", "--port", "0", "--data-dir", str(tmp_path / "data"), "--no-metrics",
+                             "--web-dir", "off"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        http = re.search(r" and (http://\S+)", proc.stdout.readline())[1]
+        with pytest.raises(urllib.error.HTTPError) as missing:
+            urllib.request.urlopen(http + "/metrics", timeout=5)
+        assert missing.value.code == 404
+        missing.value.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        proc.stdout.close()
+        proc.stderr.close()
