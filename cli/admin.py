@@ -161,28 +161,62 @@ def _fail(code: int, message: str) -> NoReturn:
 
 
 def _print(value: Any, as_json: bool, columns: Sequence[str] = (), rows: Sequence[dict[str, Any]] | None = None) -> None:
-    """JSON as it came, or a table of ``rows`` (``columns``), or ``key: value`` lines."""
+    """JSON as it came (for scripts), or, for people, a table of ``rows`` (``columns``) or
+    ``key  value`` lines, times as dates (``_cell``)."""
     if as_json:
         typer.echo(json.dumps(value))
         return
     if rows is None:
         width = max((len(k) for k in value), default=0)
         for key, item in value.items():
-            typer.echo(f"{key:<{width}}  {json.dumps(item) if isinstance(item, (dict, list)) else _cell(item)}")
+            if isinstance(item, list) and all(isinstance(i, dict) and {"terminal", "node"} <= i.keys() for i in item):
+                text = _sessions(item)  # sessions, kicked: where they were
+            else:
+                text = json.dumps(item) if isinstance(item, (dict, list)) else _cell(item, key)
+            typer.echo(f"{key:<{width}}  {text}".rstrip())
         return
-    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    _table(columns, rows)
+
+
+def _table(columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> None:
+    cells = [[_cell(row.get(c), c) for c in columns] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     typer.echo("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip())
     for row in cells:
         typer.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
 
 
-def _cell(value: Any) -> str:
+def _cell(value: Any, key: str = "") -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if key.endswith(("_at", "_until")) and isinstance(value, int):  # milliseconds since the epoch
+        return _date(value)
     if isinstance(value, float):
         return f"{value:g}"
     return "" if value is None else str(value)
+
+
+def _date(ms: int) -> str:
+    """A time (milliseconds since the epoch) as this machine's local date and time; "" for 0
+    (never: not muted, no time)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000)) if ms else ""
+
+
+def _sessions(sessions: Sequence[dict[str, Any]]) -> str:
+    """Sessions as people read them: ``web on node-a, ios on node-b``."""
+    return ", ".join(f"{s['terminal']} on {s['node']}" for s in sessions) or "none"
+
+
+def _named(user_id: Any, name: Any) -> str:
+    """A user as people read them: ``alice (1)``."""
+    return f"{name} ({user_id})" if name else str(user_id)
+
+
+def _next_page(command: str, page: dict[str, Any], rows: Sequence[dict[str, Any]], limit: int) -> None:
+    """After a full page, how to ask for the next one (on stderr: the table stays a table)."""
+    if page.get("more") and rows:
+        typer.echo(f"more: {command} --after {rows[-1]['id']}" + (f" --limit {limit}" if limit != 100 else ""),
+                   err=True)
 
 
 # -- im user ---------------------------------------------------------------------------------------
@@ -216,6 +250,8 @@ def user_list(
     """Accounts by id, a page at a time."""
     page = Admin(url, token, token_file, data_dir).call("GET", "/admin/users", query={"after": after, "limit": limit})
     _print(page, as_json, ("id", "username", "nickname", "disabled", "created_at"), page["users"])
+    if not as_json:
+        _next_page("im user list", page, page["users"], limit)
 
 
 @user_app.command("show")
@@ -271,8 +307,14 @@ def group_list(
     as_json: bool = JSON,
 ) -> None:
     """Groups by id, a page at a time."""
-    page = Admin(url, token, token_file, data_dir).call("GET", "/admin/groups", query={"after": after, "limit": limit})
-    _print(page, as_json, ("id", "name", "owner", "members", "join_mode", "created_at"), page["groups"])
+    query = {"after": after, "limit": limit, **({} if as_json else {"names": 1})}  # names: for people
+    page = Admin(url, token, token_file, data_dir).call("GET", "/admin/groups", query=query)
+    if as_json:
+        _print(page, as_json)
+        return
+    rows = [{**g, "owner": _named(g["owner"], g.get("owner_name"))} for g in page["groups"]]
+    _table(("id", "name", "owner", "members", "join_mode", "created_at"), rows)
+    _next_page("im group list", page, rows, limit)
 
 
 @group_app.command("show")
@@ -283,7 +325,16 @@ def group_show(
     as_json: bool = JSON,
 ) -> None:
     """One group, with its members (the first 1000)."""
-    _print(Admin(url, token, token_file, data_dir).call("GET", f"/admin/groups/{group}"), as_json)
+    found = Admin(url, token, token_file, data_dir).call("GET", f"/admin/groups/{group}",
+                                                         query=None if as_json else {"names": 1})
+    if as_json:
+        _print(found, as_json)
+        return
+    members = found.pop("member_list")
+    owner = _named(found["owner"], found.pop("owner_name", ""))
+    _print({**found, "owner": owner}, as_json)
+    typer.echo("")
+    _table(("user", "username", "role", "joined_at", "muted_until"), members)
 
 
 @group_app.command("dissolve")
@@ -390,4 +441,10 @@ def cluster_drain(
 def stats(url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
           as_json: bool = JSON) -> None:
     """One node's live numbers: connections, users online, messages, frames, errors, lag."""
-    _print(Admin(url, token, token_file, data_dir).call("GET", "/admin/stats"), as_json)
+    numbers = Admin(url, token, token_file, data_dir).call("GET", "/admin/stats")
+    if as_json:
+        _print(numbers, as_json)
+        return
+    people = {("uptime" if k == "uptime_s" else k): (_duration(v) if k == "uptime_s" else v) for k, v in numbers.items()}
+    people["backends"] = ", ".join(f"{name} {'up' if up else 'DOWN'}" for name, up in numbers["backends"].items())
+    _print(people, as_json)

@@ -263,7 +263,15 @@ class _AdminApi:
         after = _int(request, "after", 0)
         limit = _int(request, "limit", 100, 1, MAX_PAGE)
         rows = await self.node.store.list_groups(GroupId(after), limit)
-        return _json({"groups": [_group_json(g, n) for g, n in rows], "more": len(rows) == limit})
+        groups = [_group_json(g, n) for g, n in rows]
+        if request.query.get("names"):  # for people: the owners' usernames beside their ids
+            names = await self._names([g["owner"] for g in groups])
+            groups = [{**g, "owner_name": names.get(g["owner"], "")} for g in groups]
+        return _json({"groups": groups, "more": len(rows) == limit})
+
+    async def _names(self, ids: list[int]) -> dict[int, str]:
+        """The usernames of ``ids`` (those that exist)."""
+        return {p.user: p.username for p in await self.node.users.profiles([UserId(i) for i in ids])}
 
     def _group_id(self, request: web.Request) -> GroupId:
         ref = request.match_info["group"]
@@ -277,8 +285,14 @@ class _AdminApi:
             raise _Refused(404, f"no group {request.match_info['group']}")
         members = [{"user": m.user, "role": m.role, "muted_until": m.muted_until, "joined_at": m.joined_at}
                    for m in records.members[:MAX_PAGE]]
-        return _json({**_group_json(records.group, len(records.members)), "notice": records.group.notice,
-                      "member_list": members, "join_requests": len(records.requests)})
+        group = {**_group_json(records.group, len(records.members)), "notice": records.group.notice,
+                 "member_list": members, "join_requests": len(records.requests)}
+        if request.query.get("names"):  # for people: usernames beside the ids
+            names = await self._names([group["owner"], *(m["user"] for m in members)])
+            group["owner_name"] = names.get(group["owner"], "")
+            for member in members:
+                member["username"] = names.get(member["user"], "")
+        return _json(group)
 
     async def dissolve(self, request: web.Request) -> web.Response:
         """As the owner would: members get the GROUP_PUSH "dissolved" (its actor: the owner)."""

@@ -120,7 +120,7 @@ class Node:
                                 Hashing(default_workers(), config.login_backlog, config.login_rate, config.login_burst))
         self.conversations = conversations = Conversations(self.store, self.state, self.delivery.to_users,
                                                            self.delivery.refresh)
-        users = Users(self.store)
+        self.users = users = Users(self.store)
         self.groups = groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
             self.delivery.refresh, self.delivery.reach,
