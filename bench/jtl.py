@@ -5,7 +5,7 @@ A JTL here is JMeter's CSV result file with the columns and formats of JMeter 5.
 turns it into JMeter's HTML dashboard. Each load process writes its own part; ``merge``
 joins the parts ordered by timeStamp. ``summarize`` computes the per-label table (samples,
 throughput, mean, median, p90, p95, p99, max, error %, bytes) and ``html_report`` writes a
-self-contained page with throughput and latency over time beside the ceiling and the peer.
+self-contained page with throughput and latency over time beside the bare relay and the peer.
 """
 from __future__ import annotations
 
@@ -77,18 +77,37 @@ def read_jtl(path: Path) -> Iterator[Sample]:
         yield Sample(int(row[0]), float(row[1]), row[2], row[7] == "true", int(row[9] or 0), int(row[10] or 0))
 
 
+_GRP_THREADS, _ALL_THREADS = COLUMNS.index("grpThreads"), COLUMNS.index("allThreads")
+
+
+def _thread_group(thread_name: str) -> str:
+    """The thread group of a JMeter thread name, "<group> <group no>-<thread no>"."""
+    return thread_name.rsplit(" ", 1)[0]
+
+
 def merge(parts: Sequence[Path], out: Path) -> int:
     """Merge JTL parts (each sorted by timeStamp as written... nearly: a sample's row is
-    written when it ends) into one file sorted by timeStamp; returns the number of rows."""
+    written when it ends) into one file sorted by timeStamp; returns the number of rows.
+
+    Each part is one load process's, and its grpThreads and allThreads count that process's
+    active threads only. In the merged file they count the whole test's, as JMeter's do:
+    at each row, the sum over the parts of what each last reported (for the row's thread
+    group, and in all), so a process that has not written a row yet counts none."""
     count = 0
     streams = []
-    for part in parts:
+    for n, part in enumerate(parts):
         rows = sorted(_rows(part), key=lambda r: int(r[0]))
-        streams.append(rows)
+        streams.append([(n, row) for row in rows])
+    group_threads: dict[str, dict[int, int]] = {}  # thread group -> part -> its last grpThreads
+    all_threads: dict[int, int] = {}  # part -> its last allThreads
     with open(out, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f, lineterminator="\n")
         writer.writerow(COLUMNS)
-        for row in heapq.merge(*streams, key=lambda r: int(r[0])):
+        for n, row in heapq.merge(*streams, key=lambda item: int(item[1][0])):
+            group = group_threads.setdefault(_thread_group(row[5]), {})
+            group[n] = int(row[_GRP_THREADS] or 0)
+            all_threads[n] = int(row[_ALL_THREADS] or 0)
+            row[_GRP_THREADS], row[_ALL_THREADS] = str(sum(group.values())), str(sum(all_threads.values()))
             writer.writerow(row)
             count += 1
     return count
@@ -158,38 +177,63 @@ def summary_table(stats: dict[str, Stats]) -> str:
 
 
 def timeline(samples: Iterable[Sample], bucket_s: float = 1.0) -> dict[str, list[tuple[float, int, float, float]]]:
-    """Per label: (second since the first sample, samples ended in it per s, median ms, p90 ms)."""
+    """Per label: (second since the first sample, samples ended in it per s, median ms, p90 ms).
+
+    A label's last bucket is cut short by the end of the run: its rate is counted over the
+    part it covers (up to the label's last sample), and a last bucket covering less than
+    half a bucket is left out, too short to be a rate; otherwise every line would end in a
+    drop that did not happen."""
     rows = list(samples)
     if not rows:
         return {}
     t0 = min(s.timestamp_ms for s in rows)
     buckets: dict[str, dict[int, list[float]]] = {}
+    ends: dict[str, float] = {}
     for s in rows:
-        key = int((s.timestamp_ms + s.elapsed_ms - t0) / 1000 / bucket_s)
+        end = (s.timestamp_ms + s.elapsed_ms - t0) / 1000
+        key = int(end / bucket_s)
         buckets.setdefault(s.label, {}).setdefault(key, []).append(s.elapsed_ms)
+        ends[s.label] = max(ends.get(s.label, 0.0), end)
     out: dict[str, list[tuple[float, int, float, float]]] = {}
     for label, by in buckets.items():
         series = []
+        last = max(by)
         for key in sorted(by):
             values = sorted(by[key])
-            series.append((key * bucket_s, int(len(values) / bucket_s), _pct(values, 0.5), _pct(values, 0.9)))
+            span = min(bucket_s, ends[label] - key * bucket_s) if key == last else bucket_s
+            if span < bucket_s / 2 and len(by) > 1:
+                continue
+            series.append((key * bucket_s, int(len(values) / max(span, 1e-3)), _pct(values, 0.5), _pct(values, 0.9)))
         out[label] = series
     return out
 
 
 # -- HTML -------------------------------------------------------------------------------------------
 
-_COLORS = {"edgeim": "#1f77b4", "ceiling": "#7f7f7f", "centrifugo": "#d62728"}
+_COLORS = {"edgeim": "#1f77b4", "bare relay": "#7f7f7f", "ceiling": "#7f7f7f", "centrifugo": "#d62728"}
+
+
+def _ticks(top: float, most: int = 6) -> tuple[list[float], int]:
+    """Tick values from 0 to at least ``top`` at a round step (1, 2 or 5 times a power of
+    ten), at most ``most`` + 1 of them, and the decimals that label them exactly."""
+    raw = max(top, 1e-9) / most
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
+    count = math.ceil(top / step - 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return [round(step * i, decimals) for i in range(count + 1)], decimals
 
 
 def _svg_chart(title: str, series: dict[str, list[tuple[float, float]]], unit: str,
                width: int = 640, height: int = 220) -> str:
-    """A line chart as inline SVG (no script, no external file)."""
+    """A line chart as inline SVG (no script, no external file). Both axes start at 0 and
+    end at their last tick, a round number at or above the largest value."""
     points = [p for s in series.values() for p in s]
     if not points:
         return f"<p>{html.escape(title)}: no data</p>"
-    xmax = max(x for x, _ in points) or 1.0
-    ymax = max(y for _, y in points if not math.isnan(y)) or 1.0
+    xticks, xplaces = _ticks(max(x for x, _ in points) or 1.0)
+    yticks, yplaces = _ticks(max((y for _, y in points if not math.isnan(y)), default=0.0) or 1.0, 4)
+    xmax, ymax = xticks[-1], yticks[-1]
     left, bottom, top, right = 70, 34, 25, 130
     w, h = width - left - right, height - top - bottom
 
@@ -200,15 +244,14 @@ def _svg_chart(title: str, series: dict[str, list[tuple[float, float]]], unit: s
            f'<text x="{left}" y="15" font-size="13" font-weight="bold">{html.escape(title)}</text>',
            f'<line x1="{left}" y1="{top + h}" x2="{left + w}" y2="{top + h}" stroke="#000"/>',
            f'<line x1="{left}" y1="{top}" x2="{left}" y2="{top + h}" stroke="#000"/>']
-    for i in range(5):
-        y = ymax * i / 4
-        py = top + h - h * i / 4
-        out.append(f'<text x="{left - 5}" y="{py + 4:.1f}" font-size="10" text-anchor="end">{y:,.{0 if ymax > 20 else 2}f}</text>')
+    for y in yticks:
+        py = top + h - h * y / ymax
+        out.append(f'<text x="{left - 5}" y="{py + 4:.1f}" font-size="10" text-anchor="end">{y:,.{yplaces}f}</text>')
         out.append(f'<line x1="{left}" y1="{py:.1f}" x2="{left + w}" y2="{py:.1f}" stroke="#eee"/>')
-    for i in range(5):  # time ticks: seconds since the run's first sample
-        px = left + w * i / 4
+    for x in xticks:  # time ticks: seconds since the run's first sample
+        px = left + w * x / xmax
         out.append(f'<line x1="{px:.1f}" y1="{top + h}" x2="{px:.1f}" y2="{top + h + 4}" stroke="#000"/>')
-        out.append(f'<text x="{px:.1f}" y="{top + h + 14}" font-size="10" text-anchor="middle">{xmax * i / 4:,.0f}</text>')
+        out.append(f'<text x="{px:.1f}" y="{top + h + 14}" font-size="10" text-anchor="middle">{x:,.{xplaces}f}</text>')
     out.append(f'<text x="{left + w / 2}" y="{height - 3}" font-size="10" text-anchor="middle">seconds; {html.escape(unit)}</text>')
     for i, (name, pts) in enumerate(series.items()):
         color = next((c for k, c in _COLORS.items() if name.startswith(k)), "#2ca02c")
@@ -221,14 +264,16 @@ def _svg_chart(title: str, series: dict[str, list[tuple[float, float]]], unit: s
 
 
 def html_report(path: Path, title: str, runs: dict[str, list[Sample]], comparison: str, notes: Sequence[str]) -> None:
-    """Write one self-contained HTML page: per run (edgeim, ceiling, centrifugo) its summary
+    """Write one self-contained HTML page: per run (edgeim, bare relay, centrifugo) its summary
     table, then per label the throughput and latency over time of every run on one chart."""
     stats = {kind: summarize(rows) for kind, rows in runs.items()}
     lines = ["<!doctype html><html><head><meta charset='utf-8'>", f"<title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f4f4f4}"
              "td:first-child{text-align:left}pre{background:#f8f8f8;padding:1em}</style></head><body>",
-             f"<h1>{html.escape(title)}</h1>", "<h2>Side by side</h2>", f"<pre>{html.escape(comparison)}</pre>"]
+             f"<h1>{html.escape(title)}</h1>"]
+    if comparison:  # a report of one JTL has nothing to set beside it
+        lines += ["<h2>Side by side</h2>", f"<pre>{html.escape(comparison)}</pre>"]
     for note in notes:
         lines.append(f"<p>{html.escape(note)}</p>")
     cols = ["samples", "per s", "mean ms", "median", "p90", "p95", "p99", "max", "error %", "recv KB/s", "sent KB/s"]

@@ -1,5 +1,5 @@
-"""``im bench run``: one scenario against edgeim, its ceiling and (optionally) Centrifugo,
-in the same run, with results as JMeter writes them.
+"""``im bench run``: one scenario against edgeim, the bare relay and (optionally)
+Centrifugo, in the same run, with results as JMeter writes them.
 
 For each server kind in turn: start the server(s) (unless running URLs are given), create
 the users in bulk and what the scenario's [setup] asks (a setup process; not timed), spawn
@@ -7,12 +7,14 @@ the load processes (bench/loadgen.py), start them at one instant, print a live p
 line (elapsed, samples, throughput, errors), read the nodes' RSS with every connection
 still open, then stop everything started, by pid. The load processes' JTL parts are merged
 into ``OUT/<kind>.jtl``; ``OUT/summary.txt``, ``OUT/results.json`` and ``OUT/report.html``
-hold the per-sampler tables and edgeim beside the ceiling (ratio) and the peer.
+hold the per-sampler tables and edgeim beside the bare relay (ratio) and the peer.
 
-The ceiling is bench/baseline_relay.py --route: a bare picows server that answers every
-request frame at once with a reply of the node's mean reply size for that op (learned from
-the edgeim run, which therefore goes first) and relays a SEND to its receiver(s) plus an
-ack, driven by the same load code with byte-for-byte the same frames.
+The bare relay (the kind "ceiling" in file names and results.json, as before) is
+bench/baseline_relay.py --route: a bare picows server that answers every request frame at
+once with a reply of the node's mean reply size for that op (learned from the edgeim run,
+which therefore goes first) and relays a SEND to its receiver(s) plus an ack, driven by the
+same load code with byte-for-byte the same frames. It is a baseline, not a limit: it keeps
+no state, and edgeim, which answers list pages from memory, can be faster than it.
 """
 from __future__ import annotations
 
@@ -31,11 +33,20 @@ from . import benchlib, jtl, loadgen
 from .scenario import Scenario, ScenarioError
 
 SETUP_TIMEOUT = 900.0
-#: the op each sampler type sends (its reply size is what the ceiling mimics)
+#: the op each sampler type sends (its reply size is what the bare relay mimics)
 SAMPLER_OPS = {"login": 0x03, "send_1to1": 0x10, "group_send": 0x10, "sync": 0x11, "history": 0x12,
                "conversations": 0x13, "friends": 0x24, "friend_requests": 0x25, "groups": 0x34, "group_members": 0x35,
                "file_upload_grant": 0x1A}
 KINDS = ("edgeim", "ceiling", "centrifugo")
+#: what each kind is called in what people read (summaries, the report, docs/benchmarks.md);
+#: the kinds stay the names of files and of results.json's keys
+NAMES = {"edgeim": "edgeim", "ceiling": "bare relay", "centrifugo": "centrifugo"}
+#: what the bare relay is, and how to read a ratio column (a note of every run that has it)
+RELAY_NOTE = ("bare relay: bench/baseline_relay.py --route, a bare picows server answering with the node's reply "
+              "sizes and relaying SENDs: no store, no session, no codec; a baseline to compare with, not a limit "
+              "(edgeim answers list pages from memory, and can be faster). Every ratio column is edgeim / that "
+              "column: for throughput, below 1 means edgeim did fewer per second and above 1 more; for latency, "
+              "above 1 means edgeim took that many times as long, below 1 less.")
 
 
 class BenchError(RuntimeError):
@@ -247,7 +258,7 @@ def run_kind(scenario: Scenario, kind: str, out: Path, urls: list[str], reply_si
             t0 = time.monotonic() + 0.3
             for _, conn in clients:
                 conn.send(("start", t0))
-            _follow(kind, clients, t0, scenario, progress)
+            _follow(NAMES[kind], clients, t0, scenario, progress)
             cpu = window.stop() if window else {}
             seconds = time.monotonic() - t0
             rss_after = {p.pid: benchlib.rss_kib(p.pid) for p in servers}
@@ -327,7 +338,7 @@ def _follow(kind: str, clients: benchlib.Clients, t0: float, scenario: Scenario,
 
 def run(scenario: Scenario, out: Path, urls: list[str] | None = None, peer: bool = False, ceiling: bool = True,
         progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
-    """Run ``scenario`` against edgeim, then its ceiling, then (``peer``) Centrifugo; write
+    """Run ``scenario`` against edgeim, then the bare relay, then (``peer``) Centrifugo; write
     the JTLs, summary.txt, results.json and report.html into ``out``; return the results."""
     say = progress or (lambda text: None)
     out.mkdir(parents=True, exist_ok=True)
@@ -364,11 +375,11 @@ def _reply_sizes(scenario: Scenario, result: KindResult) -> tuple[dict[int, int]
 
 
 def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: bool = False) -> str:
-    """edgeim beside the ceiling (and the ratio) and the peer, per sampler: a text table,
+    """edgeim beside the bare relay (and the ratio) and the peer, per sampler: a text table,
     or with ``markdown`` the table docs/benchmarks.md quotes."""
     edge = results["edgeim"]
     others = [k for k in ("ceiling", "centrifugo") if k in results]
-    columns = ["edgeim"] + [c for k in others for c in (k, "ratio")]
+    columns = ["edgeim"] + [c for k in others for c in (NAMES[k], "ratio")]
     if markdown:
         lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     else:
@@ -435,22 +446,20 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
                      "SEND_ACK means the message is committed to SQLite, a Centrifugo publish reply means it was "
                      "handed to the in-memory broker.")
     if "ceiling" in results:
-        notes.append("ceiling: bench/baseline_relay.py --route, a bare picows server answering with the node's "
-                     "reply sizes and relaying SENDs: no store, no session, no codec. Every ratio column is edgeim / "
-                     "that column: for throughput the share of it edgeim reaches, for latency how many times its.")
+        notes.append(RELAY_NOTE)
     text = [f"scenario {scenario.name}: {scenario.description}".strip(),
             f"users {scenario.users:,} in {len(scenario.groups)} thread group(s), {scenario.processes} load process(es)"]
     for kind, r in results.items():
-        text += ["", f"== {kind} ({r.jtl_path.name})", jtl.summary_table(r.stats)]
+        text += ["", f"== {NAMES[kind]} ({r.jtl_path.name})", jtl.summary_table(r.stats)]
     cmp_text = comparison(scenario, results)
     text += ["", "== side by side", cmp_text] + [f"note: {n}" for n in notes]
     (out / "summary.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
-    # the block docs/benchmarks.md quotes: the command, then edgeim | ceiling | ratio | peer
+    # the block docs/benchmarks.md quotes: the command, then edgeim | bare relay | ratio | peer
     (out / "summary.md").write_text(f"`{command or 'im bench run ' + scenario.name}`\n\n"
                                     + comparison(scenario, results, markdown=True) + "\n"
                                     + "".join(f"\n{n}\n" for n in notes), encoding="utf-8")
-    jtl.html_report(out / "report.html", f"im bench: {scenario.name}", {k: r.samples for k, r in results.items()},
-                    cmp_text, notes)
+    jtl.html_report(out / "report.html", f"im bench: {scenario.name}",
+                    {NAMES[k]: r.samples for k, r in results.items()}, cmp_text, notes)
     data = {
         "scenario": scenario.name, "description": scenario.description, "path": scenario.path,
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "users": scenario.users, "processes": scenario.processes,

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import typer
+from rich.markup import escape  # help is rich markup: "[setup]" would be read as a style tag
 
 bench_app = typer.Typer(help="Benchmarks: scenarios in TOML, load from several processes, JMeter's JTL.",
                         no_args_is_help=True, add_completion=False)
@@ -38,17 +39,18 @@ def list_() -> None:
 def run(
     scenario: str = typer.Argument(..., help="A shipped scenario's name (im bench list) or a TOML file."),
     target: Optional[List[str]] = typer.Option(None, "--target", help="ws:// URL of a running node (repeat for a cluster); default: the bench starts the scenario's nodes."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Directory for the JTLs and reports [default bench-results/NAME-TIME]."),
+    out: Optional[Path] = typer.Option(None, "--out", help=escape("Directory for the JTLs and reports [default bench-results/NAME-TIME].")),
     users: Optional[int] = typer.Option(None, "--users", help="Scale the scenario to this many users in total."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of every timed thread group."),
     processes: Optional[int] = typer.Option(None, "--processes", help="Load-generator processes."),
-    group_size: Optional[int] = typer.Option(None, "--group-size", help="Members per group of [setup]."),
+    group_size: Optional[int] = typer.Option(None, "--group-size", help=escape("Members per group of [setup].")),
     ramp_up: Optional[float] = typer.Option(None, "--ramp-up", help="Seconds over which every thread group's users start."),
     peer: bool = typer.Option(False, "--peer", help="Also run the scenario against Centrifugo (built by `im bench centrifugo --build`)."),
-    no_ceiling: bool = typer.Option(False, "--no-ceiling", help="Skip the bare picows ceiling."),
+    no_ceiling: bool = typer.Option(False, "--no-ceiling", help="Skip the bare relay (bench/baseline_relay.py: a bare"
+                                    " picows server, the baseline)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress line."),
 ) -> None:
-    """Run a scenario against edgeim, its ceiling and optionally Centrifugo, in one run."""
+    """Run a scenario against edgeim, the bare relay and optionally Centrifugo, in one run."""
     from ..bench import runner
     from ..bench.scenario import ScenarioError, load_scenario, resolve
     try:
@@ -137,7 +139,7 @@ def centrifugo(
     duration: Optional[float] = typer.Option(None, "--duration", help="Seconds of the timed part."),
     out: Optional[Path] = typer.Option(None, "--out", help="Output directory."),
 ) -> None:
-    """The peer: build Centrifugo, and/or run send_1to1 against edgeim, the ceiling and Centrifugo."""
+    """The peer: build Centrifugo, and/or run send_1to1 against edgeim, the bare relay and Centrifugo."""
     from ..bench import peer
     if build:
         typer.echo(f"building Centrifugo {peer.VERSION} into {peer.home()} ...", err=True)

@@ -189,9 +189,11 @@ def test_tiny_run_against_a_real_node_merges_two_load_processes(tmp_path: Path, 
     assert {r["threadName"] for r in rows} == {f"senders 1-{k}" for k in range(1, 5)}
     stamps = [int(r["timeStamp"]) for r in rows]
     assert stamps == sorted(stamps)
-    # the ceiling ran in the same run with the same load, and both are side by side
+    # the bare relay (the kind "ceiling" in file names) ran in the same run with the same
+    # load, and both are side by side, its note a whole sentence
     assert len(rows_of(out / "ceiling.jtl")) == 80
-    assert "side by side" in done.stdout and "ceiling" in done.stdout
+    assert "side by side" in done.stdout and "== bare relay (ceiling.jtl)" in done.stdout
+    assert "note: bare relay: bench/baseline_relay.py" in done.stdout and "how many times its." not in done.stdout
     report = (out / "report.html").read_text()
     assert "<svg" in report and "send_1to1: throughput" in report
     # one push in DELIVERY_SAMPLE (8) has its delivery latency measured: 80 pushes, 10 of them

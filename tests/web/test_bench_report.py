@@ -26,8 +26,8 @@ def test_the_report_renders_tables_and_a_line_per_run_in_each_chart(tmp_path):
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium", pytrace=False)
     report = tmp_path / "report.html"
-    jtl.html_report(report, "im bench: demo", {"edgeim": samples(40, 12.0), "ceiling": samples(90, 4.0)},
-                    "send /s  edgeim 40  ceiling 90  ratio 0.44", ["note: a synthetic run"])
+    jtl.html_report(report, "im bench: demo", {"edgeim": samples(40, 12.0), "bare relay": samples(90, 4.0)},
+                    "send /s  edgeim 40  bare relay 90  ratio 0.44", ["note: a synthetic run"])
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shot = ARTIFACTS / "bench-report.png"
 
@@ -38,7 +38,7 @@ def test_the_report_renders_tables_and_a_line_per_run_in_each_chart(tmp_path):
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(report.as_uri())
         headings = page.locator("h2").all_inner_texts()
-        rows = {kind: page.locator(f"h2:has-text('{kind}') + table tr").all_inner_texts() for kind in ("edgeim", "ceiling")}
+        rows = {kind: page.locator(f"h2:has-text('{kind}') + table tr").all_inner_texts() for kind in ("edgeim", "bare relay")}
         charts = page.locator("svg")
         titles = [charts.nth(i).locator("text").first.text_content() for i in range(charts.count())]
         escaped = []  # polylines drawn outside their chart's frame
@@ -57,10 +57,10 @@ def test_the_report_renders_tables_and_a_line_per_run_in_each_chart(tmp_path):
     print(f"\nbench report screenshot: {shot}")
 
     assert errors == []
-    assert {"Side by side", "edgeim", "ceiling", "Over time"} <= set(headings)
+    assert {"Side by side", "edgeim", "bare relay", "Over time"} <= set(headings)
     assert "ratio 0.44" in side_by_side
     assert any(r.startswith("send\t800\t40") for r in rows["edgeim"]), rows["edgeim"]
-    assert any(r.startswith("send\t1,800\t90") for r in rows["ceiling"]), rows["ceiling"]
+    assert any(r.startswith("send\t1,800\t90") for r in rows["bare relay"]), rows["bare relay"]
     assert sorted(titles) == ["send: latency", "send: throughput", "sync: latency", "sync: throughput"]
     # throughput: one line per run; latency: a median and a p90 line per run
     assert sorted(lines_per_chart) == [2, 2, 4, 4]
