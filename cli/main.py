@@ -185,14 +185,15 @@ async def _serve(config: Config, reload: Callable[[], Config] | None = None) -> 
                                  "codec": IMPLEMENTATION})
     print(f"edgeim node {node.id} listening on {url} and {node.http.url} (data in {config.data_dir.resolve()})",
           flush=True)
-    if node.admin_token_file is not None:  # generated: say where, and how the im commands find it
-        where = f"in {Path.cwd()}" if config.data_dir == Path("data") else f"with --data-dir {config.data_dir}"
-        print(f"admin token: {node.admin_token_file.resolve()} (im user, group, cluster and stats read it"
-              f" when run {where})", flush=True)
     app = web_app_dir(config.web_dir)
     if app is not None:
         print(f"web app: {node.http.url}/" if (app / "index.html").is_file()
               else f"web app: not built ({app}/index.html is missing: run `make web`)", flush=True)
+    if node.admin_token_file is not None:  # generated: say where, and how the im commands find it
+        # (after the web app's line, which scripts and tests read second)
+        where = f"in {Path.cwd()}" if config.data_dir == Path("data") else f"with --data-dir {config.data_dir}"
+        print(f"admin token: {node.admin_token_file.resolve()} (im user, group, cluster and stats read it"
+              f" when run {where})", flush=True)
     # SIGTERM/SIGINT, or a drain asked through the admin API (im cluster drain)
     drained = asyncio.ensure_future(node.stopping.wait())
     await asyncio.wait([asyncio.ensure_future(stop.wait()), drained], return_when=asyncio.FIRST_COMPLETED)

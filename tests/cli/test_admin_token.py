@@ -37,8 +37,8 @@ def node(tmp_path: Path):
 
 def test_a_node_generates_its_admin_token_and_local_commands_find_it(tmp_path: Path, node: ServeProcess):
     kept = tmp_path / "data" / "admin.token"
-    said = node.proc.stdout.readline()
-    assert said.startswith(f"admin token: {kept} ")  # where, on the line after the banner
+    said = [node.proc.stdout.readline() for _ in range(2)]  # after the banner: the web app's line, then
+    assert said[0].startswith("web app") and said[1].startswith(f"admin token: {kept} ")  # where the token is
     assert stat.S_IMODE(kept.stat().st_mode) == 0o600
     token = kept.read_text()
     assert len(token) == 64 and int(token, 16) >= 0
