@@ -12,7 +12,8 @@ Tables for people, ``--json`` for scripts. Exit codes (docs/operations.md):
 - 2: bad usage or a bad setting
 - 3: no such user, group or node
 - 4: the node (or Redis) cannot be reached
-- 5: the admin API refused: no token, a wrong one, or the API is off on that node
+- 5: the admin API refused: no token, a wrong one, or the API is off on that node; or no
+  token was found (given, or in the data dir of a node on this machine)
 """
 from __future__ import annotations
 
@@ -125,10 +126,12 @@ class Admin:
         """``--url`` answers HTTP, but not as an admin API: the node's WebSocket port (which
         answers /healthz as the HTTP port does, but not /version), or something else."""
         if _probe(self.url + "/healthz") == (200, b"ok\n") and _probe(self.url + "/version")[0] == 404:
-            port = urllib.parse.urlsplit(self.url).port or 80
+            parts = urllib.parse.urlsplit(self.url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            host = parts.netloc.rsplit(":", 1)[0] if parts.port else parts.netloc
             _fail(EXIT_USAGE, f"{self.url} is the WebSocket port of an edgeim node, not its HTTP port: the admin API"
                               " is on the HTTP port, the second URL `im serve` prints (by default the WebSocket"
-                              f" port + 1: --url {self.url.rsplit(':', 1)[0]}:{port + 1})")
+                              f" port + 1: --url {parts.scheme}://{host}:{port + 1})")
         _fail(EXIT_USAGE, f"{self.url} is not the HTTP port of an edgeim node (it answered {status} {reason}): give"
                           " the second URL `im serve` prints (default http://127.0.0.1:8766)")
 
@@ -445,6 +448,7 @@ def stats(url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_
     if as_json:
         _print(numbers, as_json)
         return
-    people = {("uptime" if k == "uptime_s" else k): (_duration(v) if k == "uptime_s" else v) for k, v in numbers.items()}
+    people = {("uptime" if k == "uptime_s" else k): (_duration(v) if k == "uptime_s" else v)
+              for k, v in numbers.items()}
     people["backends"] = ", ".join(f"{name} {'up' if up else 'DOWN'}" for name, up in numbers["backends"].items())
     _print(people, as_json)

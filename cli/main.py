@@ -123,7 +123,8 @@ def _overrides(flags: dict[str, object]) -> dict[str, object]:
             continue
         if name not in kinds:  # --no-metrics: no_metrics=True
             name, value = name.removeprefix("no_"), not value
-        values[name] = _convert(name, _kind(kinds[name]), value, _flag(kinds[name])) if isinstance(value, str) else value
+        field = kinds[name]
+        values[name] = _convert(name, _kind(field), value, _flag(field)) if isinstance(value, str) else value
     return values
 
 

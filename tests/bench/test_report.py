@@ -34,7 +34,8 @@ def x_ticks(svg: str) -> list[tuple[float, str]]:
 
 def charts(path: Path) -> dict[str, str]:
     page = path.read_text()
-    return {re.search(r'font-weight="bold">([^<]*)</text>', svg)[1]: svg for svg in re.findall(r"<svg.*?</svg>", page, re.S)}
+    svgs = re.findall(r"<svg.*?</svg>", page, re.S)
+    return {re.search(r'font-weight="bold">([^<]*)</text>', svg)[1]: svg for svg in svgs}
 
 
 def test_time_ticks_are_round_and_where_their_label_says(tmp_path: Path):
