@@ -433,6 +433,7 @@ class SqliteStore(WriteQueue):
                     raise StoreDamaged(f"{self.path} failed its integrity check: {'; '.join(problems)}."
                                        " Restore it from a backup (or try the sqlite3 .recover command on a copy).")
                 _migrate(conn)
+                self._find_unindexed(conn)  # before open() returns: a search reads it
             except BaseException as exc:
                 ready.set_exception(_open_error(self.path, exc))
                 return
@@ -443,7 +444,6 @@ class SqliteStore(WriteQueue):
             self._writer_done.set_result(None)
 
     def _writer_loop(self, conn: sqlite3.Connection) -> None:
-        self._find_unindexed(conn)
         for batch in self._batches(self.batch_max, self._index_wait):
             if batch:
                 self._commit_batch(conn, batch)
