@@ -559,6 +559,11 @@ class Envelope(msgspec.Struct, frozen=True):
     #: the stored message ``frame`` carries (a new one, or a recall's tombstone): the
     #: receiving node's heads and lists take it from here, never from the frame's bytes
     message: StoredMessage | None = None
+    #: envelopes for the receiving node may have been lost before this one (a gap in a
+    #: publisher's sequence, a publisher that could not route a batch): the node reads
+    #: what it holds again from the store and re-pushes the heads that moved, so that its
+    #: lists and its clients' syncs are true again (``frame`` is empty then)
+    lost: bool = False
 
 
 class Bus(Protocol):

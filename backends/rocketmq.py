@@ -113,10 +113,18 @@ def unescape_nul(data: bytes) -> bytes:
 
 class _Batch(msgspec.Struct, array_like=True):
     publisher: str  # the publishing bus's incarnation id
-    seq: int  # 1, 2, 3, ... per publisher, in send order
+    seq: int  # 1, 2, 3, ... per publisher and target topic, in send order; a failed send uses one up
     envelopes: list[Envelope]
     #: unix seconds at send (the receiver's bus lag metric; 0 from publishers that predate it)
     sent_at: float = 0.0
+    #: unix seconds at which the publisher sent (or tried) its previous batch to this topic
+    #: (0: none): a receiver that never saw that one can tell whether it was lost
+    prev_at: float = 0.0
+
+
+#: seconds of clock difference between two nodes that a receiver allows for when it judges
+#: whether a publisher's earlier batch was sent before it started consuming
+CLOCK_MARGIN = 1.0
 
 
 # -- a minimal admin client of RocketMQ's remoting protocol ------------------------------------
@@ -323,6 +331,9 @@ class RocketMqBus:
         self.envelopes_dropped = 0
         self.send_failures = 0
         self.consumer_restarts = 0
+        #: metrics: batches after which this node saw a publisher's earlier batches missing
+        self.gaps = 0
+        self._consuming_since = 0.0
 
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -336,7 +347,12 @@ class RocketMqBus:
         self._pending_lock = threading.Lock()
         self._sender: threading.Thread | None = None
         self._producer: Any = None
-        self._seq = 0
+        # sender thread: per target topic, the last seq used and when its batch was sent
+        self._seqs: dict[str, int] = {}
+        self._sent_at: dict[str, float] = {}
+        #: topics whose envelopes were dropped before a send (a full queue): their next
+        #: batch skips a seq, so the receiver sees the loss
+        self._skipped: set[str] = set()
         self._last_failure_log = 0.0
         self._failures_unlogged = 0
         # consume side
@@ -362,6 +378,7 @@ class RocketMqBus:
         if self._node is not None:
             raise RuntimeError(f"RocketMqBus already consumes {self._node!r}")
         self._loop = asyncio.get_running_loop()
+        self._consuming_since = time.time()
         self._node, self._receiver = node, Consumer(node, on_envelope)
         self._topic = topic_for(node, self.topic_prefix)
         self._group = f"{self._topic[:200]}_{self.incarnation}"
@@ -430,6 +447,7 @@ class RocketMqBus:
             with self._pending_lock:
                 if self._pending + n > self.max_pending:
                     self.envelopes_dropped += n
+                    self._skipped.add(self.topic(node))
                     logger.warning("RocketMQ bus: %d envelopes wait for the broker; dropping %d for %s",
                                    self._pending, n, node)
                     continue
@@ -478,9 +496,15 @@ class RocketMqBus:
     def _send_topic(self, encoder: msgspec.msgpack.Encoder, topic: str, envelopes: list[Envelope]) -> None:
         pending = self._chunks(envelopes)
         pending.reverse()
+        seq = self._seqs.get(topic, 0)
+        if topic in self._skipped:
+            self._skipped.discard(topic)
+            seq += 1
         while pending:
             chunk = pending.pop()
-            body = escape_nul(encoder.encode(_Batch(self.incarnation, self._seq + 1, chunk, time.time())))
+            now = time.time()
+            body = escape_nul(encoder.encode(_Batch(self.incarnation, seq + 1, chunk, now,
+                                                    self._sent_at.get(topic, 0.0))))
             if len(body) > self.max_message_bytes:
                 if len(chunk) > 1:  # the estimate was short: halve and try again
                     half = len(chunk) // 2
@@ -489,13 +513,16 @@ class RocketMqBus:
                 self.envelopes_dropped += 1
                 logger.error("RocketMQ bus: an envelope of %d bytes encoded exceeds %d; dropped",
                              len(chunk[0].frame), self.max_message_bytes)
+                seq += 1  # the receiver sees the gap
                 continue
-            self._seq += 1
+            seq += 1
+            self._sent_at[topic] = now
             if self.send_body(topic, body):
                 self.broker_messages_sent += 1
                 self.envelopes_sent += len(chunk)
             else:
                 self.envelopes_dropped += len(chunk)
+        self._seqs[topic] = seq
 
     def _chunks(self, envelopes: list[Envelope]) -> list[list[Envelope]]:
         """Split at about ``max_batch_bytes`` of estimated encoded size (rarely needed)."""
@@ -644,9 +671,13 @@ class RocketMqBus:
             return  # published before this incarnation started
         self.broker_messages_received += 1
         batch = self._decoder.decode(unescape_nul(message.body))
+        lost = self._lost_before(batch)
         if not self._first_time(batch.publisher, batch.seq):
             self.duplicates_dropped += 1
             return
+        if lost:
+            self.gaps += 1
+            batch.envelopes.insert(0, Envelope(b"", lost=True))
         if batch.sent_at:  # (clocks of two machines: NTP-close, and never below 0 here)
             self.lag.observe(max(0.0, time.time() - batch.sent_at))
         loop = self._loop
@@ -656,6 +687,15 @@ class RocketMqBus:
             loop.call_soon_threadsafe(self._deliver, batch.envelopes)
         except RuntimeError:  # the loop is closed: nobody to deliver to
             pass
+
+    def _lost_before(self, batch: _Batch) -> bool:
+        """Did batches of this publisher to this node go missing before ``batch``? A gap
+        in its sequence, or, from a publisher not seen yet, an earlier batch it sent after
+        this node started consuming (older ones were for an earlier run of this node)."""
+        seen = self._seen.get(batch.publisher)
+        if seen is not None:
+            return batch.seq > seen.high + 1
+        return batch.seq > 1 and batch.prev_at > self._consuming_since + CLOCK_MARGIN
 
     def _first_time(self, publisher: str, seq: int) -> bool:
         seen = self._seen.get(publisher)

@@ -86,6 +86,8 @@ class NodeCollector(Collector):
         yield CounterMetricFamily("edgeim_bus_publish_failures", "Envelopes that could not be published",
                                   value=d.publish_failures)
         yield CounterMetricFamily("edgeim_bus_consumed", "Envelopes received from other nodes", value=d.consumed)
+        yield CounterMetricFamily("edgeim_bus_lost", "Times this node learned that pushes from other nodes were lost"
+                                  " on the way (it read its state again)", value=d.lost_signals)
         lag = getattr(node.bus, "lag", None)
         if isinstance(lag, Histogram):
             yield lag.family("edgeim_bus_lag_seconds", "Publish (on another node) to consume (here) of an envelope")

@@ -175,6 +175,9 @@ class Node:
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = pipeline.on_remote
+        self.delivery.on_lost = self._lost
+        self._resync: asyncio.Task[None] | None = None
+        self._resync_again = False
         self.delivery.reloading = lambda: bool(self.state.reloading)
         self.delivery.settled = lambda: self.state.settled(*list(self.state.reloading))
         self.delivery.on_unsubscribed = self._unsubscribed
@@ -375,6 +378,35 @@ class Node:
         for group in refresh.groups:
             if group in self.state.groups:
                 self.state.reload(f"g:{group}", self.state.reload_group(group))
+
+    def _lost(self) -> None:
+        """Pushes from another node were lost on the way here (a broker that went down, a
+        node that could not route): what this node holds may be behind the store."""
+        if self._resync is not None and not self._resync.done():
+            self._resync_again = True
+            return
+        self._resync = asyncio.ensure_future(self._resync_all())
+        self._tasks.add(self._resync)
+        self._resync.add_done_callback(self._tasks.discard)
+
+    async def _resync_all(self) -> None:
+        """Read every user and group held here again from the store, then push each
+        conversation head that moved to its members' devices here: the lists are true
+        again, and each client syncs what it missed (docs/architecture.md)."""
+        while True:
+            self._resync_again = False
+            before = dict(self.state.heads)
+            self._refresh(Refresh(tuple(self.state.users), tuple(self.state.groups)))
+            try:
+                await self.state.settled(*list(self.state.reloading))
+            except Exception:
+                log.exception("reading state again after lost pushes failed")
+            moved = [head for conv, head in self.state.heads.items()
+                     if (old := before.get(conv)) is None or old.seq < head.seq or old.recalled_by != head.recalled_by]
+            self.pipeline.repush(moved)
+            log.warning("pushes from another node were lost: state read again", extra={"heads_moved": len(moved)})
+            if not self._resync_again:
+                return
 
     async def _reload_user(self, user_id: UserId) -> None:
         changed = await self.state.reload_user(user_id)

@@ -90,11 +90,16 @@ class Delivery:
         self._alone = alone
         self._queue: list[_Item] = []
         self._flushing = False
+        # what this node failed to hand to other nodes: they are told (``Envelope.lost``)
+        # before the next envelope that reaches them, or all of them when the routes failed
+        self._lost_nodes: set[NodeId] = set()
+        self._routes_failed = False
         #: what this node does with another node's news: state to reload, a message
-        #: committed or recalled elsewhere, conversations it no longer takes frames for
-        #: (set by the node)
+        #: committed or recalled elsewhere, envelopes lost on the way, conversations it no
+        #: longer takes frames for (set by the node)
         self.on_refresh: Callable[[Refresh], object] = lambda refresh: None
         self.on_message: Callable[[StoredMessage], object] = lambda message: None
+        self.on_lost: Callable[[], object] = lambda: None
         self.on_unsubscribed: Callable[[list[ConvId]], object] = lambda convs: None
         #: True while this node reloads state another node changed, and what waits for those
         #: reloads (set by the node): a member removed on another node leaves this node's
@@ -112,6 +117,7 @@ class Delivery:
         self.published = 0
         self.publish_failures = 0
         self.consumed = 0
+        self.lost_signals = 0  # envelopes that said others were lost on the way here
         self.pushed = [0] * 256  # push frames queued on local connections, by op
         self.fanout = Histogram(SIZE_BUCKETS)  # local connections reached by one conversation push
         if os.environ.get("IM_TRACE_FANOUT") == "1":
@@ -121,18 +127,19 @@ class Delivery:
     # -- pushes ---------------------------------------------------------------------------------
 
     def to_users(self, frame: bytes, users: Iterable[UserId], skip_user: UserId = UserId(0), skip_terminal: str = "",
-                 message: StoredMessage | None = None) -> None:
+                 message: StoredMessage | None = None, local: bool = False) -> None:
         """Deliver ``frame`` to every live session of ``users`` except (skip_user,
         skip_terminal): queued on the local ones now, routed to other nodes behind (one
-        routes lookup per batch). At most once: a receiver that misses a frame catches up
-        with SYNC. ``message``: the stored message the frame carries (see ``Push``)."""
+        routes lookup per batch; not with ``local``). At most once: a receiver that misses
+        a frame catches up with SYNC. ``message``: the stored message the frame carries
+        (see ``Push``)."""
         users = tuple(users)
         self.pushed[frame[1]] += self._table.to_users(frame, users, skip_user, skip_terminal)
-        if not self._alone:
+        if not self._alone and not local:
             self._later(Push(frame, users, skip_user=skip_user, skip_terminal=skip_terminal, message=message))
 
     def to_conv(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
-                skip_users: Iterable[UserId] = (), message: StoredMessage | None = None) -> None:
+                skip_users: Iterable[UserId] = (), message: StoredMessage | None = None, local: bool = False) -> None:
         """Deliver ``frame`` to every live session of every member of ``conv`` (a group's
         conversation) except (skip_user, skip_terminal) and ``skip_users`` (members who
         get it by name, through ``to_users``: those who just came or went, whom the other
@@ -145,16 +152,17 @@ class Delivery:
             reached = self._table.to_conv(frame, conv, skip_user, skip_terminal, set(skipped) if skipped else None)
             self.fanout.observe(reached)
             self.pushed[frame[1]] += reached
-        if not self._alone:
+        if not self._alone and not local:
             self._later(Push(frame, skipped, conv, skip_user, skip_terminal, message=message))
 
     def _to_conv_traced(self, frame: bytes, conv: ConvId, skip_user: UserId = UserId(0), skip_terminal: str = "",
-                        skip_users: Iterable[UserId] = (), message: StoredMessage | None = None) -> None:
+                        skip_users: Iterable[UserId] = (), message: StoredMessage | None = None,
+                        local: bool = False) -> None:
         """``to_conv``, timed: the push is on every local peer's queue when the call
         returns; a ``call_soon`` from there runs after the Outbox flush that writes it
         (that flush was scheduled, with call_soon, by the first peer queued)."""
         started = time.perf_counter()
-        Delivery.to_conv(self, frame, conv, skip_user, skip_terminal, skip_users, message)
+        Delivery.to_conv(self, frame, conv, skip_user, skip_terminal, skip_users, message, local)
         queued_at = time.perf_counter()
 
         def flushed() -> None:
@@ -215,10 +223,13 @@ class Delivery:
                 convs.update(f"g{g}" for item in batch if type(item) is Refresh for g in item.groups)
                 for conv in convs:
                     nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
-        except Exception:  # other nodes get nothing this time (their clients will sync)
+        except Exception:  # other nodes get nothing this time; they are told once routes work
             self.route_failures += 1
+            self._routes_failed = True
             log.exception("routes lookup failed", extra={"frames": len(batch)})
             return
+        if self._routes_failed:
+            await self._tell_everyone()
         for item in batch:
             if type(item) is Refresh:
                 nodes = {n for u in item.users for n in nodes_of_user.get(u, ())}
@@ -245,17 +256,40 @@ class Delivery:
                                                    skip_terminal=item.skip_terminal, message=item.message))
 
     async def _publish(self, node: NodeId, envelope: Envelope) -> None:
+        if node in self._lost_nodes and not envelope.lost:
+            await self._publish(node, Envelope(b"", lost=True))
         self.published += 1
         try:
             await self._bus.publish(node, envelope)
-        except Exception:  # that node misses this frame (it will sync); the rest go on
+        except Exception:  # that node misses this frame: it is told with the next one
             self.publish_failures += 1
+            self._lost_nodes.add(node)
             log.exception("publish failed", extra={"node": node})
+        else:
+            if envelope.lost:
+                self._lost_nodes.discard(node)
+
+    async def _tell_everyone(self) -> None:
+        """After batches this node could not route: every other node in the registry reads
+        again what it holds (it may have missed pushes of those batches)."""
+        try:
+            nodes = [info.id for info in await asyncio.wait_for(self._routes.nodes(), ROUTES_DEADLINE)]
+        except Exception:
+            log.exception("the node registry could not be read; other nodes are told later")
+            return
+        self._routes_failed = False
+        for node in nodes:
+            if node != self.node:
+                await self._publish(node, Envelope(b"", lost=True))
 
     def deliver(self, envelope: Envelope) -> int:
         """An envelope from another node (the bus callback): give it to the local sessions.
         A conversation's frame waits while reloads are under way (see ``reloading``)."""
         self.consumed += 1
+        if envelope.lost:
+            self.lost_signals += 1
+            self.on_lost()
+            return 0
         if envelope.refresh is not None:
             self.on_refresh(envelope.refresh)
             return 0

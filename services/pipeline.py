@@ -108,17 +108,28 @@ class Pipeline:
         self._conversations.recalled(tombstone)
         self._push(_RECALL_PUSH, tombstone, by.user_id, by.terminal)
 
-    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str) -> None:
+    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str,
+              local: bool = False) -> None:
         """``stored`` to every device of its conversation's members but (skip_user,
-        skip_terminal): one frame for all of them."""
+        skip_terminal): one frame for all of them (with ``local``, this node's only)."""
         frame = message_frame(op, stored)
         if is_group(stored.conv):
-            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored)
+            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored, local=local)
         else:
             self._delivery.to_users(frame, (UserId(stored.to), stored.sender), skip_user, skip_terminal,
-                                    message=stored)
+                                    message=stored, local=local)
 
     # -- from other nodes -------------------------------------------------------------------------
+
+    def repush(self, heads: list[StoredMessage]) -> None:
+        """After pushes from other nodes were lost: each conversation head that moved when
+        this node read its state again goes to the local devices of its members. A client
+        that sees a seq past the one it has syncs the gap; one that has it drops it."""
+        for head in heads:
+            try:
+                self._push(_RECALL_PUSH if head.recalled_by else _MSG_PUSH, head, UserId(0), "", local=True)
+            except FrameError:  # too large to push: the client finds it at its next sync
+                continue
 
     def on_remote(self, stored: StoredMessage) -> None:
         """A message committed, or recalled, on another node: this node's heads and lists

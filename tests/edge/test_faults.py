@@ -71,6 +71,7 @@ def cluster(tmp_path: Path, mysql_server, redis_own, rocketmq_own):
         token_secret="faults-secret-" + uuid.uuid4().hex,
         # the per-connection frame budget is not under test: resends after a reconnect come in bursts
         rate=1_000_000, burst=1_000_000,
+        strangers_may_send=True,  # 1:1 sends without a friendship made first across the nodes
     )
     run = uuid.uuid4().hex[:8]
     nodes = []
@@ -231,3 +232,67 @@ async def test_no_acked_message_is_lost_or_duplicated_through_node_kills_and_bac
     assert (lost, duplicates, extra) == (0, 0, 0)
     assert set(stored) == set(acks) and set(stored.values()) == {1}
     assert reconnects >= KILLS  # every kill dropped some clients, who came back
+
+
+async def _until(done, timeout: float, what: str) -> None:
+    """Wait (polling) until ``done()``; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"not within {timeout:.0f} s: {what}"
+        await asyncio.sleep(0.1)
+
+
+async def test_messages_acked_while_pushes_were_lost_reach_the_application_once_they_flow(cluster, rocketmq_own):
+    """Bob is on node b, Alice and Carol on node a. With the broker killed, Alice's m2 and
+    m3 and Carol's n1 (a new conversation) are acked but their pushes to node b are lost.
+    Once the broker is back, node b learns of the loss from the gap in node a's batch
+    sequence, reads its state again and re-pushes the heads that moved: Bob's application
+    gets every acked message, once, without a reconnect."""
+    nodes, _ = cluster
+    a, b, _c = nodes
+    alice, carol, bob = App(a.url), App(a.url), App(b.url)
+    drain = None
+    try:
+        for client in (alice, carol, bob):
+            await client.connect()
+            await new_user(client)
+        drain = asyncio.ensure_future(bob.drain())
+        first = await alice.send(bob.user_id, "m1")
+        await _until(lambda: [m.seq for m in bob.got] == [first.seq], 20, "m1 pushed across")
+
+        await asyncio.to_thread(rocketmq_own.stop_broker, True)
+        try:
+            acked = [await alice.send(bob.user_id, "m2"), await alice.send(bob.user_id, "m3"),
+                     await carol.send(bob.user_id, "n1")]
+            await asyncio.sleep(4)  # node a's sends to the dead broker fail (its send timeout is 3 s)
+        finally:
+            await asyncio.to_thread(rocketmq_own.start_broker)
+        assert len(bob.got) == 1, "nothing should have crossed while the broker was down"
+
+        # pushes flow again: probes from alice until one comes to bob as a push
+        n = 0
+
+        def probed() -> bool:
+            return any(m.content.startswith("probe") for m in bob.got)
+
+        deadline = time.monotonic() + 60
+        while not probed() and time.monotonic() < deadline:
+            n += 1
+            await alice.send(bob.user_id, f"probe {n}")
+            await asyncio.sleep(0.5)
+        assert probed(), "pushes did not flow again within 60 s of the broker's restart"
+        healed = time.monotonic()
+
+        want = {(ack.conv, ack.seq) for ack in acked}
+        await _until(lambda: want <= {(m.conv, m.seq) for m in bob.got}, 10,
+                     "the messages acked during the outage handed to the application")
+        got = [(m.conv, m.seq) for m in bob.got]
+        assert len(got) == len(set(got))  # each once
+        assert {m.content for m in bob.got} >= {"m1", "m2", "m3", "n1"}
+        print(f"\nlost pushes: {len(acked)} acked during the outage, at the application "
+              f"{time.monotonic() - healed:.1f} s after pushes flowed again")
+    finally:
+        if drain is not None:
+            drain.cancel()
+        for client in (alice, carol, bob):
+            await client.close()
