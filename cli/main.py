@@ -88,8 +88,9 @@ def serve(config_file: Optional[Path] = None, **flags: object) -> None:
     Every setting is a flag, an IM_<NAME> environment variable and a key of the --config
     file; flags win over the environment, which wins over the file. The secrets have no
     flag (a flag shows them to anyone who lists processes): token_secret (IM_TOKEN_SECRET,
-    or --token-secret-file) and admin_token (IM_ADMIN_TOKEN, or --admin-token-file; with
-    none, one is generated into DATA_DIR/admin.token, where the im admin commands find it).
+    or --token-secret-file), admin_token (IM_ADMIN_TOKEN, or --admin-token-file; with
+    none, one is generated into DATA_DIR/admin.token, where the im admin commands find it)
+    and metrics_token (IM_METRICS_TOKEN, or --metrics-token-file).
 
     SIGTERM or SIGINT drains the node and exits 0; SIGHUP reloads the log level and the
     limits from the same flags, environment and file. Exit codes: 0 stopped, 1 could not

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
 import logging
 import sys
@@ -78,7 +79,20 @@ def add_ops_routes(server: HttpServer, node: Node) -> None:
     if node.config.metrics:
         registry = node_registry(node)
 
+        metrics_token = node.config.metrics_token.encode()
+
         async def metrics(request: web.Request) -> web.Response:
+            # with a token, whoever holds it; without, the node's own host only: the port is
+            # public (files, the web app), the numbers are not
+            if metrics_token:
+                given = request.headers.get("Authorization", "")
+                if not given.startswith("Bearer ") or not hmac.compare_digest(given[7:].strip().encode(),
+                                                                              metrics_token):
+                    return _error(401, "a valid metrics token is needed (Authorization: Bearer <token>)",
+                                  {"WWW-Authenticate": 'Bearer realm="edgeim metrics"'})
+            elif not _loopback(request.remote):
+                return _error(403, "/metrics answers other hosts only with metrics_token set"
+                                   " (IM_METRICS_TOKEN or metrics_token_file)")
             return web.Response(body=render(registry), headers={"Content-Type": CONTENT_TYPE})
 
         server.add("GET", "/metrics", metrics)
@@ -100,6 +114,16 @@ def add_ops_routes(server: HttpServer, node: Node) -> None:
         ("GET", "/debug/stacks", ops.stacks),
     ):
         server.add(method, path, admin(handler))
+
+
+def _loopback(address: str | None) -> bool:
+    """Is the client on this host (127.0.0.0/8, ::1, or 127.x mapped into IPv6)?"""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return (mapped or ip).is_loopback
 
 
 class _Refused(Exception):

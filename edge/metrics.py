@@ -52,6 +52,15 @@ class NodeCollector(Collector):
         for terminal, count in sorted(by_terminal.items()):
             family.add_metric([terminal], count)
         yield family
+        guard = node.http.guard
+        if guard is not None:
+            yield GaugeMetricFamily("edgeim_http_connections", "Open connections of the HTTP port",
+                                    value=len(guard.open))
+            closed = CounterMetricFamily("edgeim_http_closed", "HTTP connections the node closed or refused for"
+                                         " their slowness or at the cap, by reason", labels=["reason"])
+            for reason, count in guard.closed.items():
+                closed.add_metric([reason], count)
+            yield closed
         logins = CounterMetricFamily("edgeim_logins", "Logins (LOGIN, TOKEN_LOGIN), by result", labels=["result"])
         logins.add_metric(["ok"], EDGE.logins[0])
         logins.add_metric(["refused"], EDGE.logins[1])

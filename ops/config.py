@@ -18,7 +18,7 @@ __all__ = ["Config", "ConfigError", "SECRET_FIELDS", "SECTIONS", "ADMIN_TOKEN_FI
 
 #: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
 MIN_SECRET = 32
-#: shortest admin token accepted
+#: shortest admin (and metrics) token accepted
 MIN_ADMIN_TOKEN = 16
 #: the admin token kept in the data dir when none is set (created at first start, mode 0600)
 ADMIN_TOKEN_FILE = "admin.token"
@@ -139,6 +139,17 @@ class Config:
     #: from>:<port>/ws; set it behind a proxy, e.g. wss://chat.example.com/ws, or a path
     #: such as /ws: the page's own host and port)
     web_ws_url: str = ""
+    #: seconds a client of the HTTP port has to send a request's line and headers, counted
+    #: from when it connected or from its previous answer (idle keep-alive connections
+    #: close then too)
+    http_header_timeout: float = 10.0
+    #: seconds a request body on the HTTP port may pause without a byte arriving, and an
+    #: answer may wait for its client to read on; a stalled upload or download is cut
+    http_body_timeout: float = 30.0
+    #: connections the HTTP port holds at once; at the cap the one waiting longest for its
+    #: request headers is closed to make room, and when all are busy with requests a new one
+    #: gets 503. 0: a quarter of the process's open-file limit (ulimit -n), at most 4096
+    http_max_connections: int = 0
     #: largest file, in bytes, an upload grant is given for (3010 FILE_TOO_LARGE beyond)
     file_max_size: int = 100 * 1024 * 1024
     #: mime types an upload grant is given for, comma-separated; "type/*" takes a whole
@@ -183,6 +194,12 @@ class Config:
     #: serve /metrics (Prometheus text format) and count what it reports (--no-metrics or
     #: IM_METRICS=false: neither)
     metrics: bool = True
+    #: bearer token /metrics asks for (Prometheus: authorization.credentials_file), at least
+    #: 16 characters; empty: /metrics answers loopback clients only (403 to others). No flag:
+    #: IM_METRICS_TOKEN, the config file or metrics_token_file
+    metrics_token: str = ""
+    #: a file holding the metrics token (read at start; instead of metrics_token)
+    metrics_token_file: str = ""
     #: seconds a draining node (SIGTERM, im cluster drain) waits for its clients to leave and
     #: its accepted requests to finish before it closes what remains and exits
     drain_timeout: float = 10.0
@@ -218,14 +235,15 @@ class Config:
                 values["token_secret"] = Path(secret_file).read_text().strip()
             except OSError as exc:
                 raise ConfigError(f"cannot read token_secret_file {secret_file}: {exc.strerror}") from None
-        admin_file = values.pop("admin_token_file", "")
-        if admin_file:
-            if values.get("admin_token"):
-                raise ConfigError("give admin_token or admin_token_file, not both")
-            try:
-                values["admin_token"] = Path(admin_file).read_text().strip()
-            except OSError as exc:
-                raise ConfigError(f"cannot read admin_token_file {admin_file}: {exc.strerror}") from None
+        for name in ("admin_token", "metrics_token"):
+            token_file = values.pop(f"{name}_file", "")
+            if token_file:
+                if values.get(name):
+                    raise ConfigError(f"give {name} or {name}_file, not both")
+                try:
+                    values[name] = Path(token_file).read_text().strip()
+                except OSError as exc:
+                    raise ConfigError(f"cannot read {name}_file {token_file}: {exc.strerror}") from None
         config = cls(**values)
         config._validate()
         if not config.node_id:
@@ -298,6 +316,11 @@ class Config:
             raise ConfigError("login_rate must be positive, login_burst and login_backlog at least 1")
         if self.admin_token and self.admin_token != ADMIN_OFF and len(self.admin_token) < MIN_ADMIN_TOKEN:
             raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters (or \"off\")")
+        if self.metrics_token and len(self.metrics_token) < MIN_ADMIN_TOKEN:
+            raise ConfigError(f"metrics_token must be at least {MIN_ADMIN_TOKEN} characters")
+        if self.http_header_timeout <= 0 or self.http_body_timeout <= 0 or self.http_max_connections < 0:
+            raise ConfigError("http_header_timeout and http_body_timeout must be positive, http_max_connections"
+                              " 0 (automatic) or more")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
         if self.token_secret and len(self.token_secret) < MIN_SECRET:
@@ -337,7 +360,8 @@ def _convert(name: str, kind: Any, raw: str, label: str = "") -> Any:
 #: the settings by what they are about: the panels of ``im serve --help`` and the tables
 #: of docs/operations.md (each setting is in one; tests/ops/test_config_file.py checks)
 SECTIONS: dict[str, tuple[str, ...]] = {
-    "Network": ("host", "port", "http_port", "reuse_port", "backlog", "files_url", "web_dir", "web_ws_url"),
+    "Network": ("host", "port", "http_port", "reuse_port", "backlog", "files_url", "web_dir", "web_ws_url",
+                "http_header_timeout", "http_body_timeout", "http_max_connections"),
     "Storage": ("data_dir", "sqlite_sync", "files"),
     "Cluster": ("node_id", "store", "routes", "bus", "route_ttl"),
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
@@ -346,13 +370,14 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
+                 "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
     "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 
 #: settings that hold a secret: never a flag, masked by ``masked``
-SECRET_FIELDS = frozenset({"token_secret", "admin_token"})
+SECRET_FIELDS = frozenset({"token_secret", "admin_token", "metrics_token"})
 _KINDS = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,), "Path": (str,)}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -57,15 +58,23 @@ class ServeProcess:
         #: if set, the node's log (stderr) is appended to this file instead of a pipe: a
         #: long test would fill a pipe nobody reads, and the node would block on it
         self.log_path: Path | None = None
+        #: if set, the node's open-files limit (soft and hard: it cannot raise it)
+        self.open_files: int | None = None
+
+    def _limits(self) -> None:  # in the child, before exec
+        assert self.open_files is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.open_files, self.open_files))
 
     def start(self, port: int = 0) -> None:
         cmd = [sys.executable, "-m", "edgeim.cli", "serve", "--port", str(port or self.port), "--data-dir", str(self.data_dir),
                "--http-port", str(self.http_port)]
         if self.log_path is not None:
             with open(self.log_path, "a") as log:
-                self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True)
+                self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=log, text=True,
+                                             preexec_fn=self._limits if self.open_files is not None else None)
         else:
-            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.proc = subprocess.Popen(cmd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         preexec_fn=self._limits if self.open_files is not None else None)
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         match = re.search(r"listening on (ws://\S+)", self.banner)
