@@ -159,7 +159,8 @@ class Conversations:
 
     async def set_flags(self, user: UserState, req: bodies.ConvSet, terminal: str) -> bodies.ConvState:
         """Pin, mute or hide the conversation in the user's own list (hiding lasts until
-        a newer message arrives); the user's other devices get a CONV_PUSH."""
+        a newer message arrives); the user's other devices get a CONV_PUSH when what they
+        see of it changed."""
         await self.floor(user.id, req.conv)
         async with self._state.lock(("conv", user.id, req.conv)):  # another device's READ or CONV_SET waits
             uc = user.convs.get(ConvId(req.conv))
@@ -176,10 +177,14 @@ class Conversations:
                 # shown again by the next message: hidden below last seq + 1 (1 in a group
                 # without messages, which is listed too)
                 changes["hidden_seq"] = (head.seq if head else 0) + 1 if req.hidden else 0
+            # what is already so is neither stored nor pushed: a repeated CONV_SET must not
+            # cost the user's other devices a push each time
+            changes = {name: value for name, value in changes.items() if getattr(uc, name) != value}
+            before = self.view(user, uc)
             if changes:
                 uc = await self._put(user, msgspec.structs.replace(uc, **changes))
             view = self.view(user, uc)
-            if changes:
+            if view != before:
                 self._notify(encode_frame(Op.CONV_PUSH, 0, 0, bodies.encode(view)), (user.id,), user.id, terminal)
             return view
 

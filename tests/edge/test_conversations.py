@@ -202,6 +202,23 @@ async def test_conv_state_changes_reach_the_users_other_devices_only(clients):
     assert await nothing_pending(alice_ios)
 
 
+async def test_a_conv_set_that_changes_nothing_pushes_nothing(clients):
+    alice, bob = await people(clients, 2)
+    ack = await bob.send(alice.user_id, "hi")
+    alice_ios = await clients()
+    await alice_ios.token_login(alice.token, "ios")
+    await alice.conv_set(ack.conv, pinned=True, hidden=True)
+    await next_event(alice_ios, Op.CONV_PUSH)
+
+    again = await alice.conv_set(ack.conv, pinned=True, muted=False, hidden=True)  # all as they are
+
+    assert (again.pinned, again.muted, again.hidden) == (True, False, True)
+    assert await nothing_pending(alice_ios)
+    await alice.conv_set(ack.conv, muted=True)  # one flag changes: one push, with the others kept
+    pushed = await next_event(alice_ios, Op.CONV_PUSH)
+    assert (pushed.pinned, pushed.muted, pushed.hidden) == (True, True, True)
+
+
 async def test_a_hidden_group_without_messages_comes_back_with_its_first(clients):
     alice, bob = await people(clients, 2)
     group = await alice.group_create("quiet", [bob.user_id])
