@@ -24,6 +24,11 @@ MIN_ADMIN_TOKEN = 16
 ADMIN_TOKEN_FILE = "admin.token"
 #: the admin_token that turns the admin API off
 ADMIN_OFF = "off"
+#: fewest different characters a secret (a token) may have: a random hex secret of 32
+#: characters has fewer than 8 with a chance of 4 in 10^8, a hex token of 16 fewer than 6
+#: with 3 in 10^5; a repeated letter or a short word repeated has fewer
+MIN_SECRET_DISTINCT = 8
+MIN_TOKEN_DISTINCT = 6
 
 
 class ConfigError(ValueError):
@@ -45,9 +50,9 @@ class Config:
     node_id: str = ""
     #: debug, info, warning or error (SIGHUP reloads it)
     log_level: str = "info"
-    #: HS256 secret for tokens, at least 32 characters (nodes of a cluster share it); empty:
-    #: generated once and kept in <data_dir>/token.secret. Prefer the file or IM_TOKEN_SECRET
-    #: to a flag, which anyone can read in the process list.
+    #: HS256 secret for tokens, at least 32 characters of which 8 different (nodes of a
+    #: cluster share it); empty: generated once and kept in <data_dir>/token.secret. Prefer
+    #: the file or IM_TOKEN_SECRET to a flag, which anyone can read in the process list.
     token_secret: str = ""
     #: a file holding the token secret (read at start; instead of token_secret)
     token_secret_file: str = ""
@@ -184,10 +189,10 @@ class Config:
     call_ttl: float = 4 * 3600.0
     # -- operations: admin API, metrics, lifecycle ----------------------------------------------
     #: bearer token of the admin API on the HTTP port (im user, group, cluster, stats), at
-    #: least 16 characters (nodes of a cluster share it); empty: generated once and kept in
-    #: <data_dir>/admin.token, where the im commands on the same machine find it; "off": the
-    #: admin API is off (403). No flag: IM_ADMIN_TOKEN, the config file or admin_token_file
-    #: (a flag shows it to anyone who lists processes)
+    #: least 16 characters of which 6 different (nodes of a cluster share it); empty:
+    #: generated once and kept in <data_dir>/admin.token, where the im commands on the same
+    #: machine find it; "off": the admin API is off (403). No flag: IM_ADMIN_TOKEN, the config
+    #: file or admin_token_file (a flag shows it to anyone who lists processes)
     admin_token: str = ""
     #: a file holding the admin token (read at start; instead of admin_token)
     admin_token_file: str = ""
@@ -195,8 +200,8 @@ class Config:
     #: IM_METRICS=false: neither)
     metrics: bool = True
     #: bearer token /metrics asks for (Prometheus: authorization.credentials_file), at least
-    #: 16 characters; empty: /metrics answers loopback clients only (403 to others). No flag:
-    #: IM_METRICS_TOKEN, the config file or metrics_token_file
+    #: 16 characters of which 6 different; empty: /metrics answers loopback clients only (403
+    #: to others). No flag: IM_METRICS_TOKEN, the config file or metrics_token_file
     metrics_token: str = ""
     #: a file holding the metrics token (read at start; instead of metrics_token)
     metrics_token_file: str = ""
@@ -318,6 +323,11 @@ class Config:
             raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters (or \"off\")")
         if self.metrics_token and len(self.metrics_token) < MIN_ADMIN_TOKEN:
             raise ConfigError(f"metrics_token must be at least {MIN_ADMIN_TOKEN} characters")
+        for name in ("admin_token", "metrics_token"):
+            token = getattr(self, name)
+            if token and token != ADMIN_OFF and len(set(token)) < MIN_TOKEN_DISTINCT:
+                raise ConfigError(f"{name} has fewer than {MIN_TOKEN_DISTINCT} different characters: use a random one "
+                                  "(python -c 'import secrets; print(secrets.token_hex(16))')")
         if self.http_header_timeout <= 0 or self.http_body_timeout <= 0 or self.http_max_connections < 0:
             raise ConfigError("http_header_timeout and http_body_timeout must be positive, http_max_connections"
                               " 0 (automatic) or more")
@@ -326,6 +336,10 @@ class Config:
         if self.token_secret and len(self.token_secret) < MIN_SECRET:
             raise ConfigError(f"token_secret must be at least {MIN_SECRET} characters (use a random one: "
                               "python -c 'import secrets; print(secrets.token_hex(32))')")
+        if self.token_secret and len(set(self.token_secret)) < MIN_SECRET_DISTINCT:
+            # a repeated letter or a word typed twice is not a secret: anyone could forge tokens
+            raise ConfigError(f"token_secret has fewer than {MIN_SECRET_DISTINCT} different characters: use a "
+                              "random one (python -c 'import secrets; print(secrets.token_hex(32))')")
 
 
 #: what a value of each kind is, in words (for the messages of bad values)

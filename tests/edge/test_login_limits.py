@@ -130,16 +130,23 @@ async def test_an_old_kind_or_cost_of_hash_is_replaced_at_login(serve_factory):
     ({"IM_TOKEN_SECRET": "short"}, "at least 32 characters"),
     ({"IM_TOKEN_SECRET_FILE": "/nonexistent/secret"}, "cannot read token_secret_file"),
     ({"IM_TOKEN_SECRET": "x" * 40, "IM_TOKEN_SECRET_FILE": "/etc/hostname"}, "not both"),
-], ids=["short", "missing-file", "both"])
+    ({"IM_TOKEN_SECRET": "a" * 32}, "fewer than 8 different characters"),
+    ({"IM_TOKEN_SECRET": "hunter2" * 5}, "fewer than 8 different characters"),
+    ({"IM_ADMIN_TOKEN": "ab" * 10}, "admin_token has fewer than 6 different characters"),
+], ids=["short", "missing-file", "both", "one-letter", "a-word-repeated", "admin-token"])
 def test_weak_or_unreadable_secrets_are_refused(tmp_path, env, message):
     done = subprocess.run([sys.executable, "-m", "edgeim.cli", "serve", "--port", "0", "--data-dir", str(tmp_path)],
                           env={**os.environ, **env}, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and message in done.stderr and "listening" not in done.stdout
 
 
+#: a secret as an operator makes one (random hex)
+SECRET = "9f1c2b7e4d8a0356" * 3
+
+
 async def test_the_secret_file_is_the_one_that_signs(tmp_path):
     secret = tmp_path / "secret"
-    secret.write_text("s" * 48 + "\n")
+    secret.write_text(SECRET + "\n")
     node = ServeProcess(tmp_path / "data", token_secret_file=secret)
     node.env.pop("IM_TOKEN_SECRET")  # the harness gives each node a secret of its own: use the file
     node.start()
@@ -149,4 +156,4 @@ async def test_the_secret_file_is_the_one_that_signs(tmp_path):
             token = (await c.login("gus", "secret-pw", "web")).token
     finally:
         node.stop()
-    assert jwt.decode(token, "s" * 48, algorithms=["HS256"])["jti"]
+    assert jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]

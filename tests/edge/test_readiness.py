@@ -25,7 +25,7 @@ def readyz(base: str) -> tuple[int, str]:
 
 async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp_path, monkeypatch):
     config = Config.load({"port": 0, "data_dir": tmp_path},
-                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "s" * 40})
+                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "readiness-secret-0123456789abcdef"})
     node = Node(config)
     host, port = await node.start()
     base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"

@@ -36,6 +36,9 @@ def test_precedence_is_flags_then_env_then_file_then_defaults(tmp_path: Path):
     ("port = 70000", "port must be 0..65535"),
     ("backlog = 0", "backlog must be at least 1"),
     ("admin_token = 'short'", "admin_token must be at least 16"),
+    ("metrics_token = 'aaaaaaaaaaaaaaaaaaaa'", "metrics_token has fewer than 6 different characters"),
+    ("token_secret = 'abcabcabcabcabcabcabcabcabcabcabc'", "token_secret has fewer than 8 different characters"),
+    ("http_header_timeout = 0", "http_header_timeout and http_body_timeout must be positive"),
 ])
 def test_a_bad_file_is_a_named_error(tmp_path: Path, text: str, message: str):
     file = tmp_path / "im.toml"
@@ -63,18 +66,21 @@ def test_every_setting_is_documented_and_a_flag_of_serve_but_the_secrets():
     assert "--config" in result.output
 
 
+SECRET = "secret-" + "0123456789abcdef" * 2
+
+
 def test_config_show_masks_secrets_and_names_the_source(tmp_path: Path):
     file = tmp_path / "im.toml"
     file.write_text('store = "mysql://im:dbpass@db:3306/im"\nroutes = "redis://r:6379/0"\n'
                     'bus = "rocketmq://mq:9876"\n')
-    env = {"IM_CONFIG": str(file), "IM_TOKEN_SECRET": "s" * 40, "IM_ADMIN_TOKEN": "a" * 20, "IM_PORT": "9100"}
+    env = {"IM_CONFIG": str(file), "IM_TOKEN_SECRET": SECRET, "IM_ADMIN_TOKEN": "admin-0123456789abcdef", "IM_PORT": "9100"}
     result = runner.invoke(app, ["config", "show", "--json"], env=env)
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["token_secret"] == "***" and shown["admin_token"] == "***"
     assert shown["store"] == "mysql://im:***@db:3306/im"
     assert shown["port"] == 9100
-    assert "dbpass" not in result.output and "s" * 40 not in result.output
+    assert "dbpass" not in result.output and SECRET not in result.output
     table = runner.invoke(app, ["config", "show"], env=env)
     assert table.exit_code == 0
     lines = {line.split()[0]: line.split()[-1] for line in table.output.splitlines()}
