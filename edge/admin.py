@@ -116,6 +116,12 @@ def add_ops_routes(server: HttpServer, node: Node) -> None:
         server.add(method, path, admin(handler))
 
 
+def _is_id(ref: str) -> bool:
+    """Is ``ref`` an id: ASCII digits (``isdigit`` alone takes "²", which ``int`` refuses)
+    below 2^63?"""
+    return ref.isascii() and ref.isdigit() and int(ref) < 2**63
+
+
 def _loopback(address: str | None) -> bool:
     """Is the client on this host (127.0.0.0/8, ::1, or 127.x mapped into IPv6)?"""
     try:
@@ -215,7 +221,7 @@ class _AdminApi:
 
     async def _find_user(self, ref: str) -> Any:
         store = self.node.store
-        user = await store.get_user(UserId(int(ref))) if ref.isdigit() and int(ref) < 2**63 else None
+        user = await store.get_user(UserId(int(ref))) if _is_id(ref) else None
         if user is None:
             user = await store.get_user_by_name(ref)
         if user is None:
@@ -299,7 +305,7 @@ class _AdminApi:
 
     def _group_id(self, request: web.Request) -> GroupId:
         ref = request.match_info["group"]
-        if not ref.isdigit() or int(ref) >= 2**63:
+        if not _is_id(ref):
             raise _Refused(400, f"a group id is a number, got {ref!r}")
         return GroupId(int(ref))
 

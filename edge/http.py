@@ -385,24 +385,30 @@ def web_app_dir(web_dir: str) -> Path | None:
 
 def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "") -> None:
     """The web chat app: its built files under ``/`` (``/`` is its index.html) and
-    ``/web-config.json``, which tells the page the WebSocket URL to use: ``ws_url`` if set
-    (a path: on the page's own host and port, wss:// when a proxy says it took https), else
-    the host the page was loaded from with the WebSocket port. Add it last: its
-    catch-all route must not shadow the others."""
+    ``/web-config.json``, which tells the page where the WebSocket is: ``{"ws": ws_url}``
+    when set to a URL, ``{"path": ws_url}`` when set to a path (on the page's own host and
+    port: behind a proxy), else ``{"port": <WebSocket port>, "path": "/ws"}`` (on the
+    page's own host). The page adds its host itself: nothing of the request (its Host
+    header) is echoed. Add it last: its catch-all route must not shadow the others."""
     root = app_dir.resolve()
 
     async def config(request: web.Request) -> web.Response:
-        if ws_url.startswith("/"):  # a path on the page's own host and port (behind a proxy)
-            secure = request.headers.get("X-Forwarded-Proto", request.scheme) == "https"
-            url = f"{'wss' if secure else 'ws'}://{request.host}{ws_url}"
+        if ws_url.startswith("/"):
+            answer: dict[str, object] = {"path": ws_url}
+        elif ws_url:
+            answer = {"ws": ws_url}
         else:
-            url = ws_url or f"ws://{_hostname(request.host)}:{ws_port()}/ws"
-        return web.json_response({"ws": url}, headers={"Cache-Control": "no-cache"})
+            answer = {"port": ws_port(), "path": "/ws"}
+        return web.json_response(answer, headers={"Cache-Control": "no-cache"})
 
     async def page(request: web.Request) -> web.StreamResponse:
         wanted = request.match_info["path"] or "index.html"
-        path = (root / wanted).resolve()
-        if not path.is_relative_to(root) or not path.is_file():
+        try:
+            path = (root / wanted).resolve()
+            found = path.is_relative_to(root) and path.is_file()
+        except (ValueError, OSError):  # a NUL byte, a name too long: no such file
+            found = False
+        if not found:
             if not (root / "index.html").is_file():
                 return web.Response(status=404, text="the web app is not built: run `make web`\n")
             return web.Response(status=404, text="not found\n")
@@ -412,10 +418,3 @@ def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int]
 
     server.add("GET", "/web-config.json", config)
     server.add("GET", "/{path:.*}", page)
-
-
-def _hostname(host: str) -> str:
-    """The host part of a Host header ("[::1]:8766" -> "[::1]", "a.b:8766" -> "a.b")."""
-    if host.startswith("["):
-        return host[:host.index("]") + 1]
-    return host.rsplit(":", 1)[0] if host.count(":") == 1 else (host or "127.0.0.1")

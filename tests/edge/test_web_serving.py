@@ -41,7 +41,7 @@ def test_the_app_its_assets_and_its_config_are_served(serve_factory, app_dir):
     assert index[0] == 200 and b"<title>edgeim</title>" in index[2]
     assert index[1]["Content-Type"].startswith("text/html") and index[1]["Cache-Control"] == "no-cache"
     assert asset[0] == 200 and asset[2] == b"console.log('hi')" and "immutable" in asset[1]["Cache-Control"]
-    assert status == 200 and json.loads(body) == {"ws": f"ws://127.0.0.1:{node.port}/ws"}
+    assert status == 200 and json.loads(body) == {"port": node.port, "path": "/ws"}
     assert get(node.http_url + "/healthz")[0] == 200  # not shadowed by the app's catch-all route
 
 
@@ -59,15 +59,30 @@ def test_a_configured_websocket_url_is_given_as_is(serve_factory, app_dir):
     assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": "wss://chat.example.com/ws"}
 
 
-def test_a_websocket_path_is_on_the_pages_own_host_as_a_proxy_saw_it(serve_factory, app_dir):
+def test_a_websocket_path_is_given_for_the_pages_own_host(serve_factory, app_dir):
     node = serve_factory(web_dir=app_dir, web_ws_url="/ws")
-    through_proxy = urllib.request.Request(node.http_url + "/web-config.json",
-                                           headers={"Host": "chat.example.com:8080", "X-Forwarded-Proto": "https"})
-    with urllib.request.urlopen(through_proxy, timeout=10) as reply:
-        proxied = json.loads(reply.read())
 
-    assert proxied == {"ws": "wss://chat.example.com:8080/ws"}
-    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": f"ws://127.0.0.1:{node.http_port}/ws"}
+    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"path": "/ws"}
+
+
+@pytest.mark.parametrize("ws_url", ["", "/ws"])
+def test_the_config_echoes_nothing_of_the_request(serve_factory, app_dir, ws_url):
+    node = serve_factory(web_dir=app_dir, web_ws_url=ws_url)
+    forged = urllib.request.Request(node.http_url + "/web-config.json",
+                                    headers={"Host": "evil.example:1", "X-Forwarded-Proto": "https"})
+    with urllib.request.urlopen(forged, timeout=10) as reply:
+        body = reply.read()
+
+    assert b"evil" not in body and body == get(node.http_url + "/web-config.json")[2]
+
+
+def test_a_nul_byte_in_a_path_is_not_found(serve_factory, app_dir):
+    node = serve_factory(web_dir=app_dir)
+
+    for path in ("/%00", "/assets/main-1a2b.js%00.html", "/" + "a" * 5000):
+        status, _, body = get(node.http_url + path)
+        assert status == 404 and body == b"not found\n", path
+    assert node.alive and get(node.http_url + "/")[0] == 200
 
 
 def test_an_unbuilt_app_says_how_to_build_it(serve_factory, tmp_path):

@@ -1,14 +1,17 @@
 /** Where the app finds its node's WebSocket.
  *
- * A node serving the app on its HTTP port answers `GET ./web-config.json` with
- * `{"ws": "ws://HOST:PORT/ws"}`. Without it (a dev server, a plain static server) the
- * node's default layout is assumed: the WebSocket port is the HTTP port - 1. */
+ * A node serving the app on its HTTP port answers `GET ./web-config.json` without
+ * echoing anything of the request (a Host header could be anyone's): `{"ws": URL}` when
+ * its operator set the URL, `{"path": "/ws"}` for a path on the page's own host and port
+ * (behind a proxy), or `{"port": 8765, "path": "/ws"}` for the page's host on the node's
+ * WebSocket port. Without it (a dev server, a plain static server) the node's default
+ * layout is assumed: the WebSocket port is the HTTP port - 1. */
 export async function webSocketUrl(): Promise<string> {
   try {
     const answer = await fetch("./web-config.json", { cache: "no-store" });
     if (answer.ok) {
-      const config = (await answer.json()) as { ws?: unknown };
-      if (typeof config.ws === "string" && config.ws) return config.ws;
+      const url = configuredUrl(await answer.json(), window.location);
+      if (url) return url;
     }
   } catch {
     // no config served: fall through to the default layout
@@ -16,9 +19,34 @@ export async function webSocketUrl(): Promise<string> {
   return fallbackUrl(window.location);
 }
 
-export function fallbackUrl(location: { protocol: string; hostname: string; port: string }): string {
+/** What the page loaded from: the parts of `window.location` used here. */
+export interface Place {
+  protocol: string;
+  hostname: string;
+  host: string;
+  port: string;
+}
+
+/** The WebSocket URL a node's web-config.json names, on the page's own host unless the
+ * operator set a whole URL; undefined if it names none. */
+export function configuredUrl(config: unknown, location: Place): string | undefined {
+  if (typeof config !== "object" || config === null) return undefined;
+  const { ws, port, path } = config as { ws?: unknown; port?: unknown; path?: unknown };
+  if (typeof ws === "string" && ws) return ws;
+  if (typeof path !== "string" || !path.startsWith("/")) return undefined;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  if (typeof port === "number" && Number.isInteger(port) && port > 0 && port < 65536) {
+    return `${scheme}://${bracketed(location.hostname)}:${port}${path}`;
+  }
+  return `${scheme}://${location.host}${path}`;
+}
+
+export function fallbackUrl(location: Place): string {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const httpPort = location.port ? Number(location.port) : location.protocol === "https:" ? 443 : 80;
-  const host = location.hostname.includes(":") ? `[${location.hostname}]` : location.hostname;
-  return `${scheme}://${host}:${httpPort - 1}/ws`;
+  return `${scheme}://${bracketed(location.hostname)}:${httpPort - 1}/ws`;
+}
+
+function bracketed(hostname: string): string {
+  return hostname.includes(":") && !hostname.startsWith("[") ? `[${hostname}]` : hostname;
 }
