@@ -21,7 +21,7 @@ from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Refresh, Routes, 
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import ADMIN_OFF, ADMIN_TOKEN_FILE, Config
-from ..services.auth import AuthService, Hashing, Passwords, default_workers
+from ..services.auth import AuthService, Guesses, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
 from ..services.files import FileGrants
@@ -61,7 +61,8 @@ REGISTRY_TTL = 10.0
 #: settings SIGHUP reloads (Node.reload); the others need a restart
 RELOADABLE = ("log_level", "rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout",
               "max_write_buffer", "user_send_rate", "user_send_burst", "user_send_bytes_rate",
-              "user_send_bytes_burst", "login_rate", "login_burst", "login_backlog", "max_sessions_per_user")
+              "user_send_bytes_burst", "login_rate", "login_burst", "login_backlog", "login_account_failures",
+              "login_account_lock", "login_account_lock_max", "max_sessions_per_user")
 #: seconds between two renewals of the lease, which also tell whether the routes lost this
 #: node's entries (Redis restarted empty): then they are written again at once
 ROUTES_CHECK = 2.0
@@ -117,7 +118,9 @@ class Node:
         self.state = State(self.store)
         self.auth = AuthService(self.store, secret, config.token_ttl,
                                 Passwords(config.password_memory_kib, config.password_time_cost),
-                                Hashing(default_workers(), config.login_backlog, config.login_rate, config.login_burst))
+                                Hashing(default_workers(), config.login_backlog, config.login_rate, config.login_burst),
+                                Guesses(config.login_account_failures, config.login_account_lock,
+                                        config.login_account_lock_max))
         self.conversations = conversations = Conversations(self.store, self.state, self.delivery.to_users,
                                                            self.delivery.refresh)
         self.users = users = Users(self.store)
@@ -362,7 +365,8 @@ class Node:
         set_level(new.log_level)
         self._quota.set_rates(new.user_send_rate, new.user_send_burst, new.user_send_bytes_rate,
                               new.user_send_bytes_burst)
-        self.auth.set_login_limits(new.login_rate, new.login_burst, new.login_backlog)
+        self.auth.set_login_limits(new.login_rate, new.login_burst, new.login_backlog,
+                                   (new.login_account_failures, new.login_account_lock, new.login_account_lock_max))
         self.presence._max_sessions = new.max_sessions_per_user  # (read at each login)
         log.warning("configuration reloaded", extra={"changed": sorted(n for n in RELOADABLE
                                                                        if getattr(old, n) != getattr(new, n)),

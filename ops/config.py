@@ -99,6 +99,16 @@ class Config:
     login_burst: int = 30
     #: password checks that may wait for a worker, node-wide; more are refused at once
     login_backlog: int = 32
+    #: failed password checks (LOGIN) one account may have in a row on a node before its
+    #: logins are refused (4000 RATE_LIMITED, before any hashing) for login_account_lock
+    #: seconds; a success, or a day without failures, clears it. One check per account
+    #: runs at a time.
+    login_account_failures: int = 5
+    #: seconds an account's logins are first refused for, twice as long after each further
+    #: failure
+    login_account_lock: float = 1.0
+    #: the longest an account's logins are refused for after failures, in seconds
+    login_account_lock_max: float = 900.0
     #: messages per second one account may send across all its sessions on a node (4000
     #: RATE_LIMITED beyond)
     user_send_rate: float = 50.0
@@ -323,6 +333,10 @@ class Config:
             raise ConfigError(f"admin_token must be at least {MIN_ADMIN_TOKEN} characters (or \"off\")")
         if self.metrics_token and len(self.metrics_token) < MIN_ADMIN_TOKEN:
             raise ConfigError(f"metrics_token must be at least {MIN_ADMIN_TOKEN} characters")
+        if self.login_account_failures < 1 or self.login_account_lock <= 0 \
+                or self.login_account_lock_max < self.login_account_lock:
+            raise ConfigError("login_account_failures must be at least 1, login_account_lock positive and"
+                              " login_account_lock_max at least login_account_lock")
         for name in ("admin_token", "metrics_token"):
             token = getattr(self, name)
             if token and token != ADMIN_OFF and len(set(token)) < MIN_TOKEN_DISTINCT:
@@ -379,7 +393,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Storage": ("data_dir", "sqlite_sync", "files"),
     "Cluster": ("node_id", "store", "routes", "bus", "route_ttl"),
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
-               "login_rate", "login_burst", "login_backlog", "user_send_rate", "user_send_burst",
+               "login_rate", "login_burst", "login_backlog", "login_account_failures", "login_account_lock",
+               "login_account_lock_max", "user_send_rate", "user_send_burst",
                "user_send_bytes_rate", "user_send_bytes_burst", "max_sessions_per_user", "group_max_members",
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst"),

@@ -10,6 +10,12 @@ of with a little traffic. ``Hashing`` bounds it: one hash per core at a time, a 
 backlog (over it: UNAVAILABLE at once), a budget per client address (over it:
 RATE_LIMITED at once), and work whose requester has gone is dropped before it starts.
 Token logins never hash.
+
+Guessing one account's password from many addresses passes every per-address budget, so
+``Guesses`` limits the password checks of each account (per node): one at a time, and
+after a few failures none for a window that doubles with each further failure. It is
+consulted before hashing, so a flood against one account costs a few hashes, and the
+other users' logins keep the workers.
 """
 from __future__ import annotations
 
@@ -33,7 +39,7 @@ from ..backends.protocols import RevokeToken, SetPasswordHash, Store, User, User
 from ..core_ext.errors import AuthError, RateLimited, RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
 
-__all__ = ["AuthService", "Identity", "Passwords", "Hashing", "Gone"]
+__all__ = ["AuthService", "Identity", "Passwords", "Hashing", "Guesses", "Gone"]
 
 T = TypeVar("T")
 log = logging.getLogger("edgeim.auth")
@@ -120,6 +126,105 @@ class Hashing:
             self._waiting -= 1
 
 
+class Guesses:
+    """Password checks per account, on this node (see the module docstring).
+
+    An account is a username as the store matches it (case-folded), whether or not it
+    exists, so that refusals tell nothing about which names exist. Its password checks run
+    one at a time (the others wait their turn, not hashing). After ``free`` consecutive
+    failures it is locked for ``first_lock`` seconds, twice as long after each further one,
+    at most ``max_lock``; a LOGIN of a locked account, or one whose turn comes while it is locked,
+    is refused with RATE_LIMITED before any hashing. A successful login, or a day without a failure,
+    clears the count. Reconnecting changes nothing: the count is the account's, not the
+    connection's. At most ``max_accounts`` counts are kept, the least recently failed
+    forgotten first (a locked one only when a few in a row are locked).
+    """
+
+    #: seconds without a failure after which an account's count is forgotten
+    FORGET_AFTER = 24 * 3600.0
+
+    def __init__(self, free: int, first_lock: float, max_lock: float, clock: Callable[[], float] = time.monotonic,
+                 max_accounts: int = 100_000) -> None:
+        self._free = free
+        self._first_lock = first_lock
+        self._max_lock = max_lock
+        self._clock = clock
+        self._max_accounts = max_accounts
+        #: account -> (consecutive failures, locked until, last failure)
+        self._failures: OrderedDict[str, tuple[int, float, float]] = OrderedDict()
+        #: account -> (its turn lock, how many hold or wait for it)
+        self._turns: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def set_limits(self, free: int, first_lock: float, max_lock: float) -> None:
+        self._free, self._first_lock, self._max_lock = free, first_lock, max_lock
+
+    @staticmethod
+    def key(username: str) -> str:
+        return username.casefold()
+
+    def _refuse_if_locked(self, account: str) -> None:
+        entry = self._failures.get(account)
+        if entry is None:
+            return
+        now = self._clock()
+        _, until, last = entry
+        if now - last >= self.FORGET_AFTER:
+            del self._failures[account]
+        elif now < until:
+            raise RateLimited(f"too many failed logins for this account; retry in {max(1, round(until - now))} s")
+
+    async def begin(self, account: str) -> None:
+        """Before hashing: wait for the account's turn; RATE_LIMITED if it is locked."""
+        self._refuse_if_locked(account)
+        lock, users = self._turns.setdefault(account, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            await lock.acquire()
+        except BaseException:
+            self._leave(account, users)
+            raise
+        try:
+            self._refuse_if_locked(account)  # failures while it waited
+        except RateLimited:
+            lock.release()
+            self._leave(account, users)
+            raise
+
+    def end(self, account: str, ok: bool | None) -> None:
+        """After the check: ``ok`` True (right password), False (wrong), None (no verdict:
+        refused or dropped before it ran). Recorded before the next in line goes."""
+        if ok:
+            self._failures.pop(account, None)
+        elif ok is False:
+            now = self._clock()
+            failures, _, last = self._failures.pop(account, (0, 0.0, now))
+            if now - last >= self.FORGET_AFTER:
+                failures = 0
+            failures += 1
+            over = failures - self._free  # the free-th failure locks for first_lock
+            until = now + min(self._max_lock, self._first_lock * 2.0 ** min(over, 64)) if over >= 0 else 0.0
+            self._failures[account] = (failures, until, now)
+            self._trim(now)
+        lock, users = self._turns[account]
+        lock.release()
+        self._leave(account, users)
+
+    def _leave(self, account: str, users: list[int]) -> None:
+        users[0] -= 1
+        if not users[0]:
+            del self._turns[account]
+
+    def _trim(self, now: float) -> None:
+        for _ in range(8):  # keep a few locked accounts; past that, the oldest goes anyway
+            if len(self._failures) <= self._max_accounts:
+                return
+            account, entry = self._failures.popitem(last=False)
+            if entry[1] > now:
+                self._failures[account] = entry
+        while len(self._failures) > self._max_accounts:
+            self._failures.popitem(last=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
     user_id: UserId
@@ -129,12 +234,14 @@ class Identity:
 
 
 class AuthService:
-    def __init__(self, store: Store, secret: str, token_ttl: float, passwords: Passwords, hashing: Hashing) -> None:
+    def __init__(self, store: Store, secret: str, token_ttl: float, passwords: Passwords, hashing: Hashing,
+                 guesses: Guesses | None = None) -> None:
         self._store = store
         self._secret = secret
         self._ttl = token_ttl
         self._passwords = passwords
         self._hashing = hashing
+        self._guesses = guesses or Guesses(5, 1.0, 900.0)
 
     async def register(self, username: str, password: str, nickname: str, address: str,
                        wanted: Callable[[], bool]) -> User:
@@ -145,11 +252,19 @@ class AuthService:
             raise RequestError(f"username {username!r} is taken", ErrorCode.USERNAME_TAKEN) from None
 
     async def login(self, username: str, password: str, address: str, wanted: Callable[[], bool]) -> Identity:
-        user = await self._store.get_user_by_name(username)
-        stored = user.password_hash if user else self._passwords.dummy
-        ok = await self._hashing.run(address, wanted, self._passwords.verify, password, stored)
-        if user is None or not ok:
+        account = Guesses.key(username)
+        await self._guesses.begin(account)  # a locked account costs no hashing
+        verdict: bool | None = None
+        try:
+            user = await self._store.get_user_by_name(username)
+            stored = user.password_hash if user else self._passwords.dummy
+            ok = await self._hashing.run(address, wanted, self._passwords.verify, password, stored)
+            verdict = user is not None and ok
+        finally:
+            self._guesses.end(account, verdict)
+        if not verdict:
             raise AuthError("wrong username or password", ErrorCode.BAD_CREDENTIALS)
+        assert user is not None
         if user.disabled:
             raise AuthError("this account is disabled", ErrorCode.ACCOUNT_DISABLED)
         if self._passwords.needs_rehash(stored):
@@ -176,9 +291,12 @@ class AuthService:
         """The token cannot log in again (until it would have expired anyway)."""
         await self._store.apply(RevokeToken(identity.token_id, identity.expires_at))
 
-    def set_login_limits(self, rate: float, burst: int, backlog: int) -> None:
-        """New password-check limits (SIGHUP)."""
+    def set_login_limits(self, rate: float, burst: int, backlog: int,
+                         account: tuple[int, float, float] | None = None) -> None:
+        """New password-check limits (SIGHUP); ``account``: failures, first and longest lock."""
         self._hashing.set_limits(rate, burst, backlog)
+        if account is not None:
+            self._guesses.set_limits(*account)
 
     def issue(self, user_id: UserId) -> Identity:
         now = int(time.time())

@@ -23,6 +23,7 @@ __all__ = ["ServeProcess", "new_user", "people", "everything_stored_for", "next_
 #: what every test node gets unless a test says otherwise
 TEST_ENV = {"IM_PASSWORD_MEMORY_KIB": "256", "IM_PASSWORD_TIME_COST": "1",
             "IM_LOGIN_RATE": "1000000", "IM_LOGIN_BURST": "1000000", "IM_LOGIN_BACKLOG": "100000",
+            "IM_LOGIN_ACCOUNT_FAILURES": "1000000",
             "IM_USER_SEND_RATE": "1000000", "IM_USER_SEND_BURST": "1000000",
             "IM_USER_SEND_BYTES_RATE": "1000000000", "IM_USER_SEND_BYTES_BURST": "1000000000"}
 

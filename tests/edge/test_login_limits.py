@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -157,3 +158,77 @@ async def test_the_secret_file_is_the_one_that_signs(tmp_path):
     finally:
         node.stop()
     assert jwt.decode(token, SECRET, algorithms=["HS256"])["jti"]
+
+
+class ClientFrom(Client):
+    """A client whose connection comes from ``source`` (another loopback address): the
+    node sees another client address."""
+
+    def __init__(self, url: str, source: str) -> None:
+        super().__init__(url)
+        self._source = source
+
+    async def _open(self, url: str) -> None:
+        from picows import ws_connect
+
+        from edgeim.core_ext.protocol import MAX_FRAME_SIZE, SUBPROTOCOL_PREFIX, VERSION
+        from edgeim.sdk import client as sdk
+
+        def bound(_: object) -> socket.socket:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind((self._source, 0))
+            return sock
+
+        self._disconnected.clear()
+        self.close_code = None
+        self.url = url
+        self._transport, _ = await ws_connect(lambda: sdk._Listener(self), url, socket_factory=bound,
+                                              extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"},
+                                              max_frame_size=MAX_FRAME_SIZE)
+
+
+async def test_guessing_one_account_from_many_addresses_is_locked_before_hashing(serve_factory):
+    # slow hashes and a short backlog: guesses that reached the hashers would crowd out
+    # the bystanders (5001). The per-account limit: 5 failures, then locked for 10 minutes
+    # (the default first lock is 1 s: long enough for a test only if it is fast); the
+    # per-address budget at its default (5/s, burst 30: no address reaches it here)
+    server = serve_factory(password_memory_kib=32768, password_time_cost=2, login_backlog=4, login_rate=5,
+                           login_burst=30, login_account_failures=5, login_account_lock=600)
+    async with Client(server.url) as setup:
+        await setup.register("victim", "secret-pw")
+        await setup.register("bystander", "other-pw")
+        kept = await setup.login("victim", "secret-pw", "web")  # a device already logged in
+
+    async def guess(source: str) -> list[int]:
+        async with ClientFrom(server.url, source) as c:
+            return [await code_of(c.login("victim", f"guess-{source}-{n}", "web")) for n in range(10)]
+
+    async def bystander(n: int) -> list[int]:  # three at once at most, with the one guess hashing: 4
+        ids = []
+        for k in range(4):
+            async with Client(server.url) as c:
+                ids.append((await c.login("bystander", "other-pw", f"t{n}-{k}")).user_id)
+        return ids
+
+    results = await asyncio.gather(*(guess(f"127.0.0.{10 + n}") for n in range(8)),
+                                   *(bystander(n) for n in range(3)))
+    guesses = [code for codes in results[:8] for code in codes]
+    logins = [user for ids in results[8:] for user in ids]
+
+    assert len(logins) == 12 and len(set(logins)) == 1  # every bystander login succeeded
+    assert set(guesses) == {ErrorCode.BAD_CREDENTIALS, ErrorCode.RATE_LIMITED}
+    assert guesses.count(ErrorCode.BAD_CREDENTIALS) == 5  # then locked: the other 75 never hashed
+    async with ClientFrom(server.url, "127.0.0.99") as fresh:  # a new address and connection: still locked
+        assert await code_of(fresh.login("victim", "secret-pw", "ios")) == ErrorCode.RATE_LIMITED
+        assert (await fresh.token_login(kept.token, "ios")).user_id == kept.user_id  # tokens are not guessed
+
+
+async def test_a_missing_account_is_locked_like_an_existing_one(serve_factory):
+    server = serve_factory(login_account_failures=3, login_account_lock=600)
+    async with Client(server.url) as c:
+        await c.register("present", "secret-pw")
+        codes = {name: [await code_of(c.login(name, "wrong-pw", "web")) for _ in range(5)]
+                 for name in ("present", "absent")}
+
+    expected = [ErrorCode.BAD_CREDENTIALS] * 3 + [ErrorCode.RATE_LIMITED] * 2
+    assert codes == {"present": expected, "absent": expected}  # nothing tells which name exists
