@@ -127,7 +127,7 @@ class Node:
         self.groups = groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
             self.delivery.refresh, self.delivery.reach,
-        ), users.exists, config.group_max_members)
+        ), users.exists, config.group_max_members, config.group_creates_per_hour)
         self.ids = IdGenerator()  # its node number is leased at start
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
                             config.recall_window)
@@ -147,7 +147,8 @@ class Node:
         self.calls = Calls(self.routes, audience, users.exists,
                            lambda *record: pipeline.record(messages.server_message(*record)),
                            self.delivery.to_users, self.delivery.to_terminal, self.spawn, self.loop.call_later,
-                           config.call_ring_timeout, config.call_ttl)
+                           config.call_ring_timeout, config.call_ttl,
+                           invites_per_minute=config.call_invites_per_minute)
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
@@ -429,6 +430,8 @@ class Node:
 
     def _offline(self, user_id: UserId) -> None:
         self._quota.forget(user_id)
+        self.groups.forget(user_id)
+        self.calls.forget(user_id)
         self.watch.forget_user(user_id)
         self.typing.forget(user_id)
         self.state.forget_user(user_id)

@@ -124,6 +124,9 @@ class Config:
     strangers_may_send: bool = False
     #: members a new group may hold
     group_max_members: int = 2000
+    #: groups one account may create per hour on a node (a bucket of that many, refilled
+    #: evenly; 4000 RATE_LIMITED beyond)
+    group_creates_per_hour: int = 30
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
@@ -197,6 +200,9 @@ class Config:
     call_ring_timeout: float = 60.0
     #: seconds an answered call is kept without a hang-up (a crashed node's calls end then)
     call_ttl: float = 4 * 3600.0
+    #: call invitations one account may make per minute on a node (a bucket of that many,
+    #: refilled evenly; 4000 RATE_LIMITED beyond)
+    call_invites_per_minute: int = 10
     # -- operations: admin API, metrics, lifecycle ----------------------------------------------
     #: bearer token of the admin API on the HTTP port (im user, group, cluster, stats), at
     #: least 16 characters of which 6 different (nodes of a cluster share it); empty:
@@ -321,6 +327,8 @@ class Config:
             raise ConfigError("typing_rate must be positive, typing_burst at least 1")
         if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
             raise ConfigError("call_ring_timeout must be positive and call_ttl longer than it")
+        if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
+            raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:
@@ -397,7 +405,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "login_account_lock_max", "user_send_rate", "user_send_burst",
                "user_send_bytes_rate", "user_send_bytes_burst", "max_sessions_per_user", "group_max_members",
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
-               "presence_max_watch", "typing_rate", "typing_burst"),
+               "presence_max_watch", "typing_rate", "typing_burst", "group_creates_per_hour", "call_invites_per_minute"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),

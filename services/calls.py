@@ -38,6 +38,7 @@ from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
 from .conversations import private_conv
 from .presence import Audience
+from .quota import UserBuckets
 from .state import UserState
 
 __all__ = ["Calls", "RING_GRACE"]
@@ -62,7 +63,8 @@ class Calls:
                  to_users: Callable[..., None], to_terminal: Callable[[bytes, UserId, str], None],
                  spawn: Callable[[Coroutine[Any, Any, Any]], object],
                  call_later: Callable[[float, Callable[[], None]], Any], ring_timeout: float, call_ttl: float,
-                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+                 now_ms: Callable[[], int] = lambda: int(time.time() * 1000), invites_per_minute: int = 10,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._routes = routes
         self._audience = audience
         self._user_exists = user_exists
@@ -78,13 +80,21 @@ class Calls:
         self._devices: dict[Device, int] = {}
         #: ring timers of the calls this node started
         self._timers: dict[int, Any] = {}
+        # an invitation rings every device of the callee and, if busy, stores a call record
+        self._invites = UserBuckets(invites_per_minute / 60.0, float(invites_per_minute),
+                                    f"{invites_per_minute} call invitations a minute", clock)
+
+    def forget(self, user: UserId) -> None:
+        """The user has no session here any more (a spent budget is kept until refilled)."""
+        self._invites.forget(user)
 
     # -- requests ---------------------------------------------------------------------------
 
     async def invite(self, me: UserState, terminal: str, to: UserId, kind: str, sdp: str) -> bodies.CallStarted:
         """Ring every device of ``to``. INVALID_ARGUMENT for oneself, USER_NOT_FOUND, the
         1:1 audience's BLOCKED or NOT_FRIENDS, BUSY if either user is in a call (a busy
-        callee gets a call record)."""
+        callee gets a call record), RATE_LIMITED past the caller's invitations a minute."""
+        self._invites.charge(me.id)  # RATE_LIMITED past the account's budget
         if to == me.id:
             raise RequestError("you cannot call yourself", ErrorCode.INVALID_ARGUMENT)
         if to not in me.friends and not await self._user_exists(to):

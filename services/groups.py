@@ -26,6 +26,7 @@ from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
 from .conversations import group_conv, is_group, parse_conv
+from .quota import UserBuckets
 from .state import ROLE_RANK, GroupState, State, UserState
 
 __all__ = ["Groups", "Membership"]
@@ -75,12 +76,20 @@ class Membership:
 
 class Groups:
     def __init__(self, store: Store, state: State, membership: Membership,
-                 user_exists: Callable[[UserId], Awaitable[bool]], max_members: int) -> None:
+                 user_exists: Callable[[UserId], Awaitable[bool]], max_members: int,
+                 creates_per_hour: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._state = state
         self._edge = membership
         self._user_exists = user_exists
         self.max_members = max_members
+        # a new group stores a group and a row per member and pushes to each: budgeted
+        self._creates = UserBuckets(creates_per_hour / 3600.0, float(creates_per_hour),
+                                    f"{creates_per_hour} new groups an hour", clock)
+
+    def forget(self, user: UserId) -> None:
+        """The user has no session here any more (a spent budget is kept until refilled)."""
+        self._creates.forget(user)
 
     # -- reads (memory once the group is loaded) ------------------------------------------------
 
@@ -152,6 +161,7 @@ class Groups:
     # -- changes ----------------------------------------------------------------------------
 
     async def create(self, owner: UserState, req: bodies.GroupCreate) -> GroupState:
+        self._creates.charge(owner.id)  # RATE_LIMITED past the account's budget
         members = [UserId(u) for u in dict.fromkeys(req.members) if u != owner.id]
         await self._check_invitees(owner, members)
         if 1 + len(members) > self.max_members:

@@ -1,14 +1,22 @@
 """What one account may cost, across all its sessions on this node: messages per second,
 content bytes per second. Per-connection limits alone let an account multiply its budget
-by opening more terminals."""
+by opening more terminals.
+
+A budget outlives the account's sessions: when its last session here closes, a bucket
+that is not full is kept until it would be full again (a full bucket records nothing), so
+reconnecting does not give a spent budget back. ``Left`` holds those, bounded."""
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from typing import Callable
 
 from ..core_ext.errors import RateLimited
 
-__all__ = ["Bucket", "UserBuckets", "SendQuota"]
+__all__ = ["Bucket", "UserBuckets", "SendQuota", "Left"]
+
+#: accounts that left whose spent budgets a ledger keeps, at most (the oldest go first)
+MAX_LEFT = 100_000
 
 
 class Bucket:
@@ -27,25 +35,90 @@ class Bucket:
         self.tokens -= amount
         return True
 
+    def full_at(self, now: float) -> float:
+        """When the bucket will be full again (``now`` if it is)."""
+        tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        return now + (self.burst - tokens) / self.rate
+
+
+class Left:
+    """Accounts with no session here whose buckets are kept until ``full_at``: ``drop`` is
+    called for each once that passes (lazily, at the next ``leave`` or ``back``), or when
+    more than ``limit`` are kept (the longest gone first)."""
+
+    __slots__ = ("_until", "_drop", "_limit")
+
+    def __init__(self, drop: Callable[[int], None], limit: int = MAX_LEFT) -> None:
+        self._until: OrderedDict[int, float] = OrderedDict()
+        self._drop = drop
+        self._limit = limit
+
+    def leave(self, user: int, full_at: float, now: float) -> None:
+        if full_at <= now:
+            self._drop(user)
+        else:
+            self._until[user] = full_at
+            self._until.move_to_end(user)
+        self.prune(now)
+
+    def back(self, user: int) -> None:
+        """The account is charged again: it has a session here."""
+        self._until.pop(user, None)
+
+    def prune(self, now: float) -> None:
+        until = self._until
+        while until:
+            user, full_at = next(iter(until.items()))
+            if full_at > now and len(until) <= self._limit:
+                return
+            del until[user]
+            self._drop(user)
+
+    def __contains__(self, user: int) -> bool:
+        return user in self._until
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def clear(self) -> None:
+        self._until.clear()
+
 
 class UserBuckets:
     """One token bucket per account: ``charge(user)`` takes a token or raises RATE_LIMITED
-    saying ``what`` is over; ``forget(user)`` once the account has no session here."""
+    saying ``what`` is over; ``forget(user)`` once the account has no session here (its
+    bucket is kept until it is full again: see the module docstring)."""
 
-    def __init__(self, rate: float, burst: float, what: str, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, rate: float, burst: float, what: str, clock: Callable[[], float] = time.monotonic,
+                 max_left: int = MAX_LEFT) -> None:
         self._rate, self._burst, self._what, self._clock = rate, burst, what, clock
         self._buckets: dict[int, Bucket] = {}
+        self._left = Left(self._drop, max_left)
 
     def charge(self, user: int) -> None:
         now = self._clock()
         bucket = self._buckets.get(user)
         if bucket is None:
             bucket = self._buckets[user] = Bucket(self._rate, self._burst, now)
+        elif user in self._left:
+            self._left.back(user)
         if not bucket.take(1.0, now):
             raise RateLimited(f"over {self._what}")
 
     def forget(self, user: int) -> None:
+        bucket = self._buckets.get(user)
+        now = self._clock()
+        if bucket is not None:
+            self._left.leave(user, bucket.full_at(now), now)
+        else:
+            self._left.prune(now)
+
+    def _drop(self, user: int) -> None:
         self._buckets.pop(user, None)
+
+    def __len__(self) -> int:
+        """Accounts with a bucket here (online, or gone with a spent budget)."""
+        return len(self._buckets)
 
 
 class SendQuota:
@@ -53,17 +126,20 @@ class SendQuota:
     is over its messages or bytes per second."""
 
     def __init__(self, messages_per_s: float, message_burst: int, bytes_per_s: float, byte_burst: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_left: int = MAX_LEFT) -> None:
         self._messages = (messages_per_s, float(message_burst))
         self._bytes = (bytes_per_s, float(byte_burst))
         self._clock = clock
         self._buckets: dict[int, tuple[Bucket, Bucket]] = {}
+        self._left = Left(self._drop, max_left)
 
     def charge(self, user: int, content_bytes: int) -> None:
         now = self._clock()
         buckets = self._buckets.get(user)
         if buckets is None:
             buckets = self._buckets[user] = (Bucket(*self._messages, now), Bucket(*self._bytes, now))
+        elif user in self._left:
+            self._left.back(user)
         messages, size = buckets
         if not messages.take(1.0, now):
             raise RateLimited(f"your account is over {messages.rate:g} messages/s")
@@ -72,11 +148,24 @@ class SendQuota:
             raise RateLimited(f"your account is over {size.rate:g} bytes/s of messages")
 
     def forget(self, user: int) -> None:
-        """The user has no session here any more."""
+        """The user has no session here any more: what they spent is kept until refilled."""
+        buckets = self._buckets.get(user)
+        now = self._clock()
+        if buckets is not None:
+            self._left.leave(user, max(b.full_at(now) for b in buckets), now)
+        else:
+            self._left.prune(now)
+
+    def _drop(self, user: int) -> None:
         self._buckets.pop(user, None)
+
+    def __len__(self) -> int:
+        """Accounts with buckets here (online, or gone with a spent budget)."""
+        return len(self._buckets)
 
     def set_rates(self, messages_per_s: float, message_burst: int, bytes_per_s: float, byte_burst: int) -> None:
         """New limits (SIGHUP): every account starts again from a full bucket of the new size."""
         self._messages = (messages_per_s, float(message_burst))
         self._bytes = (bytes_per_s, float(byte_burst))
         self._buckets.clear()
+        self._left.clear()
