@@ -145,7 +145,9 @@ class _Guard:
         conn.request = request
         conn.set_deadline(self.body_timeout, self._body_check)
 
-    def request_done(self, conn: _Connection) -> None:
+    def request_done(self, conn: _Connection, request: web.BaseRequest) -> None:
+        if conn.request is not request:  # the next (pipelined) request began first
+            return
         conn.request = None
         if conn in self.open:
             self.await_headers(conn)
@@ -254,7 +256,7 @@ async def _track_request(request: web.Request, handler: Handler) -> web.StreamRe
         conn.guard.request_started(conn, request)
         task = asyncio.current_task()
         if task is not None:
-            task.add_done_callback(lambda _: conn.guard.request_done(conn))
+            task.add_done_callback(lambda _: conn.guard.request_done(conn, request))
     return await handler(request)
 
 

@@ -82,6 +82,26 @@ async def test_slow_header_clients_leave_healthz_and_websocket_logins_unharmed(n
     assert evicted + late >= SLOW and late > 0
 
 
+async def test_keep_alive_serves_requests_in_turn_then_an_idle_connection_is_closed(node):
+    reader, writer = await asyncio.open_connection("127.0.0.1", node.http_port)
+    answers = []
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)  # two pipelined
+    await writer.drain()
+    for n in range(3):
+        if n == 2:  # and one more after the answers
+            writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+            await writer.drain()
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        length = int(re.search(rb"Content-Length: (\d+)", head)[1])
+        answers.append(head.split(b"\r\n", 1)[0] + b" " + await reader.readexactly(length))
+
+    rest = await until_closed(reader)  # then nothing: idle past the header deadline
+    writer.close()
+
+    assert answers == [b"HTTP/1.1 200 OK ok\n", b"HTTP/1.1 200 OK ok\n", b"HTTP/1.1 200 OK ready\n"]
+    assert rest in (b"", b"reset")
+
+
 async def test_a_stalled_request_body_is_cut(tmp_path: Path):
     token = "admin-" + "0123456789abcdef" * 2
     node = ServeProcess(tmp_path / "data", http_body_timeout=2, admin_token=token)
