@@ -291,6 +291,9 @@ class RedisServer:
         self.port = 0
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = base / "redis.log"
+        # the server dies with the thread that started it (PDEATHSIG): a restart from a
+        # test's worker thread (asyncio.to_thread) must not tie it to that thread's life
+        self._launcher = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="redis-launcher")
 
     def start(self) -> None:
         binary = find_binary("redis-server", "redis-server")
@@ -302,8 +305,9 @@ class RedisServer:
         self.port = self.port or free_port()  # a restart keeps its port
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
                 "--daemonize", "no", "--dir", str(self.base), "--logfile", str(self.log)]
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, preexec_fn=_child_setup(None, None))
+        self.proc = self._launcher.submit(
+            subprocess.Popen, args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            preexec_fn=_child_setup(None, None)).result()
         deadline = time.monotonic() + _READY_TIMEOUT
         while True:
             if self.proc.poll() is not None:
