@@ -108,28 +108,33 @@ class Pipeline:
         self._conversations.recalled(tombstone)
         self._push(_RECALL_PUSH, tombstone, by.user_id, by.terminal)
 
-    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str,
-              local: bool = False) -> None:
+    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str) -> None:
         """``stored`` to every device of its conversation's members but (skip_user,
-        skip_terminal): one frame for all of them (with ``local``, this node's only)."""
+        skip_terminal): one frame for all of them."""
         frame = message_frame(op, stored)
         if is_group(stored.conv):
-            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored, local=local)
+            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored)
         else:
             self._delivery.to_users(frame, (UserId(stored.to), stored.sender), skip_user, skip_terminal,
-                                    message=stored, local=local)
-
-    # -- from other nodes -------------------------------------------------------------------------
+                                    message=stored)
 
     def repush(self, heads: list[StoredMessage]) -> None:
         """After pushes from other nodes were lost: each conversation head that moved when
-        this node read its state again goes to the local devices of its members. A client
-        that sees a seq past the one it has syncs the gap; one that has it drops it."""
+        this node read its state again goes to the local devices of its members but its
+        sender (whose device that sent it had the ack; an SDK would take its own message
+        for a new one). A client that sees a seq past the one it has syncs the gap; one
+        that has it drops it."""
         for head in heads:
             try:
-                self._push(_RECALL_PUSH if head.recalled_by else _MSG_PUSH, head, UserId(0), "", local=True)
+                frame = message_frame(_RECALL_PUSH if head.recalled_by else _MSG_PUSH, head)
             except FrameError:  # too large to push: the client finds it at its next sync
                 continue
+            if is_group(head.conv):
+                self._delivery.to_conv(frame, ConvId(head.conv), skip_users=(head.sender,), local=True)
+            else:
+                self._delivery.to_users(frame, (UserId(head.to),), local=True)
+
+    # -- from other nodes -------------------------------------------------------------------------
 
     def on_remote(self, stored: StoredMessage) -> None:
         """A message committed, or recalled, on another node: this node's heads and lists
