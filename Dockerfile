@@ -5,7 +5,8 @@
 #   docker build -t edgeim .
 #   docker run -p 8765:8765 -p 8766:8766 -v edgeim-data:/data edgeim
 # Port 8765: WebSocket clients. Port 8766: the web chat app at /, /healthz, /readyz, /metrics, the admin API
-# (set IM_ADMIN_TOKEN to turn that on; do not publish it to the internet).
+# (its token is generated into /data/admin.token unless IM_ADMIN_TOKEN is set; IM_ADMIN_TOKEN=off
+# turns it off; do not publish the port to the internet).
 # The web chat app (web/: the TypeScript SDK and the Vue app), built to web/app/dist; the
 # wheel below takes it in as package data, so the node serves it at / of port 8766.
 FROM node:20-slim AS web
