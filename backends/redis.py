@@ -27,7 +27,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from .protocols import CallRecord, ConvId, NodeId, NodeInfo, Route, UserId
 
@@ -165,6 +164,9 @@ def _ms(ttl: float) -> int:
 #: connections a node keeps to Redis at most, and seconds a command waits for one of them
 POOL_SIZE = 64
 POOL_WAIT = 10.0
+#: seconds a command may take (connect, send, reply) before it fails with redis-py's
+#: TimeoutError (the node's ``routes_timeout`` setting): a hung server must not hang callers
+TIMEOUT = 2.0
 
 
 class RedisRoutes:
@@ -175,22 +177,35 @@ class RedisRoutes:
     decoded: this class decodes what it reads). Nothing is connected until the first call;
     an unreachable server raises redis-py's ``ConnectionError`` from that call. ``close``
     releases connections only: the routes are shared, they stay for the other nodes.
+
+    Deadlines: every call fails within about ``timeout`` seconds (connect, and each reply)
+    when the server does not answer (stopped, frozen, a dropped network path): redis-py's
+    ``TimeoutError``, a ``RedisError`` like every other failure here. A timed-out call is
+    not retried (a server that did not answer in ``timeout`` would only double the wait),
+    and a call waits at most ``POOL_WAIT`` for a free connection. A timed-out command may
+    still have run on the server: every write here is safe to repeat.
     """
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, prefix: str = "im:",
-                 client: aioredis.Redis | None = None) -> None:
+                 client: aioredis.Redis | None = None, timeout: float = TIMEOUT) -> None:
         self.prefix = prefix
         self._owns_client = client is None
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        self.timeout = timeout
         # a connection of the pool that a Redis restart closed fails its next command once:
         # retry such a command on a new connection (commands that were never sent, or
-        # scripts that are idempotent per call) rather than fail the node's request
+        # scripts that are idempotent per call) rather than fail the node's request. A
+        # timeout is not retried: the server is there but does not answer.
         # A blocking pool: at its limit a command waits for a free connection (redis-py's
         # default pool raises MaxConnectionsError, which failed logins in a burst of them)
         self._redis: aioredis.Redis = client if client is not None else aioredis.Redis(
             connection_pool=aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=POOL_SIZE, timeout=POOL_WAIT,
-                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3),
-                retry_on_error=[RedisConnectionError, RedisTimeoutError]))
+                socket_connect_timeout=timeout, socket_timeout=timeout,
+                retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.5), 3,
+                            supported_errors=(RedisConnectionError,)),
+                retry_on_error=[RedisConnectionError]))
         #: node -> the number it last leased here: after Redis lost the leases (a restart),
         #: the node takes the same one again, so ids made meanwhile cannot collide with a
         #: number another node takes
@@ -309,6 +324,10 @@ class RedisRoutes:
         """Keep the lease; False if it lapsed (another node may have taken the number, or
         Redis lost it: the node leases one again, see ``lease_number``)."""
         return bool(await self._renew_lease(keys=[f"{self.prefix}num:{number}"], args=[node, _ms(ttl)]))
+
+    async def ping(self) -> None:
+        """One round trip to the server (readiness probes); raises when it does not answer."""
+        await self._redis.ping()
 
     # -- presence and calls (rich messaging) --------------------------------------------------
 
