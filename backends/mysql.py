@@ -291,6 +291,27 @@ def _retryable(exc: BaseException) -> bool:
     return isinstance(exc, (MySQLdb.OperationalError, MySQLdb.InterfaceError, MySQLdb.InternalError))
 
 
+#: client errors of a connection that is gone (server gone away, lost during a query, the
+#: server closed it), and the server's own "disconnected for inactivity"
+_CONNECTION_LOST = frozenset({2006, 2013, 2055, 4031})
+
+
+def _connection_lost(exc: BaseException) -> bool:
+    assert MySQLdb is not None
+    return isinstance(exc, MySQLdb.OperationalError) and bool(exc.args) and exc.args[0] in _CONNECTION_LOST
+
+
+def _idle_transaction_variable(conn: Any) -> str | None:
+    """The session variable with which the server ends an idle transaction: TiDB's, or
+    MariaDB's; None on MySQL, which has none. From the handshake, no round trip."""
+    info = conn.get_server_info()
+    if "TiDB" in info:
+        return "tidb_idle_transaction_timeout"
+    if "MariaDB" in info:
+        return "idle_transaction_timeout"
+    return None
+
+
 def _fails_one_op(exc: BaseException) -> bool:
     """True for errors confined to one change (a constraint, a bad value, a bug in its
     handler): the server undid that statement only, the batch goes on without it."""
@@ -322,6 +343,20 @@ class MysqlStore(WriteQueue):
     store creates and migrates its tables). ``reader_threads``: reader threads (one connection
     each). ``retry_for``: seconds a batch is retried through lost connections and
     deadlocks before its callers get ``StoreUnavailable``.
+
+    Deadlines: connecting gives up after ``connect_timeout`` seconds, and every reply is
+    waited for at most ``read_timeout`` seconds (``write_timeout`` the same), so a server
+    that hangs fails reads with ``StoreUnavailable`` and writes' batches after their retries;
+    only the schema migration at ``open`` waits without a bound (DDL and its named lock).
+
+    ``idle_transaction_timeout`` (seconds, 0: the server's default): the server ends a
+    transaction of this store left idle that long (a node frozen mid-batch) and drops its
+    connection, releasing the row locks other nodes wait for: MariaDB's
+    ``idle_transaction_timeout``, TiDB's ``tidb_idle_transaction_timeout`` (MySQL has no
+    such setting; there the lock holder is ended by ``wait_timeout`` only). A batch whose
+    connection was lost after it ran longer than that is not retried: its callers get
+    ``StoreUnavailable`` (nothing acked; clients retry with the same cmid) and the writer
+    reconnects for the next batch.
     """
 
     def __init__(
@@ -332,7 +367,8 @@ class MysqlStore(WriteQueue):
         batch_max: int = 512,
         retry_for: float = 10.0,
         connect_timeout: int = 5,
-        read_timeout: int = 60,
+        read_timeout: int = 10,
+        idle_transaction_timeout: int = 10,
     ) -> None:
         if MySQLdb is None:
             raise StoreUnavailable("MysqlStore needs mysqlclient: pip install mysqlclient"
@@ -346,6 +382,7 @@ class MysqlStore(WriteQueue):
         self.reader_threads = reader_threads
         self.batch_max = batch_max
         self.retry_for = retry_for
+        self.idle_transaction_timeout = idle_transaction_timeout
         self._connect_args = dict(
             self._args, charset="utf8mb4", autocommit=True, connect_timeout=connect_timeout,
             read_timeout=read_timeout, write_timeout=read_timeout,
@@ -500,12 +537,20 @@ class MysqlStore(WriteQueue):
 
     # -- connections -------------------------------------------------------------------
 
-    def _connect(self, isolation: str) -> Any:
-        conn = MySQLdb.connect(**self._connect_args)
+    def _connect(self, isolation: str, bounded: bool = True) -> Any:
+        """A connection of this store; ``bounded=False``: without read and write timeouts
+        (the migration: DDL and its named lock may take long)."""
+        args = self._connect_args
+        if not bounded:
+            args = {k: v for k, v in args.items() if k not in ("read_timeout", "write_timeout")}
+        conn = MySQLdb.connect(**args)
         try:
             cur = conn.cursor()
             cur.execute(f"SET SESSION sql_mode = '{_SQL_MODE}'")
             cur.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
+            idle = _idle_transaction_variable(conn) if self.idle_transaction_timeout > 0 else None
+            if idle is not None:
+                cur.execute(f"SET SESSION {idle} = {int(self.idle_transaction_timeout)}")
         except BaseException:
             _close_quietly(conn)
             raise
@@ -528,10 +573,14 @@ class MysqlStore(WriteQueue):
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
         try:
             try:
-                conn = self._writer_conn()
+                ddl = self._connect("READ COMMITTED", bounded=False)
             except MySQLdb.Error as exc:
                 raise _unavailable(self._args, exc) from exc
-            _migrate(conn, self._args["database"])
+            try:
+                _migrate(ddl, self._args["database"])
+            finally:
+                _close_quietly(ddl)
+            conn = self._writer_conn()
             cur = conn.cursor()
             cur.execute("DELETE FROM store_writers WHERE ts < %s", (_now_ms() - _WRITER_ROWS_KEPT_MS,))
             # the row exists before the first batch, so every batch updates (and locks) it
@@ -563,13 +612,18 @@ class MysqlStore(WriteQueue):
         unknown: _CommitUnknown | None = None  # a failed COMMIT whose outcome is still to learn
         deadline = time.monotonic() + self.retry_for
         delay = 0.01
+        began = time.monotonic()
         while True:
             try:
                 if unknown is not None:
                     if self._was_committed(stamp):
                         outcomes = unknown.outcomes
                         break
+                    if self._ended_idle(unknown.__cause__, began):
+                        self._fail_batch(batch, unknown.__cause__, began)
+                        return
                     unknown = None  # it was rolled back: do it again
+                began = time.monotonic()
                 outcomes = self._attempt(batch, stamp, row_by_row)
                 break
             except _RowByRow:
@@ -581,6 +635,9 @@ class MysqlStore(WriteQueue):
             except Exception as exc:
                 self._rollback_or_drop()
                 self._healthy = False
+                if unknown is None and self._ended_idle(exc, began):
+                    self._fail_batch(batch, exc, began)
+                    return
                 if not _retryable(exc) or time.monotonic() >= deadline:
                     what = "cannot tell whether a commit happened" if unknown is not None else "could not commit"
                     failure = StoreUnavailable(f"{self!r} {what}: {exc}")
@@ -591,6 +648,22 @@ class MysqlStore(WriteQueue):
                 delay = min(delay * 2, 0.5)
         self._healthy = True
         settle(batch, outcomes)
+
+    def _ended_idle(self, exc: BaseException | None, began: float) -> bool:
+        """Did the server end this batch's transaction for sitting idle (this process was
+        frozen mid-batch past ``idle_transaction_timeout``)? Then other writers have gone on
+        without its locks: fail the batch rather than commit it late."""
+        return (self.idle_transaction_timeout > 0 and exc is not None and _connection_lost(exc)
+                and time.monotonic() - began >= self.idle_transaction_timeout)
+
+    def _fail_batch(self, batch: list[Op], exc: BaseException | None, began: float) -> None:
+        """Every caller of ``batch`` gets ``StoreUnavailable``; the connection is dropped (the
+        next batch connects again)."""
+        self._drop_writer_conn()
+        failure = StoreUnavailable(f"{self!r}: a transaction lost its connection after {time.monotonic() - began:.0f} s"
+                                   f" (idle_transaction_timeout {self.idle_transaction_timeout} s): {exc}")
+        failure.__cause__ = exc
+        settle(batch, [(op.future, None, failure) for op in batch])
 
     def _rollback_or_drop(self) -> None:
         conn = self._conn

@@ -13,6 +13,7 @@ import asyncio
 import itertools
 import os
 import socket
+import threading
 import time
 import urllib.request
 
@@ -459,3 +460,56 @@ async def test_a_batch_of_many_messages_is_few_statements(stores, mysql_server):
     inserts = insert_statements(mysql_server) - before
     assert len(stored) == 500
     assert inserts < 20  # one batch: lock rows, messages, list rows, last seqs, stamp
+
+
+async def test_a_frozen_server_fails_reads_and_writes_instead_of_hanging(stores, mysql_server):
+    """SIGSTOP of the database server: connections stay up and nothing answers. A read
+    raises StoreUnavailable, a write's batch fails to its caller with StoreUnavailable
+    (nothing acked), each well inside the test's bound; after SIGCONT the store works."""
+    import signal
+    (store,) = await stores(1, read_timeout=1, connect_timeout=1, retry_for=1.0)
+    await store.append(message("p1_2", 1, 2, cmid="before"))
+    await store.messages_after(ConvId("p1_2"), 0, 10)  # a reader connection exists
+    os.kill(mysql_server.proc.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.messages_after(ConvId("p1_2"), 0, 10), 30)
+        with pytest.raises(StoreUnavailable):
+            await asyncio.wait_for(store.append(message("p1_2", 1, 2, cmid="during")), 30)
+        assert not store.healthy
+    finally:
+        os.kill(mysql_server.proc.pid, signal.SIGCONT)
+    again = await asyncio.wait_for(store.append(message("p1_2", 1, 2, cmid="during")), 30)  # the client's retry
+    assert [m.cmid for m in await store.messages_after(ConvId("p1_2"), 0, 10)] == ["before", "during"]
+    assert again.seq == 2 and not again.duplicate and store.healthy
+
+
+async def test_a_transaction_left_idle_by_a_frozen_node_is_ended_and_the_other_writer_proceeds(
+        stores, monkeypatch):
+    """Node a's writer stops mid-transaction holding the lock of conversation g9 (as when
+    its process is frozen). The server ends that transaction once it has been idle for
+    ``idle_transaction_timeout``; node b, waiting for the lock, then commits. When a wakes
+    its batch fails with StoreUnavailable (nothing acked) and its next write reconnects."""
+    a, b = await stores(2, idle_transaction_timeout=2)
+    frozen, wake = threading.Event(), threading.Event()
+    real = mysql_backend._stored_pairs
+
+    def freeze_once(cur, pairs):  # runs after the batch locked its conversations
+        if not frozen.is_set():
+            frozen.set()
+            wake.wait(60)
+        return real(cur, pairs)
+
+    monkeypatch.setattr(mysql_backend, "_stored_pairs", freeze_once)
+    try:
+        stalled = a.submit(message("g9", 1, 9, cmid="from-a"))
+        await wait_for(frozen.is_set)
+        stored = await asyncio.wait_for(b.append(message("g9", 2, 9, cmid="from-b")), 30)
+        assert stored.seq == 1  # a's transaction took no seq: it was rolled back
+    finally:
+        wake.set()
+    with pytest.raises(StoreUnavailable):
+        await asyncio.wait_for(stalled, 30)
+    retried = await asyncio.wait_for(a.append(message("g9", 1, 9, cmid="from-a")), 30)
+    assert retried.seq == 2 and not retried.duplicate
+    assert [m.cmid for m in await b.messages_after(ConvId("g9"), 0, 10)] == ["from-b", "from-a"]
