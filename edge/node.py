@@ -7,6 +7,7 @@ import fcntl
 import hashlib
 import hmac
 import logging
+import math
 import os
 import secrets
 import time
@@ -27,7 +28,7 @@ from ..services.delivery import Delivery
 from ..services.files import FileGrants
 from ..services.groups import Groups, Membership
 from ..services.conversations import is_group, parse_conv
-from ..services.ids import NODE_NUMBERS, IdGenerator
+from ..services.ids import IdGenerator, NumberLease
 from ..services.messages import Messages
 from ..services.pipeline import Pipeline
 from ..services.calls import Calls
@@ -128,7 +129,9 @@ class Node:
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
             self.delivery.refresh, self.delivery.reach,
         ), users.exists, config.group_max_members, config.group_creates_per_hour)
-        self.ids = IdGenerator()  # its node number is leased at start
+        # its node number is leased at start; no id is made before (the fence is shut)
+        self.ids = IdGenerator(valid_until=-math.inf)
+        self.number_lease = NumberLease(self.routes, self.id, self.ids, NUMBER_LEASE)
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
                             config.recall_window)
         self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
@@ -197,7 +200,7 @@ class Node:
             await self.store.open()
             # a number no other live node holds, for message ids; subscriptions left by an
             # earlier run under this node id (a crash) go
-            self.ids.set_node(await self.routes.lease_number(self.id, NUMBER_LEASE, NODE_NUMBERS))
+            await self.number_lease.acquire()
             await self.routes.unsubscribe_node(self.id)
             await self.bus.start(self.id, self.delivery.deliver)
             self._keeper = self.loop.create_task(self._keep_number())
@@ -259,18 +262,18 @@ class Node:
             self._lock_fd = -1
 
     async def _keep_number(self) -> None:
-        """Renew the node number's lease every ROUTES_CHECK seconds. Should it have lapsed
-        (the routes were unreachable for its whole TTL, or Redis restarted and lost every
-        key), take a number again rather than risk another node's ids (the same one when it
-        is free), and write this node's routes and subscriptions again: what lost the lease
-        lost them too, and until then no other node could reach this node's users."""
+        """Renew the node number's lease every ROUTES_CHECK seconds (``NumberLease``: ids are
+        refused with 5001 while the lease is not known to be valid). Should it have lapsed
+        (the routes were unreachable for its whole TTL, the node was frozen past it, or
+        Redis restarted and lost every key), take a number again rather than risk another
+        node's ids (the same one when it is free), and write this node's routes and
+        subscriptions again: what lost the lease lost them too, and until then no other
+        node could reach this node's users."""
         failing = False
         while True:
             await asyncio.sleep(ROUTES_CHECK)
             try:
-                if not await self.routes.renew_number(self.ids.node, self.id, NUMBER_LEASE):
-                    self.ids.set_node(await self.routes.lease_number(self.id, NUMBER_LEASE, NODE_NUMBERS))
-                    log.warning("node number lease lapsed; leased again", extra={"number": self.ids.node})
+                if await asyncio.wait_for(self.number_lease.renew(), ROUTES_CHECK * 2):
                     await self._restore_routes()
                 failing = False
             except Exception:
