@@ -122,6 +122,9 @@ class MemoryRoutes:
         self._numbers[number] = (node, self._clock() + ttl)
         return True
 
+    async def ping(self) -> None:
+        """In memory: always answers."""
+
     # -- presence and calls (rich messaging) --------------------------------------------------
 
     async def set_hidden(self, user_id: UserId, hidden: bool) -> None:
@@ -277,6 +280,9 @@ class LocalBus:
             target._loop.call_soon(target._deliver, envelope, time.monotonic())
         else:
             target._loop.call_soon_threadsafe(target._deliver, envelope, time.monotonic())
+
+    async def ping(self) -> None:
+        """In process: always answers."""
 
     async def close(self) -> None:
         if self._closed:

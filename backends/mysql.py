@@ -663,7 +663,7 @@ class MysqlStore(WriteQueue):
         failure = StoreUnavailable(f"{self!r}: a transaction lost its connection after {time.monotonic() - began:.0f} s"
                                    f" (idle_transaction_timeout {self.idle_transaction_timeout} s): {exc}")
         failure.__cause__ = exc
-        settle(batch, [(op.future, None, failure) for op in batch])
+        settle(batch, [(op.ticket, None, failure) for op in batch])
 
     def _rollback_or_drop(self) -> None:
         conn = self._conn

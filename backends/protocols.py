@@ -469,7 +469,14 @@ class Routes(Protocol):
         which must never collide."""
 
     async def renew_number(self, number: int, node: NodeId, ttl: float) -> bool:
-        """Extend the lease; False if it lapsed (the node must stop making ids)."""
+        """Extend the lease; False if it lapsed (the node must stop making ids). The lease,
+        when renewed, lasts at least ``ttl`` seconds from when the call was made: the node
+        fences its ids on that (services/ids.py)."""
+
+    async def ping(self) -> None:
+        """One round trip to the backend (the node's readiness probe); raises when it does
+        not answer. Every call of a shared implementation fails within a bounded time when
+        its server hangs, never waits for ever."""
 
     # -- presence and calls (rich messaging) --------------------------------------------------
 
@@ -584,6 +591,10 @@ class Bus(Protocol):
         """Begin consuming this node's topic; ``on_envelope`` runs on the event loop."""
 
     async def publish(self, node: NodeId, envelope: Envelope) -> None: ...
+
+    async def ping(self) -> None:
+        """Ask the broker(s) something, off the event loop (the node's readiness probe);
+        raises when they do not answer within a few seconds."""
 
     async def close(self) -> None: ...
 

@@ -408,6 +408,21 @@ class RocketMqBus:
                 self._loop = asyncio.get_running_loop()
             self._loop.call_soon(self._flush)
 
+    async def ping(self) -> None:
+        """Ask the name server for the master brokers, and each of them for this node's
+        topic's offset, on a thread; each call gives up after ``admin.timeout`` seconds
+        (a stopped or frozen broker raises ``RocketMqAdminError``)."""
+        if self._closed:
+            raise BusClosed("RocketMqBus is closed")
+        await asyncio.to_thread(self._ping)
+
+    def _ping(self) -> None:
+        masters = self.admin.master_brokers()
+        if not masters:
+            raise RocketMqAdminError(f"the name server {self.admin.namesrv} knows no master broker")
+        for addr in masters.values():  # any answer will do: the broker is there and answers
+            self.admin.call(addr, _GET_MAX_OFFSET, {"topic": self._topic or "TBW102", "queueId": 0})
+
     async def close(self) -> None:
         if self._closed:
             return

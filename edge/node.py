@@ -48,6 +48,7 @@ from ..ops.metrics import EDGE, LoopLag, monotonic_rate
 from ..ops.version import VERSION
 from .admin import add_ops_routes
 from .presence import Presence
+from .readiness import Readiness
 from .server import EdgeServer
 from .session import AUTHENTICATED, Session
 
@@ -67,6 +68,8 @@ RELOADABLE = ("log_level", "rate", "burst", "flood_limit", "bad_frame_limit", "a
 #: seconds between two renewals of the lease, which also tell whether the routes lost this
 #: node's entries (Redis restarted empty): then they are written again at once
 ROUTES_CHECK = 2.0
+#: seconds between two readiness probes of each backend
+PROBE_EVERY = 1.0
 
 
 class DataDirInUse(RuntimeError):
@@ -171,6 +174,12 @@ class Node:
         self.address = ""  # ws://host:port/ws once listening
         self.ws_port = 0  # the WebSocket port, once listening
         self.routes_ok = True  # False while the routes backend fails (the announcements tell)
+        # each backend's last probe (/readyz): a backend that hangs is down within the deadline
+        self.readiness = Readiness({
+            "store": lambda: self.store.get_user(UserId(0)),  # one indexed read
+            "routes": self.routes.ping,
+            "bus": self.bus.ping,
+        }, PROBE_EVERY, config.backend_probe_timeout)
         self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
         self.loop_lag = LoopLag(self.loop) if config.metrics else None
         self._announcer: asyncio.Task[None] | None = None
@@ -226,8 +235,10 @@ class Node:
                 self.loop_lag.start()
             await self._announce()
             self._announcer = self.loop.create_task(self._keep_announcing())
+            self.readiness.start()
             return host, port
         except BaseException:
+            await self.readiness.stop()
             await self.http.stop()
             await self._close_backends()
             raise
@@ -242,6 +253,7 @@ class Node:
         await self.http.stop()  # uploads in progress get a few seconds
         if self._keeper is not None:
             self._keeper.cancel()
+        await self.readiness.stop()
         if self.loop_lag is not None:
             self.loop_lag.stop()
         if self._tasks:
@@ -299,18 +311,21 @@ class Node:
     # -- operations: readiness, the registry, stats, reload ---------------------------------------
 
     def unready(self) -> str:
-        """Why ``/readyz`` is 503 (a backend down), or "" when the node is ready but for a drain."""
-        if not self.store.healthy:
-            return "store unavailable"
-        if not self.routes_ok:
-            return "routes unavailable"
-        return ""
+        """Why ``/readyz`` is 503 (backends down: failing, or not answering their probe in
+        time), or "" when the node is ready but for a drain. Read from cached state: a
+        request never waits on a backend."""
+        down = [name for name, up in self.backends_up().items() if not up]
+        if self.ids.fenced:
+            down.append("ids")  # no confirmed node number lease: SEND answers 5001
+        return ", ".join(f"{name} unavailable" for name in down)
 
     def ready(self) -> bool:
         return not self.server.draining and not self.unready()
 
     def backends_up(self) -> dict[str, bool]:
-        return {"store": self.store.healthy, "routes": self.routes_ok}
+        up = self.readiness.up
+        return {"store": self.store.healthy and up["store"], "routes": self.routes_ok and up["routes"],
+                "bus": up["bus"]}
 
     def info(self) -> NodeInfo:
         """This node's registry record (``Routes.announce``), as of now."""
@@ -451,7 +466,8 @@ def _store(config: Config) -> Store:
     if not config.store:
         return SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
     from ..backends.mysql import MysqlStore  # the cluster backends' clients are an extra
-    return MysqlStore(config.store)
+    return MysqlStore(config.store, read_timeout=config.store_timeout,
+                      idle_transaction_timeout=config.store_idle_transaction_timeout)
 
 
 def _routes(config: Config) -> Routes:
@@ -461,7 +477,7 @@ def _routes(config: Config) -> Routes:
     # redis://host:port/db?prefix=P: several deployments (or test runs) can share a server
     url, _, query = config.routes.partition("?")
     prefix = urllib.parse.parse_qs(query).get("prefix", ["im:"])[0]
-    return RedisRoutes(url, prefix=prefix)
+    return RedisRoutes(url, prefix=prefix, timeout=config.routes_timeout)
 
 
 def _files(config: Config, secret: str) -> Files:

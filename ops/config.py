@@ -138,6 +138,19 @@ class Config:
     routes: str = ""
     #: the cluster's bus between nodes, a RocketMQ name server (rocketmq://host:port)
     bus: str = ""
+    #: seconds a Redis command of the routes may take (connect, each reply) before it fails:
+    #: a hung Redis fails routes calls instead of hanging them
+    routes_timeout: float = 2.0
+    #: seconds the store's connections wait on the database server for each reply (MySQL
+    #: read/write timeout; connecting: 5 s at most); a hung server fails the call after it
+    store_timeout: int = 10
+    #: seconds the database server lets a transaction of this node sit idle (a frozen node)
+    #: before it rolls it back and drops the connection, releasing its row locks (MariaDB
+    #: idle_transaction_timeout, TiDB tidb_idle_transaction_timeout); 0: the server's default
+    store_idle_transaction_timeout: int = 10
+    #: seconds a backend (store, routes, bus) has to answer the node's readiness probe (one
+    #: per second each) before /readyz answers 503 naming it
+    backend_probe_timeout: float = 2.0
     # -- the HTTP listener and files ------------------------------------------------------------
     #: the node's HTTP port (health, the local files' signed URLs); 0 picks a free one;
     #: default (-1): the WebSocket port + 1 (8766), or a free port when that one is 0
@@ -355,6 +368,10 @@ class Config:
                               " 0 (automatic) or more")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
+        if self.routes_timeout <= 0 or self.backend_probe_timeout <= 0:
+            raise ConfigError("routes_timeout and backend_probe_timeout must be positive")
+        if self.store_timeout < 1 or self.store_idle_transaction_timeout < 0:
+            raise ConfigError("store_timeout must be at least 1 s, store_idle_transaction_timeout 0 or more")
         if self.token_secret and len(self.token_secret) < MIN_SECRET:
             raise ConfigError(f"token_secret must be at least {MIN_SECRET} characters (use a random one: "
                               "python -c 'import secrets; print(secrets.token_hex(32))')")
@@ -399,7 +416,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Network": ("host", "port", "http_port", "reuse_port", "backlog", "files_url", "web_dir", "web_ws_url",
                 "http_header_timeout", "http_body_timeout", "http_max_connections"),
     "Storage": ("data_dir", "sqlite_sync", "files"),
-    "Cluster": ("node_id", "store", "routes", "bus", "route_ttl"),
+    "Cluster": ("node_id", "store", "routes", "bus", "route_ttl", "routes_timeout", "store_timeout",
+                "store_idle_transaction_timeout", "backend_probe_timeout"),
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
                "login_rate", "login_burst", "login_backlog", "login_account_failures", "login_account_lock",
                "login_account_lock_max", "user_send_rate", "user_send_burst",

@@ -57,3 +57,35 @@ async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp
             assert [m.content for m in (await alice.history(ack.conv)).msgs] == ["before", "while full"]
     finally:
         await node.stop()
+
+
+async def test_a_node_whose_number_lease_is_not_confirmed_refuses_sends_until_it_is(tmp_path):
+    """Fencing: once the lease of the node's number may have ended (here: its fence is
+    shut, as when the node woke from a freeze past its lease or could not renew it), SEND
+    is answered 5001 UNAVAILABLE and /readyz is 503, until a renewal succeeds; the client's
+    retry with the same cmid is then stored once."""
+    config = Config.load({"port": 0, "data_dir": tmp_path},
+                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "s" * 40})
+    node = Node(config)
+    host, port = await node.start()
+    base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"
+    try:
+        async with Client(url) as alice, Client(url) as bob:
+            await alice.register("alice", "secret-pw")
+            bob_id = await bob.register("bob", "secret-pw")
+            await alice.login("alice", "secret-pw", "web")
+            await alice.send(bob_id, "before")
+            node.ids.fence(float("-inf"))
+            try:
+                await alice.send(bob_id, "fenced", cmid="fenced")
+            except ServerError as err:
+                assert err.code == ErrorCode.UNAVAILABLE
+            else:
+                raise AssertionError("a message id was made without a valid lease")
+            assert await asyncio.to_thread(readyz, base) == (503, "ids unavailable\n")
+            await node.number_lease.renew()
+            ack = await alice.send(bob_id, "fenced", cmid="fenced")
+            assert await asyncio.to_thread(readyz, base) == (200, "ready\n")
+            assert [m.content for m in (await alice.history(ack.conv)).msgs] == ["before", "fenced"]
+    finally:
+        await node.stop()

@@ -1,0 +1,118 @@
+"""Gray failures of the cluster backends: a server that hangs (SIGSTOP) instead of dying.
+``/readyz`` turns 503 naming the backend within a few seconds while it does not answer,
+and 200 again after SIGCONT; a SEND between two users of the node is still answered while
+Redis hangs (routes calls fail within their timeout instead of hanging).
+
+Redis is this module's own (tests/servers.py ``private_redis``); the database and the
+RocketMQ broker are the session's, frozen for a few seconds each and always continued in
+a ``finally``."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+from harness import ServeProcess, new_user
+from servers import private_redis
+
+from edgeim.sdk import Client, ServerError
+
+#: how long /readyz may take to tell (the probe runs every second, deadline 1 s here)
+TELL_WITHIN = 15.0
+
+
+@pytest.fixture(scope="module")
+def redis_own(tmp_path_factory):
+    with private_redis(tmp_path_factory.mktemp("redis-gray")) as server:
+        yield server
+
+
+@pytest.fixture
+def node(tmp_path, mysql_server, redis_own, rocketmq_server):
+    database = mysql_server.new_database()
+    server = ServeProcess(
+        tmp_path / "a", node_id=f"gray-{uuid.uuid4().hex[:8]}", store=mysql_server.url(database),
+        routes=f"{redis_own.url}?prefix={redis_own.new_prefix()}", bus=f"rocketmq://{rocketmq_server.namesrv}",
+        token_secret="gray-secret-" + uuid.uuid4().hex, routes_timeout=1, store_timeout=2,
+        backend_probe_timeout=1)
+    server.log_path = tmp_path / "a.log"
+    server.start()
+    try:
+        yield server
+    finally:
+        if server.alive:
+            server.stop()
+        mysql_server.drop_database(database)
+
+
+def readyz(base: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def readyz_becomes(base: str, status: int) -> str:
+    """Poll /readyz until it answers ``status``; its body then. Fails past TELL_WITHIN."""
+    async def poll() -> str:
+        while True:
+            code, body = await asyncio.to_thread(readyz, base)
+            if code == status:
+                return body
+            await asyncio.sleep(0.2)
+    return await asyncio.wait_for(poll(), TELL_WITHIN)
+
+
+@contextlib.contextmanager
+def frozen(pid: int):
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_readyz_tells_while_redis_hangs_and_sends_are_still_answered(node, redis_own):
+    base = node.http_url
+    assert await readyz_becomes(base, 200) == "ready\n"
+    async with Client(node.url) as alice, Client(node.url) as bob:
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        await alice.send(bob_id, "before")
+        with frozen(redis_own.proc.pid):
+            assert "routes unavailable" in await readyz_becomes(base, 503)
+            # the store works: the send is stored and answered, whatever the push does
+            ack = await asyncio.wait_for(alice.send(bob_id, "during", cmid="during"), 20)
+        assert await readyz_becomes(base, 200) == "ready\n"
+        again = await alice.send(bob_id, "during", cmid="during")
+        assert again.msg_id == ack.msg_id  # stored once
+
+
+async def test_readyz_tells_while_the_database_hangs_and_sends_fail_with_5001(node, mysql_server):
+    base = node.http_url
+    assert await readyz_becomes(base, 200) == "ready\n"
+    async with Client(node.url) as alice, Client(node.url) as bob:
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        with frozen(mysql_server.proc.pid):
+            assert "store unavailable" in await readyz_becomes(base, 503)
+            with pytest.raises(ServerError) as refused:
+                await asyncio.wait_for(alice.send(bob_id, "during", cmid="db-frozen"), 60)
+            assert refused.value.code == 5001
+        assert await readyz_becomes(base, 200) == "ready\n"
+        ack = await alice.send(bob_id, "during", cmid="db-frozen")  # the client's retry
+        assert ack.seq == 1
+
+
+async def test_readyz_tells_while_the_broker_hangs(node, rocketmq_server):
+    base = node.http_url
+    assert await readyz_becomes(base, 200) == "ready\n"
+    with frozen(rocketmq_server.broker_proc.pid):
+        assert "bus unavailable" in await readyz_becomes(base, 503)
+    assert await readyz_becomes(base, 200) == "ready\n"
