@@ -282,7 +282,9 @@ class LocalBus:
             target._loop.call_soon_threadsafe(target._deliver, envelope, time.monotonic())
 
     async def ping(self) -> None:
-        """In process: always answers."""
+        """In process: answers until closed."""
+        if self._closed:
+            raise BusClosed("LocalBus is closed")
 
     async def close(self) -> None:
         if self._closed:

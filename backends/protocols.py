@@ -594,7 +594,7 @@ class Bus(Protocol):
 
     async def ping(self) -> None:
         """Ask the broker(s) something, off the event loop (the node's readiness probe);
-        raises when they do not answer within a few seconds."""
+        raises when they do not answer within a few seconds, or when this bus is closed."""
 
     async def close(self) -> None: ...
 

@@ -175,3 +175,12 @@ async def test_local_node_id_is_consumed_once_per_hub():
     await first.close()
     await second.start(A, Inbox())  # free again once the first consumer closed
     await second.close()
+
+
+async def test_ping_answers_while_the_broker_does_and_raises_once_closed(make_bus):
+    bus = make_bus()
+    await bus.start(A, Inbox())
+    await asyncio.wait_for(bus.ping(), 10)
+    await bus.close()
+    with pytest.raises(Exception):
+        await bus.ping()

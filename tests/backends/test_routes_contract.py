@@ -254,3 +254,7 @@ async def test_registry_records_expire_and_withdraw_removes_one(routes):
     await routes.withdraw(B)
     await routes.withdraw(B)  # twice is once
     assert await routes.nodes() == []
+
+
+async def test_ping_answers(routes):
+    assert await asyncio.wait_for(routes.ping(), 10) is None
