@@ -33,6 +33,18 @@ Reconnects and exactly-once delivery to the application (``auto_reconnect=True``
 - ``last_seqs`` is where a catch-up starts: an application that keeps messages across
   restarts sets it before connecting; a conversation without an entry is caught up from
   its first message.
+
+Gray failures (a node or a backend that hangs rather than dies):
+
+- A SEND answered ``5001 UNAVAILABLE`` (a backend of the node is down, or the node cannot
+  make message ids for now) is sent again with the same cmid, up to ``send_retries`` times,
+  waiting ``reconnect_delay`` doubled per attempt (capped, jittered) before each; only the
+  last refusal reaches the application. The server stores a cmid once, so a retry of a
+  send that was in fact stored is acked with the original ids.
+- Heartbeat: every ``heartbeat`` seconds the client sends PING; with no answer within
+  ``heartbeat_timeout`` it treats the connection as dead and drops it, so a client on a
+  frozen node fails over to the next URL (``auto_reconnect``) within about
+  ``heartbeat + heartbeat_timeout`` seconds, even when it sends nothing.
 """
 from __future__ import annotations
 
@@ -115,7 +127,8 @@ class Client:
 
     def __init__(self, url: str | Sequence[str], *, terminal: str = "web", auto_reconnect: bool = False,
                  reconnect_delay: float = 0.2, max_reconnect_delay: float = 5.0, request_timeout: float = 30.0,
-                 max_in_flight: int = 128, gap_sync_delay: float | None = 0.5) -> None:
+                 max_in_flight: int = 128, gap_sync_delay: float | None = 0.5, send_retries: int = 5,
+                 heartbeat: float | None = 15.0, heartbeat_timeout: float = 10.0) -> None:
         self.urls = [url] if isinstance(url, str) else list(url)
         if not self.urls:
             raise ValueError("Client needs at least one URL")
@@ -128,6 +141,16 @@ class Client:
         self.max_reconnect_delay = max_reconnect_delay
         self.gap_sync_delay = gap_sync_delay
         self.request_timeout = request_timeout
+        #: times a SEND refused with 5001 UNAVAILABLE is sent again (same cmid) before the
+        #: refusal reaches the application; 0: at once
+        self.send_retries = send_retries
+        #: seconds between PINGs on an open connection (None or 0: none), and how long one
+        #: may go unanswered before the connection is dropped as dead
+        self.heartbeat = heartbeat
+        self.heartbeat_timeout = heartbeat_timeout
+        #: SENDs sent again after a 5001 UNAVAILABLE, and connections dropped for a missed PONG
+        self.send_retried = 0
+        self.heartbeats_missed = 0
         #: reconnections made after drops (each: logged in again, unacked sends resent)
         self.reconnects = 0
         self.user_id = 0
@@ -164,6 +187,10 @@ class Client:
         # while a reconnect runs, new sends wait in _unacked: it resends them after the login
         self._paused = False
         self._background: set[asyncio.Task[Any]] = set()
+        # cmid -> 5001 refusals so far, and the timers of the retries waiting
+        self._refusals: dict[str, int] = {}
+        self._retry_timers: dict[str, asyncio.TimerHandle] = {}
+        self._heartbeat: asyncio.Task[None] | None = None
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -188,11 +215,42 @@ class Client:
             extra_headers={"Sec-WebSocket-Protocol": f"{SUBPROTOCOL_PREFIX}{VERSION}"},
             max_frame_size=MAX_FRAME_SIZE,
         )
+        if self.heartbeat and (self._heartbeat is None or self._heartbeat.done()):
+            self._heartbeat = asyncio.ensure_future(self._beat())
+
+    async def _beat(self) -> None:
+        """PING every ``heartbeat`` seconds while connected; a PING unanswered within
+        ``heartbeat_timeout`` drops the connection (a frozen node keeps its socket open and
+        answers nothing): the reconnect then goes to the next URL."""
+        assert self.heartbeat
+        while not self._closing:
+            await asyncio.sleep(self.heartbeat)
+            transport = self._transport
+            if transport is None or transport.is_disconnected:
+                if self._reconnecting is None or self._reconnecting.done():
+                    return  # gone for good: the next connect() starts the heartbeat again
+                continue
+            if self._paused:
+                continue  # a reconnect is logging in
+            try:
+                await asyncio.wait_for(self.request(Op.PING), self.heartbeat_timeout)
+            except asyncio.TimeoutError:
+                if transport is self._transport and not transport.is_disconnected:
+                    self.heartbeats_missed += 1
+                    log.info("no PONG from %s within %s s: dropping the connection", self.url, self.heartbeat_timeout)
+                    transport.disconnect(graceful=False)
+            except (ServerError, ConnectionError):
+                pass  # answered (or already gone): the connection is not silent
 
     async def close(self) -> None:
         self._closing = True
         if self._reconnecting:
             self._reconnecting.cancel()
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+        for timer in self._retry_timers.values():
+            timer.cancel()
+        self._retry_timers.clear()
         for task in list(self._background):
             task.cancel()
         for handle in self._gap_checks.values():
@@ -309,6 +367,10 @@ class Client:
             return await future
         finally:
             self._unacked.pop(cmid, None)
+            self._refusals.pop(cmid, None)
+            timer = self._retry_timers.pop(cmid, None)
+            if timer is not None:
+                timer.cancel()
 
     def _transmit(self, cmid: str, retry: bool) -> None:
         if self._paused:
@@ -327,6 +389,12 @@ class Client:
                 ack = bodies.decode(t.result()[1], bodies.SendAck)
                 self._saw(ack.conv, ack.seq)
                 future.set_result(ack)
+            elif (isinstance(exc, ServerError) and exc.code == ErrorCode.UNAVAILABLE and not self._closing
+                    and self._refusals.get(cmid, 0) < self.send_retries):
+                # a backend of the node is down for now: the same cmid again, a little later
+                refusals = self._refusals[cmid] = self._refusals.get(cmid, 0) + 1
+                self._retry_timers[cmid] = asyncio.get_running_loop().call_later(
+                    self._backoff(refusals - 1), self._retry_refused, cmid)
             elif not (isinstance(exc, (Disconnected, asyncio.TimeoutError)) and self.auto_reconnect and not self._closing):
                 future.set_exception(exc)
             elif isinstance(exc, asyncio.TimeoutError) and self._transport is not None:
@@ -336,6 +404,12 @@ class Client:
             # else: kept in _unacked, resent after the reconnect
 
         task.add_done_callback(done)
+
+    def _retry_refused(self, cmid: str) -> None:
+        self._retry_timers.pop(cmid, None)
+        if cmid in self._unacked and not self._closing:
+            self.send_retried += 1
+            self._transmit(cmid, retry=True)  # (while a reconnect runs, it resends this one)
 
     async def sync(self, conv: str, after_seq: int = 0, limit: int = 100) -> bodies.Page:
         _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit))

@@ -30,7 +30,8 @@ async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp
     host, port = await node.start()
     base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"
     try:
-        async with Client(url) as alice, Client(url) as bob:
+        # send_retries=0: the application sees the server's 5001 (the SDK would retry it)
+        async with Client(url, send_retries=0) as alice, Client(url) as bob:
             await alice.register("alice", "secret-pw")
             bob_id = await bob.register("bob", "secret-pw")
             await alice.login("alice", "secret-pw", "web")
@@ -70,7 +71,7 @@ async def test_a_node_whose_number_lease_is_not_confirmed_refuses_sends_until_it
     host, port = await node.start()
     base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"
     try:
-        async with Client(url) as alice, Client(url) as bob:
+        async with Client(url, send_retries=0) as alice, Client(url) as bob:
             await alice.register("alice", "secret-pw")
             bob_id = await bob.register("bob", "secret-pw")
             await alice.login("alice", "secret-pw", "web")
