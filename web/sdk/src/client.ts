@@ -12,6 +12,9 @@
  *   fills (a late push), or a SYNC of that conversation (after gapSyncDelayMs) shows what is
  *   missing or that the missing seqs are not this user's (a group before their join).
  * - This client's own sends are not "message" events: their SendAck is the answer.
+ * - A send refused with 5001 UNAVAILABLE is sent again with its cmid (sendRetries times, with
+ *   backoff) before the refusal reaches the application; a PING unanswered within
+ *   pingTimeoutMs drops the connection, so an idle client leaves a frozen node.
  *
  * The ordering and dedup state lives in inbox.ts; this file is the network side of it.
  */
@@ -69,8 +72,20 @@ export interface ClientOptions {
   reconnectDelayMs?: number;
   /** Longest reconnect wait. Default 5000. */
   maxReconnectDelayMs?: number;
-  /** PING interval (section 8.3); no frame for two intervals means a dead connection. 0 disables. Default 30000. */
+  /**
+   * PING interval (section 8.3): a PING unanswered within pingTimeoutMs, or no frame at all for
+   * two intervals, means a dead connection (a frozen node keeps its socket open): it is dropped
+   * and the client reconnects to the next URL. 0 disables. Default 15000.
+   */
   pingIntervalMs?: number;
+  /** How long a PING may go unanswered before the connection counts as dead. Default 10000. */
+  pingTimeoutMs?: number;
+  /**
+   * Times a send refused with 5001 UNAVAILABLE (a backend of the node is down for now) is sent
+   * again with the same cmid, after reconnectDelayMs doubled per attempt (capped, jittered),
+   * before the refusal reaches the application. 0: at once. Default 5.
+   */
+  sendRetries?: number;
   /** How long a gap may stay open before the conversation is synced; < 0 never. Default 500. */
   gapSyncDelayMs?: number;
   /** Requests in flight at once (the server refuses more than 256). Default 128. */
@@ -157,7 +172,13 @@ export class Client {
   reconnectDelayMs: number;
   maxReconnectDelayMs: number;
   pingIntervalMs: number;
+  pingTimeoutMs: number;
+  sendRetries: number;
   gapSyncDelayMs: number;
+  /** Sends sent again after a 5001 UNAVAILABLE. */
+  sendRetried = 0;
+  /** Connections given up because a PING went unanswered. */
+  pingsMissed = 0;
   /** The URL of the node this client is (or was last) connected to. */
   url: string;
   userId: bigint | null = null;
@@ -202,6 +223,9 @@ export class Client {
   private readonly gapTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private readonly gapSyncing = new Set<string>();
   private pingTimer: ReturnType<typeof setInterval> | null = null;
+  // cmid -> 5001 refusals so far; the timers of the retries waiting
+  private readonly refusals = new Map<string, number>();
+  private readonly retryTimers = new Map<string, ReturnType<typeof setTimeout>>();
   private lastRxAt = 0;
   // frames that came as Blobs (a WebSocket that ignores binaryType) are read in order
   private rxChain: Promise<void> = Promise.resolve();
@@ -215,7 +239,9 @@ export class Client {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 30_000;
     this.reconnectDelayMs = options.reconnectDelayMs ?? 250;
     this.maxReconnectDelayMs = options.maxReconnectDelayMs ?? 5_000;
-    this.pingIntervalMs = options.pingIntervalMs ?? 30_000;
+    this.pingIntervalMs = options.pingIntervalMs ?? 15_000;
+    this.pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
+    this.sendRetries = options.sendRetries ?? 5;
     this.gapSyncDelayMs = options.gapSyncDelayMs ?? 500;
     this.maxInFlight = options.maxInFlight ?? 128;
     const WS = options.WebSocket ?? globalThis.WebSocket;
@@ -358,6 +384,8 @@ export class Client {
     this.closing = true;
     for (const timer of this.gapTimers.values()) clearTimeout(timer);
     this.gapTimers.clear();
+    for (const timer of this.retryTimers.values()) clearTimeout(timer);
+    this.retryTimers.clear();
     this.failUnacked(new DisconnectedError("client closed", this.closeCode));
     const conn = this.conn;
     if (conn) {
@@ -380,7 +408,12 @@ export class Client {
         this.abandon(conn, "no answer to PING");
         return;
       }
-      this.request(Op.PING, null, { internal: true }).catch(() => {});
+      this.request(Op.PING, null, { internal: true, timeoutMs: this.pingTimeoutMs }).catch((exc) => {
+        if (exc instanceof RequestTimeoutError && this.conn === conn) {
+          this.pingsMissed++;
+          this.abandon(conn, "no answer to PING"); // a frozen node: go elsewhere
+        }
+      });
     }, this.pingIntervalMs);
     unref(this.pingTimer);
   }
@@ -474,7 +507,7 @@ export class Client {
   async request(
     op: number,
     body: WireBody | null = null,
-    opts: { target?: IdLike; flags?: number; internal?: boolean } = {},
+    opts: { target?: IdLike; flags?: number; internal?: boolean; timeoutMs?: number } = {},
   ): Promise<WireBody> {
     await this.acquire();
     let frame: Frame;
@@ -486,10 +519,11 @@ export class Client {
       const reqId = this.nextReqId();
       const bytes = encodeFrame(op, reqId, body, opts.target ?? 0n, opts.flags ?? 0);
       frame = await new Promise<Frame>((resolve, reject) => {
+        const timeoutMs = opts.timeoutMs ?? this.requestTimeoutMs;
         const timer = setTimeout(() => {
           this.pending.delete(reqId);
-          reject(new RequestTimeoutError(`no answer to op 0x${op.toString(16)} within ${this.requestTimeoutMs} ms`));
-        }, this.requestTimeoutMs);
+          reject(new RequestTimeoutError(`no answer to op 0x${op.toString(16)} within ${timeoutMs} ms`));
+        }, timeoutMs);
         this.pending.set(reqId, { resolve, reject, timer });
         try {
           conn.ws.send(bytes);
@@ -693,7 +727,7 @@ export class Client {
 
   private failUnacked(exc: Error): void {
     for (const [cmid, send] of this.unacked) {
-      this.unacked.delete(cmid);
+      this.settled(cmid);
       send.reject(exc);
     }
   }
@@ -785,13 +819,28 @@ export class Client {
     this.request(Op.SEND, send.body, { target: send.target, flags, internal: true }).then(
       (reply) => {
         if (this.unacked.get(cmid) !== send) return; // settled meanwhile
-        this.unacked.delete(cmid);
+        this.settled(cmid);
         const ack = fromWire<SendAck>(reply);
         this.inbox.accept(ack.conv, ack.seq, null); // the application has its own message
         send.resolve(ack);
       },
       (exc: Error) => {
         if (this.unacked.get(cmid) !== send) return;
+        const refusals = this.refusals.get(cmid) ?? 0;
+        if (exc instanceof ServerError && exc.code === ErrorCode.UNAVAILABLE && !this.closing && refusals < this.sendRetries) {
+          // a backend of the node is down for now: the same cmid again, a little later
+          this.refusals.set(cmid, refusals + 1);
+          this.retryTimers.set(
+            cmid,
+            setTimeout(() => {
+              this.retryTimers.delete(cmid);
+              if (this.unacked.get(cmid) !== send || this.closing) return;
+              this.sendRetried++;
+              this.transmit(cmid, true); // (while a reconnect runs, it resends this one)
+            }, this.backoff(refusals)),
+          );
+          return;
+        }
         const resendable = exc instanceof DisconnectedError || exc instanceof RequestTimeoutError;
         if (resendable && this.autoReconnect && !this.closing && this.token !== null) {
           // kept in `unacked`: the reconnect resends it. No answer on a connection that
@@ -799,10 +848,19 @@ export class Client {
           if (exc instanceof RequestTimeoutError) this.abandon(this.conn, "send timed out");
           return;
         }
-        this.unacked.delete(cmid);
+        this.settled(cmid);
         send.reject(exc);
       },
     );
+  }
+
+  /** The send `cmid` has its answer: forget it. */
+  private settled(cmid: string): void {
+    this.unacked.delete(cmid);
+    this.refusals.delete(cmid);
+    const timer = this.retryTimers.get(cmid);
+    if (timer !== undefined) clearTimeout(timer);
+    this.retryTimers.delete(cmid);
   }
 
   /**
