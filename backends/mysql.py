@@ -247,6 +247,7 @@ _STAMP = ("INSERT INTO store_writers (writer, last_batch, ts) VALUES (%s, %s, %s
           " ON DUPLICATE KEY UPDATE last_batch = VALUES(last_batch), ts = VALUES(ts)")
 
 _ER_DUP_ENTRY = 1062  # MySQL's "Duplicate entry ... for key ..."
+_ER_UNKNOWN_SYSTEM_VARIABLE = 1193
 
 
 class _RowByRow(Exception):
@@ -550,7 +551,11 @@ class MysqlStore(WriteQueue):
             cur.execute(f"SET SESSION TRANSACTION ISOLATION LEVEL {isolation}")
             idle = _idle_transaction_variable(conn) if self.idle_transaction_timeout > 0 else None
             if idle is not None:
-                cur.execute(f"SET SESSION {idle} = {int(self.idle_transaction_timeout)}")
+                try:
+                    cur.execute(f"SET SESSION {idle} = {int(self.idle_transaction_timeout)}")
+                except MySQLdb.OperationalError as exc:
+                    if exc.args[0] != _ER_UNKNOWN_SYSTEM_VARIABLE:  # (an older server: none)
+                        raise
         except BaseException:
             _close_quietly(conn)
             raise
@@ -613,13 +618,14 @@ class MysqlStore(WriteQueue):
         deadline = time.monotonic() + self.retry_for
         delay = 0.01
         began = time.monotonic()
+        ended_idle = False  # the failed COMMIT's connection was ended for idleness
         while True:
             try:
                 if unknown is not None:
                     if self._was_committed(stamp):
                         outcomes = unknown.outcomes
                         break
-                    if self._ended_idle(unknown.__cause__, began):
+                    if ended_idle:
                         self._fail_batch(batch, unknown.__cause__, began)
                         return
                     unknown = None  # it was rolled back: do it again
@@ -632,6 +638,7 @@ class MysqlStore(WriteQueue):
             except _CommitUnknown as exc:
                 self._drop_writer_conn()  # learn the outcome on a new connection
                 unknown = exc
+                ended_idle = self._ended_idle(exc.__cause__, began)
             except Exception as exc:
                 self._rollback_or_drop()
                 self._healthy = False

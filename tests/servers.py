@@ -14,6 +14,7 @@ The servers are children of the pytest process and get SIGKILL if it dies (Linux
 """
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import ctypes
@@ -27,12 +28,12 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, AsyncIterator, Callable, Iterator
 
 import pytest
 
 __all__ = ["MariaDB", "TiDB", "RedisServer", "RocketMQ", "mysql_server", "mariadb_server", "redis_server",
-           "rocketmq_server", "find_binary", "private_redis", "private_rocketmq",
+           "rocketmq_server", "find_binary", "private_redis", "private_rocketmq", "frozen",
            "SeaweedFS", "s3_server"]
 
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
@@ -74,6 +75,35 @@ def _child_setup(uid: int | None, gid: int | None) -> Callable[[], None]:
         except (OSError, AttributeError):  # not Linux: the fixture's stop() still runs
             pass
     return setup
+
+
+@contextlib.asynccontextmanager
+async def frozen(pid: int, timeout: float = 10.0) -> AsyncIterator[None]:
+    """SIGSTOP the process ``pid`` (one the test started) for the ``async with`` block, and
+    SIGCONT it after, whatever happens. Entering returns once every thread of it is stopped
+    (``/proc``), so nothing the test does inside is answered by a process still running."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _all_stopped(pid):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"process {pid} did not stop within {timeout:.0f} s")
+            await asyncio.sleep(0.005)
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def _all_stopped(pid: int) -> bool:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        states = []
+        for task in tasks:
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+    except OSError:  # a thread ended meanwhile: look again
+        return False
+    return all(state in ("T", "t") for state in states)
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:

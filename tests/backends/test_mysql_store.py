@@ -20,7 +20,7 @@ import urllib.request
 import msgspec
 import MySQLdb
 import pytest
-from servers import TiDB
+from servers import TiDB, frozen
 
 from edgeim.backends import mysql as mysql_backend
 from edgeim.backends.mysql import MysqlStore, parse_url
@@ -287,7 +287,11 @@ async def test_an_idle_connection_killed_is_replaced(stores, mysql_server):
         cur.execute(f"KILL CONNECTION {store.writer_connection_id}")
         cur.execute("SELECT id FROM information_schema.processlist WHERE user = 'edgeim'")
         for (conn_id,) in cur.fetchall():  # the readers' connections too
-            cur.execute(f"KILL CONNECTION {conn_id}")
+            try:
+                cur.execute(f"KILL CONNECTION {conn_id}")
+            except MySQLdb.OperationalError as exc:
+                if exc.args[0] != 1094:  # "unknown thread": it ended meanwhile (the killed writer, a closed one)
+                    raise
     again = await store.append(message("p1_2", 1, 2))
     assert again.seq == 2
     assert [m.seq for m in await store.messages_after(ConvId("p1_2"), 0, 10)] == [1, 2]
@@ -466,19 +470,15 @@ async def test_a_frozen_server_fails_reads_and_writes_instead_of_hanging(stores,
     """SIGSTOP of the database server: connections stay up and nothing answers. A read
     raises StoreUnavailable, a write's batch fails to its caller with StoreUnavailable
     (nothing acked), each well inside the test's bound; after SIGCONT the store works."""
-    import signal
     (store,) = await stores(1, read_timeout=1, connect_timeout=1, retry_for=1.0)
     await store.append(message("p1_2", 1, 2, cmid="before"))
     await store.messages_after(ConvId("p1_2"), 0, 10)  # a reader connection exists
-    os.kill(mysql_server.proc.pid, signal.SIGSTOP)
-    try:
+    async with frozen(mysql_server.proc.pid):
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(store.messages_after(ConvId("p1_2"), 0, 10), 30)
         with pytest.raises(StoreUnavailable):
             await asyncio.wait_for(store.append(message("p1_2", 1, 2, cmid="during")), 30)
         assert not store.healthy
-    finally:
-        os.kill(mysql_server.proc.pid, signal.SIGCONT)
     again = await asyncio.wait_for(store.append(message("p1_2", 1, 2, cmid="during")), 30)  # the client's retry
     assert [m.cmid for m in await store.messages_after(ConvId("p1_2"), 0, 10)] == ["before", "during"]
     assert again.seq == 2 and not again.duplicate and store.healthy

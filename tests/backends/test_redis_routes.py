@@ -144,21 +144,16 @@ async def test_a_frozen_redis_fails_calls_within_the_timeout_instead_of_hanging(
     """SIGSTOP of the server: the TCP connection stays up and nothing answers. Each call
     raises redis-py's TimeoutError (a RedisError, which callers handle) well inside the
     test's bound; after SIGCONT the same object works again."""
-    import os
-    import signal
-    from servers import private_redis
+    from servers import frozen, private_redis
 
     with private_redis(tmp_path / "frozen") as server:
         r = RedisRoutes(server.url, prefix=server.new_prefix(), timeout=0.5)
         try:
             await r.bind(U1, "web", A, TTL)  # a pooled connection exists before the freeze
-            os.kill(server.proc.pid, signal.SIGSTOP)
-            try:
+            async with frozen(server.proc.pid):
                 for call in (r.lookup([U1]), r.bind(U2, "web", A, TTL), r.renew_number(0, A, TTL), r.ping()):
                     with pytest.raises(redis.TimeoutError):
                         await asyncio.wait_for(call, 10)
-            finally:
-                os.kill(server.proc.pid, signal.SIGCONT)
             assert await asyncio.wait_for(r.lookup([U1]), 10) == [Route(U1, "web", A)]
         finally:
             await r.close()

@@ -9,16 +9,13 @@ a ``finally``."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import urllib.error
 import urllib.request
 import uuid
 
 import pytest
 from harness import ServeProcess, new_user
-from servers import private_redis
+from servers import frozen, private_redis
 
 from edgeim.sdk import Client, ServerError
 
@@ -69,15 +66,6 @@ async def readyz_becomes(base: str, status: int) -> str:
     return await asyncio.wait_for(poll(), TELL_WITHIN)
 
 
-@contextlib.contextmanager
-def frozen(pid: int):
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 async def test_readyz_tells_while_redis_hangs_and_sends_are_still_answered(node, redis_own):
     base = node.http_url
     assert await readyz_becomes(base, 200) == "ready\n"
@@ -85,7 +73,7 @@ async def test_readyz_tells_while_redis_hangs_and_sends_are_still_answered(node,
         await new_user(alice)
         _, bob_id = await new_user(bob)
         await alice.send(bob_id, "before")
-        with frozen(redis_own.proc.pid):
+        async with frozen(redis_own.proc.pid):
             assert "routes unavailable" in await readyz_becomes(base, 503)
             # the store works: the send is stored and answered, whatever the push does
             ack = await asyncio.wait_for(alice.send(bob_id, "during", cmid="during"), 20)
@@ -97,10 +85,11 @@ async def test_readyz_tells_while_redis_hangs_and_sends_are_still_answered(node,
 async def test_readyz_tells_while_the_database_hangs_and_sends_fail_with_5001(node, mysql_server):
     base = node.http_url
     assert await readyz_becomes(base, 200) == "ready\n"
-    async with Client(node.url) as alice, Client(node.url) as bob:
+    # send_retries=0: the application sees the node's 5001 (the SDK would retry it)
+    async with Client(node.url, send_retries=0) as alice, Client(node.url) as bob:
         await new_user(alice)
         _, bob_id = await new_user(bob)
-        with frozen(mysql_server.proc.pid):
+        async with frozen(mysql_server.proc.pid):
             assert "store unavailable" in await readyz_becomes(base, 503)
             with pytest.raises(ServerError) as refused:
                 await asyncio.wait_for(alice.send(bob_id, "during", cmid="db-frozen"), 60)
@@ -113,6 +102,24 @@ async def test_readyz_tells_while_the_database_hangs_and_sends_fail_with_5001(no
 async def test_readyz_tells_while_the_broker_hangs(node, rocketmq_server):
     base = node.http_url
     assert await readyz_becomes(base, 200) == "ready\n"
-    with frozen(rocketmq_server.broker_proc.pid):
+    async with frozen(rocketmq_server.broker_proc.pid):
         assert "bus unavailable" in await readyz_becomes(base, 503)
     assert await readyz_becomes(base, 200) == "ready\n"
+
+
+async def test_a_send_refused_while_the_database_hangs_is_retried_by_the_sdk_and_stored_once(node, mysql_server):
+    async with Client(node.url, reconnect_delay=0.5, max_reconnect_delay=2.0) as alice, Client(node.url) as bob:
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        async with frozen(mysql_server.proc.pid):
+            sending = asyncio.ensure_future(alice.send(bob_id, "through the freeze", cmid="ride-through"))
+
+            async def refused_once() -> None:
+                while alice.send_retried < 1:
+                    await asyncio.sleep(0.05)
+            await asyncio.wait_for(refused_once(), 60)  # the node answered 5001, the SDK sends again
+            assert not sending.done()
+        ack = await asyncio.wait_for(sending, 60)
+        got = await asyncio.wait_for(bob.pushes.get(), 20)
+        assert (got.cmid, got.seq) == ("ride-through", ack.seq)
+        assert [m.cmid for m in (await bob.history(ack.conv)).msgs] == ["ride-through"]

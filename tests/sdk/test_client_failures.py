@@ -3,13 +3,11 @@ with the same cmid (bounded), and a heartbeat takes an idle client off a frozen 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
 import uuid
 
 import pytest
 from harness import TEST_ENV, ServeProcess, new_user
+from servers import frozen
 
 from edgeim.core_ext.protocol import ErrorCode
 from edgeim.edge.node import Node
@@ -65,15 +63,6 @@ async def test_5001_reaches_the_application_after_the_last_retry(embedded):
         assert refused.value.code == ErrorCode.UNAVAILABLE and alice.send_retried == 2
 
 
-@contextlib.contextmanager
-def frozen(pid: int):
-    os.kill(pid, signal.SIGSTOP)
-    try:
-        yield
-    finally:
-        os.kill(pid, signal.SIGCONT)
-
-
 @pytest.fixture
 def two_nodes(tmp_path, mysql_server, redis_server, rocketmq_server):
     database = mysql_server.new_database()
@@ -106,7 +95,7 @@ async def test_an_idle_receiver_on_a_frozen_node_fails_over_and_gets_what_is_sen
         _, bob_id = await new_user(bob)
         await new_user(alice)
         assert bob.url == a.url
-        with frozen(a.proc.pid):
+        async with frozen(a.proc.pid):
             # bob sends nothing: only the heartbeat can tell that node a stopped answering
             await until(lambda: bob.reconnects >= 1 and bob.connected, 30)
             assert bob.url == b.url and bob.heartbeats_missed >= 1
