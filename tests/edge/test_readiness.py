@@ -90,3 +90,43 @@ async def test_a_node_whose_number_lease_is_not_confirmed_refuses_sends_until_it
             assert [m.content for m in (await alice.history(ack.conv)).msgs] == ["before", "fenced"]
     finally:
         await node.stop()
+
+
+async def until(predicate, timeout: float = 10.0) -> None:
+    async def poll() -> None:
+        while not predicate():
+            await asyncio.sleep(0.005)
+    await asyncio.wait_for(poll(), timeout)
+
+
+async def test_a_probe_that_fails_or_hangs_marks_its_backend_down_until_one_answers_in_time():
+    from edgeim.edge.readiness import Readiness
+
+    mode = {"a": "ok", "b": "ok"}
+    started = {"a": 0, "b": 0}
+    release = asyncio.Event()
+
+    async def probe(name: str) -> None:
+        started[name] += 1
+        if mode[name] == "raise":
+            raise ConnectionError("refused")
+        if mode[name] == "hang":
+            await release.wait()
+
+    readiness = Readiness({"a": lambda: probe("a"), "b": lambda: probe("b")}, interval=0.01, deadline=0.05)
+    readiness.start()
+    try:
+        await until(lambda: started["a"] >= 2 and started["b"] >= 2)
+        assert readiness.down() == []
+        mode["a"] = "raise"
+        await until(lambda: readiness.down() == ["a"])
+        mode["b"] = "hang"
+        await until(lambda: readiness.down() == ["a", "b"])
+        hung_at = started["b"]
+        await asyncio.sleep(0.2)  # twenty intervals: a hanging probe is not started again
+        assert started["b"] == hung_at
+        mode["a"] = mode["b"] = "ok"
+        release.set()  # the hung probe ends late: not yet up, the next one in time is
+        await until(lambda: readiness.down() == [])
+    finally:
+        await readiness.stop()
