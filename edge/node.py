@@ -56,8 +56,6 @@ __all__ = ["Node", "DataDirInUse"]
 
 log = logging.getLogger("edgeim.node")
 
-#: seconds a node number is leased for
-NUMBER_LEASE = 60.0
 #: seconds a node's registry record lives without a newer announcement (every ROUTES_CHECK)
 REGISTRY_TTL = 10.0
 #: settings SIGHUP reloads (Node.reload); the others need a restart
@@ -134,7 +132,7 @@ class Node:
         ), users.exists, config.group_max_members, config.group_creates_per_hour)
         # its node number is leased at start; no id is made before (the fence is shut)
         self.ids = IdGenerator(valid_until=-math.inf)
-        self.number_lease = NumberLease(self.routes, self.id, self.ids, NUMBER_LEASE)
+        self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
                             config.recall_window)
         self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
@@ -467,7 +465,7 @@ def _store(config: Config) -> Store:
         return SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
     from ..backends.mysql import MysqlStore  # the cluster backends' clients are an extra
     return MysqlStore(config.store, read_timeout=config.store_timeout,
-                      idle_transaction_timeout=config.store_idle_transaction_timeout)
+                      idle_transaction_timeout=config.store_idle_timeout)
 
 
 def _routes(config: Config) -> Routes:

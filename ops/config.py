@@ -147,10 +147,13 @@ class Config:
     #: seconds the database server lets a transaction of this node sit idle (a frozen node)
     #: before it rolls it back and drops the connection, releasing its row locks (MariaDB
     #: idle_transaction_timeout, TiDB tidb_idle_transaction_timeout); 0: the server's default
-    store_idle_transaction_timeout: int = 10
+    store_idle_timeout: int = 10
     #: seconds a backend (store, routes, bus) has to answer the node's readiness probe (one
     #: per second each) before /readyz answers 503 naming it
     backend_probe_timeout: float = 2.0
+    #: seconds a node's number for message ids is leased for (renewed every 2 s); a node
+    #: that cannot renew it makes no message id (SEND: 5001) once it may have lapsed
+    number_lease: float = 60.0
     # -- the HTTP listener and files ------------------------------------------------------------
     #: the node's HTTP port (health, the local files' signed URLs); 0 picks a free one;
     #: default (-1): the WebSocket port + 1 (8766), or a free port when that one is 0
@@ -368,10 +371,12 @@ class Config:
                               " 0 (automatic) or more")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
+        if self.number_lease < 5:
+            raise ConfigError("number_lease must be at least 5 seconds (it is renewed every 2 s)")
         if self.routes_timeout <= 0 or self.backend_probe_timeout <= 0:
             raise ConfigError("routes_timeout and backend_probe_timeout must be positive")
-        if self.store_timeout < 1 or self.store_idle_transaction_timeout < 0:
-            raise ConfigError("store_timeout must be at least 1 s, store_idle_transaction_timeout 0 or more")
+        if self.store_timeout < 1 or self.store_idle_timeout < 0:
+            raise ConfigError("store_timeout must be at least 1 s, store_idle_timeout 0 or more")
         if self.token_secret and len(self.token_secret) < MIN_SECRET:
             raise ConfigError(f"token_secret must be at least {MIN_SECRET} characters (use a random one: "
                               "python -c 'import secrets; print(secrets.token_hex(32))')")
@@ -417,7 +422,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                 "http_header_timeout", "http_body_timeout", "http_max_connections"),
     "Storage": ("data_dir", "sqlite_sync", "files"),
     "Cluster": ("node_id", "store", "routes", "bus", "route_ttl", "routes_timeout", "store_timeout",
-                "store_idle_transaction_timeout", "backend_probe_timeout"),
+                "store_idle_timeout", "backend_probe_timeout", "number_lease"),
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
                "login_rate", "login_burst", "login_backlog", "login_account_failures", "login_account_lock",
                "login_account_lock_max", "user_send_rate", "user_send_burst",

@@ -123,3 +123,63 @@ async def test_a_send_refused_while_the_database_hangs_is_retried_by_the_sdk_and
         got = await asyncio.wait_for(bob.pushes.get(), 20)
         assert (got.cmid, got.seq) == ("ride-through", ack.seq)
         assert [m.cmid for m in (await bob.history(ack.conv)).msgs] == ["ride-through"]
+
+
+def node_number(msg_id: int) -> int:
+    return (msg_id >> 12) & 0x3FF
+
+
+async def test_a_node_frozen_past_its_number_lease_never_mints_with_the_number_another_node_took(
+        tmp_path, mysql_server, redis_own, rocketmq_server):
+    """Node a (5 s lease) is frozen until its lease expired in Redis and node c, starting
+    meanwhile, took a's number. A SEND that waited in a's socket during the freeze is
+    handled when a wakes, before or after a's renewal: either way its id does not carry
+    the number c holds (the fence refuses it with 5001 until a has leased another one, and
+    the SDK retries it), and it is stored once."""
+    import redis.asyncio as aioredis
+
+    database = mysql_server.new_database()
+    prefix = redis_own.new_prefix()
+    shared = dict(store=mysql_server.url(database), routes=f"{redis_own.url}?prefix={prefix}",
+                  bus=f"rocketmq://{rocketmq_server.namesrv}", token_secret="fence-secret-" + uuid.uuid4().hex)
+    run = uuid.uuid4().hex[:8]
+    a = ServeProcess(tmp_path / "a", node_id=f"{run}-a", number_lease=5, **shared)
+    c = ServeProcess(tmp_path / "c", node_id=f"{run}-c", **shared)
+    a.log_path, c.log_path = tmp_path / "a.log", tmp_path / "c.log"
+    raw = aioredis.from_url(redis_own.url)
+    clients: list[Client] = []
+    try:
+        a.start()
+        alice, bob = Client(a.url, heartbeat=None), Client(a.url, heartbeat=None)  # they stay on a
+        clients += [alice, bob]
+        await alice.connect()
+        await bob.connect()
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        before = await alice.send(bob_id, "before")
+        number_a = node_number(before.msg_id)
+        async with frozen(a.proc.pid):
+            async def lapsed() -> None:
+                while await raw.get(f"{prefix}num:{number_a}") == f"{run}-a".encode():
+                    await asyncio.sleep(0.1)
+            await asyncio.wait_for(lapsed(), 30)
+            await asyncio.to_thread(c.start)
+            carol = Client(c.url, heartbeat=None)
+            clients.append(carol)
+            await carol.connect()
+            await new_user(carol)
+            number_c = node_number((await carol.send(bob_id, "from c")).msg_id)
+            assert number_c == number_a  # the hazard: c makes ids with a's old number
+            during = asyncio.ensure_future(alice.send(bob_id, "sent while a is frozen", cmid="frozen-send"))
+            await asyncio.sleep(0)  # the frame is written to a's socket
+        ack = await asyncio.wait_for(during, 60)
+        assert node_number(ack.msg_id) != number_c
+        assert [m.cmid for m in (await alice.history(ack.conv)).msgs].count("frozen-send") == 1
+    finally:
+        for client in clients:
+            await client.close()
+        await raw.aclose()
+        for node in (a, c):
+            if node.alive:
+                node.stop()
+        mysql_server.drop_database(database)
