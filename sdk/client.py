@@ -191,6 +191,7 @@ class Client:
         self._refusals: dict[str, int] = {}
         self._retry_timers: dict[str, asyncio.TimerHandle] = {}
         self._heartbeat: asyncio.Task[None] | None = None
+        self._last_rx = 0.0  # loop time of the last frame received
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -232,10 +233,12 @@ class Client:
                 continue
             if self._paused:
                 continue  # a reconnect is logging in
+            sent = asyncio.get_running_loop().time()
             try:
                 await asyncio.wait_for(self.request(Op.PING), self.heartbeat_timeout)
             except asyncio.TimeoutError:
-                if transport is self._transport and not transport.is_disconnected:
+                # silent since the PING went (a busy connection still delivers other frames)
+                if transport is self._transport and not transport.is_disconnected and self._last_rx < sent:
                     self.heartbeats_missed += 1
                     log.info("no PONG from %s within %s s: dropping the connection", self.url, self.heartbeat_timeout)
                     transport.disconnect(graceful=False)
@@ -846,6 +849,8 @@ class Client:
         task.add_done_callback(self._background.discard)
 
     def _on_frame(self, data: bytes) -> None:
+        if self.heartbeat:
+            self._last_rx = asyncio.get_running_loop().time()
         try:
             op, _flags, req_id, _target, body = decode_frame(data)
         except ImError:
