@@ -9,7 +9,7 @@ from typing import Any, Callable, Coroutine
 from ..backends.protocols import NodeId, Routes, UserId
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
-from ..core_ext.errors import RateLimited
+from ..core_ext.errors import RateLimited, Unavailable
 from ..core_ext.fanout import RoutingTable
 from ..core_ext.protocol import ErrorCode, Op
 from ..services.calls import Calls
@@ -45,7 +45,11 @@ class Presence:
     async def check_room(self, user_id: UserId, terminal: str) -> None:
         """TOO_MANY_SESSIONS if the user has as many live sessions, on any node, as they may
         (a login on a terminal they already use replaces that session: it always fits)."""
-        terminals = {r.terminal for r in await self._routes.lookup((user_id,))}
+        try:
+            routes = await self._routes.lookup((user_id,))
+        except Exception as exc:  # Redis down or hung (its calls time out): the login may be retried
+            raise _unavailable(exc) from exc
+        terminals = {r.terminal for r in routes}
         terminals.discard(terminal)
         if len(terminals) >= self._max_sessions:
             raise RateLimited(f"at most {self._max_sessions} live sessions per account; log out of one first",
@@ -62,9 +66,12 @@ class Presence:
         if first:
             self._delivery.online(session.user_id, self._group_convs(session.user_id))
         user = self._state.users.get(session.user_id)
-        if self._watch is not None and user is not None:
-            await self._watch.bound(user)
-        previous = await self._routes.bind(session.user_id, session.terminal, self.node, self._ttl)
+        try:
+            if self._watch is not None and user is not None:
+                await self._watch.bound(user)
+            previous = await self._routes.bind(session.user_id, session.terminal, self.node, self._ttl)
+        except Exception as exc:
+            raise _unavailable(exc) from exc
         if previous is not None and previous.node != self.node:
             await self._delivery.kick(previous.node, kick, session.user_id, session.terminal)
         if self._watch is not None:
@@ -110,6 +117,13 @@ class Presence:
     def _group_convs(self, user_id: UserId) -> list[Any]:
         user = self._state.users.get(user_id)
         return [] if user is None else [conv for conv in user.convs if is_group(conv)]
+
+
+def _unavailable(exc: BaseException) -> Unavailable:
+    """A routes call failed (the backend is down, or did not answer within its timeout):
+    5001, which the client may retry, rather than an internal error."""
+    log.warning("routes unavailable", extra={"error": str(exc) or type(exc).__name__})
+    return Unavailable("routing is unavailable; retry later")
 
 
 def _kicked_frame(session: Session) -> bytes:

@@ -183,3 +183,14 @@ async def test_a_node_frozen_past_its_number_lease_never_mints_with_the_number_a
             if node.alive:
                 node.stop()
         mysql_server.drop_database(database)
+
+
+async def test_a_login_while_redis_hangs_is_refused_with_5001_and_can_be_retried(node, redis_own):
+    async with Client(node.url) as alice, Client(node.url) as bob:
+        name, _ = await new_user(alice)
+        async with frozen(redis_own.proc.pid):
+            with pytest.raises(ServerError) as refused:
+                await asyncio.wait_for(bob.login(name, "secret-pw", "phone"), 20)
+            assert refused.value.code == 5001
+        ok = await bob.login(name, "secret-pw", "phone")  # the same connection: it was not logged in
+        assert ok.user_id == alice.user_id
