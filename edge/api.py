@@ -132,7 +132,13 @@ class Api:
         if not s.end_login(identity.user_id, terminal):  # e.g. the auth timeout closed it meanwhile
             return
         s.identity = identity
-        await self._presence.bind(s)
+        try:
+            await self._presence.bind(s)
+        except BaseException:  # the routes did not answer: not logged in, the login may be retried
+            self._presence.release(s)
+            s.identity = None
+            s.end_login(None)
+            raise
         s.reply(ok, req_id, bodies.LoginOk(
             user_id=identity.user_id, token=identity.token, expires_at=identity.expires_at,
             terminal=terminal, node=self._node,
