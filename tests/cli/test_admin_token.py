@@ -75,14 +75,14 @@ def test_without_the_token_the_commands_say_where_it_would_be(tmp_path: Path, no
 
 
 def test_a_token_that_is_set_is_used_and_none_is_generated(tmp_path: Path, serve_factory):
-    node = serve_factory(admin_token="t" * 20)
+    node = serve_factory(admin_token="set-admin-token-0123456789")
     assert node.proc.stdout.readline().startswith("web app")  # no "admin token:" line
     assert not (node.data_dir / "admin.token").exists()
-    done = im("stats", "--json", cwd=tmp_path, url=node.http_url, IM_ADMIN_TOKEN="t" * 20)
+    done = im("stats", "--json", cwd=tmp_path, url=node.http_url, IM_ADMIN_TOKEN="set-admin-token-0123456789")
     assert done.returncode == 0, done.stderr
     off = serve_factory(admin_token="off")
     assert not (off.data_dir / "admin.token").exists()
-    refused = im("stats", cwd=tmp_path, url=off.http_url, IM_ADMIN_TOKEN="t" * 20)
+    refused = im("stats", cwd=tmp_path, url=off.http_url, IM_ADMIN_TOKEN="set-admin-token-0123456789")
     assert refused.returncode == 5 and "the admin API is off" in refused.stderr
 
 

@@ -82,6 +82,6 @@ async def test_groups_name_their_owner_and_members(node: ServeProcess):
         assert f"sessions    ios on {node_id}" in im(node, "user", "show", "bob").stdout
         stats = im(node, "stats").stdout
         assert re.search(r"^uptime\s+\d\d:\d\d:\d\d$", stats, re.M)
-        assert re.search(r"^backends\s+store up, routes up$", stats, re.M)
+        assert re.search(r"^backends\s+store up, routes up, bus up$", stats, re.M)
         kicked = im(node, "user", "kick", "bob").stdout
         assert f"kicked    ios on {node_id}" in kicked

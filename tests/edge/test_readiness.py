@@ -38,12 +38,12 @@ async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp
             await alice.send(bob_id, "before")
             assert await asyncio.to_thread(readyz, base) == (200, "ready\n")
 
-            real = node.store._insert_message
+            real = node.store._insert_run
 
             def disk_full(*args, **kwargs):
                 raise sqlite3.OperationalError("database or disk is full")
 
-            monkeypatch.setattr(node.store, "_insert_message", disk_full)
+            monkeypatch.setattr(node.store, "_insert_run", disk_full)
             try:
                 await alice.send(bob_id, "while full", cmid="retry-me")
             except ServerError as err:
@@ -52,7 +52,7 @@ async def test_a_failing_store_makes_writes_unavailable_and_the_node_unready(tmp
                 raise AssertionError("a write to a full disk was acked")
             assert await asyncio.to_thread(readyz, base) == (503, "store unavailable\n")
 
-            monkeypatch.setattr(node.store, "_insert_message", real)
+            monkeypatch.setattr(node.store, "_insert_run", real)
             ack = await alice.send(bob_id, "while full", cmid="retry-me")  # the retry is stored, once
             assert await asyncio.to_thread(readyz, base) == (200, "ready\n")
             assert [m.content for m in (await alice.history(ack.conv)).msgs] == ["before", "while full"]
@@ -66,7 +66,7 @@ async def test_a_node_whose_number_lease_is_not_confirmed_refuses_sends_until_it
     is answered 5001 UNAVAILABLE and /readyz is 503, until a renewal succeeds; the client's
     retry with the same cmid is then stored once."""
     config = Config.load({"port": 0, "data_dir": tmp_path},
-                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "s" * 40})
+                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "readiness-secret-0123456789abcdef"})
     node = Node(config)
     host, port = await node.start()
     base, url = f"http://{host}:{port}", f"ws://{host}:{port}/ws"

@@ -26,7 +26,7 @@ async def until(predicate, timeout: float = 20.0) -> None:
 async def embedded(tmp_path):
     """A node in this process (so its id fence can be shut), and its WebSocket URL."""
     config = Config.load({"port": 0, "data_dir": tmp_path},
-                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "s" * 40})
+                         env={**TEST_ENV, "IM_STRANGERS_MAY_SEND": "1", "IM_TOKEN_SECRET": "readiness-secret-0123456789abcdef"})
     node = Node(config)
     host, port = await node.start()
     try:
