@@ -7,10 +7,20 @@ through unchecked. Type 8 (a call record) is written by the server only. Anythin
 is a ``BAD_BODY``.
 
 Stores keep a content as text: the string itself for text, the map as JSON otherwise
-(``stored`` and ``wire`` convert), so a store needs no schema of its own.
+(``stored`` and ``wire`` convert), so a store needs no schema of its own. A map is
+accepted only if that JSON gives it back equal, value for value (``check``): maps keyed by
+strings, arrays, strings, integers, finite floats, booleans and nil. What JSON cannot hold
+(NaN and infinities, keys that are not strings, binary, extension types and timestamps)
+is refused, never silently rewritten: the protocol relays a content unchanged.
+
+A content is bounded in bytes twice: as JSON (what a store keeps) and as MessagePack (what
+a push and a page carry), so that every stored message fits one frame with its other
+keys.
 """
 from __future__ import annotations
 
+import datetime
+import math
 from typing import Annotated, Any
 
 import msgspec
@@ -20,7 +30,7 @@ __all__ = [
     "SCHEMAS", "SEARCHED_TYPES", "check", "stored", "wire", "searchable", "MAX_CONTENT",
 ]
 
-MAX_CONTENT = 32 * 1024  # bytes of a stored content (UTF-8 text, or the map as JSON)
+MAX_CONTENT = 32 * 1024  # bytes of a content: UTF-8 text, or the map as JSON and as MessagePack
 
 TEXT, IMAGE, FILE, VOICE, VIDEO, LOCATION, CONTACT, CALL = 1, 2, 3, 4, 5, 6, 7, 8
 CUSTOM_MIN = 100  # 100..255: application-defined
@@ -94,6 +104,7 @@ SCHEMAS: dict[int, type[msgspec.Struct]] = {
     IMAGE: Image, FILE: File, VOICE: Voice, VIDEO: Video, LOCATION: Location, CONTACT: Contact, CALL: Call,
 }
 _json = msgspec.json.Encoder()
+_msgpack = msgspec.msgpack.Encoder()
 
 
 def check(type_: int, content: str | dict[str, Any], *, by_server: bool = False) -> None:
@@ -117,8 +128,51 @@ def check(type_: int, content: str | dict[str, Any], *, by_server: bool = False)
             msgspec.convert(content, schema)
         except msgspec.ValidationError as exc:
             raise ValueError(f"type {type_} content: {exc}") from None
-    if len(stored(type_, content)) > MAX_CONTENT:
+    try:
+        text = _json.encode(content)
+    except (TypeError, ValueError, msgspec.EncodeError):
+        text = b""  # an extension type or a key JSON has no form for: named below
+    if not text or msgspec.json.decode(text) != content:
+        raise ValueError(f"{_unrelayable(content, 'content') or 'content'}: cannot be relayed unchanged (maps keyed"
+                         " by strings, no NaN or infinity, no binary or extension types)")
+    if len(text) > MAX_CONTENT:
         raise ValueError(f"content is over {MAX_CONTENT} bytes as JSON")
+    if len(_msgpack.encode(content)) > MAX_CONTENT:  # floats: 9 bytes each, against 4 in JSON ("0.1,")
+        raise ValueError(f"content is over {MAX_CONTENT} bytes as MessagePack")
+
+
+def _unrelayable(value: Any, path: str) -> str:
+    """Where in ``value`` (at ``path``) the first thing that JSON does not give back equal
+    is, and what it is: for the error message of ``check``."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                return f"{path}: map key {key!r} is not a string"
+            found = _unrelayable(item, f"{path}.{key}")
+            if found:
+                return found
+        return ""
+    if isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _unrelayable(item, f"{path}[{index}]")
+            if found:
+                return found
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path}: {value!r} is not finite"
+    if value is None or isinstance(value, (str, int, float)):
+        return ""
+    return f"{path}: {_kind(value)} is not JSON"
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "binary"
+    if isinstance(value, msgspec.msgpack.Ext):
+        return "extension type"
+    if isinstance(value, datetime.datetime):
+        return "timestamp"
+    return type(value).__name__
 
 
 def stored(type_: int, content: str | dict[str, Any]) -> str:
