@@ -301,6 +301,9 @@ class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     mention_all: bool = False
     recalled_by: int = 0  # a recalled message (a tombstone): its content is gone
     recalled_at: int = 0
+    #: in a page only: the stored content cannot fit a frame (stored before contents were
+    #: bounded by their MessagePack size), so it is left out ("")
+    too_large: bool = False
 
 
 class SearchPage(_Body):

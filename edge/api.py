@@ -9,6 +9,8 @@ import asyncio
 import inspect
 from typing import Any, Awaitable, Callable, Coroutine
 
+import msgspec
+
 from ..backends.protocols import StoredMessage, UserId
 from ..core_ext import bodies, content
 from ..core_ext.errors import Unavailable
@@ -444,14 +446,22 @@ async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None
 def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
     """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
     oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
-    set when some had to stay out. One message always fits (its content is capped)."""
-    msgs = [message_body(m) for m in rows]
-    total = kept = 0
-    for message in reversed(msgs) if keep_newest else msgs:
-        total += len(bodies.encode(message))
-        if total > _PAGE_BUDGET:
+    set when some had to stay out. The first message is always in, so paging always moves
+    on: one that cannot fit a frame by itself (stored before contents were bounded by their
+    MessagePack size) comes without its content, marked ``too_large``. Each message is
+    encoded once, and the page carries those bytes."""
+    msgs: list[Any] = []
+    total = 0
+    for m in reversed(rows) if keep_newest else rows:
+        body = message_body(m)
+        encoded = bodies.encode(body)
+        if len(encoded) > _PAGE_BUDGET:
+            encoded = bodies.encode(msgspec.structs.replace(body, content="", too_large=True))
+        total += len(encoded)
+        if total > _PAGE_BUDGET and msgs:
+            more = True
             break
-        kept += 1
-    if kept < len(msgs):
-        msgs, more = (msgs[len(msgs) - kept:] if keep_newest else msgs[:kept]), True
+        msgs.append(msgspec.Raw(encoded))
+    if keep_newest:
+        msgs.reverse()
     return bodies.Page(conv=conv, msgs=msgs, has_more=more)

@@ -164,14 +164,25 @@ class Messages:
         floor = await self._conversations.floor(user, conv)
         async with self._reads.slot(user):
             rows = await self._store.messages_after(ConvId(conv), max(after_seq, floor), limit + 1, PAGE_BYTES)
-        return rows[:limit], len(rows) > limit
+        return rows[:limit], len(rows) > limit or _cut(rows)
 
     async def history(self, user: UserId, conv: str, before_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
         floor = await self._conversations.floor(user, conv)
         async with self._reads.slot(user):
             rows = await self._store.messages_before(ConvId(conv), before_seq, limit + 1, PAGE_BYTES)
-        rows = [m for m in rows if m.seq > floor]
-        return rows[-limit:], len(rows) > limit
+        readable = [m for m in rows if m.seq > floor]
+        # cut by bytes before reaching the floor: older readable ones may follow
+        return readable[-limit:], len(readable) > limit or (len(readable) == len(rows) > 0 and _cut(rows))
+
+
+def _cut(rows: list[StoredMessage]) -> bool:
+    """Did the store stop reading at ``PAGE_BYTES`` (so more may follow, though fewer rows
+    than asked came)? Its bytes are the stored text's, which can be more than the page's
+    MessagePack needs: the page alone would not know it was cut."""
+    total = 0
+    for m in rows:
+        total += len(m.content.encode())
+    return total > PAGE_BYTES
 
 
 def _mentions(group: GroupState, sender: UserId, mentions: list[int] | None, everyone: bool) -> str:
