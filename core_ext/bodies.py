@@ -17,7 +17,7 @@ __all__ = [
     "Empty", "Register", "Login", "TokenLogin", "Send", "Sync", "History", "Conversations",
     "ConvSet", "Read", "Readers", "Recall", "Search", "SearchPage", "UserRef", "FriendRequest", "FriendRemark", "ListPage",
     "UserFind", "UserIds", "UserProfile", "UserProfiles",
-    "GroupCreate", "GroupRef", "GroupUpdate", "GroupMembers", "GroupUsers", "GroupJoin",
+    "GroupCreate", "GroupRef", "GroupJoinRequests", "GroupUpdate", "GroupMembers", "GroupUsers", "GroupJoin",
     "GroupApprove", "GroupUser", "GroupSetRole", "GroupMute", "GroupMuteAll", "RegisterOk",
     "LoginOk", "SendAck", "Message", "Page", "ConversationInfo", "ConversationList",
     "ConvState", "ReadMark", "ReadersPage", "FriendInfo", "FriendList", "FriendRequestInfo",
@@ -185,6 +185,15 @@ class GroupCreate(_Body):
 
 class GroupRef(_Body):
     group: Id
+
+
+class GroupJoinRequests(_Body):
+    """GROUP_JOIN_REQUESTS: ``after`` and ``limit`` page as ``ListPage`` does (a body with
+    ``group`` alone, as before paging, asks for the first page)."""
+
+    group: Id
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
+    limit: ListLimit = 100
 
 
 class GroupUpdate(_Body):
@@ -435,6 +444,7 @@ class JoinResult(_Body):
 class JoinRequestList(_Body):
     group: int
     requests: list[FriendRequestInfo]
+    has_more: bool = False
 
 
 class Kicked(_Body):
@@ -663,7 +673,7 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.GROUP_MEMBERS: (GroupMembers, MemberList),
     Op.GROUP_INVITE: (GroupUsers, GroupUsersDone),
     Op.GROUP_JOIN: (GroupJoin, JoinResult),
-    Op.GROUP_JOIN_REQUESTS: (GroupRef, JoinRequestList),
+    Op.GROUP_JOIN_REQUESTS: (GroupJoinRequests, JoinRequestList),
     Op.GROUP_APPROVE: (GroupApprove, Empty),
     Op.GROUP_QUIT: (GroupRef, Empty),
     Op.GROUP_KICK: (GroupUser, Empty),

@@ -327,8 +327,10 @@ class Api:
         status = await self._groups.join(await self._groups.get(req.group), self._me(s), req.message)
         s.reply(Op.GROUP_JOIN_OK, req_id, bodies.JoinResult(group=req.group, status=status))
 
-    async def on_group_join_requests(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> None:
-        s.reply(Op.GROUP_JOIN_REQUESTS_OK, req_id, self._groups.join_requests(await self._groups.get(req.group), s.user_id))
+    async def on_group_join_requests(self, s: Session, req_id: int, flags: int, target: int,
+                                     req: bodies.GroupJoinRequests) -> None:
+        group = await self._groups.get(req.group)
+        s.reply_body(Op.GROUP_JOIN_REQUESTS_OK, req_id, self._groups.join_requests(group, s.user_id, req.after, req.limit))
 
     async def on_group_approve(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupApprove) -> None:
         await self._groups.approve(await self._groups.get(req.group), s.user_id, UserId(req.user), req.accept)

@@ -624,8 +624,15 @@ class Client:
         """Join an open group (status "joined") or ask to join one ("pending")."""
         return await self._call(Op.GROUP_JOIN, bodies.GroupJoin(group=group, message=message))
 
+    async def group_join_requests_page(self, group: int, after: int = 0, limit: int = 100) -> bodies.JoinRequestList:
+        """Pending requests to join from users with ids above ``after``, ascending."""
+        return await self._call(Op.GROUP_JOIN_REQUESTS, bodies.GroupJoinRequests(group=group, after=after, limit=limit))
+
     async def group_join_requests(self, group: int) -> bodies.JoinRequestList:
-        return await self._call(Op.GROUP_JOIN_REQUESTS, bodies.GroupRef(group=group))
+        """Every pending request to join (all pages), by user id."""
+        requests = await self._all(lambda after, limit: self.group_join_requests_page(group, after, limit), "requests",
+                                   lambda r: r.user)
+        return bodies.JoinRequestList(group=group, requests=requests, has_more=False)
 
     async def group_approve(self, group: int, user: int, accept: bool = True) -> None:
         await self._call(Op.GROUP_APPROVE, bodies.GroupApprove(group=group, user=user, accept=accept))

@@ -7,8 +7,9 @@ in that user's ``UserConv`` and changes only when that user acts.
 """
 from __future__ import annotations
 
+import bisect
 import re
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 import msgspec
 
@@ -17,6 +18,7 @@ from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
+from .pages import fit
 from .state import State, UserState
 
 __all__ = ["Conversations", "private_conv", "group_conv", "parse_conv", "is_group", "PRIVATE", "GROUP"]
@@ -87,7 +89,9 @@ class Conversations:
     def page(self, user: UserState, cursor: str, limit: int) -> bytes:
         """One CONVERSATIONS_OK body: pinned first, then by last activity, from after
         ``cursor`` (keyset paging: entries that move to the top while a client pages are
-        not repeated, and the rest do not shift)."""
+        not repeated, and the rest do not shift), at most ``limit`` entries and as many as
+        fit a frame. Costs the entries that changed since the user's last page (their
+        ``ConvIndex``) plus the page's own, not the length of the list."""
         state = self._state
         key = ("convs", cursor, limit)
         versions = (user.version, state.heads_version, state.groups_version)
@@ -95,44 +99,16 @@ class Conversations:
         if cached is not None:
             return cached
         after = _parse_cursor(cursor) if cursor else None
-        entries = [e for e in self._entries(user) if after is None or e[0] > after]
-        entries.sort(key=lambda e: e[0])
-        shown = entries[:limit]
-        more = len(entries) > limit
-        next_cursor = _cursor(shown[-1][0]) if more else ""
-        body = bodies.encode(bodies.ConversationList(convs=[e[1] for e in shown], next_cursor=next_cursor, has_more=more))
+        index = user.conv_index
+        if index is None:
+            index = user.conv_index = ConvIndex()
+        index.sync(user, state)
+        keys, entries = index.keys, index.entries
+        start = bisect.bisect_right(keys, after) if after is not None else 0
+        shown, more = fit((entries[keys[i][2]].encoded for i in range(start, len(keys))), limit)
+        next_cursor = _cursor(keys[start + len(shown) - 1]) if more else ""
+        body = bodies.encode(bodies.ConversationList(convs=shown, next_cursor=next_cursor, has_more=more))  # type: ignore[arg-type]
         return user.keep(key, versions, body)
-
-    def _entries(self, user: UserState) -> list[tuple[tuple[int, int, str], bodies.ConversationInfo]]:
-        heads, groups = self._state.heads, self._state.groups
-        out = []
-        for conv, uc in user.convs.items():
-            head = heads.get(conv)
-            last_seq = head.seq if head is not None else 0
-            if last_seq < uc.hidden_seq:  # hidden, and no message since
-                continue
-            kind, a, b = parse_conv(conv)
-            if kind == GROUP:
-                group = groups.get(GroupId(a))
-                if group is None:
-                    continue
-                peer, group_id, name = 0, a, group.record.name
-                last_ts = head.ts if head is not None else group.record.created_at
-            else:
-                if head is None:
-                    continue
-                peer, group_id, name = (b if a == user.id else a), 0, ""
-                last_ts = head.ts
-            info = bodies.ConversationInfo(
-                conv=conv, kind=kind, peer=peer, group=group_id, name=name, last_seq=last_seq, last_ts=last_ts,
-                last_from=head.sender if head else 0, last_type=head.type if head else 0,
-                last_text=head.content[:_PREVIEW] if head and head.type == content.TEXT else "",
-                unread=max(0, last_seq - max(uc.read_seq, uc.joined_seq)), read_seq=uc.read_seq,
-                pinned=uc.pinned, muted=uc.muted, mentioned=uc.mention_seq > max(uc.read_seq, uc.joined_seq),
-                last_recalled=bool(head and head.recalled_by),
-            )
-            out.append(((0 if uc.pinned else 1, -last_ts, conv), info))
-        return out
 
     # -- per-user state ------------------------------------------------------------------------
 
@@ -200,7 +176,7 @@ class Conversations:
             return uc
         uc = msgspec.structs.replace(uc, read_seq=max(uc.read_seq, current.read_seq))
         user.convs[uc.conv] = uc
-        user.changed()
+        user.changed(uc.conv)
         return uc
 
     def view(self, user: UserState, uc: UserConv) -> bodies.ConvState:
@@ -249,7 +225,7 @@ class Conversations:
             if user_id == message.sender:
                 uc = msgspec.structs.replace(uc, read_seq=message.seq)
             user.convs[message.conv] = uc
-            user.changed()
+            user.changed(message.conv)
 
 
     def _mentioned(self, message: StoredMessage) -> None:
@@ -266,12 +242,110 @@ class Conversations:
             if user is None or uc is None or uc.mention_seq >= message.seq:
                 continue
             user.convs[message.conv] = msgspec.structs.replace(uc, mention_seq=message.seq)
-            user.changed()
+            user.changed(message.conv)
 
     def recalled(self, tombstone: StoredMessage) -> None:
         """A message was recalled (here or on another node): if it is its conversation's
         newest, the lists' previews show the tombstone."""
         self._state.replace_head(tombstone)
+
+
+class _Entry:
+    """One conversation of a user's list: what it was built from (compared by identity:
+    every change replaces these objects), its place in the order, and its bytes."""
+
+    __slots__ = ("uc", "head", "record", "key", "encoded")
+
+    def __init__(self, uc: Any, head: Any, record: Any, key: tuple[int, int, str] | None, encoded: bytes) -> None:
+        self.uc = uc
+        self.head = head
+        self.record = record
+        self.key = key  # None: not listed (hidden, or its group is not loaded)
+        self.encoded = encoded
+
+
+class ConvIndex:
+    """A user's conversation list in its order (``keys``, ascending) with each entry
+    encoded, kept up to date from what changed: the user's own conversations they touched
+    (``UserState.touched``) and the conversations whose head or group changed on the node
+    (``State.listed_since``). An entry is rebuilt only if its user state, head or group
+    record is another object than the one it was built from. When it cannot tell what
+    changed (a change of the user it was not told the conversation of, or the node's log
+    of changes went past it), it checks every entry by identity: no entry is rebuilt that
+    did not change, and no sort."""
+
+    __slots__ = ("keys", "entries", "listed")
+
+    def __init__(self) -> None:
+        self.keys: list[tuple[int, int, str]] = []
+        self.entries: dict[ConvId, _Entry] = {}
+        self.listed = -1  # State.listed when last synced; -1: never
+
+    def sync(self, user: UserState, state: State) -> None:
+        changed = state.listed_since(self.listed) if self.listed >= 0 else None
+        if user.touched is None or changed is None:
+            convs: Iterable[ConvId] = list(user.convs)
+            for gone in [c for c in self.entries if c not in user.convs]:
+                self._update(user, state, gone)
+        else:
+            convs = set(user.touched)
+            convs.update(changed)
+        for conv in convs:
+            self._update(user, state, conv)
+        user.touched = set()
+        self.listed = state.listed
+
+    def _update(self, user: UserState, state: State, conv: ConvId) -> None:
+        uc = user.convs.get(conv)
+        old = self.entries.get(conv)
+        if uc is None:
+            if old is not None:
+                self._unplace(old)
+                del self.entries[conv]
+            return
+        head = state.heads.get(conv)
+        group = state.groups.get(GroupId(int(conv[1:]))) if is_group(conv) else None
+        record = group.record if group is not None else None
+        if old is not None:
+            if old.uc is uc and old.head is head and old.record is record:
+                return
+            self._unplace(old)
+        entry = self.entries[conv] = _entry(user.id, conv, uc, head, record)
+        if entry.key is not None:
+            bisect.insort(self.keys, entry.key)
+
+    def _unplace(self, entry: _Entry) -> None:
+        if entry.key is not None:
+            i = bisect.bisect_left(self.keys, entry.key)
+            if i < len(self.keys) and self.keys[i] == entry.key:
+                del self.keys[i]
+
+
+def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None, record: Any) -> _Entry:
+    """A list entry of ``conv`` for ``user``; its key is None when it is not listed."""
+    last_seq = head.seq if head is not None else 0
+    if last_seq < uc.hidden_seq:  # hidden, and no message since
+        return _Entry(uc, head, record, None, b"")
+    kind, a, b = parse_conv(conv)
+    if kind == GROUP:
+        if record is None:  # not loaded (or gone)
+            return _Entry(uc, head, record, None, b"")
+        peer, group_id, name = 0, a, record.name
+        last_ts = head.ts if head is not None else record.created_at
+    else:
+        if head is None:
+            return _Entry(uc, head, record, None, b"")
+        peer, group_id, name = (b if a == user else a), 0, ""
+        last_ts = head.ts
+    info = bodies.ConversationInfo(
+        conv=conv, kind=kind, peer=peer, group=group_id, name=name, last_seq=last_seq, last_ts=last_ts,
+        last_from=head.sender if head else 0, last_type=head.type if head else 0,
+        last_text=head.content[:_PREVIEW] if head and head.type == content.TEXT else "",
+        unread=max(0, last_seq - max(uc.read_seq, uc.joined_seq)), read_seq=uc.read_seq,
+        pinned=uc.pinned, muted=uc.muted, mentioned=uc.mention_seq > max(uc.read_seq, uc.joined_seq),
+        last_recalled=bool(head and head.recalled_by),
+    )
+    return _Entry(uc, head, record, (0 if uc.pinned else 1, -last_ts, conv), bodies.encode(info))
 
 
 def message_members(message: StoredMessage) -> tuple[UserId, ...]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import functools
+import itertools
 import time
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
@@ -26,6 +27,7 @@ from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
 from .conversations import group_conv, is_group, parse_conv
+from .pages import fit
 from .quota import UserBuckets
 from .state import ROLE_RANK, GroupState, State, UserState
 
@@ -109,20 +111,20 @@ class Groups:
         )
 
     def groups_page(self, user: UserState, after: int, limit: int) -> bytes | None:
-        """The user's groups by id, from memory; None if one of them is not loaded yet."""
+        """The user's groups by id, from memory, as many as fit a frame; None if one of
+        those the page may show is not loaded yet."""
         key, versions = ("groups", after, limit), (user.version, self._state.groups_version)
         cached = user.cached(key, versions)
         if cached is not None:
             return cached
         ids = sorted(parse_conv(conv)[1] for conv in user.convs if is_group(conv))
         start = bisect.bisect_right(ids, after)
-        infos = []
-        for group_id in ids[start:start + limit]:
-            group = self._state.groups.get(GroupId(group_id))
-            if group is None:
-                return None
-            infos.append(self.info(group, user.id))
-        return user.keep(key, versions, bodies.encode(bodies.GroupList(groups=infos, has_more=start + limit < len(ids))))
+        loaded = self._state.groups
+        if any(GroupId(g) not in loaded for g in ids[start:start + limit + 1]):
+            return None
+        shown, more = fit((bodies.encode(self.info(loaded[GroupId(g)], user.id)) for g in ids[start:start + limit + 1]),
+                          limit)
+        return user.keep(key, versions, bodies.encode(bodies.GroupList(groups=shown, has_more=more)))  # type: ignore[arg-type]
 
     def members_page(self, group: GroupState, user: UserId, after: int, limit: int) -> bytes:
         _member(group, user)
@@ -131,20 +133,23 @@ class Groups:
         if cached is not None:
             return cached
         ids = group.sorted_members()
-        start = bisect.bisect_right(ids, after)
-        shown = [group.members[u] for u in ids[start:start + limit]]
+        members = group.members
+        shown, more = fit((bodies.encode(bodies.MemberInfo(user=u, role=members[u].role, muted_until=members[u].muted_until,
+                                                           joined_at=members[u].joined_at))
+                           for u in itertools.islice(ids, bisect.bisect_right(ids, after), None)), limit)
         if len(group.cache) >= 64:
             group.cache.clear()
-        body = group.cache[key] = bodies.encode(bodies.MemberList(group=group.id, members=[
-            bodies.MemberInfo(user=m.user, role=m.role, muted_until=m.muted_until, joined_at=m.joined_at) for m in shown
-        ], has_more=start + limit < len(ids)))
+        body = group.cache[key] = bodies.encode(bodies.MemberList(group=group.id, members=shown, has_more=more))  # type: ignore[arg-type]
         return body
 
-    def join_requests(self, group: GroupState, user: UserId) -> bodies.JoinRequestList:
+    def join_requests(self, group: GroupState, user: UserId, after: int = 0, limit: int = bodies.MAX_LIST) -> bytes:
+        """The pending requests to join, by user id above ``after``, as many as fit a frame."""
         _at_least(group, user, "admin")
-        return bodies.JoinRequestList(group=group.id, requests=[
-            bodies.FriendRequestInfo(user=r.user, message=r.message, ts=r.ts) for r in group.requests.values()
-        ])
+        requests = group.requests
+        ids = sorted(requests)
+        shown, more = fit((bodies.encode(bodies.FriendRequestInfo(user=u, message=requests[u].message, ts=requests[u].ts))
+                           for u in itertools.islice(ids, bisect.bisect_right(ids, after), None)), limit)
+        return bodies.encode(bodies.JoinRequestList(group=group.id, requests=shown, has_more=more))  # type: ignore[arg-type]
 
     def check_send(self, group: GroupState, user: UserId, now_ms: int) -> None:
         """May ``user`` post in the group now? FORBIDDEN for a non-member, MUTED for a
@@ -361,7 +366,7 @@ class Groups:
         user = self._state.users.get(member.user)
         if user is not None:
             user.convs[conv] = UserConv(conv, read_seq=member.joined_seq, joined_seq=member.joined_seq)
-            user.changed()
+            user.changed(conv)
         self._edge.joined(conv, member.user)
 
     def _left(self, group: GroupState, user_id: UserId) -> None:
@@ -371,7 +376,7 @@ class Groups:
         self._state.touch_user(user_id)
         user = self._state.users.get(user_id)
         if user is not None and user.convs.pop(conv, None) is not None:
-            user.changed()
+            user.changed(conv)
         self._edge.left(conv, user_id)
 
     def _frame(self, group: GroupState, event: str, actor: UserId, users: list[UserId], role: str = "",

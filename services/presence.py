@@ -208,7 +208,7 @@ class PresenceWatch:
         if invisible is not None and invisible != me.invisible:
             await self._store.apply(SetSettings(me.id, invisible))
             me.invisible = invisible
-            me.changed()
+            me.changed(convs=False)
             self._refresh(users=(me.id,))  # the user's other nodes read the setting back
             await self._routes.set_hidden(me.id, invisible)
             self.changed(me.id)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import itertools
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Iterator
 
 from ..backends.protocols import (
     DropFriendRequest, DropFriendship, Friend, FriendRequest, PutFriendRequest, PutFriendship, SetBlock, SetRemark,
@@ -15,6 +16,7 @@ from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
+from .pages import fit
 from .state import State, UserState
 
 __all__ = ["Social"]
@@ -40,28 +42,23 @@ class Social:
         if cached is not None:
             return cached
         ids = sorted(user.friends)
-        start = bisect.bisect_right(ids, after)
-        shown = ids[start:start + limit]
-        body = bodies.encode(bodies.FriendList(
-            friends=[bodies.FriendInfo(user=f, remark=user.friends[f].remark, since=user.friends[f].since) for f in shown],
-            has_more=start + limit < len(ids),
-        ))
+        shown, more = fit((bodies.encode(bodies.FriendInfo(user=f, remark=user.friends[f].remark,
+                                                           since=user.friends[f].since))
+                           for f in _from(ids, after)), limit)
+        body = bodies.encode(bodies.FriendList(friends=shown, has_more=more))  # type: ignore[arg-type]
         return user.keep(key, user.version, body)
 
     def requests_page(self, user: UserState, after: int, limit: int) -> bytes:
-        ids = sorted(user.requests_in)
-        start = bisect.bisect_right(ids, after)
-        shown = [user.requests_in[u] for u in ids[start:start + limit]]
-        return bodies.encode(bodies.FriendRequestList(
-            requests=[bodies.FriendRequestInfo(user=r.sender, message=r.message, ts=r.ts) for r in shown],
-            has_more=start + limit < len(ids),
-        ))
+        requests = user.requests_in
+        shown, more = fit((bodies.encode(bodies.FriendRequestInfo(user=u, message=requests[u].message,
+                                                                  ts=requests[u].ts))
+                           for u in _from(sorted(requests), after)), limit)
+        return bodies.encode(bodies.FriendRequestList(requests=shown, has_more=more))  # type: ignore[arg-type]
 
     def blocks_page(self, user: UserState, after: int, limit: int) -> bytes:
         """The users ``user`` blocked, ascending by id, after ``after``."""
-        ids = sorted(user.blocked)
-        start = bisect.bisect_right(ids, after)
-        return bodies.encode(bodies.BlockList(users=ids[start:start + limit], has_more=start + limit < len(ids)))
+        shown, more = fit((bodies.encode(u) for u in _from(sorted(user.blocked), after)), limit)  # type: ignore[arg-type]
+        return bodies.encode(bodies.BlockList(users=shown, has_more=more))  # type: ignore[arg-type]
 
     # -- changes: those between two users run one at a time on this node -------------------
 
@@ -106,11 +103,11 @@ class Social:
         await self._store.apply(PutFriendRequest(user.id, other, message, now))
         request = FriendRequest(user.id, other, message, now)
         user.requests_out[other] = request
-        user.changed()
+        user.changed(convs=False)
         peer = self._loaded(other)
         if peer is not None:
             peer.requests_in[user.id] = request
-            peer.changed()
+            peer.changed(convs=False)
         self._event("request", other, user.id, message, now)
 
     async def accept(self, user: UserState, other: UserId) -> None:
@@ -129,7 +126,7 @@ class Social:
             me.friends[them] = _friend(them, now)
             me.requests_in.pop(them, None)
             me.requests_out.pop(them, None)
-            me.changed()
+            me.changed(convs=False)
         self._event("accepted", other, user.id, "", now)
 
     async def _reject(self, user: UserState, other: UserId) -> None:
@@ -138,11 +135,11 @@ class Social:
         await self._store.apply(DropFriendRequest(other, user.id))
         self._refresh(users=(user.id, other))
         user.requests_in.pop(other, None)
-        user.changed()
+        user.changed(convs=False)
         peer = self._loaded(other)
         if peer is not None:
             peer.requests_out.pop(user.id, None)
-            peer.changed()
+            peer.changed(convs=False)
 
     async def _delete(self, user: UserState, other: UserId) -> None:
         if other not in user.friends:
@@ -152,7 +149,7 @@ class Social:
         for me, them in ((user, other), (peer, user.id)):
             if me is not None:
                 me.friends.pop(them, None)
-                me.changed()
+                me.changed(convs=False)
         self._event("deleted", other, user.id, "", _now())
 
     async def _remark(self, user: UserState, other: UserId, remark: str) -> None:
@@ -162,7 +159,7 @@ class Social:
         await self._store.apply(SetRemark(user.id, other, remark))
         self._refresh(users=(user.id,))
         user.friends[other] = _friend(other, friend.since, remark)
-        user.changed()
+        user.changed(convs=False)
 
     async def _block(self, user: UserState, other: UserId, blocked: bool) -> None:
         await self._check_other(user, other)
@@ -179,9 +176,9 @@ class Social:
             user.blocked.discard(other)
             if peer is not None:
                 peer.blocked_by.discard(user.id)
-        user.changed()
+        user.changed(convs=False)
         if peer is not None:
-            peer.changed()
+            peer.changed(convs=False)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -201,6 +198,11 @@ class Social:
         self._refresh(users=(to, about))  # ahead of the push: its node reads the change back first
         body = bodies.encode(bodies.FriendEvent(event=event, user=about, message=message, ts=ts))
         self._notify(encode_frame(Op.FRIEND_PUSH, 0, to, body), (to,), UserId(0), "")
+
+
+def _from(ids: list[UserId], after: int) -> Iterator[UserId]:
+    """``ids`` (ascending) above ``after``, lazily."""
+    return itertools.islice(ids, bisect.bisect_right(ids, after), None)
 
 
 def _friend(user: UserId, since: int, remark: str = "") -> Friend:

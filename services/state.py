@@ -11,8 +11,10 @@ one store read, and a change that lands during a load makes it load again.
 from __future__ import annotations
 
 import asyncio
+import collections
+import itertools
 import weakref
-from typing import Any, Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from ..backends.protocols import (
     ConvId, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member, Store,
@@ -25,6 +27,9 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 _CACHE_MAX = 64  # cached replies per user
+#: conversations whose head or group changed, remembered for the users' list indexes
+#: (``State.listed_since``); a user whose index is further behind checks every entry
+_LIST_LOG = 16384
 #: metrics (ops/metrics.py): list replies served from a user's cache, and built
 LIST_CACHE = [0, 0]
 
@@ -37,7 +42,7 @@ class UserState:
     so cached replies built from it know when they are stale."""
 
     __slots__ = ("id", "friends", "requests_in", "requests_out", "blocked", "blocked_by", "convs", "version",
-                 "cache", "invisible")
+                 "cache", "invisible", "conv_index", "touched")
 
     def __init__(self, user_id: UserId) -> None:
         self.id = user_id
@@ -52,10 +57,23 @@ class UserState:
         self.version = 0
         #: replies built from this state, by key; valid while their recorded versions hold
         self.cache: dict[Any, tuple[Any, bytes]] = {}
+        #: the conversation list in its order, built at the first CONVERSATIONS and kept
+        #: from what changed since (services/conversations.py ``ConvIndex``)
+        self.conv_index: Any = None
+        #: conversations whose state changed since the index last looked; None: any may have
+        self.touched: set[ConvId] | None = None
 
-    def changed(self) -> None:
+    def changed(self, conv: ConvId | None = None, *, convs: bool = True) -> None:
+        """Something of the user changed: ``conv``'s state if given; with ``convs=False``
+        nothing of their conversations (friends, blocks, settings); else anything."""
         self.version += 1
         self.cache.clear()
+        if not convs or self.touched is None:
+            return
+        if conv is None:
+            self.touched = None
+        else:
+            self.touched.add(conv)
 
     def cached(self, key: Any, versions: Any) -> bytes | None:
         """A reply cached under ``key`` if it was built at ``versions``."""
@@ -112,9 +130,11 @@ class _Loader:
     """Single-flight loads into a dict: one store read per key at a time, repeated when
     the key was touched while it ran."""
 
-    def __init__(self, loaded: dict[Any, Any], load: Callable[[Any], Awaitable[Any]]) -> None:
+    def __init__(self, loaded: dict[Any, Any], load: Callable[[Any], Awaitable[Any]],
+                 on_loaded: Callable[[Any], None] | None = None) -> None:
         self.loaded = loaded
         self._load = load
+        self._on_loaded = on_loaded
         self._loading: dict[Any, asyncio.Future[Any]] = {}
         self._stale: set[Any] = set()
 
@@ -136,6 +156,8 @@ class _Loader:
                 break
         if value is not None:
             self.loaded[key] = value
+            if self._on_loaded is not None:
+                self._on_loaded(key)
         return value
 
     def touch(self, key: Any) -> None:
@@ -157,12 +179,16 @@ class State:
         self.heads_version = 0
         #: grows with every change of any group (names and sizes shown in lists)
         self.groups_version = 0
+        #: the conversations whose head or group changed, newest last; ``listed`` counts
+        #: every one ever appended (the users' list indexes catch up from it)
+        self._listed_log: collections.deque[ConvId] = collections.deque(maxlen=_LIST_LOG)
+        self.listed = 0
         self._locks: weakref.WeakValueDictionary[Any, asyncio.Lock] = weakref.WeakValueDictionary()
         #: reloads under way because another node changed the thing ("u:1", "g:2" -> task):
         #: a request that changes it waits for them (``settled``), so it checks fresh state
         self.reloading: dict[str, asyncio.Future[Any]] = {}
         self._users = _Loader(self.users, self._load_user)
-        self._groups = _Loader(self.groups, self._load_group)
+        self._groups = _Loader(self.groups, self._load_group, self._group_listed)
 
     async def user(self, user_id: UserId) -> UserState:
         return await self._users.get(user_id)
@@ -184,11 +210,28 @@ class State:
     def touch_group(self, group_id: GroupId) -> None:
         self._groups.touch(group_id)
 
+    def listed_since(self, count: int) -> Iterable[ConvId] | None:
+        """The conversations whose head or group changed since ``listed`` was ``count``
+        (repeats possible), or None if that is further back than remembered."""
+        behind = self.listed - count
+        if behind > len(self._listed_log):
+            return None
+        return itertools.islice(reversed(self._listed_log), behind)
+
+    def _list_changed(self, conv: ConvId) -> None:
+        self._listed_log.append(conv)
+        self.listed += 1
+
+    def _group_listed(self, group_id: GroupId) -> None:
+        self._list_changed(ConvId(f"g{group_id}"))
+
     def put_head(self, message: StoredMessage) -> None:
         head = self.heads.get(message.conv)
         if head is None or head.seq < message.seq:
             self.heads[message.conv] = message
             self.heads_version += 1
+            self._listed_log.append(message.conv)
+            self.listed += 1
 
     def replace_head(self, message: StoredMessage) -> None:
         """``message`` is a new version of a stored one (a tombstone): it replaces the head
@@ -197,10 +240,12 @@ class State:
         if head is not None and head.seq == message.seq:
             self.heads[message.conv] = message
             self.heads_version += 1
+            self._list_changed(message.conv)
 
     def group_changed(self, group: GroupState) -> None:
         group.changed()
         self.groups_version += 1
+        self._group_listed(group.id)
 
     async def reload_user(self, user_id: UserId) -> tuple[UserState, UserState] | None:
         """Read a loaded user again from the store (another node changed them): (old, new),
@@ -230,6 +275,7 @@ class State:
         else:
             self.groups[group_id] = new
         self.groups_version += 1
+        self._group_listed(group_id)
 
     def reload(self, key: str, work: Any) -> None:
         """Run ``work`` (a coroutine reloading ``key``) and let ``settled`` wait for it."""
@@ -252,6 +298,7 @@ class State:
     def forget_group(self, group_id: GroupId) -> None:
         self.groups.pop(group_id, None)
         self.groups_version += 1
+        self._group_listed(group_id)
 
     async def _load_user(self, user_id: UserId) -> UserState:
         records = await self._store.load_user(user_id)
