@@ -535,7 +535,7 @@ async function sendContent(conv: Conversation, content: Content, type: number, t
       : await c.send(conv.peer, content, { type });
   const m: Message = {
     id: ack.msgId, conv: ack.conv, seq: ack.seq, from: state.me, to: conv.kind === "group" ? conv.group : conv.peer,
-    cmid: ack.cmid, type, content, ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0,
+    cmid: ack.cmid, type, content, ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
   };
   if (!findConv(ack.conv)) await loadConversations();
   const target = findConv(ack.conv);

@@ -1071,8 +1071,20 @@ export class Client {
     return this.call(Op.GROUP_JOIN, { group: toId(group), message });
   }
 
+  /** Every pending request to join (all pages), by user id. */
   async groupJoinRequests(group: IdLike): Promise<JoinRequestList> {
-    return this.call(Op.GROUP_JOIN_REQUESTS, { group: toId(group) });
+    const requests = await this.all(async (after) => {
+      const page = await this.groupJoinRequestsPage(group, after, MAX_LIST);
+      return { items: page.requests, hasMore: page.hasMore };
+    }, (r) => r.user);
+    return { group: toId(group), requests, hasMore: false };
+  }
+
+  /** Pending requests to join from user ids above `after`, ascending (one page). */
+  async groupJoinRequestsPage(group: IdLike, after: IdLike = 0n, limit = 100): Promise<JoinRequestList> {
+    const page = await this.call<JoinRequestList>(Op.GROUP_JOIN_REQUESTS, { group: toId(group), after: toId(after), limit });
+    page.hasMore ??= false; // a server from before this list was paged
+    return page;
   }
 
   async groupApprove(group: IdLike, user: IdLike, accept = true): Promise<void> {

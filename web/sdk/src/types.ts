@@ -49,6 +49,8 @@ export interface Message {
   /** Who recalled it (a tombstone); 0n when not recalled. */
   recalledBy: bigint;
   recalledAt: number;
+  /** In a page only: stored by an older server too large for a frame; `content` is "". */
+  tooLarge: boolean;
 }
 
 export interface Page {
@@ -182,6 +184,8 @@ export interface JoinResult {
 export interface JoinRequestList {
   group: bigint;
   requests: FriendRequestInfo[];
+  /** More follow: ask again with `after` = the last `user` (groupJoinRequestsPage). */
+  hasMore: boolean;
 }
 
 export interface CallStarted {
