@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import bisect
 import re
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 import msgspec
 
-from ..backends.protocols import ConvId, GroupId, SetUserConv, Store, StoredMessage, UserConv, UserId
+from ..backends.protocols import ConvId, GroupId, GroupRecord, SetUserConv, Store, StoredMessage, UserConv, UserId
 from ..core_ext import bodies, content
 from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
@@ -256,7 +256,8 @@ class _Entry:
 
     __slots__ = ("uc", "head", "record", "key", "encoded")
 
-    def __init__(self, uc: Any, head: Any, record: Any, key: tuple[int, int, str] | None, encoded: bytes) -> None:
+    def __init__(self, uc: UserConv, head: StoredMessage | None, record: GroupRecord | None,
+                 key: tuple[int, int, str] | None, encoded: bytes) -> None:
         self.uc = uc
         self.head = head
         self.record = record
@@ -321,7 +322,7 @@ class ConvIndex:
                 del self.keys[i]
 
 
-def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None, record: Any) -> _Entry:
+def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None, record: GroupRecord | None) -> _Entry:
     """A list entry of ``conv`` for ``user``; its key is None when it is not listed."""
     last_seq = head.seq if head is not None else 0
     if last_seq < uc.hidden_seq:  # hidden, and no message since
