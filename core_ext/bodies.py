@@ -188,12 +188,13 @@ class GroupRef(_Body):
 
 
 class GroupJoinRequests(_Body):
-    """GROUP_JOIN_REQUESTS: ``after`` and ``limit`` page as ``ListPage`` does (a body with
-    ``group`` alone, as before paging, asks for the first page)."""
+    """GROUP_JOIN_REQUESTS: ``after`` and ``limit`` page as ``ListPage`` does. A body with
+    ``group`` alone, as clients sent it before this list was paged, asks for the first page,
+    as long as the frame allows: they had the whole list."""
 
     group: Id
     after: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
-    limit: ListLimit = 100
+    limit: ListLimit = MAX_LIST
 
 
 class GroupUpdate(_Body):
