@@ -94,7 +94,7 @@ class Conversations:
         ``ConvIndex``) plus the page's own, not the length of the list."""
         state = self._state
         key = ("convs", cursor, limit)
-        versions = (user.version, state.heads_version, state.groups_version)
+        versions = (user.version, state.listed)  # what the index follows: the user, heads and groups
         cached = user.cached(key, versions)
         if cached is not None:
             return cached
@@ -251,8 +251,8 @@ class Conversations:
 
 
 class _Entry:
-    """One conversation of a user's list: what it was built from (compared by identity:
-    every change replaces these objects), its place in the order, and its bytes."""
+    """One conversation of a user's list: what it was built from (frozen records: every
+    change replaces them), its place in the order, and its bytes."""
 
     __slots__ = ("uc", "head", "record", "key", "encoded")
 
@@ -269,11 +269,11 @@ class ConvIndex:
     """A user's conversation list in its order (``keys``, ascending) with each entry
     encoded, kept up to date from what changed: the user's own conversations they touched
     (``UserState.touched``) and the conversations whose head or group changed on the node
-    (``State.listed_since``). An entry is rebuilt only if its user state, head or group
-    record is another object than the one it was built from. When it cannot tell what
-    changed (a change of the user it was not told the conversation of, or the node's log
-    of changes went past it), it checks every entry by identity: no entry is rebuilt that
-    did not change, and no sort."""
+    (``State.listed_since``). An entry is rebuilt only if its head is another object, or
+    its user state or group record another value, than it was built from. When it cannot
+    tell what changed (a change of the user it was not told the conversation of, the user
+    read back from the store, or the node's log of changes went past it), it checks every
+    entry that way: no entry is rebuilt that did not change, and no sort."""
 
     __slots__ = ("keys", "entries", "listed")
 
@@ -308,7 +308,9 @@ class ConvIndex:
         group = state.groups.get(GroupId(int(conv[1:]))) if is_group(conv) else None
         record = group.record if group is not None else None
         if old is not None:
-            if old.uc is uc and old.head is head and old.record is record:
+            # a user or group read back from the store (another node changed it) is new
+            # objects of mostly equal values: compared by value, its unchanged entries stay
+            if old.head is head and (old.uc is uc or old.uc == uc) and (old.record is record or old.record == record):
                 return
             self._unplace(old)
         entry = self.entries[conv] = _entry(user.id, conv, uc, head, record)

@@ -257,6 +257,9 @@ class State:
         new = await self._load_user(user_id)
         if self.users.get(user_id) is not old:  # evicted or replaced meanwhile
             return None
+        # the list index goes on: it checks every entry (touched None) and rebuilds those
+        # whose state read back differs from what it was built from
+        new.conv_index = old.conv_index
         self.users[user_id] = new
         return old, new
 

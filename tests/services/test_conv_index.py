@@ -2,22 +2,36 @@
 scratch, after random changes of every kind a node makes: new heads (the user's and
 others'), the user's own state, leaving and joining, group renames, groups forgotten and
 loaded again, changes it is not told the conversation of, and more changes than the
-node's log remembers."""
+node's log remembers, and the user read back from the store."""
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
 import msgspec
 import pytest
 
-from edgeim.backends.protocols import ConvId, GroupId, GroupRecord, GroupRecords, StoredMessage, UserConv, UserId
+from edgeim.backends.protocols import (
+    ConvId, GroupId, GroupRecord, GroupRecords, StoredMessage, UserConv, UserId, UserRecords,
+)
 from edgeim.core_ext import bodies
 from edgeim.services import state as state_module
 from edgeim.services.conversations import Conversations, parse_conv
 from edgeim.services.state import GroupState, State, UserState
 
 ME = UserId(1)
+
+
+class StoreOfMemory:
+    """What ``State.reload_user`` reads: the user as memory holds them, as new objects."""
+
+    state: State
+
+    async def load_user(self, user_id: UserId) -> UserRecords:
+        user = self.state.users[user_id]
+        convs = [msgspec.structs.replace(uc) for uc in user.convs.values()]
+        return UserRecords([], [], [], [], [], convs, [])
 
 
 def from_scratch(state: State, user: UserState) -> list[tuple[str, int, int, str, bool]]:
@@ -57,7 +71,8 @@ def listed(convs: Conversations, user: UserState, limit: int) -> list[tuple[str,
 def test_the_kept_list_is_the_list_built_from_scratch(monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     monkeypatch.setattr(state_module, "_LIST_LOG", 16)  # so that the log is overrun now and then
     rng = random.Random(seed)
-    state = State(store=None)  # type: ignore[arg-type]  (nothing is loaded: memory only)
+    store = StoreOfMemory()
+    state = store.state = State(store)  # type: ignore[arg-type]
     convs = Conversations(None, state, lambda *a: None, lambda **k: None)  # type: ignore[arg-type]
     user = state.users[ME] = UserState(ME)
     groups = [GroupId(g) for g in range(1, 9)]
@@ -106,6 +121,8 @@ def test_the_kept_list_is_the_list_built_from_scratch(monkeypatch: pytest.Monkey
             else:
                 state.groups[g] = GroupState(GroupRecords(records[g], [], []))
                 state._group_listed(g)  # what the loader does when it stores one
+        elif what == 8 and rng.random() < 0.3:  # read back from the store: new objects, equal values
+            asyncio.run(state.reload_user(ME))
         elif what == 7:  # a burst elsewhere on the node, past the log
             for _ in range(rng.randrange(30)):
                 state.put_head(message(ConvId(f"g{rng.randrange(100, 200)}"), 99))
@@ -114,6 +131,7 @@ def test_the_kept_list_is_the_list_built_from_scratch(monkeypatch: pytest.Monkey
 
     for _ in range(300):
         step()
+        user = state.users[ME]
         if rng.random() < 0.5:
             assert listed(convs, user, rng.choice([1, 3, 500])) == from_scratch(state, user)
     assert listed(convs, user, 500) == from_scratch(state, user)
