@@ -113,13 +113,26 @@ cdef class Outbox:
 
 cdef class Peer:
     """One connection's outgoing side: the frames queued for it in this loop iteration.
-    ``owner`` is the session object (the routing table hands it back for kicks)."""
+    ``owner`` is the session object (the routing table hands it back for kicks).
+
+    ``max_bytes`` (0: no bound) bounds what the connection has not taken yet: the frames
+    queued here plus the transport's unsent bytes. The frame that would pass it is not
+    queued; the peer is closed and the connection dropped without a close frame (it would
+    queue behind what the client does not read): a slow reader is dropped the moment its
+    backlog would pass the bound, not later, so what one holds never exceeds it."""
 
     cdef readonly WSTransport transport
     cdef readonly object owner
     cdef public object user
     cdef public str terminal
     cdef public bint closed
+    cdef public Py_ssize_t max_bytes
+    #: True once the peer was dropped for passing ``max_bytes``
+    cdef readonly bint overflowed
+    # bytes of the frames in _out, and the transport's unsent bytes as of the last flush
+    # (read again before a drop: the client may have read since)
+    cdef Py_ssize_t _pending
+    cdef Py_ssize_t _buffered
     # Two lists made once and swapped at each flush, never one per push: a push to 10,000
     # peers would otherwise make 10,000 lists that outlive a young GC generation and
     # trigger full collections (hundreds of ms with that many connections).
@@ -135,15 +148,30 @@ cdef class Peer:
         self.user = 0
         self.terminal = ""
         self.closed = False
+        self.max_bytes = 0
+        self.overflowed = False
+        self._pending = 0
+        self._buffered = 0
         self._out = []
         self._spare = []
         self._queued = False
 
     cpdef send(self, bytes frame):
         """Queue ``frame`` (kept, not copied); it is written with the rest of this
-        iteration's frames. Dropped once the peer is closed."""
+        iteration's frames. Dropped once the peer is closed, or if it would pass
+        ``max_bytes`` (the peer is closed then)."""
+        cdef Py_ssize_t size
+        if frame is None:
+            raise TypeError("frame must be bytes, not None")
         if self.closed:
             return
+        size = PyBytes_GET_SIZE(frame)
+        if self.max_bytes and self._pending + self._buffered + size > self.max_bytes:
+            self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+            if self._pending + self._buffered + size > self.max_bytes:
+                self._overflow()
+                return
+        self._pending += size
         if not self._queued:
             self._queued = True
             if not self._outbox._dirty:
@@ -156,11 +184,23 @@ cdef class Peer:
         # swapped before the write: a frame queued while it runs goes to the next flush
         self._out, self._spare = self._spare, frames
         self._queued = False
+        self._pending = 0
         if frames:
             try:
                 write_frames(self.transport, frames)
             finally:
                 frames.clear()
+            if self.max_bytes:
+                self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+
+    cdef _overflow(self):
+        self.closed = True
+        self.overflowed = True
+        self._out.clear()
+        self._pending = 0
+        _log.warning("slow consumer dropped", extra={"user": self.user, "max_bytes": self.max_bytes})
+        # later, not inside the caller's loop over the routing table's peers
+        self._outbox._loop.call_soon((<object>self.transport).disconnect, False)
 
 
 cdef class RoutingTable:

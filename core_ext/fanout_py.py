@@ -65,9 +65,13 @@ class Outbox:
 
 
 class Peer:
-    """One connection's outgoing side: the frames queued for it in this loop iteration."""
+    """One connection's outgoing side: the frames queued for it in this loop iteration.
+    ``max_bytes`` (0: no bound) bounds the frames queued plus the transport's unsent
+    bytes: the frame that would pass it closes the peer and drops the connection (see
+    _fanout.pyx)."""
 
-    __slots__ = ("transport", "owner", "user", "terminal", "closed", "_out", "_spare", "_queued", "_outbox")
+    __slots__ = ("transport", "owner", "user", "terminal", "closed", "max_bytes", "overflowed", "_pending", "_buffered",
+                 "_out", "_spare", "_queued", "_outbox")
 
     def __init__(self, outbox: Outbox, transport: WSTransport, owner: object) -> None:
         if not isinstance(outbox, Outbox):
@@ -78,6 +82,10 @@ class Peer:
         self.user = 0
         self.terminal = ""
         self.closed = False
+        self.max_bytes = 0
+        self.overflowed = False
+        self._pending = 0  # bytes in _out
+        self._buffered = 0  # the transport's unsent bytes at the last flush (read again before a drop)
         # two lists made once and swapped at each flush, never one per push (see _fanout.pyx)
         self._out: list[bytes] = []
         self._spare: list[bytes] = []
@@ -88,6 +96,13 @@ class Peer:
             raise TypeError(f"frame must be bytes, not {type(frame).__name__}")
         if self.closed:
             return
+        size = len(frame)
+        if self.max_bytes and self._pending + self._buffered + size > self.max_bytes:
+            self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+            if self._pending + self._buffered + size > self.max_bytes:
+                self._overflow()
+                return
+        self._pending += size
         if not self._queued:
             self._queued = True
             outbox = self._outbox
@@ -100,11 +115,23 @@ class Peer:
         frames = self._out
         self._out, self._spare = self._spare, frames  # a frame queued during the write goes next time
         self._queued = False
+        self._pending = 0
         if frames:
             try:
                 write_frames(self.transport, frames)
             finally:
                 frames.clear()
+            if self.max_bytes:
+                self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+
+    def _overflow(self) -> None:
+        self.closed = True
+        self.overflowed = True
+        self._out.clear()
+        self._pending = 0
+        log.warning("slow consumer dropped", extra={"user": self.user, "max_bytes": self.max_bytes})
+        # later, not inside the caller's loop over the routing table's peers
+        self._outbox._loop.call_soon(self.transport.disconnect, False)
 
 
 class RoutingTable:

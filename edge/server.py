@@ -128,7 +128,8 @@ class EdgeServer:
                 elif now - session.last_active > config.idle_timeout:
                     session.close(CloseCode.IDLE_TIMEOUT, "idle")
                 elif session.write_paused and session.write_buffer_size() > config.max_write_buffer:
-                    # it does not read: the close frame would queue behind what it ignores
+                    # (the peer drops it as its frames are queued; this catches what picows
+                    # wrote itself.) It does not read: the close frame would queue behind what it ignores
                     log.warning("slow consumer dropped", extra={"user": session.user_id})
                     session.transport.disconnect(graceful=False)
                 elif session.state == AUTHENTICATED and now - session.renewed_at > renew_every:

@@ -116,6 +116,8 @@ class Session(WSListener):
         self.transport = transport
         _drop_handshake_headers(transport)
         self.peer = Peer(self._outbox, transport, self)
+        # a client that does not read is dropped as soon as its backlog would pass this
+        self.peer.max_bytes = self.config.max_write_buffer
         peer = transport.underlying_transport.get_extra_info("peername")
         # interned: the connections of one client address share the string
         self.address = sys.intern(str(peer[0])) if isinstance(peer, tuple) and peer else "unknown"

@@ -10,7 +10,7 @@ from picows import WSListener, WSMsgType, ws_connect, ws_create_server
 
 from edgeim.core_ext import _fanout, fanout_py  # the compiled fanout must be built: no skip
 from edgeim.core_ext.codec_py import encode_frame
-from edgeim.core_ext.protocol import MAX_BODY_SIZE, Op
+from edgeim.core_ext.protocol import MAX_BODY_SIZE, MAX_FRAME_SIZE, Op
 
 IMPLEMENTATIONS = [fanout_py, _fanout]
 # Bound on each wait, so a lost frame fails the test instead of hanging it; never a delay.
@@ -155,3 +155,59 @@ def test_receiver_must_be_a_transport(fanout):
 
 def test_compiled_fanout_is_an_extension_module():
     assert _fanout.__file__.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES))
+
+
+# -- a peer's bound on what its connection has not taken ----------------------------------------
+
+async def test_a_peer_that_stops_reading_is_dropped_when_its_backlog_would_pass_the_bound(fanout, connections):
+    (client, client_transport, side), *_ = connections
+    client_transport.underlying_transport.pause_reading()  # a client that never reads
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    peer = fanout.Peer(outbox, side.transport, None)
+    peer.max_bytes = 1_000_000
+    frame = frames_of([MAX_BODY_SIZE])[0]
+    sent = 0
+    while not peer.closed:
+        peer.send(frame)
+        sent += 1
+        if sent % 8 == 0:  # as the loop would: one flush per iteration
+            outbox.flush()
+            await asyncio.sleep(0)
+    assert peer.overflowed
+    # what the transport holds never passed the bound: the frame that would have was not queued
+    assert side.transport.underlying_transport.get_write_buffer_size() <= peer.max_bytes
+    await asyncio.wait_for(side.disconnected.wait(), TIMEOUT)
+    peer.send(frame)  # a dropped peer takes nothing more, and does not fail
+    assert peer.closed
+
+
+async def test_a_peer_that_reads_is_not_dropped_however_much_it_is_sent(fanout, connections):
+    (client, _, side), *_ = connections
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    peer = fanout.Peer(outbox, side.transport, None)
+    peer.max_bytes = 4 * MAX_FRAME_SIZE
+    frame = frames_of([MAX_BODY_SIZE])[0]
+    for n in range(64):  # 64 frames: 16 times the bound, in iterations of 2 frames
+        peer.send(frame)
+        peer.send(frame)
+        outbox.flush()
+        await received(client, 2 * (n + 1))
+    assert not peer.closed and not peer.overflowed
+
+
+async def test_without_a_bound_nothing_is_dropped(fanout, connections):
+    (_, client_transport, side), *_ = connections
+    client_transport.underlying_transport.pause_reading()
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    peer = fanout.Peer(outbox, side.transport, None)
+    frame = frames_of([MAX_BODY_SIZE])[0]
+    for _ in range(128):  # 8 MiB
+        peer.send(frame)
+    outbox.flush()
+    assert not peer.closed and not peer.overflowed
+
+
+async def test_a_frame_must_be_bytes(fanout):
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    with pytest.raises(TypeError):
+        fanout.Peer(outbox, None, None).send(None)
