@@ -163,7 +163,7 @@ class Api:
         pushes once the message is durable (services/pipeline.py)."""
         group = bool(flags & _GROUP)
         text = content.stored(req.type, req.content)
-        self._quota.charge(s.user_id, len(text.encode()))
+        self._quota.charge(s.user_id, len(text.encode()), self._audience(target) if group else 1)
         if self._state.reloading:  # another node changed the sender or the group: check fresh state
             keys = (f"u:{s.user_id}", f"g:{target}" if group else "")
             if any(key in self._state.reloading for key in keys):
@@ -180,6 +180,12 @@ class Api:
         # this one cannot take the fast path ahead of it
         previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
         return self._send_later(s, req_id, target, group, req, text, previous, s.send_gate)
+
+    def _audience(self, group_id: int) -> int:
+        """How many a group message fans out to: the group's members (its sender's groups
+        are loaded at login; one not loaded is not the sender's, and is refused)."""
+        group = self._state.groups.get(group_id)
+        return 1 if group is None else len(group.members)
 
     async def _send_later(self, s: Session, req_id: int, target: int, group: bool, req: bodies.Send, text: str,
                           previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:

@@ -138,7 +138,11 @@ class Node:
         self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
-                          config.user_send_bytes_burst)
+                          config.user_send_bytes_burst,
+                          pushes=(config.user_fanout_rate, config.user_fanout_burst),
+                          push_bytes=(config.user_fanout_bytes_rate, config.user_fanout_bytes_burst),
+                          node_pushes=(config.node_fanout_rate, config.node_fanout_rate),
+                          node_push_bytes=(config.node_fanout_bytes_rate, config.node_fanout_bytes_rate))
         self._quota = quota
         # rich messaging: presence watches, typing, calls
         audience = Audience(config.strangers_may_send)
@@ -379,6 +383,8 @@ class Node:
         self.config = self.server.config = new
         for session in list(self.server.sessions):
             session.config = new  # rate, burst, flood and bad-frame limits are read per frame
+            if session.peer is not None:
+                session.peer.max_bytes = new.max_write_buffer
         set_level(new.log_level)
         self._quota.set_rates(new.user_send_rate, new.user_send_burst, new.user_send_bytes_rate,
                               new.user_send_bytes_burst)

@@ -118,6 +118,25 @@ class Config:
     user_send_bytes_rate: float = 256 * 1024.0
     #: content bytes one account may send at once above its byte rate
     user_send_bytes_burst: int = 4 * 1024 * 1024
+    #: pushes per second one account's messages may fan out to across its sessions on a node:
+    #: a message costs one per member of its group, one if private (4000 RATE_LIMITED
+    #: beyond; at the default a 2,000-member group takes five messages a second)
+    user_fanout_rate: float = 10_000.0
+    #: pushes one account's messages may fan out to at once above that rate (a message to a
+    #: larger group than this waits for a full bucket)
+    user_fanout_burst: int = 20_000
+    #: content bytes per second one account's messages may fan out: a message costs its
+    #: size times the members it reaches (4000 RATE_LIMITED beyond)
+    user_fanout_bytes_rate: float = 16 * 1024 * 1024.0
+    #: content bytes one account's messages may fan out at once above that rate
+    user_fanout_bytes_burst: int = 64 * 1024 * 1024
+    #: pushes per second all group messages of a node may fan out to together, whoever
+    #: sends them (a second's worth at once; group SENDs beyond: 4000 RATE_LIMITED; private
+    #: messages are not counted)
+    node_fanout_rate: float = 50_000.0
+    #: content bytes per second all group messages of a node may fan out together (as
+    #: node_fanout_rate)
+    node_fanout_bytes_rate: float = 128 * 1024 * 1024.0
     #: live sessions (terminals) one account may have at once (4001 TOO_MANY_SESSIONS beyond)
     max_sessions_per_user: int = 10
     #: may users who are not friends send each other 1:1 messages? (default: friends only)
@@ -305,6 +324,9 @@ class Config:
         if self.user_send_rate <= 0 or self.user_send_bytes_rate <= 0 or self.user_send_burst < 1 \
                 or self.user_send_bytes_burst < 32 * 1024:
             raise ConfigError("user_send_* must be positive, the byte burst at least one message (32768)")
+        if min(self.user_fanout_rate, self.user_fanout_bytes_rate, self.node_fanout_rate,
+               self.node_fanout_bytes_rate) <= 0 or self.user_fanout_burst < 1 or self.user_fanout_bytes_burst < 1:
+            raise ConfigError("user_fanout_* and node_fanout_* must be positive")
         if self.max_sessions_per_user < 1:
             raise ConfigError("max_sessions_per_user must be at least 1")
         if self.store and not self.store.startswith(("mysql://", "mariadb://", "tidb://")):
@@ -426,7 +448,9 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
                "login_rate", "login_burst", "login_backlog", "login_account_failures", "login_account_lock",
                "login_account_lock_max", "user_send_rate", "user_send_burst",
-               "user_send_bytes_rate", "user_send_bytes_burst", "max_sessions_per_user", "group_max_members",
+               "user_send_bytes_rate", "user_send_bytes_burst", "user_fanout_rate", "user_fanout_burst",
+               "user_fanout_bytes_rate", "user_fanout_bytes_burst", "node_fanout_rate", "node_fanout_bytes_rate",
+               "max_sessions_per_user", "group_max_members",
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_creates_per_hour", "call_invites_per_minute"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",

@@ -25,7 +25,7 @@ class Bucket:
     __slots__ = ("rate", "burst", "tokens", "at")
 
     def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, burst, now
+        self.rate, self.burst, self.tokens, self.at = rate, float(burst), float(burst), now
 
     def take(self, amount: float, now: float) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
@@ -39,6 +39,22 @@ class Bucket:
         """When the bucket will be full again (``now`` if it is)."""
         tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         return now + (self.burst - tokens) / self.rate
+
+
+def _take_all(now: float, charges: tuple[tuple[Bucket | None, float, str], ...]) -> None:
+    """Take each amount from its bucket (None: not kept), an amount above a bucket's size
+    as the whole bucket; if one has too little, give back what was taken and raise
+    RATE_LIMITED with that bucket's message (``{rate}`` filled in)."""
+    taken: list[tuple[Bucket, float]] = []
+    for bucket, amount, message in charges:
+        if bucket is None:
+            continue
+        amount = min(float(amount), bucket.burst)
+        if not bucket.take(amount, now):
+            for spent, back in taken:  # not sent: nothing is spent
+                spent.tokens = min(spent.burst, spent.tokens + back)
+            raise RateLimited(message.format(rate=bucket.rate))
+        taken.append((bucket, amount))
 
 
 class Left:
@@ -123,36 +139,63 @@ class UserBuckets:
 
 class SendQuota:
     """Charges each SEND to its account: RATE_LIMITED, with nothing stored, when the account
-    is over its messages or bytes per second."""
+    is over its messages or bytes per second, or over what its messages may fan out.
+
+    A message fans out to its ``audience`` (a group's members; 1 for a private message),
+    each getting a push of its content: the account's fan-out budget is charged that many
+    pushes and that many times the content's bytes, so posting to a 2,000-member group
+    costs 2,000 times a private message. The node's fan-out budget is charged the same by
+    every group message (audience above 1), whoever sends it. A charge larger than a
+    bucket holds asks for a full bucket (a message to a group of any size can be sent).
+    A fan-out budget of None is not kept."""
 
     def __init__(self, messages_per_s: float, message_burst: int, bytes_per_s: float, byte_burst: int,
-                 clock: Callable[[], float] = time.monotonic, max_left: int = MAX_LEFT) -> None:
+                 clock: Callable[[], float] = time.monotonic, max_left: int = MAX_LEFT, *,
+                 pushes: tuple[float, float] | None = None, push_bytes: tuple[float, float] | None = None,
+                 node_pushes: tuple[float, float] | None = None,
+                 node_push_bytes: tuple[float, float] | None = None) -> None:
         self._messages = (messages_per_s, float(message_burst))
         self._bytes = (bytes_per_s, float(byte_burst))
+        self._pushes = pushes
+        self._push_bytes = push_bytes
         self._clock = clock
-        self._buckets: dict[int, tuple[Bucket, Bucket]] = {}
+        self._buckets: dict[int, tuple[Bucket | None, ...]] = {}
         self._left = Left(self._drop, max_left)
+        now = clock()
+        #: the node's fan-out budget: (pushes, push bytes), each None when not kept
+        self._node = (Bucket(*node_pushes, now) if node_pushes else None,
+                      Bucket(*node_push_bytes, now) if node_push_bytes else None)
 
-    def charge(self, user: int, content_bytes: int) -> None:
+    def charge(self, user: int, content_bytes: int, audience: int = 1) -> None:
         now = self._clock()
         buckets = self._buckets.get(user)
         if buckets is None:
-            buckets = self._buckets[user] = (Bucket(*self._messages, now), Bucket(*self._bytes, now))
+            buckets = self._buckets[user] = self._new(now)
         elif user in self._left:
             self._left.back(user)
-        messages, size = buckets
-        if not messages.take(1.0, now):
-            raise RateLimited(f"your account is over {messages.rate:g} messages/s")
-        if not size.take(content_bytes, now):
-            messages.tokens += 1.0  # not sent: give the message back
-            raise RateLimited(f"your account is over {size.rate:g} bytes/s of messages")
+        messages, size, pushes, push_bytes = buckets
+        node_pushes, node_bytes = self._node if audience > 1 else (None, None)
+        _take_all(now, (
+            (messages, 1.0, "your account is over {rate:g} messages/s"),
+            (size, content_bytes, "your account is over {rate:g} bytes/s of messages"),
+            (pushes, audience, "your account is over {rate:g} pushes/s (a message costs one per member it reaches)"),
+            (push_bytes, audience * content_bytes,
+             "your account is over {rate:g} bytes/s of pushes (a message costs its size per member it reaches)"),
+            (node_pushes, audience, "the node is over {rate:g} group pushes/s; retry later"),
+            (node_bytes, audience * content_bytes, "the node is over {rate:g} bytes/s of group pushes; retry later"),
+        ))
+
+    def _new(self, now: float) -> tuple[Bucket | None, ...]:
+        return (Bucket(*self._messages, now), Bucket(*self._bytes, now),
+                Bucket(*self._pushes, now) if self._pushes else None,
+                Bucket(*self._push_bytes, now) if self._push_bytes else None)
 
     def forget(self, user: int) -> None:
         """The user has no session here any more: what they spent is kept until refilled."""
         buckets = self._buckets.get(user)
         now = self._clock()
         if buckets is not None:
-            self._left.leave(user, max(b.full_at(now) for b in buckets), now)
+            self._left.leave(user, max(b.full_at(now) for b in buckets if b is not None), now)
         else:
             self._left.prune(now)
 

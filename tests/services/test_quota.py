@@ -59,3 +59,27 @@ def test_the_accounts_kept_after_leaving_are_bounded_oldest_first():
         for _ in range(2):
             quota.charge(5, 50_000)  # the newest kept its spent bytes
     quota.charge(1, 90_000)  # the oldest was let go: a full budget
+
+
+def test_a_message_is_charged_per_member_and_a_refused_one_costs_nothing():
+    clock = Clock()
+    quota = SendQuota(100.0, 100, 1e9, 10**9, clock, pushes=(10.0, 100.0), push_bytes=(1e9, 10**9))
+    quota.charge(1, 10, audience=60)
+    with pytest.raises(RateLimited, match="pushes/s"):
+        quota.charge(1, 10, audience=60)  # 40 left
+    for _ in range(40):  # the refusal took nothing back from the messages or the pushes
+        quota.charge(1, 10)
+    with pytest.raises(RateLimited):
+        quota.charge(1, 10)
+    clock.now += 10  # refilled: a group larger than the bucket asks for a full bucket
+    quota.charge(1, 10, audience=5000)
+
+
+def test_the_node_budget_is_shared_by_every_account_and_skips_private_messages():
+    clock = Clock()
+    quota = SendQuota(100.0, 100, 1e9, 10**9, clock, node_pushes=(100.0, 100.0))
+    quota.charge(1, 10, audience=80)
+    with pytest.raises(RateLimited, match="node"):
+        quota.charge(2, 10, audience=30)
+    quota.charge(2, 10, audience=1)  # private: not the node's fan-out
+    quota.charge(2, 10, audience=20)
