@@ -129,7 +129,8 @@ class Node:
         self.groups = groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
             self.delivery.refresh, self.delivery.reach,
-        ), users.exists, config.group_max_members, config.group_creates_per_hour)
+        ), users.exists, config.group_max_members, config.group_creates_per_hour,
+            member_pushes=(config.group_join_rate, config.group_join_burst))
         # its node number is leased at start; no id is made before (the fence is shut)
         self.ids = IdGenerator(valid_until=-math.inf)
         self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)
@@ -151,7 +152,7 @@ class Node:
                                    config.presence_rate, config.presence_burst, config.presence_max_watch)
         self.delivery.channels[CHANNEL] = self.watch.deliver
         self.typing = Typing(self.state, groups, audience, self.delivery.to_users, self.delivery.to_conv,
-                             config.typing_rate, config.typing_burst)
+                             config.typing_rate, config.typing_burst, group_pushes=config.group_typing_rate)
         self.calls = Calls(self.routes, audience, users.exists,
                            lambda *record: pipeline.record(messages.server_message(*record)),
                            self.delivery.to_users, self.delivery.to_terminal, self.spawn, self.loop.call_later,

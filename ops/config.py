@@ -122,8 +122,7 @@ class Config:
     #: a message costs one per member of its group, one if private (4000 RATE_LIMITED
     #: beyond; at the default a 2,000-member group takes five messages a second)
     user_fanout_rate: float = 10_000.0
-    #: pushes one account's messages may fan out to at once above that rate (a message to a
-    #: larger group than this waits for a full bucket)
+    #: pushes one account's messages may fan out to at once above that rate
     user_fanout_burst: int = 20_000
     #: content bytes per second one account's messages may fan out: a message costs its
     #: size times the members it reaches (4000 RATE_LIMITED beyond)
@@ -227,6 +226,14 @@ class Config:
     presence_burst: int = 50
     #: users one session may watch at once (4000 RATE_LIMITED beyond)
     presence_max_watch: int = 1000
+    #: TYPING_PUSH frames per second one group's typing signals may make (one per member);
+    #: past it a signal is dropped, still answered TYPING_OK (typing is a hint)
+    group_typing_rate: float = 2000.0
+    #: GROUP_PUSH frames per second one group's joins and leaves may make (one per member;
+    #: 4000 RATE_LIMITED beyond, nothing changed)
+    group_join_rate: float = 2000.0
+    #: such pushes one group's joins and leaves may make at once above that rate
+    group_join_burst: int = 40_000
     #: TYPING signals per second per account (4000 RATE_LIMITED beyond)
     typing_rate: float = 2.0
     #: TYPING signals one account may send at once above its rate
@@ -361,6 +368,8 @@ class Config:
                 or self.presence_max_watch < 1:
             raise ConfigError("presence_debounce must be ≥ 0, presence_rate positive, presence_burst and"
                               " presence_max_watch at least 1")
+        if self.group_typing_rate <= 0 or self.group_join_rate <= 0 or self.group_join_burst < 1:
+            raise ConfigError("group_typing_rate and group_join_rate must be positive, group_join_burst at least 1")
         if self.typing_rate <= 0 or self.typing_burst < 1:
             raise ConfigError("typing_rate must be positive, typing_burst at least 1")
         if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
@@ -452,7 +461,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "user_fanout_bytes_rate", "user_fanout_bytes_burst", "node_fanout_rate", "node_fanout_bytes_rate",
                "max_sessions_per_user", "group_max_members",
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
-               "presence_max_watch", "typing_rate", "typing_burst", "group_creates_per_hour", "call_invites_per_minute"),
+               "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
+               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),

@@ -24,11 +24,11 @@ from ..backends.protocols import (
 )
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
-from ..core_ext.errors import RequestError
+from ..core_ext.errors import RateLimited, RequestError
 from ..core_ext.protocol import ErrorCode, Op
 from .conversations import group_conv, is_group, parse_conv
 from .pages import fit
-from .quota import UserBuckets
+from .quota import SharedBuckets, UserBuckets
 from .state import ROLE_RANK, GroupState, State, UserState
 
 __all__ = ["Groups", "Membership"]
@@ -79,7 +79,8 @@ class Membership:
 class Groups:
     def __init__(self, store: Store, state: State, membership: Membership,
                  user_exists: Callable[[UserId], Awaitable[bool]], max_members: int,
-                 creates_per_hour: int = 30, clock: Callable[[], float] = time.monotonic) -> None:
+                 creates_per_hour: int = 30, clock: Callable[[], float] = time.monotonic,
+                 member_pushes: tuple[float, float] | None = None) -> None:
         self._store = store
         self._state = state
         self._edge = membership
@@ -88,6 +89,14 @@ class Groups:
         # a new group stores a group and a row per member and pushes to each: budgeted
         self._creates = UserBuckets(creates_per_hour / 3600.0, float(creates_per_hour),
                                     f"{creates_per_hour} new groups an hour", clock)
+        # a join or a leave pushes to every member: each group's are budgeted by that audience
+        self._member_pushes = SharedBuckets(*member_pushes, clock) if member_pushes else None
+
+    def _charge_change(self, group: GroupState) -> None:
+        """RATE_LIMITED if the group's joins and leaves are over their pushes a second."""
+        if self._member_pushes is not None and not self._member_pushes.take(group.id, len(group.members)):
+            raise RateLimited(f"group {group.id} is over {self._member_pushes.rate:g} pushes/s of joins and"
+                              " leaves (each costs one per member); retry later")
 
     def forget(self, user: UserId) -> None:
         """The user has no session here any more (a spent budget is kept until refilled)."""
@@ -235,6 +244,7 @@ class Groups:
             raise RequestError("already a member", ErrorCode.CONFLICT)
         if group.record.join_mode == "open":
             self._check_room(group, 1)
+            self._charge_change(group)
             await self._add(group, user.id)
             self._event(group, "joined", user.id, [user.id], came_or_went=[user.id])
             return "joined"
@@ -265,6 +275,7 @@ class Groups:
         member = _member(group, user)
         if member.role == "owner":
             raise RequestError("the owner hands the group over (GROUP_TRANSFER) or dissolves it", ErrorCode.FORBIDDEN)
+        self._charge_change(group)
         await self._remove(group, user)
         self._event(group, "left", user, [user], came_or_went=[user])
 

@@ -13,7 +13,7 @@ from typing import Callable
 
 from ..core_ext.errors import RateLimited
 
-__all__ = ["Bucket", "UserBuckets", "SendQuota", "Left"]
+__all__ = ["Bucket", "UserBuckets", "SendQuota", "Left", "SharedBuckets"]
 
 #: accounts that left whose spent budgets a ledger keeps, at most (the oldest go first)
 MAX_LEFT = 100_000
@@ -98,6 +98,37 @@ class Left:
 
     def clear(self) -> None:
         self._until.clear()
+
+
+class SharedBuckets:
+    """One token bucket per key that many accounts share (a group): ``take(key, amount)``
+    is True if the amount was taken (more than the bucket holds asks for a full one).
+    At most ``limit`` are kept: past it, the full ones go, then the oldest."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 limit: int = MAX_LEFT) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self._clock = clock
+        self._limit = limit
+        self._buckets: dict[object, Bucket] = {}
+
+    def take(self, key: object, amount: float) -> bool:
+        now = self._clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._limit:
+                self._prune(now)
+            bucket = self._buckets[key] = Bucket(self.rate, self.burst, now)
+        return bucket.take(min(float(amount), self.burst), now)
+
+    def _prune(self, now: float) -> None:
+        kept = {key: b for key, b in self._buckets.items() if b.full_at(now) > now}
+        while len(kept) >= self._limit:
+            del kept[next(iter(kept))]
+        self._buckets = kept
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class UserBuckets:

@@ -1,15 +1,17 @@
 """What a group message may cost: the account is charged by the members it reaches (pushes
 and bytes), the node by all group messages together, and a member who does not read is
-dropped once its backlog would pass ``max_write_buffer``; each refusal has its documented
-code, nothing is stored for it, and the others are served."""
+dropped once its backlog would pass ``max_write_buffer``; a group's joins and leaves are
+refused, and its typing signals dropped, past the pushes a second they may make. Each
+refusal has its documented code, nothing is stored or changed for it, and the others are
+served."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
-from harness import new_user
+from harness import new_user, next_event, nothing_pending
 
-from edgeim.core_ext.protocol import ErrorCode
+from edgeim.core_ext.protocol import ErrorCode, Op
 from edgeim.sdk import Client, ServerError
 
 
@@ -98,3 +100,52 @@ async def test_a_member_who_stops_reading_is_dropped_and_the_others_get_every_me
         assert (await asyncio.wait_for(reader.pushes.get(), 5)).content == "still serving"
     finally:
         await close_all(members)
+
+
+# -- joins, leaves and typing: each group's pushes are budgeted by its audience ------------------
+
+async def test_a_groups_typing_past_its_budget_is_dropped_not_refused(serve_factory):
+    # a bucket of 0.01 push a second: the first signal is relayed, the rest of the minute dropped
+    server = serve_factory(group_typing_rate=0.01, typing_rate=1000, typing_burst=1000)
+    members, group = await group_of(server, 5)
+    owner, typist, watcher = members[0], members[1], members[2]
+    conv = f"g{group}"
+    try:
+        for client in members[1:]:
+            await next_event(client, Op.GROUP_PUSH)  # "created"
+        for _ in range(5):
+            await typist.typing(conv)  # every one answered TYPING_OK
+        await owner.typing(conv)  # another typist of the same group: the group's budget is spent
+        first = await next_event(watcher, Op.TYPING_PUSH)
+        assert first.user == typist.user_id
+        assert await nothing_pending(watcher, messages=False)  # the rest were dropped
+        # the members are not harmed otherwise: messages still reach them
+        await owner.send_group(group, "still here")
+        assert (await asyncio.wait_for(watcher.pushes.get(), 5)).content == "still here"
+    finally:
+        await close_all(members)
+
+
+async def test_joins_and_leaves_of_a_group_past_its_budget_are_refused_with_nothing_changed(serve_factory):
+    # 3 members to start: a join costs 3, a leave 4 (the members it is announced to)
+    server = serve_factory(group_join_rate=0.001, group_join_burst=8)
+    members, group = await group_of(server, 3)
+    owner = members[0]
+    await owner.group_update(group, join_mode="open")
+    async with Client(server.url) as joiner, Client(server.url) as late:
+        await new_user(joiner)
+        await new_user(late)
+        try:
+            assert (await joiner.group_join(group)).status == "joined"  # 3 of 8
+            await joiner.group_quit(group)  # 4: 7 of 8
+            with pytest.raises(ServerError) as join_err:
+                await late.group_join(group)
+            with pytest.raises(ServerError) as quit_err:
+                await members[1].group_quit(group)
+            assert join_err.value.code == quit_err.value.code == ErrorCode.RATE_LIMITED
+            assert {m.user for m in await owner.group_members(group)} == {c.user_id for c in members}
+            # other groups have budgets of their own
+            other = await owner.group_create("another", [], join_mode="open")
+            assert (await late.group_join(other.group)).status == "joined"
+        finally:
+            await close_all(members)
