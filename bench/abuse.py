@@ -20,6 +20,14 @@ separate process:
   acks come back (4 in flight each) for ``--seconds``; reports content stored per second
   over the whole window and over its second half (after any burst allowance), and how many
   sends were refused.
+- ``group-flood``: ``--members`` accounts (default 2,000, the largest group on default
+  settings) online in one group, ``--deaf`` of them (300) never reading; its owner posts
+  ``--size``-byte messages to it at its message budget (50/s) for ``--seconds``, whatever
+  is refused. Meanwhile a pair of friends outside the group sends SEND→ACK every 20 ms
+  and logs in with a token every 0.5 s. Reports their latencies before (quiet) and
+  during, the pushes/s the members got, the owner's sends acked and refused, the
+  never-readers dropped, and the node's RSS before and at its peak. Staging lowers the
+  password hash cost (2,000 registrations).
 
 ``--node-python`` runs the node with another interpreter, e.g. the virtualenv of an older
 checkout, so that before and after are measured the same way:
@@ -51,7 +59,7 @@ from benchlib import (  # noqa: E402
 )
 
 PASSWORD = "bench-password"
-SCENARIOS = ("login-flood", "sync-hog", "disk-fill")
+SCENARIOS = ("login-flood", "sync-hog", "disk-fill", "group-flood")
 
 
 # -- the load generator (a separate process) ----------------------------------------------------
@@ -262,7 +270,117 @@ async def disk_fill_client(spec: dict[str, Any]) -> dict[str, Any]:
     return {"acked_at": acked, "refused": refused, "bytes": len(content)}
 
 
-SCENARIO_CLIENTS = {"login-flood": login_flood_client, "sync-hog": sync_hog_client, "disk-fill": disk_fill_client}
+async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
+    from benchclient import RequestFailed, limited
+
+    from edgeim.core_ext import bodies
+    from edgeim.core_ext.codec import encode_frame
+    from edgeim.core_ext.protocol import Flag, Op
+    from benchlib import rss_kib
+    url, count, deaf_count = spec["url"], spec["members"], spec["deaf"]
+    members = await limited([lambda n=n: _account(url, f"member{n}") for n in range(count)], 16)
+    owner = members[0]
+    ids = [m.user_id for m in members[1:]]
+    _, reply = await owner.request(Op.GROUP_CREATE, bodies.GroupCreate(name="big", members=ids[:499]))
+    group = bodies.decode(reply, bodies.GroupInfo).group
+    for start in range(499, len(ids), 500):  # at most 500 a request
+        await owner.request(Op.GROUP_INVITE, bodies.GroupUsers(group=group, users=ids[start:start + 500]))
+    alice, bob = await _account(url, "alice"), await _account(url, "bob")
+    tokens = await _open(url, "token")
+    _, reply = await tokens.request(Op.LOGIN, bodies.Login(username="alice", password=PASSWORD, terminal="probe"))
+    token = bodies.decode(reply, bodies.LoginOk).token
+    tokens.close()
+    deaf = members[count - deaf_count:]
+    readers = members[1:count - deaf_count]
+    pushes = [0]
+
+    def on_push(conn: Any, op: int, payload: Any, now: float) -> None:
+        if op == Op.MSG_PUSH:
+            pushes[0] += 1
+
+    for conn in readers:
+        conn.on_push = on_push
+    await asyncio.sleep(1.0)  # the "created" pushes are read
+    for conn in deaf:
+        conn.transport.underlying_transport.pause_reading()
+    sends: list[tuple[str, float]] = []
+    logins: list[tuple[str, float, str]] = []
+    rss: list[tuple[str, int]] = []
+    phase = "quiet"
+    stop_at = time.monotonic() + spec["quiet_seconds"] + spec["seconds"]
+    outcome = {"acked": 0, "refused": 0, "refusals": {}}
+    pushes_at_attack = [0, 0.0]
+
+    async def pair_loop() -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            t = time.monotonic()
+            await alice.request(Op.SEND, bodies.Send(cmid=f"pair{n}", content="hello"), target=bob.user_id)
+            sends.append((phase, time.monotonic() - t))
+            await asyncio.sleep(0.02)
+
+    async def login_loop() -> None:
+        while time.monotonic() < stop_at:
+            t = time.monotonic()
+            try:
+                conn = await _open(url, "probe")
+                try:
+                    await asyncio.wait_for(conn.request(Op.TOKEN_LOGIN, bodies.TokenLogin(token=token, terminal="probe")), 30)
+                    result = "ok"
+                finally:
+                    conn.close()
+            except Exception as exc:
+                result = type(exc).__name__
+            logins.append((phase, time.monotonic() - t, result))
+            await asyncio.sleep(0.5)
+
+    async def rss_loop() -> None:
+        while time.monotonic() < stop_at:
+            rss.append((phase, rss_kib(spec["node_pid"])))
+            await asyncio.sleep(0.1)
+
+    async def attack() -> None:
+        nonlocal phase
+        await asyncio.sleep(spec["quiet_seconds"])
+        phase = "attack"
+        pushes_at_attack[:] = [pushes[0], time.monotonic()]
+        content = "x" * spec["size"]
+        pending = set()
+
+        async def one(n: int) -> None:
+            try:
+                await owner.request(Op.SEND, bodies.Send(cmid=f"flood{n}", content=content), target=group,
+                                    flags=int(Flag.GROUP))
+                outcome["acked"] += 1
+            except RequestFailed as exc:
+                outcome["refused"] += 1
+                reason = str(exc).split("refused: ", 1)[-1][:60]
+                outcome["refusals"][reason] = outcome["refusals"].get(reason, 0) + 1
+            except ConnectionError:
+                outcome["refusals"]["owner disconnected"] = 1
+
+        n = 0
+        next_at = time.monotonic()
+        while time.monotonic() < stop_at and not owner.is_closed:
+            n += 1
+            task = asyncio.ensure_future(one(n))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            next_at += 1.0 / spec["send_rate"]
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+        await asyncio.wait(pending, timeout=10) if pending else None
+
+    await asyncio.gather(pair_loop(), login_loop(), rss_loop(), attack())
+    elapsed = time.monotonic() - pushes_at_attack[1]
+    return {"sends": sends, "logins": logins, "rss": rss, "owner": outcome,
+            "pushes_per_s": (pushes[0] - pushes_at_attack[0]) / elapsed,
+            "deaf_dropped": sum(1 for c in deaf if c.is_closed), "deaf": len(deaf),
+            "readers_dropped": sum(1 for c in readers if c.is_closed)}
+
+
+SCENARIO_CLIENTS = {"login-flood": login_flood_client, "sync-hog": sync_hog_client, "disk-fill": disk_fill_client,
+                    "group-flood": group_flood_client}
 
 
 # -- the parent: a node per scenario, the client process, the report -----------------------------
@@ -272,15 +390,20 @@ def run(scenario: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     env = {"IM_STRANGERS_MAY_SEND": "1", "IM_SQLITE_SYNC": args.sqlite_sync}
     if scenario != "login-flood":  # the set-up logs in dozens of times from one address
         env.update(IM_LOGIN_RATE="1000000", IM_LOGIN_BURST="1000000")
+    if scenario == "group-flood":  # 2,000 registrations: cheap hashes
+        env.update(IM_PASSWORD_MEMORY_KIB="256", IM_PASSWORD_TIME_COST="1")
     if scenario == "sync-hog":
         env.update(IM_MAX_SESSIONS_PER_USER="16", IM_USER_SEND_BYTES_RATE="1000000000",
                    IM_USER_SEND_BYTES_BURST="1000000000", IM_USER_SEND_RATE="100000", IM_USER_SEND_BURST="100000")
+    env.update({f"IM_{name.upper()}": value for name, value in (item.split("=", 1) for item in args.set)})
     cmd = [args.node_python, "-m", "edgeim.cli", "serve", "--port", "0", "--data-dir", str(data)]
     node, url = start_server(cmd, workdir / f"{scenario}.log", env={**os.environ, **env})
     clients = []
     try:
         spec = {"scenario": scenario, "url": url, "flood_rate": args.flood_rate, "flood_seconds": args.flood_seconds,
-                "tail_seconds": args.tail_seconds, "seconds": args.seconds, "quiet_seconds": 3.0}
+                "tail_seconds": args.tail_seconds, "seconds": args.seconds, "quiet_seconds": 3.0,
+                "members": args.members, "deaf": args.deaf, "size": args.size, "send_rate": args.send_rate,
+                "node_pid": node.pid}
         cpu_before = cpu_seconds(node.pid)
         clients = start_clients(client_main, [spec])
         result = receive(clients[0][1], "result", 900)
@@ -330,6 +453,26 @@ def summary(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
         out["hog_syncs_answered"] = r["hog_syncs"]["ok"]
         out["hog_syncs_refused"] = r["hog_syncs"]["refused"]
         return out
+    if scenario == "group-flood":
+        out = {}
+        for phase in ("quiet", "attack"):
+            sends = [s for ph, s in r["sends"] if ph == phase]
+            logins = [s for ph, s, o in r["logins"] if ph == phase and o == "ok"]
+            out[f"{phase}_pair_send_ms_p50"] = p(sends, 0.5)
+            out[f"{phase}_pair_send_ms_p99"] = p(sends, 0.99)
+            out[f"{phase}_token_login_ms_p50"] = p(logins, 0.5)
+            out[f"{phase}_token_login_ms_max"] = p(logins, 1.0)
+            out[f"{phase}_token_logins_failed"] = sum(1 for ph, _, o in r["logins"] if ph == phase and o != "ok")
+        quiet_rss = [kib for ph, kib in r["rss"] if ph == "quiet"]
+        out["node_rss_mb_quiet"] = round(max(quiet_rss) / 1024) if quiet_rss else None
+        out["node_rss_mb_peak"] = round(max(kib for _, kib in r["rss"]) / 1024)
+        out["member_pushes_per_s"] = round(r["pushes_per_s"])
+        out["owner_sends_acked"] = r["owner"]["acked"]
+        out["owner_sends_refused"] = r["owner"]["refused"]
+        out["owner_refusals"] = r["owner"]["refusals"]
+        out["never_readers_dropped"] = f"{r['deaf_dropped']} of {r['deaf']}"
+        out["readers_dropped"] = r["readers_dropped"]
+        return out
     acked, size = r["acked_at"], r["bytes"]
     window = max(acked) if acked else 1.0
     half = [t for t in acked if t >= window / 2]
@@ -347,6 +490,12 @@ def main() -> None:
     parser.add_argument("--tail-seconds", type=float, default=10.0, help="genuine logins go on this long after the flood")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window (sync-hog, disk-fill)")
     parser.add_argument("--sqlite-sync", default="FULL")
+    parser.add_argument("--set", action="append", default=[], metavar="SETTING=VALUE",
+                        help="a node setting for every scenario, e.g. --set user_fanout_rate=1e9 (repeatable)")
+    parser.add_argument("--members", type=int, default=2000, help="members of the group (group-flood)")
+    parser.add_argument("--deaf", type=int, default=300, help="members who never read (group-flood)")
+    parser.add_argument("--size", type=int, default=100, help="content bytes of each group message (group-flood)")
+    parser.add_argument("--send-rate", type=float, default=50.0, help="group messages per second tried (group-flood)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     unknown = set(args.scenarios) - set(SCENARIOS)

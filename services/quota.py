@@ -208,12 +208,12 @@ class SendQuota:
         node_pushes, node_bytes = self._node if audience > 1 else (None, None)
         _take_all(now, (
             (messages, 1.0, "your account is over {rate:g} messages/s"),
-            (size, content_bytes, "your account is over {rate:g} bytes/s of messages"),
+            (size, content_bytes, "your account is over {rate:.0f} bytes/s of messages"),
             (pushes, audience, "your account is over {rate:g} pushes/s (a message costs one per member it reaches)"),
             (push_bytes, audience * content_bytes,
-             "your account is over {rate:g} bytes/s of pushes (a message costs its size per member it reaches)"),
+             "your account is over {rate:.0f} bytes/s of pushes (a message costs its size per member it reaches)"),
             (node_pushes, audience, "the node is over {rate:g} group pushes/s; retry later"),
-            (node_bytes, audience * content_bytes, "the node is over {rate:g} bytes/s of group pushes; retry later"),
+            (node_bytes, audience * content_bytes, "the node is over {rate:.0f} bytes/s of group pushes; retry later"),
         ))
 
     def _new(self, now: float) -> tuple[Bucket | None, ...]:
