@@ -22,6 +22,10 @@ __all__ = ["write_frames", "Peer", "Outbox", "RoutingTable"]
 _log = logging.getLogger("edgeim.fanout")
 
 cdef uint8_t _FIN_BINARY = 0x82
+# while the node's peers hold more than Outbox.max_bytes, a peer may hold 1/PRESSED of its
+# own bound
+cdef enum:
+    PRESSED = 16
 
 
 cdef inline Py_ssize_t _header_size(Py_ssize_t size) noexcept:
@@ -93,11 +97,18 @@ cdef class Outbox:
     cdef object _loop
     cdef list _dirty
     cdef object _flush_cb
+    #: bytes all peers may hold together (0: no bound): past it, a peer holding more than
+    #: PRESSED of its own bound is dropped as its next frame is queued
+    cdef public Py_ssize_t max_bytes
+    #: what the peers hold, as each last saw it (frames queued, the transport's unsent bytes)
+    cdef readonly Py_ssize_t queued
 
     def __cinit__(self, object loop):
         self._loop = loop
         self._dirty = []
         self._flush_cb = self.flush
+        self.max_bytes = 0
+        self.queued = 0
 
     cpdef flush(self):
         cdef list dirty = self._dirty
@@ -163,15 +174,20 @@ cdef class Peer:
         cdef Py_ssize_t size
         if frame is None:
             raise TypeError("frame must be bytes, not None")
+        cdef Py_ssize_t limit = self.max_bytes
+        cdef Outbox outbox = self._outbox
         if self.closed:
             return
         size = PyBytes_GET_SIZE(frame)
-        if self.max_bytes and self._pending + self._buffered + size > self.max_bytes:
-            self._buffered = self.transport.underlying_transport.get_write_buffer_size()
-            if self._pending + self._buffered + size > self.max_bytes:
+        if limit and outbox.max_bytes and outbox.queued + size > outbox.max_bytes:
+            limit = limit // PRESSED  # the node holds too much: laggards go first
+        if limit and self._pending + self._buffered + size > limit:
+            self.refresh()
+            if self._pending + self._buffered + size > limit:
                 self._overflow()
                 return
         self._pending += size
+        outbox.queued += size
         if not self._queued:
             self._queued = True
             if not self._outbox._dirty:
@@ -184,20 +200,34 @@ cdef class Peer:
         # swapped before the write: a frame queued while it runs goes to the next flush
         self._out, self._spare = self._spare, frames
         self._queued = False
+        self._outbox.queued -= self._pending
         self._pending = 0
         if frames:
             try:
                 write_frames(self.transport, frames)
             finally:
                 frames.clear()
-            if self.max_bytes:
-                self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+            self.refresh()
+
+    cpdef refresh(self):
+        """Read again how many bytes the transport has not sent (the client may have read)."""
+        cdef Py_ssize_t now
+        if self.closed or not self.max_bytes:
+            return
+        now = self.transport.underlying_transport.get_write_buffer_size()
+        self._outbox.queued += now - self._buffered
+        self._buffered = now
+
+    cpdef close(self):
+        """The connection is gone: the peer takes nothing more and holds nothing."""
+        self.closed = True
+        self._outbox.queued -= self._pending + self._buffered
+        self._pending = self._buffered = 0
 
     cdef _overflow(self):
-        self.closed = True
+        self.close()
         self.overflowed = True
         self._out.clear()
-        self._pending = 0
         _log.warning("slow consumer dropped", extra={"user": self.user, "max_bytes": self.max_bytes})
         # later, not inside the caller's loop over the routing table's peers
         self._outbox._loop.call_soon((<object>self.transport).disconnect, False)

@@ -12,6 +12,8 @@ from picows import WSMsgType, WSTransport
 __all__ = ["write_frames", "Peer", "Outbox", "RoutingTable"]
 
 _BINARY = WSMsgType.BINARY
+#: while the node's peers hold more than Outbox.max_bytes, a peer may hold 1/PRESSED of its bound
+PRESSED = 16
 _FIN_BINARY = 0x82
 
 
@@ -48,12 +50,17 @@ log = logging.getLogger("edgeim.fanout")
 class Outbox:
     """Peers with frames queued in this loop iteration; each is written once, at its end."""
 
-    __slots__ = ("_loop", "_dirty", "_flush_cb")
+    __slots__ = ("_loop", "_dirty", "_flush_cb", "max_bytes", "queued")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._dirty: list[Peer] = []
         self._flush_cb = self.flush
+        #: bytes all peers may hold together (0: no bound): past it, a peer holding more
+        #: than 1/PRESSED of its own bound is dropped as its next frame is queued
+        self.max_bytes = 0
+        #: what the peers hold, as each last saw it
+        self.queued = 0
 
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -97,12 +104,17 @@ class Peer:
         if self.closed:
             return
         size = len(frame)
-        if self.max_bytes and self._pending + self._buffered + size > self.max_bytes:
-            self._buffered = self.transport.underlying_transport.get_write_buffer_size()
-            if self._pending + self._buffered + size > self.max_bytes:
+        limit = self.max_bytes
+        outbox = self._outbox
+        if limit and outbox.max_bytes and outbox.queued + size > outbox.max_bytes:
+            limit //= PRESSED  # the node holds too much: laggards go first
+        if limit and self._pending + self._buffered + size > limit:
+            self.refresh()
+            if self._pending + self._buffered + size > limit:
                 self._overflow()
                 return
         self._pending += size
+        outbox.queued += size
         if not self._queued:
             self._queued = True
             outbox = self._outbox
@@ -115,20 +127,33 @@ class Peer:
         frames = self._out
         self._out, self._spare = self._spare, frames  # a frame queued during the write goes next time
         self._queued = False
+        self._outbox.queued -= self._pending
         self._pending = 0
         if frames:
             try:
                 write_frames(self.transport, frames)
             finally:
                 frames.clear()
-            if self.max_bytes:
-                self._buffered = self.transport.underlying_transport.get_write_buffer_size()
+            self.refresh()
+
+    def refresh(self) -> None:
+        """Read again how many bytes the transport has not sent (the client may have read)."""
+        if self.closed or not self.max_bytes:
+            return
+        now = self.transport.underlying_transport.get_write_buffer_size()
+        self._outbox.queued += now - self._buffered
+        self._buffered = now
+
+    def close(self) -> None:
+        """The connection is gone: the peer takes nothing more and holds nothing."""
+        self.closed = True
+        self._outbox.queued -= self._pending + self._buffered
+        self._pending = self._buffered = 0
 
     def _overflow(self) -> None:
-        self.closed = True
+        self.close()
         self.overflowed = True
         self._out.clear()
-        self._pending = 0
         log.warning("slow consumer dropped", extra={"user": self.user, "max_bytes": self.max_bytes})
         # later, not inside the caller's loop over the routing table's peers
         self._outbox._loop.call_soon(self.transport.disconnect, False)

@@ -115,6 +115,7 @@ class Node:
 
         self.table = RoutingTable()
         self.outbox = Outbox(self.loop)
+        self.outbox.max_bytes = config.node_max_write_buffer
         # embedded routes and bus: no other node can exist, nothing is routed beyond this one
         self.delivery = Delivery(self.id, self.routes, self.bus, self.table, self.spawn, alone=not config.bus)
         self.state = State(self.store)

@@ -123,6 +123,7 @@ class EdgeServer:
             now = self.loop.time()
             renew = []
             for session in list(self.sessions):
+                session.peer.refresh()  # what the node's connections hold, read again
                 if session.state != AUTHENTICATED and now - session.connected_at > config.auth_timeout:
                     session.close(CloseCode.AUTH_TIMEOUT, "login timeout")
                 elif now - session.last_active > config.idle_timeout:

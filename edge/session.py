@@ -127,7 +127,7 @@ class Session(WSListener):
         self.closed = True
         self._registry.discard(self)
         if self.peer is not None:
-            self.peer.closed = True
+            self.peer.close()
         self._on_closed(self)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:

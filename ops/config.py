@@ -85,6 +85,9 @@ class Config:
     #: bytes a connection may leave unread before it is dropped as a slow consumer (no close
     #: frame: it would queue behind what the client does not read)
     max_write_buffer: int = 4 * 1024 * 1024
+    #: bytes all connections of the node may leave unread together; past it, one more than a
+    #: sixteenth of max_write_buffer behind is dropped as its next frame is queued (0: no bound)
+    node_max_write_buffer: int = 256 * 1024 * 1024
     #: SQLite synchronous mode: FULL (fsync every commit) or NORMAL (WAL: fsync at checkpoint)
     sqlite_sync: str = "FULL"
     #: argon2id cost of password hashes, memory in KiB (default: OWASP's minimum, 19 MiB);
@@ -334,6 +337,8 @@ class Config:
         if min(self.user_fanout_rate, self.user_fanout_bytes_rate, self.node_fanout_rate,
                self.node_fanout_bytes_rate) <= 0 or self.user_fanout_burst < 1 or self.user_fanout_bytes_burst < 1:
             raise ConfigError("user_fanout_* and node_fanout_* must be positive")
+        if self.max_write_buffer < 0 or self.node_max_write_buffer < 0:
+            raise ConfigError("max_write_buffer and node_max_write_buffer must be 0 or more bytes")
         if self.max_sessions_per_user < 1:
             raise ConfigError("max_sessions_per_user must be at least 1")
         if self.store and not self.store.startswith(("mysql://", "mariadb://", "tidb://")):
@@ -455,6 +460,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Cluster": ("node_id", "store", "routes", "bus", "route_ttl", "routes_timeout", "store_timeout",
                 "store_idle_timeout", "backend_probe_timeout", "number_lease"),
     "Limits": ("rate", "burst", "flood_limit", "bad_frame_limit", "auth_timeout", "idle_timeout", "max_write_buffer",
+               "node_max_write_buffer",
                "login_rate", "login_burst", "login_backlog", "login_account_failures", "login_account_lock",
                "login_account_lock_max", "user_send_rate", "user_send_burst",
                "user_send_bytes_rate", "user_send_bytes_burst", "user_fanout_rate", "user_fanout_burst",

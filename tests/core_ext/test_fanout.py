@@ -211,3 +211,46 @@ async def test_a_frame_must_be_bytes(fanout):
     outbox = fanout.Outbox(asyncio.get_running_loop())
     with pytest.raises(TypeError):
         fanout.Peer(outbox, None, None).send(None)
+
+
+async def test_while_the_node_holds_too_much_the_laggard_goes_and_the_reader_stays(fanout, connections):
+    (reader, _, reader_side), (_, deaf_transport, deaf_side), *_ = connections
+    deaf_transport.underlying_transport.pause_reading()
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    outbox.max_bytes = 300_000  # all peers together; each alone may hold 4 MiB
+    peers = [fanout.Peer(outbox, side.transport, None) for side in (reader_side, deaf_side)]
+    for peer in peers:
+        peer.max_bytes = 4 * 1024 * 1024
+    keen, deaf = peers
+    frame = frames_of([MAX_BODY_SIZE])[0]
+    sent = 0
+    while not deaf.closed and sent < 2000:  # up to 128 MB
+        keen.send(frame)
+        deaf.send(frame)
+        outbox.flush()
+        sent += 1
+        await received(reader, sent)
+    assert deaf.overflowed and not keen.closed
+    # dropped at a sixteenth of its own bound, the node's being passed, not at 4 MiB
+    assert deaf_side.transport.underlying_transport.get_write_buffer_size() <= 4 * 1024 * 1024 // 16
+    keen.send(frame)  # the reader is served on
+    outbox.flush()
+    await received(reader, sent + 1)
+
+
+async def test_what_the_peers_hold_is_counted_back_to_nothing(fanout, connections):
+    (reader, _, side), *_ = connections
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    peer = fanout.Peer(outbox, side.transport, None)
+    peer.max_bytes = 1_000_000
+    frame = frames_of([1000])[0]
+    for n in range(10):
+        peer.send(frame)
+    assert outbox.queued == 10 * len(frame)
+    outbox.flush()
+    await received(reader, 10)
+    peer.refresh()
+    assert outbox.queued == 0
+    peer.send(frame)
+    peer.close()  # gone with a frame queued: nothing is left counted
+    assert outbox.queued == 0 and peer.closed
