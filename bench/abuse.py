@@ -28,6 +28,11 @@ separate process:
   during, the pushes/s the members got, the owner's sends acked and refused, the
   never-readers dropped, and the node's RSS before and at its peak. Staging lowers the
   password hash cost (2,000 registrations).
+- ``group-churn``: ``--members`` minus ``--churners`` accounts online in one open group;
+  ``--churners`` (20) other accounts join and leave it as fast as they are answered, and
+  ``--typists`` (40) members send TYPING every 0.1 s, for ``--seconds``, beside the same
+  pair of friends. Reports the pair's latencies, the GROUP_PUSH and TYPING_PUSH frames
+  the members got a second, and how the requests were answered.
 
 ``--node-python`` runs the node with another interpreter, e.g. the virtualenv of an older
 checkout, so that before and after are measured the same way:
@@ -59,7 +64,7 @@ from benchlib import (  # noqa: E402
 )
 
 PASSWORD = "bench-password"
-SCENARIOS = ("login-flood", "sync-hog", "disk-fill", "group-flood")
+SCENARIOS = ("login-flood", "sync-hog", "disk-fill", "group-flood", "group-churn")
 
 
 # -- the load generator (a separate process) ----------------------------------------------------
@@ -270,14 +275,13 @@ async def disk_fill_client(spec: dict[str, Any]) -> dict[str, Any]:
     return {"acked_at": acked, "refused": refused, "bytes": len(content)}
 
 
-async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
-    from benchclient import RequestFailed, limited
+async def _big_group(url: str, count: int) -> tuple[list[Any], int, Any, Any, str]:
+    """``count`` accounts online in one group (the first its owner), and a pair of friends
+    outside it: (members, group, alice, bob, alice's token)."""
+    from benchclient import limited
 
     from edgeim.core_ext import bodies
-    from edgeim.core_ext.codec import encode_frame
-    from edgeim.core_ext.protocol import Flag, Op
-    from benchlib import rss_kib
-    url, count, deaf_count = spec["url"], spec["members"], spec["deaf"]
+    from edgeim.core_ext.protocol import Op
     members = await limited([lambda n=n: _account(url, f"member{n}") for n in range(count)], 16)
     owner = members[0]
     ids = [m.user_id for m in members[1:]]
@@ -288,8 +292,52 @@ async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
     alice, bob = await _account(url, "alice"), await _account(url, "bob")
     tokens = await _open(url, "token")
     _, reply = await tokens.request(Op.LOGIN, bodies.Login(username="alice", password=PASSWORD, terminal="probe"))
-    token = bodies.decode(reply, bodies.LoginOk).token
     tokens.close()
+    return members, group, alice, bob, bodies.decode(reply, bodies.LoginOk).token
+
+
+async def _pair_probes(url: str, alice: Any, bob: Any, token: str, stop_at: float, phase: list[str],
+                       sends: list[tuple[str, float]], logins: list[tuple[str, float, str]]) -> None:
+    """The pair of friends: SEND->ACK every 20 ms, a TOKEN_LOGIN on a new connection every 0.5 s."""
+    from edgeim.core_ext import bodies
+    from edgeim.core_ext.protocol import Op
+
+    async def pair_loop() -> None:
+        n = 0
+        while time.monotonic() < stop_at:
+            n += 1
+            t = time.monotonic()
+            await alice.request(Op.SEND, bodies.Send(cmid=f"pair{n}", content="hello"), target=bob.user_id)
+            sends.append((phase[0], time.monotonic() - t))
+            await asyncio.sleep(0.02)
+
+    async def login_loop() -> None:
+        while time.monotonic() < stop_at:
+            t = time.monotonic()
+            try:
+                conn = await _open(url, "probe")
+                try:
+                    await asyncio.wait_for(conn.request(Op.TOKEN_LOGIN, bodies.TokenLogin(token=token, terminal="probe")), 30)
+                    result = "ok"
+                finally:
+                    conn.close()
+            except Exception as exc:
+                result = type(exc).__name__
+            logins.append((phase[0], time.monotonic() - t, result))
+            await asyncio.sleep(0.5)
+
+    await asyncio.gather(pair_loop(), login_loop())
+
+
+async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
+    from benchclient import RequestFailed
+
+    from edgeim.core_ext import bodies
+    from edgeim.core_ext.protocol import Flag, Op
+    from benchlib import rss_kib
+    url, count, deaf_count = spec["url"], spec["members"], spec["deaf"]
+    members, group, alice, bob, token = await _big_group(url, count)
+    owner = members[0]
     deaf = members[count - deaf_count:]
     readers = members[1:count - deaf_count]
     pushes = [0]
@@ -306,44 +354,19 @@ async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
     sends: list[tuple[str, float]] = []
     logins: list[tuple[str, float, str]] = []
     rss: list[tuple[str, int]] = []
-    phase = "quiet"
+    phase = ["quiet"]
     stop_at = time.monotonic() + spec["quiet_seconds"] + spec["seconds"]
     outcome = {"acked": 0, "refused": 0, "refusals": {}}
     pushes_at_attack = [0, 0.0]
 
-    async def pair_loop() -> None:
-        n = 0
-        while time.monotonic() < stop_at:
-            n += 1
-            t = time.monotonic()
-            await alice.request(Op.SEND, bodies.Send(cmid=f"pair{n}", content="hello"), target=bob.user_id)
-            sends.append((phase, time.monotonic() - t))
-            await asyncio.sleep(0.02)
-
-    async def login_loop() -> None:
-        while time.monotonic() < stop_at:
-            t = time.monotonic()
-            try:
-                conn = await _open(url, "probe")
-                try:
-                    await asyncio.wait_for(conn.request(Op.TOKEN_LOGIN, bodies.TokenLogin(token=token, terminal="probe")), 30)
-                    result = "ok"
-                finally:
-                    conn.close()
-            except Exception as exc:
-                result = type(exc).__name__
-            logins.append((phase, time.monotonic() - t, result))
-            await asyncio.sleep(0.5)
-
     async def rss_loop() -> None:
         while time.monotonic() < stop_at:
-            rss.append((phase, rss_kib(spec["node_pid"])))
+            rss.append((phase[0], rss_kib(spec["node_pid"])))
             await asyncio.sleep(0.1)
 
     async def attack() -> None:
-        nonlocal phase
         await asyncio.sleep(spec["quiet_seconds"])
-        phase = "attack"
+        phase[0] = "attack"
         pushes_at_attack[:] = [pushes[0], time.monotonic()]
         content = "x" * spec["size"]
         pending = set()
@@ -371,7 +394,7 @@ async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
         await asyncio.wait(pending, timeout=10) if pending else None
 
-    await asyncio.gather(pair_loop(), login_loop(), rss_loop(), attack())
+    await asyncio.gather(_pair_probes(url, alice, bob, token, stop_at, phase, sends, logins), rss_loop(), attack())
     elapsed = time.monotonic() - pushes_at_attack[1]
     return {"sends": sends, "logins": logins, "rss": rss, "owner": outcome,
             "pushes_per_s": (pushes[0] - pushes_at_attack[0]) / elapsed,
@@ -379,8 +402,69 @@ async def group_flood_client(spec: dict[str, Any]) -> dict[str, Any]:
             "readers_dropped": sum(1 for c in readers if c.is_closed)}
 
 
+async def group_churn_client(spec: dict[str, Any]) -> dict[str, Any]:
+    from benchclient import RequestFailed
+
+    from edgeim.core_ext import bodies
+    from edgeim.core_ext.protocol import Op
+    url, churners_count, typists_count = spec["url"], spec["churners"], spec["typists"]
+    members, group, alice, bob, token = await _big_group(url, spec["members"] - churners_count)
+    await members[0].request(Op.GROUP_UPDATE, bodies.GroupUpdate(group=group, join_mode="open"))
+    churners = [await _account(url, f"churner{n}") for n in range(churners_count)]
+    typists = members[1:1 + typists_count]
+    counts = {int(Op.GROUP_PUSH): 0, int(Op.TYPING_PUSH): 0}
+
+    def on_push(conn: Any, op: int, payload: Any, now: float) -> None:
+        if op in counts:
+            counts[op] += 1
+
+    for conn in members:
+        conn.on_push = on_push
+    await asyncio.sleep(1.0)
+    sends: list[tuple[str, float]] = []
+    logins: list[tuple[str, float, str]] = []
+    phase = ["quiet"]
+    stop_at = time.monotonic() + spec["quiet_seconds"] + spec["seconds"]
+    outcomes: dict[str, int] = {}
+    at_attack: list[Any] = [{}, 0.0]
+
+    def count(what: str) -> None:
+        outcomes[what] = outcomes.get(what, 0) + 1
+
+    async def churn(conn: Any) -> None:
+        while time.monotonic() < stop_at:
+            for op, body in ((Op.GROUP_JOIN, bodies.GroupJoin(group=group)), (Op.GROUP_QUIT, bodies.GroupRef(group=group))):
+                try:
+                    await conn.request(op, body)
+                    count(f"{op.name} ok")
+                except RequestFailed as exc:
+                    count(f"{op.name} {str(exc).split('refused: ', 1)[-1][:4]}")
+                    await asyncio.sleep(0.01)
+
+    async def type_on(conn: Any) -> None:
+        while time.monotonic() < stop_at:
+            try:
+                await conn.request(Op.TYPING, bodies.Typing(conv=f"g{group}", typing=True))
+                count("TYPING ok")
+            except RequestFailed as exc:
+                count(f"TYPING {str(exc).split('refused: ', 1)[-1][:4]}")
+            await asyncio.sleep(0.1)
+
+    async def attack() -> None:
+        await asyncio.sleep(spec["quiet_seconds"])
+        phase[0] = "attack"
+        at_attack[:] = [dict(counts), time.monotonic()]
+        await asyncio.gather(*(churn(c) for c in churners), *(type_on(c) for c in typists))
+
+    await asyncio.gather(_pair_probes(url, alice, bob, token, stop_at, phase, sends, logins), attack())
+    elapsed = time.monotonic() - at_attack[1]
+    return {"sends": sends, "logins": logins, "outcomes": outcomes,
+            "group_pushes_per_s": (counts[int(Op.GROUP_PUSH)] - at_attack[0][int(Op.GROUP_PUSH)]) / elapsed,
+            "typing_pushes_per_s": (counts[int(Op.TYPING_PUSH)] - at_attack[0][int(Op.TYPING_PUSH)]) / elapsed}
+
+
 SCENARIO_CLIENTS = {"login-flood": login_flood_client, "sync-hog": sync_hog_client, "disk-fill": disk_fill_client,
-                    "group-flood": group_flood_client}
+                    "group-flood": group_flood_client, "group-churn": group_churn_client}
 
 
 # -- the parent: a node per scenario, the client process, the report -----------------------------
@@ -390,7 +474,7 @@ def run(scenario: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     env = {"IM_STRANGERS_MAY_SEND": "1", "IM_SQLITE_SYNC": args.sqlite_sync}
     if scenario != "login-flood":  # the set-up logs in dozens of times from one address
         env.update(IM_LOGIN_RATE="1000000", IM_LOGIN_BURST="1000000")
-    if scenario == "group-flood":  # 2,000 registrations: cheap hashes
+    if scenario in ("group-flood", "group-churn"):  # 2,000 registrations: cheap hashes
         env.update(IM_PASSWORD_MEMORY_KIB="256", IM_PASSWORD_TIME_COST="1")
     if scenario == "sync-hog":
         env.update(IM_MAX_SESSIONS_PER_USER="16", IM_USER_SEND_BYTES_RATE="1000000000",
@@ -402,7 +486,7 @@ def run(scenario: str, args: argparse.Namespace, workdir: Path) -> dict[str, Any
     try:
         spec = {"scenario": scenario, "url": url, "flood_rate": args.flood_rate, "flood_seconds": args.flood_seconds,
                 "tail_seconds": args.tail_seconds, "seconds": args.seconds, "quiet_seconds": 3.0,
-                "members": args.members, "deaf": args.deaf, "size": args.size, "send_rate": args.send_rate,
+                "members": args.members, "deaf": args.deaf, "churners": args.churners, "typists": args.typists, "size": args.size, "send_rate": args.send_rate,
                 "node_pid": node.pid}
         cpu_before = cpu_seconds(node.pid)
         clients = start_clients(client_main, [spec])
@@ -453,6 +537,20 @@ def summary(scenario: str, r: dict[str, Any]) -> dict[str, Any]:
         out["hog_syncs_answered"] = r["hog_syncs"]["ok"]
         out["hog_syncs_refused"] = r["hog_syncs"]["refused"]
         return out
+    if scenario == "group-churn":
+        out = {}
+        for phase in ("quiet", "attack"):
+            sends = [s for ph, s in r["sends"] if ph == phase]
+            logins = [s for ph, s, o in r["logins"] if ph == phase and o == "ok"]
+            out[f"{phase}_pair_send_ms_p50"] = p(sends, 0.5)
+            out[f"{phase}_pair_send_ms_p99"] = p(sends, 0.99)
+            out[f"{phase}_token_login_ms_p50"] = p(logins, 0.5)
+            out[f"{phase}_token_login_ms_max"] = p(logins, 1.0)
+            out[f"{phase}_token_logins_failed"] = sum(1 for ph, _, o in r["logins"] if ph == phase and o != "ok")
+        out["group_pushes_per_s"] = round(r["group_pushes_per_s"])
+        out["typing_pushes_per_s"] = round(r["typing_pushes_per_s"])
+        out["requests"] = dict(sorted(r["outcomes"].items()))
+        return out
     if scenario == "group-flood":
         out = {}
         for phase in ("quiet", "attack"):
@@ -495,6 +593,8 @@ def main() -> None:
     parser.add_argument("--members", type=int, default=2000, help="members of the group (group-flood)")
     parser.add_argument("--deaf", type=int, default=300, help="members who never read (group-flood)")
     parser.add_argument("--size", type=int, default=100, help="content bytes of each group message (group-flood)")
+    parser.add_argument("--churners", type=int, default=20, help="accounts joining and leaving (group-churn)")
+    parser.add_argument("--typists", type=int, default=40, help="members typing (group-churn)")
     parser.add_argument("--send-rate", type=float, default=50.0, help="group messages per second tried (group-flood)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
