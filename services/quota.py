@@ -41,20 +41,13 @@ class Bucket:
         return now + (self.burst - tokens) / self.rate
 
 
-def _take_all(now: float, charges: tuple[tuple[Bucket | None, float, str], ...]) -> None:
-    """Take each amount from its bucket (None: not kept), an amount above a bucket's size
-    as the whole bucket; if one has too little, give back what was taken and raise
-    RATE_LIMITED with that bucket's message (``{rate}`` filled in)."""
-    taken: list[tuple[Bucket, float]] = []
-    for bucket, amount, message in charges:
-        if bucket is None:
-            continue
-        amount = min(float(amount), bucket.burst)
-        if not bucket.take(amount, now):
-            for spent, back in taken:  # not sent: nothing is spent
-                spent.tokens = min(spent.burst, spent.tokens + back)
-            raise RateLimited(message.format(rate=bucket.rate))
-        taken.append((bucket, amount))
+def _refused(message: str, *taken: tuple[Bucket | None, float]) -> RateLimited:
+    """RATE_LIMITED saying ``message``, once what the earlier buckets took is given back
+    (the message is not sent: nothing is spent)."""
+    for bucket, amount in taken:
+        if bucket is not None:
+            bucket.tokens = min(bucket.burst, bucket.tokens + min(float(amount), bucket.burst))
+    return RateLimited(message)
 
 
 class Left:
@@ -205,16 +198,27 @@ class SendQuota:
         elif user in self._left:
             self._left.back(user)
         messages, size, pushes, push_bytes = buckets
-        node_pushes, node_bytes = self._node if audience > 1 else (None, None)
-        _take_all(now, (
-            (messages, 1.0, "your account is over {rate:g} messages/s"),
-            (size, content_bytes, "your account is over {rate:.0f} bytes/s of messages"),
-            (pushes, audience, "your account is over {rate:g} pushes/s (a message costs one per member it reaches)"),
-            (push_bytes, audience * content_bytes,
-             "your account is over {rate:.0f} bytes/s of pushes (a message costs its size per member it reaches)"),
-            (node_pushes, audience, "the node is over {rate:g} group pushes/s; retry later"),
-            (node_bytes, audience * content_bytes, "the node is over {rate:.0f} bytes/s of group pushes; retry later"),
-        ))
+        # one bucket after another, each refusal giving back what the earlier ones took
+        if not messages.take(1.0, now):
+            raise RateLimited(f"your account is over {messages.rate:g} messages/s")
+        if not size.take(content_bytes, now):
+            raise _refused(f"your account is over {size.rate:.0f} bytes/s of messages", (messages, 1.0))
+        fanned = audience * content_bytes
+        if pushes is not None and not pushes.take(min(audience, pushes.burst), now):
+            raise _refused(f"your account is over {pushes.rate:g} pushes/s (a message costs one per member it"
+                           " reaches)", (messages, 1.0), (size, content_bytes))
+        if push_bytes is not None and not push_bytes.take(min(fanned, push_bytes.burst), now):
+            raise _refused(f"your account is over {push_bytes.rate:.0f} bytes/s of pushes (a message costs its size"
+                           " per member it reaches)", (messages, 1.0), (size, content_bytes), (pushes, audience))
+        if audience > 1:
+            node_pushes, node_bytes = self._node
+            if node_pushes is not None and not node_pushes.take(min(audience, node_pushes.burst), now):
+                raise _refused(f"the node is over {node_pushes.rate:g} group pushes/s; retry later", (messages, 1.0),
+                               (size, content_bytes), (pushes, audience), (push_bytes, fanned))
+            if node_bytes is not None and not node_bytes.take(min(fanned, node_bytes.burst), now):
+                raise _refused(f"the node is over {node_bytes.rate:.0f} bytes/s of group pushes; retry later",
+                               (messages, 1.0), (size, content_bytes), (pushes, audience), (push_bytes, fanned),
+                               (node_pushes, audience))
 
     def _new(self, now: float) -> tuple[Bucket | None, ...]:
         return (Bucket(*self._messages, now), Bucket(*self._bytes, now),
