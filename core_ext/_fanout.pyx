@@ -98,7 +98,7 @@ cdef class Outbox:
     cdef list _dirty
     cdef object _flush_cb
     #: bytes all peers may hold together (0: no bound): past it, a peer holding more than
-    #: PRESSED of its own bound is dropped as its next frame is queued
+    #: 1/PRESSED of its own bound is dropped as its next frame is queued
     cdef public Py_ssize_t max_bytes
     #: what the peers hold, as each last saw it (frames queued, the transport's unsent bytes)
     cdef readonly Py_ssize_t queued
@@ -172,10 +172,10 @@ cdef class Peer:
         iteration's frames. Dropped once the peer is closed, or if it would pass
         ``max_bytes`` (the peer is closed then)."""
         cdef Py_ssize_t size
-        if frame is None:
-            raise TypeError("frame must be bytes, not None")
         cdef Py_ssize_t limit = self.max_bytes
         cdef Outbox outbox = self._outbox
+        if frame is None:
+            raise TypeError("frame must be bytes, not None")
         if self.closed:
             return
         size = PyBytes_GET_SIZE(frame)
