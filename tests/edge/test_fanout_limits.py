@@ -102,6 +102,24 @@ async def test_a_member_who_stops_reading_is_dropped_and_the_others_get_every_me
         await close_all(members)
 
 
+
+async def test_while_the_node_holds_too_much_a_laggard_goes_first_and_readers_stay(serve_factory):
+    # a node bound of one byte: always passed, so each connection may hold 4 MiB / 16
+    server = serve_factory(max_write_buffer=4 * 1024 * 1024, node_max_write_buffer=1, rate=100_000, burst=100_000)
+    members, group = await group_of(server, 3)
+    owner, deaf, reader = members
+    try:
+        deaf._transport.underlying_transport.pause_reading()
+        sent = 200  # 6 MB: the socket buffers and 256 KiB, not the socket buffers and 4 MiB
+        for n in range(sent):
+            await owner.send_group(group, f"{n:04}" + "z" * 30_000)
+        deaf._transport.underlying_transport.resume_reading()
+        assert await asyncio.wait_for(deaf.wait_closed(), 10) is None
+        got = [(await asyncio.wait_for(reader.pushes.get(), 5)).content[:4] for _ in range(sent)]
+        assert got == [f"{n:04}" for n in range(sent)] and reader.connected
+    finally:
+        await close_all(members)
+
 # -- joins, leaves and typing: each group's pushes are budgeted by its audience ------------------
 
 async def test_a_groups_typing_past_its_budget_is_dropped_not_refused(serve_factory):
