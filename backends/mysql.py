@@ -55,7 +55,7 @@ from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
-    SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -370,6 +370,7 @@ class MysqlStore(WriteQueue):
         connect_timeout: int = 5,
         read_timeout: int = 10,
         idle_transaction_timeout: int = 10,
+        search_timeout: float = 2.0,
     ) -> None:
         if MySQLdb is None:
             raise StoreUnavailable("MysqlStore needs mysqlclient: pip install mysqlclient"
@@ -380,6 +381,8 @@ class MysqlStore(WriteQueue):
             raise ValueError("batch_max must be at least 1")
         self._args = parse_url(url)
         self.url = url
+        #: seconds a search's statements may run, together (the server stops them: SearchTimeout)
+        self.search_timeout = search_timeout
         self.reader_threads = reader_threads
         self.batch_max = batch_max
         self.retry_for = retry_for
@@ -504,8 +507,13 @@ class MysqlStore(WriteQueue):
         return await self._read(_in_snapshot, _readers, conv, seq, exclude, after, limit)
 
     async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
-                     limit: int) -> list[StoredMessage]:
-        return await self._read(_in_snapshot, _search, list(convs), text, before_id, limit)
+                     limit: int, gone: Callable[[], bool] | None = None) -> list[StoredMessage]:
+        """A scan, bounded by the server: each statement may run for what is left of
+        ``search_timeout`` (MariaDB ``max_statement_time``, MySQL and TiDB
+        ``MAX_EXECUTION_TIME``), then ``SearchTimeout``. ``gone`` is looked at between
+        two statements."""
+        return await self._read(_in_snapshot, _search, list(convs), text, before_id, limit,
+                                time.monotonic() + self.search_timeout, gone)
 
     async def _read(self, fn: Callable[..., Any], *args: Any) -> Any:
         pool = self._reader_pool
@@ -1190,21 +1198,35 @@ def _load_group(cur: Any, group_id: int) -> GroupRecords | None:
     return GroupRecords(group, members, requests, _message(head) if head else None)
 
 
-def _search(cur: Any, convs: list[tuple[str, int]], text: str, before_id: int, limit: int) -> list[StoredMessage]:
+def _search(cur: Any, convs: list[tuple[str, int]], text: str, before_id: int, limit: int, deadline: float,
+            gone: Callable[[], bool] | None) -> list[StoredMessage]:
     """No full-text index here: the messages of ``convs`` whose content holds ``text`` are
-    scanned newest first, and the candidates checked against what a search matches."""
+    scanned newest first, and the candidates checked against what a search matches. Each
+    statement is stopped by the server once ``deadline`` (monotonic) has passed."""
     if not convs or limit <= 0:
         return []
     needle = text.lower()
     pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    mariadb = "MariaDB" in cur.connection.get_server_info()
     found: list[StoredMessage] = []
     for start in range(0, len(convs), _IN_CHUNK):
+        left = deadline - time.monotonic()
+        if left <= 0 or (gone is not None and gone()):
+            raise SearchTimeout("the search ran past its time bound")
         chunk = convs[start:start + _IN_CHUNK]
-        cur.execute(
-            f"{_SELECT_MESSAGES} WHERE conv IN ({_in_list(len(chunk), 1)}) AND id < %s AND recalled_by = 0"
-            f" AND type IN ({content.TEXT}, {content.FILE}, {content.LOCATION}) AND LOWER(content) LIKE %s"
-            " ORDER BY id DESC LIMIT %s",
-            (*[conv for conv, _ in chunk], before_id or _NO_BOUND, pattern, limit * 4))
+        sql = (f"{_SELECT_MESSAGES} WHERE conv IN ({_in_list(len(chunk), 1)}) AND id < %s AND recalled_by = 0"
+               f" AND type IN ({content.TEXT}, {content.FILE}, {content.LOCATION}) AND LOWER(content) LIKE %s"
+               " ORDER BY id DESC LIMIT %s")
+        if mariadb:
+            sql = f"SET STATEMENT max_statement_time = {max(left, 0.001):.3f} FOR {sql}"
+        else:  # MySQL 5.7+, TiDB
+            sql = sql.replace("SELECT ", f"SELECT /*+ MAX_EXECUTION_TIME({max(1, int(left * 1000))}) */ ", 1)
+        try:
+            cur.execute(sql, (*[conv for conv, _ in chunk], before_id or _NO_BOUND, pattern, limit * 4))
+        except MySQLdb.MySQLError as exc:
+            if exc.args and exc.args[0] in _STATEMENT_TIMEOUTS:
+                raise SearchTimeout("the search ran past its time bound") from None
+            raise
         floors = dict(chunk)
         for row in cur.fetchall():
             m = _message(row)
@@ -1212,6 +1234,10 @@ def _search(cur: Any, convs: list[tuple[str, int]], text: str, before_id: int, l
                 found.append(m)
     found.sort(key=lambda m: m.id, reverse=True)
     return found[:limit]
+
+
+#: a statement stopped at its time bound: MariaDB ER_STATEMENT_TIMEOUT, MySQL and TiDB ER_QUERY_TIMEOUT
+_STATEMENT_TIMEOUTS = (1969, 3024)
 
 
 def _readers(cur: Any, conv: str, seq: int, exclude: int, after: int, limit: int) -> tuple[int, list[UserId]]:

@@ -24,7 +24,7 @@ __all__ = [
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
-    "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable",
+    "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable", "SearchTimeout",
     # files
     "Files", "FileStat", "SignedUrl", "FilesUnavailable",
 ]
@@ -51,6 +51,11 @@ class StoreDamaged(RuntimeError):
 class StoreUnavailable(RuntimeError):
     """``open()`` cannot reach or open the store (permissions, a read-only disk, no
     server); the message says which."""
+
+
+class SearchTimeout(RuntimeError):
+    """``Store.search`` ran past its time bound (or its caller left): nothing was found
+    in time. Another search (narrower, or later) may succeed."""
 
 
 class User(msgspec.Struct, frozen=True):
@@ -394,11 +399,13 @@ class Store(Protocol):
         at or after ``seq`` (``joined_seq >= seq``) never saw it and is not counted."""
 
     async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
-                     limit: int) -> list[StoredMessage]:
+                     limit: int, gone: Callable[[], bool] | None = None) -> list[StoredMessage]:
         """Messages of ``convs`` (each with the seq at and below which the reader may not
         see it) whose searchable text (``content.searchable``) contains ``text``, case
         insensitive; recalled ones left out; newest first (by id), ids below ``before_id``
-        (0: no bound), at most ``limit``."""
+        (0: no bound), at most ``limit``. Bounded in time: past the store's search
+        timeout, or once ``gone()`` is true (the caller left), it stops and raises
+        ``SearchTimeout``."""
 
     # -- operations (the admin API) ----------------------------------------------------------
 

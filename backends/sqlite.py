@@ -10,7 +10,10 @@ the fsync is paid once per batch, not once per message.
 Threads: one writer thread owns the writing connection and is the only writer of the
 file (the per-conversation seq cache relies on it: open one ``SqliteStore`` per file).
 Reads run on one reader thread with its own read-only connection; WAL lets them proceed
-while the writer commits. Nothing here blocks the event loop.
+while the writer commits. Searches run on a thread of their own (a search can cost far
+more than a read: it never makes a SYNC wait), each within ``search_timeout`` seconds
+from its call, queueing and indexing included, or ``SearchTimeout``. Nothing here blocks
+the event loop.
 """
 from __future__ import annotations
 
@@ -32,12 +35,13 @@ from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
     NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
-    SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
+    StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, Sink, WriteQueue, resolve, settle
 
-__all__ = ["SqliteStore", "MIGRATIONS", "INDEX_IDLE", "INDEX_SLICE"]
+__all__ = ["SqliteStore", "MIGRATIONS", "INDEX_IDLE", "INDEX_SLICE", "INDEX_SLICE_BYTES", "SEARCH_SCAN_ROWS"]
 
 log = logging.getLogger("edgeim.store")
 
@@ -208,8 +212,19 @@ _INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
 _SET_MARK = "INSERT INTO search_marks (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq"
 #: seconds without writes after which the writer indexes messages for search
 INDEX_IDLE = 0.05
-#: messages read into the search index per index transaction (~30 ms of the writer's time)
+#: messages read into the search index per index transaction (~20 ms of the writer's time
+#: for short messages)
 INDEX_SLICE = 2048
+#: text bytes indexed per index transaction, whichever of the two comes first (the trigram
+#: index takes ~0.3 s a MiB: a slice of 2,048 messages of 32 KB would hold the writer for
+#: 20 s; this holds it ~40 ms, one message at least)
+INDEX_SLICE_BYTES = 128 * 1024
+#: a search whose conversations hold at most this many messages (after the reader's floors)
+#: reads them and compares their text; past it, the trigram index is asked (whose cost is
+#: that of the query over every conversation's messages: bounded by the search timeout)
+SEARCH_SCAN_ROWS = 100_000
+#: seconds between two looks at a running search (its client gone, its deadline past)
+_SEARCH_WATCH = 0.1
 _ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
 _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
@@ -238,12 +253,15 @@ class SqliteStore(WriteQueue):
         *,
         synchronous: str = "FULL",
         batch_max: int = 512,
+        search_timeout: float = 2.0,
     ) -> None:
         synchronous = synchronous.upper()
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', not {synchronous!r}")
         if batch_max < 1:
             raise ValueError("batch_max must be at least 1")
+        if search_timeout <= 0:
+            raise ValueError("search_timeout must be positive")
         super().__init__()
         self.path = os.fspath(path)
         self.synchronous = synchronous
@@ -252,6 +270,13 @@ class SqliteStore(WriteQueue):
         self._writer_done: concurrent.futures.Future[None] = concurrent.futures.Future()
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._reader_local = threading.local()
+        #: the searches' thread and connection, and the search it runs now (an interrupt
+        #: is meant for that one only: ``_interrupt``)
+        self.search_timeout = search_timeout
+        self._searcher: concurrent.futures.ThreadPoolExecutor | None = None
+        self._searcher_conn: sqlite3.Connection | None = None
+        self._searching: object | None = None
+        self._search_lock = threading.Lock()
         self._accepting = False
         self._closed = False
         # Owned by the writer thread: conv -> last seq assigned (committed, or pending in
@@ -286,6 +311,9 @@ class SqliteStore(WriteQueue):
         self._reader = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="sqlite-reader", initializer=self._open_reader
         )
+        self._searcher = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="sqlite-search", initializer=self._open_searcher
+        )
         self._accepting = True
 
     async def close(self) -> None:
@@ -303,6 +331,12 @@ class SqliteStore(WriteQueue):
             # Queued after any read in flight; closes the connection on its own thread.
             await asyncio.get_running_loop().run_in_executor(self._reader, self._close_reader)
             self._reader.shutdown(wait=True)
+        if self._searcher is not None:
+            with self._search_lock:
+                if self._searching is not None and self._searcher_conn is not None:
+                    self._searcher_conn.interrupt()  # a search in progress ends now
+            await asyncio.get_running_loop().run_in_executor(self._searcher, self._close_searcher)
+            self._searcher.shutdown(wait=True)
 
     # -- writes (through the writer thread) --------------------------------------------
 
@@ -362,18 +396,89 @@ class SqliteStore(WriteQueue):
         return await self._read_with(_readers, conv, seq, exclude, after, limit)
 
     async def search(self, convs: Sequence[tuple[ConvId, int]], text: str, before_id: int,
-                     limit: int) -> list[StoredMessage]:
+                     limit: int, gone: Callable[[], bool] | None = None) -> list[StoredMessage]:
         """Matches every message acknowledged before the call: the conversations' messages
-        not in the index yet are indexed first (on the writer, INDEX_SLICE at a time)."""
+        not in the index yet are indexed first (on the writer, INDEX_SLICE messages or
+        INDEX_SLICE_BYTES at a time, commits going on between two slices). Answers within
+        ``search_timeout`` seconds of the call or raises ``SearchTimeout`` (what was asked
+        of the writer goes on: the next search finds it done). ``gone()`` true: the caller
+        left; the search is dropped where it is (``SearchTimeout`` too, nobody reads it)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.search_timeout
         behind = [conv for conv, _ in convs if conv in self._unindexed]  # a read of the writer's dict
         if behind:
             if not self._accepting:
                 raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
-            loop = asyncio.get_running_loop()
-            future: asyncio.Future[None] = loop.create_future()
-            self._enqueue(IndexNow(set(behind), future, resolve, loop))  # type: ignore[arg-type]
-            await future
-        return await self._read_with(_search, list(convs), text, before_id, limit)
+            indexed: asyncio.Future[None] = loop.create_future()
+            self._enqueue(IndexNow(set(behind), indexed, resolve, loop))  # type: ignore[arg-type]
+            await self._watch(indexed, deadline, gone)
+            indexed.result()
+        if not self._accepting or self._searcher is None:
+            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
+        token = object()
+        job = self._searcher.submit(self._call_searcher, token, list(convs), text, before_id, limit)
+        await self._watch(asyncio.wrap_future(job), deadline, gone, token, job)
+        return job.result()
+
+    async def _watch(self, future: asyncio.Future[Any], deadline: float, gone: Callable[[], bool] | None,
+                     token: object | None = None, job: concurrent.futures.Future[Any] | None = None) -> None:
+        """Wait for ``future`` until ``deadline`` or until the caller is gone; then a
+        search (``job``) still queued is cancelled, a running one interrupted (``token``), and
+        SearchTimeout raised (even if it ended meanwhile: it is late). Never cancels
+        ``future`` when it is the writer's (its ticket settles when the writer is done)."""
+        loop = asyncio.get_running_loop()
+        try:
+            while not future.done():
+                left = deadline - loop.time()
+                if left <= 0 or (gone is not None and gone()):
+                    break
+                await asyncio.wait({future}, timeout=min(left, _SEARCH_WATCH))
+        except asyncio.CancelledError:  # the request itself was cancelled (shutdown)
+            if job is not None and token is not None and not job.cancel():
+                self._interrupt(token)
+            raise
+        if future.done():
+            return
+        if job is None or token is None:  # indexing: it goes on without this search
+            raise SearchTimeout(f"the search took longer than {self.search_timeout:g} s (indexing its conversations)")
+        why = "its client left" if gone is not None and gone() else f"it took longer than {self.search_timeout:g} s"
+        if job.cancel():  # still queued behind other searches: never runs
+            raise SearchTimeout(f"the search was dropped before it ran: {why}")
+        self._interrupt(token)
+        await asyncio.wait({future})  # the statement ends at its next step
+        if not future.cancelled():
+            future.exception()  # retrieved (interrupted, or done just before): past the deadline either way
+        raise SearchTimeout(f"the search was stopped: {why}")
+
+    def _interrupt(self, token: object) -> None:
+        with self._search_lock:
+            if self._searching is token and self._searcher_conn is not None:
+                self._searcher_conn.interrupt()
+
+    def _call_searcher(self, token: object, *args: Any) -> list[StoredMessage]:
+        conn = self._searcher_conn
+        assert conn is not None
+        with self._search_lock:
+            self._searching = token
+        try:
+            conn.execute("BEGIN")  # one snapshot for every statement
+            try:
+                return _search(conn, *args)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")  # read only: nothing to keep
+        finally:
+            with self._search_lock:
+                self._searching = None
+
+    def _open_searcher(self) -> None:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = ON")
+        self._searcher_conn = conn
+
+    def _close_searcher(self) -> None:
+        if self._searcher_conn is not None:
+            self._searcher_conn.close()
 
     async def _read(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         if not self._accepting or self._reader is None:
@@ -450,7 +555,7 @@ class SqliteStore(WriteQueue):
             if self._asks:
                 self._index_asked(conn)
             elif not batch and self._unindexed:  # nothing else to do: catch up a little
-                self._index_some(conn, list(self._unindexed), INDEX_SLICE)
+                self._index_some(conn, list(self._unindexed), INDEX_SLICE, INDEX_SLICE_BYTES)
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         """One transaction for the whole batch; every write is settled whatever happens.
@@ -599,7 +704,10 @@ class SqliteStore(WriteQueue):
     # -- the search index, behind the commits ---------------------------------------------
 
     def _index_wait(self) -> float | None:
-        """How long the writer waits for writes before it indexes (None: forever)."""
+        """How long the writer waits for writes before it indexes (None: forever; 0 while
+        searches wait: a slice, then whatever writes came meanwhile, then the next slice)."""
+        if self._asks:
+            return 0
         return INDEX_IDLE if self._unindexed else None
 
     def _index_asked(self, conn: sqlite3.Connection) -> None:
@@ -607,33 +715,40 @@ class SqliteStore(WriteQueue):
         conversations are all indexed now are told. Between two slices, commits go on."""
         wanted = list(dict.fromkeys(c for ask in self._asks for c in ask.convs if c in self._unindexed))
         if wanted:
-            self._index_some(conn, wanted, INDEX_SLICE)
+            self._index_some(conn, wanted, INDEX_SLICE, INDEX_SLICE_BYTES)
         done = [ask for ask in self._asks if not any(c in self._unindexed for c in ask.convs)]
         if done:
             self._asks = [ask for ask in self._asks if ask not in done]
             settle(done, [(ask.ticket, None, None) for ask in done])  # type: ignore[arg-type]
 
-    def _index_some(self, conn: sqlite3.Connection, convs: list[str], most: int) -> None:
-        """Index up to ``most`` messages of ``convs`` past their marks, in one transaction
-        that moves the marks; a conversation indexed up to its newest message is done."""
+    def _index_some(self, conn: sqlite3.Connection, convs: list[str], most: int, most_bytes: int) -> None:
+        """Index up to ``most`` messages of ``convs`` past their marks, and no more once
+        their text passes ``most_bytes``, in one transaction that moves the marks; a
+        conversation indexed up to its newest message is done."""
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 rows: list[tuple[int, str]] = []
                 marks: list[tuple[str, int]] = []
                 finished: list[str] = []
+                size = 0
                 for conv in convs:
-                    if len(rows) >= most:
+                    if len(rows) >= most or size >= most_bytes:
                         break
                     mark = conn.execute("SELECT seq FROM search_marks WHERE conv = ?", (conv,)).fetchone()
                     last = mark[0] if mark else 0
-                    for msg_id, seq, type_, stored, recalled_by in conn.execute(
-                            "SELECT id, seq, type, content, recalled_by FROM messages WHERE conv = ? AND seq > ?"
-                            " ORDER BY seq LIMIT ?", (conv, last, max(1, most - len(rows)))):
+                    reading = conn.execute(
+                        "SELECT id, seq, type, content, recalled_by FROM messages WHERE conv = ? AND seq > ?"
+                        " ORDER BY seq LIMIT ?", (conv, last, max(1, most - len(rows))))
+                    for msg_id, seq, type_, stored, recalled_by in reading:
                         text = "" if recalled_by else content.searchable(type_, stored)
                         if text:
                             rows.append((msg_id, text))
+                            size += len(text)
                         last = seq
+                        if size >= most_bytes:
+                            break
+                    reading.close()  # (left part read when the bytes ran out)
                     marks.append((conv, last))
                     if last >= self._unindexed.get(conv, 0):
                         finished.append(conv)
@@ -937,24 +1052,44 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
 
 def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: str, before_id: int,
             limit: int) -> list[StoredMessage]:
+    """Narrowed to the reader's conversations first: when they hold at most
+    SEARCH_SCAN_ROWS messages, their indexed text is read and compared (the cost is the
+    reader's own messages, whoever else has written what); otherwise, and for a query of
+    three characters or more, the trigram index answers (its cost is the query's over
+    every message: the search timeout bounds it)."""
     if not convs or limit <= 0:
         return []
     mine = ", ".join("(?, ?)" for _ in convs)
     params: list[Any] = [value for pair in convs for value in pair]
     columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
-    if len(text) >= 3:  # the trigram index: any substring of three characters or more
+    rows = 0
+    if len(text) >= 3:
+        rows = conn.execute(f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT coalesce(sum(max(0,"
+                            " coalesce((SELECT max(seq) FROM messages WHERE conv = mine.conv), 0) - mine.floor)), 0)"
+                            " FROM mine", params).fetchone()[0]
+    if len(text) >= 3 and rows > SEARCH_SCAN_ROWS:  # the trigram index: any substring of three characters or more
         phrase = '"' + text.replace('"', '""') + '"'
         sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM message_text t"
                " JOIN messages m ON m.id = t.rowid JOIN mine ON mine.conv = m.conv AND m.seq > mine.floor"
-               " WHERE message_text MATCH ? AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
+               " WHERE message_text MATCH ? AND t.rowid < ? AND m.recalled_by = 0 ORDER BY t.rowid DESC LIMIT ?")
         params += [phrase, before_id or _NO_BOUND, limit]
-    else:  # shorter than a trigram: scan the indexed text of the reader's conversations
-        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    else:  # few messages, or shorter than a trigram: compare the indexed text of the reader's conversations
+        # instr over lower(): a plain substring search (memcmp), case-insensitive for ASCII
+        # letters as the index is; LIKE's pattern matcher can take quadratic time on text
+        # such as 32 KB of "a"
         sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM mine"
                " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
-               " WHERE t.body LIKE ? ESCAPE '\\' AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
-        params += [pattern, before_id or _NO_BOUND, limit]
+               " WHERE instr(lower(t.body), ?) > 0 AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
+        params += [_ascii_lower(text), before_id or _NO_BOUND, limit]
     return [StoredMessage(*row) for row in conn.execute(sql, params)]
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ascii_lower(text: str) -> str:
+    """What SQLite's lower() makes of ``text`` (ASCII letters only, without ICU)."""
+    return text.translate(_ASCII_LOWER)
 
 
 def _readers(conn: sqlite3.Connection, conv: str, seq: int, exclude: int, after: int,

@@ -209,7 +209,7 @@ class Api:
         s.reply(Op.RECALL_OK, req_id, message_body(tombstone))
 
     async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
-        rows, more = await self._messages.search(self._me(s), req)
+        rows, more = await self._messages.search(self._me(s), req, lambda: s.closed)
         page = _page(req.conv, rows, more, keep_newest=False)
         s.reply(Op.SEARCH_OK, req_id, bodies.SearchPage(msgs=page.msgs, has_more=page.has_more))
 

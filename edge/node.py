@@ -470,10 +470,11 @@ class Node:
 
 def _store(config: Config) -> Store:
     if not config.store:
-        return SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync)
+        return SqliteStore(config.data_dir / "edgeim.db", synchronous=config.sqlite_sync,
+                           search_timeout=config.search_timeout)
     from ..backends.mysql import MysqlStore  # the cluster backends' clients are an extra
     return MysqlStore(config.store, read_timeout=config.store_timeout,
-                      idle_transaction_timeout=config.store_idle_timeout)
+                      idle_transaction_timeout=config.store_idle_timeout, search_timeout=config.search_timeout)
 
 
 def _routes(config: Config) -> Routes:

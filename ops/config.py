@@ -248,6 +248,10 @@ class Config:
     #: call invitations one account may make per minute on a node (a bucket of that many,
     #: refilled evenly; 4000 RATE_LIMITED beyond)
     call_invites_per_minute: int = 10
+    #: seconds a SEARCH may take, waiting for the search index included; past it the search
+    #: is stopped and answered 3013 SEARCH_TIMEOUT (one search per account at a time: 4000
+    #: RATE_LIMITED for a second). Searches run beside the reads, never before a SYNC
+    search_timeout: float = 2.0
     # -- operations: admin API, metrics, lifecycle ----------------------------------------------
     #: bearer token of the admin API on the HTTP port (im user, group, cluster, stats), at
     #: least 16 characters of which 6 different (nodes of a cluster share it); empty:
@@ -379,6 +383,8 @@ class Config:
             raise ConfigError("typing_rate must be positive, typing_burst at least 1")
         if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
             raise ConfigError("call_ring_timeout must be positive and call_ttl longer than it")
+        if not 0 < self.search_timeout <= 3600:
+            raise ConfigError("search_timeout must be above 0 and at most 3600 s")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
@@ -468,7 +474,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "max_sessions_per_user", "group_max_members",
                "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
-               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute"),
+               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),

@@ -7,11 +7,11 @@ import asyncio
 import collections
 import contextlib
 import time
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
-from ..backends.protocols import ConvId, GroupId, NewMessage, RecallMessage, Store, StoredMessage, UserId
+from ..backends.protocols import ConvId, GroupId, NewMessage, RecallMessage, SearchTimeout, Store, StoredMessage, UserId
 from ..core_ext import bodies
-from ..core_ext.errors import RequestError
+from ..core_ext.errors import RateLimited, RequestError
 from ..core_ext.frames import message_body  # the one mapping of a stored message to its body
 from ..core_ext.protocol import MAX_BODY_SIZE, ErrorCode
 from .conversations import Conversations, group_conv, is_group, private_conv
@@ -42,6 +42,7 @@ class Messages:
         self._strangers_may_send = strangers_may_send
         self._users = users
         self._reads = ReadSlots(READS_PER_USER)
+        self._searching: set[UserId] = set()  # users with a search in progress (one each)
         self._recall_window_ms = int(recall_window * 1000)
 
     # -- sending --------------------------------------------------------------------------------
@@ -144,18 +145,30 @@ class Messages:
 
     # -- searching ------------------------------------------------------------------------------
 
-    async def search(self, user: UserState, req: bodies.Search) -> tuple[list[StoredMessage], bool]:
+    async def search(self, user: UserState, req: bodies.Search,
+                     gone: Callable[[], bool] | None = None) -> tuple[list[StoredMessage], bool]:
         """The newest messages of the user's conversations (or of ``req.conv``) whose text
-        contains ``req.query``, before message id ``req.before``."""
+        contains ``req.query``, before message id ``req.before``. One search per user at a
+        time (4000 RATE_LIMITED for a second one), answered within the store's search
+        timeout or 3013 SEARCH_TIMEOUT; ``gone()`` true (the client left) stops it.
+        Searches do not take the user's read slots: a SYNC never waits for one."""
         text = " ".join(req.query.split())
         if not text:
             raise RequestError("the query is blank", ErrorCode.INVALID_ARGUMENT)
-        if req.conv:
-            convs = [(ConvId(req.conv), await self._conversations.floor(user.id, req.conv))]
-        else:
-            convs = [(conv, uc.joined_seq) for conv, uc in user.convs.items()]
-        async with self._reads.slot(user.id):
-            rows = await self._store.search(convs, text, req.before, req.limit + 1)
+        if user.id in self._searching:
+            raise RateLimited("one search at a time: wait for the answer to the previous one")
+        self._searching.add(user.id)
+        try:
+            if req.conv:
+                convs = [(ConvId(req.conv), await self._conversations.floor(user.id, req.conv))]
+            else:
+                convs = [(conv, uc.joined_seq) for conv, uc in user.convs.items()]
+            rows = await self._store.search(convs, text, req.before, req.limit + 1, gone)
+        except SearchTimeout as exc:
+            raise RequestError(f"{exc}: search one conversation, or a longer text",
+                               ErrorCode.SEARCH_TIMEOUT) from None
+        finally:
+            self._searching.discard(user.id)
         return rows[:req.limit], len(rows) > req.limit
 
     # -- reading --------------------------------------------------------------------------------

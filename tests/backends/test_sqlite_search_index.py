@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from edgeim.backends import sqlite as sqlite_store
-from edgeim.backends.protocols import ConvId, NewMessage, RecallMessage, UserId
+from edgeim.backends.protocols import ConvId, NewMessage, RecallMessage, SearchTimeout, UserId
 from edgeim.backends.sqlite import SqliteStore
 
 _ids = iter(range(1, 10**9))
@@ -90,5 +90,100 @@ async def test_an_idle_writer_catches_the_index_up_alone(tmp_path, monkeypatch):
                 break
             await asyncio.sleep(0.01)
         assert index_rows(tmp_path / "im.db") == 10
+    finally:
+        await store.close()
+
+
+# -- what a search may cost: its own thread, a deadline, its caller gone -------------------------
+
+def _endless(conn, *args):
+    """A statement that never ends unless interrupted (stands for a search over far too much)."""
+    conn.execute("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c").fetchone()
+    return []
+
+
+@pytest.mark.parametrize("scan_rows", [0, 20_000], ids=["index", "scan"])
+async def test_both_ways_of_searching_find_the_same(tmp_path, monkeypatch, scan_rows):
+    """Past SEARCH_SCAN_ROWS the trigram index answers, below it the conversations' text
+    is compared: the same messages either way (case, floors, recalls, short queries)."""
+    monkeypatch.setattr(sqlite_store, "SEARCH_SCAN_ROWS", scan_rows)
+    store = SqliteStore(tmp_path / "im.db")
+    await store.open()
+    try:
+        old = await store.append(message("g1", "Report before the join"))
+        await store.append(message("g1", "the REPORT after the join"))
+        gone = await store.append(message("p1_2", "a report recalled"))
+        await store.apply(RecallMessage(ConvId("p1_2"), gone.seq, UserId(1), 5))
+        await store.append(message("p1_2", "weekly report"))
+        await store.append(message("p1_3", "someone else's report"))
+        await store.append(message("p1_2", "你好，世界"))
+        mine = [(ConvId("g1"), old.seq), (ConvId("p1_2"), 0)]
+        assert [m.content for m in await store.search(mine, "report", 0, 10)] == [
+            "weekly report", "the REPORT after the join"]
+        assert [m.content for m in await store.search(mine, "rEpOrT A", 0, 10)] == ["the REPORT after the join"]
+        assert [m.content for m in await store.search(mine, "世界", 0, 10)] == ["你好，世界"]
+        assert await store.search(mine, "recalled", 0, 10) == []
+    finally:
+        await store.close()
+
+
+async def test_a_search_past_its_timeout_is_stopped_and_reads_never_wait_for_it(tmp_path, monkeypatch, never_idle):
+    monkeypatch.setattr(sqlite_store, "_search", _endless)
+    store = SqliteStore(tmp_path / "im.db", search_timeout=0.3)
+    await store.open()
+    try:
+        sent = await store.append(message("p1_2", "hello"))
+        endless = asyncio.ensure_future(store.search([(ConvId("p1_2"), 0)], "hello", 0, 10))
+        queued = asyncio.ensure_future(store.search([(ConvId("p1_2"), 0)], "hello", 0, 10))
+        await asyncio.sleep(0)
+        assert [m.id for m in await store.messages_after(ConvId("p1_2"), 0, 10)] == [sent.id]
+        assert not endless.done()  # a read went past a search that is still running
+        with pytest.raises(SearchTimeout):
+            await endless
+        with pytest.raises(SearchTimeout):
+            await queued
+    finally:
+        await store.close()
+
+
+async def test_a_search_whose_caller_left_is_stopped(tmp_path, monkeypatch, never_idle):
+    monkeypatch.setattr(sqlite_store, "_search", _endless)
+    store = SqliteStore(tmp_path / "im.db", search_timeout=3600)
+    await store.open()
+    try:
+        left = False
+        search = asyncio.ensure_future(store.search([(ConvId("p1_2"), 0)], "hello", 0, 10, lambda: left))
+        await asyncio.sleep(0.05)
+        assert not search.done()
+        left = True
+        with pytest.raises(SearchTimeout):
+            await search
+        monkeypatch.undo()
+        store_search = await store.search([(ConvId("p1_2"), 0)], "hello", 0, 10)  # the thread is free again
+        assert store_search == []
+    finally:
+        await store.close()
+
+
+async def test_big_messages_are_indexed_in_slices_of_bytes(tmp_path, monkeypatch, never_idle):
+    """A search of a conversation with a backlog of large messages holds the writer for one
+    slice of INDEX_SLICE_BYTES at a time, not INDEX_SLICE messages."""
+    slices: list[int] = []
+    index_some = SqliteStore._index_some
+
+    def counted(self, conn, convs, most, most_bytes):
+        before = self.indexed
+        index_some(self, conn, convs, most, most_bytes)
+        slices.append(self.indexed - before)
+    monkeypatch.setattr(SqliteStore, "_index_some", counted)
+    store = SqliteStore(tmp_path / "im.db")
+    await store.open()
+    try:
+        big = "x" * 32_000
+        sent = [await store.append(message("g9", f"{n} {big}")) for n in range(12)]
+        found = await store.search([(ConvId("g9"), 0)], "11 xxx", 0, 20)
+        assert [m.id for m in found] == [sent[11].id]
+        per_slice = -(-sqlite_store.INDEX_SLICE_BYTES // 32_000)  # messages past the bound: one more at most
+        assert sum(slices) == 12 and len(slices) >= 2 and max(slices) <= per_slice
     finally:
         await store.close()

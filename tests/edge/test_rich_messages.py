@@ -239,3 +239,19 @@ async def test_search_finds_only_what_the_reader_may_see(clients):
     assert [m.content for m in (await bob.search("世界")).msgs] == ["你好，世界"]
     assert (await bob.search("typo")).msgs == []  # recalled
     await refused(bob.search("   "), ErrorCode.INVALID_ARGUMENT)
+
+
+async def test_a_search_past_the_search_timeout_is_answered_3013_and_reads_go_on(serve_factory):
+    """A node whose search timeout is over before any search can run (1 µs): the search is
+    stopped and answered SEARCH_TIMEOUT; the connection, SYNC and sends go on."""
+    server = serve_factory(search_timeout="0.000001")
+    async with Client(server.url) as alice, Client(server.url) as bob:
+        await new_user(alice)
+        await new_user(bob)
+        sent = await alice.send(bob.user_id, "a haystack with a needle")
+        conv = pconv(alice, bob)
+        await refused(bob.search("needle"), ErrorCode.SEARCH_TIMEOUT)
+        await refused(bob.search("ne", conv=conv), ErrorCode.SEARCH_TIMEOUT)  # the short-query way too
+        assert [m.id for m in (await bob.sync(conv)).msgs] == [sent.msg_id]
+        again = await alice.send(bob.user_id, "still here")
+        assert [m.id for m in (await bob.sync(conv, after_seq=sent.seq)).msgs] == [again.msg_id]
