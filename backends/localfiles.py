@@ -18,8 +18,8 @@ body's length and type are the granted ones; a GET signs none). A GET URL also c
 ``response-content-disposition``, which is signed like every other parameter. A URL is
 good from ``X-Im-Date`` for ``X-Im-Expires`` seconds (at most 7 days, as on S3).
 
-On disk: ``objects/<key>`` holds the bytes, ``meta/<key>`` the content type, ``tmp/``
-the uploads in progress. An upload is written to ``tmp/``, flushed to disk, and renamed
+On disk: ``objects/<key>`` holds the bytes, ``meta/<key>`` the content type,
+``owners/<key>`` the account it is charged to (its quota), ``tmp/`` the uploads in progress. An upload is written to ``tmp/``, flushed to disk, and renamed
 into place (the content type first, then the bytes: the bytes' rename is the commit), so
 a reader sees the old object or the whole new one, and an upload cut short leaves only a
 temporary file, removed at once (or at the next ``open`` after a crash).
@@ -39,7 +39,7 @@ import uuid
 from pathlib import Path
 from typing import AsyncIterator, Callable, Iterable, Mapping
 
-from .protocols import FileStat, FilesUnavailable, SignedUrl
+from .protocols import FileQuotaExceeded, FileStat, FilesUnavailable, SignedUrl
 
 __all__ = ["LocalFiles", "FileRefused", "KEY_PATTERN", "MAX_EXPIRES", "ALGORITHM"]
 
@@ -71,25 +71,38 @@ class FileRefused(Exception):
 class LocalFiles:
     """Files under ``root``, signed with ``secret``. ``base_url`` is where clients reach
     the node's HTTP listener (``http://host:port``); the node sets it once it listens.
-    ``clock`` gives unix seconds (tests move it)."""
+    ``clock`` gives unix seconds (tests move it).
 
-    def __init__(self, root: Path, secret: bytes, base_url: str = "", clock: Callable[[], float] = time.time) -> None:
+    ``min_free``: bytes of the disk that uploads leave free (the store shares the disk: it
+    must keep room to write); ``quota``: bytes of files one owner may keep (0: no bound).
+    ``free_space()`` gives the disk's free bytes (tests give a fake)."""
+
+    def __init__(self, root: Path, secret: bytes, base_url: str = "", clock: Callable[[], float] = time.time,
+                 *, min_free: int = 0, quota: int = 0, free_space: Callable[[], int] | None = None) -> None:
         self.root = root
         self.base_url = base_url.rstrip("/")
         self._secret = secret
         self._clock = clock
         self._objects = root / "objects"
         self._meta = root / "meta"
+        self._owners = root / "owners"
         self._tmp = root / "tmp"
+        self.min_free = min_free
+        self.quota = quota
+        self._free_space = free_space or (lambda: shutil.disk_usage(self.root).free)
+        #: owner -> bytes of their stored files; and of their uploads in progress
+        self._usage: dict[int, int] = {}
+        self._pending: dict[int, int] = {}
 
     # -- the Files protocol --------------------------------------------------------------------
 
     async def open(self) -> None:
         def prepare() -> None:
-            for path in (self._objects, self._meta):
+            for path in (self._objects, self._meta, self._owners):
                 path.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self._tmp, ignore_errors=True)  # uploads a crash cut short
             self._tmp.mkdir(parents=True, exist_ok=True)
+            self._usage = self._count_usage()
         try:
             await asyncio.to_thread(prepare)
         except OSError as exc:
@@ -98,9 +111,21 @@ class LocalFiles:
     async def close(self) -> None:
         pass
 
-    def presign_put(self, key: str, size: int, mime: str, expires: int) -> SignedUrl:
+    def presign_put(self, key: str, size: int, mime: str, expires: int, owner: int = 0) -> SignedUrl:
         headers = (("Content-Length", str(size)), ("Content-Type", mime))
-        return self._sign("PUT", key, expires, {"X-Im-SignedHeaders": _PUT_HEADERS}, headers)
+        extra = {"X-Im-SignedHeaders": _PUT_HEADERS}
+        if owner:
+            extra["X-Im-Owner"] = str(owner)  # signed like every parameter: who is charged
+        return self._sign("PUT", key, expires, extra, headers)
+
+    async def room(self, owner: int, size: int) -> None:
+        free = await asyncio.to_thread(self._free_space)
+        if free - size < self.min_free:
+            raise FilesUnavailable(f"the files' disk has {free} bytes free and keeps {self.min_free} for the store")
+        if self.quota and owner:
+            used = self._usage.get(owner, 0) + self._pending.get(owner, 0)
+            if used + size > self.quota:
+                raise FileQuotaExceeded(f"the account keeps {used} bytes of files, {self.quota} at most")
 
     def presign_get(self, key: str, expires: int, filename: str) -> SignedUrl:
         return self._sign("GET", key, expires, {"X-Im-SignedHeaders": "",
@@ -112,7 +137,7 @@ class LocalFiles:
 
     async def delete(self, key: str) -> None:
         _check_key(key)
-        await asyncio.to_thread(self._delete, key)
+        self._uncharge(await asyncio.to_thread(self._delete, key))
 
     # -- serving the signed URLs (edge/http.py) --------------------------------------------------
 
@@ -151,10 +176,27 @@ class LocalFiles:
         if signed_at.timestamp() > now + _MAX_SKEW:
             raise FileRefused(403, "the URL is not valid yet")
 
-    async def receive(self, key: str, mime: str, size: int, chunks: AsyncIterator[bytes]) -> None:
+    async def receive(self, key: str, mime: str, size: int, chunks: AsyncIterator[bytes], owner: int = 0) -> None:
         """Store the ``size`` bytes ``chunks`` yields under ``key``, all or nothing (see the
-        module doc). Raises FileRefused(400) when ``chunks`` ends early or yields more,
-        FilesUnavailable when the disk refuses; nothing is stored then."""
+        module doc), charged to ``owner``. Raises FileRefused(400) when ``chunks`` ends
+        early or yields more, FileRefused(507) when it would leave the disk less free
+        space than ``min_free`` or take ``owner`` past the quota (checked before a byte
+        is written), FilesUnavailable when the disk refuses; nothing is stored then."""
+        try:
+            await self.room(owner, size)
+        except (FilesUnavailable, FileQuotaExceeded) as exc:
+            raise FileRefused(507, f"insufficient storage: {exc}") from None
+        self._pending[owner] = self._pending.get(owner, 0) + size
+        try:
+            await self._receive(key, mime, size, chunks, owner)
+        finally:
+            left = self._pending[owner] - size
+            if left:
+                self._pending[owner] = left
+            else:
+                del self._pending[owner]
+
+    async def _receive(self, key: str, mime: str, size: int, chunks: AsyncIterator[bytes], owner: int) -> None:
         loop = asyncio.get_running_loop()
         tmp = self._tmp / uuid.uuid4().hex
         try:
@@ -175,8 +217,11 @@ class LocalFiles:
                     pending.clear()
             if got != size:
                 raise FileRefused(400, f"the body ended after {got} of {size} bytes")
-            await asyncio.to_thread(self._commit, f, bytes(pending), tmp, key, mime)
+            replaced = await asyncio.to_thread(self._commit, f, bytes(pending), tmp, key, mime, owner)
             committed = True
+            self._uncharge(replaced)
+            if owner:
+                self._usage[owner] = self._usage.get(owner, 0) + size
         except OSError as exc:
             raise FilesUnavailable(f"cannot store {key}: {exc}") from None
         finally:
@@ -213,19 +258,56 @@ class LocalFiles:
         canonical = f"{method}\n/files/{key}\n{query}\n{lines}\n{';'.join(name for name, _ in headers)}"
         return hmac.new(self._secret, canonical.encode(), hashlib.sha256).hexdigest()
 
-    def _commit(self, f, tail: bytes, tmp: Path, key: str, mime: str) -> None:  # type: ignore[no-untyped-def]
+    def _commit(self, f, tail: bytes, tmp: Path, key: str, mime: str,  # type: ignore[no-untyped-def]
+                owner: int) -> tuple[int, int]:
+        """Returns (owner, size) of the object it replaced ((0, 0): none)."""
         f.write(tail)
         f.flush()
         os.fsync(f.fileno())
         f.close()
-        target, meta = self._objects / key, self._meta / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        meta.parent.mkdir(parents=True, exist_ok=True)
+        replaced = self._charged(key)
+        target, meta, owned = self._objects / key, self._meta / key, self._owners / key
+        for path in (target, meta, owned):
+            path.parent.mkdir(parents=True, exist_ok=True)
         meta_tmp = tmp.with_suffix(".meta")
         meta_tmp.write_text(mime)
         os.replace(meta_tmp, meta)
+        if owner:
+            owner_tmp = tmp.with_suffix(".owner")
+            owner_tmp.write_text(str(owner))
+            os.replace(owner_tmp, owned)
+        else:
+            _unlink(owned)
         os.replace(tmp, target)  # the commit: the object appears whole
         _fsync_dir(target.parent)
+        return replaced
+
+    def _charged(self, key: str) -> tuple[int, int]:
+        """(owner, size) of the object at ``key``; (0, 0) when there is none or no owner."""
+        try:
+            owner = int((self._owners / key).read_text())
+            return owner, (self._objects / key).stat().st_size
+        except (OSError, ValueError):
+            return 0, 0
+
+    def _uncharge(self, charged: tuple[int, int]) -> None:
+        owner, size = charged
+        if owner and owner in self._usage:
+            left = self._usage[owner] - size
+            if left > 0:
+                self._usage[owner] = left
+            else:
+                del self._usage[owner]
+
+    def _count_usage(self) -> dict[int, int]:
+        """At open: every owner's bytes, from ``owners/`` and the objects' sizes."""
+        usage: dict[int, int] = {}
+        for path in self._owners.rglob("*"):
+            if path.is_file():
+                owner, size = self._charged(str(path.relative_to(self._owners)))
+                if owner:
+                    usage[owner] = usage.get(owner, 0) + size
+        return usage
 
     def _stat(self, key: str) -> FileStat | None:
         try:
@@ -240,8 +322,9 @@ class LocalFiles:
             mime = "application/octet-stream"
         return FileStat(size=size, mime=mime)
 
-    def _delete(self, key: str) -> None:
-        for base in (self._objects, self._meta):
+    def _delete(self, key: str) -> tuple[int, int]:
+        charged = self._charged(key)
+        for base in (self._objects, self._meta, self._owners):
             _unlink(base / key)
             # drop the directories the key made, up to the base, while they are empty
             parent = (base / key).parent
@@ -251,6 +334,7 @@ class LocalFiles:
                 except OSError:
                     break
                 parent = parent.parent
+        return charged
 
 
 async def _reading(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

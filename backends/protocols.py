@@ -24,7 +24,7 @@ __all__ = [
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
-    "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable", "SearchTimeout",
+    "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable", "SearchTimeout", "FileQuotaExceeded",
     # files
     "Files", "FileStat", "SignedUrl", "FilesUnavailable",
 ]
@@ -614,6 +614,10 @@ class FilesUnavailable(StoreUnavailable):
     store that cannot be opened does; later a grant that needs it is 5001 UNAVAILABLE."""
 
 
+class FileQuotaExceeded(Exception):
+    """An upload would take its account past the bytes of files it may keep."""
+
+
 class FileStat(msgspec.Struct, frozen=True):
     size: int  # bytes
     mime: str  # the Content-Type it was uploaded with
@@ -655,7 +659,14 @@ class Files(Protocol):
     async def open(self) -> None:
         """Make ready (a directory; a bucket, created if missing)."""
 
-    def presign_put(self, key: str, size: int, mime: str, expires: int) -> SignedUrl: ...
+    def presign_put(self, key: str, size: int, mime: str, expires: int, owner: int = 0) -> SignedUrl:
+        """``owner``: the account the upload is charged to (``room``)."""
+
+    async def room(self, owner: int, size: int) -> None:
+        """Raise if ``size`` more bytes of ``owner`` may not be stored now: FilesUnavailable
+        when the disk would keep less free space than its reserve (the store shares it),
+        FileQuotaExceeded past the account's quota. A backend that keeps no such account
+        (S3: the server's own limits) raises nothing."""
 
     def presign_get(self, key: str, expires: int, filename: str) -> SignedUrl: ...
 

@@ -239,6 +239,7 @@ class ErrorCode(enum.IntEnum):
     FILE_TYPE_REFUSED = 3011  # FILE_UPLOAD: the mime type is not one the node accepts
     BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     SEARCH_TIMEOUT = 3013  # SEARCH: not answered within the node's search timeout
+    FILE_QUOTA_EXCEEDED = 3014  # FILE_UPLOAD: the account keeps as many bytes of files as it may
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -337,8 +337,9 @@ def add_file_routes(server: HttpServer, files: LocalFiles) -> None:
         key = request.match_info["key"]
         try:
             files.check("PUT", key, request.query.items(), request.headers)
+            owner = request.query.get("X-Im-Owner", "0")  # signed: check() has seen to it
             await files.receive(key, request.headers.get("Content-Type", ""), int(request.headers["Content-Length"]),
-                                request.content.iter_chunked(256 * 1024))
+                                request.content.iter_chunked(256 * 1024), int(owner) if owner.isascii() and owner.isdigit() else 0)
         except FileRefused as refused:
             return _refuse(refused.status, str(refused), request)
         except FilesUnavailable as exc:

@@ -10,6 +10,7 @@ import logging
 import math
 import os
 import secrets
+import shutil
 import time
 import urllib.parse
 from pathlib import Path
@@ -180,7 +181,7 @@ class Node:
         self.routes_ok = True  # False while the routes backend fails (the announcements tell)
         # each backend's last probe (/readyz): a backend that hangs is down within the deadline
         self.readiness = Readiness({
-            "store": lambda: self.store.get_user(UserId(0)),  # one indexed read
+            "store": self._probe_store,
             "routes": self.routes.ping,
             "bus": self.bus.ping,
         }, PROBE_EVERY, config.backend_probe_timeout)
@@ -313,6 +314,16 @@ class Node:
         log.warning("routes written again", extra={"sessions": len(sessions), "convs": len(convs)})
 
     # -- operations: readiness, the registry, stats, reload ---------------------------------------
+
+    async def _probe_store(self) -> None:
+        """One indexed read; and, for the embedded store, room on the data dir's disk: a
+        store that cannot write is not ready, even while no write has failed yet."""
+        await self.store.get_user(UserId(0))
+        if not self.config.store:
+            free = await asyncio.to_thread(lambda: shutil.disk_usage(self.config.data_dir).free)
+            if free < self.config.store_min_free:
+                raise StoreUnavailable(f"the data dir has {free} bytes free (store_min_free: "
+                                       f"{self.config.store_min_free})")
 
     def unready(self) -> str:
         """Why ``/readyz`` is 503 (backends down: failing, or not answering their probe in
@@ -491,7 +502,8 @@ def _files(config: Config, secret: str) -> Files:
     if config.files == "local":
         # the URLs' own key, derived from the token secret (a leaked URL shows nothing of it)
         key = hmac.new(secret.encode(), b"edgeim local files v1", hashlib.sha256).digest()
-        return LocalFiles(config.data_dir / "files", key, config.files_url)
+        return LocalFiles(config.data_dir / "files", key, config.files_url, min_free=config.files_min_free,
+                          quota=config.file_quota)
     from ..backends.s3 import S3Files  # the minio SDK is in the cluster extra
     return S3Files.from_url(config.files)
 

@@ -219,6 +219,15 @@ class Config:
     file_grant_ttl: float = 900.0
     #: upload and download grants one account may get per minute on a node (4000 RATE_LIMITED beyond)
     file_grants_per_minute: int = 600
+    #: bytes of files one account may keep on this node's disk (local files; 3014
+    #: FILE_QUOTA_EXCEEDED for an upload past it; 0: no bound)
+    file_quota: int = 1024**3
+    #: free bytes the disk of the local files keeps for the store: an upload grant (5001) or
+    #: an upload (HTTP 507) that would leave less is refused, so messaging goes on
+    files_min_free: int = 1024**3
+    #: free bytes of the data dir below which /readyz says "store unavailable" (the embedded
+    #: store is about to fail its commits)
+    store_min_free: int = 64 * 1024**2
     # -- presence, typing and calls (rich messaging) ------------------------------------------
     #: seconds a user's presence changes are collected before their watchers get one push
     presence_debounce: float = 2.0
@@ -383,6 +392,8 @@ class Config:
             raise ConfigError("typing_rate must be positive, typing_burst at least 1")
         if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
             raise ConfigError("call_ring_timeout must be positive and call_ttl longer than it")
+        if self.file_quota < 0 or self.files_min_free < 0 or self.store_min_free < 0:
+            raise ConfigError("file_quota, files_min_free and store_min_free must be 0 or more")
         if not 0 < self.search_timeout <= 3600:
             raise ConfigError("search_timeout must be above 0 and at most 3600 s")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
@@ -472,7 +483,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "user_send_bytes_rate", "user_send_bytes_burst", "user_fanout_rate", "user_fanout_burst",
                "user_fanout_bytes_rate", "user_fanout_bytes_burst", "node_fanout_rate", "node_fanout_bytes_rate",
                "max_sessions_per_user", "group_max_members",
-               "file_max_size", "file_types", "file_grants_per_minute", "presence_rate", "presence_burst",
+               "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "files_min_free",
+               "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
                "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",

@@ -16,7 +16,7 @@ import time
 import unicodedata
 from typing import Awaitable, Callable
 
-from ..backends.protocols import Files, FilesUnavailable, UserId
+from ..backends.protocols import FileQuotaExceeded, Files, FilesUnavailable, UserId
 from ..core_ext import bodies
 from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
@@ -75,8 +75,14 @@ class FileGrants:
         if not self._allowed(mime):
             raise RequestError(f"files of type {mime} are not accepted", ErrorCode.FILE_TYPE_REFUSED)
         await self._floor(user, req.conv)  # FORBIDDEN (or INVALID_ARGUMENT) for a conv not theirs
+        try:  # uploads are refused before the disk is full: the store shares it
+            await self._files.room(user, req.size)
+        except FileQuotaExceeded as exc:
+            raise RequestError(f"{exc}: delete files, or send smaller ones", ErrorCode.FILE_QUOTA_EXCEEDED) from None
+        except FilesUnavailable as exc:
+            raise Unavailable(f"no room for files now: {exc}") from None
         key = f"{req.conv}/{secrets.token_urlsafe(12)}/{safe_name(req.name)}"
-        signed = self._files.presign_put(key, req.size, mime, self._ttl)
+        signed = self._files.presign_put(key, req.size, mime, self._ttl, user)
         return bodies.FileUploadOk(key=key, url=signed.url, expires_at=signed.expires_at,
                                    headers=[bodies.HttpHeader(name=n, value=v) for n, v in signed.headers])
 

@@ -14,7 +14,7 @@ import pytest
 import yarl
 
 from edgeim.backends.localfiles import LocalFiles
-from edgeim.backends.protocols import FileStat
+from edgeim.backends.protocols import FileQuotaExceeded, FileStat, FilesUnavailable
 from edgeim.edge.http import HttpServer, add_file_routes
 from edgeim.ops.config import Config
 
@@ -152,3 +152,52 @@ async def test_keys_are_checked_before_signing(files):
             files.presign_put(key, 1, "text/plain", 60)
     with pytest.raises(ValueError):
         files.presign_get(KEY, 8 * 24 * 3600, "notes.txt")  # longer than S3 allows
+
+
+# -- the disk's reserve for the store, and each account's quota ----------------------------------
+
+async def test_uploads_are_refused_before_the_disk_reserve(tmp_path):
+    """A fake free-space reading: an upload that would leave less than ``min_free`` is
+    refused at the grant's check (``room``) and at the PUT (507), and nothing is written."""
+    free = {"bytes": 10_000}
+    local = LocalFiles(tmp_path / "files", os.urandom(32), min_free=4_000, free_space=lambda: free["bytes"])
+    http = HttpServer(Config.load({"http_port": 0, "data_dir": tmp_path}, env={}))
+    add_file_routes(http, local)
+    await local.open()
+    await http.start()
+    local.base_url = http.url
+    try:
+        await local.room(7, 6_000)  # leaves 4,000: allowed
+        with pytest.raises(FilesUnavailable):
+            await local.room(7, 6_001)
+        grant = local.presign_put(KEY, 5_000, "text/plain", 60, owner=7)
+        free["bytes"] = 8_000  # the store wrote meanwhile
+        status, reason = await request("PUT", grant.url, b"x" * 5_000, Content_Type="text/plain")
+        assert status == 507 and b"insufficient storage" in reason
+        assert await local.stat(KEY) is None
+        free["bytes"] = 10_000
+        assert (await request("PUT", grant.url, b"x" * 5_000, Content_Type="text/plain"))[0] == 200
+    finally:
+        await http.stop()
+
+
+async def test_an_owner_keeps_at_most_the_quota_across_restarts_and_deletes_give_room(files, tmp_path):
+    files.quota = 100
+    first = "g1/AAAAAAAAAAAAAAAA/a.txt"
+    for key, size in ((first, 60), ("g1/BBBBBBBBBBBBBBBB/b.txt", 40)):
+        grant = files.presign_put(key, size, "text/plain", 60, owner=7)
+        assert (await request("PUT", grant.url, b"x" * size, Content_Type="text/plain"))[0] == 200
+    with pytest.raises(FileQuotaExceeded):
+        await files.room(7, 1)
+    await files.room(8, 100)  # another owner's quota is its own
+    grant = files.presign_put("g1/CCCCCCCCCCCCCCCC/c.txt", 1, "text/plain", 60, owner=7)
+    assert (await request("PUT", grant.url, b"x", Content_Type="text/plain"))[0] == 507
+
+    again = LocalFiles(tmp_path / "files", os.urandom(32), quota=100)  # a restart: counted from the disk
+    await again.open()
+    with pytest.raises(FileQuotaExceeded):
+        await again.room(7, 1)
+    await again.delete(first)
+    await again.room(7, 60)
+    with pytest.raises(FileQuotaExceeded):
+        await again.room(7, 61)

@@ -299,3 +299,60 @@ def test_an_unreachable_s3_server_stops_the_node(tmp_path):
     done = serve_once(tmp_path, IM_FILES="s3://k:s@127.0.0.1:9/bucket")
     assert done.returncode == 1 and "listening" not in done.stdout
     assert "cannot start: cannot use bucket bucket on 127.0.0.1:9" in done.stderr
+
+
+# -- what files may take from the disk: a reserve for the store, a quota per account -------------
+
+def readyz(base: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+async def test_with_the_disk_short_of_room_uploads_are_refused_and_messages_go_on(serve_factory, connect):
+    """files_min_free above the disk's free space stands for a disk nearly full: upload
+    grants are refused with 5001 before any byte is written, sends are still acked; with
+    store_min_free above it too, /readyz says the store is unavailable."""
+    node = serve_factory(files_min_free=2**62)
+    alice, bob = await connect(node), await connect(node)
+    await refused(alice.file_upload_grant(f"p{min(alice.user_id, bob.user_id)}_{max(alice.user_id, bob.user_id)}",
+                                          "a.pdf", 10, "application/pdf"), ErrorCode.UNAVAILABLE)
+    ack = await alice.send(bob.user_id, "messaging goes on")
+    assert [m.content for m in (await bob.sync(ack.conv)).msgs] == ["messaging goes on"]
+    assert await asyncio.to_thread(readyz, node.http_url) == (200, "ready\n")
+
+    low = serve_factory(store_min_free=2**62)
+    for _ in range(100):  # the probe runs once a second
+        status, text = await asyncio.to_thread(readyz, low.http_url)
+        if status == 503:
+            break
+        await asyncio.sleep(0.1)
+    assert (status, text) == (503, "store unavailable\n")
+
+
+async def test_an_account_keeps_at_most_its_quota_of_files_even_after_a_restart(serve_factory):
+    node = serve_factory(file_quota=100)
+    async with Client(node.url) as alice, Client(node.url) as bob:
+        alice_name, _ = await new_user(alice)
+        await new_user(bob)
+        group = await group_of(alice)
+        await alice.upload(f"g{group}", b"x" * 60, "application/pdf")
+        first = await alice.file_upload_grant(f"g{group}", "b.pdf", 40, "application/pdf")
+        second = await alice.file_upload_grant(f"g{group}", "c.pdf", 40, "application/pdf")  # grants reserve nothing
+        err = await refused(alice.file_upload_grant(f"g{group}", "d.pdf", 41, "application/pdf"),
+                            ErrorCode.FILE_QUOTA_EXCEEDED)
+        assert "100" in err.message
+        assert await http_put(first.url, b"y" * 40, {h.name: h.value for h in first.headers}) == 200
+        assert await http_put(second.url, b"z" * 40, {h.name: h.value for h in second.headers}) == 507
+        await refused(alice.file_download_grant(second.key), ErrorCode.NOT_FOUND)
+        await refused(alice.file_upload_grant(f"g{group}", "e.pdf", 1, "application/pdf"),
+                      ErrorCode.FILE_QUOTA_EXCEEDED)
+        await bob.upload(f"g{await group_of(bob)}", b"b" * 100, "application/pdf")  # each account its own
+
+    node.restart()
+    async with Client(node.url) as again:
+        await again.login(alice_name, "secret-pw", "web")
+        await refused(again.file_upload_grant(f"g{group}", "f.pdf", 1, "application/pdf"),
+                      ErrorCode.FILE_QUOTA_EXCEEDED)
