@@ -19,7 +19,9 @@ body's length and type are the granted ones; a GET signs none). A GET URL also c
 good from ``X-Im-Date`` for ``X-Im-Expires`` seconds (at most 7 days, as on S3).
 
 On disk: ``objects/<key>`` holds the bytes, ``meta/<key>`` the content type,
-``owners/<key>`` the account it is charged to (its quota), ``tmp/`` the uploads in progress. An upload is written to ``tmp/``, flushed to disk, and renamed
+``owners/<key>`` the account it is charged to (its quota), ``shared/<key>`` (empty) that a
+message references it (an upload never shared is deleted by ``expire``), ``tmp/`` the
+uploads in progress. An upload is written to ``tmp/``, flushed to disk, and renamed
 into place (the content type first, then the bytes: the bytes' rename is the commit), so
 a reader sees the old object or the whole new one, and an upload cut short leaves only a
 temporary file, removed at once (or at the next ``open`` after a crash).
@@ -37,7 +39,7 @@ import time
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import AsyncIterator, Callable, Iterable, Mapping
+from typing import AsyncIterator, Callable, Iterable, Mapping, Sequence
 
 from .protocols import FileQuotaExceeded, FileStat, FilesUnavailable, SignedUrl
 
@@ -86,6 +88,7 @@ class LocalFiles:
         self._objects = root / "objects"
         self._meta = root / "meta"
         self._owners = root / "owners"
+        self._shared = root / "shared"
         self._tmp = root / "tmp"
         self.min_free = min_free
         self.quota = quota
@@ -98,7 +101,7 @@ class LocalFiles:
 
     async def open(self) -> None:
         def prepare() -> None:
-            for path in (self._objects, self._meta, self._owners):
+            for path in (self._objects, self._meta, self._owners, self._shared):
                 path.mkdir(parents=True, exist_ok=True)
             shutil.rmtree(self._tmp, ignore_errors=True)  # uploads a crash cut short
             self._tmp.mkdir(parents=True, exist_ok=True)
@@ -117,6 +120,19 @@ class LocalFiles:
         if owner:
             extra["X-Im-Owner"] = str(owner)  # signed like every parameter: who is charged
         return self._sign("PUT", key, expires, extra, headers)
+
+    async def share(self, keys: Sequence[str]) -> None:
+        ours = [key for key in keys if len(key) <= _MAX_KEY and KEY_PATTERN.fullmatch(key)]
+        if ours:
+            await asyncio.to_thread(self._mark_shared, ours)
+
+    async def expire(self, older_than: float) -> int:
+        """Uploads with an owner (this version's), never shared, stored before
+        ``clock() - older_than``: deleted, their bytes given back to their owner's quota."""
+        expired = await asyncio.to_thread(self._expire, self._clock() - older_than)
+        for charged in expired:
+            self._uncharge(charged)
+        return len(expired)
 
     async def room(self, owner: int, size: int) -> None:
         free = await asyncio.to_thread(self._free_space)
@@ -282,6 +298,31 @@ class LocalFiles:
         _fsync_dir(target.parent)
         return replaced
 
+    def _mark_shared(self, keys: list[str]) -> None:
+        for key in keys:
+            marker = self._shared / key
+            try:
+                marker.parent.mkdir(parents=True, exist_ok=True)
+                marker.touch()
+            except OSError:  # (a key that is a directory's name, a full disk: the file may expire)
+                continue
+
+    def _expire(self, before: float) -> list[tuple[int, int]]:
+        expired = []
+        for path in list(self._owners.rglob("*")):
+            if not path.is_file():
+                continue
+            key = str(path.relative_to(self._owners))
+            if (self._shared / key).exists():
+                continue
+            try:
+                stored_at = (self._objects / key).stat().st_mtime
+            except OSError:
+                stored_at = 0.0  # no object (an owner file a crash left): clear it
+            if stored_at < before:
+                expired.append(self._delete(key))
+        return expired
+
     def _charged(self, key: str) -> tuple[int, int]:
         """(owner, size) of the object at ``key``; (0, 0) when there is none or no owner."""
         try:
@@ -324,7 +365,7 @@ class LocalFiles:
 
     def _delete(self, key: str) -> tuple[int, int]:
         charged = self._charged(key)
-        for base in (self._objects, self._meta, self._owners):
+        for base in (self._objects, self._meta, self._owners, self._shared):
             _unlink(base / key)
             # drop the directories the key made, up to the base, while they are empty
             parent = (base / key).parent

@@ -662,6 +662,14 @@ class Files(Protocol):
     def presign_put(self, key: str, size: int, mime: str, expires: int, owner: int = 0) -> SignedUrl:
         """``owner``: the account the upload is charged to (``room``)."""
 
+    async def share(self, keys: Sequence[str]) -> None:
+        """``keys`` are referenced by a message: never expired as unshared (``expire``)."""
+
+    async def expire(self, older_than: float) -> int:
+        """Delete the uploads never shared (``share``) that were stored more than
+        ``older_than`` seconds ago; returns how many. A backend that leaves this to the
+        server (S3: lifecycle rules) deletes nothing."""
+
     async def room(self, owner: int, size: int) -> None:
         """Raise if ``size`` more bytes of ``owner`` may not be stored now: FilesUnavailable
         when the disk would keep less free space than its reserve (the store shares it),

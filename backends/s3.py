@@ -92,6 +92,12 @@ class S3Files:
     async def close(self) -> None:
         self._pool.clear()
 
+    async def share(self, keys: Sequence[str]) -> None:
+        """Nothing kept here: expiring uploads on S3 is the bucket's lifecycle rules' work."""
+
+    async def expire(self, older_than: float) -> int:
+        return 0
+
     async def room(self, owner: int, size: int) -> None:
         """Nothing to check here: the S3 server's capacity and the bucket's quotas are its own."""
 

@@ -19,14 +19,14 @@ from typing import Any, Coroutine
 from ..backends.localfiles import LocalFiles
 from ..backends.memory import LocalBus, MemoryRoutes
 from ..backends.protocols import Files
-from ..backends.protocols import Bus, ConvId, GroupId, NodeId, Refresh, Routes, Store, StoreUnavailable, UserId
+from ..backends.protocols import Bus, ConvId, GroupId, NewMessage, NodeId, Refresh, Routes, Store, StoreUnavailable, UserId
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import ADMIN_OFF, ADMIN_TOKEN_FILE, Config
 from ..services.auth import AuthService, Guesses, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
-from ..services.files import FileGrants
+from ..services.files import FileGrants, file_keys
 from ..services.groups import Groups, Membership
 from ..services.conversations import is_group, parse_conv
 from ..services.ids import IdGenerator, NumberLease
@@ -113,6 +113,7 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._lock_fd = -1
         self._keeper: asyncio.Task[None] | None = None
+        self._expirer: asyncio.Task[None] | None = None
 
         self.table = RoutingTable()
         self.outbox = Outbox(self.loop)
@@ -137,7 +138,7 @@ class Node:
         self.ids = IdGenerator(valid_until=-math.inf)
         self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
-                            config.recall_window)
+                            config.recall_window, on_new=self._shares_files)
         self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,
@@ -219,6 +220,7 @@ class Node:
             await self.bus.start(self.id, self.delivery.deliver)
             self._keeper = self.loop.create_task(self._keep_number())
             await self.files.open()
+            self._expirer = self.loop.create_task(self._expire_unshared())
             try:
                 await self.http.start()
             except OSError as exc:
@@ -258,6 +260,8 @@ class Node:
         await self.http.stop()  # uploads in progress get a few seconds
         if self._keeper is not None:
             self._keeper.cancel()
+        if self._expirer is not None:
+            self._expirer.cancel()
         await self.readiness.stop()
         if self.loop_lag is not None:
             self.loop_lag.stop()
@@ -277,6 +281,26 @@ class Node:
         if self._lock_fd >= 0:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = -1
+
+    def _shares_files(self, new: NewMessage) -> None:
+        """A message about to be stored: the uploads it references are kept (not expired)."""
+        keys = file_keys(new.type, new.content)
+        if keys:
+            self.spawn(self._file_grants.shared(keys))
+
+    async def _expire_unshared(self) -> None:
+        """Delete the uploads no message referenced within file_unshared_ttl: a sweep every
+        tenth of it (at most every 10 min), so one is gone at most 1.1 TTL after its upload."""
+        ttl = self.config.file_unshared_ttl
+        while True:
+            await asyncio.sleep(min(max(ttl / 10, 0.1), 600.0))
+            try:
+                expired = await self.files.expire(ttl)
+            except Exception:
+                log.exception("expiring unshared uploads failed")
+                continue
+            if expired:
+                log.info("unshared uploads expired", extra={"files": expired})
 
     async def _keep_number(self) -> None:
         """Renew the node number's lease every ROUTES_CHECK seconds (``NumberLease``: ids are

@@ -222,6 +222,9 @@ class Config:
     #: bytes of files one account may keep on this node's disk (local files; 3014
     #: FILE_QUOTA_EXCEEDED for an upload past it; 0: no bound)
     file_quota: int = 1024**3
+    #: seconds after its upload that a file no message references is deleted (local files;
+    #: on S3, set a lifecycle rule): a message that shares it later finds nothing
+    file_unshared_ttl: float = 86400.0
     #: free bytes the disk of the local files keeps for the store: an upload grant (5001) or
     #: an upload (HTTP 507) that would leave less is refused, so messaging goes on
     files_min_free: int = 1024**3
@@ -392,6 +395,8 @@ class Config:
             raise ConfigError("typing_rate must be positive, typing_burst at least 1")
         if self.call_ring_timeout <= 0 or self.call_ttl <= self.call_ring_timeout:
             raise ConfigError("call_ring_timeout must be positive and call_ttl longer than it")
+        if self.file_unshared_ttl <= 0:
+            raise ConfigError("file_unshared_ttl must be positive")
         if self.file_quota < 0 or self.files_min_free < 0 or self.store_min_free < 0:
             raise ConfigError("file_quota, files_min_free and store_min_free must be 0 or more")
         if not 0 < self.search_timeout <= 3600:
@@ -483,7 +488,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "user_send_bytes_rate", "user_send_bytes_burst", "user_fanout_rate", "user_fanout_burst",
                "user_fanout_bytes_rate", "user_fanout_bytes_burst", "node_fanout_rate", "node_fanout_bytes_rate",
                "max_sessions_per_user", "group_max_members",
-               "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "files_min_free",
+               "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "file_unshared_ttl", "files_min_free",
                "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
                "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),

@@ -10,6 +10,8 @@ URL; grants are short (``file_grant_ttl``) for that reason.
 """
 from __future__ import annotations
 
+import json
+import logging
 import re
 import secrets
 import time
@@ -17,17 +19,20 @@ import unicodedata
 from typing import Awaitable, Callable
 
 from ..backends.protocols import FileQuotaExceeded, Files, FilesUnavailable, UserId
-from ..core_ext import bodies
+from ..core_ext import bodies, content
 from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
 from .quota import UserBuckets
 
-__all__ = ["FileGrants", "safe_name", "parse_types"]
+__all__ = ["FileGrants", "safe_name", "parse_types", "file_keys"]
+
+log = logging.getLogger("edgeim.files")
 
 #: what a key FILE_DOWNLOAD accepts: a conversation id, 16 random characters, a safe name
 _KEY = re.compile(r"(p[0-9]{1,19}_[0-9]{1,19}|g[0-9]{1,19})/[A-Za-z0-9_-]{16}/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
+_WITH_FILES = frozenset({content.IMAGE, content.FILE, content.VOICE, content.VIDEO})
 
 
 def safe_name(name: str) -> str:
@@ -41,6 +46,19 @@ def safe_name(name: str) -> str:
         ext = ext[:16] if dot and stem else ""
         cleaned = cleaned[:_MAX_NAME - len(ext) - 1] + "." + ext if ext else cleaned[:_MAX_NAME]
     return cleaned or "file"
+
+
+def file_keys(type_: int, stored: str) -> list[str]:
+    """The file keys a message's stored content references (images, files, voice, video)."""
+    if type_ not in _WITH_FILES:
+        return []
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        return []
+    if not isinstance(value, dict):
+        return []
+    return [k for k in (value.get("key"), value.get("thumb_key")) if isinstance(k, str) and k]
 
 
 def parse_types(spec: str) -> tuple[bool, frozenset[str], tuple[str, ...]]:
@@ -101,6 +119,13 @@ class FileGrants:
         signed = self._files.presign_get(req.key, self._ttl, match[2])
         return bodies.FileDownloadOk(key=req.key, url=signed.url, expires_at=signed.expires_at, name=match[2],
                                      size=found.size, mime=found.mime)
+
+    async def shared(self, keys: list[str]) -> None:
+        """A message references ``keys``: they are kept (an upload never shared expires)."""
+        try:
+            await self._files.share(keys)
+        except Exception:  # the message goes on; the file may expire unshared
+            log.warning("could not mark files as shared", exc_info=True, extra={"keys": keys[:4]})
 
     def forget(self, user: UserId) -> None:
         """The user has no session here any more."""

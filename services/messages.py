@@ -33,7 +33,8 @@ RECALL_WINDOW = 120.0
 
 class Messages:
     def __init__(self, store: Store, state: State, users: Users, ids: IdGenerator, conversations: Conversations,
-                 groups: Groups, strangers_may_send: bool, recall_window: float = RECALL_WINDOW) -> None:
+                 groups: Groups, strangers_may_send: bool, recall_window: float = RECALL_WINDOW,
+                 on_new: Callable[[NewMessage], None] | None = None) -> None:
         self._store = store
         self._state = state
         self._ids = ids
@@ -44,6 +45,7 @@ class Messages:
         self._reads = ReadSlots(READS_PER_USER)
         self._searching: set[UserId] = set()  # users with a search in progress (one each)
         self._recall_window_ms = int(recall_window * 1000)
+        self._on_new = on_new  # told of each message built (the files it shares are kept)
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -92,10 +94,13 @@ class Messages:
 
     def _new(self, conv: ConvId, sender: UserId, to: int, members: tuple[UserId, ...], cmid: str, type_: int,
              text: str, mentions: str = "") -> NewMessage:
-        return NewMessage(
+        new = NewMessage(
             conv=conv, sender=sender, to=to, cmid=cmid, type=type_, content=text,
             msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members, mentions=mentions,
         )
+        if self._on_new is not None:
+            self._on_new(new)
+        return new
 
     def server_message(self, conv: ConvId, sender: UserId, to: int, cmid: str, type_: int, text: str,
                        members: tuple[UserId, ...]) -> NewMessage:

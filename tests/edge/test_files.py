@@ -356,3 +356,28 @@ async def test_an_account_keeps_at_most_its_quota_of_files_even_after_a_restart(
         await again.login(alice_name, "secret-pw", "web")
         await refused(again.file_upload_grant(f"g{group}", "f.pdf", 1, "application/pdf"),
                       ErrorCode.FILE_QUOTA_EXCEEDED)
+
+
+async def test_uploads_no_message_shares_expire_and_give_their_room_back(serve_factory):
+    node = serve_factory(file_unshared_ttl=1, file_quota=100)
+    async with Client(node.url) as alice, Client(node.url) as bob:
+        await new_user(alice)
+        await new_user(bob)
+        conv = f"p{min(alice.user_id, bob.user_id)}_{max(alice.user_id, bob.user_id)}"
+        kept = await alice.upload(conv, b"k" * 30, "application/pdf")
+        await alice.send_typed(bob.user_id, content.File(key=kept, name="kept.pdf", size=30, mime="application/pdf"))
+        dropped = await alice.upload(conv, b"d" * 70, "application/pdf")  # never in a message
+        await refused(alice.file_upload_grant(conv, "more.pdf", 70, "application/pdf"), ErrorCode.FILE_QUOTA_EXCEEDED)
+
+        for _ in range(200):  # swept every 0.1 s once a second old
+            try:
+                await alice.file_download_grant(dropped)
+            except ServerError as err:
+                assert err.code == ErrorCode.NOT_FOUND
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("an upload no message shares was kept")
+        grant = await bob.file_download_grant(kept)  # older than the unshared one: shared, so kept
+        assert (await http_get(grant.url))[1] == b"k" * 30
+        await alice.file_upload_grant(conv, "more.pdf", 70, "application/pdf")  # its room is back
