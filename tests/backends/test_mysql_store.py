@@ -25,7 +25,7 @@ from servers import TiDB, frozen
 from edgeim.backends import mysql as mysql_backend
 from edgeim.backends.mysql import MysqlStore, parse_url
 from edgeim.backends.protocols import (
-    ConvId, CreateGroup, NewMessage, PutFriendRequest, PutMember, StoreDamaged, StoredMessage, StoreUnavailable,
+    ConvId, CreateGroup, NewMessage, PutFriendRequest, PutMember, SearchTimeout, StoreDamaged, StoredMessage, StoreUnavailable,
     UserId, UsernameTaken,
 )
 
@@ -513,3 +513,21 @@ async def test_a_transaction_left_idle_by_a_frozen_node_is_ended_and_the_other_w
     retried = await asyncio.wait_for(a.append(message("g9", 1, 9, cmid="from-a")), 30)
     assert retried.seq == 2 and not retried.duplicate
     assert [m.cmid for m in await b.messages_after(ConvId("g9"), 0, 10)] == ["from-b", "from-a"]
+
+
+async def test_search_finds_and_is_stopped_by_the_server_past_its_time_bound(stores, monkeypatch):
+    """The scan is bounded by the server's statement time limit (MariaDB max_statement_time,
+    MySQL and TiDB MAX_EXECUTION_TIME): a statement that would run on (a BENCHMARK per row here,
+    standing for a scan of too many messages) is stopped and the search raises SearchTimeout."""
+    (store,) = await stores(1, search_timeout=0.5)
+    await store.append(message("p1_2", 1, 2, content="the quarterly report"))
+    found = await store.search([(ConvId("p1_2"), 0)], "REPORT", 0, 10)
+    assert [m.content for m in found] == ["the quarterly report"]
+
+    columns = mysql_backend._MESSAGE_COLUMNS
+    monkeypatch.setattr(mysql_backend, "_SELECT_MESSAGES",
+                        f"SELECT {columns} FROM (SELECT *, BENCHMARK(2000000000, MD5('x')) AS slow FROM messages HAVING slow = 0) AS messages")
+    with pytest.raises(SearchTimeout):
+        await store.search([(ConvId("p1_2"), 0)], "report", 0, 10)
+    monkeypatch.undo()
+    assert len(await store.search([(ConvId("p1_2"), 0)], "report", 0, 10)) == 1  # the reader goes on
