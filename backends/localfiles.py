@@ -136,8 +136,10 @@ class LocalFiles:
 
     async def room(self, owner: int, size: int) -> None:
         free = await asyncio.to_thread(self._free_space)
-        if free - size < self.min_free:
-            raise FilesUnavailable(f"the files' disk has {free} bytes free and keeps {self.min_free} for the store")
+        coming = sum(self._pending.values())  # uploads in progress: part of it is not written yet
+        if free - coming - size < self.min_free:
+            raise FilesUnavailable(f"the files' disk has {free} bytes free ({coming} more are being uploaded)"
+                                   f" and keeps {self.min_free} for the store")
         if self.quota and owner:
             used = self._usage.get(owner, 0) + self._pending.get(owner, 0)
             if used + size > self.quota:
