@@ -8,7 +8,8 @@ in the big group, after the attacker joined, the rest in the private conversatio
 other users), every one holding "the". The node starts again and, after ``--quiet``
 seconds of quiet, the attacker runs the worst searches back to back for ``--seconds``:
 "the" over everything it may read, 128 "a", 127 "a" and a "b", "the" in its own group;
-meanwhile the victim SYNCs a small conversation every 50 ms. Reports the victim's SYNC
+meanwhile the victim SYNCs a small conversation every 50 ms and logs in with its password
+on a new connection every 0.5 s. Reports the victim's SYNC
 latency before and during, and each kind of search's latency and outcome (a request still
 unanswered when the window ends counts as taking until then).
 
@@ -78,7 +79,7 @@ def _group_flag() -> int:
 
 
 async def measure(spec: dict[str, Any]) -> dict[str, Any]:
-    from abuse import _account
+    from abuse import _account, _login_latency
     from benchclient import RequestFailed
 
     from edgeim.core_ext import bodies
@@ -87,6 +88,7 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
     attacker = await _account(url, "attacker", register=False)
     victim = await _account(url, "victim", "t2", register=False)
     syncs: list[tuple[str, float]] = []
+    logins: list[tuple[str, float, str]] = []
     searches: list[tuple[str, float, str]] = []
     unanswered = {"sync": 0}
     phase = "quiet"
@@ -102,6 +104,12 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
                 unanswered["sync"] += 1
             syncs.append((phase, time.monotonic() - t))
             await asyncio.sleep(0.05)
+
+    async def login_loop() -> None:  # a login reads the user from the store
+        while time.monotonic() < stop_at:
+            seconds, outcome = await _login_latency(url, "victim")
+            logins.append((phase, seconds, outcome))
+            await asyncio.sleep(0.5)
 
     async def attack() -> None:
         nonlocal phase
@@ -122,8 +130,8 @@ async def measure(spec: dict[str, Any]) -> dict[str, Any]:
                 outcome = "unanswered at the end"
             searches.append((name, time.monotonic() - t, outcome))
 
-    await asyncio.gather(victim_loop(), attack())
-    return {"syncs": syncs, "searches": searches, "syncs_unanswered": unanswered["sync"]}
+    await asyncio.gather(victim_loop(), login_loop(), attack())
+    return {"syncs": syncs, "searches": searches, "syncs_unanswered": unanswered["sync"], "logins": logins}
 
 
 def populate(db: Path, ids: dict[str, Any], messages: int, big_group: int) -> float:
@@ -168,6 +176,10 @@ def summary(r: dict[str, Any]) -> dict[str, Any]:
         out[f"{phase}_other_sync_ms_p90"] = p(syncs, 0.9)
         out[f"{phase}_other_sync_ms_max"] = p(syncs, 1.0)
     out["other_syncs_unanswered_at_the_end"] = r["syncs_unanswered"]
+    for phase in ("quiet", "search"):
+        ok = [s for ph, s, o in r["logins"] if ph == phase and o == "ok"]
+        out[f"{phase}_password_login_ms_p50"] = p(ok, 0.5)
+        out[f"{phase}_password_logins_failed"] = sum(1 for ph, _, o in r["logins"] if ph == phase and o != "ok")
     for name, _, _ in SEARCHES:
         runs = [(s, o) for n, s, o in r["searches"] if n == name]
         outcomes: dict[str, int] = {}
