@@ -78,71 +78,46 @@ cdef inline void _be(uint8_t* p, uint64_t v, int n) noexcept:
         p[i] = <uint8_t>(v >> (8 * (n - 1 - i)))
 
 
+cdef inline int _tagged(Buf* b, uint8_t tag, uint64_t v, int n) except -1:
+    """A one-byte type tag and ``v`` in ``n`` big-endian bytes (MessagePack's sized forms)."""
+    _grow(b, 1 + n)
+    b.data[b.size] = tag
+    _be(b.data + b.size + 1, v, n)
+    b.size += 1 + n
+    return 0
+
+
 cdef int _int(Buf* b, int64_t v) except -1:
     """An integer in its smallest MessagePack form (as msgspec writes it)."""
-    cdef uint8_t* p
-    _grow(b, 9)
-    p = b.data + b.size
     if v >= 0:
         if v < 128:
-            p[0] = <uint8_t>v
-            b.size += 1
-        elif v < 0x100:
-            p[0] = 0xcc
-            p[1] = <uint8_t>v
-            b.size += 2
-        elif v < 0x10000:
-            p[0] = 0xcd
-            _be(p + 1, <uint64_t>v, 2)
-            b.size += 3
-        elif v < 0x100000000:
-            p[0] = 0xce
-            _be(p + 1, <uint64_t>v, 4)
-            b.size += 5
-        else:
-            p[0] = 0xcf
-            _be(p + 1, <uint64_t>v, 8)
-            b.size += 9
-    elif v >= -32:
-        p[0] = <uint8_t>(<int>v & 0xff)
-        b.size += 1
-    elif v >= -128:
-        p[0] = 0xd0
-        p[1] = <uint8_t>(<int>v & 0xff)
-        b.size += 2
-    elif v >= -32768:
-        p[0] = 0xd1
-        _be(p + 1, <uint64_t>v, 2)
-        b.size += 3
-    elif v >= -2147483648:
-        p[0] = 0xd2
-        _be(p + 1, <uint64_t>v, 4)
-        b.size += 5
-    else:
-        p[0] = 0xd3
-        _be(p + 1, <uint64_t>v, 8)
-        b.size += 9
-    return 0
+            return _byte(b, <uint8_t>v)  # positive fixint
+        if v < 0x100:
+            return _tagged(b, 0xcc, <uint64_t>v, 1)
+        if v < 0x10000:
+            return _tagged(b, 0xcd, <uint64_t>v, 2)
+        if v < 0x100000000:
+            return _tagged(b, 0xce, <uint64_t>v, 4)
+        return _tagged(b, 0xcf, <uint64_t>v, 8)
+    if v >= -32:
+        return _byte(b, <uint8_t>(<int>v & 0xff))  # negative fixint
+    if v >= -128:
+        return _tagged(b, 0xd0, <uint64_t>v, 1)
+    if v >= -32768:
+        return _tagged(b, 0xd1, <uint64_t>v, 2)
+    if v >= -2147483648:
+        return _tagged(b, 0xd2, <uint64_t>v, 4)
+    return _tagged(b, 0xd3, <uint64_t>v, 8)
 
 
 cdef int _str_head(Buf* b, Py_ssize_t n) except -1:
-    _grow(b, 5)
     if n < 32:
-        b.data[b.size] = 0xa0 | <uint8_t>n
-        b.size += 1
-    elif n < 0x100:
-        b.data[b.size] = 0xd9
-        b.data[b.size + 1] = <uint8_t>n
-        b.size += 2
-    elif n < 0x10000:
-        b.data[b.size] = 0xda
-        _be(b.data + b.size + 1, <uint64_t>n, 2)
-        b.size += 3
-    else:
-        b.data[b.size] = 0xdb
-        _be(b.data + b.size + 1, <uint64_t>n, 4)
-        b.size += 5
-    return 0
+        return _byte(b, 0xa0 | <uint8_t>n)  # fixstr
+    if n < 0x100:
+        return _tagged(b, 0xd9, <uint64_t>n, 1)
+    if n < 0x10000:
+        return _tagged(b, 0xda, <uint64_t>n, 2)
+    return _tagged(b, 0xdb, <uint64_t>n, 4)
 
 
 cdef int _str(Buf* b, str s) except -1:
@@ -154,19 +129,11 @@ cdef int _str(Buf* b, str s) except -1:
 
 
 cdef int _array_head(Buf* b, Py_ssize_t n) except -1:
-    _grow(b, 5)
     if n < 16:
-        b.data[b.size] = 0x90 | <uint8_t>n
-        b.size += 1
-    elif n < 0x10000:
-        b.data[b.size] = 0xdc
-        _be(b.data + b.size + 1, <uint64_t>n, 2)
-        b.size += 3
-    else:
-        b.data[b.size] = 0xdd
-        _be(b.data + b.size + 1, <uint64_t>n, 4)
-        b.size += 5
-    return 0
+        return _byte(b, 0x90 | <uint8_t>n)  # fixarray
+    if n < 0x10000:
+        return _tagged(b, 0xdc, <uint64_t>n, 2)
+    return _tagged(b, 0xdd, <uint64_t>n, 4)
 
 
 cdef inline int _key(Buf* b, bytes key) except -1:

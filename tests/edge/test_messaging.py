@@ -158,18 +158,24 @@ async def test_history_pages_backwards_without_gaps(clients):
     assert pages == [list(range(14, 24)), list(range(4, 14)), [1, 2, 3]]
 
 
-async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
-    """Invariant 1: an ack means durable, even if the node is killed right after it."""
+async def sent_then_killed(server, texts: list[str]) -> tuple[str, list[bodies.SendAck]]:
+    """A new user sends ``texts`` to another (Bob); once all are acked the node is killed
+    (SIGKILL) and started again. Returns (Bob's username, the acks)."""
     alice, bob = Client(server.url), Client(server.url)
     await alice.connect()
     await bob.connect()
     await new_user(alice)
     bob_name, bob_id = await new_user(bob)
-    acks = list(await asyncio.gather(*(alice.send(bob_id, f"k{n}") for n in range(300))))
+    acks = list(await asyncio.gather(*(alice.send(bob_id, text) for text in texts)))
     await alice.close()
     await bob.close()
-
     server.restart(signal.SIGKILL)
+    return bob_name, acks
+
+
+async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
+    """Invariant 1: an ack means durable, even if the node is killed right after it."""
+    bob_name, acks = await sent_then_killed(server, [f"k{n}" for n in range(300)])
     stored = await everything_stored_for(server.url, bob_name)
     assert sorted((m.seq, m.id) for m in stored) == sorted((a.seq, a.msg_id) for a in acks)
 
@@ -180,16 +186,7 @@ async def test_acked_messages_survive_a_crash_and_a_clean_restart(server):
 async def test_acked_messages_are_found_by_search_after_a_crash(server):
     """The search index is written behind the commits: what was acked before a kill -9 is
     indexed from the messages themselves, before the first search that needs it."""
-    alice, bob = Client(server.url), Client(server.url)
-    await alice.connect()
-    await bob.connect()
-    await new_user(alice)
-    bob_name, bob_id = await new_user(bob)
-    acks = list(await asyncio.gather(*(alice.send(bob_id, f"needle {n} in the haystack") for n in range(40))))
-    await alice.close()
-    await bob.close()
-
-    server.restart(signal.SIGKILL)
+    bob_name, acks = await sent_then_killed(server, [f"needle {n} in the haystack" for n in range(40)])
     async with Client(server.url) as again:
         await again.login(bob_name, "secret-pw", "ios")
         found = await again.search("needle", limit=50)
