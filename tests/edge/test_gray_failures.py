@@ -75,8 +75,12 @@ async def test_readyz_tells_while_redis_hangs_and_sends_are_still_answered(node,
         await alice.send(bob_id, "before")
         async with frozen(redis_own.proc.pid):
             assert "routes unavailable" in await readyz_becomes(base, 503)
-            # the store works: the send is stored and answered, whatever the push does
+            # the store works: the send is stored and answered, whatever the routes do, and
+            # the push to a device on this node goes out at once (it never waits on them)
             ack = await asyncio.wait_for(alice.send(bob_id, "during", cmid="during"), 20)
+            got = [await asyncio.wait_for(bob.pushes.get(), 20) for _ in range(2)]
+            assert [m.content for m in got] == ["before", "during"]
+            assert "routes unavailable" in await readyz_becomes(base, 503)  # still frozen
         assert await readyz_becomes(base, 200) == "ready\n"
         again = await alice.send(bob_id, "during", cmid="during")
         assert again.msg_id == ack.msg_id  # stored once
