@@ -88,13 +88,22 @@ class Pipeline:
     def on_committed(self, outcomes: list[tuple[Any, StoredMessage | None, BaseException | None]]) -> None:
         """A commit's messages, in commit order (the store's sink): ack, state, push, in one
         compiled loop (``frames.settle_sends``)."""
-        self.acked += settle_sends(outcomes, self._conversations.committed, self._pushed, self._observe)
+        self.acked += settle_sends(outcomes, self._committed, self._pushed, self._observe)
 
     def _observe(self, started: float) -> None:
         self.send_latency.observe(time.perf_counter() - started)
 
+    def _committed(self, stored: StoredMessage) -> None:
+        """The lists follow a new message; a bug here must not cost the rest of the batch
+        its acks (the message is durable: the lists catch up at the next load)."""
+        try:
+            self._conversations.committed(stored)
+        except Exception:
+            log.exception("the lists could not follow a message", extra={"conv": stored.conv, "seq": stored.seq})
+
     def _pushed(self, stored: StoredMessage, origin: Origin | None) -> None:
-        """A new message to every device of its conversation but the sending one."""
+        """A new message to every device of its conversation but the sending one. A push
+        that fails is logged: the message is durable and acked, receivers sync it."""
         try:
             if origin is None:
                 self._push(_MSG_PUSH, stored, UserId(0), "")
@@ -102,6 +111,8 @@ class Pipeline:
                 self._push(_MSG_PUSH, stored, origin.user_id, origin.terminal)
         except FrameError:  # stored and acked, but too large for a push: receivers sync it
             log.warning("a message is too large to push", extra={"conv": stored.conv, "seq": stored.seq})
+        except Exception:  # one message's push must not cost the rest of the batch its acks
+            log.exception("a push failed", extra={"conv": stored.conv, "seq": stored.seq})
 
     def recalled(self, tombstone: StoredMessage, by: Origin) -> None:
         """A recall is durable: the lists' previews and every device but ``by`` follow."""
