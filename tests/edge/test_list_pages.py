@@ -119,6 +119,9 @@ async def test_catch_up_over_ten_thousand_conversations(serve_factory):
         made = await gather_in_chunks([lambda n=n: user.group_create(f"g{n}") for n in range(10_000)])
         shared = await user.group_create("shared", [other.user_id])
         sent = [await other.send_group(shared.group, f"m{n}") for n in range(3)]
+        # the list orders by the newest message's ms, then by conversation id: a later ms
+        # for the private message, so that the order asserted below is the only one
+        await asyncio.sleep(0.005)
         newest = await other.send(user.user_id, "private")
         await device.token_login(user.token, "ios")
 
