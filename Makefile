@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # reinstall (and recompile the Cython modules) only when what the build reads changed
 BUILD_INPUTS := setup.py pyproject.toml $(wildcard core_ext/*.pyx core_ext/*.pxd core_ext/*.pxi)
 
-.PHONY: serve test test-tidb install system-packages rocketmq-jars jmeter clean binary test-binary web
+.PHONY: serve test test-tidb test-deploy install system-packages rocketmq-jars jmeter clean binary test-binary web
 
 $(BIN)/python:
 	@echo "==> creating the virtualenv $(VENV)"
@@ -99,6 +99,16 @@ TIDB_TESTS = $(shell grep -rlE --include='test_*.py' '\b(mysql|mariadb)_server\b
 test-tidb: install
 	@sh $(TIDB_BUILD)
 	IM_TEST_MYSQL=tidb $(BIN)/python -m pytest -q -p no:cacheprovider -k 'not sqlite' $(TIDB_TESTS)
+
+## make test-deploy: the deploy files proven with Podman (needs root, podman and runc)
+# Builds the stand-in images (deploy/standins/build.sh: Debian's packages, the RocketMQ jars,
+# the tidb-server binary of make test-tidb) and the node image from the Dockerfile (both
+# kept: later runs reuse them), then runs tests/deploy: the image alone (also part of
+# make test), and deploy/docker-compose.yml with podman-compose: three nodes behind
+# HAProxy, one of them killed. Not part of `make test`: ~10 containers, several minutes.
+test-deploy: install
+	@sh $(TIDB_BUILD)
+	IM_TEST_DEPLOY=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/deploy
 
 ## make binary: the single-file executable dist/im (PyInstaller, Cython extensions inside, the
 ## web app too); it runs `im serve` on embedded defaults on a machine without this virtualenv

