@@ -135,11 +135,22 @@ async def open_menu(item, button: str) -> None:  # type: ignore[no-untyped-def]
     await expect(item.get_by_test_id("menu")).to_be_visible()
 
 
+async def long_press(page, item) -> None:  # type: ignore[no-untyped-def]
+    """Hold a finger on an item (touch events through the browser's input pipeline)."""
+    box = await item.bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = await page.context.new_cdp_session(page)
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": x, "y": y}]})
+    await asyncio.sleep(0.8)  # holding the finger: the gesture itself, not a wait for a result
+    await cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+    await cdp.detach()
+
+
 async def sdk_user(node: ServeProcess, nickname: str, terminal: str = "ios") -> tuple[Client, str, int]:
     """A user on the Python SDK: (connected client, username, user id)."""
     client = Client(node.url)
     await client.connect()
-    username = unique(nickname.lower())
+    username = unique(nickname.split()[0].lower())
     user_id = await client.register(username, PASSWORD, nickname)
     await client.login(username, PASSWORD, terminal)
     return client, username, user_id
@@ -353,6 +364,13 @@ async def test_phone_viewport_list_and_chat_panes(node: ServeProcess, browser) -
         assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         await shot(phone, "phone-01-list")
 
+        # a long press opens a conversation's actions (and does not open the chat)
+        await long_press(phone, conv_item(phone, "Phones"))
+        await expect(conv_item(phone, "Phones").get_by_test_id("menu")).to_be_visible()
+        await expect(phone.get_by_test_id("chat")).to_have_count(0)
+        await conv_item(phone, "Phones").get_by_test_id("mute-toggle").tap()
+        await expect(conv_item(phone, "Phones").get_by_test_id("muted")).to_be_visible()
+
         await conv_item(phone, "Dan").tap()
         await expect(phone.get_by_test_id("chat")).to_be_visible()
         await expect(phone.get_by_test_id("conv-list")).to_be_hidden()
@@ -365,6 +383,12 @@ async def test_phone_viewport_list_and_chat_panes(node: ServeProcess, browser) -
         assert pushed.content == "answer from a phone"
         assert await phone.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
         await shot(phone, "phone-02-chat")
+        # a long press on a message opens its actions: recall it
+        await phone.get_by_test_id("composer").fill("typo here")
+        await phone.get_by_test_id("send").tap()
+        await long_press(phone, message(phone, "typo here").get_by_test_id("msg-text"))
+        await message(phone, "typo here").get_by_test_id("recall").tap()
+        await expect(phone.get_by_test_id("recalled")).to_have_text("message recalled")
 
         await phone.get_by_test_id("back").tap()
         await expect(phone.get_by_test_id("conv-list")).to_be_visible()
@@ -507,6 +531,7 @@ async def test_a_stranger_is_offered_a_friend_request_and_errors_speak_plainly(n
         await expect(page.get_by_test_id("chat-title")).to_have_text("Jay")
         await expect(page.get_by_test_id("ask-friend")).to_contain_text("not friends yet")
         await expect(page.get_by_test_id("composer")).to_have_count(0)
+        await shot(page, "desktop-08-stranger")
         await page.get_by_test_id("ask-note").fill("we met at the meetup")
         await page.get_by_test_id("ask-send").click()
         await expect(page.get_by_test_id("request-pending")).to_be_visible()
@@ -542,6 +567,7 @@ async def test_a_stranger_is_offered_a_friend_request_and_errors_speak_plainly(n
         await expect(error).to_have_attribute("data-code", "3003")
         await expect(error).to_contain_text("Jay is not your friend yet. Send a friend request first.")
         assert "NOT_FRIENDS" not in await error.inner_text() and str(jay_id) not in await error.inner_text()
+        await shot(page, "desktop-09-error-in-words")
         # the next action that works clears it
         await open_menu(conv_item(page, "Jay"), "conv-menu")
         await conv_item(page, "Jay").get_by_test_id("pin-toggle").click()
@@ -644,6 +670,7 @@ async def test_a_chat_reads_like_a_daily_messenger(node: ServeProcess, browser) 
         # the emoji picker writes into the draft
         await page.get_by_test_id("composer").fill("thanks ")
         await page.get_by_test_id("emoji-toggle").click()
+        await shot(page, "desktop-10-unread-divider-and-emoji")
         await page.get_by_test_id("emoji").filter(has_text="👍").click()
         await expect(page.get_by_test_id("composer")).to_have_value("thanks 👍")
         await page.get_by_test_id("composer").press("Enter")
@@ -661,6 +688,7 @@ async def test_a_chat_reads_like_a_daily_messenger(node: ServeProcess, browser) 
         await expect(big).to_be_visible()
         assert await big.evaluate("img => img.decode().then(() => img.naturalWidth)") == 40
         assert (await big.bounding_box())["width"] > 200  # type: ignore[index]
+        await shot(page, "desktop-11-lightbox")
         await page.keyboard.press("Escape")
         await expect(page.get_by_test_id("lightbox")).to_have_count(0)
 
@@ -683,6 +711,8 @@ async def test_a_chat_reads_like_a_daily_messenger(node: ServeProcess, browser) 
         found = message(page, "the pineapple recipe")
         await expect(found).to_have_class(re.compile(r"\bhighlighted\b"))
         await expect(found).to_be_in_viewport()
+        await open_menu(found, "msg-menu")
+        await shot(page, "desktop-12-search-and-menu")
         await page.get_by_test_id("search-close").click()
         await expect(conv_item(page, "Mia")).to_be_visible()
     finally:
@@ -720,3 +750,56 @@ async def test_a_message_in_a_hidden_tab_makes_a_desktop_notification(node: Serv
         await expect(page).to_have_title("(1) edgeim")
     finally:
         await qin.close()
+
+
+async def test_the_main_screens_in_light_and_dark_on_a_desktop_and_a_phone(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    """The screens docs/web.md shows (copied from test-artifacts/web/docs-*.png into docs/web/),
+    in the light and the dark theme: the app follows the system's colour scheme."""
+    sam, _, sam_id = await sdk_user(node, "Sam Rivera")
+    tea, tea_name, tea_id = await sdk_user(node, "Tea Lindqvist")
+    uma, _, uma_id = await sdk_user(node, "Uma Okafor")
+    try:
+        await befriend(sam, tea, tea_id, sam_id)
+        await befriend(uma, tea, tea_id, uma_id)
+        group = await sam.group_create("Weekend trip", [tea_id, uma_id])
+        gid = int(group.group)
+        await sam.send_group(gid, "Who's in for the lake on Saturday?")
+        await uma.send_group(gid, "Me! I can bring the kayak")
+        await uma.send_group(gid, "and snacks")
+        await tea.send_group(gid, "Count me in 🙌")
+        await sam.send(tea_id, "Did you see the forecast?")
+        await tea.send(sam_id, "Sunny all weekend")
+        await sam.send(tea_id, "Perfect. Leaving at 8?")
+        await sam.send(tea_id, "I'll pick you up")
+        await tea.close()
+
+        screens = [("light", DESKTOP, {}), ("dark", DESKTOP, {}),
+                   ("light", PHONE, {"is_mobile": True, "has_touch": True}), ("dark", PHONE, {"is_mobile": True, "has_touch": True})]
+        for scheme, viewport, extra in screens:
+            page = await open_page(browser, node, viewport, color_scheme=scheme, **extra)
+            await log_in(page, tea_name, "Tea Lindqvist")
+            background = await page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert background == ("rgb(15, 18, 24)" if scheme == "dark" else "rgb(243, 244, 247)")
+            size = "phone" if viewport is PHONE else "desktop"
+            if size == "phone":
+                await expect(conv_item(page, "Sam Rivera").get_by_test_id("avatar")).to_have_text("SR")
+                await docs_shot(page, f"docs-{size}-{scheme}-list")
+            await conv_item(page, "Weekend trip").click()
+            await expect(message(page, "and snacks")).to_be_visible()
+            if size == "desktop":
+                await docs_shot(page, f"docs-{size}-{scheme}-group")
+            await (page.get_by_test_id("back").click() if size == "phone" else asyncio.sleep(0))
+            await conv_item(page, "Sam Rivera").click()
+            await expect(message(page, "I'll pick you up")).to_be_visible()
+            await docs_shot(page, f"docs-{size}-{scheme}-chat")
+            await page.context.close()
+    finally:
+        await sam.close()
+        await uma.close()
+
+
+async def docs_shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    """A screenshot of what the screen shows (not the full page), for the docs."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    await page.mouse.move(0, 0)
+    await page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
