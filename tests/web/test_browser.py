@@ -650,6 +650,8 @@ async def test_a_chat_reads_like_a_daily_messenger(node: ServeProcess, browser) 
         # the unread count in the tab's title; avatars with initials in the list
         await expect(page).to_have_title("(3) edgeim")
         await expect(conv_item(page, "Mia").get_by_test_id("avatar")).to_have_text("M")
+        # friends' presence is watched from the start: Mia is online in the list
+        await expect(conv_item(page, "Mia").get_by_title("online")).to_be_visible()
         await conv_item(page, "Mia").click()
         await expect(page).to_have_title("edgeim")
 
@@ -715,6 +717,10 @@ async def test_a_chat_reads_like_a_daily_messenger(node: ServeProcess, browser) 
         await shot(page, "desktop-12-search-and-menu")
         await page.get_by_test_id("search-close").click()
         await expect(conv_item(page, "Mia")).to_be_visible()
+        # and goes offline there when she leaves
+        await mia.close()
+        await expect(conv_item(page, "Mia").get_by_title("online")).to_have_count(0)
+        await expect(page.get_by_test_id("chat-status")).to_have_text("offline")
     finally:
         await mia.close()
 

@@ -383,6 +383,7 @@ function onKicked(reason: string): void {
 
 async function onReconnected(): Promise<void> {
   state.connected = true;
+  presenceWatched.clear(); // watches belong to a connection: the new one watches afresh
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups)]);
   if (state.current) void run(() => refreshReceipts(state.current));
@@ -610,6 +611,33 @@ async function watchPresence(user: bigint): Promise<void> {
   for (const p of list) state.presence[key(p.user)] = p.online;
 }
 
+/** most friends whose presence the list shows (a session may watch 1000 users) */
+const WATCH_FRIENDS = 900;
+
+/** Follow every friend's presence, so the list's online dots are live. Quietly: a dot is a
+ * nicety, and one friend who blocked me refuses a whole batch (3004), so a refused batch is
+ * asked again one friend at a time (a few dozen at most: the presence rate budget). */
+async function watchFriends(): Promise<void> {
+  const wanted = state.friends.map((f) => f.user).filter((u) => !presenceWatched.has(key(u))).slice(0, WATCH_FRIENDS);
+  for (let i = 0; i < wanted.length; i += 500) {
+    const batch = wanted.slice(i, i + 500);
+    batch.forEach((u) => presenceWatched.add(key(u)));
+    try {
+      for (const p of await sdk().presenceSubscribe(batch)) state.presence[key(p.user)] = p.online;
+    } catch {
+      batch.forEach((u) => presenceWatched.delete(key(u)));
+      for (const u of batch.slice(0, 30)) {
+        presenceWatched.add(key(u));
+        try {
+          for (const p of await sdk().presenceSubscribe([u])) state.presence[key(p.user)] = p.online;
+        } catch {
+          presenceWatched.delete(key(u));
+        }
+      }
+    }
+  }
+}
+
 // -- sending -------------------------------------------------------------------------------
 
 function mentionsIn(conv: Conversation, text: string): { mentions: bigint[]; mentionAll: boolean } {
@@ -728,7 +756,14 @@ export async function loadFriends(): Promise<void> {
   state.blocked = Object.fromEntries(blocks.map((u) => [key(u), true]));
   // a request answered by becoming friends is pending no more
   for (const f of state.friends) forgetSent(f.user);
-  for (const f of state.friends) if (state.current === privateConvId(state.me, f.user)) void watchPresence(f.user);
+  // a former friend's presence is not pushed any more: no stale dot
+  for (const id of [...presenceWatched]) {
+    if (!isFriend(BigInt(id))) {
+      presenceWatched.delete(id);
+      delete state.presence[id];
+    }
+  }
+  void watchFriends();
   void ensureProfiles([...state.friends.map((f) => f.user), ...state.requests.map((r) => r.user)]);
 }
 
