@@ -386,13 +386,16 @@ def web_app_dir(web_dir: str) -> Path | None:
     return Path(web_dir) if web_dir else BUILT_WEB_APP
 
 
-def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "") -> None:
+def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "",
+                   recall_window: float = 120.0) -> None:
     """The web chat app: its built files under ``/`` (``/`` is its index.html) and
     ``/web-config.json``, which tells the page where the WebSocket is: ``{"ws": ws_url}``
     when set to a URL, ``{"path": ws_url}`` when set to a path (on the page's own host and
     port: behind a proxy), else ``{"port": <WebSocket port>, "path": "/ws"}`` (on the
-    page's own host). The page adds its host itself: nothing of the request (its Host
-    header) is echoed. Add it last: its catch-all route must not shadow the others."""
+    page's own host); and ``recall_window``, the node's setting in seconds, so the page
+    offers Recall only while the server would accept it. The page adds its host itself:
+    nothing of the request (its Host header) is echoed. Add it last: its catch-all route
+    must not shadow the others."""
     root = app_dir.resolve()
 
     async def config(request: web.Request) -> web.Response:
@@ -402,6 +405,7 @@ def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int]
             answer = {"ws": ws_url}
         else:
             answer = {"port": ws_port(), "path": "/ws"}
+        answer["recall_window"] = recall_window
         return web.json_response(answer, headers={"Cache-Control": "no-cache"})
 
     async def page(request: web.Request) -> web.StreamResponse:

@@ -1,3 +1,13 @@
+/** What the app learns from its node: where the WebSocket is, and how long after sending
+ * a message its sender may recall it (ms; the node's `recall_window`). */
+export interface WebConfig {
+  url: string;
+  recallWindowMs: number;
+}
+
+/** The protocol's default recall window (docs/protocol.md, 3009 RECALL_EXPIRED). */
+const DEFAULT_RECALL_WINDOW_MS = 120_000;
+
 /** Where the app finds its node's WebSocket.
  *
  * A node serving the app on its HTTP port answers `GET ./web-config.json` without
@@ -6,17 +16,25 @@
  * (behind a proxy), or `{"port": 8765, "path": "/ws"}` for the page's host on the node's
  * WebSocket port. Without it (a dev server, a plain static server) the node's default
  * layout is assumed: the WebSocket port is the HTTP port - 1. */
-export async function webSocketUrl(): Promise<string> {
+export async function webConfig(): Promise<WebConfig> {
   try {
     const answer = await fetch("./web-config.json", { cache: "no-store" });
     if (answer.ok) {
-      const url = configuredUrl(await answer.json(), window.location);
-      if (url) return url;
+      const config: unknown = await answer.json();
+      return {
+        url: configuredUrl(config, window.location) ?? fallbackUrl(window.location),
+        recallWindowMs: recallWindow(config),
+      };
     }
   } catch {
     // no config served: fall through to the default layout
   }
-  return fallbackUrl(window.location);
+  return { url: fallbackUrl(window.location), recallWindowMs: DEFAULT_RECALL_WINDOW_MS };
+}
+
+function recallWindow(config: unknown): number {
+  const seconds = typeof config === "object" && config !== null ? (config as { recall_window?: unknown }).recall_window : undefined;
+  return typeof seconds === "number" && seconds >= 0 ? seconds * 1000 : DEFAULT_RECALL_WINDOW_MS;
 }
 
 /** What the page loaded from: the parts of `window.location` used here. */

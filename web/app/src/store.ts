@@ -1,11 +1,14 @@
 /** The app's state and every action on it: one reactive object the components read, one
  * `Client` (edgeim-sdk) the actions drive, and the SDK's events folded into the state.
  *
- * Every action runs through `run`, which shows a failure to the user (a `ServerError` by
- * its code and name) instead of dropping it. */
-import { markRaw, reactive } from "vue";
+ * A user's action runs through `act`, background work through `run`: both show a failure to
+ * the user in words (errors.ts) instead of dropping it; an action that succeeds clears the
+ * errors still shown. */
+import { markRaw, reactive, watchEffect } from "vue";
 import { Client, ServerError } from "edgeim-sdk";
-import { webSocketUrl } from "./config";
+import { webConfig } from "./config";
+import { sentence, technical, codeOf } from "./errors";
+import { preview } from "./format";
 import {
   FILE, IMAGE, TEXT,
   type Content, type Conversation, type Friend, type FriendRequest, type Group, type Member,
@@ -13,6 +16,12 @@ import {
 } from "./types";
 
 const TOKEN_KEY = "edgeim.token";
+/** this browser's own terminal name, so two browsers of one account stay signed in together */
+const TERMINAL_KEY = "edgeim.terminal";
+/** friend requests I sent that are not answered yet, per user: { user id: sent at (ms) } */
+const SENT_KEY = "edgeim.sent.";
+/** how long a sent friend request is shown as pending (a rejection is not pushed) */
+const SENT_SHOWN_MS = 7 * 24 * 3600 * 1000;
 /** messages per HISTORY page */
 export const PAGE = 30;
 /** how long a typing signal is shown without a new one (docs/protocol.md 9.20.2) */
@@ -21,14 +30,27 @@ const TYPING_SHOWN_MS = 5000;
 const GROUP_READERS_EVERY_MS = 3000;
 /** my latest messages whose readers an open chat shows */
 const RECEIPTS_FOR = 5;
-/** how long an informational notice stays up */
-const INFO_SHOWN_MS = 6000;
+/** how long a notice stays up */
+const INFO_SHOWN_MS = 5000;
+const ERROR_SHOWN_MS = 9000;
+/** search results per page */
+const SEARCH_PAGE = 20;
 
 export interface Notice {
   id: number;
   kind: "error" | "info";
   text: string;
+  /** the failure as the server named it (tooltip), and its code (0: none) */
+  detail: string;
+  code: number;
   count: number;
+}
+
+export interface SearchState {
+  query: string;
+  busy: boolean;
+  results: Message[];
+  hasMore: boolean;
 }
 
 export const state = reactive({
@@ -51,12 +73,25 @@ export const state = reactive({
   /** "conv:seq" -> how many have read it (group conversations) */
   readers: {} as Record<string, number>,
   friends: [] as Friend[],
+  /** the friends list has been loaded once this session (until then nobody is a stranger) */
+  friendsLoaded: false,
   requests: [] as FriendRequest[],
   groups: {} as Record<string, Group>,
   members: {} as Record<string, Member[]>,
   blocked: {} as Record<string, boolean>,
   found: null as Profile | null,
+  /** user id -> when I sent them a friend request still unanswered (this browser's record) */
+  sent: {} as Record<string, number>,
+  /** conv -> the read cursor when the chat was opened: the "unread" divider goes after it */
+  unreadFrom: {} as Record<string, number>,
+  /** "conv:seq" of a message to show (a search result): scrolled to and highlighted */
+  highlight: "",
+  search: null as SearchState | null,
+  /** the open action menu ("conv:<id>", "msg:<conv>:<seq>"), "" for none */
+  menu: "",
   notices: [] as Notice[],
+  recallWindowMs: 120_000,
+  notifications: (typeof Notification === "undefined" ? "denied" : Notification.permission) as NotificationPermission,
   now: Date.now(),
 });
 
@@ -70,36 +105,54 @@ const typingSentAt = new Map<string, number>();
 
 // -- failures and notices -----------------------------------------------------------------
 
-export function describe(error: unknown): string {
-  if (error instanceof ServerError) return `${error.name} (${error.code}): ${error.message}`;
-  if (error instanceof Error) return error.message || error.name;
-  return String(error);
+/** A failure in people's words; `who`: the user the action was about. */
+export function describe(error: unknown, who?: bigint): string {
+  return sentence(error, who === undefined ? "" : displayName(who));
 }
 
-export function notify(kind: Notice["kind"], text: string): void {
+export function notify(kind: Notice["kind"], text: string, detail = "", code = 0): void {
   const same = state.notices.find((n) => n.text === text && n.kind === kind);
   if (same) {
     same.count += 1;
     return;
   }
   const id = ++noticeIds;
-  state.notices.push({ id, kind, text, count: 1 });
-  if (state.notices.length > 5) state.notices.shift();
-  // news fades by itself; an error stays until the user dismisses it
-  if (kind === "info") setTimeout(() => dismiss(id), INFO_SHOWN_MS);
+  state.notices.push({ id, kind, text, detail, code, count: 1 });
+  if (state.notices.length > 4) state.notices.shift();
+  setTimeout(() => dismiss(id), kind === "info" ? INFO_SHOWN_MS : ERROR_SHOWN_MS);
+}
+
+export function fail(error: unknown, who?: bigint): void {
+  notify("error", describe(error, who), technical(error), codeOf(error));
 }
 
 export function dismiss(id: number): void {
   state.notices = state.notices.filter((n) => n.id !== id);
 }
 
-/** Run an action; a failure becomes an error notice (never swallowed). Returns its result,
- * or undefined when it failed. */
-export async function run<T>(action: () => Promise<T>): Promise<T | undefined> {
+function clearErrors(): void {
+  if (state.notices.some((n) => n.kind === "error")) state.notices = state.notices.filter((n) => n.kind !== "error");
+}
+
+/** Run background work; a failure becomes an error notice (never swallowed). Returns its
+ * result, or undefined when it failed. */
+export async function run<T>(action: () => Promise<T>, who?: bigint): Promise<T | undefined> {
   try {
     return await action();
   } catch (error) {
-    notify("error", describe(error));
+    fail(error, who);
+    return undefined;
+  }
+}
+
+/** Run a user's action: as `run`, and once it succeeds the errors shown before are stale. */
+export async function act<T>(action: () => Promise<T>, who?: bigint): Promise<T | undefined> {
+  try {
+    const done = await action();
+    clearErrors();
+    return done;
+  } catch (error) {
+    fail(error, who);
     return undefined;
   }
 }
@@ -136,10 +189,25 @@ export async function ensureProfiles(ids: bigint[]): Promise<void> {
       for (const profile of found) state.profiles[key(profile.user)] = { ...profile };
     }
   } catch (error) {
-    notify("error", describe(error));
+    fail(error);
   } finally {
     batch.forEach((id) => pendingProfiles.delete(key(id)));
   }
+}
+
+/** A user's picture, when their profile has one (a server that keeps avatars). */
+export function avatarOf(id: bigint): string {
+  const avatar = (state.profiles[key(id)] as { avatar?: unknown } | undefined)?.avatar;
+  return typeof avatar === "string" ? avatar : "";
+}
+
+export function convAvatar(conv: Conversation): string {
+  return conv.kind === "group" ? state.groups[key(conv.group)]?.avatar ?? "" : avatarOf(conv.peer);
+}
+
+/** Open one action menu (closing any other), or close it when it is the one open. */
+export function toggleMenu(name: string): void {
+  state.menu = state.menu === name ? "" : name;
 }
 
 export function convTitle(conv: Conversation): string {
@@ -157,9 +225,23 @@ export function findConv(conv: string): Conversation | undefined {
 
 // -- session -------------------------------------------------------------------------------
 
+/** This browser's terminal name: "web-" and a random id kept in localStorage (the
+ * protocol's 1-16 of [a-z0-9_-]). Every browser (profile) has its own, so two browsers of one
+ * account stay signed in together; tabs of one browser share it: a newer login replaces. */
+export function terminalName(): string {
+  const held = localStorage.getItem(TERMINAL_KEY);
+  if (held && /^web-[a-z0-9]{8}$/.test(held)) return held;
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  const made = "web-" + Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
+  localStorage.setItem(TERMINAL_KEY, made);
+  return made;
+}
+
 async function openClient(): Promise<Client> {
-  const url = await webSocketUrl();
-  const made = markRaw(new Client({ urls: url, terminal: "web" }));
+  const config = await webConfig();
+  state.recallWindowMs = config.recallWindowMs;
+  const made = markRaw(new Client({ urls: config.url, terminal: terminalName() }));
   // events of a client already dropped (logged out, kicked) must not touch the new session
   const live =
     <T>(handle: (event: T) => void) =>
@@ -184,7 +266,7 @@ async function openClient(): Promise<Client> {
   made.on("connected", live(() => {
     state.connected = true;
   }));
-  made.on("error", live((error: unknown) => notify("error", describe(error))));
+  made.on("error", live((error: unknown) => fail(error)));
   await made.connect();
   return made;
 }
@@ -217,7 +299,7 @@ export async function start(): Promise<void> {
     if (error instanceof ServerError && (error.code === 2002 || error.code === 2003 || error.code === 2006)) {
       localStorage.removeItem(TOKEN_KEY);
     }
-    notify("error", describe(error));
+    fail(error);
     await dropClient();
     state.phase = "auth";
   } finally {
@@ -247,7 +329,7 @@ async function authenticate(steps: (c: Client) => Promise<unknown>): Promise<voi
     await steps(client);
     await afterLogin();
   } catch (error) {
-    notify("error", describe(error));
+    fail(error);
   } finally {
     state.busy = false;
   }
@@ -259,6 +341,8 @@ async function afterLogin(): Promise<void> {
   if (c.token) localStorage.setItem(TOKEN_KEY, c.token);
   state.phase = "ready";
   state.connected = true;
+  state.notices = []; // what went wrong before this login is no news to this session
+  state.sent = loadSent();
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups), ensureProfiles([state.me])]);
 }
 
@@ -267,6 +351,7 @@ export async function logout(): Promise<void> {
   if (client) await run(() => sdk().logout());
   await dropClient();
   reset();
+  state.notices = [];
   state.phase = "auth";
 }
 
@@ -274,8 +359,10 @@ function reset(): void {
   Object.assign(state, {
     me: 0n, tab: "chats", convs: [], current: "", showMembers: false, messages: {}, hasOlder: {},
     loadingOlder: {}, presence: {}, typing: {}, peerRead: {}, readers: {}, friends: [], requests: [],
-    groups: {}, members: {}, blocked: {}, found: null, connected: true,
+    groups: {}, members: {}, blocked: {}, found: null, connected: true, sent: {}, unreadFrom: {}, highlight: "",
+    search: null, menu: "", friendsLoaded: false,
   });
+  document.title = BASE_TITLE;
   presenceWatched.clear();
   grants.clear();
   typingSentAt.clear();
@@ -285,14 +372,18 @@ function onKicked(reason: string): void {
   // "replaced": this browser's login went to a newer session of the same terminal; the token
   // stays good for a reload. An operator's kick or disable ends it.
   if (reason !== "replaced") localStorage.removeItem(TOKEN_KEY);
-  notify("error", `Signed out: ${reason === "replaced" ? "this account signed in elsewhere on the web" : reason}`);
   void dropClient();
   reset();
+  state.notices = [];
+  notify("error", reason === "replaced"
+    ? "Signed out: this account signed in again in another tab of this browser."
+    : reason === "disabled" ? "Signed out: an operator disabled this account." : "Signed out by an operator.");
   state.phase = "auth";
 }
 
 async function onReconnected(): Promise<void> {
   state.connected = true;
+  presenceWatched.clear(); // watches belong to a connection: the new one watches afresh
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups)]);
   if (state.current) void run(() => refreshReceipts(state.current));
@@ -317,8 +408,12 @@ export function sortedConvs(): Conversation[] {
 export async function openConv(conv: string): Promise<void> {
   state.current = conv;
   state.showMembers = false;
+  state.highlight = "";
   const c = findConv(conv);
   if (!c) return;
+  // the divider marks where the user left off, for as long as the chat stays open
+  if (c.lastSeq > c.readSeq && c.lastFrom !== state.me) state.unreadFrom[conv] = c.readSeq;
+  else delete state.unreadFrom[conv];
   if (c.kind === "private") void watchPresence(c.peer);
   if (c.kind === "group") void run(() => loadMembers(c.group));
   if (!state.messages[conv]) await run(() => loadLatest(conv));
@@ -382,10 +477,14 @@ function onMessage(m: Message): void {
   const conv = findConv(m.conv);
   if (!conv) {
     // a conversation new to this list (a first private message, a group just joined)
-    void run(loadConversations);
+    void run(loadConversations).then(() => {
+      const added = findConv(m.conv);
+      if (added && m.from !== state.me && !added.muted) desktopNotify(added, m);
+    });
     return;
   }
   bump(conv, m);
+  if (m.from !== state.me && !conv.muted) desktopNotify(conv, m);
   // the open chat keeps it even while its first page is still loading (merge orders them)
   if (state.messages[m.conv] || state.current === m.conv) merge(m.conv, [m]);
   if (state.typing[m.conv]?.user === m.from) delete state.typing[m.conv];
@@ -455,7 +554,7 @@ export async function markRead(conv: string): Promise<void> {
 }
 
 export async function togglePin(conv: Conversation): Promise<void> {
-  const s = await run(() => sdk().convSet(conv.conv, { pinned: !conv.pinned }));
+  const s = await act(() => sdk().convSet(conv.conv, { pinned: !conv.pinned }));
   if (s) {
     conv.pinned = s.pinned;
     conv.muted = s.muted;
@@ -463,7 +562,7 @@ export async function togglePin(conv: Conversation): Promise<void> {
 }
 
 export async function toggleMute(conv: Conversation): Promise<void> {
-  const s = await run(() => sdk().convSet(conv.conv, { muted: !conv.muted }));
+  const s = await act(() => sdk().convSet(conv.conv, { muted: !conv.muted }));
   if (s) {
     conv.pinned = s.pinned;
     conv.muted = s.muted;
@@ -500,8 +599,9 @@ export async function refreshReceipts(conv: string): Promise<void> {
   }
 }
 
+/** Follow a friend's presence (PRESENCE_SUB answers 3003 NOT_FRIENDS for anyone else). */
 async function watchPresence(user: bigint): Promise<void> {
-  if (presenceWatched.has(key(user)) || user === 0n) return;
+  if (presenceWatched.has(key(user)) || user === 0n || !isFriend(user)) return;
   presenceWatched.add(key(user));
   const list = await run(() => sdk().presenceSubscribe([user]));
   if (!list) {
@@ -509,6 +609,33 @@ async function watchPresence(user: bigint): Promise<void> {
     return;
   }
   for (const p of list) state.presence[key(p.user)] = p.online;
+}
+
+/** most friends whose presence the list shows (a session may watch 1000 users) */
+const WATCH_FRIENDS = 900;
+
+/** Follow every friend's presence, so the list's online dots are live. Quietly: a dot is a
+ * nicety, and one friend who blocked me refuses a whole batch (3004), so a refused batch is
+ * asked again one friend at a time (a few dozen at most: the presence rate budget). */
+async function watchFriends(): Promise<void> {
+  const wanted = state.friends.map((f) => f.user).filter((u) => !presenceWatched.has(key(u))).slice(0, WATCH_FRIENDS);
+  for (let i = 0; i < wanted.length; i += 500) {
+    const batch = wanted.slice(i, i + 500);
+    batch.forEach((u) => presenceWatched.add(key(u)));
+    try {
+      for (const p of await sdk().presenceSubscribe(batch)) state.presence[key(p.user)] = p.online;
+    } catch {
+      batch.forEach((u) => presenceWatched.delete(key(u)));
+      for (const u of batch.slice(0, 30)) {
+        presenceWatched.add(key(u));
+        try {
+          for (const p of await sdk().presenceSubscribe([u])) state.presence[key(p.user)] = p.online;
+        } catch {
+          presenceWatched.delete(key(u));
+        }
+      }
+    }
+  }
 }
 
 // -- sending -------------------------------------------------------------------------------
@@ -547,19 +674,19 @@ async function sendContent(conv: Conversation, content: Content, type: number, t
 /** Send a text; true when the server acknowledged it (stored). */
 export async function sendText(conv: Conversation, text: string): Promise<boolean> {
   if (!text.trim()) return false;
-  const sent = await run(async () => {
+  const sent = await act(async () => {
     await sendContent(conv, text, TEXT, text);
     return true;
-  });
+  }, conv.kind === "private" ? conv.peer : undefined);
   if (sent && typingSentAt.has(conv.conv)) {
     typingSentAt.delete(conv.conv);
-    void run(() => sdk().typing(conv.conv, false));
+    sdk().typing(conv.conv, false).catch(() => undefined);
   }
   return Boolean(sent);
 }
 
 export async function sendFile(conv: Conversation, file: File): Promise<void> {
-  await run(async () => {
+  await act(async () => {
     const mime = (file.type || "application/octet-stream").toLowerCase();
     const size = await imageSize(file);
     const fileKey: string = await sdk().upload(conv.conv, file, mime, file.name);
@@ -568,7 +695,7 @@ export async function sendFile(conv: Conversation, file: File): Promise<void> {
     } else {
       await sendContent(conv, { key: fileKey, name: file.name, size: file.size, mime }, FILE);
     }
-  });
+  }, conv.kind === "private" ? conv.peer : undefined);
 }
 
 async function imageSize(file: File): Promise<{ width: number; height: number } | null> {
@@ -588,11 +715,23 @@ export function typed(conv: string): void {
   const now = Date.now();
   if (now - (typingSentAt.get(conv) ?? 0) < 3000) return;
   typingSentAt.set(conv, now);
-  void run(() => sdk().typing(conv, true));
+  // a signal, not a message: a refused one (a chat with a stranger) is nothing to tell
+  sdk().typing(conv, true).catch(() => undefined);
+}
+
+/** Whether Recall is offered for a message: my own within the node's recall window, or
+ * anyone's but the owner's for a group's owner and admins (any time), as the server rules. */
+export function mayRecall(conv: Conversation, m: Message): boolean {
+  if (m.recalledBy) return false;
+  if (m.from === state.me && state.now - m.ts < state.recallWindowMs) return true;
+  if (conv.kind !== "group") return false;
+  const role = myRole(conv.group);
+  if (role === "owner") return true;
+  return role === "admin" && m.from !== state.me && state.groups[key(conv.group)]?.owner !== m.from;
 }
 
 export async function recall(conv: string, seq: number): Promise<void> {
-  const tombstone = await run(() => sdk().recall(conv, seq));
+  const tombstone = await act(() => sdk().recall(conv, seq));
   if (tombstone) onRecall(tombstone);
 }
 
@@ -612,56 +751,112 @@ export async function loadFriends(): Promise<void> {
   const c = sdk();
   const [friends, requests, blocks] = await Promise.all([c.friends(), c.friendRequests(), c.blocks()]);
   state.friends = friends.map((f: Friend) => ({ ...f }));
+  state.friendsLoaded = true;
   state.requests = requests.map((r: FriendRequest) => ({ ...r }));
   state.blocked = Object.fromEntries(blocks.map((u) => [key(u), true]));
+  // a request answered by becoming friends is pending no more
+  for (const f of state.friends) forgetSent(f.user);
+  // a former friend's presence is not pushed any more: no stale dot
+  for (const id of [...presenceWatched]) {
+    if (!isFriend(BigInt(id))) {
+      presenceWatched.delete(id);
+      delete state.presence[id];
+    }
+  }
+  void watchFriends();
   void ensureProfiles([...state.friends.map((f) => f.user), ...state.requests.map((r) => r.user)]);
+}
+
+export function isFriend(user: bigint): boolean {
+  return state.friends.some((f) => f.user === user);
+}
+
+/** Whether I asked this user to be friends and they have not answered (as far as I know). */
+export function requestPending(user: bigint): boolean {
+  const at = state.sent[key(user)];
+  return at !== undefined && at + SENT_SHOWN_MS > state.now && !isFriend(user);
+}
+
+function loadSent(): Record<string, number> {
+  try {
+    const held: unknown = JSON.parse(localStorage.getItem(SENT_KEY + state.me) ?? "{}");
+    if (typeof held === "object" && held !== null) return held as Record<string, number>;
+  } catch {
+    // a damaged record: start a new one
+  }
+  return {};
+}
+
+function saveSent(): void {
+  if (state.me !== 0n) localStorage.setItem(SENT_KEY + state.me, JSON.stringify(state.sent));
+}
+
+function forgetSent(user: bigint): void {
+  if (state.sent[key(user)] === undefined) return;
+  delete state.sent[key(user)];
+  saveSent();
 }
 
 export async function findUser(username: string): Promise<void> {
   state.found = null;
-  const profile = await run(() => sdk().userFind(username.trim()));
-  if (profile) {
-    state.found = { ...profile };
-    state.profiles[key(profile.user)] = { ...profile };
+  const wanted = username.trim();
+  if (!wanted) return;
+  let profile: Profile | undefined;
+  try {
+    profile = await sdk().userFind(wanted);
+    clearErrors();
+  } catch (error) {
+    if (codeOf(error) === 3000) notify("error", `No one is called “${wanted}” here. Check the spelling.`, technical(error), 3000);
+    else fail(error);
+    return;
   }
+  state.found = { ...profile };
+  state.profiles[key(profile.user)] = { ...profile };
 }
 
 export async function requestFriend(user: bigint, message: string): Promise<void> {
-  const done = await run(async () => {
+  if (requestPending(user)) return;
+  const done = await act(async () => {
     await sdk().friendRequest(user, message);
     return true;
-  });
-  if (done) notify("info", `Friend request sent to ${displayName(user)}`);
+  }, user);
+  if (!done) return;
+  state.sent[key(user)] = Date.now();
+  saveSent();
+  notify("info", `Friend request sent to ${displayName(user)}`);
+  // a request to someone who had asked me makes us friends at once
+  await run(loadFriends);
 }
 
 export async function answerRequest(user: bigint, accept: boolean): Promise<void> {
-  await run(async () => {
+  await act(async () => {
     if (accept) await sdk().friendAccept(user);
     else await sdk().friendReject(user);
     await loadFriends();
-  });
+  }, user);
 }
 
 export async function removeFriend(user: bigint): Promise<void> {
-  await run(async () => {
+  await act(async () => {
     await sdk().friendDelete(user);
     await loadFriends();
-  });
+  }, user);
 }
 
 export async function setBlocked(user: bigint, blocked: boolean): Promise<void> {
-  await run(async () => {
+  await act(async () => {
     if (blocked) await sdk().block(user);
     else await sdk().unblock(user);
     state.blocked[key(user)] = blocked;
     notify("info", `${displayName(user)} ${blocked ? "blocked" : "unblocked"}`);
-  });
+  }, user);
 }
 
 async function onFriend(e: { event: string; user: bigint; message: string }): Promise<void> {
   await ensureProfiles([e.user]);
   if (e.event === "request") notify("info", `${displayName(e.user)} sent you a friend request`);
   else if (e.event === "accepted") notify("info", `${displayName(e.user)} accepted your friend request`);
+  if (e.event === "accepted") forgetSent(e.user);
   await run(loadFriends);
 }
 
@@ -699,7 +894,7 @@ export function myRole(group: bigint): string {
 }
 
 export async function createGroup(name: string, members: bigint[]): Promise<void> {
-  await run(async () => {
+  await act(async () => {
     const info: Group = await sdk().groupCreate(name, members);
     state.groups[key(info.group)] = { ...info };
     await loadConversations();
@@ -709,15 +904,15 @@ export async function createGroup(name: string, members: bigint[]): Promise<void
 }
 
 /** Run a group admin action, then show the group as it is now. */
-export async function groupAction(group: bigint, action: (c: Client) => Promise<unknown>): Promise<void> {
-  await run(async () => {
+export async function groupAction(group: bigint, action: (c: Client) => Promise<unknown>, who?: bigint): Promise<void> {
+  await act(async () => {
     await action(sdk());
     await Promise.all([loadMembers(group), loadGroups()]);
-  });
+  }, who);
 }
 
 export async function leaveGroup(group: bigint, dissolve: boolean): Promise<void> {
-  const done = await run(async () => {
+  const done = await act(async () => {
     if (dissolve) await sdk().groupDissolve(group);
     else await sdk().groupQuit(group);
     return true;
@@ -747,6 +942,78 @@ async function onGroup(e: { event: string; group: bigint; actor: bigint; users: 
   if (state.members[key(e.group)]) await run(() => loadMembers(e.group));
 }
 
+// -- search --------------------------------------------------------------------------------
+
+/** Search my conversations (SEARCH): the newest matches first; `more` asks for the next page. */
+export async function search(query: string, more = false): Promise<void> {
+  const wanted = query.trim();
+  if (!wanted) {
+    state.search = null;
+    return;
+  }
+  const held = more && state.search?.query === wanted ? state.search : null;
+  const s: SearchState = held ?? { query: wanted, busy: false, results: [], hasMore: false };
+  state.search = s;
+  s.busy = true;
+  const before = held && held.results.length ? held.results[held.results.length - 1].id : 0n;
+  const page = await act(() => sdk().search(wanted, { before, limit: SEARCH_PAGE }));
+  if (state.search?.query !== wanted) return; // another search replaced this one
+  const live = state.search;
+  live.busy = false;
+  if (!page) return;
+  live.results = [...live.results, ...page.msgs.map((m) => ({ ...m }))];
+  live.hasMore = page.hasMore;
+  void ensureProfiles(page.msgs.map((m) => m.from));
+}
+
+/** Open a search result: its conversation, paged back until the message is loaded, which
+ * the chat then scrolls to and highlights. */
+export async function openMessage(m: Message): Promise<void> {
+  if (!findConv(m.conv)) await run(loadConversations);
+  await openConv(m.conv);
+  for (let pages = 0; pages < 50 && state.current === m.conv; pages++) {
+    if ((state.messages[m.conv] ?? []).some((held) => held.seq === m.seq)) break;
+    if (!state.hasOlder[m.conv]) break;
+    await run(() => loadOlder(m.conv));
+  }
+  state.highlight = `${m.conv}:${m.seq}`;
+}
+
+// -- notifications and the title -------------------------------------------------------------
+
+const BASE_TITLE = "edgeim";
+
+/** Ask for desktop notifications; browsers allow the question on a user's gesture only. */
+export async function enableNotifications(): Promise<void> {
+  if (typeof Notification === "undefined") return;
+  state.notifications = await Notification.requestPermission();
+}
+
+/** A desktop notification for a message that came while the tab is hidden. */
+function desktopNotify(conv: Conversation, m: Message): void {
+  if (typeof Notification === "undefined" || Notification.permission !== "granted") return;
+  if (document.visibilityState === "visible") return;
+  const who = displayName(m.from);
+  const title = conv.kind === "group" ? convTitle(conv) : who;
+  const text = preview(m.type, typeof m.content === "string" ? m.content : "", Boolean(m.recalledBy));
+  try {
+    const shown = new Notification(title, { body: conv.kind === "group" ? `${who}: ${text}` : text, tag: conv.conv });
+    shown.onclick = () => {
+      window.focus();
+      state.tab = "chats";
+      void openConv(conv.conv);
+      shown.close();
+    };
+  } catch {
+    // a browser that only notifies from a service worker (Android Chrome): the title still counts
+  }
+}
+
+/** Unread messages of conversations that are not muted: shown in the tab's title. */
+export function unreadTotal(): number {
+  return state.convs.reduce((sum, c) => sum + (c.muted ? 0 : c.unread), 0);
+}
+
 // -- clocks --------------------------------------------------------------------------------
 
 setInterval(() => {
@@ -758,6 +1025,20 @@ setInterval(() => {
   if (client && c?.kind === "group" && document.visibilityState === "visible") void run(() => refreshReceipts(c.conv));
 }, GROUP_READERS_EVERY_MS);
 
+// a click anywhere else closes an open action menu (its own button stops the click)
+document.addEventListener("click", () => {
+  state.menu = "";
+});
+
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape") state.menu = "";
+});
+
 document.addEventListener("visibilitychange", () => {
   if (state.current) void markRead(state.current);
+});
+
+watchEffect(() => {
+  const count = state.phase === "ready" ? unreadTotal() : 0;
+  document.title = count > 0 ? `(${count}) ${BASE_TITLE}` : BASE_TITLE;
 });
