@@ -134,9 +134,9 @@ class Node:
             self.delivery.refresh, self.delivery.reach,
         ), config.group_max_members, config.group_creates_per_hour,
             member_pushes=(config.group_join_rate, config.group_join_burst),
-            invitations=Invitations(config.group_add_default, config.group_invitation_ttl,
-                                    config.group_invitations_per_invitee, config.group_invitations_per_inviter,
-                                    config.group_invitations_per_hour))
+            invitations=Invitations(config.group_add_default, config.group_invite_ttl,
+                                    config.group_invites_held, config.group_invites_sent,
+                                    config.group_invites_per_hour))
         # its node number is leased at start; no id is made before (the fence is shut)
         self.ids = IdGenerator(valid_until=-math.inf)
         self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)

@@ -28,8 +28,8 @@ PER_INVITEE, PER_INVITER = 4, 6
 @pytest.fixture
 def server(serve_factory: Callable[..., ServeProcess]) -> ServeProcess:
     # the product default, said out loud (the harness's is "anyone"), and small bounds
-    return serve_factory(group_add_default="friends", group_invitations_per_invitee=PER_INVITEE,
-                         group_invitations_per_inviter=PER_INVITER)
+    return serve_factory(group_add_default="friends", group_invites_held=PER_INVITEE,
+                         group_invites_sent=PER_INVITER)
 
 
 async def refused(call, code: ErrorCode) -> ServerError:
@@ -223,7 +223,7 @@ async def test_a_blocked_adder_is_refused_and_nothing_is_stored(clients):
 
 
 async def test_invitations_are_budgeted(serve_factory, clients):
-    node = serve_factory(group_add_default="friends", group_invitations_per_hour=3)
+    node = serve_factory(group_add_default="friends", group_invites_per_hour=3)
     inviter, *targets = [Client(node.url) for _ in range(5)]
     try:
         for client in (inviter, *targets):
@@ -242,7 +242,7 @@ async def test_invitations_are_budgeted(serve_factory, clients):
 
 
 async def test_an_invitation_expires(serve_factory):
-    node = serve_factory(group_add_default="friends", group_invitation_ttl=1)
+    node = serve_factory(group_add_default="friends", group_invite_ttl=1)
     owner, invitee = Client(node.url), Client(node.url)
     try:
         for client in (owner, invitee):
