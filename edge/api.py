@@ -331,7 +331,18 @@ class Api:
         added, invited = await self._groups.invite(await self._groups.get(req.group), self._me(s), req.users)
         s.reply(Op.GROUP_INVITE_OK, req_id, bodies.GroupUsersDone(group=req.group, users=added, invited=invited))
 
-    def on_group_invitations(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ListPage) -> None:
+    def on_group_invitations(self, s: Session, req_id: int, flags: int, target: int,
+                             req: bodies.ListPage) -> Awaitable[None] | None:
+        """From memory, once a reload of the user under way has ended: an invitation made
+        on another node is announced by a push that may come before this node has read it
+        back, and a client that lists on that push must find it."""
+        key = f"u:{s.user_id}"
+        if key in self._state.reloading:
+            return _after(self._state.settled(key), self._invitations(s, req_id, req))
+        s.reply_body(Op.GROUP_INVITATIONS_OK, req_id, self._groups.invitations_page(self._me(s), req.after, req.limit))
+        return None
+
+    async def _invitations(self, s: Session, req_id: int, req: bodies.ListPage) -> None:
         s.reply_body(Op.GROUP_INVITATIONS_OK, req_id, self._groups.invitations_page(self._me(s), req.after, req.limit))
 
     async def on_group_invitation_accept(self, s: Session, req_id: int, flags: int, target: int,
