@@ -52,9 +52,9 @@ import msgspec
 
 from ..core_ext import content
 from .protocols import (
-    ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
-    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
+    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull, JoinRequest,
+    Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
@@ -217,11 +217,26 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # operations: an operator's disabled accounts (im user disable), whose logins are refused
         "ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled TINYINT NOT NULL DEFAULT 0",
     ),
+    (
+        # who may add a user to a group ('' never chosen: the node's default), and the
+        # invitations of the adds that setting did not allow (SqliteStore's step 8)
+        "ALTER TABLE user_settings ADD COLUMN IF NOT EXISTS group_add VARCHAR(16) NOT NULL DEFAULT ''",
+        f"""CREATE TABLE IF NOT EXISTS group_invitations (
+            group_id   BIGINT NOT NULL,
+            invitee    BIGINT NOT NULL,
+            inviter    BIGINT NOT NULL,
+            ts         BIGINT NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (group_id, invitee),
+            KEY group_invitations_by_invitee (invitee),
+            KEY group_invitations_by_inviter (inviter)
+        ) {_TABLE}""",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
-    "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings",
+    "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "group_invitations",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -502,6 +517,10 @@ class MysqlStore(WriteQueue):
 
     async def token_revoked(self, token_id: str) -> bool:
         return bool(await self._read(_fetchall, "SELECT 1 FROM revoked_tokens WHERE token_id = %s", (token_id,)))
+
+    async def group_add_rules(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
+        wanted = [u for u in dict.fromkeys(user_ids) if 0 < u <= _NO_BOUND]
+        return await self._read(_group_add_rules, wanted) if wanted else {}
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         return await self._read(_in_snapshot, _readers, conv, seq, exclude, after, limit)
@@ -1006,7 +1025,11 @@ def _create_group(tx: _Tx, c: CreateGroup) -> GroupRecords:
     members = [Member(c.owner, "owner", 0, c.ts, 0)]
     members += [Member(user, "member", 0, c.ts, 0) for user in dict.fromkeys(c.members) if user != c.owner]
     _put_member_rows(tx.cur, group.id, members)
-    return GroupRecords(group, members, [])
+    invitations: list[Invitation] = []
+    if c.invited:
+        invitations = _put_invitations(tx, PutInvitations(
+            group.id, c.owner, c.invited, c.ts, c.expires_at, c.max_per_invitee, c.max_per_inviter))
+    return GroupRecords(group, members, [], invitations=invitations)
 
 
 def _put_group(tx: _Tx, c: PutGroup) -> None:
@@ -1027,6 +1050,7 @@ def _put_member(tx: _Tx, c: PutMember) -> Member:
         member = Member(c.user, c.role, c.muted_until, row[0], row[1])
     _put_member_rows(tx.cur, c.group, [member])
     tx.cur.execute("DELETE FROM group_requests WHERE group_id = %s AND user_id = %s", (c.group, c.user))
+    tx.cur.execute("DELETE FROM group_invitations WHERE group_id = %s AND invitee = %s", (c.group, c.user))
     return member
 
 
@@ -1039,6 +1063,7 @@ def _dissolve(tx: _Tx, c: DissolveGroup) -> None:
     tx.cur.execute("DELETE FROM chat_groups WHERE id = %s", (c.group,))
     tx.cur.execute("DELETE FROM group_members WHERE group_id = %s", (c.group,))
     tx.cur.execute("DELETE FROM group_requests WHERE group_id = %s", (c.group,))
+    tx.cur.execute("DELETE FROM group_invitations WHERE group_id = %s", (c.group,))
     tx.cur.execute("DELETE FROM user_convs WHERE conv = %s", (_group_conv(c.group),))
 
 
@@ -1083,8 +1108,44 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
 
 
 def _set_settings(tx: _Tx, c: SetSettings) -> None:
-    tx.cur.execute("INSERT INTO user_settings (user_id, invisible) VALUES (%s, %s)"
-                   " ON DUPLICATE KEY UPDATE invisible = VALUES(invisible)", (c.user, c.invisible))
+    tx.cur.execute("INSERT INTO user_settings (user_id, invisible, group_add) VALUES (%s, %s, %s)"
+                   " ON DUPLICATE KEY UPDATE invisible = VALUES(invisible), group_add = VALUES(group_add)",
+                   (c.user, c.invisible, c.group_add))
+
+
+def _put_invitations(tx: _Tx, c: PutInvitations) -> list[Invitation]:
+    """As SqliteStore's: stored, then counted, InvitationsFull undoes it. The users' rows
+    (invitees and inviter, in id order) are locked first, so that writers on other nodes
+    inviting the same users count one after the other and none overshoots a bound."""
+    cur = tx.cur
+    invitees = list(dict.fromkeys(c.invitees))
+    everyone = sorted(set(invitees) | {c.inviter})
+    for start in range(0, len(everyone), _IN_CHUNK):
+        chunk = everyone[start:start + _IN_CHUNK]
+        cur.execute(f"SELECT id FROM users WHERE id IN ({_in_list(len(chunk), 1)}) ORDER BY id FOR UPDATE", chunk)
+        cur.fetchall()
+    cur.execute("DELETE FROM group_invitations WHERE inviter = %s AND expires_at <= %s", (c.inviter, c.ts))
+    cur.executemany("DELETE FROM group_invitations WHERE invitee = %s AND expires_at <= %s",
+                    [(u, c.ts) for u in invitees])
+    cur.executemany(
+        "INSERT INTO group_invitations (group_id, invitee, inviter, ts, expires_at) VALUES (%s, %s, %s, %s, %s)"
+        " ON DUPLICATE KEY UPDATE inviter = VALUES(inviter), ts = VALUES(ts), expires_at = VALUES(expires_at)",
+        [(c.group, u, c.inviter, c.ts, c.expires_at) for u in invitees])
+    for start in range(0, len(invitees), _IN_CHUNK):
+        chunk = invitees[start:start + _IN_CHUNK]
+        cur.execute(f"SELECT invitee, count(*) FROM group_invitations WHERE invitee IN ({_in_list(len(chunk), 1)})"
+                    " GROUP BY invitee", chunk)
+        for invitee, count in cur.fetchall():
+            if count > c.max_per_invitee:
+                raise InvitationsFull(invitee, inviter=False)
+    cur.execute("SELECT count(*) FROM group_invitations WHERE inviter = %s", (c.inviter,))
+    if cur.fetchone()[0] > c.max_per_inviter:
+        raise InvitationsFull(c.inviter, inviter=True)
+    return [Invitation(c.group, u, c.inviter, c.ts, c.expires_at) for u in invitees]
+
+
+def _drop_invitation(tx: _Tx, c: DropInvitation) -> None:
+    tx.cur.execute("DELETE FROM group_invitations WHERE group_id = %s AND invitee = %s", (c.group, c.invitee))
 
 
 def _set_disabled(tx: _Tx, c: SetDisabled) -> None:
@@ -1118,6 +1179,8 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     RecallMessage: _recall,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
+    PutInvitations: _put_invitations,
+    DropInvitation: _drop_invitation,
 }
 
 
@@ -1176,9 +1239,13 @@ def _load_user(cur: Any, user_id: int) -> UserRecords:
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN convs c ON c.conv = u.conv"
         " JOIN messages m ON m.conv = c.conv AND m.seq = c.last_seq WHERE u.user_id = %s")]
-    settings = rows("SELECT invisible FROM user_settings WHERE user_id = %s")
+    settings = rows("SELECT invisible, group_add FROM user_settings WHERE user_id = %s")
     invisible = bool(settings[0][0]) if settings else False
-    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible)
+    cur.execute("SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations"
+                " WHERE invitee = %s AND expires_at > %s ORDER BY group_id", (user_id, _now_ms()))
+    invitations = [Invitation(*r) for r in cur.fetchall()]
+    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible,
+                       invitations, settings[0][1] if settings else "")
 
 
 def _load_group(cur: Any, group_id: int) -> GroupRecords | None:
@@ -1195,7 +1262,20 @@ def _load_group(cur: Any, group_id: int) -> GroupRecords | None:
     requests = [JoinRequest(*r) for r in cur.fetchall()]
     cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s ORDER BY seq DESC LIMIT 1", (_group_conv(group_id),))
     head = cur.fetchone()
-    return GroupRecords(group, members, requests, _message(head) if head else None)
+    cur.execute("SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations"
+                " WHERE group_id = %s AND expires_at > %s ORDER BY invitee", (group_id, _now_ms()))
+    invitations = [Invitation(*r) for r in cur.fetchall()]
+    return GroupRecords(group, members, requests, _message(head) if head else None, invitations)
+
+
+def _group_add_rules(cur: Any, user_ids: list[int]) -> dict[UserId, str]:
+    rules: dict[UserId, str] = {}
+    for start in range(0, len(user_ids), _IN_CHUNK):
+        chunk = user_ids[start:start + _IN_CHUNK]
+        cur.execute("SELECT u.id, s.group_add FROM users u LEFT JOIN user_settings s ON s.user_id = u.id"
+                    f" WHERE u.id IN ({_in_list(len(chunk), 1)})", chunk)
+        rules.update((UserId(u), rule or "") for u, rule in cur.fetchall())
+    return rules
 
 
 def _search(cur: Any, convs: list[tuple[str, int]], text: str, before_id: int, limit: int, deadline: float,

@@ -21,6 +21,8 @@ __all__ = [
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
     "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv", "SetPasswordHash",
     "RevokeToken", "RecallMessage", "SetSettings", "CallRecord",
+    # group invitations
+    "Invitation", "PutInvitations", "DropInvitation", "InvitationsFull",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
@@ -56,6 +58,17 @@ class StoreUnavailable(RuntimeError):
 class SearchTimeout(RuntimeError):
     """``Store.search`` ran past its time bound (or its caller left): nothing was found
     in time. Another search (narrower, or later) may succeed."""
+
+
+class InvitationsFull(Exception):
+    """``PutInvitations`` (or ``CreateGroup`` with invitations) would take an invitee or
+    the inviter past their bound of pending invitations; nothing of the change is stored.
+    ``user`` is the invitee who is full, or the inviter."""
+
+    def __init__(self, user: int, inviter: bool) -> None:
+        super().__init__(f"{'you have' if inviter else f'user {user} has'} as many pending group invitations as allowed")
+        self.user = user
+        self.inviter = inviter
 
 
 class User(msgspec.Struct, frozen=True):
@@ -143,6 +156,22 @@ class UserRecords(msgspec.Struct, frozen=True):
     convs: list[UserConv]
     heads: list[StoredMessage]  # the newest message of each conversation in ``convs`` that has one
     invisible: bool = False  # the user's setting: others see them offline (SetSettings)
+    #: the invitations to groups this user has pending (not expired), by group id
+    invitations: list[Invitation] = []
+    #: who may add this user to a group: "anyone" | "friends" | "nobody"; "" never chosen
+    #: (the node's default applies) (SetSettings)
+    group_add: str = ""
+
+
+class Invitation(msgspec.Struct, frozen=True):
+    """A pending invitation of ``invitee`` into ``group`` by ``inviter``: the add that the
+    invitee's group_add setting did not allow at once."""
+
+    group: GroupId
+    invitee: UserId
+    inviter: UserId
+    ts: int  # unix ms
+    expires_at: int  # unix ms: past it, the invitation counts for nothing and may be deleted
 
 
 class GroupRecord(msgspec.Struct, frozen=True):
@@ -176,6 +205,8 @@ class GroupRecords(msgspec.Struct, frozen=True):
     members: list[Member]
     requests: list[JoinRequest]
     head: StoredMessage | None = None  # the group conversation's newest message
+    #: its pending invitations (not expired), by invitee id
+    invitations: list[Invitation] = []
 
 
 # -- changes: every write of the social graph, applied in order with the messages -------------
@@ -228,6 +259,12 @@ class CreateGroup(msgspec.Struct, frozen=True, tag=True):
     max_members: int
     members: list[UserId]  # besides the owner
     ts: int
+    #: invitations stored with the group, as ``PutInvitations`` stores them (all or nothing:
+    #: InvitationsFull leaves no group behind)
+    invited: list[UserId] = []
+    expires_at: int = 0
+    max_per_invitee: int = 0
+    max_per_inviter: int = 0
 
 
 class PutGroup(msgspec.Struct, frozen=True, tag=True):
@@ -256,6 +293,29 @@ class DissolveGroup(msgspec.Struct, frozen=True, tag=True):
     """The group and every membership go; its messages stay stored but unreachable."""
 
     group: GroupId
+
+
+class PutInvitations(msgspec.Struct, frozen=True, tag=True):
+    """Invite ``invitees`` into ``group`` on behalf of ``inviter`` (an invitation already
+    pending for the pair is replaced). All or nothing: if an invitee would hold more than
+    ``max_per_invitee`` pending (unexpired) invitations, or the inviter would have sent more
+    than ``max_per_inviter``, nothing is stored and it fails with ``InvitationsFull``
+    (checked in the write's transaction, so concurrent writers cannot overshoot). Expired
+    invitations of those users are deleted on the way. A ``PutMember`` of the pair, or the
+    group's ``DissolveGroup``, drops the invitation."""
+
+    group: GroupId
+    inviter: UserId
+    invitees: list[UserId]
+    ts: int
+    expires_at: int
+    max_per_invitee: int
+    max_per_inviter: int
+
+
+class DropInvitation(msgspec.Struct, frozen=True, tag=True):
+    group: GroupId
+    invitee: UserId
 
 
 class PutJoinRequest(msgspec.Struct, frozen=True, tag=True):
@@ -303,10 +363,11 @@ class RevokeToken(msgspec.Struct, frozen=True, tag=True):
 
 
 class SetSettings(msgspec.Struct, frozen=True, tag=True):
-    """Replace the user's own settings (today: invisible)."""
+    """Replace the user's own settings (invisible, group_add: "" is "never chosen")."""
 
     user: UserId
     invisible: bool
+    group_add: str = ""
 
 
 class SetDisabled(msgspec.Struct, frozen=True, tag=True):
@@ -320,7 +381,7 @@ Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
-    | SetSettings | SetDisabled
+    | SetSettings | SetDisabled | PutInvitations | DropInvitation
 )
 
 
@@ -392,6 +453,10 @@ class Store(Protocol):
 
     async def token_revoked(self, token_id: str) -> bool:
         """True if ``RevokeToken(token_id, ...)`` was applied (and has not expired)."""
+
+    async def group_add_rules(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
+        """The group_add setting of each of these users that exists ("" for one who never
+        chose); users that do not exist are left out."""
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and

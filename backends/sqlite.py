@@ -32,9 +32,9 @@ import msgspec
 
 from ..core_ext import content
 from .protocols import (
-    Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
-    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
+    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull, JoinRequest,
+    Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
@@ -185,6 +185,21 @@ MIGRATIONS: tuple[str, ...] = (
         seq  INTEGER NOT NULL
     ) WITHOUT ROWID;
     INSERT INTO search_marks (conv, seq) SELECT conv, max(seq) FROM messages GROUP BY conv;
+    """,
+    """
+    -- who may add a user to a group ('' never chosen: the node's default), and the
+    -- invitations of the adds that setting did not allow, until accepted, declined or expired
+    ALTER TABLE user_settings ADD COLUMN group_add TEXT NOT NULL DEFAULT '';
+    CREATE TABLE group_invitations (
+        group_id   INTEGER NOT NULL,
+        invitee    INTEGER NOT NULL,
+        inviter    INTEGER NOT NULL,
+        ts         INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        PRIMARY KEY (group_id, invitee)
+    ) WITHOUT ROWID;
+    CREATE INDEX group_invitations_by_invitee ON group_invitations (invitee);
+    CREATE INDEX group_invitations_by_inviter ON group_invitations (inviter);
     """,
 )
 
@@ -391,6 +406,10 @@ class SqliteStore(WriteQueue):
     async def token_revoked(self, token_id: str) -> bool:
         rows = await self._read("SELECT 1 FROM revoked_tokens WHERE token_id = ?", (token_id,))
         return bool(rows)
+
+    async def group_add_rules(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
+        wanted = [u for u in dict.fromkeys(user_ids) if 0 < u <= 2**63 - 1]
+        return await self._read_with(_group_add_rules, wanted) if wanted else {}
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         return await self._read_with(_readers, conv, seq, exclude, after, limit)
@@ -818,7 +837,11 @@ class SqliteStore(WriteQueue):
         members += [Member(user, "member", 0, c.ts, 0) for user in dict.fromkeys(c.members) if user != c.owner]
         for m in members:
             _put_member_row(conn, group.id, m)
-        return GroupRecords(group, members, [])
+        invitations: list[Invitation] = []
+        if c.invited:
+            invitations = _put_invitations(self, conn, PutInvitations(
+                group.id, c.owner, c.invited, c.ts, c.expires_at, c.max_per_invitee, c.max_per_inviter))
+        return GroupRecords(group, members, [], invitations=invitations)
 
     def _put_member(self, conn: sqlite3.Connection, c: PutMember) -> Member:
         row = conn.execute(
@@ -830,6 +853,7 @@ class SqliteStore(WriteQueue):
             member = Member(c.user, c.role, c.muted_until, row[0], row[1])
         _put_member_row(conn, c.group, member)
         conn.execute("DELETE FROM group_requests WHERE group_id = ? AND user_id = ?", (c.group, c.user))
+        conn.execute("DELETE FROM group_invitations WHERE group_id = ? AND invitee = ?", (c.group, c.user))
         return member
 
     def _drop_member(self, conn: sqlite3.Connection, c: DropMember) -> None:
@@ -842,6 +866,7 @@ class SqliteStore(WriteQueue):
         conn.execute("DELETE FROM chat_groups WHERE id = ?", (c.group,))
         conn.execute("DELETE FROM group_members WHERE group_id = ?", (c.group,))
         conn.execute("DELETE FROM group_requests WHERE group_id = ?", (c.group,))
+        conn.execute("DELETE FROM group_invitations WHERE group_id = ?", (c.group,))
         conn.execute("DELETE FROM user_convs WHERE conv = ?", (conv,))
         self._known_pairs = {pair for pair in self._known_pairs if pair[1] != conv}
 
@@ -964,8 +989,32 @@ def _revoke_token(store: SqliteStore, conn: sqlite3.Connection, c: RevokeToken) 
 
 
 def _set_settings(store: SqliteStore, conn: sqlite3.Connection, c: SetSettings) -> None:
-    conn.execute("INSERT INTO user_settings (user_id, invisible) VALUES (?, ?)"
-                 " ON CONFLICT (user_id) DO UPDATE SET invisible = excluded.invisible", (c.user, c.invisible))
+    conn.execute("INSERT INTO user_settings (user_id, invisible, group_add) VALUES (?, ?, ?)"
+                 " ON CONFLICT (user_id) DO UPDATE SET invisible = excluded.invisible, group_add = excluded.group_add",
+                 (c.user, c.invisible, c.group_add))
+
+
+def _put_invitations(store: SqliteStore, conn: sqlite3.Connection, c: PutInvitations) -> list[Invitation]:
+    """Stored, then counted: past a bound, InvitationsFull undoes the change (its savepoint)."""
+    invitees = list(dict.fromkeys(c.invitees))
+    conn.execute("DELETE FROM group_invitations WHERE inviter = ? AND expires_at <= ?", (c.inviter, c.ts))
+    conn.executemany("DELETE FROM group_invitations WHERE invitee = ? AND expires_at <= ?",
+                     [(u, c.ts) for u in invitees])
+    conn.executemany(
+        "INSERT INTO group_invitations (group_id, invitee, inviter, ts, expires_at) VALUES (?, ?, ?, ?, ?)"
+        " ON CONFLICT (group_id, invitee) DO UPDATE SET inviter = excluded.inviter, ts = excluded.ts,"
+        " expires_at = excluded.expires_at", [(c.group, u, c.inviter, c.ts, c.expires_at) for u in invitees])
+    for u in invitees:
+        if conn.execute("SELECT count(*) FROM group_invitations WHERE invitee = ?", (u,)).fetchone()[0] > c.max_per_invitee:
+            raise InvitationsFull(u, inviter=False)
+    if conn.execute("SELECT count(*) FROM group_invitations WHERE inviter = ?", (c.inviter,)).fetchone()[0] \
+            > c.max_per_inviter:
+        raise InvitationsFull(c.inviter, inviter=True)
+    return [Invitation(c.group, u, c.inviter, c.ts, c.expires_at) for u in invitees]
+
+
+def _drop_invitation(store: SqliteStore, conn: sqlite3.Connection, c: DropInvitation) -> None:
+    conn.execute("DELETE FROM group_invitations WHERE group_id = ? AND invitee = ?", (c.group, c.invitee))
 
 
 def _set_disabled(store: SqliteStore, conn: sqlite3.Connection, c: SetDisabled) -> None:
@@ -992,6 +1041,8 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     RecallMessage: _recall,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
+    PutInvitations: _put_invitations,
+    DropInvitation: _drop_invitation,
 }
 
 
@@ -1028,9 +1079,13 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
         " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
-    settings = conn.execute("SELECT invisible FROM user_settings WHERE user_id = ?", (user_id,)).fetchone()
+    settings = conn.execute("SELECT invisible, group_add FROM user_settings WHERE user_id = ?", (user_id,)).fetchone()
     invisible = bool(settings[0]) if settings else False
-    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible)
+    invitations = [Invitation(*row) for row in conn.execute(
+        "SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations WHERE invitee = ? AND expires_at > ?"
+        " ORDER BY group_id", (user_id, _now_ms()))]
+    return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible,
+                       invitations, settings[1] if settings else "")
 
 
 def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
@@ -1047,7 +1102,24 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
         "SELECT user_id, message, ts FROM group_requests WHERE group_id = ? ORDER BY ts", (group_id,))]
     head = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 1",
                         (_group_conv(group_id),)).fetchone()
-    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None)
+    invitations = [Invitation(*r) for r in conn.execute(
+        "SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations WHERE group_id = ? AND expires_at > ?"
+        " ORDER BY invitee", (group_id, _now_ms()))]
+    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None, invitations)
+
+
+def _group_add_rules(conn: sqlite3.Connection, user_ids: list[int]) -> dict[UserId, str]:
+    rules: dict[UserId, str] = {}
+    for start in range(0, len(user_ids), 500):
+        chunk = user_ids[start:start + 500]
+        rules.update((UserId(u), rule or "") for u, rule in conn.execute(
+            "SELECT u.id, s.group_add FROM users u LEFT JOIN user_settings s ON s.user_id = u.id"
+            f" WHERE u.id IN ({', '.join('?' * len(chunk))})", chunk))
+    return rules
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: str, before_id: int,

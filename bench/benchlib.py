@@ -36,7 +36,9 @@ NODE_ENV = {"IM_PASSWORD_MEMORY_KIB": "256", "IM_PASSWORD_TIME_COST": "1", "IM_L
             "IM_USER_FANOUT_BYTES_RATE": "1000000000000", "IM_USER_FANOUT_BYTES_BURST": "1000000000000",
             "IM_NODE_FANOUT_RATE": "1000000000", "IM_NODE_FANOUT_BYTES_RATE": "1000000000000",
             "IM_GROUP_TYPING_RATE": "1000000000", "IM_GROUP_JOIN_RATE": "1000000000",
-            "IM_GROUP_JOIN_BURST": "1000000000", "IM_NODE_MAX_WRITE_BUFFER": "0"}
+            "IM_GROUP_JOIN_BURST": "1000000000", "IM_NODE_MAX_WRITE_BUFFER": "0",
+            # the benches put strangers in big groups: every add is direct, as it was measured
+            "IM_GROUP_ADD_DEFAULT": "anyone"}
 
 
 def die_with_parent() -> None:

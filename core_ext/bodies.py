@@ -23,7 +23,7 @@ __all__ = [
     "ConvState", "ReadMark", "ReadersPage", "FriendInfo", "FriendList", "FriendRequestInfo",
     "FriendRequestList", "BlockList", "GroupInfo", "GroupList", "MemberInfo", "MemberList",
     "GroupUsersDone", "JoinResult", "JoinRequestList", "Kicked", "FriendEvent",
-    "GroupEvent", "Error",
+    "GroupEvent", "Error", "GroupCreated", "InvitationInfo", "InvitationList", "GroupAdd", "GROUP_ADD_RULES",
     # rich messaging
     "CallInvite", "CallRef", "CallAnswer", "CallIce", "Typing", "PresenceUsers", "Settings", "CallStarted",
     "TerminalInfo", "UserPresence", "PresenceList", "UserSettings", "TypingEvent", "CallEvent",
@@ -58,6 +58,10 @@ GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Avatar = Annotated[str, msgspec.Meta(max_length=512)]
 Notice = Annotated[str, msgspec.Meta(max_length=2048)]
 JoinMode = Literal["open", "approval"]
+#: who may add a user to a group (SETTINGS ``group_add``): anyone, their friends, nobody
+#: (the others' adds become invitations the user accepts or declines)
+GroupAdd = Literal["anyone", "friends", "nobody"]
+GROUP_ADD_RULES = ("anyone", "friends", "nobody")
 
 
 class _Body(msgspec.Struct):
@@ -434,7 +438,29 @@ class MemberList(_Body):
 
 class GroupUsersDone(_Body):
     group: int
-    users: list[int]
+    users: list[int]  # added: members now
+    #: invited: their GROUP_ADD setting did not let the caller add them; each has a pending
+    #: invitation to accept or decline (GROUP_INVITATIONS)
+    invited: list[int] = []
+
+
+class GroupCreated(GroupInfo):
+    """GROUP_CREATE_OK: the new group's ``GroupInfo`` and what became of the members asked for."""
+
+    added: list[int] = []  # members now, besides the caller
+    invited: list[int] = []  # sent an invitation instead (as GroupUsersDone.invited)
+
+
+class InvitationInfo(_Body):
+    group: int
+    inviter: int
+    ts: int  # unix ms
+    expires_at: int  # unix ms: gone (not listed, not acceptable) from then on
+
+
+class InvitationList(_Body):
+    invitations: list[InvitationInfo]
+    has_more: bool
 
 
 class JoinResult(_Body):
@@ -522,6 +548,8 @@ class Settings(_Body):
     reads them)."""
 
     invisible: bool | None = None
+    #: who may add the caller to a group; the others' adds become invitations
+    group_add: GroupAdd | None = None
 
 
 class CallStarted(_Body):
@@ -547,6 +575,8 @@ class PresenceList(_Body):
 
 class UserSettings(_Body):
     invisible: bool
+    #: the caller's GROUP_ADD rule in force (the node's default until they choose one)
+    group_add: str = "friends"
 
 
 class TypingEvent(_Body):
@@ -666,7 +696,7 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.BLOCK: (UserRef, Empty),
     Op.UNBLOCK: (UserRef, Empty),
     Op.BLOCKS: (ListPage, BlockList),
-    Op.GROUP_CREATE: (GroupCreate, GroupInfo),
+    Op.GROUP_CREATE: (GroupCreate, GroupCreated),
     Op.GROUP_DISSOLVE: (GroupRef, Empty),
     Op.GROUP_UPDATE: (GroupUpdate, GroupInfo),
     Op.GROUP_INFO: (GroupRef, GroupInfo),
@@ -682,6 +712,9 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.GROUP_TRANSFER: (GroupUser, Empty),
     Op.GROUP_MUTE: (GroupMute, Empty),
     Op.GROUP_MUTE_ALL: (GroupMuteAll, Empty),
+    Op.GROUP_INVITATIONS: (ListPage, InvitationList),
+    Op.GROUP_INVITATION_ACCEPT: (GroupRef, GroupInfo),
+    Op.GROUP_INVITATION_DECLINE: (GroupRef, Empty),
     # rich messaging
     Op.CALL_INVITE: (CallInvite, CallStarted),
     Op.CALL_ACCEPT: (CallAnswer, Empty),

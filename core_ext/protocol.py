@@ -53,8 +53,8 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7F; pushes
+    (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
@@ -118,6 +118,10 @@ class Op(enum.IntEnum):
     # files: upload and download grants (signed HTTP URLs)
     FILE_UPLOAD = 0x1A
     FILE_DOWNLOAD = 0x1B
+    # group invitations: adds the invitee's GROUP_ADD setting does not allow directly
+    GROUP_INVITATIONS = 0x68
+    GROUP_INVITATION_ACCEPT = 0x69
+    GROUP_INVITATION_DECLINE = 0x6A
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -176,6 +180,9 @@ class Op(enum.IntEnum):
     # files
     FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
     FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
+    GROUP_INVITATIONS_OK = GROUP_INVITATIONS | RESPONSE_BIT
+    GROUP_INVITATION_ACCEPT_OK = GROUP_INVITATION_ACCEPT | RESPONSE_BIT
+    GROUP_INVITATION_DECLINE_OK = GROUP_INVITATION_DECLINE | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -203,7 +210,7 @@ class Flag(enum.IntFlag):
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
 #: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < RESPONSE_BIT)
 
 
 class ErrorCode(enum.IntEnum):
@@ -240,6 +247,9 @@ class ErrorCode(enum.IntEnum):
     BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     SEARCH_TIMEOUT = 3013  # SEARCH: not answered within the node's search timeout
     FILE_QUOTA_EXCEEDED = 3014  # FILE_UPLOAD: the account keeps as many bytes of files as it may
+    #: GROUP_CREATE / GROUP_INVITE: an invitee holds as many pending invitations as they
+    #: may, or the caller has sent as many pending ones as they may
+    INVITATIONS_FULL = 3030
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

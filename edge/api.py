@@ -277,8 +277,10 @@ class Api:
     # -- groups ---------------------------------------------------------------------------------
 
     async def on_group_create(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupCreate) -> None:
-        group = await self._groups.create(self._me(s), req)
-        s.reply(Op.GROUP_CREATE_OK, req_id, self._groups.info(group, s.user_id))
+        group, added, invited = await self._groups.create(self._me(s), req)
+        info = self._groups.info(group, s.user_id)
+        s.reply(Op.GROUP_CREATE_OK, req_id, bodies.GroupCreated(**msgspec.structs.asdict(info), added=added,
+                                                                invited=invited))
 
     async def on_group_dissolve(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupRef) -> None:
         await self._groups.dissolve(await self._groups.get(req.group), s.user_id)
@@ -326,8 +328,35 @@ class Api:
         s.reply_body(Op.GROUP_MEMBERS_OK, req_id, self._groups.members_page(group, s.user_id, req.after, req.limit))
 
     async def on_group_invite(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupUsers) -> None:
-        added = await self._groups.invite(await self._groups.get(req.group), self._me(s), req.users)
-        s.reply(Op.GROUP_INVITE_OK, req_id, bodies.GroupUsersDone(group=req.group, users=added))
+        added, invited = await self._groups.invite(await self._groups.get(req.group), self._me(s), req.users)
+        s.reply(Op.GROUP_INVITE_OK, req_id, bodies.GroupUsersDone(group=req.group, users=added, invited=invited))
+
+    def on_group_invitations(self, s: Session, req_id: int, flags: int, target: int,
+                             req: bodies.ListPage) -> Awaitable[None] | None:
+        """From memory, once a reload of the user under way has ended: an invitation made
+        on another node is announced by a push that may come before this node has read it
+        back, and a client that lists on that push must find it."""
+        key = f"u:{s.user_id}"
+        if key in self._state.reloading:
+            return _after(self._state.settled(key), self._invitations(s, req_id, req))
+        s.reply_body(Op.GROUP_INVITATIONS_OK, req_id, self._groups.invitations_page(self._me(s), req.after, req.limit))
+        return None
+
+    async def _invitations(self, s: Session, req_id: int, req: bodies.ListPage) -> None:
+        s.reply_body(Op.GROUP_INVITATIONS_OK, req_id, self._groups.invitations_page(self._me(s), req.after, req.limit))
+
+    async def on_group_invitation_accept(self, s: Session, req_id: int, flags: int, target: int,
+                                         req: bodies.GroupRef) -> None:
+        me = self._me(s)
+        group = await self._groups.invited_group(me, req.group)
+        await self._groups.accept(group, me)
+        s.reply(Op.GROUP_INVITATION_ACCEPT_OK, req_id, self._groups.info(group, s.user_id))
+
+    async def on_group_invitation_decline(self, s: Session, req_id: int, flags: int, target: int,
+                                          req: bodies.GroupRef) -> None:
+        me = self._me(s)
+        await self._groups.decline(await self._groups.invited_group(me, req.group), me)
+        s.reply(Op.GROUP_INVITATION_DECLINE_OK, req_id, None)
 
     async def on_group_join(self, s: Session, req_id: int, flags: int, target: int, req: bodies.GroupJoin) -> None:
         status = await self._groups.join(await self._groups.get(req.group), self._me(s), req.message)
@@ -424,7 +453,9 @@ class Api:
         s.reply(Op.PRESENCE_UNSUBSCRIBE_OK, req_id, None)
 
     async def on_settings(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Settings) -> None:
-        s.reply(Op.SETTINGS_OK, req_id, await self._rich(self._watch).settings(self._me(s), req.invisible))
+        me = self._me(s)
+        await self._rich(self._watch).settings(me, req.invisible, req.group_add)
+        s.reply(Op.SETTINGS_OK, req_id, bodies.UserSettings(invisible=me.invisible, group_add=self._groups.add_rule(me)))
 
     @staticmethod
     def _rich(service: Any) -> Any:

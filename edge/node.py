@@ -27,7 +27,7 @@ from ..services.auth import AuthService, Guesses, Hashing, Passwords, default_wo
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
 from ..services.files import FileGrants, file_keys
-from ..services.groups import Groups, Membership
+from ..services.groups import Groups, Invitations, Membership
 from ..services.conversations import is_group, parse_conv
 from ..services.ids import IdGenerator, NumberLease
 from ..services.messages import Messages
@@ -132,8 +132,11 @@ class Node:
         self.groups = groups = Groups(self.store, self.state, Membership(
             self.delivery.to_users, self.delivery.to_conv, self.delivery.joined, self.delivery.left,
             self.delivery.refresh, self.delivery.reach,
-        ), users.exists, config.group_max_members, config.group_creates_per_hour,
-            member_pushes=(config.group_join_rate, config.group_join_burst))
+        ), config.group_max_members, config.group_creates_per_hour,
+            member_pushes=(config.group_join_rate, config.group_join_burst),
+            invitations=Invitations(config.group_add_default, config.group_invite_ttl,
+                                    config.group_invites_held, config.group_invites_sent,
+                                    config.group_invites_per_hour))
         # its node number is leased at start; no id is made before (the fence is shut)
         self.ids = IdGenerator(valid_until=-math.inf)
         self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)

@@ -148,6 +148,18 @@ class Config:
     #: groups one account may create per hour on a node (a bucket of that many, refilled
     #: evenly; 4000 RATE_LIMITED beyond)
     group_creates_per_hour: int = 30
+    #: who may add a user who never chose (SETTINGS group_add) to a group: anyone, friends
+    #: or nobody; the adds it does not allow become invitations the user accepts or declines
+    group_add_default: str = "friends"
+    #: seconds a group invitation stays pending before it expires
+    group_invite_ttl: float = 7 * 24 * 3600.0
+    #: pending group invitations one user may hold (3030 INVITATIONS_FULL beyond)
+    group_invites_held: int = 100
+    #: pending group invitations one user may have sent (3030 INVITATIONS_FULL beyond)
+    group_invites_sent: int = 1000
+    #: group invitations one account may send per hour on a node (a bucket of that many,
+    #: refilled evenly; 4000 RATE_LIMITED beyond)
+    group_invites_per_hour: int = 500
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
@@ -405,6 +417,14 @@ class Config:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
+        if self.group_add_default not in ("anyone", "friends", "nobody"):
+            raise ConfigError(f"group_add_default must be anyone, friends or nobody, got {self.group_add_default!r}")
+        if not 1 <= self.group_invite_ttl <= 365 * 24 * 3600:
+            raise ConfigError("group_invite_ttl must be 1..31536000 seconds")
+        if self.group_invites_held < 1 or self.group_invites_sent < 1 \
+                or self.group_invites_per_hour < 1:
+            raise ConfigError("group_invites_held, group_invites_sent and"
+                              " group_invites_per_hour must be at least 1")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:
             raise ConfigError("password_memory_kib must be 8..4194304")
         if not 1 <= self.password_time_cost <= 20:
@@ -491,11 +511,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "file_unshared_ttl", "files_min_free",
                "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
-               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),
+               "group_join_burst", "group_creates_per_hour", "group_invite_ttl", "group_invites_held",
+               "group_invites_sent", "group_invites_per_hour", "call_invites_per_minute",
+               "search_timeout"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
-    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 

@@ -585,7 +585,9 @@ class Client:
     # -- groups ---------------------------------------------------------------------------------
 
     async def group_create(self, name: str, members: Iterable[int] = (), *, avatar: str = "", notice: str = "",
-                           join_mode: str = "approval") -> bodies.GroupInfo:
+                           join_mode: str = "approval") -> bodies.GroupCreated:
+        """The new group; ``added`` lists the members added, ``invited`` those whose
+        group_add setting made the add an invitation."""
         return await self._call(Op.GROUP_CREATE, bodies.GroupCreate(
             name=name, members=list(members), avatar=avatar, notice=notice, join_mode=join_mode))
 
@@ -618,7 +620,23 @@ class Client:
                                lambda m: m.user)
 
     async def group_invite(self, group: int, users: Iterable[int]) -> bodies.GroupUsersDone:
+        """``users`` lists those added, ``invited`` those sent an invitation instead."""
         return await self._call(Op.GROUP_INVITE, bodies.GroupUsers(group=group, users=list(users)))
+
+    async def group_invitations_page(self, after: int = 0, limit: int = 100) -> bodies.InvitationList:
+        """This user's pending group invitations, groups with ids above ``after``, ascending."""
+        return await self._call(Op.GROUP_INVITATIONS, bodies.ListPage(after=after, limit=limit))
+
+    async def group_invitations(self) -> list[bodies.InvitationInfo]:
+        """Every pending group invitation of this user (all pages), by group id."""
+        return await self._all(self.group_invitations_page, "invitations", lambda i: i.group)
+
+    async def group_invitation_accept(self, group: int) -> bodies.GroupInfo:
+        """Join ``group`` on its pending invitation; returns the group as it is now."""
+        return await self._call(Op.GROUP_INVITATION_ACCEPT, bodies.GroupRef(group=group))
+
+    async def group_invitation_decline(self, group: int) -> None:
+        await self._call(Op.GROUP_INVITATION_DECLINE, bodies.GroupRef(group=group))
 
     async def group_join(self, group: int, message: str = "") -> bodies.JoinResult:
         """Join an open group (status "joined") or ask to join one ("pending")."""
@@ -698,9 +716,11 @@ class Client:
     async def presence_unsubscribe(self, users: Iterable[int]) -> None:
         await self._call(Op.PRESENCE_UNSUBSCRIBE, bodies.PresenceUsers(users=list(users)))
 
-    async def settings(self, *, invisible: bool | None = None) -> bodies.UserSettings:
-        """This user's settings, after changing what is given (None leaves it as it is)."""
-        return await self._call(Op.SETTINGS, bodies.Settings(invisible=invisible))
+    async def settings(self, *, invisible: bool | None = None, group_add: str | None = None) -> bodies.UserSettings:
+        """This user's settings, after changing what is given (None leaves it as it is).
+        ``group_add``: who may add this user to a group, "anyone", "friends" or "nobody"
+        (the others' adds become invitations)."""
+        return await self._call(Op.SETTINGS, bodies.Settings(invisible=invisible, group_add=group_add))  # type: ignore[arg-type]
 
     # -- files ----------------------------------------------------------------------------------
 

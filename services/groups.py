@@ -6,6 +6,16 @@ Members get a GROUP_PUSH for every change of membership, roles, mutes or the gro
 record; the users it concerns get it too when they are no longer members.
 A member who joins late reads the group conversation from the seq after their join on
 (``Member.joined_seq``): what was said before they came stays unreadable to them.
+
+Consent: each user chooses who may add them to a group (SETTINGS ``group_add``: "anyone",
+"friends", "nobody"; the node's ``group_add_default`` until they choose). An add that the
+rule does not allow (GROUP_CREATE's members, GROUP_INVITE) becomes an invitation instead:
+stored, pushed to the invitee (GROUP_PUSH "invited"), listed by GROUP_INVITATIONS, and
+nothing else of the group changes until the invitee accepts (then they join as if added,
+"joined" to every member) or declines (nobody is told). Invitations are bounded per
+invitee and per inviter (the store counts them in the write: InvitationsFull), charged to
+the inviter's budget, expire after ``Invitations.ttl`` and go with a dissolved group.
+Someone who blocked the adder is never invited: the add is refused (BLOCKED), as before.
 """
 from __future__ import annotations
 
@@ -14,13 +24,14 @@ import bisect
 import functools
 import itertools
 import time
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 import msgspec
 
 from ..backends.protocols import (
-    ConvId, CreateGroup, DissolveGroup, DropJoinRequest, DropMember, GroupId, JoinRequest, Member, PutGroup, PutJoinRequest,
-    PutMember, Store, UserConv, UserId,
+    ConvId, CreateGroup, DissolveGroup, DropInvitation, DropJoinRequest, DropMember, GroupId, Invitation,
+    InvitationsFull, JoinRequest, Member, PutGroup, PutInvitations, PutJoinRequest, PutMember, Store, UserConv, UserId,
 )
 from ..core_ext import bodies
 from ..core_ext.codec import encode_frame
@@ -31,7 +42,7 @@ from .pages import fit
 from .quota import SharedBuckets, UserBuckets
 from .state import ROLE_RANK, GroupState, State, UserState
 
-__all__ = ["Groups", "Membership"]
+__all__ = ["Groups", "Membership", "Invitations"]
 
 M = TypeVar("M", bound=Callable[..., Awaitable[Any]])
 
@@ -76,21 +87,40 @@ class Membership:
         self.refresh = refresh
 
 
+@dataclass(frozen=True, slots=True)
+class Invitations:
+    """The bounds of group invitations (ops/config.py documents each)."""
+
+    #: who may add a user who never chose: "anyone" | "friends" | "nobody"
+    add_default: str = "friends"
+    #: seconds an invitation stays pending
+    ttl: float = 7 * 24 * 3600.0
+    #: pending invitations one user may hold
+    per_invitee: int = 100
+    #: pending invitations one user may have sent
+    per_inviter: int = 1000
+    #: invitations one account may send an hour on a node (a bucket of that many)
+    per_hour: int = 500
+
+
 class Groups:
-    def __init__(self, store: Store, state: State, membership: Membership,
-                 user_exists: Callable[[UserId], Awaitable[bool]], max_members: int,
+    def __init__(self, store: Store, state: State, membership: Membership, max_members: int,
                  creates_per_hour: int = 30, clock: Callable[[], float] = time.monotonic,
-                 member_pushes: tuple[float, float] | None = None) -> None:
+                 member_pushes: tuple[float, float] | None = None,
+                 invitations: Invitations = Invitations()) -> None:
         self._store = store
         self._state = state
         self._edge = membership
-        self._user_exists = user_exists
         self.max_members = max_members
         # a new group stores a group and a row per member and pushes to each: budgeted
         self._creates = UserBuckets(creates_per_hour / 3600.0, float(creates_per_hour),
                                     f"{creates_per_hour} new groups an hour", clock)
         # a join or a leave pushes to every member: each group's are budgeted by that audience
         self._member_pushes = SharedBuckets(*member_pushes, clock) if member_pushes else None
+        self.invitations = invitations
+        # an invitation stores a row and pushes to its invitee: budgeted per inviter
+        self._invites = UserBuckets(invitations.per_hour / 3600.0, float(invitations.per_hour),
+                                    f"{invitations.per_hour} group invitations an hour", clock)
 
     def _charge_change(self, group: GroupState) -> None:
         """RATE_LIMITED if the group's joins and leaves are over their pushes a second."""
@@ -101,6 +131,11 @@ class Groups:
     def forget(self, user: UserId) -> None:
         """The user has no session here any more (a spent budget is kept until refilled)."""
         self._creates.forget(user)
+        self._invites.forget(user)
+
+    def add_rule(self, user: UserState) -> str:
+        """Who may add ``user`` to a group: their choice, or the node's default."""
+        return user.group_add or self.invitations.add_default
 
     # -- reads (memory once the group is loaded) ------------------------------------------------
 
@@ -174,14 +209,22 @@ class Groups:
 
     # -- changes ----------------------------------------------------------------------------
 
-    async def create(self, owner: UserState, req: bodies.GroupCreate) -> GroupState:
+    async def create(self, owner: UserState, req: bodies.GroupCreate) -> tuple[GroupState, list[UserId], list[UserId]]:
+        """The new group, the users added and those invited instead (their group_add rule
+        did not let the owner add them). Nothing is stored if any of it is refused."""
         self._creates.charge(owner.id)  # RATE_LIMITED past the account's budget
-        members = [UserId(u) for u in dict.fromkeys(req.members) if u != owner.id]
-        await self._check_invitees(owner, members)
+        asked = [UserId(u) for u in dict.fromkeys(req.members) if u != owner.id]
+        members, invited = await self._consent(owner, asked)
         if 1 + len(members) > self.max_members:
             raise RequestError(f"a group holds at most {self.max_members} members", ErrorCode.GROUP_FULL)
-        records = await self._store.apply(CreateGroup(
-            req.name, req.avatar, req.notice, owner.id, req.join_mode, self.max_members, members, _now()))
+        self._charge_invitations(owner.id, len(invited))
+        now = _now()
+        try:
+            records = await self._store.apply(CreateGroup(
+                req.name, req.avatar, req.notice, owner.id, req.join_mode, self.max_members, members, now,
+                invited, self._expiry(now), self.invitations.per_invitee, self.invitations.per_inviter))
+        except InvitationsFull as exc:
+            raise _full(exc) from None
         group = GroupState(records)
         self._state.groups[group.id] = group
         self._state.groups_version += 1  # a new entry in its members' lists
@@ -190,7 +233,8 @@ class Groups:
         await self._reach(group, list(group.members))
         self._edge.refresh(users=list(group.members))
         self._event(group, "created", owner.id, list(group.members), came_or_went=list(group.members))
-        return group
+        self._invited(group, owner.id, records.invitations)
+        return group, members, invited
 
     @_one_at_a_time
     async def dissolve(self, group: GroupState, actor: UserId) -> None:
@@ -198,11 +242,16 @@ class Groups:
         await self._store.apply(DissolveGroup(group.id))
         group.dissolved = True  # whoever holds this object (a change waiting its turn) finds no group
         members = list(group.members)
+        invitees = list(group.invitations)  # their invitations went with it (DissolveGroup)
         frame = self._frame(group, "dissolved", actor, [])
         for user in members:
             self._left(group, user)
+        for user in invitees:
+            self._uninvited(group, user)
         self._state.forget_group(group.id)
-        self._edge.to_users(frame, members)
+        if invitees:
+            self._edge.refresh(users=invitees)  # their other nodes drop the invitation from their list
+        self._edge.to_users(frame, members + invitees)
 
     @_one_at_a_time
     async def update(self, group: GroupState, actor: UserId, req: bodies.GroupUpdate) -> None:
@@ -222,19 +271,75 @@ class Groups:
             self._event(group, "mute_all" if muted else "unmute_all", actor, [])
 
     @_one_at_a_time
-    async def invite(self, group: GroupState, actor: UserState, users: list[int]) -> list[UserId]:
-        """Add users at once: admins always may, members only in an open group. Returns
-        those added (users already in are skipped)."""
+    async def invite(self, group: GroupState, actor: UserState, users: list[int]) -> tuple[list[UserId], list[UserId]]:
+        """Add users: admins always may, members only in an open group. Each is added at
+        once if their group_add rule lets the actor add them, else invited. Returns (added,
+        invited); users already in are skipped, users already invited (pending) are listed
+        as invited and not invited again. A refusal (INVITATIONS_FULL, RATE_LIMITED,
+        GROUP_FULL, BLOCKED) adds and invites nobody."""
         member = _member(group, actor.id)
         if member.role == "member" and group.record.join_mode != "open":
             raise RequestError("only admins invite into a group that needs approval", ErrorCode.FORBIDDEN)
         new = [UserId(u) for u in dict.fromkeys(users) if u not in group.members]
-        await self._check_invitees(actor, new)
-        self._check_room(group, len(new))
-        await self._add(group, *new)
-        if new:
-            self._event(group, "joined", actor.id, new, came_or_went=new)
-        return new
+        added, invited = await self._consent(actor, new)
+        self._check_room(group, len(added))
+        now = _now()
+        fresh = [u for u in invited if (i := group.invitations.get(u)) is None or i.expires_at <= now]
+        stored: list[Invitation] = []
+        if fresh:  # first: refused, nobody is added either
+            self._charge_invitations(actor.id, len(fresh))
+            try:
+                stored = await self._store.apply(PutInvitations(
+                    group.id, actor.id, fresh, now, self._expiry(now), self.invitations.per_invitee,
+                    self.invitations.per_inviter))
+            except InvitationsFull as exc:
+                raise _full(exc) from None
+        await self._add(group, *added)
+        if added:
+            self._event(group, "joined", actor.id, added, came_or_went=added)
+        self._invited(group, actor.id, stored)
+        return added, invited
+
+    def invitations_page(self, user: UserState, after: int, limit: int) -> bytes:
+        """The user's pending invitations by group id above ``after``, as many as fit a frame."""
+        now = _now()
+        mine = user.invitations
+        ids = sorted(g for g, i in mine.items() if i.expires_at > now)
+        shown, more = fit((bodies.encode(bodies.InvitationInfo(group=g, inviter=mine[g].inviter, ts=mine[g].ts,
+                                                               expires_at=mine[g].expires_at))
+                           for g in itertools.islice(ids, bisect.bisect_right(ids, after), None)), limit)
+        return bodies.encode(bodies.InvitationList(invitations=shown, has_more=more))  # type: ignore[arg-type]
+
+    async def invited_group(self, user: UserState, group_id: int) -> GroupState:
+        """The group ``user`` answers an invitation of: NOT_FOUND (and the invitation gone
+        from the user's list) when it was dissolved."""
+        try:
+            return await self.get(group_id)
+        except RequestError:
+            if user.invitations.pop(GroupId(group_id), None) is not None:
+                user.changed(convs=False)
+            raise
+
+    @_one_at_a_time
+    async def accept(self, group: GroupState, user: UserState) -> None:
+        """Join on a pending invitation: NOT_FOUND without one (expired, declined, never
+        sent), CONFLICT for a member; GROUP_FULL if the group filled up meanwhile. Members
+        get "joined" (actor: the inviter)."""
+        if user.id in group.members:
+            raise RequestError("already a member", ErrorCode.CONFLICT)
+        invitation = self._pending(group, user.id)
+        self._check_room(group, 1)
+        self._charge_change(group)
+        await self._add(group, user.id)  # drops the invitation in the same write
+        self._event(group, "joined", invitation.inviter, [user.id], came_or_went=[user.id])
+
+    @_one_at_a_time
+    async def decline(self, group: GroupState, user: UserState) -> None:
+        """Drop a pending invitation (NOT_FOUND without one); nobody is told."""
+        self._pending(group, user.id)
+        await self._store.apply(DropInvitation(group.id, user.id))
+        self._uninvited(group, user.id)
+        self._edge.refresh(users=(user.id,))  # the user's other nodes: their list
 
     @_one_at_a_time
     async def join(self, group: GroupState, user: UserState, message: str) -> str:
@@ -316,12 +421,67 @@ class Groups:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    async def _check_invitees(self, actor: UserState, users: list[UserId]) -> None:
+    async def _consent(self, actor: UserState, users: list[UserId]) -> tuple[list[UserId], list[UserId]]:
+        """Split ``users`` into those ``actor`` may add at once and those who get an
+        invitation, by each one's group_add rule (from memory if loaded here, else one store
+        read for all). BLOCKED if one of them blocked the actor, USER_NOT_FOUND if one does
+        not exist."""
         for user in users:
             if user in actor.blocked_by:
                 raise RequestError(f"user {user} blocked you", ErrorCode.BLOCKED)
-            if user not in actor.friends and not await self._user_exists(user):
+        loaded = self._state.users
+        rules = {u: loaded[u].group_add for u in users if u in loaded}
+        unknown = [u for u in users if u not in rules]
+        if unknown:
+            rules.update(await self._store.group_add_rules(unknown))
+        added: list[UserId] = []
+        invited: list[UserId] = []
+        for user in users:
+            rule = rules.get(user)
+            if rule is None:
                 raise RequestError(f"no user {user}", ErrorCode.USER_NOT_FOUND)
+            rule = rule or self.invitations.add_default
+            if rule == "anyone" or (rule == "friends" and user in actor.friends):
+                added.append(user)
+            else:
+                invited.append(user)
+        return added, invited
+
+    def _charge_invitations(self, inviter: UserId, count: int) -> None:
+        if count:
+            self._invites.charge(inviter, count)  # RATE_LIMITED past the account's budget
+
+    def _expiry(self, now: int) -> int:
+        return now + int(self.invitations.ttl * 1000)
+
+    def _pending(self, group: GroupState, user: UserId) -> Invitation:
+        invitation = group.invitations.get(user)
+        if invitation is None or invitation.expires_at <= _now():
+            self._uninvited(group, user)  # an expired one: gone from memory too
+            raise RequestError(f"no pending invitation to group {group.id}", ErrorCode.NOT_FOUND)
+        return invitation
+
+    def _invited(self, group: GroupState, actor: UserId, invitations: list[Invitation]) -> None:
+        """Durable invitations: in memory, then each invitee's nodes reload them, then the
+        invitee gets GROUP_PUSH "invited" (one frame each: no invitee learns of the others)."""
+        if not invitations:
+            return
+        for invitation in invitations:
+            group.invitations[invitation.invitee] = invitation
+            user = self._state.users.get(invitation.invitee)
+            if user is not None:
+                user.invitations[group.id] = invitation
+                user.changed(convs=False)
+        self._edge.refresh(users=[i.invitee for i in invitations])
+        for invitation in invitations:
+            self._edge.to_users(self._frame(group, "invited", actor, [invitation.invitee]), (invitation.invitee,))
+
+    def _uninvited(self, group: GroupState, user_id: UserId) -> None:
+        """The invitation of ``user_id`` is gone from the store: from memory too."""
+        group.invitations.pop(user_id, None)
+        user = self._state.users.get(user_id)
+        if user is not None and user.invitations.pop(group.id, None) is not None:
+            user.changed(convs=False)
 
     def _check_room(self, group: GroupState, adding: int) -> None:
         if len(group.members) + adding > group.record.max_members:
@@ -339,6 +499,7 @@ class Groups:
             if not isinstance(member, BaseException):  # memory follows what is durable
                 group.members[member.user] = member
                 group.requests.pop(member.user, None)
+                self._uninvited(group, member.user)  # PutMember dropped it too
                 self._entered(group, member)
         self._state.group_changed(group)
         await self._reach(group, [m.user for m in results if not isinstance(m, BaseException)])
@@ -434,6 +595,10 @@ def _outranks(group: GroupState, actor: UserId, user: UserId) -> None:
     target = _target(group, user)
     if ROLE_RANK[me.role] <= ROLE_RANK[target.role]:
         raise RequestError(f"a {me.role} cannot act on a {target.role}", ErrorCode.FORBIDDEN)
+
+
+def _full(exc: InvitationsFull) -> RequestError:
+    return RequestError(str(exc), ErrorCode.INVITATIONS_FULL)
 
 
 def _now() -> int:

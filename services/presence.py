@@ -1,5 +1,5 @@
 """Presence: who is online and on which terminals, watches of other users' presence with
-debounced pushes, and the invisible setting.
+debounced pushes, and the user's settings (invisible; group_add, which groups read).
 
 A user's presence is what the Routes say: online, with the terminals that have a live
 route, unless the Routes mark the user hidden (the invisible setting, copied there at
@@ -202,17 +202,23 @@ class PresenceWatch:
         self._last[user] = now
         self._to_channel(encode_frame(Op.PRESENCE_PUSH, 0, user, bodies.encode(now)), ConvId(f"{CHANNEL}{user}"))
 
-    async def settings(self, me: UserState, invisible: bool | None) -> bodies.UserSettings:
-        """Change the caller's settings (None: as it is); durable before the reply. Going
-        invisible (or visible) is pushed to watchers as offline (or as the user's presence)."""
-        if invisible is not None and invisible != me.invisible:
-            await self._store.apply(SetSettings(me.id, invisible))
-            me.invisible = invisible
+    async def settings(self, me: UserState, invisible: bool | None, group_add: str | None = None) -> None:
+        """Change the caller's settings (None: as it is), in one write, durable on return.
+        Going invisible (or visible) is pushed to watchers as offline (or as the user's
+        presence); ``group_add`` is read by services/groups.py."""
+        async with self._state.lock(("settings", me.id)):  # two at once: neither undoes the other
+            new_invisible = me.invisible if invisible is None else invisible
+            new_group_add = me.group_add if group_add is None else group_add
+            if new_invisible == me.invisible and new_group_add == me.group_add:
+                return
+            await self._store.apply(SetSettings(me.id, new_invisible, new_group_add))
+            visibility = new_invisible != me.invisible
+            me.invisible, me.group_add = new_invisible, new_group_add
             me.changed(convs=False)
-            self._refresh(users=(me.id,))  # the user's other nodes read the setting back
-            await self._routes.set_hidden(me.id, invisible)
-            self.changed(me.id)
-        return bodies.UserSettings(invisible=me.invisible)
+            self._refresh(users=(me.id,))  # the user's other nodes read the settings back
+            if visibility:
+                await self._routes.set_hidden(me.id, new_invisible)
+                self.changed(me.id)
 
 
 

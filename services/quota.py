@@ -135,14 +135,15 @@ class UserBuckets:
         self._buckets: dict[int, Bucket] = {}
         self._left = Left(self._drop, max_left)
 
-    def charge(self, user: int) -> None:
+    def charge(self, user: int, amount: float = 1.0) -> None:
+        """Take ``amount`` tokens (all or none)."""
         now = self._clock()
         bucket = self._buckets.get(user)
         if bucket is None:
             bucket = self._buckets[user] = Bucket(self._rate, self._burst, now)
         elif user in self._left:
             self._left.back(user)
-        if not bucket.take(1.0, now):
+        if not bucket.take(amount, now):
             raise RateLimited(f"over {self._what}")
 
     def forget(self, user: int) -> None:

@@ -17,7 +17,7 @@ import weakref
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
 from ..backends.protocols import (
-    ConvId, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member, Store,
+    ConvId, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, JoinRequest, Member, Store,
     StoredMessage, UserConv, UserId,
 )
 
@@ -42,7 +42,7 @@ class UserState:
     so cached replies built from it know when they are stale."""
 
     __slots__ = ("id", "friends", "requests_in", "requests_out", "blocked", "blocked_by", "convs", "version",
-                 "cache", "invisible", "conv_index", "touched")
+                 "cache", "invisible", "conv_index", "touched", "invitations", "group_add")
 
     def __init__(self, user_id: UserId) -> None:
         self.id = user_id
@@ -54,6 +54,10 @@ class UserState:
         self.convs: dict[ConvId, UserConv] = {}
         #: the user's setting: others see them offline (services/presence.py)
         self.invisible = False
+        #: pending invitations to groups, by group (services/groups.py)
+        self.invitations: dict[GroupId, Invitation] = {}
+        #: who may add the user to a group; "" never chosen (the node's default)
+        self.group_add = ""
         self.version = 0
         #: replies built from this state, by key; valid while their recorded versions hold
         self.cache: dict[Any, tuple[Any, bytes]] = {}
@@ -92,14 +96,15 @@ class UserState:
 
 
 class GroupState:
-    """One group: its record, members and pending join requests."""
+    """One group: its record, members, pending join requests and invitations."""
 
-    __slots__ = ("record", "members", "requests", "dissolved", "version", "cache", "_sorted")
+    __slots__ = ("record", "members", "requests", "invitations", "dissolved", "version", "cache", "_sorted")
 
     def __init__(self, records: GroupRecords) -> None:
         self.record: GroupRecord = records.group
         self.members: dict[UserId, Member] = {m.user: m for m in records.members}
         self.requests: dict[UserId, JoinRequest] = {r.user: r for r in records.requests}
+        self.invitations: dict[UserId, Invitation] = {i.invitee: i for i in records.invitations}
         #: set once its dissolution is durable: a change that waited its turn finds no group
         self.dissolved = False
         self.version = 0
@@ -313,6 +318,8 @@ class State:
         state.blocked_by = set(records.blocked_by)
         state.convs = {c.conv: c for c in records.convs}
         state.invisible = records.invisible
+        state.invitations = {i.group: i for i in records.invitations}
+        state.group_add = records.group_add
         for head in records.heads:
             self.put_head(head)
         return state

@@ -55,6 +55,9 @@ class ServeProcess:
         # most suites are about messaging, not the friends-only default; tests/edge/test_social.py
         # runs with the default
         self.env.setdefault("IM_STRANGERS_MAY_SEND", "1")
+        # likewise, most suites put strangers in groups to test the groups, not consent;
+        # tests/edge/test_group_consent.py runs with the product default (friends)
+        self.env.setdefault("IM_GROUP_ADD_DEFAULT", "anyone")
         for key, value in settings.items():
             self.env[f"IM_{key.upper()}"] = str(value)
         self.proc: subprocess.Popen[str] | None = None

@@ -617,3 +617,80 @@ async def test_list_users_and_groups_page_by_id(store):
     assert [g.id for g, _ in await store.list_groups(a.id, 10)] == [b.id]
     await store.apply(DissolveGroup(a.id))
     assert [g.id for g, _ in await store.list_groups(GroupId(0), 10)] == [b.id]
+
+
+# -- who may add whom to a group, and the invitations of the other adds -----------------------
+
+async def test_the_group_add_rule_is_stored_read_in_bulk_and_durable(store_factory):
+    from edgeim.backends.protocols import SetSettings
+    store = await reopen(store_factory)
+    alice = await store.create_user("alice", "h", "")
+    bob = await store.create_user("bob", "h", "")
+    assert (await store.load_user(alice.id)).group_add == ""  # never chosen: the node's default
+    await store.apply(SetSettings(alice.id, True, "nobody"))
+    assert await store.group_add_rules([alice.id, bob.id, UserId(10_000), UserId(2**63 - 1)]) == {
+        alice.id: "nobody", bob.id: ""}  # who does not exist is left out
+    await store.close()
+    store = await reopen(store_factory)
+    loaded = await store.load_user(alice.id)
+    assert (loaded.invisible, loaded.group_add) == (True, "nobody")
+    await store.apply(SetSettings(alice.id, False, "anyone"))  # one write replaces both
+    loaded = await store.load_user(alice.id)
+    assert (loaded.invisible, loaded.group_add) == (False, "anyone")
+    assert await store.group_add_rules([]) == {}
+    await store.close()
+
+
+async def test_invitations_are_stored_with_the_group_bounded_and_all_or_nothing(store):
+    import time
+
+    from edgeim.backends.protocols import DropInvitation, Invitation, InvitationsFull, PutInvitations
+    owner, a, b, c = [(await store.create_user(n, "h", "")).id for n in ("owner", "a", "b", "c")]
+    now = int(time.time() * 1000)
+    week = now + 7 * 86_400_000
+    made = await store.apply(CreateGroup("g", "", "", owner, "approval", 100, [], now, [a, b], week, 2, 10))
+    g = made.group.id
+    assert made.invitations == [Invitation(g, a, owner, now, week), Invitation(g, b, owner, now, week)]
+    assert [m.user for m in made.members] == [owner]  # invited, not members
+    assert (await store.load_group(g)).invitations == made.invitations
+    assert (await store.load_user(a)).invitations == [made.invitations[0]]
+    assert (await store.load_user(a)).convs == []
+
+    # a's second invitation fits; a third does not, and takes c's down with it
+    other = (await store.apply(CreateGroup("h", "", "", owner, "approval", 100, [], now, [a], week, 2, 10))).group.id
+    with pytest.raises(InvitationsFull) as full:
+        await store.apply(PutInvitations(g, owner, [c, a], now, week, 1, 10))
+    assert (full.value.user, full.value.inviter) == (a, False)
+    assert (await store.load_user(c)).invitations == []
+    groups_before = await store.list_groups(0, 100)
+    with pytest.raises(InvitationsFull):  # a group whose invitations do not fit is not created
+        await store.apply(CreateGroup("x", "", "", owner, "approval", 100, [], now, [a], week, 2, 10))
+    assert await store.list_groups(0, 100) == groups_before
+    # the inviter's bound: 3 sent
+    with pytest.raises(InvitationsFull) as full:
+        await store.apply(PutInvitations(other, owner, [c], now, week, 5, 3))
+    assert (full.value.user, full.value.inviter) == (owner, True)
+
+    # a new member's invitation goes in the same write; a declined one goes; so do a group's
+    await store.apply(PutMember(g, a, "member", 0, now))
+    await store.apply(DropInvitation(other, a))
+    assert (await store.load_user(a)).invitations == []
+    assert [i.invitee for i in (await store.load_group(g)).invitations] == [b]
+    await store.apply(DissolveGroup(g))
+    assert (await store.load_user(b)).invitations == []
+
+
+async def test_expired_invitations_are_not_loaded_nor_counted(store):
+    import time
+
+    from edgeim.backends.protocols import PutInvitations
+    owner, a = [(await store.create_user(n, "h", "")).id for n in ("owner", "a")]
+    now = int(time.time() * 1000)
+    g1 = (await store.apply(CreateGroup("g1", "", "", owner, "approval", 100, [], now))).group.id
+    g2 = (await store.apply(CreateGroup("g2", "", "", owner, "approval", 100, [], now))).group.id
+    await store.apply(PutInvitations(g1, owner, [a], now - 2000, now - 1000, 1, 1))  # expired already
+
+    assert (await store.load_user(a)).invitations == []
+    assert (await store.load_group(g1)).invitations == []
+    await store.apply(PutInvitations(g2, owner, [a], now, now + 60_000, 1, 1))  # fits both bounds of 1
+    assert [i.group for i in (await store.load_user(a)).invitations] == [g2]

@@ -1,5 +1,6 @@
 """The authorization matrix, table-driven, against a real ``im serve`` with the product
-default (only friends send 1:1): each row is one request by someone who must be refused
+defaults (only friends send 1:1; only friends add to groups, the members of the world
+chose "anyone"): each row is one request by someone who must be refused
 (a stranger, a non-member, a removed member, a blocked user, a muted member, a member
 acting as an admin, an admin acting as the owner). The request gets its error code and
 changes nothing: a snapshot of everything the world's reads show is the same after it.
@@ -19,13 +20,15 @@ from edgeim.sdk import Client, ServerError
 
 from harness import ServeProcess, new_user
 
-FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND = (
-    ErrorCode.FORBIDDEN, ErrorCode.NOT_FRIENDS, ErrorCode.BLOCKED, ErrorCode.MUTED, ErrorCode.NOT_FOUND)
+FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND, CONFLICT = (
+    ErrorCode.FORBIDDEN, ErrorCode.NOT_FRIENDS, ErrorCode.BLOCKED, ErrorCode.MUTED, ErrorCode.NOT_FOUND,
+    ErrorCode.CONFLICT)
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> ServeProcess:
-    server = ServeProcess(tmp_path_factory.mktemp("authz"), "cython", strangers_may_send=0)
+    server = ServeProcess(tmp_path_factory.mktemp("authz"), "cython", strangers_may_send=0,
+                          group_add_default="friends")
     server.start()
     yield server
     server.stop()
@@ -35,7 +38,8 @@ class World:
     """owner, admin, admin2, member, muted (a member muted for an hour) and removed (kicked)
     in ``group`` (join by approval), with one message in it and a pending join request from
     ``stranger``; owner and member are friends with one private message; ``blocker``
-    blocked ``blocked``, who owns ``own_group`` alone."""
+    blocked ``blocked``, who owns ``own_group`` alone; ``invitee`` has a pending invitation
+    to ``group`` from the owner (its group_add rule is the default: friends)."""
 
     owner: Client
     admin: Client
@@ -46,6 +50,7 @@ class World:
     stranger: Client
     blocked: Client
     blocker: Client
+    invitee: Client
     group: int
     own_group: int
     group_file: str  # a file the owner uploaded to the group, and one to the friends' conversation
@@ -63,7 +68,7 @@ class World:
 @pytest.fixture
 async def world(node: ServeProcess) -> AsyncIterator[World]:
     w = World()
-    roles = ("owner", "admin", "admin2", "member", "muted", "removed", "stranger", "blocked", "blocker")
+    roles = ("owner", "admin", "admin2", "member", "muted", "removed", "stranger", "blocked", "blocker", "invitee")
     made: list[Client] = []
     try:
         for role in roles:
@@ -73,7 +78,11 @@ async def world(node: ServeProcess) -> AsyncIterator[World]:
             await new_user(client)
             setattr(w, role, client)
         o = w.owner
-        info = await o.group_create("guarded", [c.user_id for c in (w.admin, w.admin2, w.member, w.muted, w.removed)])
+        joining = (w.admin, w.admin2, w.member, w.muted, w.removed)
+        for client in joining:  # strangers to the owner: they let anyone add them
+            await client.settings(group_add="anyone")
+        info = await o.group_create("guarded", [c.user_id for c in joining] + [w.invitee.user_id])
+        assert (sorted(info.added), info.invited) == (sorted(c.user_id for c in joining), [w.invitee.user_id])
         w.group = info.group
         await o.group_set_role(w.group, w.admin.user_id, "admin")
         await o.group_set_role(w.group, w.admin2.user_id, "admin")
@@ -114,6 +123,10 @@ async def snapshot(w: World) -> dict[str, Any]:
         "own group": await w.blocked.group_members(w.own_group),
         "blocked's groups": await w.blocked.groups(),
         "removed's groups": await w.removed.groups(),
+        "invitee's groups": await w.invitee.groups(),
+        "invitee's invitations": await w.invitee.group_invitations(),
+        "stranger's invitations": await w.stranger.group_invitations(),
+        "invitee's settings": await w.invitee.settings(),
         # rich messaging: the settings are the only thing stored besides call records
         # (which land in the histories above)
         "owner's settings": await o.settings(),
@@ -196,6 +209,21 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("admin GROUP_MUTE admin", lambda w: w.admin.group_mute(w.group, w.admin2.user_id, 1), FORBIDDEN),
     # the owner
     ("owner GROUP_QUIT", lambda w: w.owner.group_quit(w.group), FORBIDDEN),
+    # group invitations: only the invitee answers theirs, and an invitee is no member yet
+    ("stranger GROUP_INVITATION_ACCEPT another's", lambda w: w.stranger.group_invitation_accept(w.group), NOT_FOUND),
+    ("stranger GROUP_INVITATION_DECLINE another's", lambda w: w.stranger.group_invitation_decline(w.group), NOT_FOUND),
+    ("removed GROUP_INVITATION_ACCEPT", lambda w: w.removed.group_invitation_accept(w.group), NOT_FOUND),
+    ("owner GROUP_INVITATION_ACCEPT own group", lambda w: w.owner.group_invitation_accept(w.group), CONFLICT),
+    ("inviter GROUP_INVITATION_DECLINE for the invitee", lambda w: w.owner.group_invitation_decline(w.group),
+     NOT_FOUND),
+    ("invitee GROUP_INVITATION_ACCEPT another group", lambda w: w.invitee.group_invitation_accept(w.own_group),
+     NOT_FOUND),
+    ("invitee SEND group", lambda w: w.invitee.send_group(w.group, "am I in?"), FORBIDDEN),
+    ("invitee SYNC group", lambda w: w.invitee.sync(w.gconv), FORBIDDEN),
+    ("invitee GROUP_MEMBERS", lambda w: w.invitee.group_members_page(w.group), FORBIDDEN),
+    ("invitee GROUP_INVITE", lambda w: w.invitee.group_invite(w.group, [w.stranger.user_id]), FORBIDDEN),
+    ("blocked GROUP_CREATE with, friends only", lambda w: w.blocked.group_create("trap", [w.blocker.user_id,
+                                                                                       w.invitee.user_id]), BLOCKED),
     # recall, mentions and search
     ("stranger RECALL private", lambda w: w.stranger.recall(w.conv(w.owner, w.member), 1), FORBIDDEN),
     ("non-member RECALL group", lambda w: w.stranger.recall(w.gconv, 1), FORBIDDEN),

@@ -220,3 +220,34 @@ async def test_a_call_crosses_nodes(nodes, connect):
         assert (record.type, record.sender, record.content["status"]) == (8, alice_id, "answered")
     await bob_ios.ping()
     assert bob_ios.events.empty()  # no candidate reached the device not in the call
+
+
+async def test_a_group_invitation_crosses_nodes(nodes, connect):
+    a, b, c = nodes
+    owner, invitee_b, invitee_c = await connect(a), await connect(b), await connect(c)
+    await new_user(owner)
+    invitee_name, invitee_id = await new_user(invitee_b)
+    await invitee_c.login(invitee_name, "secret-pw", "ios")  # a second device, on a third node
+    # the invitee's choice, made on b, is what a (which never loaded the invitee) applies
+    assert (await invitee_b.settings(group_add="friends")).group_add == "friends"
+
+    created = await owner.group_create("across", [invitee_id])
+
+    assert (created.added, created.invited) == ([], [invitee_id])
+    assert (await next_event(owner, Op.GROUP_PUSH, 20)).event == "created"
+    for device in (invitee_b, invitee_c):
+        event = await next_event(device, Op.GROUP_PUSH, 20)
+        assert (event.event, event.group, event.actor) == ("invited", created.group, owner.user_id)
+    # the invitee's nodes read the invitation back before the push: both list it
+    for device in (invitee_b, invitee_c):
+        assert [(i.group, i.inviter) for i in await device.group_invitations()] == [(created.group, owner.user_id)]
+
+    info = await invitee_c.group_invitation_accept(created.group)
+
+    assert (info.role, info.members) == ("member", 2)
+    joined = await next_event(owner, Op.GROUP_PUSH, 20)
+    assert (joined.event, joined.actor, joined.users) == ("joined", owner.user_id, [invitee_id])
+    assert await invitee_b.group_invitations() == []
+    sent = await owner.send_group(created.group, "welcome")
+    for device in (invitee_b, invitee_c):
+        assert (await asyncio.wait_for(device.pushes.get(), 20)).id == sent.msg_id

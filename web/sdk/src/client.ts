@@ -39,6 +39,9 @@ import type {
   GroupInfo,
   GroupUpdateOptions,
   GroupUsersDone,
+  GroupCreated,
+  GroupAdd,
+  InvitationInfo,
   IdLike,
   JoinRequestList,
   JoinResult,
@@ -1008,15 +1011,19 @@ export class Client {
 
   // -- groups ---------------------------------------------------------------------------------
 
-  /** Create a group with the caller as owner and `members` besides. */
-  async groupCreate(name: string, members: IdLike[] = [], opts: GroupCreateOptions = {}): Promise<GroupInfo> {
-    return this.call(Op.GROUP_CREATE, {
+  /** Create a group with the caller as owner and `members` besides: `added` lists those
+   * added, `invited` those whose groupAdd setting made the add an invitation. */
+  async groupCreate(name: string, members: IdLike[] = [], opts: GroupCreateOptions = {}): Promise<GroupCreated> {
+    const created = await this.call<GroupCreated>(Op.GROUP_CREATE, {
       name,
       members: members.map(toId),
       avatar: opts.avatar ?? "",
       notice: opts.notice ?? "",
       join_mode: opts.joinMode ?? "approval",
     });
+    created.added ??= []; // a server from before invitations
+    created.invited ??= [];
+    return created;
   }
 
   async groupDissolve(group: IdLike): Promise<void> {
@@ -1062,8 +1069,34 @@ export class Client {
     return this.call(Op.GROUP_MEMBERS, { group: toId(group), after: toId(after), limit });
   }
 
+  /** Add `users`: `users` in the reply were added, `invited` were sent an invitation instead. */
   async groupInvite(group: IdLike, users: IdLike[]): Promise<GroupUsersDone> {
-    return this.call(Op.GROUP_INVITE, { group: toId(group), users: users.map(toId) });
+    const done = await this.call<GroupUsersDone>(Op.GROUP_INVITE, { group: toId(group), users: users.map(toId) });
+    done.invited ??= [];
+    return done;
+  }
+
+  /** Every pending group invitation of this user (all pages), by group id. */
+  async groupInvitations(): Promise<InvitationInfo[]> {
+    return this.all(async (after) => {
+      const page = await this.groupInvitationsPage(after, MAX_LIST);
+      return { items: page.invitations, hasMore: page.hasMore };
+    }, (i) => i.group);
+  }
+
+  /** Pending group invitations to groups with ids above `after`, ascending (one page). */
+  async groupInvitationsPage(after: IdLike = 0n, limit = 100): Promise<{ invitations: InvitationInfo[]; hasMore: boolean }> {
+    return this.call(Op.GROUP_INVITATIONS, { after: toId(after), limit });
+  }
+
+  /** Join `group` on its pending invitation; returns the group as it is now. */
+  async groupInvitationAccept(group: IdLike): Promise<GroupInfo> {
+    return this.call(Op.GROUP_INVITATION_ACCEPT, { group: toId(group) });
+  }
+
+  /** Drop a pending invitation (nobody is told). */
+  async groupInvitationDecline(group: IdLike): Promise<void> {
+    await this.done(Op.GROUP_INVITATION_DECLINE, { group: toId(group) });
   }
 
   /** Join an open group (status "joined") or ask to join one ("pending"). */
@@ -1139,9 +1172,10 @@ export class Client {
     await this.done(Op.PRESENCE_UNSUBSCRIBE, { users: users.map(toId) });
   }
 
-  /** This user's settings, after changing what is given. */
-  async settings(opts: { invisible?: boolean } = {}): Promise<UserSettings> {
-    return this.call(Op.SETTINGS, { invisible: opts.invisible });
+  /** This user's settings, after changing what is given. `groupAdd`: who may add this user
+   * to a group at once ("anyone", "friends", "nobody"); the others' adds become invitations. */
+  async settings(opts: { invisible?: boolean; groupAdd?: GroupAdd } = {}): Promise<UserSettings> {
+    return this.call(Op.SETTINGS, { invisible: opts.invisible, group_add: opts.groupAdd });
   }
 
   /** Ring every online device of `to` with this device's SDP offer ("call" events follow). */

@@ -24,9 +24,10 @@ const ID_KEYS = new Set([
   "call",
   "recalled_by",
   "last_from",
+  "inviter",
 ]);
 /** Keys whose value is a list that may hold ids (its integer items become bigints). */
-const ID_LIST_KEYS = new Set(["users", "mentions"]);
+const ID_LIST_KEYS = new Set(["users", "mentions", "added", "invited"]);
 /** Keys whose value is application data, left exactly as decoded. */
 const OPAQUE_KEYS = new Set(["content"]);
 

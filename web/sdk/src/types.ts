@@ -173,7 +173,30 @@ export interface MemberInfo {
 
 export interface GroupUsersDone {
   group: bigint;
+  /** Added: members now. */
   users: bigint[];
+  /** Invited instead: their groupAdd setting did not let the caller add them. */
+  invited: bigint[];
+}
+
+/** GROUP_CREATE's reply: the new group and what became of the members asked for. */
+export interface GroupCreated extends GroupInfo {
+  /** Added besides the caller. */
+  added: bigint[];
+  /** Invited instead (groupInvitations on their side). */
+  invited: bigint[];
+}
+
+/** Who may add a user to a group at once; the others' adds become invitations. */
+export type GroupAdd = "anyone" | "friends" | "nobody";
+
+/** A pending invitation into a group. */
+export interface InvitationInfo {
+  group: bigint;
+  inviter: bigint;
+  ts: number;
+  /** Unix ms: gone from then on. */
+  expiresAt: number;
 }
 
 export interface JoinResult {
@@ -205,6 +228,8 @@ export interface UserPresence {
 
 export interface UserSettings {
   invisible: boolean;
+  /** The rule in force: the user's choice, or the node's default until they choose. */
+  groupAdd: GroupAdd;
 }
 
 export interface HttpHeader {
@@ -244,6 +269,7 @@ export interface FriendEvent {
 }
 
 export interface GroupEvent {
+  /** "created", "joined", ..., "invited" (a new invitation for you: groupInvitations). */
   event: string;
   group: bigint;
   actor: bigint;

@@ -43,9 +43,10 @@ test("presence: ask, watch, and presence events as a user comes and goes", async
 
   // invisible: offline to others
   const hidden = nextEvent(alice.client, "presence", (p) => p.user === bob.id && !p.online);
-  assert.deepEqual(await bob.client.settings({ invisible: true }), { invisible: true });
+  // (groupAdd: this suite's node lets anyone add anyone to a group, server.mjs)
+  assert.deepEqual(await bob.client.settings({ invisible: true }), { invisible: true, groupAdd: "anyone" });
   assert.deepEqual(await hidden, { user: bob.id, online: false, terminals: [] });
-  assert.deepEqual(await bob.client.settings(), { invisible: true });
+  assert.deepEqual(await bob.client.settings(), { invisible: true, groupAdd: "anyone" });
   await bob.client.settings({ invisible: false });
   await alice.client.presenceUnsubscribe([bob.id]);
   await assert.rejects(alice.client.presenceSubscribe([alice.id]), { code: ErrorCode.INVALID_ARGUMENT });

@@ -23,6 +23,8 @@ const TEST_ENV = {
   IM_USER_SEND_BYTES_RATE: "1000000000",
   IM_USER_SEND_BYTES_BURST: "1000000000",
   IM_STRANGERS_MAY_SEND: "1",
+  // the suites put strangers in groups; consent.test.mjs starts its node with the default
+  IM_GROUP_ADD_DEFAULT: "anyone",
   IM_PRESENCE_DEBOUNCE: "0.05",
   IM_LOG_LEVEL: "warning",
 };

@@ -121,7 +121,7 @@ test("a group's life: roles, invite, approval joins, mute, kick, transfer, disso
   await owner.client.groupUpdate(gid, { joinMode: "open" });
   assert.deepEqual(await outsider.client.groupJoin(gid), { group: gid, status: "joined" });
   const invited = await outsider.client.groupInvite(gid, [member.id]);
-  assert.deepEqual(invited, { group: gid, users: [member.id] });
+  assert.deepEqual(invited, { group: gid, users: [member.id], invited: [] }); // added, nobody invited
 
   // transfer, then the new owner dissolves
   const ownerPush = nextEvent(admin.client, "group", (e) => e.event === "owner");
