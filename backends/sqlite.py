@@ -34,7 +34,7 @@ from ..core_ext import content
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    EditMessage, NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
@@ -186,6 +186,20 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO search_marks (conv, seq) SELECT conv, max(seq) FROM messages GROUP BY conv;
     """,
+    """
+    -- replies and edits: the message a reply quotes, a message's latest edit, and each
+    -- conversation's edits by rev (what a SYNC with edits_after reads; a message edited
+    -- again keeps only its newest rev in messages.edit_rev, its older rows are skipped)
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edit_rev INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE message_edits (
+        conv   TEXT    NOT NULL,
+        rev    INTEGER NOT NULL,
+        msg_id INTEGER NOT NULL,
+        PRIMARY KEY (conv, rev)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -198,8 +212,10 @@ _WRITER_CACHE_KIB = 65536
 _CHECKPOINT_PAGES = 10000
 _SEQ_CACHE_MAX = 100_000  # conversations whose last seq the writer keeps in memory
 _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
+_MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
+_MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
+                    " reply_to, edited_at, edit_rev")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
@@ -381,6 +397,23 @@ class SqliteStore(WriteQueue):
         )
         rows.reverse()
         return rows
+
+    async def messages_by_id(self, conv: ConvId, ids: Sequence[int]) -> list[StoredMessage]:
+        ids = list(dict.fromkeys(ids))[:_MAX_IDS]
+        if not ids:
+            return []
+        return await self._read_with(
+            _read_messages, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND id IN ({', '.join('?' * len(ids))})",
+            (conv, *ids), 0)
+
+    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
+        if limit <= 0:
+            return []
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        return await self._read_with(
+            _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
+            " AND m.edit_rev = e.rev WHERE e.conv = ? AND e.rev > ? AND m.seq > ? ORDER BY e.rev LIMIT ?",
+            (conv, after_rev, floor, limit), 0)
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
@@ -665,6 +698,8 @@ class SqliteStore(WriteQueue):
                 outcomes.append((op.ticket, msgspec.structs.replace(stored[-1 - at], duplicate=True), None))
                 continue
             message = stored[at]
+            if op.message.reply_to:
+                message = _replied(conn, op.message, message)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
 
@@ -678,9 +713,11 @@ class SqliteStore(WriteQueue):
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND cmid = ?",
                 (m.sender, m.cmid),
             ).fetchone()
-            return StoredMessage(*row, duplicate=True)
+            return _stored(row, duplicate=True)
         self._last_seq[m.conv] = seq
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+        if m.reply_to:
+            stored = _replied(conn, m, stored)
         self._inserted(conn, m, stored, touched)
         return stored
 
@@ -872,7 +909,40 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
         return None
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
-    return StoredMessage(*row)
+    return _stored(row)
+
+
+def _edit(store: SqliteStore, conn: sqlite3.Connection, c: EditMessage) -> StoredMessage | None:
+    found = conn.execute("SELECT id, type FROM messages WHERE conv = ? AND seq = ? AND sender = ? AND recalled_by = 0",
+                         (c.conv, c.seq, c.by)).fetchone()
+    if found is None:
+        return None
+    msg_id, type_ = found
+    rev = conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM message_edits WHERE conv = ?", (c.conv,)).fetchone()[0]
+    conn.execute("UPDATE messages SET content = ?, edited_at = ?, edit_rev = ? WHERE id = ?", (c.content, c.at, rev, msg_id))
+    conn.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (?, ?, ?)", (c.conv, rev, msg_id))
+    # the search index: a message indexed already has its old text replaced in this
+    # transaction; one behind the mark is indexed later from its row (the new text)
+    mark = conn.execute("SELECT seq FROM search_marks WHERE conv = ?", (c.conv,)).fetchone()
+    if mark is not None and c.seq <= mark[0]:
+        conn.execute("DELETE FROM message_text WHERE rowid = ?", (msg_id,))
+        text = content.searchable(type_, c.content)
+        if text:
+            conn.execute(_INDEX_TEXT, (msg_id, text))
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)).fetchone()
+    return _stored(row)
+
+
+def _replied(conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage) -> StoredMessage:
+    """A reply's row gets what it quotes (a second statement for replies only: the plain
+    sends' multi-row INSERT stays as it is); its StoredMessage carries the quote to the push."""
+    conn.execute("UPDATE messages SET reply_to = ? WHERE id = ?", (m.reply_to, stored.id))
+    return msgspec.structs.replace(stored, reply_to=m.reply_to, quote=m.quote)
+
+
+def _stored(row: tuple[Any, ...], duplicate: bool = False) -> StoredMessage:
+    """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage."""
+    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13], edit_rev=row[14])
 
 
 def _group_conv(group: int) -> str:
@@ -990,6 +1060,7 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
     RecallMessage: _recall,
+    EditMessage: _edit,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
 }
@@ -1003,7 +1074,7 @@ def _read_messages(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], 
     out: list[StoredMessage] = []
     total = 0
     for row in conn.execute(sql, params):
-        out.append(StoredMessage(*row))
+        out.append(_stored(row))
         if max_bytes:
             total += len(row[7].encode())
             if total > max_bytes:
@@ -1024,7 +1095,7 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
              for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in conn.execute(
                  "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
                  " WHERE user_id = ?", (user_id,))]
-    heads = [StoredMessage(*row) for row in conn.execute(
+    heads = [_stored(row) for row in conn.execute(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
         " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
@@ -1047,7 +1118,7 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
         "SELECT user_id, message, ts FROM group_requests WHERE group_id = ? ORDER BY ts", (group_id,))]
     head = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 1",
                         (_group_conv(group_id),)).fetchone()
-    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None)
+    return GroupRecords(group, members, requests, _stored(head) if head else None)
 
 
 def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: str, before_id: int,
@@ -1081,7 +1152,7 @@ def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: st
                " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
                " WHERE instr(lower(t.body), ?) > 0 AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
         params += [_ascii_lower(text), before_id or _NO_BOUND, limit]
-    return [StoredMessage(*row) for row in conn.execute(sql, params)]
+    return [_stored(row) for row in conn.execute(sql, params)]
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

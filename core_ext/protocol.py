@@ -53,8 +53,8 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7E; pushes
+    (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
@@ -118,6 +118,8 @@ class Op(enum.IntEnum):
     # files: upload and download grants (signed HTTP URLs)
     FILE_UPLOAD = 0x1A
     FILE_DOWNLOAD = 0x1B
+    # message edits (replies are a field of SEND)
+    EDIT = 0x59
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -176,6 +178,7 @@ class Op(enum.IntEnum):
     # files
     FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
     FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
+    EDIT_OK = EDIT | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -188,6 +191,7 @@ class Op(enum.IntEnum):
     TYPING_PUSH = 0x47
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
+    EDIT_PUSH = 0x4C
 
     ERROR = 0xFF
 
@@ -202,8 +206,8 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
+#: Every op a client may send: the requests, 0x01..0x3F and 0x50..0x7E (0x40..0x4F are pushes).
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < 0x7F)
 
 
 class ErrorCode(enum.IntEnum):
@@ -240,6 +244,9 @@ class ErrorCode(enum.IntEnum):
     BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     SEARCH_TIMEOUT = 3013  # SEARCH: not answered within the node's search timeout
     FILE_QUOTA_EXCEEDED = 3014  # FILE_UPLOAD: the account keeps as many bytes of files as it may
+    EDIT_EXPIRED = 3020  # EDIT: the sender's edit window for this message has passed
+    REPLY_NOT_FOUND = 3021  # SEND: the quoted message is not in this conversation, or not visible to the sender
+    NOT_EDITABLE = 3022  # EDIT: the message was recalled, or its type cannot be edited (only text can)
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may
