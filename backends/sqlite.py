@@ -699,7 +699,7 @@ class SqliteStore(WriteQueue):
                 continue
             message = stored[at]
             if op.message.reply_to:
-                message = _replied(conn, op.message, message)
+                message = stored[at] = _replied(conn, op.message, message)  # (a retry later in the run: as is)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
 
