@@ -154,7 +154,7 @@ class Config:
     #: seconds after sending during which a sender may edit a text message (EDIT; 3020
     #: EDIT_EXPIRED after it)
     edit_window: float = 172800.0
-    #: characters of the quoted message's text a reply carries (its ``reply.snippet``)
+    #: characters of the quoted message's text a reply carries (its reply.snippet)
     reply_snippet: int = 100
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
