@@ -51,12 +51,14 @@ export interface Message {
   recalledAt: number;
   /** In a page only: stored by an older server too large for a frame; `content` is "". */
   tooLarge: boolean;
+  // The SDK fills in the three below on every message it hands out; they are optional so
+  // that a Message an application builds itself (an optimistic local copy) need not set them.
   /** A reply: the message it quotes; null when not a reply. */
-  reply: Reply | null;
+  reply?: Reply | null;
   /** When it was last edited (Unix ms); 0 when never edited. */
-  editedAt: number;
+  editedAt?: number;
   /** The conversation's edit rev of that edit; 0 when never edited. */
-  editRev: number;
+  editRev?: number;
 }
 
 /** What a reply quotes (docs/protocol.md section 9.23). */
