@@ -226,7 +226,7 @@ class Api:
         rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
         page = _page(req.conv, rows, more, keep_newest=False)
         if req.edits_after >= 0:
-            edits, rev, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
+            edits, _, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
             _add_edits(page, edits, req.edits_after, edits_more)
         s.reply(Op.SYNC_OK, req_id, page)
 
