@@ -53,8 +53,9 @@ import msgspec
 from ..core_ext import content
 from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
-    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull, JoinRequest,
-    Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull,
+    JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember,
+    RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
@@ -232,11 +233,27 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             KEY group_invitations_by_inviter (inviter)
         ) {_TABLE}""",
     ),
+    (
+        # replies and edits (SqliteStore's step of the same name): the message a reply
+        # quotes, a message's latest edit, each conversation's edit counter (on its locked
+        # convs row, so edits of several writers get revs in commit order) and its edits by rev
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS reply_to BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS edited_at BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS edit_rev BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE convs ADD COLUMN IF NOT EXISTS last_edit BIGINT NOT NULL DEFAULT 0",
+        f"""CREATE TABLE IF NOT EXISTS message_edits (
+            conv   VARCHAR(128) NOT NULL,
+            rev    BIGINT       NOT NULL,
+            msg_id BIGINT       NOT NULL,
+            PRIMARY KEY (conv, rev)
+        ) {_TABLE}""",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
     "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "group_invitations",
+    "message_edits",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -247,7 +264,8 @@ _KEY_CHARS = 128  # VARCHAR(128): conv, cmid, username, token ids
 _IN_CHUNK = 500  # tuples per IN (...) list
 _WRITER_ROWS_KEPT_MS = 7 * 24 * 3600 * 1000  # store_writers rows of stores gone this long are deleted
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
+_MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
+                    " reply_to, edited_at, edit_rev")
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
 # only %s placeholders inside VALUES (...): mysqlclient then sends executemany as ONE
 # multi-row statement (it splits at 64 KiB)
@@ -509,6 +527,22 @@ class MysqlStore(WriteQueue):
         rows.reverse()
         return rows
 
+    async def messages_by_id(self, conv: ConvId, ids: Sequence[int]) -> list[StoredMessage]:
+        ids = list(dict.fromkeys(ids))[:_IN_CHUNK]
+        if not ids:
+            return []
+        return await self._read(
+            _read_messages, f"{_SELECT_MESSAGES} WHERE conv = %s AND id IN ({_in_list(len(ids), 1)})", (conv, *ids), 0)
+
+    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
+        if limit <= 0:
+            return []
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        return await self._read(
+            _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
+            " AND m.edit_rev = e.rev WHERE e.conv = %s AND e.rev > %s AND m.seq > %s ORDER BY e.rev LIMIT %s",
+            (conv, after_rev, floor, limit), 0)
+
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read(_in_snapshot, _load_user, user_id)
 
@@ -738,6 +772,7 @@ class MysqlStore(WriteQueue):
         locked = {m.conv for m in appends}
         locked.update(_group_conv(op.change.group) for op in batch
                       if isinstance(op, Apply) and isinstance(op.change, PutMember))
+        locked.update(op.change.conv for op in batch if isinstance(op, Apply) and isinstance(op.change, EditMessage))
         cur.execute("START TRANSACTION")
         last = _lock_convs(cur, sorted(locked))
         start_last = dict(last)
@@ -749,6 +784,7 @@ class MysqlStore(WriteQueue):
         entering: dict[tuple[int, str], None] = {}
         touched: dict[tuple[int, str], int] = {}  # (sender, conv) -> newest seq it sent
         mentioned: list[tuple[str, int, str]] = []  # (conv, seq, mentions) of the messages that mention
+        replies: list[tuple[int, int]] = []  # (reply_to, id) of the replies (a statement of their own)
 
         def flush() -> None:
             if run:
@@ -786,6 +822,9 @@ class MysqlStore(WriteQueue):
                     run.append(row)
                 last[m.conv] = seq
                 stored = StoredMessage(*row)
+                if m.reply_to:
+                    replies.append((m.reply_to, m.msg_id))
+                    stored = msgspec.structs.replace(stored, reply_to=m.reply_to, quote=m.quote)
                 known[(m.sender, m.cmid)] = stored
                 for user in m.members:  # a private conversation enters both lists
                     entering[(user, m.conv)] = None
@@ -809,6 +848,8 @@ class MysqlStore(WriteQueue):
                 else:
                     outcomes.append((op.ticket, result, None))
         flush()
+        if replies:
+            cur.executemany("UPDATE messages SET reply_to = %s WHERE id = %s", replies)
         if entering:
             cur.executemany(_ENTER_CONVS, list(entering))
         if touched:
@@ -829,9 +870,10 @@ class MysqlStore(WriteQueue):
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage: cmid comes
     back as the bytes of its VARBINARY column."""
-    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at = row
+    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at, \
+        edit_rev = row
     return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts, mentions, recalled_by,
-                         recalled_at)
+                         recalled_at, reply_to=reply_to, edited_at=edited_at, edit_rev=edit_rev)
 
 
 def _refusal(m: NewMessage) -> ValueError | None:
@@ -1107,6 +1149,23 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
     return _message(tx.cur.fetchone())
 
 
+def _edit(tx: _Tx, c: EditMessage) -> StoredMessage | None:
+    # the batch locked the conversation's convs row (``locked``): revs follow commit order
+    tx.cur.execute("SELECT id FROM messages WHERE conv = %s AND seq = %s AND sender = %s AND recalled_by = 0 FOR UPDATE",
+                   (c.conv, c.seq, c.by))
+    found = tx.cur.fetchone()
+    if found is None:
+        return None
+    tx.cur.execute("UPDATE convs SET last_edit = last_edit + 1 WHERE conv = %s", (c.conv,))
+    tx.cur.execute("SELECT last_edit FROM convs WHERE conv = %s", (c.conv,))
+    rev = tx.cur.fetchone()[0]
+    tx.cur.execute("UPDATE messages SET content = %s, edited_at = %s, edit_rev = %s WHERE id = %s",
+                   (c.content, c.at, rev, found[0]))
+    tx.cur.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (%s, %s, %s)", (c.conv, rev, found[0]))
+    tx.cur.execute(f"{_SELECT_MESSAGES} WHERE id = %s", (found[0],))
+    return _message(tx.cur.fetchone())
+
+
 def _set_settings(tx: _Tx, c: SetSettings) -> None:
     tx.cur.execute("INSERT INTO user_settings (user_id, invisible, group_add) VALUES (%s, %s, %s)"
                    " ON DUPLICATE KEY UPDATE invisible = VALUES(invisible), group_add = VALUES(group_add)",
@@ -1177,6 +1236,7 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
     RecallMessage: _recall,
+    EditMessage: _edit,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
     PutInvitations: _put_invitations,

@@ -23,6 +23,8 @@ __all__ = [
     "RevokeToken", "RecallMessage", "SetSettings", "CallRecord",
     # group invitations
     "Invitation", "PutInvitations", "DropInvitation", "InvitationsFull",
+    # replies and edits
+    "Quote", "EditMessage",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
@@ -80,6 +82,18 @@ class User(msgspec.Struct, frozen=True):
     disabled: bool = False  # SetDisabled: its logins are refused
 
 
+class Quote(msgspec.Struct, frozen=True):
+    """What a reply quotes, as its receivers see it: resolved by the services from the
+    quoted message (never stored: a store keeps only ``reply_to``)."""
+
+    id: int
+    seq: int
+    sender: int
+    type: int
+    snippet: str  # the start of the quoted text ("" when recalled)
+    recalled: bool = False
+
+
 class NewMessage(msgspec.Struct, frozen=True):
     """A message as the sender's node accepted it, before it has a seq or an id."""
 
@@ -97,6 +111,10 @@ class NewMessage(msgspec.Struct, frozen=True):
     #: who the message mentions: "" nobody, "*" every member, else user ids joined by ","
     #: (their ``UserConv.mention_seq`` moves to the message's seq in the same commit)
     mentions: str = ""
+    #: a reply: the id of the message of ``conv`` it quotes (stored), and that message as
+    #: the sender's node saw it (not stored: carried to the StoredMessage for the push)
+    reply_to: int = 0
+    quote: Quote | None = None
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -113,6 +131,12 @@ class StoredMessage(msgspec.Struct, frozen=True):
     recalled_by: int = 0  # a recalled message keeps its row with content "" (a tombstone)
     recalled_at: int = 0  # unix ms
     duplicate: bool = False  # True when (sender, cmid) was already stored: this is that row
+    reply_to: int = 0  # a reply: the id of the message it quotes
+    edited_at: int = 0  # unix ms of the latest edit (EditMessage); 0: never edited
+    edit_rev: int = 0  # the conversation's edit rev of that edit: 1, 2, 3, ... per conversation
+    #: a reply's quoted message, when resolved (the push of a new reply; pages resolve it
+    #: when they are read): never stored
+    quote: Quote | None = None
 
 
 # -- the social graph and per-user state ------------------------------------------------------
@@ -349,6 +373,20 @@ class RecallMessage(msgspec.Struct, frozen=True, tag=True):
     at: int  # unix ms
 
 
+class EditMessage(msgspec.Struct, frozen=True, tag=True):
+    """Replace the content of message ``seq`` of ``conv`` (sent by ``by``, not recalled)
+    with ``content``; it gets ``edited_at = at`` and the conversation's next edit rev
+    (1, 2, 3, ... per conversation, in commit order, also across store instances), and
+    the search finds the new text, not the old. Resolves to the edited message, or None
+    when there is no such message of ``by`` or it was recalled (a recall that won a race)."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    content: str
+    at: int  # unix ms
+
+
 class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
     user: UserId
     password_hash: str
@@ -381,7 +419,7 @@ Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
-    | SetSettings | SetDisabled | PutInvitations | DropInvitation
+    | SetSettings | SetDisabled | PutInvitations | DropInvitation | EditMessage
 )
 
 
@@ -471,6 +509,16 @@ class Store(Protocol):
         (0: no bound), at most ``limit``. Bounded in time: past the store's search
         timeout, or once ``gone()`` is true (the caller left), it stops and raises
         ``SearchTimeout``."""
+
+    async def messages_by_id(self, conv: ConvId, ids: Sequence[int]) -> list[StoredMessage]:
+        """The messages of ``conv`` among ``ids`` (in no particular order); ids of other
+        conversations or of no message are left out. What replies quote."""
+
+    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
+        """The messages of ``conv`` with seq above ``floor`` whose latest edit has an edit
+        rev above ``after_rev``, by edit rev, at most ``limit``: each once, as it is now.
+        What a SYNC with ``edits_after`` adds, so that a device offline during an edit
+        learns of it."""
 
     # -- operations (the admin API) ----------------------------------------------------------
 

@@ -33,8 +33,9 @@ import msgspec
 from ..core_ext import content
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
-    DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull, JoinRequest,
-    Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull,
+    JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember,
+    RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
@@ -201,6 +202,20 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX group_invitations_by_invitee ON group_invitations (invitee);
     CREATE INDEX group_invitations_by_inviter ON group_invitations (inviter);
     """,
+    """
+    -- replies and edits: the message a reply quotes, a message's latest edit, and each
+    -- conversation's edits by rev (what a SYNC with edits_after reads; a message edited
+    -- again keeps only its newest rev in messages.edit_rev, its older rows are skipped)
+    ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN edit_rev INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE message_edits (
+        conv   TEXT    NOT NULL,
+        rev    INTEGER NOT NULL,
+        msg_id INTEGER NOT NULL,
+        PRIMARY KEY (conv, rev)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -213,8 +228,10 @@ _WRITER_CACHE_KIB = 65536
 _CHECKPOINT_PAGES = 10000
 _SEQ_CACHE_MAX = 100_000  # conversations whose last seq the writer keeps in memory
 _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
+_MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
+_MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
+                    " reply_to, edited_at, edit_rev")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
@@ -396,6 +413,23 @@ class SqliteStore(WriteQueue):
         )
         rows.reverse()
         return rows
+
+    async def messages_by_id(self, conv: ConvId, ids: Sequence[int]) -> list[StoredMessage]:
+        ids = list(dict.fromkeys(ids))[:_MAX_IDS]
+        if not ids:
+            return []
+        return await self._read_with(
+            _read_messages, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND id IN ({', '.join('?' * len(ids))})",
+            (conv, *ids), 0)
+
+    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
+        if limit <= 0:
+            return []
+        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+        return await self._read_with(
+            _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
+            " AND m.edit_rev = e.rev WHERE e.conv = ? AND e.rev > ? AND m.seq > ? ORDER BY e.rev LIMIT ?",
+            (conv, after_rev, floor, limit), 0)
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
@@ -684,6 +718,8 @@ class SqliteStore(WriteQueue):
                 outcomes.append((op.ticket, msgspec.structs.replace(stored[-1 - at], duplicate=True), None))
                 continue
             message = stored[at]
+            if op.message.reply_to:
+                message = stored[at] = _replied(conn, op.message, message)  # (a retry later in the run: as is)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
 
@@ -697,9 +733,11 @@ class SqliteStore(WriteQueue):
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND cmid = ?",
                 (m.sender, m.cmid),
             ).fetchone()
-            return StoredMessage(*row, duplicate=True)
+            return _stored(row, duplicate=True)
         self._last_seq[m.conv] = seq
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+        if m.reply_to:
+            stored = _replied(conn, m, stored)
         self._inserted(conn, m, stored, touched)
         return stored
 
@@ -897,7 +935,40 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
         return None
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
-    return StoredMessage(*row)
+    return _stored(row)
+
+
+def _edit(store: SqliteStore, conn: sqlite3.Connection, c: EditMessage) -> StoredMessage | None:
+    found = conn.execute("SELECT id, type FROM messages WHERE conv = ? AND seq = ? AND sender = ? AND recalled_by = 0",
+                         (c.conv, c.seq, c.by)).fetchone()
+    if found is None:
+        return None
+    msg_id, type_ = found
+    rev = conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM message_edits WHERE conv = ?", (c.conv,)).fetchone()[0]
+    conn.execute("UPDATE messages SET content = ?, edited_at = ?, edit_rev = ? WHERE id = ?", (c.content, c.at, rev, msg_id))
+    conn.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (?, ?, ?)", (c.conv, rev, msg_id))
+    # the search index: a message indexed already has its old text replaced in this
+    # transaction; one behind the mark is indexed later from its row (the new text)
+    mark = conn.execute("SELECT seq FROM search_marks WHERE conv = ?", (c.conv,)).fetchone()
+    if mark is not None and c.seq <= mark[0]:
+        conn.execute("DELETE FROM message_text WHERE rowid = ?", (msg_id,))
+        text = content.searchable(type_, c.content)
+        if text:
+            conn.execute(_INDEX_TEXT, (msg_id, text))
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)).fetchone()
+    return _stored(row)
+
+
+def _replied(conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage) -> StoredMessage:
+    """A reply's row gets what it quotes (a second statement for replies only: the plain
+    sends' multi-row INSERT stays as it is); its StoredMessage carries the quote to the push."""
+    conn.execute("UPDATE messages SET reply_to = ? WHERE id = ?", (m.reply_to, stored.id))
+    return msgspec.structs.replace(stored, reply_to=m.reply_to, quote=m.quote)
+
+
+def _stored(row: tuple[Any, ...], duplicate: bool = False) -> StoredMessage:
+    """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage."""
+    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13], edit_rev=row[14])
 
 
 def _group_conv(group: int) -> str:
@@ -1039,6 +1110,7 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetPasswordHash: _set_password_hash,
     RevokeToken: _revoke_token,
     RecallMessage: _recall,
+    EditMessage: _edit,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
     PutInvitations: _put_invitations,
@@ -1054,7 +1126,7 @@ def _read_messages(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], 
     out: list[StoredMessage] = []
     total = 0
     for row in conn.execute(sql, params):
-        out.append(StoredMessage(*row))
+        out.append(_stored(row))
         if max_bytes:
             total += len(row[7].encode())
             if total > max_bytes:
@@ -1075,7 +1147,7 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
              for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in conn.execute(
                  "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
                  " WHERE user_id = ?", (user_id,))]
-    heads = [StoredMessage(*row) for row in conn.execute(
+    heads = [_stored(row) for row in conn.execute(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
         " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
@@ -1105,7 +1177,7 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
     invitations = [Invitation(*r) for r in conn.execute(
         "SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations WHERE group_id = ? AND expires_at > ?"
         " ORDER BY invitee", (group_id, _now_ms()))]
-    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None, invitations)
+    return GroupRecords(group, members, requests, _stored(head) if head else None, invitations)
 
 
 def _group_add_rules(conn: sqlite3.Connection, user_ids: list[int]) -> dict[UserId, str]:
@@ -1153,7 +1225,7 @@ def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: st
                " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
                " WHERE instr(lower(t.body), ?) > 0 AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
         params += [_ascii_lower(text), before_id or _NO_BOUND, limit]
-    return [StoredMessage(*row) for row in conn.execute(sql, params)]
+    return [_stored(row) for row in conn.execute(sql, params)]
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -32,6 +32,8 @@ from typing import Any
 from .scenario import Sampler, Scenario, ThreadGroup
 
 CONTENT = "hello, this is a short chat message"  # as bench/send_throughput.py
+#: samplers whose SEND_ACK is the 1:1 message reply_1to1 quotes and edit edits
+_ONE_TO_ONE = frozenset({"send_1to1", "reply_1to1", "edit"})
 SWEEP_S = 0.25  # how often replies that are overdue are failed
 DELIVERY_SAMPLE = 8  # one MSG_PUSH in this many has its delivery latency measured
 #: loopback source addresses connections to a loopback node are spread over (127.0.1.1 ...)
@@ -219,6 +221,7 @@ class _Edgeim:
         self.password = PASSWORD
         self.op_names = {int(op): op.name for op in Op}
         self.op_error, self.op_push = int(Op.ERROR), int(Op.MSG_PUSH)
+        self.op_send_ack = int(Op.SEND_ACK)
         self.last_seq: dict[tuple[int, str], int] = {}
         #: sampled delivery latencies, ms: server accept (MSG_PUSH's ts) to receipt here
         self.delivery = array.array("d")
@@ -341,7 +344,7 @@ class _Edgeim:
 
     def _seq_check(self, user: dict[str, Any], sampler: Sampler, body: bytes) -> str:
         bodies = self.bodies
-        if sampler.type in ("send_1to1", "group_send"):
+        if sampler.type in ("send_1to1", "group_send", "reply_1to1"):
             ack = bodies.decode(body, bodies.SendAck)
             key = (id(user["conn"]), ack.conv)
             last = self.last_seq.get(key, 0)
@@ -361,6 +364,16 @@ class _Edgeim:
             user["sent"] += 1
             op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT)
             target = user["peer_id"]
+        elif kind == "reply_1to1" or (kind == "edit" and not user.get("last_1to1")):
+            user["sent"] += 1
+            reply_to = user["last_1to1"][0] if kind == "reply_1to1" and user.get("last_1to1") else 0
+            op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT,
+                                            reply_to=reply_to)
+            target = user["peer_id"]
+        elif kind == "edit":
+            user["edits"] = user.get("edits", 0) + 1
+            op, body = Op.EDIT, bodies.Edit(conv=user["peer_conv"], seq=user["last_1to1"][1],
+                                            content=f"{CONTENT} (edit {user['edits']})")
         elif kind == "group_send":
             user["sent"] += 1
             op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT)
@@ -393,6 +406,9 @@ class _Edgeim:
         t0 = time.perf_counter()
         reply = await self._timed(conn, frame, req_id, sampler)
         self._judge(reply, t_wall, t0, sampler, record, thread, group, user, len(frame))
+        if sampler.type in _ONE_TO_ONE and not isinstance(reply, BaseException) and reply[0] == self.op_send_ack:
+            ack = self.bodies.decode(reply[1], self.bodies.SendAck)  # what reply_1to1 and edit refer to
+            user["last_1to1"] = (ack.msg_id, ack.seq)
 
     async def close_all(self, users: list[dict[str, Any]]) -> None:
         from .benchclient import close_all

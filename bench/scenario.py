@@ -34,17 +34,26 @@ SAMPLER_TYPES = {
     "groups": "GROUPS, first page",
     "group_members": "GROUP_MEMBERS of the user's first group, first page",
     "file_upload_grant": "FILE_UPLOAD: ask for an upload URL for a 100 KiB image in the conversation with the peer",
+    "reply_1to1": "SEND to the user's peer quoting the user's last acknowledged 1:1 message (reply_to; a plain"
+                  " SEND before the first); sampled until its SEND_ACK",
+    "edit": "EDIT of the user's last acknowledged 1:1 message (a SEND of it first, if none yet)",
 }
 
 
 def _unsupported() -> dict[str, str]:
     """Sampler types the installed protocol has no operation for, with the reason."""
+    from ..core_ext import bodies
     from ..core_ext.protocol import Op
-    if hasattr(Op, "FILE_UPLOAD"):
-        return {}
-    return {"file_upload_grant": "this edgeim's protocol has no FILE_UPLOAD operation"}
+    missing = {}
+    if not hasattr(Op, "FILE_UPLOAD"):
+        missing["file_upload_grant"] = "this edgeim's protocol has no FILE_UPLOAD operation"
+    if not hasattr(Op, "EDIT"):
+        missing["edit"] = "this edgeim's protocol has no EDIT operation"
+    if "reply_to" not in bodies.Send.__struct_fields__:
+        missing["reply_1to1"] = "this edgeim's SEND has no reply_to"
+    return missing
 
-SEND_TYPES = frozenset({"send_1to1", "group_send"})
+SEND_TYPES = frozenset({"send_1to1", "group_send", "reply_1to1"})
 ASSERTIONS = {
     "ack": "a reply with the request's id arrives within the sampler's timeout",
     "no_error": "the reply is not an ERROR frame",

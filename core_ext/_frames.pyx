@@ -20,6 +20,7 @@ include "_header.pxi"
 
 import msgspec
 
+from . import bodies as _bodies
 from . import content as _content
 from .errors import FrameError
 from .protocol import MAX_BODY_SIZE, VERSION, ErrorCode, Flag, Op
@@ -35,6 +36,9 @@ cdef int _TEXT = _content.TEXT
 cdef object _FRAME_TOO_LARGE = ErrorCode.FRAME_TOO_LARGE
 cdef object _wire = _content.wire
 cdef object _encode = msgspec.msgpack.Encoder().encode
+# msgspec sizes a Struct's map header by its number of fields, not by the keys it writes:
+# a Message of 16 fields or more gets a map16 header (de 00 NN) whatever it leaves out
+cdef bint _MESSAGE_MAP16 = len(_bodies.Message.__struct_fields__) >= 16
 
 
 cdef struct Buf:
@@ -155,6 +159,11 @@ cdef bytes _K_MENTION_ALL = b"\xabmention_all"
 cdef bytes _K_RECALLED_BY = b"\xabrecalled_by"
 cdef bytes _K_RECALLED_AT = b"\xabrecalled_at"
 cdef bytes _K_MSG_ID = b"\xa6msg_id"
+cdef bytes _K_REPLY = b"\xa5reply"
+cdef bytes _K_EDITED_AT = b"\xa9edited_at"
+cdef bytes _K_EDIT_REV = b"\xa8edit_rev"
+cdef bytes _K_SNIPPET = b"\xa7snippet"
+cdef bytes _K_RECALLED = b"\xa8recalled"
 
 
 cdef bytes _frame(Buf* b, uint8_t op, uint32_t req_id, uint64_t target, uint16_t flags):
@@ -215,6 +224,10 @@ cpdef bytes message_frame(object op, object m):
     cdef str mentions = m.mentions
     cdef int64_t recalled_by = m.recalled_by
     cdef int64_t recalled_at = m.recalled_at
+    cdef int64_t reply_to = m.reply_to
+    cdef int64_t edited_at = m.edited_at
+    cdef int64_t edit_rev = m.edit_rev
+    cdef object quote = None
     cdef int type_ = m.type
     cdef int keys = 9
     cdef bint everyone = False
@@ -232,9 +245,19 @@ cpdef bytes message_frame(object op, object m):
         keys += 1
     if recalled_at:
         keys += 1
-    _open(&b, 160 + len(text) * 4)
+    if reply_to:  # a reply (rare): the quote, resolved or its id alone
+        quote = m.quote
+        keys += 1
+    if edited_at:
+        keys += 1
+    if edit_rev:
+        keys += 1
+    _open(&b, 160 + len(text) * 4 + (len(quote.snippet) * 4 if quote is not None else 0))
     try:
-        _byte(&b, 0x80 | keys)
+        if _MESSAGE_MAP16:
+            _tagged(&b, 0xde, <uint64_t>keys, 2)
+        else:
+            _byte(&b, 0x80 | keys)
         _key(&b, _K_ID)
         _int(&b, m.id)
         _key(&b, _K_CONV)
@@ -275,6 +298,40 @@ cpdef bytes message_frame(object op, object m):
         if recalled_at:
             _key(&b, _K_RECALLED_AT)
             _int(&b, recalled_at)
+        if reply_to:
+            _key(&b, _K_REPLY)
+            _byte(&b, 0x86)
+            _key(&b, _K_ID)
+            if quote is not None:
+                _int(&b, quote.id)
+                _key(&b, _K_SEQ)
+                _int(&b, quote.seq)
+                _key(&b, _K_FROM)
+                _int(&b, quote.sender)
+                _key(&b, _K_TYPE)
+                _int(&b, quote.type)
+                _key(&b, _K_SNIPPET)
+                _str(&b, quote.snippet)
+                _key(&b, _K_RECALLED)
+                _byte(&b, 0xc3 if quote.recalled else 0xc2)
+            else:
+                _int(&b, reply_to)
+                _key(&b, _K_SEQ)
+                _byte(&b, 0)
+                _key(&b, _K_FROM)
+                _byte(&b, 0)
+                _key(&b, _K_TYPE)
+                _byte(&b, 0)
+                _key(&b, _K_SNIPPET)
+                _byte(&b, 0xa0)
+                _key(&b, _K_RECALLED)
+                _byte(&b, 0xc2)
+        if edited_at:
+            _key(&b, _K_EDITED_AT)
+            _int(&b, edited_at)
+        if edit_rev:
+            _key(&b, _K_EDIT_REV)
+            _int(&b, edit_rev)
         return _frame(&b, op, 0, m.to, _GROUP if conv.startswith("g") else 0)
     finally:
         PyMem_Free(b.data)

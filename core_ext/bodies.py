@@ -30,6 +30,8 @@ __all__ = [
     "MAX_SDP", "MAX_ICE",
     # files
     "FileUpload", "FileDownload", "HttpHeader", "FileUploadOk", "FileDownloadOk", "MAX_FILE_KEY",
+    # replies and edits
+    "Edit", "Reply",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
@@ -101,10 +103,24 @@ class Send(_Body, omit_defaults=True):
     type: Annotated[int, msgspec.Meta(ge=1, le=255)] = 1
     mentions: Annotated[list[Id], msgspec.Meta(max_length=MAX_MENTIONS)] = []
     mention_all: bool = False
+    #: a reply: the id of the earlier message of the same conversation it quotes (0: none)
+    reply_to: Annotated[int, msgspec.Meta(ge=0, le=MAX_ID)] = 0
 
     def __post_init__(self) -> None:
         # the bound is on UTF-8 bytes (or the map's JSON) too, so a stored message fits a frame
         content.check(self.type, self.content)
+
+
+class Edit(_Body):
+    """Replace the text of message ``seq`` of ``conv`` (the caller's own text message,
+    within the node's edit window) with ``content``."""
+
+    conv: ConvId
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+    content: Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_CONTENT)]
+
+    def __post_init__(self) -> None:
+        content.check(content.TEXT, self.content)
 
 
 class Recall(_Body):
@@ -126,6 +142,9 @@ class Sync(_Body):
     conv: ConvId
     after_seq: Seq = 0
     limit: Limit = 100
+    #: -1: no edits in the reply; else also the messages edited after this edit rev
+    #: (``Page.edit_rev`` of an earlier SYNC; 0 the first time)
+    edits_after: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] = -1
 
 
 class History(_Body):
@@ -298,6 +317,19 @@ class SendAck(_Body):
     ts: int  # server time, unix milliseconds
 
 
+class Reply(_Body, rename={"sender": "from"}):
+    """What a reply quotes: the quoted message's id, seq, sender and type, and the start
+    of its text (at most the node's ``reply_snippet`` characters); a recalled one has
+    ``recalled`` true and no snippet."""
+
+    id: int
+    seq: int
+    sender: int
+    type: int
+    snippet: str
+    recalled: bool
+
+
 class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     """A stored message: the body of MSG_PUSH and RECALL_PUSH and the items of a page. The
     keys after ``ts`` are left out when they hold their default."""
@@ -318,6 +350,9 @@ class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     #: in a page only: the stored content cannot fit a frame (stored before contents were
     #: bounded by their MessagePack size), so it is left out ("")
     too_large: bool = False
+    reply: Reply | None = None  # a reply: the message it quotes
+    edited_at: int = 0  # unix ms of the latest edit; 0: never edited
+    edit_rev: int = 0  # the conversation's edit rev of that edit (see SYNC's edits_after)
 
 
 class SearchPage(_Body):
@@ -325,10 +360,16 @@ class SearchPage(_Body):
     has_more: bool
 
 
-class Page(_Body):
+class Page(_Body, omit_defaults=True):
+    """SYNC and HISTORY. The keys after ``has_more`` are SYNC's with ``edits_after``, and
+    left out when they hold their default."""
+
     conv: str
     msgs: list[Message]
     has_more: bool
+    edits: list[Message] = []  # messages edited after ``edits_after``, by edit rev
+    edit_rev: int = 0  # the client is current up to this edit rev: its next ``edits_after``
+    edits_more: bool = False  # more edits follow: SYNC again from ``edit_rev``
 
 
 class ConversationInfo(_Body):
@@ -730,6 +771,8 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     # files
     Op.FILE_UPLOAD: (FileUpload, FileUploadOk),
     Op.FILE_DOWNLOAD: (FileDownload, FileDownloadOk),
+    # replies and edits
+    Op.EDIT: (Edit, Message),
 }
 PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.MSG_PUSH: Message,
@@ -742,6 +785,7 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.TYPING_PUSH: TypingEvent,
     Op.PRESENCE_PUSH: UserPresence,
     Op.CALL_PUSH: CallEvent,
+    Op.EDIT_PUSH: Message,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

@@ -2,7 +2,8 @@
 compiled encoders are tested against byte for byte (tests/core_ext/test_frames.py).
 
 ``m`` is a stored message: any object with ``StoredMessage``'s fields (id, conv, seq,
-sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at).
+sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at,
+edit_rev, quote).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from . import bodies, content
 from .codec import encode_frame
 from .protocol import Flag, Op
 
-__all__ = ["ack_frame", "message_frame", "message_body", "settle_sends"]
+__all__ = ["ack_frame", "message_frame", "message_body", "reply_body", "settle_sends"]
 
 _SEND = int(Op.SEND)
 _SEND_ACK = int(Op.SEND_ACK)
@@ -29,8 +30,20 @@ def message_body(m: Any) -> bodies.Message:
     return bodies.Message(
         id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
         content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
-        recalled_by=m.recalled_by, recalled_at=m.recalled_at,
+        recalled_by=m.recalled_by, recalled_at=m.recalled_at, reply=reply_body(m), edited_at=m.edited_at,
+        edit_rev=m.edit_rev,
     )
+
+
+def reply_body(m: Any) -> bodies.Reply | None:
+    """What a reply quotes: its resolved ``quote``, else (not resolved, or not visible to
+    the reader) the quoted id alone; None for a message that is not a reply."""
+    if not m.reply_to:
+        return None
+    q = m.quote
+    if q is not None:
+        return bodies.Reply(id=q.id, seq=q.seq, sender=q.sender, type=q.type, snippet=q.snippet, recalled=q.recalled)
+    return bodies.Reply(id=m.reply_to, seq=0, sender=0, type=0, snippet="", recalled=False)
 
 
 def ack_frame(req_id: int, m: Any) -> bytes:

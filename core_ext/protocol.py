@@ -53,7 +53,7 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7F; pushes
+    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7E; pushes
     (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
@@ -122,6 +122,8 @@ class Op(enum.IntEnum):
     GROUP_INVITATIONS = 0x68
     GROUP_INVITATION_ACCEPT = 0x69
     GROUP_INVITATION_DECLINE = 0x6A
+    # message edits (replies are a field of SEND)
+    EDIT = 0x59
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -183,6 +185,7 @@ class Op(enum.IntEnum):
     GROUP_INVITATIONS_OK = GROUP_INVITATIONS | RESPONSE_BIT
     GROUP_INVITATION_ACCEPT_OK = GROUP_INVITATION_ACCEPT | RESPONSE_BIT
     GROUP_INVITATION_DECLINE_OK = GROUP_INVITATION_DECLINE | RESPONSE_BIT
+    EDIT_OK = EDIT | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -195,6 +198,7 @@ class Op(enum.IntEnum):
     TYPING_PUSH = 0x47
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
+    EDIT_PUSH = 0x4C
 
     ERROR = 0xFF
 
@@ -209,8 +213,8 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < RESPONSE_BIT)
+#: Every op a client may send: the requests, 0x01..0x3F and 0x50..0x7E (0x40..0x4F are pushes).
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < 0x7F)
 
 
 class ErrorCode(enum.IntEnum):
@@ -250,6 +254,9 @@ class ErrorCode(enum.IntEnum):
     #: GROUP_CREATE / GROUP_INVITE: an invitee holds as many pending invitations as they
     #: may, or the caller has sent as many pending ones as they may
     INVITATIONS_FULL = 3030
+    EDIT_EXPIRED = 3020  # EDIT: the sender's edit window for this message has passed
+    REPLY_NOT_FOUND = 3021  # SEND: the quoted message is not in this conversation, or not visible to the sender
+    NOT_EDITABLE = 3022  # EDIT: the message was recalled, or its type cannot be edited (only text can)
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

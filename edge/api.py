@@ -170,7 +170,7 @@ class Api:
                 previous, s.send_gate = s.send_gate, asyncio.get_running_loop().create_future()
                 return _after(self._state.settled(*keys), self._send_later(s, req_id, target, group, req, text,
                                                                           previous, s.send_gate))
-        if s.send_gate is None or s.send_gate.done():
+        if (s.send_gate is None or s.send_gate.done()) and not req.reply_to:  # a reply reads what it quotes
             new = self._messages.prepare_now(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
                                              req.mention_all)
             if new is not None:
@@ -191,7 +191,7 @@ class Api:
                           previous: asyncio.Future[None] | None, mine: asyncio.Future[None]) -> None:
         try:
             new = await self._messages.prepare(self._me(s), target, group, req.cmid, req.type, text, req.mentions,
-                                               req.mention_all)
+                                               req.mention_all, req.reply_to)
             if previous is not None and not previous.done():
                 await previous
             self._pipeline.send(s, req_id, new)
@@ -208,6 +208,14 @@ class Api:
         self._pipeline.recalled(tombstone, s)
         s.reply(Op.RECALL_OK, req_id, message_body(tombstone))
 
+    async def on_edit(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Edit) -> None:
+        """An edit is budgeted as a send of its text to the conversation's members."""
+        group = parse_conv(req.conv)[1] if is_group(req.conv) else 0
+        self._quota.charge(s.user_id, len(req.content.encode()), self._audience(group) if group else 1)
+        edited = await self._messages.edit(self._me(s), req.conv, req.seq, req.content)
+        self._pipeline.edited(edited, s)
+        s.reply(Op.EDIT_OK, req_id, message_body(edited))
+
     async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
         rows, more = await self._messages.search(self._me(s), req, lambda: s.closed)
         page = _page(req.conv, rows, more, keep_newest=False)
@@ -215,10 +223,16 @@ class Api:
 
     async def on_sync(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
         rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
-        s.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False))
+        rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
+        page = _page(req.conv, rows, more, keep_newest=False)
+        if req.edits_after >= 0:
+            edits, _, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
+            _add_edits(page, edits, req.edits_after, edits_more)
+        s.reply(Op.SYNC_OK, req_id, page)
 
     async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
         rows, more = await self._messages.history(s.user_id, req.conv, req.before_seq, req.limit)
+        rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
         s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
 
     # -- conversations --------------------------------------------------------------------------
@@ -480,6 +494,23 @@ async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None
         then.close()
         raise
     await then
+
+
+def _add_edits(page: bodies.Page, edits: list[StoredMessage], after_rev: int, more: bool) -> None:
+    """A SYNC page's edits, in the room its messages left: those that do not fit wait for
+    the next SYNC (``edits_more``, and ``edit_rev`` is the last one in)."""
+    used = sum(len(m) for m in page.msgs)  # msgspec.Raw: the encoded messages
+    rev = after_rev
+    for m in edits:
+        encoded = bodies.encode(message_body(m))
+        if used + len(encoded) > _PAGE_BUDGET:
+            more = True
+            break
+        used += len(encoded)
+        page.edits.append(msgspec.Raw(encoded))  # type: ignore[arg-type]
+        rev = m.edit_rev
+    page.edit_rev = rev
+    page.edits_more = more
 
 
 def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:

@@ -141,7 +141,8 @@ class Node:
         self.ids = IdGenerator(valid_until=-math.inf)
         self.number_lease = NumberLease(self.routes, self.id, self.ids, config.number_lease)
         messages = Messages(self.store, self.state, users, self.ids, conversations, groups, config.strangers_may_send,
-                            config.recall_window, on_new=self._shares_files)
+                            config.recall_window, on_new=self._shares_files, edit_window=config.edit_window,
+                            reply_snippet=config.reply_snippet)
         self.pipeline = pipeline = Pipeline(self.store, conversations, self.delivery)
         social = Social(self.store, self.state, self.delivery.to_users, users.exists, self.delivery.refresh)
         quota = SendQuota(config.user_send_rate, config.user_send_burst, config.user_send_bytes_rate,

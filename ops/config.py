@@ -163,6 +163,11 @@ class Config:
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
+    #: seconds after sending during which a sender may edit a text message (EDIT; 3020
+    #: EDIT_EXPIRED after it)
+    edit_window: float = 172800.0
+    #: characters of the quoted message's text a reply carries (its reply.snippet)
+    reply_snippet: int = 100
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -397,6 +402,10 @@ class Config:
             raise ConfigError("file_grants_per_minute must be at least 1")
         if self.recall_window < 0:
             raise ConfigError("recall_window must be 0 or more seconds")
+        if self.edit_window < 0:
+            raise ConfigError("edit_window must be 0 or more seconds")
+        if not 0 <= self.reply_snippet <= 1000:
+            raise ConfigError("reply_snippet must be 0..1000 characters")
         if self.presence_debounce < 0 or self.presence_rate <= 0 or self.presence_burst < 1 \
                 or self.presence_max_watch < 1:
             raise ConfigError("presence_debounce must be ≥ 0, presence_rate positive, presence_burst and"
@@ -517,7 +526,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
-    "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
+                  "presence_debounce", "call_ring_timeout", "call_ttl"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 

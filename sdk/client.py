@@ -54,6 +54,7 @@ import itertools
 import logging
 import os
 import random
+import time
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -76,6 +77,10 @@ _CONTENT_TYPES: dict[type, int] = {schema: type_ for type_, schema in content.SC
 _EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH, Op.RECALL_PUSH})
 #: rich messaging pushes, also on ``Client.events``: TYPING_PUSH, PRESENCE_PUSH, CALL_PUSH
 _EVENTS |= {Op.TYPING_PUSH, Op.PRESENCE_PUSH, Op.CALL_PUSH}
+#: edits: EDIT_PUSH, also on ``Client.events`` (and what ``catch_up_edits`` finds)
+_EVENTS |= {Op.EDIT_PUSH}
+#: the node's edit window by default (IM_EDIT_WINDOW), seconds
+_EDIT_WINDOW = 172800.0
 
 
 class FileTransferError(Exception):
@@ -158,7 +163,8 @@ class Client:
         self.close_code: int | None = None
         #: MSG_PUSH bodies as they arrive (1:1 and group messages)
         self.pushes: asyncio.Queue[bodies.Message] = asyncio.Queue()
-        #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH, RECALL_PUSH
+        #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH, RECALL_PUSH,
+        #: EDIT_PUSH (and the edits ``catch_up_edits`` finds after a reconnect)
         self.events: asyncio.Queue[tuple[Op, Any]] = asyncio.Queue()
         #: ERROR frames that answer no request (req_id 0), e.g. a refused text message
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
@@ -167,6 +173,12 @@ class Client:
         #: per conversation, the seq up to which this client holds every message (pushes and
         #: acks move it only when they are the next seq; a gap is left to sync_all)
         self.last_seqs: dict[str, int] = {}
+        #: per conversation, the edit rev up to which this client holds every edit (moved
+        #: by ``sync_edits``: an EDIT_PUSH alone does not say no edit came before it)
+        self.edit_revs: dict[str, int] = {}
+        #: how long after sending the server lets a message be edited (its edit_window):
+        #: after a reconnect, ``catch_up_edits`` asks the conversations active within it
+        self.edit_window = _EDIT_WINDOW
         self._transport: WSTransport | None = None
         self._req_ids = itertools.count(1)
         # the server answers more than 256 requests in progress with RATE_LIMITED: queue here
@@ -345,20 +357,23 @@ class Client:
         return (await self._call(Op.USERS, bodies.UserIds(users=list(ids)))).users
 
     async def send(self, to: int, content: str | dict[str, Any], type: int = 1,
-                   cmid: str | None = None) -> bodies.SendAck:
+                   cmid: str | None = None, *, reply_to: int = 0) -> bodies.SendAck:
         """Send a message and wait for its ack (the message is durable when this returns).
         ``content`` is a string for text (type 1), else a map of its type's schema (see
         ``edgeim.core_ext.content``; ``send_image`` and its siblings build them). Without
         ``auto_reconnect`` a drop raises Disconnected; with it, the send is retried on the
-        next connection with the same cmid."""
-        return await self._send(to, 0, bodies.Send(cmid=cmid or uuid.uuid4().hex, content=content, type=type))
+        next connection with the same cmid. ``reply_to``: the id of an earlier message of
+        the conversation this one quotes (ServerError 3021 if there is none you may read)."""
+        return await self._send(to, 0, bodies.Send(cmid=cmid or uuid.uuid4().hex, content=content, type=type,
+                                                   reply_to=reply_to))
 
     async def send_group(self, group_id: int, content: str | dict[str, Any], type: int = 1, cmid: str | None = None,
-                         *, mentions: Iterable[int] = (), mention_all: bool = False) -> bodies.SendAck:
+                         *, mentions: Iterable[int] = (), mention_all: bool = False,
+                         reply_to: int = 0) -> bodies.SendAck:
         """``send`` to a group's conversation (header target = the group, flag GROUP),
         mentioning ``mentions`` (members) or, for the owner and admins, everyone."""
         body = bodies.Send(cmid=cmid or uuid.uuid4().hex, content=content, type=type, mentions=list(mentions),
-                           mention_all=mention_all)
+                           mention_all=mention_all, reply_to=reply_to)
         return await self._send(group_id, int(Flag.GROUP), body)
 
     async def _send(self, target: int, flags: int, body: bodies.Send) -> bodies.SendAck:
@@ -414,8 +429,11 @@ class Client:
             self.send_retried += 1
             self._transmit(cmid, retry=True)  # (while a reconnect runs, it resends this one)
 
-    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100) -> bodies.Page:
-        _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit))
+    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100, edits_after: int = -1) -> bodies.Page:
+        """One SYNC page; with ``edits_after`` ≥ 0 also the messages edited after that
+        edit rev (``page.edits``; ``sync_edits`` pages through them and keeps the rev)."""
+        _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit,
+                                                          edits_after=edits_after))
         page = bodies.decode(body, bodies.Page)
         if page.msgs and after_seq <= self.last_seqs.get(conv, 0):
             # a page is every message from after_seq + 1 on: no gap up to its last seq
@@ -490,6 +508,39 @@ class Client:
         if group:
             return await self.send_group(target, value, type_, cmid, mentions=mentions, mention_all=mention_all)
         return await self.send(target, value, type_, cmid)
+
+    async def edit(self, conv: str, seq: int, text: str) -> bodies.Message:
+        """Replace the text of your own text message ``seq`` of ``conv`` (within the
+        server's edit window); returns the edited message (``edited_at`` set). The
+        conversation's other devices get an EDIT_PUSH on ``events``."""
+        return await self._call(Op.EDIT, bodies.Edit(conv=conv, seq=seq, content=text))
+
+    async def sync_edits(self, conv: str, limit: int = 100) -> list[bodies.Message]:
+        """The messages of ``conv`` edited since ``edit_revs[conv]`` (0: every edit), as
+        they are now, each once; ``edit_revs[conv]`` moves past them."""
+        edited: list[bodies.Message] = []
+        while True:
+            rev = self.edit_revs.get(conv, 0)
+            page = await self.sync(conv, bodies.MAX_SEQ, limit, edits_after=rev)  # no messages: edits only
+            edited.extend(page.edits)
+            self.edit_revs[conv] = max(rev, page.edit_rev)
+            if not page.edits_more or page.edit_rev <= rev:
+                return edited
+
+    async def catch_up_edits(self, since_ms: int, limit: int = 100) -> int:
+        """Put on ``events``, as ``(EDIT_PUSH, message)``, the edits made while this
+        client was away since ``since_ms`` (unix ms): ``sync_edits`` of each conversation
+        with a message inside the edit window of that time (older ones cannot have been
+        edited since). An edit pushed before may come again: replacing is idempotent.
+        Returns how many were put. The reconnect calls it."""
+        oldest = since_ms - int(self.edit_window * 1000)
+        put = 0
+        for conv in await self.conversations():
+            if conv.last_ts >= oldest:
+                for message in await self.sync_edits(conv.conv, limit):
+                    self.events.put_nowait((Op.EDIT_PUSH, message))
+                    put += 1
+        return put
 
     async def recall(self, conv: str, seq: int) -> bodies.Message:
         """Recall message ``seq`` of ``conv``; returns its tombstone (content gone,
@@ -921,6 +972,7 @@ class Client:
         """Until connected and caught up: the next URL, token login, resend, catch-up;
         any step that fails starts over with the next URL after a longer wait."""
         attempt = 0
+        away_since = int(time.time() * 1000)  # (the drop was noticed now, or a heartbeat earlier)
         while not self._closing:
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
@@ -944,6 +996,7 @@ class Client:
                 self._transmit(cmid, retry=True)
             try:
                 await self.catch_up()
+                await self.catch_up_edits(away_since - int(((self.heartbeat or 0) + self.heartbeat_timeout) * 1000))
             except (ServerError, ConnectionError, asyncio.TimeoutError) as exc:
                 log.debug("catch-up after reconnect failed: %s", exc)
             if self.connected or self._closing:

@@ -249,6 +249,11 @@ class Conversations:
         newest, the lists' previews show the tombstone."""
         self._state.replace_head(tombstone)
 
+    def edited(self, message: StoredMessage) -> None:
+        """A message was edited (here or on another node): if it is its conversation's
+        newest, the lists' previews show the new text."""
+        self._state.replace_head(message)
+
 
 class _Entry:
     """One conversation of a user's list: what it was built from (frozen records: every

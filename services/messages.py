@@ -1,6 +1,6 @@
 """Messages in private and group conversations: who may send (the admission of a message
 before the pipeline appends it: services/pipeline.py), ids, sync and history within what
-the reader may see, recall and search."""
+the reader may see, recall, edits, replies and search."""
 from __future__ import annotations
 
 import asyncio
@@ -9,8 +9,12 @@ import contextlib
 import time
 from typing import AsyncIterator, Callable
 
-from ..backends.protocols import ConvId, GroupId, NewMessage, RecallMessage, SearchTimeout, Store, StoredMessage, UserId
-from ..core_ext import bodies
+import msgspec
+
+from ..backends.protocols import (
+    ConvId, EditMessage, GroupId, NewMessage, Quote, RecallMessage, SearchTimeout, Store, StoredMessage, UserId,
+)
+from ..core_ext import bodies, content
 from ..core_ext.errors import RateLimited, RequestError
 from ..core_ext.frames import message_body  # the one mapping of a stored message to its body
 from ..core_ext.protocol import MAX_BODY_SIZE, ErrorCode
@@ -20,7 +24,7 @@ from .ids import IdGenerator
 from .state import GroupState, State, UserState
 from .users import Users
 
-__all__ = ["Messages", "ReadSlots", "message_body", "RECALL_WINDOW"]
+__all__ = ["Messages", "ReadSlots", "message_body", "RECALL_WINDOW", "EDIT_WINDOW", "REPLY_SNIPPET"]
 
 _MAX_ID = 2**63 - 1  # ids are signed 64-bit in every store
 #: content bytes a page can carry: a store read stops past this (the reply is cut there anyway)
@@ -29,12 +33,17 @@ PAGE_BYTES = MAX_BODY_SIZE
 READS_PER_USER = 2
 #: how long after sending a sender may recall a message, by default (seconds)
 RECALL_WINDOW = 120.0
+#: how long after sending a sender may edit a text message, by default (seconds: 48 h)
+EDIT_WINDOW = 172800.0
+#: characters of the quoted text a reply carries, by default
+REPLY_SNIPPET = 100
 
 
 class Messages:
     def __init__(self, store: Store, state: State, users: Users, ids: IdGenerator, conversations: Conversations,
                  groups: Groups, strangers_may_send: bool, recall_window: float = RECALL_WINDOW,
-                 on_new: Callable[[NewMessage], None] | None = None) -> None:
+                 on_new: Callable[[NewMessage], None] | None = None, edit_window: float = EDIT_WINDOW,
+                 reply_snippet: int = REPLY_SNIPPET) -> None:
         self._store = store
         self._state = state
         self._ids = ids
@@ -46,6 +55,8 @@ class Messages:
         self._searching: set[UserId] = set()  # users with a search in progress (one each)
         self._recall_window_ms = int(recall_window * 1000)
         self._on_new = on_new  # told of each message built (the files it shares are kept)
+        self._edit_window_ms = int(edit_window * 1000)
+        self._snippet = reply_snippet
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -74,17 +85,48 @@ class Messages:
         return self._new(private_conv(sender.id, to), sender.id, to, (sender.id, to), cmid, type_, text)
 
     async def prepare(self, sender: UserState, target: int, group: bool, cmid: str, type_: int, text: str,
-                      mentions: list[int] | None = None, everyone: bool = False) -> NewMessage:
+                      mentions: list[int] | None = None, everyone: bool = False, reply_to: int = 0) -> NewMessage:
+        """``prepare_now``, loading what it needs first; a reply (``reply_to``) also reads
+        the message it quotes (never on ``prepare_now``'s path: a send that does not
+        reply costs nothing more)."""
         new = self.prepare_now(sender, target, group, cmid, type_, text, mentions, everyone)
-        if new is not None:
-            return new
-        if group:
-            await self._groups.get(target)  # NOT_FOUND if there is no such group
-        elif not await self._users.exists(UserId(target)):
-            raise RequestError(f"no user {target}", ErrorCode.USER_NOT_FOUND)
-        new = self.prepare_now(sender, target, group, cmid, type_, text, mentions, everyone)
-        assert new is not None
+        if new is None:
+            if group:
+                await self._groups.get(target)  # NOT_FOUND if there is no such group
+            elif not await self._users.exists(UserId(target)):
+                raise RequestError(f"no user {target}", ErrorCode.USER_NOT_FOUND)
+            new = self.prepare_now(sender, target, group, cmid, type_, text, mentions, everyone)
+            assert new is not None
+        if reply_to:
+            quote = await self._quoted(sender.id, new.conv, reply_to)
+            new = msgspec.structs.replace(new, reply_to=reply_to, quote=quote)
         return new
+
+    async def _quoted(self, user: UserId, conv: ConvId, msg_id: int) -> Quote:
+        """The message ``msg_id`` a reply of ``user`` in ``conv`` quotes; 3021
+        REPLY_NOT_FOUND unless it is a message of ``conv`` that ``user`` may read."""
+        floor = await self._conversations.floor(user, conv)
+        async with self._reads.slot(user):
+            found = await self._store.messages_by_id(conv, [msg_id])
+        if not found or found[0].seq <= floor:
+            raise RequestError(f"no message {msg_id} in {conv} to reply to", ErrorCode.REPLY_NOT_FOUND)
+        return self._quote(found[0])
+
+    def _quote(self, m: StoredMessage) -> Quote:
+        if m.recalled_by:
+            return Quote(m.id, m.seq, m.sender, m.type, "", True)
+        return Quote(m.id, m.seq, m.sender, m.type, content.searchable(m.type, m.content)[:self._snippet])
+
+    async def with_quotes(self, user: UserId, conv: str, rows: list[StoredMessage]) -> list[StoredMessage]:
+        """``rows`` (of one conversation) with the replies' quotes resolved as the quoted
+        messages are now (recalled, edited): one store read for the page, none for a page
+        without replies."""
+        wanted = [m.reply_to for m in rows if m.reply_to]
+        if not wanted:
+            return rows
+        async with self._reads.slot(user):
+            found = {q.id: self._quote(q) for q in await self._store.messages_by_id(ConvId(conv), wanted)}
+        return [msgspec.structs.replace(m, quote=found.get(m.reply_to)) if m.reply_to else m for m in rows]
 
     def _check_private(self, sender: UserState, to: UserId) -> None:
         if to in sender.blocked_by:
@@ -135,6 +177,55 @@ class Messages:
         if tombstone is None:  # another recall won the race
             raise RequestError(f"message {seq} of {conv} was recalled already", ErrorCode.CONFLICT)
         return tombstone
+
+    # -- editing --------------------------------------------------------------------------------
+
+    async def edit(self, user: UserState, conv: str, seq: int, text: str) -> StoredMessage:
+        """Replace the text of message ``seq``: its sender may, within the edit window, as
+        long as they may still send there (a member of the group, not muted; not blocked
+        by the other user). Text messages only (3022 NOT_EDITABLE for other types and
+        recalled ones); 3020 EDIT_EXPIRED past the window. Returns the edited message,
+        durable, with its quote resolved; the pipeline pushes it (``Pipeline.edited``)."""
+        floor = await self._conversations.floor(user.id, conv)
+        if seq <= floor:
+            raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
+        now = int(time.time() * 1000)
+        if is_group(conv):
+            group = self._state.groups.get(GroupId(int(conv[1:])))  # loaded by floor()
+            if group is not None:
+                self._groups.check_send(group, user.id, now)
+        async with self._reads.slot(user.id):
+            found = await self._store.messages_after(ConvId(conv), seq - 1, 1)
+        if not found or found[0].seq != seq:
+            raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
+        message = found[0]
+        if message.sender != user.id:
+            raise RequestError("only its sender may edit a message", ErrorCode.FORBIDDEN)
+        if message.recalled_by:
+            raise RequestError(f"message {seq} of {conv} was recalled", ErrorCode.NOT_EDITABLE)
+        if message.type != content.TEXT:
+            raise RequestError(f"only text messages (type {content.TEXT}) may be edited", ErrorCode.NOT_EDITABLE)
+        if now - message.ts > self._edit_window_ms:
+            raise RequestError(f"messages may be edited for {self._edit_window_ms // 1000} s after they are sent",
+                               ErrorCode.EDIT_EXPIRED)
+        if not is_group(conv):
+            self._check_private(user, UserId(message.to))
+        edited = await self._store.apply(EditMessage(ConvId(conv), seq, user.id, text, now))
+        if edited is None:  # a recall won the race
+            raise RequestError(f"message {seq} of {conv} was recalled", ErrorCode.NOT_EDITABLE)
+        return (await self.with_quotes(user.id, conv, [edited]))[0]
+
+    async def edits(self, user: UserId, conv: str, after_rev: int, limit: int) -> tuple[list[StoredMessage], int, bool]:
+        """The messages of ``conv`` the user may read that were edited after edit rev
+        ``after_rev``, by rev, at most ``limit``; the rev the reader is then current up to;
+        whether more follow."""
+        floor = await self._conversations.floor(user, conv)
+        async with self._reads.slot(user):
+            rows = await self._store.edits_after(ConvId(conv), after_rev, floor, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rows = await self.with_quotes(user, conv, rows)
+        return rows, (rows[-1].edit_rev if rows else after_rev), more
 
     def _may_recall(self, user: UserId, message: StoredMessage, now: int) -> bool:
         if message.sender == user and now - message.ts <= self._recall_window_ms:

@@ -11,7 +11,7 @@ A message is admitted by ``Messages`` (who may send, ids, the checks) and handed
      once and handed to ``Delivery`` for the other nodes, with the stored message beside
      the frame (other nodes take their state from that record, not from the bytes).
 
-SEND (1:1 and group), a recall's tombstone, a call's record and any message the server
+SEND (1:1 and group, replies included), a recall's tombstone, an edit, a call's record and any message the server
 writes go through here; the edge parses frames and hands the replies back, and holds no
 after-commit logic. A connection's sends are enqueued in the order it sent them and the
 store commits in enqueue order, so its acks come back in that order; a retried send
@@ -37,6 +37,7 @@ log = logging.getLogger("edgeim.pipeline")
 
 _MSG_PUSH = int(Op.MSG_PUSH)
 _RECALL_PUSH = int(Op.RECALL_PUSH)
+_EDIT_PUSH = int(Op.EDIT_PUSH)
 
 
 class Origin(Protocol):
@@ -119,6 +120,12 @@ class Pipeline:
         self._conversations.recalled(tombstone)
         self._push(_RECALL_PUSH, tombstone, by.user_id, by.terminal)
 
+    def edited(self, message: StoredMessage, by: Origin) -> None:
+        """An edit is durable: the lists' previews and every device but ``by`` follow, on
+        every node (EDIT_PUSH, once per device)."""
+        self._conversations.edited(message)
+        self._push(_EDIT_PUSH, message, by.user_id, by.terminal)
+
     def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str) -> None:
         """``stored`` to every device of its conversation's members but (skip_user,
         skip_terminal): one frame for all of them."""
@@ -148,9 +155,11 @@ class Pipeline:
     # -- from other nodes -------------------------------------------------------------------------
 
     def on_remote(self, stored: StoredMessage) -> None:
-        """A message committed, or recalled, on another node: this node's heads and lists
+        """A message committed, recalled or edited on another node: this node's heads and lists
         follow, as the committing node's did."""
         if stored.recalled_by:
             self._conversations.recalled(stored)
+        elif stored.edited_at:  # an edit (a new message is never edited yet)
+            self._conversations.edited(stored)
         else:
             self._conversations.committed(stored)

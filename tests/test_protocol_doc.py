@@ -201,14 +201,20 @@ def test_hexdump_body(ex: Example) -> None:
 
     map_row, *entry_rows = ex.body_rows
     assert map_row[1] == "(map header)"
-    assert _byte_range(map_row[0]) == (HEADER_SIZE, HEADER_SIZE)
     m = re.match(r"`([0-9a-f]{2})` fixmap, (\d+) entries", map_row[3])
-    assert m, f"map header row: {map_row[3]!r}"
-    assert int(m.group(1), 16) == ex.frame[HEADER_SIZE] == 0x80 | len(decoded)
-    assert int(m.group(2)) == len(decoded)
+    if m:
+        assert _byte_range(map_row[0]) == (HEADER_SIZE, HEADER_SIZE)
+        assert int(m.group(1), 16) == ex.frame[HEADER_SIZE] == 0x80 | len(decoded)
+        pos = HEADER_SIZE + 1
+    else:  # map16: a Struct of more than fifteen fields (msgspec sizes the header by its fields)
+        m = re.match(r"`de ([0-9a-f]{2}) ([0-9a-f]{2})` map16, (\d+) entries", map_row[3])
+        assert m, f"map header row: {map_row[3]!r}"
+        assert _byte_range(map_row[0]) == (HEADER_SIZE, HEADER_SIZE + 2)
+        assert ex.frame[HEADER_SIZE:HEADER_SIZE + 3] == bytes([0xDE, 0, len(decoded)])
+        pos = HEADER_SIZE + 3
+    assert int(m.groups()[-1]) == len(decoded)
 
     stated: dict[str, Any] = {}
-    pos = HEADER_SIZE + 1
     for key_rng, key_cell, val_rng, encoding, value_cell in entry_rows:
         key = _code(key_cell)
         assert key is not None, f"key cell {key_cell!r} not in backquotes"
@@ -340,6 +346,8 @@ def _type_name(t: msgspec.inspect.Type) -> str:
         return "int"
     if isinstance(t, msgspec.inspect.ListType) and isinstance(t.item_type, msgspec.inspect.StructType):
         return f"[{t.item_type.cls.__name__}]"
+    if isinstance(t, msgspec.inspect.StructType):  # a nested body: its own table
+        return t.cls.__name__
     raise AssertionError(f"no doc spelling for {t!r}")
 
 

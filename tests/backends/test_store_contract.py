@@ -20,7 +20,7 @@ import pytest
 
 from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
-    ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
+    ConvId, CreateGroup, DissolveGroup, EditMessage, Quote, RecallMessage, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
     PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock, SetPasswordHash, SetRemark,
     SetUserConv, Store, StoreClosed,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
@@ -368,6 +368,86 @@ async def test_event_loop_keeps_running_during_a_large_batch(store):
     done.set()
     await ticking
     assert ticks > 0
+
+
+# -- replies and edits ----------------------------------------------------------------------
+
+async def test_a_reply_stores_what_it_quotes(store):
+    conv = ConvId("p1_2")
+    first = await store.append(message(conv, 1, 2))
+    quote = Quote(first.id, first.seq, first.sender, first.type, first.content[:3])
+    # replies and plain messages in one batch, a retry of a reply among them
+    futures = [store.submit(msgspec.structs.replace(message(conv, 2, 1, "r1"), reply_to=first.id, quote=quote)),
+               store.submit(message(conv, 1, 2, "plain")),
+               store.submit(msgspec.structs.replace(message(conv, 2, 1, "r1"), reply_to=first.id, quote=quote))]
+    reply, plain, retry = await asyncio.gather(*futures)
+    assert (reply.reply_to, reply.quote, reply.duplicate) == (first.id, quote, False)  # the quote, for the push
+    assert (plain.reply_to, plain.quote) == (0, None)
+    assert (retry.duplicate, retry.id, retry.reply_to) == (True, reply.id, first.id)
+    read = {m.seq: m for m in await store.messages_after(conv, 0, 10)}
+    assert [(m.reply_to, m.quote) for m in read.values()] == [(0, None), (first.id, None), (0, None)]
+    # what a reply quotes is read by id, within its conversation only
+    assert sorted(m.id for m in await store.messages_by_id(conv, [first.id, reply.id, 10**12])) == sorted(
+        [first.id, reply.id])
+    assert await store.messages_by_id(ConvId("p1_3"), [first.id]) == []
+    assert await store.messages_by_id(conv, []) == []
+    assert (await store.messages_by_id(conv, [reply.id]))[0].reply_to == first.id
+
+
+async def test_edits_take_revs_per_conversation_and_are_read_back_once(store_factory, store):
+    conv, other = ConvId("p1_2"), ConvId("p1_3")
+    one, two, three = [await store.append(message(conv, 1, 2)) for _ in range(3)]
+    elsewhere = await store.append(message(other, 1, 3))
+
+    edited = await store.apply(EditMessage(conv, one.seq, UserId(1), "one, edited", 1000))
+    assert (edited.id, edited.seq, edited.content, edited.edited_at, edited.edit_rev) == (
+        one.id, one.seq, "one, edited", 1000, 1)
+    assert (await store.apply(EditMessage(conv, two.seq, UserId(1), "two, edited", 1001))).edit_rev == 2
+    assert (await store.apply(EditMessage(conv, one.seq, UserId(1), "one, again", 1002))).edit_rev == 3
+    assert (await store.apply(EditMessage(other, elsewhere.seq, UserId(1), "there", 1003))).edit_rev == 1
+
+    # refused: not the sender's, no such message, recalled
+    assert await store.apply(EditMessage(conv, three.seq, UserId(2), "not mine", 1004)) is None
+    assert await store.apply(EditMessage(conv, 99, UserId(1), "none", 1004)) is None
+    await store.apply(RecallMessage(conv, three.seq, UserId(1), 1005))
+    assert await store.apply(EditMessage(conv, three.seq, UserId(1), "back", 1006)) is None
+
+    def seen(rows: list[StoredMessage]) -> list[tuple[int, str, int]]:
+        return [(m.seq, m.content, m.edit_rev) for m in rows]
+
+    # each edited message once, as it is now, by rev
+    assert seen(await store.edits_after(conv, 0, 0, 10)) == [(two.seq, "two, edited", 2), (one.seq, "one, again", 3)]
+    assert seen(await store.edits_after(conv, 2, 0, 10)) == [(one.seq, "one, again", 3)]
+    assert await store.edits_after(conv, 3, 0, 10) == []
+    assert seen(await store.edits_after(conv, 0, 0, 1)) == [(two.seq, "two, edited", 2)]
+    assert seen(await store.edits_after(conv, 0, one.seq, 10)) == [(two.seq, "two, edited", 2)]  # above the floor
+    assert seen(await store.edits_after(other, 0, 0, 10)) == [(elsewhere.seq, "there", 1)]
+    # the pages show the new text, and it is durable
+    await store.close()
+    again = await reopen(store_factory)
+    try:
+        read = await again.messages_after(conv, 0, 10)
+        assert [(m.content, m.edited_at, m.edit_rev) for m in read] == [
+            ("one, again", 1002, 3), ("two, edited", 1001, 2), ("", 0, 0)]
+        assert (await again.apply(EditMessage(conv, two.seq, UserId(1), "two, later", 1007))).edit_rev == 4
+    finally:
+        await again.close()
+
+
+async def test_a_search_finds_the_edited_text_not_the_old(store):
+    conv = ConvId("p1_2")
+    indexed = await store.append(message(conv, 1, 2))
+    await store.apply(EditMessage(conv, indexed.seq, UserId(1), "the zebra crossing", 1))
+    assert [m.id for m in await store.search([(conv, 0)], "zebra", 0, 10)] == [indexed.id]  # indexed now
+    await store.apply(EditMessage(conv, indexed.seq, UserId(1), "the giraffe crossing", 2))  # indexed: replaced
+    fresh = await store.append(message(conv, 1, 2))
+    await store.apply(EditMessage(conv, fresh.seq, UserId(1), "a lion, then a tiger", 3))  # not indexed yet
+    await store.apply(EditMessage(conv, fresh.seq, UserId(1), "a tiger only", 4))
+    assert await store.search([(conv, 0)], "zebra", 0, 10) == []
+    assert await store.search([(conv, 0)], "lion", 0, 10) == []
+    assert [m.id for m in await store.search([(conv, 0)], "giraffe", 0, 10)] == [indexed.id]
+    assert [m.id for m in await store.search([(conv, 0)], "tiger", 0, 10)] == [fresh.id]
+    assert [m.content for m in await store.search([(conv, 0)], "crossing", 0, 10)] == ["the giraffe crossing"]
 
 
 # -- SQLite only ----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from edgeim.backends.protocols import ConvId, StoredMessage, UserId
+from edgeim.backends.protocols import ConvId, Quote, StoredMessage, UserId
 from edgeim.core_ext import _frames, bodies, content, frames_py  # the compiled module must be built: no skip
 from edgeim.core_ext.codec_py import decode_frame
 from edgeim.core_ext.errors import FrameError
@@ -39,16 +39,25 @@ def stored(draw: st.DrawFn) -> StoredMessage:
     mentions = draw(st.one_of(st.just(""), st.just("*"),
                               st.lists(st.integers(1, 2**63 - 1), min_size=1, max_size=20).map(
                                   lambda us: ",".join(map(str, us)))))
+    reply_to = draw(st.one_of(st.just(0), ID))
+    quote = None
+    if reply_to and draw(st.booleans()):  # resolved (a new reply's push), or the id alone
+        quote = Quote(reply_to, draw(ID), draw(ID), draw(st.integers(0, 255)), draw(TEXT), draw(st.booleans()))
     return StoredMessage(draw(ID), ConvId(conv), draw(ID), UserId(draw(ID)), to, draw(st.text(max_size=64)), type_,
-                         text, draw(ID), mentions, draw(st.one_of(st.just(0), ID)), draw(st.one_of(st.just(0), ID)))
+                         text, draw(ID), mentions, draw(st.one_of(st.just(0), ID)), draw(st.one_of(st.just(0), ID)),
+                         reply_to=reply_to, edited_at=draw(st.one_of(st.just(0), ID)),
+                         edit_rev=draw(st.one_of(st.just(0), ID)), quote=quote)
 
 
 @given(stored(), st.integers(0, 0xFFFFFFFF))
 @example(StoredMessage(1, ConvId("p1_2"), 1, UserId(1), 2, "c", 1, "hi", 0), 7)
 @example(StoredMessage(2**63 - 1, ConvId("g9"), 128, UserId(65536), 9, "x" * 40, 1, "é" * 200, 2**32, "*"), 0)
+@example(StoredMessage(5, ConvId("g9"), 3, UserId(1), 9, "r", 1, "re", 7, reply_to=4, edited_at=8, edit_rev=1,
+                       quote=Quote(4, 2, 2, 1, "é" * 100, False)), 0)
+@example(StoredMessage(5, ConvId("p1_2"), 3, UserId(1), 2, "r", 1, "re", 7, reply_to=2**40), 0)
 def test_compiled_frames_equal_the_twins(m: StoredMessage, req_id: int) -> None:
     assert _frames.ack_frame(req_id, m) == frames_py.ack_frame(req_id, m)
-    for op in (Op.MSG_PUSH, Op.RECALL_PUSH):
+    for op in (Op.MSG_PUSH, Op.RECALL_PUSH, Op.EDIT_PUSH):
         assert _frames.message_frame(op, m) == frames_py.message_frame(op, m)
 
 
@@ -66,6 +75,15 @@ def test_a_push_decodes_back_to_its_message(impl, m: StoredMessage) -> None:
     assert got.mention_all == (m.mentions == "*")
     assert got.mentions == ([int(u) for u in m.mentions.split(",")] if m.mentions not in ("", "*") else [])
     assert (got.recalled_by, got.recalled_at) == (m.recalled_by, m.recalled_at)
+    assert (got.edited_at, got.edit_rev) == (m.edited_at, m.edit_rev)
+    if not m.reply_to:
+        assert got.reply is None
+    elif m.quote is None:
+        assert (got.reply.id, got.reply.seq, got.reply.snippet) == (m.reply_to, 0, "")
+    else:
+        q = m.quote
+        assert (got.reply.id, got.reply.seq, got.reply.sender, got.reply.type, got.reply.snippet,
+                got.reply.recalled) == (q.id, q.seq, q.sender, q.type, q.snippet, q.recalled)
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["python", "cython"])

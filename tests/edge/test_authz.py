@@ -20,9 +20,9 @@ from edgeim.sdk import Client, ServerError
 
 from harness import ServeProcess, new_user
 
-FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND, CONFLICT = (
+FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND, CONFLICT, REPLY_NOT_FOUND = (
     ErrorCode.FORBIDDEN, ErrorCode.NOT_FRIENDS, ErrorCode.BLOCKED, ErrorCode.MUTED, ErrorCode.NOT_FOUND,
-    ErrorCode.CONFLICT)
+    ErrorCode.CONFLICT, ErrorCode.REPLY_NOT_FOUND)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,9 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> ServeProcess:
 
 
 class World:
-    """owner, admin, admin2, member, muted (a member muted for an hour) and removed (kicked)
-    in ``group`` (join by approval), with one message in it and a pending join request from
+    """owner, admin, admin2, member, muted (a member muted for an hour) and removed (kicked
+    after its message, seq 2, which follows the owner's, seq 1) in ``group`` (join by
+    approval), with those messages in it and a pending join request from
     ``stranger``; owner and member are friends with one private message; ``blocker``
     blocked ``blocked``, who owns ``own_group`` alone; ``invitee`` has a pending invitation
     to ``group`` from the owner (its group_add rule is the default: friends)."""
@@ -55,6 +56,8 @@ class World:
     own_group: int
     group_file: str  # a file the owner uploaded to the group, and one to the friends' conversation
     private_file: str
+    group_msg: int  # the ids of the owner's group message and of the friends' private one
+    private_msg: int
 
     @property
     def gconv(self) -> str:
@@ -87,12 +90,13 @@ async def world(node: ServeProcess) -> AsyncIterator[World]:
         await o.group_set_role(w.group, w.admin.user_id, "admin")
         await o.group_set_role(w.group, w.admin2.user_id, "admin")
         await o.group_mute(w.group, w.muted.user_id, int(time.time() * 1000) + 3_600_000)
+        w.group_msg = (await o.send_group(w.group, "members only")).msg_id
+        await w.removed.send_group(w.group, "before I go")
         await o.group_kick(w.group, w.removed.user_id)
-        await o.send_group(w.group, "members only")
         assert (await w.stranger.group_join(w.group, "please")).status == "pending"
         await o.friend_request(w.member.user_id)
         await w.member.friend_accept(o.user_id)
-        await o.send(w.member.user_id, "between friends")
+        w.private_msg = (await o.send(w.member.user_id, "between friends")).msg_id
         await w.blocker.block(w.blocked.user_id)
         w.own_group = (await w.blocked.group_create("mine")).group
         w.group_file = await o.upload(w.gconv, b"members only", "text/plain")
@@ -235,6 +239,20 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("stranger SEARCH private", lambda w: w.stranger.search("between", w.conv(w.owner, w.member)), FORBIDDEN),
     ("non-member SEARCH group", lambda w: w.stranger.search("members", w.gconv), FORBIDDEN),
     ("removed SEARCH group", lambda w: w.removed.search("members", w.gconv), FORBIDDEN),
+    # edits and replies
+    ("stranger EDIT private", lambda w: w.stranger.edit(w.conv(w.owner, w.member), 1, "mine"), FORBIDDEN),
+    ("peer EDIT sender's private", lambda w: w.member.edit(w.conv(w.owner, w.member), 1, "mine"), FORBIDDEN),
+    ("non-member EDIT group", lambda w: w.stranger.edit(w.gconv, 1, "mine"), FORBIDDEN),
+    ("member EDIT another's", lambda w: w.member.edit(w.gconv, 1, "mine"), FORBIDDEN),
+    ("admin EDIT owner's", lambda w: w.admin.edit(w.gconv, 1, "mine"), FORBIDDEN),
+    ("removed EDIT own group message", lambda w: w.removed.edit(w.gconv, 2, "after all"), FORBIDDEN),
+    ("member SEND 1:1 quoting the group", lambda w: w.member.send(w.owner.user_id, "re", reply_to=w.group_msg),
+     REPLY_NOT_FOUND),
+    ("member SEND group quoting 1:1", lambda w: w.member.send_group(w.group, "re", reply_to=w.private_msg),
+     REPLY_NOT_FOUND),
+    ("admin SEND group quoting others' 1:1", lambda w: w.admin.send_group(w.group, "re", reply_to=w.private_msg),
+     REPLY_NOT_FOUND),
+    ("removed SEND group quoting", lambda w: w.removed.send_group(w.group, "re", reply_to=w.group_msg), FORBIDDEN),
     # rich messaging: calls (someone else's call is not found: whose calls exist is not told)
     ("stranger CALL_INVITE", lambda w: w.stranger.call_invite(w.owner.user_id, "audio", "v=0"), NOT_FRIENDS),
     ("blocked CALL_INVITE", lambda w: w.blocked.call_invite(w.blocker.user_id, "video", "v=0"), BLOCKED),

@@ -93,6 +93,9 @@ export interface ClientOptions {
   gapSyncDelayMs?: number;
   /** Requests in flight at once (the server refuses more than 256). Default 128. */
   maxInFlight?: number;
+  /** The server's edit window (its IM_EDIT_WINDOW): after a reconnect, the conversations
+   * active within it of the drop are asked for edits. Default 172800000 (48 h). */
+  editWindowMs?: number;
 }
 
 export interface SendOptions {
@@ -100,6 +103,8 @@ export interface SendOptions {
   type?: number;
   /** Client message id; a random one by default. Reuse it only to retry the same message. */
   cmid?: string;
+  /** A reply: the id of an earlier message of the conversation it quotes (REPLY_NOT_FOUND if none you may read). */
+  replyTo?: IdLike;
 }
 
 export interface GroupSendOptions extends SendOptions {
@@ -150,6 +155,7 @@ function sendBody(content: Content, opts: GroupSendOptions): WireBody {
   const body: WireBody = { cmid: opts.cmid ?? newCmid(), content, type: opts.type ?? 1 };
   if (opts.mentions?.length) body["mentions"] = opts.mentions.map(toId);
   if (opts.mentionAll) body["mention_all"] = true;
+  if (opts.replyTo !== undefined && toId(opts.replyTo) !== 0n) body["reply_to"] = toId(opts.replyTo);
   return body;
 }
 
@@ -165,6 +171,9 @@ function unref(timer: unknown): void {
   (timer as { unref?: () => void }).unref?.();
 }
 
+/** The largest seq: a SYNC after it returns no messages (its edits only). */
+const MAX_SEQ = 9223372036854775807n;
+
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class Client {
@@ -178,6 +187,12 @@ export class Client {
   pingTimeoutMs: number;
   sendRetries: number;
   gapSyncDelayMs: number;
+  editWindowMs: number;
+  /**
+   * Per conversation, the edit rev up to which this client has every edit (moved by
+   * syncEdits; an "edit" event alone does not say no edit came before it).
+   */
+  readonly editRevs = new Map<string, number>();
   /** Sends sent again after a 5001 UNAVAILABLE. */
   sendRetried = 0;
   /** Connections given up because a PING went unanswered. */
@@ -246,6 +261,7 @@ export class Client {
     this.pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
     this.sendRetries = options.sendRetries ?? 5;
     this.gapSyncDelayMs = options.gapSyncDelayMs ?? 500;
+    this.editWindowMs = options.editWindowMs ?? 172_800_000;
     this.maxInFlight = options.maxInFlight ?? 128;
     const WS = options.WebSocket ?? globalThis.WebSocket;
     if (!WS)
@@ -438,6 +454,7 @@ export class Client {
    */
   private async reconnectLoop(): Promise<void> {
     let attempt = 0;
+    const awaySince = Date.now(); // (the drop was noticed now, or up to a ping interval later)
     while (!this.closing) {
       await sleep(this.backoff(attempt++));
       if (this.closing) return;
@@ -467,6 +484,7 @@ export class Client {
       let caughtUp = 0;
       try {
         caughtUp = await this.catchUpInternal(100, true);
+        await this.catchUpEditsInternal(awaySince - 2 * this.pingIntervalMs - this.pingTimeoutMs, 100, true);
       } catch (exc) {
         if (this.connected) this.emit("error", exc as Error);
       }
@@ -609,6 +627,9 @@ export class Client {
       }
       case Op.RECALL_PUSH:
         this.emit("recall", withMessageDefaults(fromWire<Message>(body)));
+        break;
+      case Op.EDIT_PUSH:
+        this.emit("edit", withMessageDefaults(fromWire<Message>(body)));
         break;
       case Op.READ_PUSH:
         this.emit("read", fromWire(body));
@@ -928,6 +949,58 @@ export class Client {
   /** Who has read message `seq` of `conv` (one page of user ids above `after`). */
   async readers(conv: string, seq: number, after: IdLike = 0n, limit = 100): Promise<ReadersPage> {
     return this.call(Op.READERS, { conv, seq, after: toId(after), limit });
+  }
+
+  /**
+   * Replace the text of your own text message `seq` of `conv` (within the server's edit
+   * window); returns it as edited (`editedAt` set). The other devices get an "edit" event.
+   */
+  async edit(conv: string, seq: number, text: string): Promise<Message> {
+    return withMessageDefaults(await this.call<Message>(Op.EDIT, { conv, seq, content: text }));
+  }
+
+  /**
+   * The messages of `conv` edited since `editRevs` has it (0: every edit), as they are now,
+   * each once; `editRevs` moves past them.
+   */
+  async syncEdits(conv: string, limit = 100): Promise<Message[]> {
+    return this.syncEditsInternal(conv, limit, false);
+  }
+
+  private async syncEditsInternal(conv: string, limit: number, internal: boolean): Promise<Message[]> {
+    const edited: Message[] = [];
+    for (;;) {
+      const rev = this.editRevs.get(conv) ?? 0;
+      const body = { conv, after_seq: MAX_SEQ, limit, edits_after: rev }; // no messages: edits only
+      const page = fromWire<Page>(await this.request(Op.SYNC, body, { internal }));
+      edited.push(...(page.edits ?? []).map(withMessageDefaults));
+      const now = Math.max(rev, page.editRev ?? 0);
+      this.editRevs.set(conv, now);
+      if (!page.editsMore || now <= rev) return edited;
+    }
+  }
+
+  /**
+   * Emit as "edit" events the edits made while this client was away since `sinceMs` (Unix
+   * ms): `syncEdits` of each conversation with a message inside the edit window of that time
+   * (older ones cannot have been edited since). An edit seen before may come again:
+   * replacing is idempotent. Returns how many were emitted; the reconnect calls it.
+   */
+  async catchUpEdits(sinceMs: number, limit = 100): Promise<number> {
+    return this.catchUpEditsInternal(sinceMs, limit, false);
+  }
+
+  private async catchUpEditsInternal(sinceMs: number, limit: number, internal: boolean): Promise<number> {
+    const oldest = sinceMs - this.editWindowMs;
+    let found = 0;
+    for (const c of await this.listConversations(internal)) {
+      if (c.lastTs < oldest) continue;
+      for (const m of await this.syncEditsInternal(c.conv, limit, internal)) {
+        this.emit("edit", m);
+        found++;
+      }
+    }
+    return found;
   }
 
   /** Recall message `seq` of `conv`; returns its tombstone (others get a "recall" event). */

@@ -23,6 +23,8 @@ export interface ClientEvents {
   message: Message;
   /** A message was recalled: the tombstone to show at (conv, seq). */
   recall: Message;
+  /** A message was edited: the message as it is now, to show at (conv, seq) with its editedAt. */
+  edit: Message;
   /** A read cursor moved: the user's other devices, or the peer's read receipt. */
   read: ReadMark;
   /** The user's view of a conversation changed on another device (pinned, muted, hidden). */

@@ -65,7 +65,10 @@ function convert(value: unknown): unknown {
 }
 
 /** Message keys left out of the map when they hold their default (docs/protocol.md 9.10). */
-const MESSAGE_DEFAULTS = { mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false };
+const MESSAGE_DEFAULTS = {
+  mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
+  reply: null, editedAt: 0, editRev: 0,
+};
 
 /** A message in API shape with its omitted keys filled in. */
 export function withMessageDefaults<T extends object>(m: T): T {

@@ -15,7 +15,7 @@ export const RESPONSE_BIT = 0x80;
 /** Items per list page the server allows (FRIENDS, GROUPS, GROUP_MEMBERS, CONVERSATIONS...). */
 export const MAX_LIST = 500;
 
-/** Operations: requests 0x01..0x3F, pushes 0x40..0x7F, replies request | 0x80, ERROR 0xFF. */
+/** Operations: requests 0x01..0x3F and 0x50..0x7E, pushes 0x40..0x4F, replies request | 0x80, ERROR 0xFF. */
 export const Op = {
   PING: 0x01,
   REGISTER: 0x02,
@@ -75,6 +75,7 @@ export const Op = {
   GROUP_INVITATIONS: 0x68,
   GROUP_INVITATION_ACCEPT: 0x69,
   GROUP_INVITATION_DECLINE: 0x6a,
+  EDIT: 0x59,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -86,6 +87,7 @@ export const Op = {
   TYPING_PUSH: 0x47,
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
+  EDIT_PUSH: 0x4c,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -130,6 +132,9 @@ export const ErrorCode = {
   SEARCH_TIMEOUT: 3013,
   FILE_QUOTA_EXCEEDED: 3014,
   INVITATIONS_FULL: 3030,
+  EDIT_EXPIRED: 3020,
+  REPLY_NOT_FOUND: 3021,
+  NOT_EDITABLE: 3022,
   RATE_LIMITED: 4000,
   TOO_MANY_SESSIONS: 4001,
   INTERNAL: 5000,

@@ -51,12 +51,37 @@ export interface Message {
   recalledAt: number;
   /** In a page only: stored by an older server too large for a frame; `content` is "". */
   tooLarge: boolean;
+  // The SDK fills in the three below on every message it hands out; they are optional so
+  // that a Message an application builds itself (an optimistic local copy) need not set them.
+  /** A reply: the message it quotes; null when not a reply. */
+  reply?: Reply | null;
+  /** When it was last edited (Unix ms); 0 when never edited. */
+  editedAt?: number;
+  /** The conversation's edit rev of that edit; 0 when never edited. */
+  editRev?: number;
+}
+
+/** What a reply quotes (docs/protocol.md section 9.23). */
+export interface Reply {
+  id: bigint;
+  seq: number;
+  from: bigint;
+  type: number;
+  /** The start of its text ("" when recalled, or for types without text). */
+  snippet: string;
+  recalled: boolean;
 }
 
 export interface Page {
   conv: string;
   msgs: Message[];
   hasMore: boolean;
+  /** SYNC with editsAfter only: the messages edited after it, as they are now. */
+  edits?: Message[];
+  /** SYNC with editsAfter only: the edit rev this page brings the client up to. */
+  editRev?: number;
+  /** More edits follow: sync again from editRev. */
+  editsMore?: boolean;
 }
 
 export interface SearchPage {
