@@ -53,8 +53,8 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7F; pushes
+    (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
@@ -118,6 +118,10 @@ class Op(enum.IntEnum):
     # files: upload and download grants (signed HTTP URLs)
     FILE_UPLOAD = 0x1A
     FILE_DOWNLOAD = 0x1B
+    # accounts and profiles
+    PROFILE_SET = 0x50
+    PASSWORD_CHANGE = 0x51
+    ACCOUNT_DELETE = 0x52
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -176,6 +180,10 @@ class Op(enum.IntEnum):
     # files
     FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
     FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
+    # accounts and profiles
+    PROFILE_SET_OK = PROFILE_SET | RESPONSE_BIT
+    PASSWORD_CHANGE_OK = PASSWORD_CHANGE | RESPONSE_BIT
+    ACCOUNT_DELETE_OK = ACCOUNT_DELETE | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -188,6 +196,8 @@ class Op(enum.IntEnum):
     TYPING_PUSH = 0x47
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
+    # accounts and profiles
+    PROFILE_PUSH = 0x4A
 
     ERROR = 0xFF
 
@@ -202,8 +212,8 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
+#: Every op a client may send: the requests, 0x01..0x3F and 0x50..0x7F.
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < RESPONSE_BIT)
 
 
 class ErrorCode(enum.IntEnum):
@@ -224,6 +234,7 @@ class ErrorCode(enum.IntEnum):
     USERNAME_TAKEN = 2004
     ALREADY_AUTHENTICATED = 2005
     ACCOUNT_DISABLED = 2006  # LOGIN / TOKEN_LOGIN: an operator disabled the account (im user disable)
+    ACCOUNT_DELETED = 2007  # LOGIN / TOKEN_LOGIN: the account was deleted (ACCOUNT_DELETE, im user delete)
     # 3xxx: the request is well formed but refused
     USER_NOT_FOUND = 3000
     FORBIDDEN = 3001

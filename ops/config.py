@@ -151,6 +151,19 @@ class Config:
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
+    #: profile changes (PROFILE_SET) one account may make per hour on a node (a bucket of
+    #: that many, refilled evenly; 4000 RATE_LIMITED beyond): each pushes to every friend
+    #: and group member
+    profile_changes_per_hour: int = 30
+    #: password changes (PASSWORD_CHANGE) one account may make per hour on a node, as above;
+    #: each hashes twice and closes the account's other sessions
+    password_changes_per_hour: int = 5
+    #: characters a profile's bio may hold (at most 1024; 3002 INVALID_ARGUMENT beyond)
+    profile_bio_max: int = 256
+    #: when an account is deleted, erase the contents of every message it sent (each becomes
+    #: a tombstone, as a recall does); off: they stay, shown as sent by a deleted user, in
+    #: the other party's copy of the conversation
+    delete_erases_messages: bool = False
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -401,6 +414,10 @@ class Config:
             raise ConfigError("file_quota, files_min_free and store_min_free must be 0 or more")
         if not 0 < self.search_timeout <= 3600:
             raise ConfigError("search_timeout must be above 0 and at most 3600 s")
+        if self.profile_changes_per_hour < 1 or self.password_changes_per_hour < 1:
+            raise ConfigError("profile_changes_per_hour and password_changes_per_hour must be at least 1")
+        if not 0 <= self.profile_bio_max <= 1024:
+            raise ConfigError("profile_bio_max must be 0..1024 characters")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
@@ -491,11 +508,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "file_unshared_ttl", "files_min_free",
                "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
-               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),
+               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout",
+               "profile_changes_per_hour", "password_changes_per_hour", "profile_bio_max"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
-    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl",
+                  "delete_erases_messages"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 
