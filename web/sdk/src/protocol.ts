@@ -15,7 +15,7 @@ export const RESPONSE_BIT = 0x80;
 /** Items per list page the server allows (FRIENDS, GROUPS, GROUP_MEMBERS, CONVERSATIONS...). */
 export const MAX_LIST = 500;
 
-/** Operations: requests 0x01..0x3F, pushes 0x40..0x7F, replies request | 0x80, ERROR 0xFF. */
+/** Operations: requests 0x01..0x3F and 0x50..0x7F, pushes 0x40..0x4F, replies request | 0x80, ERROR 0xFF. */
 export const Op = {
   PING: 0x01,
   REGISTER: 0x02,
@@ -72,6 +72,9 @@ export const Op = {
   GROUP_TRANSFER: 0x3d,
   GROUP_MUTE: 0x3e,
   GROUP_MUTE_ALL: 0x3f,
+  PROFILE_SET: 0x50,
+  PASSWORD_CHANGE: 0x51,
+  ACCOUNT_DELETE: 0x52,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -83,6 +86,7 @@ export const Op = {
   TYPING_PUSH: 0x47,
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
+  PROFILE_PUSH: 0x4a,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -111,6 +115,7 @@ export const ErrorCode = {
   USERNAME_TAKEN: 2004,
   ALREADY_AUTHENTICATED: 2005,
   ACCOUNT_DISABLED: 2006,
+  ACCOUNT_DELETED: 2007,
   USER_NOT_FOUND: 3000,
   FORBIDDEN: 3001,
   INVALID_ARGUMENT: 3002,
