@@ -34,15 +34,20 @@ SAMPLER_TYPES = {
     "groups": "GROUPS, first page",
     "group_members": "GROUP_MEMBERS of the user's first group, first page",
     "file_upload_grant": "FILE_UPLOAD: ask for an upload URL for a 100 KiB image in the conversation with the peer",
+    "profile_set": "PROFILE_SET: change the user's bio; sampled until PROFILE_SET_OK (each pushes PROFILE_PUSH to"
+                   " every device of the user's friends and group members)",
 }
 
 
 def _unsupported() -> dict[str, str]:
     """Sampler types the installed protocol has no operation for, with the reason."""
     from ..core_ext.protocol import Op
-    if hasattr(Op, "FILE_UPLOAD"):
-        return {}
-    return {"file_upload_grant": "this edgeim's protocol has no FILE_UPLOAD operation"}
+    missing = {}
+    if not hasattr(Op, "FILE_UPLOAD"):
+        missing["file_upload_grant"] = "this edgeim's protocol has no FILE_UPLOAD operation"
+    if not hasattr(Op, "PROFILE_SET"):
+        missing["profile_set"] = "this edgeim's protocol has no PROFILE_SET operation"
+    return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send"})
 ASSERTIONS = {
