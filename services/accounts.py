@@ -193,13 +193,16 @@ class Accounts:
             if user.deleted:
                 raise AuthError("this account was deleted already", ErrorCode.ACCOUNT_DELETED)
             records = await self._store.load_user(user_id)
+            group_ids = [parse_conv(c.conv)[1] for c in records.convs if is_group(c.conv)]
+            # groups read here only for this (no member online here): not kept, since this
+            # node would not hear of their later changes
+            passing = {g for g in group_ids if g not in self._state.groups}
             friends = [f.user for f in records.friends]
             others = {*friends, *(r.sender for r in records.requests_in), *(r.receiver for r in records.requests_out),
                       *records.blocked, *records.blocked_by}
             audience = await self._audience(user_id, friends)
             outcomes: dict[str, str] = {}
-            for conv in [c.conv for c in records.convs if is_group(c.conv)]:
-                group_id = parse_conv(conv)[1]
+            for group_id in group_ids:
                 group = await self._state.group(group_id)
                 if group is not None and not group.dissolved:
                     outcome = await self._groups.leave_for_good(group, user_id)
@@ -221,6 +224,9 @@ class Accounts:
                 self._delivery.to_users(encode_frame(Op.FRIEND_PUSH, 0, friend, body), (friend,))
             self._push_profile(profile, audience - {user_id}, "")
             closed = await self.close_sessions(user_id, ACCOUNT_DELETED, keep=keep)
+            for group_id in passing:
+                if group_id in self._state.groups:
+                    self._state.forget_group(group_id)
         return Deleted(user_id, user.username, outcomes, len(friends), erased, closed)
 
     def _forget_in_memory(self, user_id: UserId, others: Iterable[UserId]) -> None:
