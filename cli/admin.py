@@ -253,7 +253,7 @@ def user_list(
 ) -> None:
     """Accounts by id, a page at a time."""
     page = Admin(url, token, token_file, data_dir).call("GET", "/admin/users", query={"after": after, "limit": limit})
-    _print(page, as_json, ("id", "username", "nickname", "disabled", "created_at"), page["users"])
+    _print(page, as_json, ("id", "username", "nickname", "disabled", "deleted", "created_at"), page["users"])
     if not as_json:
         _next_page("im user list", page, page["users"], limit)
 
