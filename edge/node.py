@@ -169,7 +169,7 @@ class Node:
         self.accounts = Accounts(self.id, self.store, self.state, users, self.auth, groups, self.routes, self.delivery,
                                  self._file_grants.avatar, config.profile_changes_per_hour,
                                  config.password_changes_per_hour, config.profile_bio_max,
-                                 config.delete_erases_messages)
+                                 config.delete_erases_messages, config.profile_nickname_max)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
                        users=users, accounts=self.accounts)

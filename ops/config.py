@@ -160,6 +160,8 @@ class Config:
     password_changes_per_hour: int = 5
     #: characters a profile's bio may hold (at most 1024; 3002 INVALID_ARGUMENT beyond)
     profile_bio_max: int = 256
+    #: characters a nickname set with PROFILE_SET may hold (1..64; 3002 INVALID_ARGUMENT beyond)
+    profile_nickname_max: int = 64
     #: when an account is deleted, erase the contents of every message it sent (each becomes
     #: a tombstone, as a recall does); off: they stay, shown as sent by a deleted user, in
     #: the other party's copy of the conversation
@@ -418,6 +420,8 @@ class Config:
             raise ConfigError("profile_changes_per_hour and password_changes_per_hour must be at least 1")
         if not 0 <= self.profile_bio_max <= 1024:
             raise ConfigError("profile_bio_max must be 0..1024 characters")
+        if not 1 <= self.profile_nickname_max <= 64:
+            raise ConfigError("profile_nickname_max must be 1..64 characters")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
@@ -509,7 +513,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
                "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout",
-               "profile_changes_per_hour", "password_changes_per_hour", "profile_bio_max"),
+               "profile_changes_per_hour", "password_changes_per_hour", "profile_bio_max",
+               "profile_nickname_max"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),

@@ -76,7 +76,7 @@ class Accounts:
     def __init__(self, node: NodeId, store: Store, state: State, users: Users, auth: AuthService, groups: Groups,
                  routes: Routes, delivery: Delivery, avatar_file: Callable[[UserId, str], Awaitable[None]] | None,
                  profile_changes_per_hour: int, password_changes_per_hour: int, bio_max: int, erase: bool,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 nickname_max: int = 64, clock: Callable[[], float] = time.monotonic) -> None:
         self._node = node
         self._store = store
         self._state = state
@@ -87,6 +87,7 @@ class Accounts:
         self._delivery = delivery
         self._avatar_file = avatar_file
         self.bio_max = bio_max
+        self.nickname_max = nickname_max
         self.erase = erase
         self._profiles = UserBuckets(profile_changes_per_hour / 3600.0, float(profile_changes_per_hour),
                                      f"{profile_changes_per_hour} profile changes an hour", clock)
@@ -109,6 +110,8 @@ class Accounts:
             bio = current.bio if req.bio is None else req.bio
             if not nickname or not nickname.isprintable():
                 raise RequestError("nickname: printable characters, not only spaces", ErrorCode.INVALID_ARGUMENT)
+            if len(nickname) > self.nickname_max:
+                raise RequestError(f"nickname: at most {self.nickname_max} characters", ErrorCode.INVALID_ARGUMENT)
             if len(bio) > self.bio_max:
                 raise RequestError(f"bio: at most {self.bio_max} characters", ErrorCode.INVALID_ARGUMENT)
             if avatar != current.avatar and avatar:

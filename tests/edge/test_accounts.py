@@ -98,7 +98,7 @@ async def test_a_client_that_was_offline_sees_the_new_profile(clients, server):
 
 
 async def test_bad_profiles_are_refused_and_change_nothing(serve_factory):
-    node = serve_factory(profile_bio_max=10)
+    node = serve_factory(profile_bio_max=10, profile_nickname_max=8)
     async with Client(node.url) as alice, Client(node.url) as bob:
         _, alice_id = await new_user(alice)
         await new_user(bob)
@@ -107,6 +107,7 @@ async def test_bad_profiles_are_refused_and_change_nothing(serve_factory):
             ({"bio": "x" * 11}, ErrorCode.INVALID_ARGUMENT),  # over the node's profile_bio_max
             ({"nickname": ""}, ErrorCode.BAD_BODY),
             ({"nickname": "   "}, ErrorCode.INVALID_ARGUMENT),
+            ({"nickname": "x" * 9}, ErrorCode.INVALID_ARGUMENT),  # over the node's profile_nickname_max
             ({"nickname": "x" * 65}, ErrorCode.BAD_BODY),
             ({"avatar": "http://pics.example.org/a.png"}, ErrorCode.INVALID_ARGUMENT),  # not https
             ({"avatar": "javascript:alert(1)"}, ErrorCode.INVALID_ARGUMENT),
