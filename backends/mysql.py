@@ -57,6 +57,7 @@ from .protocols import (
     JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember,
     RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
+    DeleteAccount, SetCredentials, SetProfile,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -247,6 +248,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             msg_id BIGINT       NOT NULL,
             PRIMARY KEY (conv, rev)
         ) {_TABLE}""",
+    ),
+    (
+        # accounts and profiles (SqliteStore's step of the same name): an avatar and a bio,
+        # the credential epoch every token carries, deleted accounts (the row stays)
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS avatar VARCHAR(1024) NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS bio VARCHAR(1024) NOT NULL DEFAULT ''",
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE users ADD COLUMN IF NOT EXISTS deleted_at BIGINT NOT NULL DEFAULT 0",
     ),
 )
 
@@ -1211,11 +1220,46 @@ def _set_disabled(tx: _Tx, c: SetDisabled) -> None:
     tx.cur.execute("UPDATE users SET disabled = %s WHERE id = %s", (int(c.disabled), c.user))
 
 
-_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
+def _set_profile(tx: _Tx, c: SetProfile) -> None:
+    tx.cur.execute("UPDATE users SET nickname = %s, avatar = %s, bio = %s WHERE id = %s AND deleted_at = 0",
+                   (c.nickname, c.avatar, c.bio, c.user))
+
+
+def _set_credentials(tx: _Tx, c: SetCredentials) -> int:
+    tx.cur.execute("UPDATE users SET password_hash = %s, epoch = epoch + 1 WHERE id = %s AND deleted_at = 0",
+                   (c.password_hash, c.user))
+    tx.cur.execute("SELECT epoch FROM users WHERE id = %s", (c.user,))
+    row = tx.cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+def _delete_account(tx: _Tx, c: DeleteAccount) -> int:
+    u, cur = c.user, tx.cur
+    cur.execute("UPDATE users SET password_hash = '', nickname = '', avatar = '', bio = '', epoch = epoch + 1,"
+                " deleted_at = %s WHERE id = %s AND deleted_at = 0", (c.ts, u))
+    cur.execute("SELECT friend_id FROM friends WHERE user_id = %s", (u,))  # friendships are both ways: by key
+    friends = [(row[0], u) for row in cur.fetchall()]
+    cur.execute("DELETE FROM friends WHERE user_id = %s", (u,))
+    if friends:
+        cur.executemany("DELETE FROM friends WHERE user_id = %s AND friend_id = %s", friends)
+    cur.execute("DELETE FROM friend_requests WHERE receiver = %s OR sender = %s", (u, u))
+    cur.execute("DELETE FROM blocks WHERE user_id = %s OR blocked_id = %s", (u, u))
+    cur.execute("DELETE FROM user_settings WHERE user_id = %s", (u,))
+    cur.execute("DELETE FROM group_requests WHERE user_id = %s", (u,))
+    cur.execute("DELETE FROM group_members WHERE user_id = %s", (u,))
+    cur.execute("DELETE FROM user_convs WHERE user_id = %s", (u,))
+    if not c.erase:
+        return 0
+    cur.execute("UPDATE messages SET content = '', mentions = '', recalled_by = %s, recalled_at = %s"
+                " WHERE sender = %s AND recalled_by = 0", (u, c.ts, u))
+    return int(cur.rowcount)
+
+
+_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(*row[:5], bool(row[5]))
+    return User(*row[:5], bool(row[5]), *row[6:])
 
 
 _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
@@ -1241,6 +1285,9 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     SetDisabled: _set_disabled,
     PutInvitations: _put_invitations,
     DropInvitation: _drop_invitation,
+    SetProfile: _set_profile,
+    SetCredentials: _set_credentials,
+    DeleteAccount: _delete_account,
 }
 
 
@@ -1333,7 +1380,7 @@ def _group_add_rules(cur: Any, user_ids: list[int]) -> dict[UserId, str]:
     for start in range(0, len(user_ids), _IN_CHUNK):
         chunk = user_ids[start:start + _IN_CHUNK]
         cur.execute("SELECT u.id, s.group_add FROM users u LEFT JOIN user_settings s ON s.user_id = u.id"
-                    f" WHERE u.id IN ({_in_list(len(chunk), 1)})", chunk)
+                    f" WHERE u.id IN ({_in_list(len(chunk), 1)}) AND u.deleted_at = 0", chunk)
         rules.update((UserId(u), rule or "") for u, rule in cur.fetchall())
     return rules
 

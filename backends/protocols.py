@@ -27,6 +27,8 @@ __all__ = [
     "Quote", "EditMessage",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
+    # accounts and profiles
+    "SetProfile", "SetCredentials", "DeleteAccount",
     "Store", "Routes", "Bus",
     "UsernameTaken", "StoreClosed", "StoreDamaged", "StoreUnavailable", "SearchTimeout", "FileQuotaExceeded",
     # files
@@ -80,6 +82,16 @@ class User(msgspec.Struct, frozen=True):
     nickname: str
     created_at: int  # unix ms
     disabled: bool = False  # SetDisabled: its logins are refused
+    avatar: str = ""  # "", a file key of the user's own avatar space, or an https URL (SetProfile)
+    bio: str = ""
+    #: the credential epoch: every token carries the one it was issued at, and TOKEN_LOGIN
+    #: refuses a token of an older one (SetCredentials and DeleteAccount move it on)
+    epoch: int = 0
+    deleted_at: int = 0  # unix ms; 0: not deleted (DeleteAccount)
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at != 0
 
 
 class Quote(msgspec.Struct, frozen=True):
@@ -415,11 +427,43 @@ class SetDisabled(msgspec.Struct, frozen=True, tag=True):
     disabled: bool
 
 
+class SetProfile(msgspec.Struct, frozen=True, tag=True):
+    """Replace the user's nickname, avatar and bio."""
+
+    user: UserId
+    nickname: str
+    avatar: str
+    bio: str
+
+
+class SetCredentials(msgspec.Struct, frozen=True, tag=True):
+    """A new password: the hash is replaced and the credential epoch moves on by one, so
+    every token issued before is refused. Resolves to the new epoch."""
+
+    user: UserId
+    password_hash: str
+
+
+class DeleteAccount(msgspec.Struct, frozen=True, tag=True):
+    """The account is deleted for good: its row stays (the id and username are never
+    reused), with ``deleted_at`` set, the password hash, nickname, avatar and bio cleared
+    and the epoch moved on; its friendships, friend requests (both ways), blocks (both
+    ways), settings, join requests, memberships and its own conversation states go. Groups
+    are the caller's to hand over first (a membership left here is simply dropped). With
+    ``erase``, every message it sent becomes a tombstone (as a recall by the user, at
+    ``ts``). Resolves to the number of messages erased."""
+
+    user: UserId
+    ts: int  # unix ms
+    erase: bool = False
+
+
 Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
-    | SetSettings | SetDisabled | PutInvitations | DropInvitation | EditMessage
+    | SetSettings | SetDisabled | PutInvitations | DropInvitation | EditMessage | SetProfile | SetCredentials
+    | DeleteAccount
 )
 
 
@@ -494,7 +538,7 @@ class Store(Protocol):
 
     async def group_add_rules(self, user_ids: Sequence[UserId]) -> dict[UserId, str]:
         """The group_add setting of each of these users that exists ("" for one who never
-        chose); users that do not exist are left out."""
+        chose); users that do not exist, or whose accounts were deleted, are left out."""
 
     async def readers(self, conv: ConvId, seq: int, exclude: UserId, after: UserId, limit: int) -> tuple[int, list[UserId]]:
         """How many users but ``exclude`` have read ``conv`` up to ``seq`` or beyond, and
@@ -659,6 +703,12 @@ class Refresh(msgspec.Struct, frozen=True, gc=False):
 
     users: tuple[UserId, ...] = ()
     groups: tuple[GroupId, ...] = ()
+    #: users whose profile changed (or who were deleted): every node forgets its cached
+    #: copy (sent to every node of the registry, not only those holding the users)
+    profiles: tuple[UserId, ...] = ()
+    #: with ``profiles``: those accounts were deleted with their messages erased: a
+    #: conversation head they sent becomes a tombstone in memory too
+    erased: bool = False
 
 
 class Envelope(msgspec.Struct, frozen=True):

@@ -32,11 +32,12 @@ import msgspec
 
 from ..core_ext import content
 from .protocols import (
-    Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
-    DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull,
-    JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember,
-    RecallMessage, RevokeToken,
-    SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
+    Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
+    DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation,
+    InvitationsFull, JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup,
+    PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    SearchTimeout, SetBlock, SetCredentials, SetDisabled, SetPasswordHash, SetProfile, SetRemark, SetSettings,
+    SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
@@ -216,6 +217,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conv, rev)
     ) WITHOUT ROWID;
     """,
+    """
+    -- accounts and profiles: an avatar and a bio, the credential epoch every token carries
+    -- (a new password moves it on: older tokens are refused), and deleted accounts (the
+    -- row stays so that the id and the username are never reused)
+    ALTER TABLE users ADD COLUMN avatar TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN bio TEXT NOT NULL DEFAULT '';
+    ALTER TABLE users ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE users ADD COLUMN deleted_at INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -260,11 +270,11 @@ _SEARCH_WATCH = 0.1
 _ENTER_CONV = "INSERT INTO user_convs (user_id, conv) VALUES (?, ?) ON CONFLICT (user_id, conv) DO NOTHING"
 _READ_UP_TO = "UPDATE user_convs SET read_seq = max(read_seq, ?) WHERE user_id = ? AND conv = ?"
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
-_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
+_USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
 
 
 def _user(row: tuple[Any, ...]) -> User:
-    return User(*row[:5], bool(row[5]))
+    return User(*row[:5], bool(row[5]), *row[6:])
 
 
 @dataclass(slots=True)
@@ -1092,6 +1102,41 @@ def _set_disabled(store: SqliteStore, conn: sqlite3.Connection, c: SetDisabled) 
     conn.execute("UPDATE users SET disabled = ? WHERE id = ?", (int(c.disabled), c.user))
 
 
+def _set_profile(store: SqliteStore, conn: sqlite3.Connection, c: SetProfile) -> None:
+    conn.execute("UPDATE users SET nickname = ?, avatar = ?, bio = ? WHERE id = ? AND deleted_at = 0",
+                 (c.nickname, c.avatar, c.bio, c.user))
+
+
+def _set_credentials(store: SqliteStore, conn: sqlite3.Connection, c: SetCredentials) -> int:
+    conn.execute("UPDATE users SET password_hash = ?, epoch = epoch + 1 WHERE id = ? AND deleted_at = 0",
+                 (c.password_hash, c.user))
+    row = conn.execute("SELECT epoch FROM users WHERE id = ?", (c.user,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _delete_account(store: SqliteStore, conn: sqlite3.Connection, c: DeleteAccount) -> int:
+    u = c.user
+    conn.execute("UPDATE users SET password_hash = '', nickname = '', avatar = '', bio = '', epoch = epoch + 1,"
+                 " deleted_at = ? WHERE id = ? AND deleted_at = 0", (c.ts, u))
+    friends = [(row[0], u) for row in conn.execute("SELECT friend_id FROM friends WHERE user_id = ?", (u,))]
+    conn.execute("DELETE FROM friends WHERE user_id = ?", (u,))  # friendships are both ways: by key
+    conn.executemany("DELETE FROM friends WHERE user_id = ? AND friend_id = ?", friends)
+    conn.execute("DELETE FROM friend_requests WHERE receiver = ? OR sender = ?", (u, u))
+    conn.execute("DELETE FROM blocks WHERE user_id = ? OR blocked_id = ?", (u, u))
+    conn.execute("DELETE FROM user_settings WHERE user_id = ?", (u,))
+    conn.execute("DELETE FROM group_requests WHERE user_id = ?", (u,))
+    conn.execute("DELETE FROM group_members WHERE user_id = ?", (u,))
+    conn.execute("DELETE FROM user_convs WHERE user_id = ?", (u,))
+    store._known_pairs = {pair for pair in store._known_pairs if pair[0] != u}
+    if not c.erase:
+        return 0
+    ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE sender = ? AND recalled_by = 0", (u,))]
+    conn.executemany("DELETE FROM message_text WHERE rowid = ?", [(i,) for i in ids])
+    conn.execute("UPDATE messages SET content = '', mentions = '', recalled_by = ?, recalled_at = ?"
+                 " WHERE sender = ? AND recalled_by = 0", (u, c.ts, u))
+    return len(ids)
+
+
 _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     PutFriendRequest: _put_friend_request,
     DropFriendRequest: _drop_friend_request,
@@ -1115,6 +1160,9 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetDisabled: _set_disabled,
     PutInvitations: _put_invitations,
     DropInvitation: _drop_invitation,
+    SetProfile: _set_profile,
+    SetCredentials: _set_credentials,
+    DeleteAccount: _delete_account,
 }
 
 
@@ -1186,7 +1234,7 @@ def _group_add_rules(conn: sqlite3.Connection, user_ids: list[int]) -> dict[User
         chunk = user_ids[start:start + 500]
         rules.update((UserId(u), rule or "") for u, rule in conn.execute(
             "SELECT u.id, s.group_add FROM users u LEFT JOIN user_settings s ON s.user_id = u.id"
-            f" WHERE u.id IN ({', '.join('?' * len(chunk))})", chunk))
+            f" WHERE u.id IN ({', '.join('?' * len(chunk))}) AND u.deleted_at = 0", chunk))
     return rules
 
 

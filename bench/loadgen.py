@@ -387,6 +387,9 @@ class _Edgeim:
         elif kind == "file_upload_grant":
             op, body = Op.FILE_UPLOAD, bodies.FileUpload(name="bench.jpg", size=100 * 1024, mime="image/jpeg",
                                                          conv=user["peer_conv"])
+        elif kind == "profile_set":
+            user["profiled"] = user.get("profiled", 0) + 1
+            op, body = Op.PROFILE_SET, bodies.ProfileSet(bio=f"bench bio {user['profiled']}")
         elif kind == "group_members":
             op, body = Op.GROUP_MEMBERS, bodies.GroupMembers(group=user["group_ids"][0], limit=sampler.limit)
         else:  # friends, friend_requests, groups

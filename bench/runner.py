@@ -36,7 +36,8 @@ SETUP_TIMEOUT = 900.0
 #: the op each sampler type sends (its reply size is what the bare relay mimics)
 SAMPLER_OPS = {"login": 0x03, "send_1to1": 0x10, "group_send": 0x10, "sync": 0x11, "history": 0x12,
                "conversations": 0x13, "friends": 0x24, "friend_requests": 0x25, "groups": 0x34, "group_members": 0x35,
-               "file_upload_grant": 0x1A, "reply_1to1": 0x10, "edit": 0x59}
+               "file_upload_grant": 0x1A, "reply_1to1": 0x10, "edit": 0x59,
+               "profile_set": 0x50}
 KINDS = ("edgeim", "ceiling", "centrifugo")
 #: what each kind is called in what people read (summaries, the report, docs/benchmarks.md);
 #: the kinds stay the names of files and of results.json's keys
@@ -169,6 +170,7 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
         env = benchlib.node_env("cython", IM_STRANGERS_MAY_SEND="1",
                                 IM_GROUP_MAX_MEMBERS=str(max(2000, scenario.setup.group_size)),
                                 IM_AUTH_TIMEOUT="600", IM_IDLE_TIMEOUT="600", IM_FILE_GRANTS_PER_MINUTE="1000000",
+                                IM_PROFILE_CHANGES_PER_HOUR="1000000",
                                 **dict(scenario.target.env))
         procs, found = [], []
         for n in range(scenario.target.nodes):

@@ -37,6 +37,8 @@ SAMPLER_TYPES = {
     "reply_1to1": "SEND to the user's peer quoting the user's last acknowledged 1:1 message (reply_to; a plain"
                   " SEND before the first); sampled until its SEND_ACK",
     "edit": "EDIT of the user's last acknowledged 1:1 message (a SEND of it first, if none yet)",
+    "profile_set": "PROFILE_SET: change the user's bio; sampled until PROFILE_SET_OK (each pushes PROFILE_PUSH to"
+                   " every device of the user's friends and group members)",
 }
 
 
@@ -51,6 +53,8 @@ def _unsupported() -> dict[str, str]:
         missing["edit"] = "this edgeim's protocol has no EDIT operation"
     if "reply_to" not in bodies.Send.__struct_fields__:
         missing["reply_1to1"] = "this edgeim's SEND has no reply_to"
+    if not hasattr(Op, "PROFILE_SET"):
+        missing["profile_set"] = "this edgeim's protocol has no PROFILE_SET operation"
     return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send", "reply_1to1"})

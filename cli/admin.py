@@ -21,6 +21,7 @@ import asyncio
 import ipaddress
 import json
 import time
+import sys
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -37,7 +38,7 @@ __all__ = ["user_app", "group_app", "cluster_app", "stats", "EXIT_FAILED", "EXIT
 EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_UNREACHABLE, EXIT_REFUSED = 1, 2, 3, 4, 5
 DEFAULT_URL = "http://127.0.0.1:8766"
 
-user_app = typer.Typer(help="Accounts: create, list, show, disable (or enable), kick.", no_args_is_help=True)
+user_app = typer.Typer(help="Accounts: create, list, show, disable (or enable), kick, delete.", no_args_is_help=True)
 group_app = typer.Typer(help="Groups: list, show, dissolve.", no_args_is_help=True)
 cluster_app = typer.Typer(help="The nodes: list them, drain one.", no_args_is_help=True)
 
@@ -252,7 +253,7 @@ def user_list(
 ) -> None:
     """Accounts by id, a page at a time."""
     page = Admin(url, token, token_file, data_dir).call("GET", "/admin/users", query={"after": after, "limit": limit})
-    _print(page, as_json, ("id", "username", "nickname", "disabled", "created_at"), page["users"])
+    _print(page, as_json, ("id", "username", "nickname", "disabled", "deleted", "created_at"), page["users"])
     if not as_json:
         _next_page("im user list", page, page["users"], limit)
 
@@ -297,6 +298,28 @@ def user_kick(
     admin = Admin(url, token, token_file, data_dir)
     result = admin.call("POST", path, query={"terminal": terminal} if terminal else None)
     _print(result, as_json)
+
+
+@user_app.command("delete")
+@flowed
+def user_delete(
+    user: str = typer.Argument(..., help="A user id or username."),
+    yes: bool = typer.Option(False, "--yes", help="Delete without asking (needed when not on a terminal)."),
+    url: str = URL, token: str = TOKEN, token_file: Optional[str] = TOKEN_FILE, data_dir: Path = DATA_DIR,
+    as_json: bool = JSON,
+) -> None:
+    """Delete an account for good: its sessions are closed on every node (KICKED
+    "account_deleted", close 4001), its logins refused (2007 ACCOUNT_DELETED), its friendships
+    and memberships removed, the groups it owned handed over (or dissolved when it was alone).
+    Its messages stay in the other party's conversations (erased when the node's
+    delete_erases_messages is on). The username is never freed. Cannot be undone."""
+    if not yes:
+        if not sys.stdin.isatty():
+            _fail(EXIT_USAGE, "deleting an account cannot be undone: add --yes to confirm")
+        if not typer.confirm(f"delete the account {user!r} for good?"):
+            _fail(EXIT_FAILED, "not deleted")
+    path = f"/admin/users/{urllib.parse.quote(user, safe='')}/delete"
+    _print(Admin(url, token, token_file, data_dir).call("POST", path), as_json)
 
 
 # -- im group --------------------------------------------------------------------------------------

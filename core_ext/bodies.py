@@ -32,6 +32,8 @@ __all__ = [
     "FileUpload", "FileDownload", "HttpHeader", "FileUploadOk", "FileDownloadOk", "MAX_FILE_KEY",
     # replies and edits
     "Edit", "Reply",
+    # accounts and profiles
+    "ProfileSet", "PasswordChange", "AccountDelete", "PasswordChanged", "MAX_BIO", "MAX_AVATAR",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
@@ -290,11 +292,16 @@ class RegisterOk(_Body):
 
 
 class UserProfile(_Body):
-    """What anyone logged in may see of an account."""
+    """What anyone logged in may see of an account: the items of USERS_OK, the reply of
+    USER_FIND and PROFILE_SET, the body of PROFILE_PUSH. A deleted account shows
+    ``deleted`` true, the nickname "Deleted user" and no avatar or bio."""
 
     user: int
     username: str
     nickname: str
+    avatar: str = ""  # "", a file key (FILE_DOWNLOAD gives its URL) or an https URL
+    bio: str = ""
+    deleted: bool = False
 
 
 class UserProfiles(_Body):
@@ -683,6 +690,39 @@ class FileDownloadOk(_Body):
     mime: str
 
 
+# -- accounts and profiles: PROFILE_SET, PASSWORD_CHANGE, ACCOUNT_DELETE ------------------------
+
+MAX_BIO = 1024  # characters of a bio at most, whatever the node's own limit (profile_bio_max)
+MAX_AVATAR = 1024  # characters of an avatar reference
+
+
+class ProfileSet(_Body):
+    """Change the caller's own profile; an absent key is left as it is. ``avatar``: "" (none),
+    a file key of the caller's avatar space (FILE_UPLOAD to conv ``a<user id>``) or an
+    https URL."""
+
+    nickname: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
+    avatar: Annotated[str, msgspec.Meta(max_length=MAX_AVATAR)] | None = None
+    bio: Annotated[str, msgspec.Meta(max_length=MAX_BIO)] | None = None
+
+
+class PasswordChange(_Body):
+    old_password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    new_password: Password
+
+
+class PasswordChanged(_Body):
+    """The caller's session stays, with this new token (every older one is refused)."""
+
+    token: str
+    expires_at: int  # unix seconds
+    closed: int  # the account's other sessions that were closed
+
+
+class AccountDelete(_Body):
+    password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
 # -- codec helpers ----------------------------------------------------------------------------
 
 _encoder = msgspec.msgpack.Encoder()
@@ -773,6 +813,10 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.FILE_DOWNLOAD: (FileDownload, FileDownloadOk),
     # replies and edits
     Op.EDIT: (Edit, Message),
+    # accounts and profiles
+    Op.PROFILE_SET: (ProfileSet, UserProfile),
+    Op.PASSWORD_CHANGE: (PasswordChange, PasswordChanged),
+    Op.ACCOUNT_DELETE: (AccountDelete, Empty),
 }
 PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.MSG_PUSH: Message,
@@ -786,6 +830,7 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.PRESENCE_PUSH: UserPresence,
     Op.CALL_PUSH: CallEvent,
     Op.EDIT_PUSH: Message,
+    Op.PROFILE_PUSH: UserProfile,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

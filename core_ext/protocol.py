@@ -124,6 +124,10 @@ class Op(enum.IntEnum):
     GROUP_INVITATION_DECLINE = 0x6A
     # message edits (replies are a field of SEND)
     EDIT = 0x59
+    # accounts and profiles
+    PROFILE_SET = 0x50
+    PASSWORD_CHANGE = 0x51
+    ACCOUNT_DELETE = 0x52
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -186,6 +190,10 @@ class Op(enum.IntEnum):
     GROUP_INVITATION_ACCEPT_OK = GROUP_INVITATION_ACCEPT | RESPONSE_BIT
     GROUP_INVITATION_DECLINE_OK = GROUP_INVITATION_DECLINE | RESPONSE_BIT
     EDIT_OK = EDIT | RESPONSE_BIT
+    # accounts and profiles
+    PROFILE_SET_OK = PROFILE_SET | RESPONSE_BIT
+    PASSWORD_CHANGE_OK = PASSWORD_CHANGE | RESPONSE_BIT
+    ACCOUNT_DELETE_OK = ACCOUNT_DELETE | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -199,6 +207,8 @@ class Op(enum.IntEnum):
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
     EDIT_PUSH = 0x4C
+    # accounts and profiles
+    PROFILE_PUSH = 0x4A
 
     ERROR = 0xFF
 
@@ -235,6 +245,7 @@ class ErrorCode(enum.IntEnum):
     USERNAME_TAKEN = 2004
     ALREADY_AUTHENTICATED = 2005
     ACCOUNT_DISABLED = 2006  # LOGIN / TOKEN_LOGIN: an operator disabled the account (im user disable)
+    ACCOUNT_DELETED = 2007  # LOGIN / TOKEN_LOGIN: the account was deleted (ACCOUNT_DELETE, im user delete)
     # 3xxx: the request is well formed but refused
     USER_NOT_FOUND = 3000
     FORBIDDEN = 3001

@@ -108,6 +108,7 @@ def add_ops_routes(server: HttpServer, node: Node) -> None:
         ("POST", "/admin/users/{user}/disable", ops.disable),
         ("POST", "/admin/users/{user}/enable", ops.enable),
         ("POST", "/admin/users/{user}/kick", ops.kick),
+        ("POST", "/admin/users/{user}/delete", ops.delete),
         ("GET", "/admin/groups", ops.groups),
         ("GET", "/admin/groups/{group}", ops.group),
         ("POST", "/admin/groups/{group}/dissolve", ops.dissolve),
@@ -191,7 +192,7 @@ def _bad_user(error: str) -> str:
 
 def _user_json(user: Any) -> dict[str, Any]:
     return {"id": user.id, "username": user.username, "nickname": user.nickname, "created_at": user.created_at,
-            "disabled": user.disabled}
+            "disabled": user.disabled, "deleted": user.deleted}
 
 
 def _group_json(record: Any, members: int) -> dict[str, Any]:
@@ -266,6 +267,22 @@ class _AdminApi:
         await self.node.store.apply(SetDisabled(user.id, False))
         log.warning("user enabled through the admin API", extra={"user": user.id})
         return _json({"id": user.id, "username": user.username, "disabled": False})
+
+    async def delete(self, request: web.Request) -> web.Response:
+        """Delete the account for good (as ACCOUNT_DELETE does, without its password): its
+        groups handed over or dissolved, its sessions closed on every node. 409 if it was
+        deleted already."""
+        user = await self._find_user(request.match_info["user"])
+        if user.deleted:
+            raise _Refused(409, f"user {user.username!r} was deleted already")
+        try:
+            done = await self.node.accounts.delete(user.id)
+        except ImError as exc:
+            raise _Refused(409 if exc.code == ErrorCode.ACCOUNT_DELETED else 400, exc.message) from None
+        log.warning("user deleted through the admin API", extra={"user": user.id, "groups": done.groups,
+                                                                   "erased": done.erased, "closed": done.closed})
+        return _json({"id": user.id, "username": user.username, "deleted": True, "groups": done.groups,
+                      "friends": done.friends, "erased": done.erased, "closed": done.closed})
 
     async def kick(self, request: web.Request) -> web.Response:
         user = await self._find_user(request.match_info["user"])

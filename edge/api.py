@@ -16,6 +16,7 @@ from ..core_ext import bodies, content
 from ..core_ext.errors import Unavailable
 from ..core_ext.protocol import MAX_BODY_SIZE, CloseCode, Flag, Op
 from ..ops.metrics import EDGE
+from ..services.accounts import Accounts
 from ..services.auth import AuthService, Identity
 from ..services.calls import Calls
 from ..services.indicators import Typing
@@ -46,7 +47,8 @@ class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
                  messages: Messages, pipeline: Pipeline, conversations: Conversations, social: Social,
                  groups: Groups, quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
-                 typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None) -> None:
+                 typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None,
+                 accounts: Accounts | None = None) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -64,6 +66,7 @@ class Api:
         self._typing = typing
         self._calls = calls
         self._users = users
+        self._accounts = accounts
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -152,6 +155,33 @@ class Api:
             await self._auth.revoke(s.identity)
         s.reply(Op.LOGOUT_OK, req_id, None)
         s.close(CloseCode.LOGGED_OUT, "logged out")
+
+    # -- accounts and profiles ------------------------------------------------------------------
+
+    async def on_profile_set(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ProfileSet) -> None:
+        s.reply(Op.PROFILE_SET_OK, req_id, await self._account_service().set_profile(s.user_id, s.terminal, req))
+
+    async def on_password_change(self, s: Session, req_id: int, flags: int, target: int,
+                                 req: bodies.PasswordChange) -> None:
+        """Durable (with every earlier token refused) before the reply; this session stays."""
+        assert s.identity is not None
+        identity, closed = await self._account_service().change_password(
+            s.identity, s.terminal, req.old_password, req.new_password, s.address, s.wanted)
+        s.identity = identity
+        s.reply(Op.PASSWORD_CHANGE_OK, req_id, bodies.PasswordChanged(token=identity.token,
+                                                                      expires_at=identity.expires_at, closed=closed))
+
+    async def on_account_delete(self, s: Session, req_id: int, flags: int, target: int,
+                                req: bodies.AccountDelete) -> None:
+        """Durable before the reply; then this session closes (4009)."""
+        await self._account_service().delete_own(s.user_id, req.password, s.terminal, s.address, s.wanted)
+        s.reply(Op.ACCOUNT_DELETE_OK, req_id, None)
+        s.close(CloseCode.LOGGED_OUT, "account deleted")
+
+    def _account_service(self) -> Accounts:
+        if self._accounts is None:
+            raise Unavailable("this node serves no account changes")
+        return self._accounts
 
     # -- messages -------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from ..backends.protocols import Bus, ConvId, GroupId, NewMessage, NodeId, Refre
 from ..backends.sqlite import SqliteStore
 from ..core_ext.fanout import Outbox, RoutingTable
 from ..ops.config import ADMIN_OFF, ADMIN_TOKEN_FILE, Config
+from ..services.accounts import Accounts
 from ..services.auth import AuthService, Guesses, Hashing, Passwords, default_workers
 from ..services.conversations import Conversations
 from ..services.delivery import Delivery
@@ -169,9 +170,13 @@ class Node:
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
                                        config.file_grant_ttl, config.file_grants_per_minute)
+        self.accounts = Accounts(self.id, self.store, self.state, users, self.auth, groups, self.routes, self.delivery,
+                                 self._file_grants.avatar, config.profile_changes_per_hour,
+                                 config.password_changes_per_hour, config.profile_bio_max,
+                                 config.delete_erases_messages, config.profile_nickname_max)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
-                       users=users)
+                       users=users, accounts=self.accounts)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -440,6 +445,11 @@ class Node:
     # -- news from other nodes ------------------------------------------------------------------
 
     def _refresh(self, refresh: Refresh) -> None:
+        if refresh.profiles:  # changed or deleted elsewhere: read them anew when asked
+            self.users.forget(refresh.profiles)
+            if refresh.erased:
+                for user in refresh.profiles:
+                    self.accounts.erased_heads(user, int(time.time() * 1000))
         for user in refresh.users:
             if user in self.state.users:
                 self.state.reload(f"u:{user}", self._reload_user(user))
@@ -463,6 +473,7 @@ class Node:
         again, and each client syncs what it missed (docs/architecture.md)."""
         while True:
             self._resync_again = False
+            self.users.clear()  # a profile change may have been lost too
             before = dict(self.state.heads)
             self._refresh(Refresh(tuple(self.state.users), tuple(self.state.groups)))
             try:
@@ -499,6 +510,7 @@ class Node:
         self.typing.forget(user_id)
         self.state.forget_user(user_id)
         self._file_grants.forget(user_id)
+        self.accounts.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""

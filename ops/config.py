@@ -168,6 +168,21 @@ class Config:
     edit_window: float = 172800.0
     #: characters of the quoted message's text a reply carries (its reply.snippet)
     reply_snippet: int = 100
+    #: profile changes (PROFILE_SET) one account may make per hour on a node (a bucket of
+    #: that many, refilled evenly; 4000 RATE_LIMITED beyond): each pushes to every friend
+    #: and group member
+    profile_changes_per_hour: int = 30
+    #: password changes (PASSWORD_CHANGE) one account may make per hour on a node, as above;
+    #: each hashes twice and closes the account's other sessions
+    password_changes_per_hour: int = 5
+    #: characters a profile's bio may hold (at most 1024; 3002 INVALID_ARGUMENT beyond)
+    profile_bio_max: int = 256
+    #: characters a nickname set with PROFILE_SET may hold (1..64; 3002 INVALID_ARGUMENT beyond)
+    profile_nickname_max: int = 64
+    #: when an account is deleted, erase the contents of every message it sent (each becomes
+    #: a tombstone, as a recall does); off: they stay, shown as sent by a deleted user, in
+    #: the other party's copy of the conversation
+    delete_erases_messages: bool = False
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -422,6 +437,12 @@ class Config:
             raise ConfigError("file_quota, files_min_free and store_min_free must be 0 or more")
         if not 0 < self.search_timeout <= 3600:
             raise ConfigError("search_timeout must be above 0 and at most 3600 s")
+        if self.profile_changes_per_hour < 1 or self.password_changes_per_hour < 1:
+            raise ConfigError("profile_changes_per_hour and password_changes_per_hour must be at least 1")
+        if not 0 <= self.profile_bio_max <= 1024:
+            raise ConfigError("profile_bio_max must be 0..1024 characters")
+        if not 1 <= self.profile_nickname_max <= 64:
+            raise ConfigError("profile_nickname_max must be 1..64 characters")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
@@ -522,12 +543,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
                "group_join_burst", "group_creates_per_hour", "group_invite_ttl", "group_invites_held",
                "group_invites_sent", "group_invites_per_hour", "call_invites_per_minute",
-               "search_timeout"),
+               "search_timeout", "profile_changes_per_hour", "password_changes_per_hour", "profile_bio_max",
+               "profile_nickname_max"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
     "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
-                  "presence_debounce", "call_ring_timeout", "call_ttl"),
+                  "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 

@@ -81,6 +81,8 @@ _EVENTS |= {Op.TYPING_PUSH, Op.PRESENCE_PUSH, Op.CALL_PUSH}
 _EVENTS |= {Op.EDIT_PUSH}
 #: the node's edit window by default (IM_EDIT_WINDOW), seconds
 _EDIT_WINDOW = 172800.0
+#: accounts and profiles: PROFILE_PUSH (a friend's or group member's new profile, or deletion)
+_EVENTS |= {Op.PROFILE_PUSH}
 
 
 class FileTransferError(Exception):
@@ -170,6 +172,8 @@ class Client:
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
         #: set when the server sent KICKED (another login on this terminal)
         self.kicked = asyncio.Event()
+        #: the KICKED push's reason ("replaced", "password_changed", "account_deleted", ...)
+        self.kicked_reason = ""
         #: per conversation, the seq up to which this client holds every message (pushes and
         #: acks move it only when they are the next seq; a gap is left to sync_all)
         self.last_seqs: dict[str, int] = {}
@@ -773,6 +777,40 @@ class Client:
         (the others' adds become invitations)."""
         return await self._call(Op.SETTINGS, bodies.Settings(invisible=invisible, group_add=group_add))  # type: ignore[arg-type]
 
+    # -- accounts and profiles ------------------------------------------------------------------
+
+    async def profile_set(self, *, nickname: str | None = None, avatar: str | None = None,
+                          bio: str | None = None) -> bodies.UserProfile:
+        """PROFILE_SET: change this user's profile (None leaves a field as it is); returns
+        the new profile. ``avatar``: "" (none), a key from ``upload_avatar`` or an https URL.
+        Friends and group members get PROFILE_PUSH on ``events``."""
+        return await self._call(Op.PROFILE_SET, bodies.ProfileSet(nickname=nickname, avatar=avatar, bio=bio))
+
+    async def upload_avatar(self, data: bytes | str | os.PathLike[str], mime: str,
+                            name: str | None = None) -> bodies.UserProfile:
+        """Upload an image to this user's avatar space (conv ``a<user id>``) and make it the avatar."""
+        key = await self.upload(f"a{self.user_id}", data, mime, name or "avatar")
+        return await self.profile_set(avatar=key)
+
+    async def password_change(self, old_password: str, new_password: str) -> bodies.PasswordChanged:
+        """PASSWORD_CHANGE: the account's other sessions are closed and every earlier token
+        refused; this session stays, and ``token`` becomes the fresh one it returns."""
+        changed = await self._call(Op.PASSWORD_CHANGE, bodies.PasswordChange(old_password=old_password,
+                                                                             new_password=new_password))
+        self.token = changed.token
+        return changed
+
+    async def account_delete(self, password: str) -> None:
+        """ACCOUNT_DELETE: delete this account for good; the server closes the connection
+        after the reply (this client does not reconnect)."""
+        self._closing = True
+        try:
+            await self._call(Op.ACCOUNT_DELETE, bodies.AccountDelete(password=password))
+        except BaseException:
+            self._closing = False
+            raise
+        self.token = ""
+
     # -- files ----------------------------------------------------------------------------------
 
     async def file_upload_grant(self, conv: str, name: str, size: int, mime: str) -> bodies.FileUploadOk:
@@ -942,6 +980,7 @@ class Client:
             self._deliver(bodies.decode(body, bodies.Message))
         elif op == Op.KICKED:
             self._closing = True  # a kicked client must not log itself back in
+            self.kicked_reason = bodies.decode(body, bodies.Kicked).reason
             self.kicked.set()
         elif op == Op.ERROR:
             self.errors.put_nowait(bodies.decode(body, bodies.Error))
@@ -981,7 +1020,8 @@ class Client:
                 await self._open(self.urls[self._url_index])
                 await self.token_login()
             except Exception as exc:  # refused, handshake failed, login refused: try again later
-                if isinstance(exc, ServerError) and exc.code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_INVALID):
+                if isinstance(exc, ServerError) and exc.code in (ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_INVALID,
+                                                                 ErrorCode.ACCOUNT_DELETED):
                     self._closing = True  # the token will not do: the application must log in
                     self._paused = False
                     self._fail_unacked(exc)

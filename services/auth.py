@@ -1,5 +1,10 @@
 """Accounts and credentials: registration, password login, JWT tokens and their revocation.
 
+A token carries the account's credential epoch (claim ``ep``; tokens without it: 0). A
+new password moves the epoch on in the store, so TOKEN_LOGIN refuses every token issued
+before it by comparing two integers of the user's row, which it reads anyway; LOGOUT
+revokes one token by its id.
+
 Passwords are stored as argon2id hashes (PHC strings, ``$argon2id$v=19$m=...``) at OWASP's
 minimum cost by default (19 MiB, 2 passes, 1 lane); hashes of an older kind or cost
 (scrypt, from earlier versions) still verify and are replaced at the user's next
@@ -35,7 +40,7 @@ import jwt
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
-from ..backends.protocols import RevokeToken, SetPasswordHash, Store, User, UserId, UsernameTaken
+from ..backends.protocols import RevokeToken, SetCredentials, SetPasswordHash, Store, User, UserId, UsernameTaken
 from ..core_ext.errors import AuthError, RateLimited, RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
 
@@ -263,6 +268,8 @@ class AuthService:
         finally:
             self._guesses.end(account, verdict)
         if not verdict:
+            if user is not None and user.deleted:  # its hash is gone: no password matches
+                raise AuthError("this account was deleted", ErrorCode.ACCOUNT_DELETED)
             raise AuthError("wrong username or password", ErrorCode.BAD_CREDENTIALS)
         assert user is not None
         if user.disabled:
@@ -272,7 +279,7 @@ class AuthService:
             # to the client's budget: it is the server's choice)
             fresh = await asyncio.to_thread(self._passwords.hash, password)
             await self._store.apply(SetPasswordHash(user.id, fresh))
-        return self.issue(user.id)
+        return self.issue(user.id, user.epoch)
 
     async def token_login(self, token: str) -> Identity:
         claims = self._claims(token)
@@ -280,12 +287,44 @@ class AuthService:
         user = await self._store.get_user(user_id)
         if user is None:
             raise AuthError("token names no user", ErrorCode.TOKEN_INVALID)
+        if user.deleted:
+            raise AuthError("this account was deleted", ErrorCode.ACCOUNT_DELETED)
         if user.disabled:
             raise AuthError("this account is disabled", ErrorCode.ACCOUNT_DISABLED)
+        # the credential epoch: a new password (or a deletion) refuses every token issued
+        # before it, with no list of tokens to keep (the user's row is read anyway)
+        if claims.get("ep", 0) != user.epoch:
+            raise AuthError("token revoked (the password was changed)", ErrorCode.TOKEN_INVALID)
         if await self._store.token_revoked(claims["jti"]):
             raise AuthError("token revoked (logged out)", ErrorCode.TOKEN_INVALID)
         # keep the token the client has; it stays valid until its own expiry or a LOGOUT
         return Identity(user_id, token, int(claims["exp"]), claims["jti"])
+
+    async def check_password(self, user_id: UserId, password: str, address: str, wanted: Callable[[], bool]) -> User:
+        """The account's own password, checked as a LOGIN checks it (the account's and the
+        address's budgets of password checks): BAD_CREDENTIALS when wrong."""
+        user = await self._store.get_user(user_id)
+        if user is None or user.deleted:
+            raise AuthError("this account was deleted", ErrorCode.ACCOUNT_DELETED)
+        account = Guesses.key(user.username)
+        await self._guesses.begin(account)
+        verdict: bool | None = None
+        try:
+            verdict = await self._hashing.run(address, wanted, self._passwords.verify, password, user.password_hash)
+        finally:
+            self._guesses.end(account, verdict)
+        if not verdict:
+            raise AuthError("wrong password", ErrorCode.BAD_CREDENTIALS)
+        return user
+
+    async def change_password(self, user_id: UserId, old: str, new: str, address: str,
+                              wanted: Callable[[], bool]) -> Identity:
+        """A new password once the old one is checked: durable, with the credential epoch
+        moved on (every token issued before is refused), before the new token returns."""
+        await self.check_password(user_id, old, address, wanted)
+        fresh = await self._hashing.run(address, wanted, self._passwords.hash, new)
+        epoch = await self._store.apply(SetCredentials(user_id, fresh))
+        return self.issue(user_id, epoch)
 
     async def revoke(self, identity: Identity) -> None:
         """The token cannot log in again (until it would have expired anyway)."""
@@ -298,11 +337,13 @@ class AuthService:
         if account is not None:
             self._guesses.set_limits(*account)
 
-    def issue(self, user_id: UserId) -> Identity:
+    def issue(self, user_id: UserId, epoch: int = 0) -> Identity:
+        """A token for ``user_id`` at the account's credential ``epoch`` (claim ``ep``)."""
         now = int(time.time())
         exp = now + int(self._ttl)
         jti = secrets.token_hex(12)
-        token = jwt.encode({"sub": str(user_id), "iat": now, "exp": exp, "jti": jti}, self._secret, algorithm="HS256")
+        claims = {"sub": str(user_id), "iat": now, "exp": exp, "jti": jti, "ep": epoch}
+        token = jwt.encode(claims, self._secret, algorithm="HS256")
         return Identity(user_id, token, exp, jti)
 
     def _claims(self, token: str) -> dict[str, Any]:
@@ -312,10 +353,10 @@ class AuthService:
             raise AuthError("token expired", ErrorCode.TOKEN_EXPIRED) from None
         except jwt.InvalidTokenError:
             raise AuthError("token invalid", ErrorCode.TOKEN_INVALID) from None
-        sub, jti = claims["sub"], claims["jti"]
+        sub, jti, ep = claims["sub"], claims["jti"], claims.get("ep", 0)
         # a signed token with a nonsense subject is still just an invalid token
         if not (isinstance(sub, str) and sub.isdigit() and 0 < int(sub) <= _MAX_ID
-                and isinstance(jti, str) and 0 < len(jti) <= 64):
+                and isinstance(jti, str) and 0 < len(jti) <= 64 and type(ep) is int):
             raise AuthError("token invalid", ErrorCode.TOKEN_INVALID)
         return claims
 

@@ -189,6 +189,13 @@ class Delivery:
         if not self._alone:
             self._later(Refresh(tuple(users), tuple(GroupId(g) for g in groups)))
 
+    def forget_profiles(self, users: Iterable[UserId], erased: bool = False) -> None:
+        """These users' profiles changed (or they were deleted) in the store: every other
+        node of the registry forgets its cached copy. In order with the pushes queued
+        before and after it (so a push announcing the change comes after it)."""
+        if not self._alone:
+            self._later(Refresh(profiles=tuple(users), erased=erased))
+
     def _later(self, item: _Item) -> None:
         self._queue.append(item)
         if not self._flushing:
@@ -223,6 +230,9 @@ class Delivery:
                 convs.update(f"g{g}" for item in batch if type(item) is Refresh for g in item.groups)
                 for conv in convs:
                     nodes_of_conv[conv] = [n for n in await self._routes.nodes_of(ConvId(conv)) if n != self.node]
+                everyone: list[NodeId] = []
+                if any(type(item) is Refresh and item.profiles for item in batch):
+                    everyone = [info.id for info in await self._routes.nodes() if info.id != self.node]
         except Exception:  # other nodes get nothing this time; they are told once routes work
             self.route_failures += 1
             self._routes_failed = True
@@ -231,6 +241,10 @@ class Delivery:
         if self._routes_failed:
             await self._tell_everyone()
         for item in batch:
+            if type(item) is Refresh and item.profiles:
+                for node in everyone:
+                    await self._publish(node, Envelope(b"", refresh=item))
+                continue
             if type(item) is Refresh:
                 nodes = {n for u in item.users for n in nodes_of_user.get(u, ())}
                 nodes.update(n for g in item.groups for n in nodes_of_conv.get(f"g{g}", ()))

@@ -7,6 +7,10 @@ A file's key names the conversation it was granted for: ``<conv>/<random>/<name>
 the caller must be able to read that conversation (as for SYNC), and the object must
 exist. Whoever holds a grant's URL can use it until it expires, as with any presigned
 URL; grants are short (``file_grant_ttl``) for that reason.
+
+Avatars have a space of their own, ``a<user id>`` in place of a conversation: only that
+user uploads there (images only), and every logged-in user may download from it (a
+profile is public to them). PROFILE_SET takes such a key once the upload exists.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ __all__ = ["FileGrants", "safe_name", "parse_types", "file_keys"]
 log = logging.getLogger("edgeim.files")
 
 #: what a key FILE_DOWNLOAD accepts: a conversation id, 16 random characters, a safe name
-_KEY = re.compile(r"(p[0-9]{1,19}_[0-9]{1,19}|g[0-9]{1,19})/[A-Za-z0-9_-]{16}/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99})")
+_KEY = re.compile(r"(p[0-9]{1,19}_[0-9]{1,19}|g[0-9]{1,19}|a[0-9]{1,19})/[A-Za-z0-9_-]{16}/([A-Za-z0-9_-][A-Za-z0-9._-]{0,99})")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 100
 _WITH_FILES = frozenset({content.IMAGE, content.FILE, content.VOICE, content.VIDEO})
@@ -92,7 +96,13 @@ class FileGrants:
             raise RequestError(f"files may be at most {self._max_size} bytes", ErrorCode.FILE_TOO_LARGE)
         if not self._allowed(mime):
             raise RequestError(f"files of type {mime} are not accepted", ErrorCode.FILE_TYPE_REFUSED)
-        await self._floor(user, req.conv)  # FORBIDDEN (or INVALID_ARGUMENT) for a conv not theirs
+        if req.conv.startswith("a"):  # the avatar space: the user's own, images only
+            if req.conv != f"a{user}":
+                raise RequestError("only your own avatar space (a<your id>) takes uploads", ErrorCode.FORBIDDEN)
+            if not mime.startswith("image/"):
+                raise RequestError("an avatar is an image (image/*)", ErrorCode.FILE_TYPE_REFUSED)
+        else:
+            await self._floor(user, req.conv)  # FORBIDDEN (or INVALID_ARGUMENT) for a conv not theirs
         try:  # uploads are refused before the disk is full: the store shares it
             await self._files.room(user, req.size)
         except FileQuotaExceeded as exc:
@@ -109,7 +119,8 @@ class FileGrants:
         match = _KEY.fullmatch(req.key)
         if match is None:
             raise RequestError("not a file key of this server", ErrorCode.INVALID_ARGUMENT)
-        await self._floor(user, match[1])  # FORBIDDEN: not in the conversation the file was granted for
+        if not match[1].startswith("a"):  # avatars: anyone logged in may see them
+            await self._floor(user, match[1])  # FORBIDDEN: not in the conversation the file was granted for
         try:
             found = await self._files.stat(req.key)
         except FilesUnavailable as exc:
@@ -119,6 +130,21 @@ class FileGrants:
         signed = self._files.presign_get(req.key, self._ttl, match[2])
         return bodies.FileDownloadOk(key=req.key, url=signed.url, expires_at=signed.expires_at, name=match[2],
                                      size=found.size, mime=found.mime)
+
+    async def avatar(self, user: UserId, key: str) -> None:
+        """``key`` may be ``user``'s avatar: a key of their own avatar space whose upload
+        exists (INVALID_ARGUMENT, NOT_FOUND otherwise); it is kept from now on (shared)."""
+        match = _KEY.fullmatch(key)
+        if match is None or match[1] != f"a{user}":
+            raise RequestError("avatar: not a file key of your avatar space (upload to conv a<your id>)",
+                               ErrorCode.INVALID_ARGUMENT)
+        try:
+            found = await self._files.stat(key)
+        except FilesUnavailable as exc:
+            raise Unavailable(f"the file store is unavailable: {exc}") from None
+        if found is None:
+            raise RequestError("avatar: no such file (not uploaded yet, or deleted)", ErrorCode.NOT_FOUND)
+        await self.shared([key])
 
     async def shared(self, keys: list[str]) -> None:
         """A message references ``keys``: they are kept (an upload never shared expires)."""

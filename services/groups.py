@@ -419,6 +419,37 @@ class Groups:
         await self._put_member(group, user, muted_until=until)
         self._event(group, "muted" if until else "unmuted", actor, [user], until=until)
 
+    @_one_at_a_time
+    async def leave_for_good(self, group: GroupState, user: UserId) -> str:
+        """``user``'s account is being deleted: they leave the group. A group they own is
+        handed to the admin who joined first, else to the member who joined first (GROUP_PUSH
+        "owner" from the leaving user), and dissolved only if nobody else is in it. Returns
+        "left", "handed_over", "dissolved", or "" (not a member)."""
+        member = group.members.get(user)
+        if member is None:
+            return ""
+        if member.role == "owner":
+            others = [m for m in group.members.values() if m.user != user]
+            if not others:
+                await self._store.apply(DissolveGroup(group.id))
+                group.dissolved = True
+                frame = self._frame(group, "dissolved", user, [])
+                self._left(group, user)
+                self._state.forget_group(group.id)
+                self._edge.to_users(frame, (user,))
+                return "dissolved"
+            admins = [m for m in others if m.role == "admin"]
+            heir = min(admins or others, key=lambda m: (m.joined_at, m.user))
+            await self._put_member(group, heir.user, role="owner", muted_until=0)
+            await self._put_record(group, owner=heir.user)
+            await self._remove(group, user)
+            self._event(group, "owner", user, [heir.user], role="owner")
+            self._event(group, "left", user, [user], came_or_went=[user])
+            return "handed_over"
+        await self._remove(group, user)
+        self._event(group, "left", user, [user], came_or_went=[user])
+        return "left"
+
     # -- helpers ------------------------------------------------------------------------------
 
     async def _consent(self, actor: UserState, users: list[UserId]) -> tuple[list[UserId], list[UserId]]:

@@ -34,7 +34,8 @@ TEST_ENV = {"IM_PASSWORD_MEMORY_KIB": "256", "IM_PASSWORD_TIME_COST": "1",
             "IM_GROUP_JOIN_BURST": "1000000000", "IM_NODE_MAX_WRITE_BUFFER": "0",
             # a CI disk with less than the default reserves free must not fail every upload
             # or make every node unready; tests/edge/test_files.py sets them to test them
-            "IM_FILES_MIN_FREE": "0", "IM_STORE_MIN_FREE": "0"}
+            "IM_FILES_MIN_FREE": "0", "IM_STORE_MIN_FREE": "0",
+            "IM_PROFILE_CHANGES_PER_HOUR": "1000000", "IM_PASSWORD_CHANGES_PER_HOUR": "1000000"}
 
 
 class ServeProcess:

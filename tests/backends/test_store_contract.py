@@ -774,3 +774,76 @@ async def test_expired_invitations_are_not_loaded_nor_counted(store):
     assert (await store.load_group(g1)).invitations == []
     await store.apply(PutInvitations(g2, owner, [a], now, now + 60_000, 1, 1))  # fits both bounds of 1
     assert [i.group for i in (await store.load_user(a)).invitations] == [g2]
+# -- accounts and profiles ------------------------------------------------------------------
+
+async def test_a_profile_is_replaced_and_durable(store_factory):
+    from edgeim.backends.protocols import SetProfile
+
+    store = await reopen(store_factory)
+    user = await store.create_user("erin", "h", "Erin")
+    assert (user.avatar, user.bio, user.epoch, user.deleted) == ("", "", 0, False)
+    await store.apply(SetProfile(user.id, "Erin B.", "https://example.org/e.png", "hi ✓"))
+    await store.close()
+    store = await reopen(store_factory)
+    try:
+        again = await store.get_user_by_name("erin")
+        assert (again.nickname, again.avatar, again.bio) == ("Erin B.", "https://example.org/e.png", "hi ✓")
+        assert again.password_hash == "h"  # nothing else moved
+    finally:
+        await store.close()
+
+
+async def test_new_credentials_move_the_epoch_on(store):
+    from edgeim.backends.protocols import SetCredentials
+
+    user = await store.create_user("fred", "h0", "Fred")
+    assert await store.apply(SetCredentials(user.id, "h1")) == 1
+    assert await store.apply(SetCredentials(user.id, "h2")) == 2
+    again = await store.get_user(user.id)
+    assert (again.password_hash, again.epoch) == ("h2", 2)
+    await store.apply(SetPasswordHash(user.id, "h3"))  # a rehash at login keeps the epoch
+    assert (await store.get_user(user.id)).epoch == 2
+
+
+async def test_a_deleted_account_keeps_its_row_and_loses_its_graph(store):
+    from edgeim.backends.protocols import DeleteAccount, GroupId, SetProfile
+
+    gone, a, b = [await store.create_user(n, "h", n.title()) for n in ("gina", "hal", "ivy")]
+    await store.apply(SetProfile(gone.id, "G", "https://x.org/a.png", "bio"))
+    await store.apply(PutFriendship(gone.id, a.id, 1))
+    await store.apply(PutFriendRequest(b.id, gone.id, "hi", 1))
+    await store.apply(SetBlock(b.id, gone.id, True))
+    group = (await store.apply(CreateGroup("g", "", "", a.id, "open", 100, [gone.id, b.id], 1))).group
+    conv = ConvId(f"p{min(gone.id, a.id)}_{max(gone.id, a.id)}")
+    kept = await store.append(msgspec.structs.replace(message(conv, gone.id, a.id), members=(gone.id, a.id)))
+    await store.append(message(conv, a.id, gone.id))
+    assert await store.apply(DeleteAccount(gone.id, 1234)) == 0
+    row = await store.get_user(gone.id)
+    assert (row.deleted_at, row.nickname, row.avatar, row.bio, row.password_hash) == (1234, "", "", "", "")
+    assert row.username == "gina" and row.epoch == 1 and row.deleted
+    with pytest.raises(UsernameTaken):  # the username is not freed
+        await store.create_user("gina", "h", "")
+    mine = await store.load_user(gone.id)
+    assert (mine.friends, mine.requests_in, mine.blocked_by, mine.convs) == ([], [], [], [])
+    other = await store.load_user(a.id)
+    assert other.friends == [] and conv in [c.conv for c in other.convs]  # the other party keeps the chat
+    assert (await store.load_user(b.id)).blocked == [] and (await store.load_user(b.id)).requests_out == []
+    members = (await store.load_group(GroupId(group.id))).members
+    assert gone.id not in [m.user for m in members]
+    msgs = await store.messages_after(conv, 0, 10)
+    assert [(m.sender, m.content, m.recalled_by) for m in msgs][0] == (gone.id, kept.content, 0)  # kept as sent
+
+
+async def test_a_deleted_account_with_erasure_leaves_tombstones(store):
+    from edgeim.backends.protocols import DeleteAccount
+
+    gone, a = await store.create_user("jay", "h", "J"), await store.create_user("kim", "h", "K")
+    conv = ConvId(f"p{min(gone.id, a.id)}_{max(gone.id, a.id)}")
+    for _ in range(3):
+        await store.append(msgspec.structs.replace(message(conv, gone.id, a.id), members=(gone.id, a.id)))
+    theirs = await store.append(message(conv, a.id, gone.id))
+    assert await store.apply(DeleteAccount(gone.id, 99, erase=True)) == 3
+    msgs = await store.messages_after(conv, 0, 10)
+    assert [(m.content, m.recalled_by, m.recalled_at) for m in msgs[:3]] == [("", gone.id, 99)] * 3
+    assert msgs[3].content == theirs.content and msgs[3].recalled_by == 0  # the other party's own stay
+    assert await store.search([(conv, 0)], "hello", 0, 10) == [msgs[3]]

@@ -223,6 +223,33 @@ def test_tiny_run_against_a_real_node_merges_two_load_processes(tmp_path: Path, 
     assert refused.returncode == 2 and "not an `im bench run` folder" in refused.stderr
 
 
+PROFILES = """
+name = "profiles"
+description = "2 users x 3 profile changes, each pushed to the other (friends by [setup])"
+[setup]
+friends = 1
+[[thread_group]]
+name = "changers"
+users = 2
+loops = 3
+  [[thread_group.sampler]]
+  type = "profile_set"
+  assert = ["ack", "no_error"]
+"""
+
+
+def test_the_profile_set_sampler_changes_profiles(tmp_path: Path, node: ServeProcess) -> None:
+    scenario = tmp_path / "profiles.toml"
+    scenario.write_text(PROFILES)
+    out = tmp_path / "out"
+    done = im("bench", "run", str(scenario), "--target", node.url, "--out", str(out), timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    rows = rows_of(out / "edgeim.jtl")
+    assert len(rows) == 2 * 3
+    assert all(r["label"] == "profile_set" and r["success"] == "true" and r["responseCode"] == "PROFILE_SET_OK"
+               for r in rows)
+
+
 @pytest.mark.skipif(not jmeter_runner.cached(), reason="JMeter is not in the cache: `make jmeter` assembles it (~45 s)")
 def test_jmeters_report_generator_accepts_our_jtl(tmp_path: Path) -> None:
     path = tmp_path / "ours.jtl"

@@ -23,6 +23,8 @@ from harness import ServeProcess, new_user
 FORBIDDEN, NOT_FRIENDS, BLOCKED, MUTED, NOT_FOUND, CONFLICT, REPLY_NOT_FOUND = (
     ErrorCode.FORBIDDEN, ErrorCode.NOT_FRIENDS, ErrorCode.BLOCKED, ErrorCode.MUTED, ErrorCode.NOT_FOUND,
     ErrorCode.CONFLICT, ErrorCode.REPLY_NOT_FOUND)
+USER_NOT_FOUND, BAD_CREDENTIALS, INVALID_ARGUMENT = (
+    ErrorCode.USER_NOT_FOUND, ErrorCode.BAD_CREDENTIALS, ErrorCode.INVALID_ARGUMENT)
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +42,9 @@ class World:
     approval), with those messages in it and a pending join request from
     ``stranger``; owner and member are friends with one private message; ``blocker``
     blocked ``blocked``, who owns ``own_group`` alone; ``invitee`` has a pending invitation
-    to ``group`` from the owner (its group_add rule is the default: friends)."""
+    to ``group`` from the owner (its group_add rule is the default: friends). ``deleted_id``
+    was the owner's friend and deleted the account; the owner has an avatar file
+    (``owner_avatar``)."""
 
     owner: Client
     admin: Client
@@ -58,13 +62,15 @@ class World:
     private_file: str
     group_msg: int  # the ids of the owner's group message and of the friends' private one
     private_msg: int
+    deleted_id: int
+    owner_avatar: str
 
     @property
     def gconv(self) -> str:
         return f"g{self.group}"
 
-    def conv(self, a: Client, b: Client) -> str:
-        low, high = sorted((a.user_id, b.user_id))
+    def conv(self, a: Client | int, b: Client | int) -> str:
+        low, high = sorted(c if isinstance(c, int) else c.user_id for c in (a, b))
         return f"p{low}_{high}"
 
 
@@ -101,6 +107,15 @@ async def world(node: ServeProcess) -> AsyncIterator[World]:
         w.own_group = (await w.blocked.group_create("mine")).group
         w.group_file = await o.upload(w.gconv, b"members only", "text/plain")
         w.private_file = await o.upload(w.conv(o, w.member), b"between friends", "text/plain")
+        w.owner_avatar = (await o.upload_avatar(b"\x89PNG", "image/png")).avatar
+        deleted = Client(node.url)
+        made.append(deleted)
+        await deleted.connect()
+        _, w.deleted_id = await new_user(deleted)
+        await o.friend_request(w.deleted_id)
+        await deleted.friend_accept(o.user_id)
+        await deleted.send(o.user_id, "goodbye")
+        await deleted.account_delete("secret-pw")
         yield w
     finally:
         for client in made:
@@ -137,6 +152,9 @@ async def snapshot(w: World) -> dict[str, Any]:
         "blocker's settings": await w.blocker.settings(),
         # files: still there, as their members see them
         "files": [(await o.file_download_grant(key)).size for key in (w.group_file, w.private_file)],
+        # accounts and profiles
+        "profiles": await o.users([c.user_id for c in (o, w.member, w.stranger)] + [w.deleted_id]),
+        "deleted's history": (await o.history(w.conv(o, w.deleted_id))).msgs,
     }
 
 
@@ -285,6 +303,19 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("stranger FILE_DOWNLOAD private", lambda w: w.stranger.file_download_grant(w.private_file), FORBIDDEN),
     ("non-member FILE_DOWNLOAD group", lambda w: w.stranger.file_download_grant(w.group_file), FORBIDDEN),
     ("removed FILE_DOWNLOAD group", lambda w: w.removed.file_download_grant(w.group_file), FORBIDDEN),
+    ("stranger FILE_UPLOAD another's avatar space", lambda w: w.stranger.file_upload_grant(
+        f"a{w.owner.user_id}", "x.png", 1, "image/png"), FORBIDDEN),
+    # accounts and profiles: a wrong password changes nothing; a deleted user is nobody
+    ("member PASSWORD_CHANGE wrong old", lambda w: w.member.password_change("wrong-pw", "new-secret"),
+     BAD_CREDENTIALS),
+    ("member ACCOUNT_DELETE wrong password", lambda w: w.member.account_delete("wrong-pw"), BAD_CREDENTIALS),
+    ("stranger PROFILE_SET another's avatar file", lambda w: w.stranger.profile_set(avatar=w.owner_avatar),
+     INVALID_ARGUMENT),
+    ("stranger FRIEND_REQUEST deleted", lambda w: w.stranger.friend_request(w.deleted_id), USER_NOT_FOUND),
+    ("owner GROUP_INVITE deleted", lambda w: w.owner.group_invite(w.group, [w.deleted_id]), USER_NOT_FOUND),
+    ("owner GROUP_CREATE with deleted", lambda w: w.owner.group_create("ghosts", [w.deleted_id]), USER_NOT_FOUND),
+    ("owner SEND deleted ex-friend", lambda w: w.owner.send(w.deleted_id, "still there?"), USER_NOT_FOUND),
+    ("owner BLOCK deleted", lambda w: w.owner.block(w.deleted_id), USER_NOT_FOUND),
 ]
 
 

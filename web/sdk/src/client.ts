@@ -49,6 +49,8 @@ import type {
   MemberInfo,
   Message,
   Page,
+  PasswordChanged,
+  ProfileChange,
   ReadMark,
   ReadersPage,
   SearchPage,
@@ -145,7 +147,12 @@ interface Conn {
 }
 
 /** Errors after which a token is no use: the application must log in with the password. */
-const FATAL_LOGIN = new Set<number>([ErrorCode.TOKEN_EXPIRED, ErrorCode.TOKEN_INVALID, ErrorCode.ACCOUNT_DISABLED]);
+const FATAL_LOGIN = new Set<number>([
+  ErrorCode.TOKEN_EXPIRED,
+  ErrorCode.TOKEN_INVALID,
+  ErrorCode.ACCOUNT_DISABLED,
+  ErrorCode.ACCOUNT_DELETED,
+]);
 /** Close codes after which the client must not come back by itself (section 13). */
 const NO_RECONNECT = new Set<number>([CloseCode.REPLACED, CloseCode.LOGGED_OUT]);
 const OPEN = 1; // WebSocket.OPEN, without relying on the implementation's static
@@ -652,6 +659,9 @@ export class Client {
       case Op.CALL_PUSH:
         this.emit("call", fromWire(body));
         break;
+      case Op.PROFILE_PUSH:
+        this.emit("profile", fromWire(body));
+        break;
       case Op.KICKED:
         this.closing = true; // a kicked client must not log itself back in (close 4001 follows)
         this.emit("kicked", fromWire(body));
@@ -806,6 +816,44 @@ export class Client {
     if (ids.length === 0) return []; // the server requires at least one id
     const reply = await this.call<{ users: UserProfile[] }>(Op.USERS, { users: ids.map(toId) });
     return reply.users;
+  }
+
+  // -- accounts and profiles ------------------------------------------------------------------
+
+  /** PROFILE_SET: change this user's profile; resolves to the profile now ("profile" events reach friends and group members). */
+  async profileSet(change: ProfileChange): Promise<UserProfile> {
+    return this.call(Op.PROFILE_SET, { nickname: change.nickname, avatar: change.avatar, bio: change.bio });
+  }
+
+  /** Upload an image to this user's avatar space (conv `a<user id>`) and make it the avatar. */
+  async uploadAvatar(data: Blob | Uint8Array, mime: string, name = "avatar"): Promise<UserProfile> {
+    const key = await this.upload(`a${this.userId}`, data, mime, name);
+    return this.profileSet({ avatar: key });
+  }
+
+  /**
+   * PASSWORD_CHANGE: the account's other sessions are closed and every earlier token refused;
+   * this session stays and `token` becomes the fresh one.
+   */
+  async passwordChange(oldPassword: string, newPassword: string): Promise<PasswordChanged> {
+    const changed = await this.call<PasswordChanged>(Op.PASSWORD_CHANGE, {
+      old_password: oldPassword,
+      new_password: newPassword,
+    });
+    this.token = changed.token;
+    return changed;
+  }
+
+  /** ACCOUNT_DELETE: delete this account for good; the server then closes (4009): no reconnect. */
+  async accountDelete(password: string): Promise<void> {
+    this.closing = true;
+    try {
+      await this.done(Op.ACCOUNT_DELETE, { password });
+    } catch (err) {
+      this.closing = false;
+      throw err;
+    }
+    this.token = null;
   }
 
   // -- messages -------------------------------------------------------------------------------

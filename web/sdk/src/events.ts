@@ -16,6 +16,7 @@ import type {
   ReconnectInfo,
   TypingEvent,
   UserPresence,
+  UserProfile,
 } from "./types.js";
 
 export interface ClientEvents {
@@ -34,6 +35,8 @@ export interface ClientEvents {
   typing: TypingEvent;
   presence: UserPresence;
   call: CallEvent;
+  /** A friend's or group member's new profile (or deletion), or this user's from another device. */
+  profile: UserProfile;
   /** Another login took this (user, terminal), or an operator closed it; no auto-reconnect. */
   kicked: Kicked;
   /** The WebSocket opened (first connect and each reconnect attempt that reached a node). */

@@ -76,6 +76,9 @@ export const Op = {
   GROUP_INVITATION_ACCEPT: 0x69,
   GROUP_INVITATION_DECLINE: 0x6a,
   EDIT: 0x59,
+  PROFILE_SET: 0x50,
+  PASSWORD_CHANGE: 0x51,
+  ACCOUNT_DELETE: 0x52,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -88,6 +91,7 @@ export const Op = {
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
   EDIT_PUSH: 0x4c,
+  PROFILE_PUSH: 0x4a,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -116,6 +120,7 @@ export const ErrorCode = {
   USERNAME_TAKEN: 2004,
   ALREADY_AUTHENTICATED: 2005,
   ACCOUNT_DISABLED: 2006,
+  ACCOUNT_DELETED: 2007,
   USER_NOT_FOUND: 3000,
   FORBIDDEN: 3001,
   INVALID_ARGUMENT: 3002,

@@ -18,10 +18,34 @@ export interface LoginOk {
   node: string;
 }
 
+/** A public profile (USERS, USER_FIND, PROFILE_SET, the "profile" event). */
 export interface UserProfile {
   user: bigint;
   username: string;
+  /** "Deleted user" for a deleted account. */
   nickname: string;
+  /** "" (none), a file key of the user's avatar space (fileDownloadGrant gives its URL), or an https URL. */
+  avatar: string;
+  bio: string;
+  /** The account was deleted: its id and username stay, nothing else. */
+  deleted: boolean;
+}
+
+/** Change of this user's profile; an absent key is left as it is. */
+export interface ProfileChange {
+  nickname?: string;
+  /** "" (none), a key from uploadAvatar, or an https:// URL. */
+  avatar?: string;
+  bio?: string;
+}
+
+/** PASSWORD_CHANGE_OK: this session stays, with a fresh token. */
+export interface PasswordChanged {
+  token: string;
+  /** Unix seconds. */
+  expiresAt: number;
+  /** The account's other sessions that were closed. */
+  closed: number;
 }
 
 export interface SendAck {
@@ -282,7 +306,7 @@ export interface FileDownloadGrant {
 // -- pushes ---------------------------------------------------------------------------------
 
 export interface Kicked {
-  reason: "replaced" | "kicked" | "disabled" | string;
+  reason: "replaced" | "kicked" | "disabled" | "password_changed" | "account_deleted" | string;
   terminal: string;
 }
 

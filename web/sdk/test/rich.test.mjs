@@ -152,8 +152,8 @@ test("userFind and users: profiles by username and by ids", async () => {
   const carolId = await carol.register("carol-" + bob.username, PASSWORD, "Carol C.");
   const profiles = await alice.client.users([carolId, bob.id, 2n ** 62n]);
   assert.deepEqual(profiles, [
-    { user: carolId, username: "carol-" + bob.username, nickname: "Carol C." },
-    { user: bob.id, username: bob.username, nickname: found.nickname },
+    { user: carolId, username: "carol-" + bob.username, nickname: "Carol C.", avatar: "", bio: "", deleted: false },
+    { user: bob.id, username: bob.username, nickname: found.nickname, avatar: "", bio: "", deleted: false },
   ]);
   assert.deepEqual(await alice.client.users([]), []);
 });
