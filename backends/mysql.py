@@ -54,7 +54,7 @@ from ..core_ext import content
 from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    NewMessage, PutFriendRequest, Reacted, SetReaction, ShareFiles, reaction_summary, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
@@ -217,11 +217,33 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # operations: an operator's disabled accounts (im user disable), whose logins are refused
         "ALTER TABLE users ADD COLUMN IF NOT EXISTS disabled TINYINT NOT NULL DEFAULT 0",
     ),
+    (
+        # reactions and forwards (SqliteStore's step with them): the reaction rows, the
+        # message's summary (TEXT: NULL for none, TiDB takes no TEXT default) and revision,
+        # the forward mark, and the conversations a file was forwarded to
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS fwd BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS reactions TEXT NULL",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS rev BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS messages_by_rev ON messages (conv, rev)",
+        f"""CREATE TABLE IF NOT EXISTS reactions (
+            conv    VARCHAR(128) NOT NULL,
+            seq     BIGINT       NOT NULL,
+            user_id BIGINT       NOT NULL,
+            emoji   VARCHAR(64)  NOT NULL,
+            ts      BIGINT       NOT NULL,
+            PRIMARY KEY (conv, seq, user_id, emoji)
+        ) {_TABLE}""",
+        f"""CREATE TABLE IF NOT EXISTS file_convs (
+            file_key VARCHAR(512) NOT NULL,
+            conv     VARCHAR(128) NOT NULL,
+            PRIMARY KEY (file_key, conv)
+        ) {_TABLE}""",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
-    "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings",
+    "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "reactions", "file_convs",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -232,7 +254,8 @@ _KEY_CHARS = 128  # VARCHAR(128): conv, cmid, username, token ids
 _IN_CHUNK = 500  # tuples per IN (...) list
 _WRITER_ROWS_KEPT_MS = 7 * 24 * 3600 * 1000  # store_writers rows of stores gone this long are deleted
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
+_MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
+                    " fwd, reactions, rev")
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
 # only %s placeholders inside VALUES (...): mysqlclient then sends executemany as ONE
 # multi-row statement (it splits at 64 KiB)
@@ -494,6 +517,14 @@ class MysqlStore(WriteQueue):
         rows.reverse()
         return rows
 
+    async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
+                               limit: int) -> tuple[list[StoredMessage], int]:
+        return await self._read(_in_snapshot, _messages_changed, conv, after_rev, up_to_seq, limit)
+
+    async def file_convs(self, key: str) -> list[ConvId]:
+        rows = await self._read(_fetchall, "SELECT conv FROM file_convs WHERE file_key = %s", (key,))
+        return [ConvId(r[0]) for r in rows]
+
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read(_in_snapshot, _load_user, user_id)
 
@@ -719,6 +750,9 @@ class MysqlStore(WriteQueue):
         locked = {m.conv for m in appends}
         locked.update(_group_conv(op.change.group) for op in batch
                       if isinstance(op, Apply) and isinstance(op.change, PutMember))
+        # a reaction, or a recall, moves the conversation's revision: under its lock, as seqs
+        locked.update(op.change.conv for op in batch
+                      if isinstance(op, Apply) and isinstance(op.change, (SetReaction, RecallMessage)))
         cur.execute("START TRANSACTION")
         last = _lock_convs(cur, sorted(locked))
         start_last = dict(last)
@@ -730,6 +764,7 @@ class MysqlStore(WriteQueue):
         entering: dict[tuple[int, str], None] = {}
         touched: dict[tuple[int, str], int] = {}  # (sender, conv) -> newest seq it sent
         mentioned: list[tuple[str, int, str]] = []  # (conv, seq, mentions) of the messages that mention
+        forwarded: list[tuple[int, int]] = []  # (fwd, id) of the forwards' copies
 
         def flush() -> None:
             if run:
@@ -767,6 +802,9 @@ class MysqlStore(WriteQueue):
                     run.append(row)
                 last[m.conv] = seq
                 stored = StoredMessage(*row)
+                if m.fwd:  # a forward's copy: its mark is set once its row is in
+                    forwarded.append((m.fwd, m.msg_id))
+                    stored = msgspec.structs.replace(stored, fwd=m.fwd)
                 known[(m.sender, m.cmid)] = stored
                 for user in m.members:  # a private conversation enters both lists
                     entering[(user, m.conv)] = None
@@ -796,6 +834,8 @@ class MysqlStore(WriteQueue):
             _move_read_cursors(cur, touched)
         for conv, seq, mentions in mentioned:
             _mark_mentions(cur, conv, seq, mentions)
+        if forwarded:
+            cur.executemany("UPDATE messages SET fwd = %s WHERE id = %s", forwarded)
         moved = [(conv, seq) for conv, seq in last.items() if seq != start_last.get(conv)]
         if moved:
             cur.executemany(_SET_LAST_SEQS, moved)
@@ -810,9 +850,9 @@ class MysqlStore(WriteQueue):
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage: cmid comes
     back as the bytes of its VARBINARY column."""
-    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at = row
+    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at, fwd, reactions, rev = row
     return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts, mentions, recalled_by,
-                         recalled_at)
+                         recalled_at, fwd=fwd, reactions=reactions or "", rev=rev)
 
 
 def _refusal(m: NewMessage) -> ValueError | None:
@@ -1078,8 +1118,61 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
                    " WHERE conv = %s AND seq = %s AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if tx.cur.rowcount == 0:
         return None
+    # its reactions go with its content; a message that had some moves the revision
+    tx.cur.execute("DELETE FROM reactions WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    if tx.cur.rowcount:
+        tx.cur.execute("UPDATE messages SET reactions = NULL, rev = %s WHERE conv = %s AND seq = %s",
+                       (_next_rev(tx.cur, c.conv), c.conv, c.seq))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
     return _message(tx.cur.fetchone())
+
+
+def _next_rev(cur: Any, conv: str) -> int:
+    """One more than the conversation's revision (the caller holds its convs row lock)."""
+    cur.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = %s", (conv,))
+    return int(cur.fetchone()[0])
+
+
+def _set_reaction(tx: _Tx, c: SetReaction) -> Reacted:
+    cur = tx.cur
+    cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    row = cur.fetchone()
+    if row is None:
+        return Reacted("missing")
+    message = _message(row)
+    if message.recalled_by:
+        return Reacted("recalled", message)
+    cur.execute("SELECT emoji FROM reactions WHERE conv = %s AND seq = %s AND user_id = %s", (c.conv, c.seq, c.user))
+    mine = [r[0] for r in cur.fetchall()]
+    if c.add:
+        if c.emoji in mine:
+            return Reacted("unchanged", message)
+        if len(mine) >= c.max_per_user:
+            return Reacted("too_many_mine", message)
+        cur.execute("SELECT count(DISTINCT emoji), coalesce(sum(emoji = %s), 0) FROM reactions"
+                    " WHERE conv = %s AND seq = %s", (c.emoji, c.conv, c.seq))
+        distinct, present = cur.fetchone()
+        if not present and distinct >= c.max_emoji:
+            return Reacted("too_many_emoji", message)
+        cur.execute("INSERT INTO reactions (conv, seq, user_id, emoji, ts) VALUES (%s, %s, %s, %s, %s)",
+                    (c.conv, c.seq, c.user, c.emoji, c.ts))
+    else:
+        if c.emoji not in mine:
+            return Reacted("unchanged", message)
+        cur.execute("DELETE FROM reactions WHERE conv = %s AND seq = %s AND user_id = %s AND emoji = %s",
+                    (c.conv, c.seq, c.user, c.emoji))
+    cur.execute("SELECT emoji, user_id FROM reactions WHERE conv = %s AND seq = %s ORDER BY ts, user_id",
+                (c.conv, c.seq))
+    summary = reaction_summary(cur.fetchall(), c.shown)
+    rev = _next_rev(cur, c.conv)
+    cur.execute("UPDATE messages SET reactions = %s, rev = %s WHERE conv = %s AND seq = %s",
+                (summary or None, rev, c.conv, c.seq))
+    return Reacted("changed", msgspec.structs.replace(message, reactions=summary, rev=rev))
+
+
+def _share_files(tx: _Tx, c: ShareFiles) -> None:
+    tx.cur.executemany("INSERT INTO file_convs (file_key, conv) VALUES (%s, %s)"
+                       " ON DUPLICATE KEY UPDATE conv = conv", [(key, c.conv) for key in c.keys])
 
 
 def _set_settings(tx: _Tx, c: SetSettings) -> None:
@@ -1118,6 +1211,8 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     RecallMessage: _recall,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
+    SetReaction: _set_reaction,
+    ShareFiles: _share_files,
 }
 
 
@@ -1152,6 +1247,15 @@ def _read_messages(cur: Any, sql: str, params: tuple[Any, ...], max_bytes: int) 
             if total > max_bytes:
                 break
     return out
+
+
+def _messages_changed(cur: Any, conv: str, after_rev: int, up_to_seq: int,
+                      limit: int) -> tuple[list[StoredMessage], int]:
+    cur.execute("SELECT coalesce(max(rev), 0) FROM messages WHERE conv = %s", (conv,))
+    top = int(cur.fetchone()[0])
+    cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND rev > %s AND rev <= %s AND seq <= %s ORDER BY rev LIMIT %s",
+                (conv, max(after_rev, 0), top, up_to_seq, limit))
+    return [_message(r) for r in cur.fetchall()], top
 
 
 def _load_user(cur: Any, user_id: int) -> UserRecords:

@@ -34,7 +34,7 @@ from ..core_ext import content
 from .protocols import (
     Change, ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropJoinRequest,
     DropMember, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, JoinRequest, Member,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    NewMessage, PutFriendRequest, Reacted, SetReaction, ShareFiles, reaction_summary, PutFriendship, PutGroup, PutJoinRequest, PutMember, RecallMessage, RevokeToken,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
     UserConv, UserId, UsernameTaken, UserRecords,
@@ -186,6 +186,29 @@ MIGRATIONS: tuple[str, ...] = (
     ) WITHOUT ROWID;
     INSERT INTO search_marks (conv, seq) SELECT conv, max(seq) FROM messages GROUP BY conv;
     """,
+    """
+    -- reactions and forwards: each reaction a row; the message keeps their summary and the
+    -- conversation's revision at their last change (a SYNC lists what changed after a
+    -- revision: messages_changed); a forwarded message names its original sender; a file
+    -- forwarded to another conversation may be downloaded by that conversation's readers
+    ALTER TABLE messages ADD COLUMN fwd INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN reactions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_by_rev ON messages (conv, rev) WHERE rev > 0;
+    CREATE TABLE reactions (
+        conv    TEXT    NOT NULL,
+        seq     INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        emoji   TEXT    NOT NULL,
+        ts      INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq, user_id, emoji)
+    ) WITHOUT ROWID;
+    CREATE TABLE file_convs (
+        file_key TEXT NOT NULL,
+        conv     TEXT NOT NULL,
+        PRIMARY KEY (file_key, conv)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -199,7 +222,8 @@ _CHECKPOINT_PAGES = 10000
 _SEQ_CACHE_MAX = 100_000  # conversations whose last seq the writer keeps in memory
 _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
 
-_MESSAGE_COLUMNS = "id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at"
+_MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
+                    " fwd, reactions, rev")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
@@ -233,6 +257,11 @@ _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled"
 
 def _user(row: tuple[Any, ...]) -> User:
     return User(*row[:5], bool(row[5]))
+
+
+def _message(row: tuple[Any, ...], duplicate: bool = False) -> StoredMessage:
+    """A row of ``_MESSAGE_COLUMNS`` as a StoredMessage."""
+    return StoredMessage(*row[:12], duplicate=duplicate, fwd=row[12], reactions=row[13], rev=row[14])
 
 
 @dataclass(slots=True)
@@ -381,6 +410,13 @@ class SqliteStore(WriteQueue):
         )
         rows.reverse()
         return rows
+
+    async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
+                               limit: int) -> tuple[list[StoredMessage], int]:
+        return await self._read_with(_messages_changed, conv, after_rev, up_to_seq, limit)
+
+    async def file_convs(self, key: str) -> list[ConvId]:
+        return [row[0] for row in await self._read("SELECT conv FROM file_convs WHERE file_key = ?", (key,))]
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
@@ -665,6 +701,8 @@ class SqliteStore(WriteQueue):
                 outcomes.append((op.ticket, msgspec.structs.replace(stored[-1 - at], duplicate=True), None))
                 continue
             message = stored[at]
+            if op.message.fwd:  # a forward's copy: the mark is written beside the run's INSERT
+                message = self._forwarded(conn, message, op.message.fwd)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
 
@@ -678,11 +716,18 @@ class SqliteStore(WriteQueue):
                 f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND cmid = ?",
                 (m.sender, m.cmid),
             ).fetchone()
-            return StoredMessage(*row, duplicate=True)
+            return _message(row, duplicate=True)
         self._last_seq[m.conv] = seq
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+        if m.fwd:
+            stored = self._forwarded(conn, stored, m.fwd)
         self._inserted(conn, m, stored, touched)
         return stored
+
+    @staticmethod
+    def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:
+        conn.execute("UPDATE messages SET fwd = ? WHERE id = ?", (fwd, stored.id))
+        return msgspec.structs.replace(stored, fwd=fwd)
 
     def _inserted(self, conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage,
                   touched: dict[tuple[int, str], int]) -> None:
@@ -870,9 +915,56 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
         " WHERE conv = ? AND seq = ? AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if cur.rowcount == 0:
         return None
+    # its reactions go with its content; a message that had some moves the conversation's
+    # revision, so that a device away meanwhile learns it (SYNC changes_after)
+    if conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ?", (c.conv, c.seq)).rowcount:
+        conn.execute("UPDATE messages SET reactions = '', rev = ? WHERE conv = ? AND seq = ?",
+                     (_next_rev(conn, c.conv), c.conv, c.seq))
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
-    return StoredMessage(*row)
+    return _message(row)
+
+
+def _next_rev(conn: sqlite3.Connection, conv: str) -> int:
+    return conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = ? AND rev > 0",
+                        (conv,)).fetchone()[0]
+
+
+def _set_reaction(store: SqliteStore, conn: sqlite3.Connection, c: SetReaction) -> Reacted:
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
+    if row is None:
+        return Reacted("missing")
+    message = _message(row)
+    if message.recalled_by:
+        return Reacted("recalled", message)
+    mine = [e for (e,) in conn.execute("SELECT emoji FROM reactions WHERE conv = ? AND seq = ? AND user_id = ?",
+                                       (c.conv, c.seq, c.user))]
+    if c.add:
+        if c.emoji in mine:
+            return Reacted("unchanged", message)
+        if len(mine) >= c.max_per_user:
+            return Reacted("too_many_mine", message)
+        present = conn.execute("SELECT count(DISTINCT emoji), sum(emoji = ?) FROM reactions WHERE conv = ? AND seq = ?",
+                               (c.emoji, c.conv, c.seq)).fetchone()
+        if not present[1] and present[0] >= c.max_emoji:
+            return Reacted("too_many_emoji", message)
+        conn.execute("INSERT INTO reactions (conv, seq, user_id, emoji, ts) VALUES (?, ?, ?, ?, ?)",
+                     (c.conv, c.seq, c.user, c.emoji, c.ts))
+    else:
+        if c.emoji not in mine:
+            return Reacted("unchanged", message)
+        conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ? AND user_id = ? AND emoji = ?",
+                     (c.conv, c.seq, c.user, c.emoji))
+    summary = reaction_summary(conn.execute(
+        "SELECT emoji, user_id FROM reactions WHERE conv = ? AND seq = ? ORDER BY ts, user_id", (c.conv, c.seq)), c.shown)
+    rev = _next_rev(conn, c.conv)
+    conn.execute("UPDATE messages SET reactions = ?, rev = ? WHERE conv = ? AND seq = ?", (summary, rev, c.conv, c.seq))
+    return Reacted("changed", msgspec.structs.replace(message, reactions=summary, rev=rev))
+
+
+def _share_files(store: SqliteStore, conn: sqlite3.Connection, c: ShareFiles) -> None:
+    conn.executemany("INSERT INTO file_convs (file_key, conv) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                     [(key, c.conv) for key in c.keys])
 
 
 def _group_conv(group: int) -> str:
@@ -992,6 +1084,8 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     RecallMessage: _recall,
     SetSettings: _set_settings,
     SetDisabled: _set_disabled,
+    SetReaction: _set_reaction,
+    ShareFiles: _share_files,
 }
 
 
@@ -1003,12 +1097,23 @@ def _read_messages(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], 
     out: list[StoredMessage] = []
     total = 0
     for row in conn.execute(sql, params):
-        out.append(StoredMessage(*row))
+        out.append(_message(row))
         if max_bytes:
             total += len(row[7].encode())
             if total > max_bytes:
                 break
     return out
+
+
+def _messages_changed(conn: sqlite3.Connection, conv: str, after_rev: int, up_to_seq: int,
+                      limit: int) -> tuple[list[StoredMessage], int]:
+    # the revision first, and no row above it: a change committed between the two reads
+    # comes at the next ask, never skipped
+    top = conn.execute("SELECT coalesce(max(rev), 0) FROM messages WHERE conv = ? AND rev > 0", (conv,)).fetchone()[0]
+    rows = [_message(row) for row in conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND rev > ? AND rev <= ? AND seq <= ?"
+        " ORDER BY rev LIMIT ?", (conv, max(after_rev, 0), top, up_to_seq, limit))]
+    return rows, top
 
 
 def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
@@ -1024,7 +1129,7 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
              for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in conn.execute(
                  "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
                  " WHERE user_id = ?", (user_id,))]
-    heads = [StoredMessage(*row) for row in conn.execute(
+    heads = [_message(row) for row in conn.execute(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
         " AND m.seq = (SELECT max(seq) FROM messages WHERE conv = u.conv) WHERE u.user_id = ?", (user_id,))]
@@ -1047,7 +1152,7 @@ def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:
         "SELECT user_id, message, ts FROM group_requests WHERE group_id = ? ORDER BY ts", (group_id,))]
     head = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? ORDER BY seq DESC LIMIT 1",
                         (_group_conv(group_id),)).fetchone()
-    return GroupRecords(group, members, requests, StoredMessage(*head) if head else None)
+    return GroupRecords(group, members, requests, _message(head) if head else None)
 
 
 def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: str, before_id: int,
@@ -1081,7 +1186,7 @@ def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: st
                " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
                " WHERE instr(lower(t.body), ?) > 0 AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
         params += [_ascii_lower(text), before_id or _NO_BOUND, limit]
-    return [StoredMessage(*row) for row in conn.execute(sql, params)]
+    return [_message(row) for row in conn.execute(sql, params)]
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

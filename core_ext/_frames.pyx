@@ -20,6 +20,7 @@ include "_header.pxi"
 
 import msgspec
 
+from . import bodies as _bodies
 from . import content as _content
 from .errors import FrameError
 from .protocol import MAX_BODY_SIZE, VERSION, ErrorCode, Flag, Op
@@ -155,6 +156,10 @@ cdef bytes _K_MENTION_ALL = b"\xabmention_all"
 cdef bytes _K_RECALLED_BY = b"\xabrecalled_by"
 cdef bytes _K_RECALLED_AT = b"\xabrecalled_at"
 cdef bytes _K_MSG_ID = b"\xa6msg_id"
+cdef bytes _K_FORWARDED_FROM = b"\xaeforwarded_from"
+# msgspec writes a Struct of more than 15 fields with a map16 header whatever the keys it
+# leaves out (fixmap holds 15): so does this encoder, when Message grows past that
+cdef bint _MAP16 = len(_bodies.Message.__struct_fields__) > 15
 
 
 cdef bytes _frame(Buf* b, uint8_t op, uint32_t req_id, uint64_t target, uint16_t flags):
@@ -215,6 +220,7 @@ cpdef bytes message_frame(object op, object m):
     cdef str mentions = m.mentions
     cdef int64_t recalled_by = m.recalled_by
     cdef int64_t recalled_at = m.recalled_at
+    cdef int64_t fwd = m.fwd
     cdef int type_ = m.type
     cdef int keys = 9
     cdef bint everyone = False
@@ -232,9 +238,14 @@ cpdef bytes message_frame(object op, object m):
         keys += 1
     if recalled_at:
         keys += 1
+    if fwd:  # a forward's copy
+        keys += 1
     _open(&b, 160 + len(text) * 4)
     try:
-        _byte(&b, 0x80 | keys)
+        if _MAP16:
+            _tagged(&b, 0xde, <uint64_t>keys, 2)
+        else:
+            _byte(&b, 0x80 | keys)
         _key(&b, _K_ID)
         _int(&b, m.id)
         _key(&b, _K_CONV)
@@ -275,6 +286,9 @@ cpdef bytes message_frame(object op, object m):
         if recalled_at:
             _key(&b, _K_RECALLED_AT)
             _int(&b, recalled_at)
+        if fwd:
+            _key(&b, _K_FORWARDED_FROM)
+            _int(&b, fwd)
         return _frame(&b, op, 0, m.to, _GROUP if conv.startswith("g") else 0)
     finally:
         PyMem_Free(b.data)

@@ -2,17 +2,20 @@
 compiled encoders are tested against byte for byte (tests/core_ext/test_frames.py).
 
 ``m`` is a stored message: any object with ``StoredMessage``'s fields (id, conv, seq,
-sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at).
+sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at, fwd, and for
+pages reactions and rev, which a push does not carry).
 """
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from . import bodies, content
 from .codec import encode_frame
 from .protocol import Flag, Op
 
-__all__ = ["ack_frame", "message_frame", "message_body", "settle_sends"]
+__all__ = ["ack_frame", "message_frame", "message_body", "reactions", "settle_sends"]
 
 _SEND = int(Op.SEND)
 _SEND_ACK = int(Op.SEND_ACK)
@@ -20,7 +23,8 @@ _GROUP = int(Flag.GROUP)
 
 
 def message_body(m: Any) -> bodies.Message:
-    """The ``Message`` body of a stored message (pushes and pages)."""
+    """The ``Message`` body of a stored message (pushes and pages; a page carries the
+    reactions beside its messages: ``reactions``)."""
     if m.mentions:
         everyone = m.mentions == "*"
         mentions = [] if everyone else [int(u) for u in m.mentions.split(",")]
@@ -29,8 +33,18 @@ def message_body(m: Any) -> bodies.Message:
     return bodies.Message(
         id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
         content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
-        recalled_by=m.recalled_by, recalled_at=m.recalled_at,
+        recalled_by=m.recalled_by, recalled_at=m.recalled_at, forwarded_from=m.fwd,
     )
+
+
+_summaries = msgspec.json.Decoder(list[tuple[str, int, list[int]]])
+
+
+def reactions(summary: str) -> list[bodies.Reaction]:
+    """The ``Reaction`` items of a stored summary (``StoredMessage.reactions``)."""
+    if not summary:
+        return []
+    return [bodies.Reaction(emoji=e, count=n, users=users) for e, n, users in _summaries.decode(summary)]
 
 
 def ack_frame(req_id: int, m: Any) -> bytes:

@@ -53,8 +53,8 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    """Operations. Requests (client to server) are 0x01..0x3F and 0x50..0x7F; pushes
+    (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
@@ -118,6 +118,9 @@ class Op(enum.IntEnum):
     # files: upload and download grants (signed HTTP URLs)
     FILE_UPLOAD = 0x1A
     FILE_DOWNLOAD = 0x1B
+    # reactions and forwards
+    REACT = 0x58
+    FORWARD = 0x5A
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -176,6 +179,9 @@ class Op(enum.IntEnum):
     # files
     FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
     FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
+    # reactions and forwards
+    REACT_OK = REACT | RESPONSE_BIT
+    FORWARD_OK = FORWARD | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -188,6 +194,8 @@ class Op(enum.IntEnum):
     TYPING_PUSH = 0x47
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
+    # reactions
+    REACTION_PUSH = 0x4B
 
     ERROR = 0xFF
 
@@ -202,8 +210,8 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
+#: Every op a client may send: the requests, 0x01..0x3F and 0x50..0x7F.
+REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < RESPONSE_BIT)
 
 
 class ErrorCode(enum.IntEnum):
@@ -240,6 +248,11 @@ class ErrorCode(enum.IntEnum):
     BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     SEARCH_TIMEOUT = 3013  # SEARCH: not answered within the node's search timeout
     FILE_QUOTA_EXCEEDED = 3014  # FILE_UPLOAD: the account keeps as many bytes of files as it may
+    # reactions and forwards
+    REACTION_LIMIT = 3023  # REACT: the message has as many distinct emoji, or you as many reactions, as it may
+    MESSAGE_RECALLED = 3024  # REACT, FORWARD: the message was recalled
+    FORWARD_LIMIT = 3025  # FORWARD: more messages than the node's forward_max at once
+    NOT_FORWARDABLE = 3026  # FORWARD: a message of a kind that is not forwarded (a call record)
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -36,6 +36,7 @@ from ..services.calls import Calls
 from ..services.indicators import Typing
 from ..services.presence import CHANNEL, Audience, PresenceWatch
 from ..services.quota import SendQuota
+from ..services.reactions import Reactions
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
@@ -164,10 +165,13 @@ class Node:
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
-                                       config.file_grant_ttl, config.file_grants_per_minute)
+                                       config.file_grant_ttl, config.file_grants_per_minute,
+                                       forwarded_to=self.store.file_convs)
+        self.reactions = Reactions(self.store, conversations, self.delivery, config.reaction_max_emoji,
+                                   config.reaction_max_per_user, config.reactions_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
-                       users=users)
+                       users=users, reactions=self.reactions, forward_max=config.forward_max)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -495,6 +499,7 @@ class Node:
         self.typing.forget(user_id)
         self.state.forget_user(user_id)
         self._file_grants.forget(user_id)
+        self.reactions.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""

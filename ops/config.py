@@ -151,6 +151,15 @@ class Config:
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
+    #: different emoji one message may carry as reactions (REACT beyond: 3023 REACTION_LIMIT)
+    reaction_max_emoji: int = 20
+    #: reactions one user may put on one message, each a different emoji (3023 beyond)
+    reaction_max_per_user: int = 3
+    #: reactions (added or taken back) one account may make a minute, as a bucket of that
+    #: many (4000 RATE_LIMITED beyond)
+    reactions_per_minute: int = 120
+    #: messages one FORWARD may copy at once (3025 FORWARD_LIMIT beyond; at most 100)
+    forward_max: int = 20
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -385,6 +394,11 @@ class Config:
             raise ConfigError("file_grants_per_minute must be at least 1")
         if self.recall_window < 0:
             raise ConfigError("recall_window must be 0 or more seconds")
+        for name in ("reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if not 1 <= self.forward_max <= 100:
+            raise ConfigError("forward_max must be 1 to 100")
         if self.presence_debounce < 0 or self.presence_rate <= 0 or self.presence_burst < 1 \
                 or self.presence_max_watch < 1:
             raise ConfigError("presence_debounce must be ≥ 0, presence_rate positive, presence_burst and"
@@ -495,7 +509,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
-    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Messaging": ("strangers_may_send", "recall_window", "reaction_max_emoji", "reaction_max_per_user",
+                  "reactions_per_minute", "forward_max", "presence_debounce", "call_ring_timeout", "call_ttl"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 

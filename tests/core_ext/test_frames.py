@@ -39,8 +39,12 @@ def stored(draw: st.DrawFn) -> StoredMessage:
     mentions = draw(st.one_of(st.just(""), st.just("*"),
                               st.lists(st.integers(1, 2**63 - 1), min_size=1, max_size=20).map(
                                   lambda us: ",".join(map(str, us)))))
+    # a forward's mark: none, the original sender, or hidden (-1); reactions never go in a push
+    fwd = draw(st.one_of(st.just(0), st.just(-1), ID))
+    reactions = draw(st.one_of(st.just(""), st.just('[["\U0001f44d",3,[1,2,3]]]')))
     return StoredMessage(draw(ID), ConvId(conv), draw(ID), UserId(draw(ID)), to, draw(st.text(max_size=64)), type_,
-                         text, draw(ID), mentions, draw(st.one_of(st.just(0), ID)), draw(st.one_of(st.just(0), ID)))
+                         text, draw(ID), mentions, draw(st.one_of(st.just(0), ID)), draw(st.one_of(st.just(0), ID)),
+                         fwd=fwd, reactions=reactions, rev=draw(st.integers(0, 5)))
 
 
 @given(stored(), st.integers(0, 0xFFFFFFFF))
@@ -66,6 +70,7 @@ def test_a_push_decodes_back_to_its_message(impl, m: StoredMessage) -> None:
     assert got.mention_all == (m.mentions == "*")
     assert got.mentions == ([int(u) for u in m.mentions.split(",")] if m.mentions not in ("", "*") else [])
     assert (got.recalled_by, got.recalled_at) == (m.recalled_by, m.recalled_at)
+    assert got.forwarded_from == m.fwd
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["python", "cython"])
