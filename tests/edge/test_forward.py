@@ -6,7 +6,9 @@ upload and download through the node's HTTP port)."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import msgspec
 import pytest
 
 from edgeim.core_ext import content
@@ -163,3 +165,28 @@ async def test_a_forwarded_file_downloads_for_the_new_conversation(serve_factory
         await carol.group_quit(group.group)
         await refused(carol.file_download_grant(key), ErrorCode.FORBIDDEN)
         assert await alice.download(key) == b"%PDF-1.7 the plan"
+
+
+class Unchecked(msgspec.Struct):
+    """A FORWARD body as a client that does not check it would send it."""
+
+    conv: Any
+    seqs: Any
+    cmid: Any
+
+
+@pytest.mark.parametrize("body, field", [
+    (Unchecked(conv="p1_2", seqs=[], cmid="c"), "seqs"),
+    (Unchecked(conv="p1_2", seqs=list(range(1, 102)), cmid="c"), "seqs"),
+    (Unchecked(conv="p1_2", seqs=[0], cmid="c"), "seqs"),
+    (Unchecked(conv="p1_2", seqs=["1"], cmid="c"), "seqs"),
+    (Unchecked(conv="p1_2", seqs=[1], cmid="c" * 61), "cmid"),
+    (Unchecked(conv="", seqs=[1], cmid="c"), "conv"),
+])
+async def test_a_bad_forward_body_is_1003_naming_the_field(clients, body, field):
+    alice, bob = await clients(), await clients()
+    await new_user(alice)
+    _, bob_id = await new_user(bob)
+    err = await refused(alice.request(Op.FORWARD, body, target=bob_id), ErrorCode.BAD_BODY)
+    assert field in err.message, err.message
+    assert await alice.conversations() == []
