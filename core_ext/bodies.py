@@ -123,7 +123,7 @@ class Search(_Body):
 class Sync(_Body):
     """``changes_after`` (optional): the highest ``rev`` the client has seen in ``conv``;
     the page then also lists, in ``changed``, the messages up to ``after_seq`` whose
-    reactions changed (or that were recalled) since (section 9.21.3)."""
+    reactions changed (or that were recalled) since (docs/protocol.md section 9.23.3)."""
 
     conv: ConvId
     after_seq: Seq = 0
