@@ -12,6 +12,7 @@ import type {
   GroupEvent,
   Kicked,
   Message,
+  ReactionEvent,
   ReadMark,
   ReconnectInfo,
   TypingEvent,
@@ -32,6 +33,8 @@ export interface ClientEvents {
   typing: TypingEvent;
   presence: UserPresence;
   call: CallEvent;
+  /** A reaction was added or taken back on another device (REACTION_PUSH). */
+  reaction: ReactionEvent;
   /** Another login took this (user, terminal), or an operator closed it; no auto-reconnect. */
   kicked: Kicked;
   /** The WebSocket opened (first connect and each reconnect attempt that reached a node). */

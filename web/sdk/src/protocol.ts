@@ -15,7 +15,7 @@ export const RESPONSE_BIT = 0x80;
 /** Items per list page the server allows (FRIENDS, GROUPS, GROUP_MEMBERS, CONVERSATIONS...). */
 export const MAX_LIST = 500;
 
-/** Operations: requests 0x01..0x3F, pushes 0x40..0x7F, replies request | 0x80, ERROR 0xFF. */
+/** Operations: requests 0x01..0x3F and 0x50..0x7F, pushes 0x40..0x4F, replies request | 0x80, ERROR 0xFF. */
 export const Op = {
   PING: 0x01,
   REGISTER: 0x02,
@@ -72,6 +72,8 @@ export const Op = {
   GROUP_TRANSFER: 0x3d,
   GROUP_MUTE: 0x3e,
   GROUP_MUTE_ALL: 0x3f,
+  REACT: 0x58,
+  FORWARD: 0x5a,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -83,6 +85,7 @@ export const Op = {
   TYPING_PUSH: 0x47,
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
+  REACTION_PUSH: 0x4b,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -126,6 +129,10 @@ export const ErrorCode = {
   BUSY: 3012,
   SEARCH_TIMEOUT: 3013,
   FILE_QUOTA_EXCEEDED: 3014,
+  REACTION_LIMIT: 3023,
+  MESSAGE_RECALLED: 3024,
+  FORWARD_LIMIT: 3025,
+  NOT_FORWARDABLE: 3026,
   RATE_LIMITED: 4000,
   TOO_MANY_SESSIONS: 4001,
   INTERNAL: 5000,
