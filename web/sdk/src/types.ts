@@ -51,8 +51,12 @@ export interface Message {
   recalledAt: number;
   /** In a page only: stored by an older server too large for a frame; `content` is "". */
   tooLarge: boolean;
-  /** A copy made by forward(): the original sender, -1n when not named; 0n when not forwarded. */
-  forwardedFrom: bigint;
+  /**
+   * A copy made by forward(): the original sender, -1n when not named; 0n when not forwarded.
+   * Always set on messages from the SDK; optional so that messages an application builds
+   * itself (a local echo of its own send) need not carry it.
+   */
+  forwardedFrom?: bigint;
 }
 
 /** One emoji on one message: how many reacted with it, and the first (up to 10) of them. */
