@@ -34,15 +34,19 @@ SAMPLER_TYPES = {
     "groups": "GROUPS, first page",
     "group_members": "GROUP_MEMBERS of the user's first group, first page",
     "file_upload_grant": "FILE_UPLOAD: ask for an upload URL for a 100 KiB image in the conversation with the peer",
+    "react": "REACT on the first message of the conversation with the peer: adds an emoji, the next one takes it back",
+    "forward": "FORWARD the first message of the conversation with the peer to the user's first group; sampled until FORWARD_OK",
 }
 
 
 def _unsupported() -> dict[str, str]:
     """Sampler types the installed protocol has no operation for, with the reason."""
     from ..core_ext.protocol import Op
-    if hasattr(Op, "FILE_UPLOAD"):
-        return {}
-    return {"file_upload_grant": "this edgeim's protocol has no FILE_UPLOAD operation"}
+    missing = {}
+    for kind, op in (("file_upload_grant", "FILE_UPLOAD"), ("react", "REACT"), ("forward", "FORWARD")):
+        if not hasattr(Op, op):
+            missing[kind] = f"this edgeim's protocol has no {op} operation"
+    return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send"})
 ASSERTIONS = {
