@@ -211,10 +211,10 @@ class Api:
         """FORWARD: copies checked as SENDs (services/messages.py), charged to the send
         quota each, then appended and pushed by the pipeline; the reply once all are durable."""
         group = bool(flags & _GROUP)
-        copies = await self._messages.forward(self._me(s), target, group, req, self._forward_max)
+        copies, files = await self._messages.forward(self._me(s), target, group, req, self._forward_max)
         audience = self._audience(target) if group else 1
-        for copy in copies:
-            self._quota.charge(s.user_id, len(copy.content.encode()), audience)
+        self._quota.charge_all(s.user_id, [len(copy.content.encode()) for copy in copies], audience)
+        await self._messages.share_files(copies[0].conv, files)  # only once nothing can refuse it
         acks = await self._pipeline.forward(s, copies)
         s.reply(Op.FORWARD_OK, req_id, bodies.ForwardOk(acks=acks))
 

@@ -116,15 +116,15 @@ class Messages:
     # -- forwarding -----------------------------------------------------------------------------
 
     async def forward(self, sender: UserState, target: int, group: bool, req: bodies.Forward,
-                      most: int) -> list[NewMessage]:
+                      most: int) -> tuple[list[NewMessage], tuple[str, ...]]:
         """FORWARD, checked and built: messages ``req.seqs`` of ``req.conv``, which the
         sender must be able to read, as new messages of the sender to ``target`` under the
         rules of SEND (friends, blocks, membership, mutes), each marked with its original
         sender (``NewMessage.fwd``; -1 with ``hide_sender``; a copy of a copy keeps the
         first mark). At most ``most`` at once (3025); recalled ones (3024) and call records
-        (3026) are refused, and nothing is forwarded then. The files they reference whose
-        keys name another conversation are shared with the target's (``ShareFiles``),
-        durably, before this returns: its readers can download them once the copies arrive."""
+        (3026) are refused, and nothing is forwarded then. Returns the copies and the keys of
+        the files they reference that name another conversation than the target's: give
+        them to ``share_files`` before the copies are appended."""
         if len(req.seqs) > most:
             raise RequestError(f"at most {most} messages may be forwarded at once", ErrorCode.FORWARD_LIMIT)
         floor = await self._conversations.floor(sender.id, req.conv)  # FORBIDDEN: not a reader
@@ -145,9 +145,13 @@ class Messages:
             mark = -1 if req.hide_sender else (message.fwd or message.sender)
             news.append(msgspec.structs.replace(new, fwd=mark))
         keys = [key for m in sources for key in file_keys(m.type, m.content) if key.split("/", 1)[0] != news[0].conv]
+        return news, tuple(dict.fromkeys(keys))
+
+    async def share_files(self, conv: ConvId, keys: tuple[str, ...]) -> None:
+        """Files forwarded into ``conv``: its readers may download them (``ShareFiles``),
+        durable when this returns, so before the copies that reference them arrive."""
         if keys:
-            await self._store.apply(ShareFiles(news[0].conv, tuple(dict.fromkeys(keys))))
-        return news
+            await self._store.apply(ShareFiles(conv, keys))
 
     async def _read_seqs(self, user: UserId, conv: ConvId, seqs: list[int]) -> dict[int, StoredMessage]:
         """Messages ``seqs`` (ascending) of ``conv``: one read per run of close seqs."""

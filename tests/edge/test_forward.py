@@ -190,3 +190,22 @@ async def test_a_bad_forward_body_is_1003_naming_the_field(clients, body, field)
     err = await refused(alice.request(Op.FORWARD, body, target=bob_id), ErrorCode.BAD_BODY)
     assert field in err.message, err.message
     assert await alice.conversations() == []
+
+
+async def test_a_forward_over_the_send_budget_shares_no_file(serve_factory):
+    """The copies are charged to the send budget like SENDs; a forward refused there (4000)
+    stores no copy and shares no file."""
+    node = serve_factory(user_send_rate=0.001, user_send_burst=2)
+    async with Client(node.url) as alice, Client(node.url) as bob, Client(node.url) as carol:
+        _, alice_id = await new_user(alice)
+        _, bob_id = await new_user(bob)
+        _, carol_id = await new_user(carol)
+        source = private(alice_id, bob_id)
+        key = await alice.upload(source, b"budgeted", "text/plain", name="b.txt")
+        ack = await alice.send_typed(bob_id, content.File(key=key, name="b.txt", size=8, mime="text/plain"))
+        await alice.send(bob_id, "and a text")
+        await refused(bob.forward(carol_id, source, [ack.seq, ack.seq + 1, ack.seq]), ErrorCode.RATE_LIMITED)
+        await refused(carol.file_download_grant(key), ErrorCode.FORBIDDEN)
+        assert (await carol.history(private(bob_id, carol_id))).msgs == []
+        await bob.forward(carol_id, source, [ack.seq, ack.seq + 1])  # within the budget: both
+        assert await carol.download(key) == b"budgeted"
