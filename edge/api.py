@@ -208,8 +208,9 @@ class Api:
                 previous.add_done_callback(lambda _: mine.set_result(None))
 
     async def on_forward(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Forward) -> None:
-        """FORWARD: copies checked as SENDs (services/messages.py), charged to the send
-        quota each, then appended and pushed by the pipeline; the reply once all are durable."""
+        """FORWARD: copies checked as SENDs (services/messages.py) and charged to the send
+        budget (all or none), their files shared with the target, then appended and pushed
+        by the pipeline; the reply once all are durable."""
         group = bool(flags & _GROUP)
         copies, files = await self._messages.forward(self._me(s), target, group, req, self._forward_max)
         audience = self._audience(target) if group else 1

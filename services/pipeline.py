@@ -11,8 +11,8 @@ A message is admitted by ``Messages`` (who may send, ids, the checks) and handed
      once and handed to ``Delivery`` for the other nodes, with the stored message beside
      the frame (other nodes take their state from that record, not from the bytes).
 
-SEND (1:1 and group), FORWARD's copies (``forward``), a recall's tombstone, a call's record and any message the server
-writes go through here; the edge parses frames and hands the replies back, and holds no
+SEND (1:1 and group), FORWARD's copies (``forward``), a recall's tombstone, a call's
+record and any message the server writes go through here; the edge parses frames and hands the replies back, and holds no
 after-commit logic. A connection's sends are enqueued in the order it sent them and the
 store commits in enqueue order, so its acks come back in that order; a retried send
 (same cmid) is acked with the stored ids and not pushed again.
