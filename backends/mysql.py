@@ -55,7 +55,7 @@ from .protocols import (
     ConvId, CreateGroup, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation, DropJoinRequest,
     DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, InvitationsFull,
     JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember,
-    RecallMessage, RevokeToken,
+    Reacted, RecallMessage, RevokeToken, SetReaction, ShareFiles, reaction_summary,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     DeleteAccount, SetCredentials, SetProfile,
     UserConv, UserId, UsernameTaken, UserRecords,
@@ -257,12 +257,34 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE users ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE users ADD COLUMN IF NOT EXISTS deleted_at BIGINT NOT NULL DEFAULT 0",
     ),
+    (
+        # reactions and forwards (SqliteStore's step with them): the reaction rows, the
+        # message's summary (TEXT: NULL for none, TiDB takes no TEXT default) and revision,
+        # the forward mark, and the conversations a file was forwarded to
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS fwd BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS reactions TEXT NULL",
+        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS rev BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX IF NOT EXISTS messages_by_rev ON messages (conv, rev)",
+        f"""CREATE TABLE IF NOT EXISTS reactions (
+            conv    VARCHAR(128) NOT NULL,
+            seq     BIGINT       NOT NULL,
+            user_id BIGINT       NOT NULL,
+            emoji   VARCHAR(64)  NOT NULL,
+            ts      BIGINT       NOT NULL,
+            PRIMARY KEY (conv, seq, user_id, emoji)
+        ) {_TABLE}""",
+        f"""CREATE TABLE IF NOT EXISTS file_convs (
+            file_key VARCHAR(512) NOT NULL,
+            conv     VARCHAR(128) NOT NULL,
+            PRIMARY KEY (file_key, conv)
+        ) {_TABLE}""",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
     "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "group_invitations",
-    "message_edits",
+    "message_edits", "reactions", "file_convs",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -274,7 +296,7 @@ _IN_CHUNK = 500  # tuples per IN (...) list
 _WRITER_ROWS_KEPT_MS = 7 * 24 * 3600 * 1000  # store_writers rows of stores gone this long are deleted
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
-                    " reply_to, edited_at, edit_rev")
+                    " reply_to, edited_at, edit_rev, fwd, reactions, rev")
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
 # only %s placeholders inside VALUES (...): mysqlclient then sends executemany as ONE
 # multi-row statement (it splits at 64 KiB)
@@ -551,6 +573,13 @@ class MysqlStore(WriteQueue):
             _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
             " AND m.edit_rev = e.rev WHERE e.conv = %s AND e.rev > %s AND m.seq > %s ORDER BY e.rev LIMIT %s",
             (conv, after_rev, floor, limit), 0)
+    async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
+                               limit: int) -> tuple[list[StoredMessage], int]:
+        return await self._read(_in_snapshot, _messages_changed, conv, after_rev, up_to_seq, limit)
+
+    async def file_convs(self, key: str) -> list[ConvId]:
+        rows = await self._read(_fetchall, "SELECT conv FROM file_convs WHERE file_key = %s", (key,))
+        return [ConvId(r[0]) for r in rows]
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read(_in_snapshot, _load_user, user_id)
@@ -781,7 +810,9 @@ class MysqlStore(WriteQueue):
         locked = {m.conv for m in appends}
         locked.update(_group_conv(op.change.group) for op in batch
                       if isinstance(op, Apply) and isinstance(op.change, PutMember))
-        locked.update(op.change.conv for op in batch if isinstance(op, Apply) and isinstance(op.change, EditMessage))
+        # an edit, a reaction or a recall moves a conversation's revision: under its lock, as seqs
+        locked.update(op.change.conv for op in batch
+                      if isinstance(op, Apply) and isinstance(op.change, (EditMessage, SetReaction, RecallMessage)))
         cur.execute("START TRANSACTION")
         last = _lock_convs(cur, sorted(locked))
         start_last = dict(last)
@@ -794,6 +825,7 @@ class MysqlStore(WriteQueue):
         touched: dict[tuple[int, str], int] = {}  # (sender, conv) -> newest seq it sent
         mentioned: list[tuple[str, int, str]] = []  # (conv, seq, mentions) of the messages that mention
         replies: list[tuple[int, int]] = []  # (reply_to, id) of the replies (a statement of their own)
+        forwarded: list[tuple[int, int]] = []  # (fwd, id) of the forwards' copies
 
         def flush() -> None:
             if run:
@@ -834,6 +866,9 @@ class MysqlStore(WriteQueue):
                 if m.reply_to:
                     replies.append((m.reply_to, m.msg_id))
                     stored = msgspec.structs.replace(stored, reply_to=m.reply_to, quote=m.quote)
+                if m.fwd:  # a forward's copy: its mark is set once its row is in
+                    forwarded.append((m.fwd, m.msg_id))
+                    stored = msgspec.structs.replace(stored, fwd=m.fwd)
                 known[(m.sender, m.cmid)] = stored
                 for user in m.members:  # a private conversation enters both lists
                     entering[(user, m.conv)] = None
@@ -865,6 +900,8 @@ class MysqlStore(WriteQueue):
             _move_read_cursors(cur, touched)
         for conv, seq, mentions in mentioned:
             _mark_mentions(cur, conv, seq, mentions)
+        if forwarded:
+            cur.executemany("UPDATE messages SET fwd = %s WHERE id = %s", forwarded)
         moved = [(conv, seq) for conv, seq in last.items() if seq != start_last.get(conv)]
         if moved:
             cur.executemany(_SET_LAST_SEQS, moved)
@@ -879,10 +916,11 @@ class MysqlStore(WriteQueue):
 def _message(row: tuple[Any, ...]) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage: cmid comes
     back as the bytes of its VARBINARY column."""
-    id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at, \
-        edit_rev = row
+    (id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at,
+     edit_rev, fwd, reactions, rev) = row
     return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts, mentions, recalled_by,
-                         recalled_at, reply_to=reply_to, edited_at=edited_at, edit_rev=edit_rev)
+                         recalled_at, reply_to=reply_to, edited_at=edited_at, edit_rev=edit_rev, fwd=fwd,
+                         reactions=reactions or "", rev=rev)
 
 
 def _refusal(m: NewMessage) -> ValueError | None:
@@ -1154,6 +1192,11 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
                    " WHERE conv = %s AND seq = %s AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if tx.cur.rowcount == 0:
         return None
+    # its reactions go with its content; a message that had some moves the revision
+    tx.cur.execute("DELETE FROM reactions WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    if tx.cur.rowcount:
+        tx.cur.execute("UPDATE messages SET reactions = NULL, rev = %s WHERE conv = %s AND seq = %s",
+                       (_next_rev(tx.cur, c.conv), c.conv, c.seq))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
     return _message(tx.cur.fetchone())
 
@@ -1173,6 +1216,52 @@ def _edit(tx: _Tx, c: EditMessage) -> StoredMessage | None:
     tx.cur.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (%s, %s, %s)", (c.conv, rev, found[0]))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE id = %s", (found[0],))
     return _message(tx.cur.fetchone())
+def _next_rev(cur: Any, conv: str) -> int:
+    """One more than the conversation's revision (the caller holds its convs row lock)."""
+    cur.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = %s", (conv,))
+    return int(cur.fetchone()[0])
+
+
+def _set_reaction(tx: _Tx, c: SetReaction) -> Reacted:
+    cur = tx.cur
+    cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    row = cur.fetchone()
+    if row is None:
+        return Reacted("missing")
+    message = _message(row)
+    if message.recalled_by:
+        return Reacted("recalled", message)
+    cur.execute("SELECT emoji FROM reactions WHERE conv = %s AND seq = %s AND user_id = %s", (c.conv, c.seq, c.user))
+    mine = [r[0] for r in cur.fetchall()]
+    if c.add:
+        if c.emoji in mine:
+            return Reacted("unchanged", message)
+        if len(mine) >= c.max_per_user:
+            return Reacted("too_many_mine", message)
+        cur.execute("SELECT count(DISTINCT emoji), coalesce(sum(emoji = %s), 0) FROM reactions"
+                    " WHERE conv = %s AND seq = %s", (c.emoji, c.conv, c.seq))
+        distinct, present = cur.fetchone()
+        if not present and distinct >= c.max_emoji:
+            return Reacted("too_many_emoji", message)
+        cur.execute("INSERT INTO reactions (conv, seq, user_id, emoji, ts) VALUES (%s, %s, %s, %s, %s)",
+                    (c.conv, c.seq, c.user, c.emoji, c.ts))
+    else:
+        if c.emoji not in mine:
+            return Reacted("unchanged", message)
+        cur.execute("DELETE FROM reactions WHERE conv = %s AND seq = %s AND user_id = %s AND emoji = %s",
+                    (c.conv, c.seq, c.user, c.emoji))
+    cur.execute("SELECT emoji, user_id FROM reactions WHERE conv = %s AND seq = %s ORDER BY ts, user_id",
+                (c.conv, c.seq))
+    summary = reaction_summary(cur.fetchall(), c.shown)
+    rev = _next_rev(cur, c.conv)
+    cur.execute("UPDATE messages SET reactions = %s, rev = %s WHERE conv = %s AND seq = %s",
+                (summary or None, rev, c.conv, c.seq))
+    return Reacted("changed", msgspec.structs.replace(message, reactions=summary, rev=rev))
+
+
+def _share_files(tx: _Tx, c: ShareFiles) -> None:
+    tx.cur.executemany("INSERT INTO file_convs (file_key, conv) VALUES (%s, %s)"
+                       " ON DUPLICATE KEY UPDATE conv = conv", [(key, c.conv) for key in c.keys])
 
 
 def _set_settings(tx: _Tx, c: SetSettings) -> None:
@@ -1288,6 +1377,8 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     SetProfile: _set_profile,
     SetCredentials: _set_credentials,
     DeleteAccount: _delete_account,
+    SetReaction: _set_reaction,
+    ShareFiles: _share_files,
 }
 
 
@@ -1322,6 +1413,15 @@ def _read_messages(cur: Any, sql: str, params: tuple[Any, ...], max_bytes: int) 
             if total > max_bytes:
                 break
     return out
+
+
+def _messages_changed(cur: Any, conv: str, after_rev: int, up_to_seq: int,
+                      limit: int) -> tuple[list[StoredMessage], int]:
+    cur.execute("SELECT coalesce(max(rev), 0) FROM messages WHERE conv = %s", (conv,))
+    top = int(cur.fetchone()[0])
+    cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND rev > %s AND rev <= %s AND seq <= %s ORDER BY rev LIMIT %s",
+                (conv, max(after_rev, 0), top, up_to_seq, limit))
+    return [_message(r) for r in cur.fetchall()], top
 
 
 def _load_user(cur: Any, user_id: int) -> UserRecords:

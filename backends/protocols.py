@@ -9,6 +9,7 @@ and a Struct is built about ten times faster than a frozen dataclass.
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any, Awaitable, Callable, NewType, Protocol, Sequence
 
 import msgspec
@@ -25,6 +26,8 @@ __all__ = [
     "Invitation", "PutInvitations", "DropInvitation", "InvitationsFull",
     # replies and edits
     "Quote", "EditMessage",
+    # reactions and forwards
+    "SetReaction", "Reacted", "ShareFiles", "reaction_summary",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     # accounts and profiles
@@ -127,6 +130,8 @@ class NewMessage(msgspec.Struct, frozen=True):
     #: the sender's node saw it (not stored: carried to the StoredMessage for the push)
     reply_to: int = 0
     quote: Quote | None = None
+    #: a forwarded message: its original sender, or -1 when the forwarder hides them; 0: not forwarded
+    fwd: int = 0
 
 
 class StoredMessage(msgspec.Struct, frozen=True):
@@ -149,6 +154,12 @@ class StoredMessage(msgspec.Struct, frozen=True):
     #: a reply's quoted message, when resolved (the push of a new reply; pages resolve it
     #: when they are read): never stored
     quote: Quote | None = None
+    fwd: int = 0  # as in NewMessage
+    #: the message's reactions (SetReaction), JSON ``[[emoji, count, [first users]], ...]``; "" none
+    reactions: str = ""
+    #: the conversation's revision at the last change of this message's reactions (or its
+    #: recall, once it had any); 0: never changed
+    rev: int = 0
 
 
 # -- the social graph and per-user state ------------------------------------------------------
@@ -397,6 +408,54 @@ class EditMessage(msgspec.Struct, frozen=True, tag=True):
     by: UserId
     content: str
     at: int  # unix ms
+class SetReaction(msgspec.Struct, frozen=True, tag=True):
+    """Add (``add``) or take back ``user``'s reaction ``emoji`` on message ``seq`` of
+    ``conv``, within the bounds: at most ``max_emoji`` distinct emoji on the message, at
+    most ``max_per_user`` reactions of one user on it. A change moves the conversation's
+    revision (one more than the highest ``rev`` of its messages) and stamps the message
+    with it, with its new summary (``StoredMessage.reactions``). Resolves to ``Reacted``;
+    a refusal or a no-op writes nothing."""
+
+    conv: ConvId
+    seq: int
+    user: UserId
+    emoji: str
+    add: bool
+    ts: int  # unix ms
+    max_emoji: int
+    max_per_user: int
+    shown: int = 10  # users listed per emoji in the summary
+
+
+class Reacted(msgspec.Struct, frozen=True):
+    """What ``SetReaction`` did: ``outcome`` is "changed", "unchanged" (added again, or
+    removed what was not there), "missing" (no such message), "recalled", "too_many_emoji"
+    or "too_many_mine"; ``message`` the message as it is now (None when missing)."""
+
+    outcome: str
+    message: StoredMessage | None = None
+
+
+def reaction_summary(rows: Any, shown: int) -> str:
+    """The stored summary of a message's reactions from its (emoji, user) rows, oldest
+    first: ``[[emoji, count, [first users]], ...]`` in the order each emoji came; "" none."""
+    summary: dict[str, list[Any]] = {}
+    for emoji, user in rows:
+        entry = summary.get(emoji)
+        if entry is None:
+            entry = summary[emoji] = [emoji, 0, []]
+        entry[1] += 1
+        if len(entry[2]) < shown:
+            entry[2].append(user)
+    return json.dumps(list(summary.values()), ensure_ascii=False, separators=(",", ":")) if summary else ""
+
+
+class ShareFiles(msgspec.Struct, frozen=True, tag=True):
+    """Files whose keys name another conversation are now also referenced by a message of
+    ``conv`` (a forward): its readers may download them (``Store.file_convs``)."""
+
+    conv: ConvId
+    keys: tuple[str, ...]
 
 
 class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
@@ -463,7 +522,7 @@ Change = (
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
     | SetSettings | SetDisabled | PutInvitations | DropInvitation | EditMessage | SetProfile | SetCredentials
-    | DeleteAccount
+    | DeleteAccount | SetReaction | ShareFiles
 )
 
 
@@ -526,6 +585,16 @@ class Store(Protocol):
     async def messages_before(self, conv: ConvId, before_seq: int, limit: int, max_bytes: int = 0) -> list[StoredMessage]:
         """Messages with seq < before_seq (0: no bound), the newest ``limit`` of them, ascending;
         ``max_bytes`` counts from the newest, as in ``messages_after``."""
+
+    async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
+                               limit: int) -> tuple[list[StoredMessage], int]:
+        """Messages of ``conv`` with seq <= ``up_to_seq`` whose ``rev`` is above
+        ``after_rev``, by rev ascending, at most ``limit``; and the conversation's revision
+        (its highest ``rev``), read in the same snapshot."""
+
+    async def file_convs(self, key: str) -> list[ConvId]:
+        """The conversations a file was forwarded to (``ShareFiles``), besides the one its
+        key names."""
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         """The user's friends, requests, blocks and conversations with their newest messages."""

@@ -35,7 +35,7 @@ from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
     DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation,
     InvitationsFull, JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup,
-    PutJoinRequest, PutMember, RecallMessage, RevokeToken,
+    PutJoinRequest, PutMember, Reacted, RecallMessage, RevokeToken, SetReaction, ShareFiles, reaction_summary,
     SearchTimeout, SetBlock, SetCredentials, SetDisabled, SetPasswordHash, SetProfile, SetRemark, SetSettings,
     SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
@@ -226,6 +226,29 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE users ADD COLUMN epoch INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE users ADD COLUMN deleted_at INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- reactions and forwards: each reaction a row; the message keeps their summary and the
+    -- conversation's revision at their last change (a SYNC lists what changed after a
+    -- revision: messages_changed); a forwarded message names its original sender; a file
+    -- forwarded to another conversation may be downloaded by that conversation's readers
+    ALTER TABLE messages ADD COLUMN fwd INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE messages ADD COLUMN reactions TEXT NOT NULL DEFAULT '';
+    ALTER TABLE messages ADD COLUMN rev INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX messages_by_rev ON messages (conv, rev) WHERE rev > 0;
+    CREATE TABLE reactions (
+        conv    TEXT    NOT NULL,
+        seq     INTEGER NOT NULL,
+        user_id INTEGER NOT NULL,
+        emoji   TEXT    NOT NULL,
+        ts      INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq, user_id, emoji)
+    ) WITHOUT ROWID;
+    CREATE TABLE file_convs (
+        file_key TEXT NOT NULL,
+        conv     TEXT NOT NULL,
+        PRIMARY KEY (file_key, conv)
+    ) WITHOUT ROWID;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -241,7 +264,7 @@ _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
 _MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
-                    " reply_to, edited_at, edit_rev")
+                    " reply_to, edited_at, edit_rev, fwd, reactions, rev")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
@@ -440,6 +463,12 @@ class SqliteStore(WriteQueue):
             _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
             " AND m.edit_rev = e.rev WHERE e.conv = ? AND e.rev > ? AND m.seq > ? ORDER BY e.rev LIMIT ?",
             (conv, after_rev, floor, limit), 0)
+    async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
+                               limit: int) -> tuple[list[StoredMessage], int]:
+        return await self._read_with(_messages_changed, conv, after_rev, up_to_seq, limit)
+
+    async def file_convs(self, key: str) -> list[ConvId]:
+        return [row[0] for row in await self._read("SELECT conv FROM file_convs WHERE file_key = ?", (key,))]
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
@@ -730,6 +759,8 @@ class SqliteStore(WriteQueue):
             message = stored[at]
             if op.message.reply_to:
                 message = stored[at] = _replied(conn, op.message, message)  # (a retry later in the run: as is)
+            if op.message.fwd:  # a forward's copy: the mark is written beside the run's INSERT
+                message = stored[at] = self._forwarded(conn, message, op.message.fwd)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
 
@@ -748,8 +779,15 @@ class SqliteStore(WriteQueue):
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
         if m.reply_to:
             stored = _replied(conn, m, stored)
+        if m.fwd:
+            stored = self._forwarded(conn, stored, m.fwd)
         self._inserted(conn, m, stored, touched)
         return stored
+
+    @staticmethod
+    def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:
+        conn.execute("UPDATE messages SET fwd = ? WHERE id = ?", (fwd, stored.id))
+        return msgspec.structs.replace(stored, fwd=fwd)
 
     def _inserted(self, conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage,
                   touched: dict[tuple[int, str], int]) -> None:
@@ -943,6 +981,11 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
         " WHERE conv = ? AND seq = ? AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if cur.rowcount == 0:
         return None
+    # its reactions go with its content; a message that had some moves the conversation's
+    # revision, so that a device away meanwhile learns it (SYNC changes_after)
+    if conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ?", (c.conv, c.seq)).rowcount:
+        conn.execute("UPDATE messages SET reactions = '', rev = ? WHERE conv = ? AND seq = ?",
+                     (_next_rev(conn, c.conv), c.conv, c.seq))
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
     return _stored(row)
@@ -978,7 +1021,50 @@ def _replied(conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage) -> 
 
 def _stored(row: tuple[Any, ...], duplicate: bool = False) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage."""
-    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13], edit_rev=row[14])
+    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13], edit_rev=row[14],
+                         fwd=row[15], reactions=row[16], rev=row[17])
+
+
+def _next_rev(conn: sqlite3.Connection, conv: str) -> int:
+    return conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = ? AND rev > 0",
+                        (conv,)).fetchone()[0]
+
+
+def _set_reaction(store: SqliteStore, conn: sqlite3.Connection, c: SetReaction) -> Reacted:
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
+    if row is None:
+        return Reacted("missing")
+    message = _stored(row)
+    if message.recalled_by:
+        return Reacted("recalled", message)
+    mine = [e for (e,) in conn.execute("SELECT emoji FROM reactions WHERE conv = ? AND seq = ? AND user_id = ?",
+                                       (c.conv, c.seq, c.user))]
+    if c.add:
+        if c.emoji in mine:
+            return Reacted("unchanged", message)
+        if len(mine) >= c.max_per_user:
+            return Reacted("too_many_mine", message)
+        present = conn.execute("SELECT count(DISTINCT emoji), sum(emoji = ?) FROM reactions WHERE conv = ? AND seq = ?",
+                               (c.emoji, c.conv, c.seq)).fetchone()
+        if not present[1] and present[0] >= c.max_emoji:
+            return Reacted("too_many_emoji", message)
+        conn.execute("INSERT INTO reactions (conv, seq, user_id, emoji, ts) VALUES (?, ?, ?, ?, ?)",
+                     (c.conv, c.seq, c.user, c.emoji, c.ts))
+    else:
+        if c.emoji not in mine:
+            return Reacted("unchanged", message)
+        conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ? AND user_id = ? AND emoji = ?",
+                     (c.conv, c.seq, c.user, c.emoji))
+    summary = reaction_summary(conn.execute(
+        "SELECT emoji, user_id FROM reactions WHERE conv = ? AND seq = ? ORDER BY ts, user_id", (c.conv, c.seq)), c.shown)
+    rev = _next_rev(conn, c.conv)
+    conn.execute("UPDATE messages SET reactions = ?, rev = ? WHERE conv = ? AND seq = ?", (summary, rev, c.conv, c.seq))
+    return Reacted("changed", msgspec.structs.replace(message, reactions=summary, rev=rev))
+
+
+def _share_files(store: SqliteStore, conn: sqlite3.Connection, c: ShareFiles) -> None:
+    conn.executemany("INSERT INTO file_convs (file_key, conv) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                     [(key, c.conv) for key in c.keys])
 
 
 def _group_conv(group: int) -> str:
@@ -1163,6 +1249,8 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     SetProfile: _set_profile,
     SetCredentials: _set_credentials,
     DeleteAccount: _delete_account,
+    SetReaction: _set_reaction,
+    ShareFiles: _share_files,
 }
 
 
@@ -1180,6 +1268,17 @@ def _read_messages(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...], 
             if total > max_bytes:
                 break
     return out
+
+
+def _messages_changed(conn: sqlite3.Connection, conv: str, after_rev: int, up_to_seq: int,
+                      limit: int) -> tuple[list[StoredMessage], int]:
+    # the revision first, and no row above it: a change committed between the two reads
+    # comes at the next ask, never skipped
+    top = conn.execute("SELECT coalesce(max(rev), 0) FROM messages WHERE conv = ? AND rev > 0", (conv,)).fetchone()[0]
+    rows = [_stored(row) for row in conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND rev > ? AND rev <= ? AND seq <= ?"
+        " ORDER BY rev LIMIT ?", (conv, max(after_rev, 0), top, up_to_seq, limit))]
+    return rows, top
 
 
 def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:

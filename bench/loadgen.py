@@ -390,6 +390,15 @@ class _Edgeim:
         elif kind == "profile_set":
             user["profiled"] = user.get("profiled", 0) + 1
             op, body = Op.PROFILE_SET, bodies.ProfileSet(bio=f"bench bio {user['profiled']}")
+        elif kind == "react":  # toggles one emoji on the first message: every REACT changes it
+            user["reacted"] = user.get("reacted", 0) + 1
+            op, body = Op.REACT, bodies.React(conv=user["peer_conv"], seq=1, emoji="\U0001f44d",
+                                              remove=user["reacted"] % 2 == 0)
+        elif kind == "forward":
+            user["sent"] += 1
+            op, body = Op.FORWARD, bodies.Forward(conv=user["peer_conv"], seqs=[1],
+                                                  cmid=f"{user['name']}-f{user['sent']:010d}")
+            target, flags = user["group_ids"][0], int(self.Flag.GROUP)
         elif kind == "group_members":
             op, body = Op.GROUP_MEMBERS, bodies.GroupMembers(group=user["group_ids"][0], limit=sampler.limit)
         else:  # friends, friend_requests, groups

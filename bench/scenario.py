@@ -39,6 +39,8 @@ SAMPLER_TYPES = {
     "edit": "EDIT of the user's last acknowledged 1:1 message (a SEND of it first, if none yet)",
     "profile_set": "PROFILE_SET: change the user's bio; sampled until PROFILE_SET_OK (each pushes PROFILE_PUSH to"
                    " every device of the user's friends and group members)",
+    "react": "REACT on the first message of the conversation with the peer: adds an emoji, the next one takes it back",
+    "forward": "FORWARD the first message of the conversation with the peer to the user's first group; sampled until FORWARD_OK",
 }
 
 
@@ -55,6 +57,9 @@ def _unsupported() -> dict[str, str]:
         missing["reply_1to1"] = "this edgeim's SEND has no reply_to"
     if not hasattr(Op, "PROFILE_SET"):
         missing["profile_set"] = "this edgeim's protocol has no PROFILE_SET operation"
+    for kind, op in (("react", "REACT"), ("forward", "FORWARD")):
+        if not hasattr(Op, op):
+            missing[kind] = f"this edgeim's protocol has no {op} operation"
     return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send", "reply_1to1"})

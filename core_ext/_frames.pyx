@@ -164,6 +164,7 @@ cdef bytes _K_EDITED_AT = b"\xa9edited_at"
 cdef bytes _K_EDIT_REV = b"\xa8edit_rev"
 cdef bytes _K_SNIPPET = b"\xa7snippet"
 cdef bytes _K_RECALLED = b"\xa8recalled"
+cdef bytes _K_FORWARDED_FROM = b"\xaeforwarded_from"
 
 
 cdef bytes _frame(Buf* b, uint8_t op, uint32_t req_id, uint64_t target, uint16_t flags):
@@ -228,6 +229,7 @@ cpdef bytes message_frame(object op, object m):
     cdef int64_t edited_at = m.edited_at
     cdef int64_t edit_rev = m.edit_rev
     cdef object quote = None
+    cdef int64_t fwd = m.fwd
     cdef int type_ = m.type
     cdef int keys = 9
     cdef bint everyone = False
@@ -251,6 +253,8 @@ cpdef bytes message_frame(object op, object m):
     if edited_at:
         keys += 1
     if edit_rev:
+        keys += 1
+    if fwd:  # a forward's copy
         keys += 1
     _open(&b, 160 + len(text) * 4 + (len(quote.snippet) * 4 if quote is not None else 0))
     try:
@@ -332,6 +336,9 @@ cpdef bytes message_frame(object op, object m):
         if edit_rev:
             _key(&b, _K_EDIT_REV)
             _int(&b, edit_rev)
+        if fwd:
+            _key(&b, _K_FORWARDED_FROM)
+            _int(&b, fwd)
         return _frame(&b, op, 0, m.to, _GROUP if conv.startswith("g") else 0)
     finally:
         PyMem_Free(b.data)

@@ -34,6 +34,8 @@ __all__ = [
     "Edit", "Reply",
     # accounts and profiles
     "ProfileSet", "PasswordChange", "AccountDelete", "PasswordChanged", "MAX_BIO", "MAX_AVATAR",
+    # reactions and forwards
+    "React", "Reaction", "MessageReactions", "ReactionEvent", "Forward", "ForwardOk", "MAX_EMOJI_BYTES", "MAX_FORWARD",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
@@ -141,12 +143,17 @@ class Search(_Body):
 
 
 class Sync(_Body):
+    """``changes_after`` (optional): the highest ``rev`` the client has seen in ``conv``;
+    the page then also lists, in ``changed``, the messages up to ``after_seq`` whose
+    reactions changed (or that were recalled) since (docs/protocol.md section 9.23.3)."""
+
     conv: ConvId
     after_seq: Seq = 0
     limit: Limit = 100
     #: -1: no edits in the reply; else also the messages edited after this edit rev
     #: (``Page.edit_rev`` of an earlier SYNC; 0 the first time)
     edits_after: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] = -1
+    changes_after: Seq | None = None
 
 
 class History(_Body):
@@ -360,6 +367,17 @@ class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     reply: Reply | None = None  # a reply: the message it quotes
     edited_at: int = 0  # unix ms of the latest edit; 0: never edited
     edit_rev: int = 0  # the conversation's edit rev of that edit (see SYNC's edits_after)
+    #: a copy made by FORWARD: the original sender's id, or -1 when the forwarder chose
+    #: not to name them; 0: not forwarded
+    forwarded_from: int = 0
+
+
+class Reaction(_Body):
+    """One emoji on one message: how many reacted with it, and the first of them."""
+
+    emoji: str
+    count: int
+    users: list[int]  # the first REACTION_USERS_SHOWN (10) who reacted, oldest first
 
 
 class SearchPage(_Body):
@@ -367,9 +385,22 @@ class SearchPage(_Body):
     has_more: bool
 
 
+class MessageReactions(_Body):
+    """The reactions of message ``seq``, as of revision ``rev`` of its conversation."""
+
+    seq: int
+    rev: int
+    reactions: list[Reaction]  # empty: every reaction was taken back (or the message recalled)
+
+
 class Page(_Body, omit_defaults=True):
-    """SYNC and HISTORY. The keys after ``has_more`` are SYNC's with ``edits_after``, and
-    left out when they hold their default."""
+    """SYNC and HISTORY, each key after ``has_more`` left out when it holds its default.
+    ``edits``, ``edit_rev``, ``edits_more`` come with a SYNC that set ``edits_after``.
+    ``reactions``: those of the page's messages (``msgs`` and ``changed``) that have any,
+    or had some. The keys after it come with a SYNC that set ``changes_after``: ``changed``
+    the messages up to ``after_seq`` changed since, by revision, ``rev`` the revision
+    ``changed`` is complete up to, ``changes_more`` whether more changes follow (ask again
+    with ``changes_after`` = ``rev``)."""
 
     conv: str
     msgs: list[Message]
@@ -377,6 +408,10 @@ class Page(_Body, omit_defaults=True):
     edits: list[Message] = []  # messages edited after ``edits_after``, by edit rev
     edit_rev: int = 0  # the client is current up to this edit rev: its next ``edits_after``
     edits_more: bool = False  # more edits follow: SYNC again from ``edit_rev``
+    reactions: list[MessageReactions] = []
+    changed: list[Message] = []
+    rev: int = 0
+    changes_more: bool = False
 
 
 class ConversationInfo(_Body):
@@ -721,6 +756,65 @@ class PasswordChanged(_Body):
 
 class AccountDelete(_Body):
     password: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# -- reactions and forwards: REACT, FORWARD, REACTION_PUSH -----------------------------------
+
+MAX_EMOJI_BYTES = 32  # UTF-8 bytes of one reaction's emoji (a flag or a family is ~25)
+MAX_FORWARD = 100  # messages one FORWARD may name (the node's forward_max may be lower)
+Emoji = Annotated[str, msgspec.Meta(min_length=1, max_length=MAX_EMOJI_BYTES)]
+
+
+class React(_Body):
+    """Add (or, with ``remove``, take back) the caller's reaction ``emoji`` to message
+    ``seq`` of ``conv``."""
+
+    conv: ConvId
+    seq: Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+    emoji: Emoji
+    remove: bool = False
+
+    def __post_init__(self) -> None:
+        _check_emoji(self.emoji)
+
+
+def _check_emoji(emoji: str) -> None:
+    """A short emoji: at most MAX_EMOJI_BYTES of UTF-8, no whitespace, no control or ASCII
+    letter or digit (a reaction is a symbol, not a word)."""
+    if len(emoji.encode()) > MAX_EMOJI_BYTES:
+        raise ValueError(f"emoji: at most {MAX_EMOJI_BYTES} bytes of UTF-8")
+    for ch in emoji:
+        if ch.isspace() or ord(ch) < 0x20 or 0x7f <= ord(ch) < 0xa0 or (ch.isascii() and ch.isalnum()):
+            raise ValueError("emoji: one emoji, not text (no letters, digits, spaces or control characters)")
+
+
+class ReactionEvent(_Body):
+    """REACT_OK and REACTION_PUSH: who added (``added``) or removed which emoji on which
+    message, and the message's reactions now."""
+
+    conv: str
+    seq: int
+    msg_id: int
+    user: int
+    emoji: str
+    added: bool
+    reactions: list[Reaction]
+    rev: int  # the conversation's revision of this change (SYNC ``changes_after``)
+    ts: int  # unix ms
+
+
+class Forward(_Body):
+    """Forward messages ``seqs`` of ``conv`` to the user (or, with flag GROUP, the group)
+    in the header's ``target``, as new messages sent by the caller, in the order given.
+    ``cmid`` names the forward: message i is stored with cmid ``<cmid>/<i>`` (a retry
+    with the same cmid stores nothing twice)."""
+
+    conv: ConvId
+    seqs: Annotated[list[Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]], msgspec.Meta(min_length=1, max_length=MAX_FORWARD)]
+    cmid: Annotated[str, msgspec.Meta(min_length=1, max_length=60)]
+    hide_sender: bool = False  # True: the copies do not name the original senders
+
+
+class ForwardOk(_Body):
+    acks: list[SendAck]  # one per message forwarded, in the order of ``seqs``
 
 
 # -- codec helpers ----------------------------------------------------------------------------
@@ -817,6 +911,9 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     Op.PROFILE_SET: (ProfileSet, UserProfile),
     Op.PASSWORD_CHANGE: (PasswordChange, PasswordChanged),
     Op.ACCOUNT_DELETE: (AccountDelete, Empty),
+    # reactions and forwards
+    Op.REACT: (React, ReactionEvent),
+    Op.FORWARD: (Forward, ForwardOk),
 }
 PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.MSG_PUSH: Message,
@@ -831,6 +928,7 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.CALL_PUSH: CallEvent,
     Op.EDIT_PUSH: Message,
     Op.PROFILE_PUSH: UserProfile,
+    Op.REACTION_PUSH: ReactionEvent,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

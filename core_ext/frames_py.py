@@ -3,17 +3,19 @@ compiled encoders are tested against byte for byte (tests/core_ext/test_frames.p
 
 ``m`` is a stored message: any object with ``StoredMessage``'s fields (id, conv, seq,
 sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at,
-edit_rev, quote).
+edit_rev, quote, fwd, and for pages reactions and rev, which a push does not carry).
 """
 from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from . import bodies, content
 from .codec import encode_frame
 from .protocol import Flag, Op
 
-__all__ = ["ack_frame", "message_frame", "message_body", "reply_body", "settle_sends"]
+__all__ = ["ack_frame", "message_frame", "message_body", "reply_body", "reactions", "settle_sends"]
 
 _SEND = int(Op.SEND)
 _SEND_ACK = int(Op.SEND_ACK)
@@ -21,7 +23,8 @@ _GROUP = int(Flag.GROUP)
 
 
 def message_body(m: Any) -> bodies.Message:
-    """The ``Message`` body of a stored message (pushes and pages)."""
+    """The ``Message`` body of a stored message (pushes and pages; a page carries the
+    reactions beside its messages: ``reactions``)."""
     if m.mentions:
         everyone = m.mentions == "*"
         mentions = [] if everyone else [int(u) for u in m.mentions.split(",")]
@@ -31,7 +34,7 @@ def message_body(m: Any) -> bodies.Message:
         id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
         content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
         recalled_by=m.recalled_by, recalled_at=m.recalled_at, reply=reply_body(m), edited_at=m.edited_at,
-        edit_rev=m.edit_rev,
+        edit_rev=m.edit_rev, forwarded_from=m.fwd,
     )
 
 
@@ -44,6 +47,16 @@ def reply_body(m: Any) -> bodies.Reply | None:
     if q is not None:
         return bodies.Reply(id=q.id, seq=q.seq, sender=q.sender, type=q.type, snippet=q.snippet, recalled=q.recalled)
     return bodies.Reply(id=m.reply_to, seq=0, sender=0, type=0, snippet="", recalled=False)
+
+
+_summaries = msgspec.json.Decoder(list[tuple[str, int, list[int]]])
+
+
+def reactions(summary: str) -> list[bodies.Reaction]:
+    """The ``Reaction`` items of a stored summary (``StoredMessage.reactions``)."""
+    if not summary:
+        return []
+    return [bodies.Reaction(emoji=e, count=n, users=users) for e, n, users in _summaries.decode(summary)]
 
 
 def ack_frame(req_id: int, m: Any) -> bytes:

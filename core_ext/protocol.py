@@ -128,6 +128,9 @@ class Op(enum.IntEnum):
     PROFILE_SET = 0x50
     PASSWORD_CHANGE = 0x51
     ACCOUNT_DELETE = 0x52
+    # reactions and forwards
+    REACT = 0x58
+    FORWARD = 0x5A
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -194,6 +197,9 @@ class Op(enum.IntEnum):
     PROFILE_SET_OK = PROFILE_SET | RESPONSE_BIT
     PASSWORD_CHANGE_OK = PASSWORD_CHANGE | RESPONSE_BIT
     ACCOUNT_DELETE_OK = ACCOUNT_DELETE | RESPONSE_BIT
+    # reactions and forwards
+    REACT_OK = REACT | RESPONSE_BIT
+    FORWARD_OK = FORWARD | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -209,6 +215,8 @@ class Op(enum.IntEnum):
     EDIT_PUSH = 0x4C
     # accounts and profiles
     PROFILE_PUSH = 0x4A
+    # reactions
+    REACTION_PUSH = 0x4B
 
     ERROR = 0xFF
 
@@ -268,6 +276,11 @@ class ErrorCode(enum.IntEnum):
     EDIT_EXPIRED = 3020  # EDIT: the sender's edit window for this message has passed
     REPLY_NOT_FOUND = 3021  # SEND: the quoted message is not in this conversation, or not visible to the sender
     NOT_EDITABLE = 3022  # EDIT: the message was recalled, or its type cannot be edited (only text can)
+    # reactions and forwards
+    REACTION_LIMIT = 3023  # REACT: the message has as many distinct emoji, or you as many reactions, as it may
+    MESSAGE_RECALLED = 3024  # REACT, FORWARD: the message was recalled
+    FORWARD_LIMIT = 3025  # FORWARD: more messages than the node's forward_max at once
+    NOT_FORWARDABLE = 3026  # FORWARD: a message of a kind that is not forwarded (a call record)
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -28,6 +28,7 @@ from ..services.groups import Groups
 from ..services.messages import Messages, message_body
 from ..services.pipeline import Pipeline
 from ..services.quota import SendQuota
+from ..services.reactions import Reactions, page_reactions
 from ..services.social import Social
 from ..services.state import State, UserState
 from ..services.users import Users
@@ -48,7 +49,8 @@ class Api:
                  messages: Messages, pipeline: Pipeline, conversations: Conversations, social: Social,
                  groups: Groups, quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
                  typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None,
-                 accounts: Accounts | None = None) -> None:
+                 accounts: Accounts | None = None, reactions: Reactions | None = None,
+                 forward_max: int = 20) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -67,6 +69,8 @@ class Api:
         self._calls = calls
         self._users = users
         self._accounts = accounts
+        self._reactions = reactions
+        self._forward_max = forward_max
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -233,6 +237,23 @@ class Api:
             else:
                 previous.add_done_callback(lambda _: mine.set_result(None))
 
+    async def on_forward(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Forward) -> None:
+        """FORWARD: copies checked as SENDs (services/messages.py) and charged to the send
+        budget (all or none), their files shared with the target, then appended and pushed
+        by the pipeline; the reply once all are durable."""
+        group = bool(flags & _GROUP)
+        copies, files = await self._messages.forward(self._me(s), target, group, req, self._forward_max)
+        audience = self._audience(target) if group else 1
+        self._quota.charge_all(s.user_id, [len(copy.content.encode()) for copy in copies], audience)
+        await self._messages.share_files(copies[0].conv, files)  # only once nothing can refuse it
+        acks = await self._pipeline.forward(s, copies)
+        s.reply(Op.FORWARD_OK, req_id, bodies.ForwardOk(acks=acks))
+
+    async def on_react(self, s: Session, req_id: int, flags: int, target: int, req: bodies.React) -> None:
+        if self._reactions is None:
+            raise Unavailable("this node serves no reactions")
+        s.reply(Op.REACT_OK, req_id, await self._reactions.react(self._me(s), s.terminal, req))
+
     async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
         tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
         self._pipeline.recalled(tombstone, s)
@@ -252,12 +273,17 @@ class Api:
         s.reply(Op.SEARCH_OK, req_id, bodies.SearchPage(msgs=page.msgs, has_more=page.has_more))
 
     async def on_sync(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
+        if req.changes_after is not None:  # and what changed up to after_seq since that revision
+            changed, rev, changes_more = await self._messages.changed(s.user_id, req.conv, req.after_seq,
+                                                                      req.changes_after, req.limit)
         rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
         rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
         page = _page(req.conv, rows, more, keep_newest=False)
         if req.edits_after >= 0:
             edits, _, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
             _add_edits(page, edits, req.edits_after, edits_more)
+        if req.changes_after is not None:
+            _add_changes(page, changed, rev, changes_more)
         s.reply(Op.SYNC_OK, req_id, page)
 
     async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
@@ -564,4 +590,25 @@ def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -
         msgs.append(msgspec.Raw(encoded))
     if keep_newest:
         msgs.reverse()
-    return bodies.Page(conv=conv, msgs=msgs, has_more=more)
+        kept = rows[len(rows) - len(msgs):]
+    else:
+        kept = rows[:len(msgs)]
+    return bodies.Page(conv=conv, msgs=msgs, has_more=more, reactions=page_reactions(kept))
+
+
+def _add_changes(page: bodies.Page, changed: list[StoredMessage], rev: int, more: bool) -> None:
+    """SYNC ``changes_after``: the messages changed since, by revision, as many as fit the
+    frame beside the page's own (at least one, so that asking again moves on); ``rev`` is
+    where the listed ones end (the conversation's revision when all fit)."""
+    room = _PAGE_BUDGET - sum(len(m) for m in page.msgs) - len(bodies.encode(bodies.Page(
+        conv=page.conv, msgs=[], has_more=False, reactions=page.reactions)))
+    for i, m in enumerate(changed):
+        encoded = bodies.encode(message_body(m))
+        reactions = page_reactions([m])
+        room -= len(encoded) + len(bodies.encode(reactions[0])) if reactions else len(encoded)
+        if room < 0 and page.changed:
+            more, rev = True, changed[i - 1].rev
+            break
+        page.changed.append(msgspec.Raw(encoded))
+        page.reactions.extend(reactions)
+    page.rev, page.changes_more = rev, more

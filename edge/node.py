@@ -37,6 +37,7 @@ from ..services.calls import Calls
 from ..services.indicators import Typing
 from ..services.presence import CHANNEL, Audience, PresenceWatch
 from ..services.quota import SendQuota
+from ..services.reactions import Reactions
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
@@ -169,14 +170,17 @@ class Node:
         self.presence = Presence(self.id, config.route_ttl, self.table, self.routes, self.delivery, self.state, self.spawn,
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
-                                       config.file_grant_ttl, config.file_grants_per_minute)
+                                       config.file_grant_ttl, config.file_grants_per_minute,
+                                       forwarded_to=self.store.file_convs)
         self.accounts = Accounts(self.id, self.store, self.state, users, self.auth, groups, self.routes, self.delivery,
                                  self._file_grants.avatar, config.profile_changes_per_hour,
                                  config.password_changes_per_hour, config.profile_bio_max,
                                  config.delete_erases_messages, config.profile_nickname_max)
+        self.reactions = Reactions(self.store, conversations, self.delivery, config.reaction_max_emoji,
+                                   config.reaction_max_per_user, config.reactions_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
-                       users=users, accounts=self.accounts)
+                       users=users, accounts=self.accounts, reactions=self.reactions, forward_max=config.forward_max)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -511,6 +515,7 @@ class Node:
         self.state.forget_user(user_id)
         self._file_grants.forget(user_id)
         self.accounts.forget(user_id)
+        self.reactions.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""

@@ -183,6 +183,15 @@ class Config:
     #: a tombstone, as a recall does); off: they stay, shown as sent by a deleted user, in
     #: the other party's copy of the conversation
     delete_erases_messages: bool = False
+    #: different emoji one message may carry as reactions (REACT beyond: 3023 REACTION_LIMIT)
+    reaction_max_emoji: int = 20
+    #: reactions one user may put on one message, each a different emoji (3023 beyond)
+    reaction_max_per_user: int = 3
+    #: reactions (added or taken back) one account may make a minute, as a bucket of that
+    #: many (4000 RATE_LIMITED beyond)
+    reactions_per_minute: int = 120
+    #: messages one FORWARD may copy at once (3025 FORWARD_LIMIT beyond; at most 100)
+    forward_max: int = 20
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -421,6 +430,11 @@ class Config:
             raise ConfigError("edit_window must be 0 or more seconds")
         if not 0 <= self.reply_snippet <= 1000:
             raise ConfigError("reply_snippet must be 0..1000 characters")
+        for name in ("reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        if not 1 <= self.forward_max <= 100:
+            raise ConfigError("forward_max must be 1 to 100")
         if self.presence_debounce < 0 or self.presence_rate <= 0 or self.presence_burst < 1 \
                 or self.presence_max_watch < 1:
             raise ConfigError("presence_debounce must be ≥ 0, presence_rate positive, presence_burst and"
@@ -549,6 +563,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
     "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
+                  "reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute", "forward_max",
                   "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }

@@ -83,6 +83,8 @@ _EVENTS |= {Op.EDIT_PUSH}
 _EDIT_WINDOW = 172800.0
 #: accounts and profiles: PROFILE_PUSH (a friend's or group member's new profile, or deletion)
 _EVENTS |= {Op.PROFILE_PUSH}
+#: reactions: REACTION_PUSH, on ``Client.events``
+_EVENTS |= {Op.REACTION_PUSH}
 
 
 class FileTransferError(Exception):
@@ -433,11 +435,15 @@ class Client:
             self.send_retried += 1
             self._transmit(cmid, retry=True)  # (while a reconnect runs, it resends this one)
 
-    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100, edits_after: int = -1) -> bodies.Page:
-        """One SYNC page; with ``edits_after`` ≥ 0 also the messages edited after that
-        edit rev (``page.edits``; ``sync_edits`` pages through them and keeps the rev)."""
+    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100, edits_after: int = -1,
+                   changes_after: int | None = None) -> bodies.Page:
+        """One SYNC page of ``conv`` after ``after_seq``; with ``edits_after`` ≥ 0 also the
+        messages edited after that edit rev (``page.edits``; ``sync_edits`` pages through
+        them and keeps the rev); with ``changes_after`` (a revision: the highest ``rev`` seen
+        in the conversation, 0 for none) also the messages up to ``after_seq`` whose
+        reactions changed, or that were recalled, since (``changed``)."""
         _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit,
-                                                          edits_after=edits_after))
+                                                          edits_after=edits_after, changes_after=changes_after))
         page = bodies.decode(body, bodies.Page)
         if page.msgs and after_seq <= self.last_seqs.get(conv, 0):
             # a page is every message from after_seq + 1 on: no gap up to its last seq
@@ -545,6 +551,41 @@ class Client:
                     self.events.put_nowait((Op.EDIT_PUSH, message))
                     put += 1
         return put
+    async def changes(self, conv: str, up_to_seq: int, after_rev: int = 0,
+                      limit: int = 100) -> tuple[list[bodies.Message], list[bodies.MessageReactions], int]:
+        """What changed in ``conv`` after revision ``after_rev`` among its messages up to
+        ``up_to_seq`` (those a device already had): the messages, their reactions, and the
+        revision to ask from next time. A device back from being away calls it for the
+        conversations it shows (SYNC ``changes_after``, every page)."""
+        changed: list[bodies.Message] = []
+        reactions: list[bodies.MessageReactions] = []
+        rev = after_rev
+        while True:
+            page = await self.sync(conv, up_to_seq, 1, changes_after=rev)
+            changed.extend(page.changed)
+            reactions.extend(r for r in page.reactions if r.seq <= up_to_seq)
+            rev = page.rev
+            if not page.changes_more:
+                return changed, reactions, rev
+
+    async def react(self, conv: str, seq: int, emoji: str) -> bodies.ReactionEvent:
+        """Add the reaction ``emoji`` to message ``seq`` of ``conv`` (adding it again does
+        nothing); returns the message's reactions now. The conversation's other devices
+        get a REACTION_PUSH on ``events``."""
+        return await self._call(Op.REACT, bodies.React(conv=conv, seq=seq, emoji=emoji))
+
+    async def unreact(self, conv: str, seq: int, emoji: str) -> bodies.ReactionEvent:
+        """Take back the caller's reaction ``emoji`` from message ``seq`` of ``conv``."""
+        return await self._call(Op.REACT, bodies.React(conv=conv, seq=seq, emoji=emoji, remove=True))
+
+    async def forward(self, to: int, conv: str, seqs: Iterable[int], *, group: bool = False,
+                      hide_sender: bool = False, cmid: str | None = None) -> list[bodies.SendAck]:
+        """Forward messages ``seqs`` of ``conv`` to user ``to`` (or, with ``group``, group
+        ``to``) as new messages of the caller marked ``forwarded_from``; their acks, in
+        order, once all are durable. The same ``cmid`` again stores nothing twice."""
+        body = bodies.Forward(conv=conv, seqs=list(seqs), cmid=cmid or uuid.uuid4().hex, hide_sender=hide_sender)
+        _, reply = await self.request(Op.FORWARD, body, target=to, flags=int(Flag.GROUP) if group else 0)
+        return bodies.decode(reply, bodies.ForwardOk).acks
 
     async def recall(self, conv: str, seq: int) -> bodies.Message:
         """Recall message ``seq`` of ``conv``; returns its tombstone (content gone,

@@ -4,8 +4,8 @@ the signed, expiring URLs a grant carries; the node only decides and signs.
 
 A file's key names the conversation it was granted for: ``<conv>/<random>/<name>``
 (``g7/Xq3...Zt/holiday.jpg``), so a download grant needs nothing but the key to decide:
-the caller must be able to read that conversation (as for SYNC), and the object must
-exist. Whoever holds a grant's URL can use it until it expires, as with any presigned
+the caller must be able to read that conversation (as for SYNC), or one the file was
+forwarded to (FORWARD: ``Store.file_convs``), and the object must exist. Whoever holds a grant's URL can use it until it expires, as with any presigned
 URL; grants are short (``file_grant_ttl``) for that reason.
 
 Avatars have a space of their own, ``a<user id>`` in place of a conversation: only that
@@ -22,7 +22,7 @@ import time
 import unicodedata
 from typing import Awaitable, Callable
 
-from ..backends.protocols import FileQuotaExceeded, Files, FilesUnavailable, UserId
+from ..backends.protocols import ConvId, FileQuotaExceeded, Files, FilesUnavailable, UserId
 from ..core_ext import bodies, content
 from ..core_ext.errors import RequestError, Unavailable
 from ..core_ext.protocol import ErrorCode
@@ -81,9 +81,11 @@ class FileGrants:
     burst)."""
 
     def __init__(self, files: Files, floor: Callable[[UserId, str], Awaitable[int]], max_size: int, types: str,
-                 ttl: float, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+                 ttl: float, per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 forwarded_to: Callable[[str], Awaitable[list[ConvId]]] | None = None) -> None:
         self._files = files
         self._floor = floor
+        self._forwarded_to = forwarded_to  # the conversations a file was forwarded to (Store.file_convs)
         self._max_size = max_size
         self._all_types, self._types, self._prefixes = parse_types(types)
         self._ttl = max(1, int(ttl))
@@ -120,7 +122,11 @@ class FileGrants:
         if match is None:
             raise RequestError("not a file key of this server", ErrorCode.INVALID_ARGUMENT)
         if not match[1].startswith("a"):  # avatars: anyone logged in may see them
-            await self._floor(user, match[1])  # FORBIDDEN: not in the conversation the file was granted for
+            try:
+                await self._floor(user, match[1])  # FORBIDDEN: not in the conversation the file was granted for
+            except RequestError as exc:  # ... unless forwarded to one the caller reads
+                if exc.code != ErrorCode.FORBIDDEN or not await self._reads_a_forward(user, req.key):
+                    raise
         try:
             found = await self._files.stat(req.key)
         except FilesUnavailable as exc:
@@ -152,6 +158,18 @@ class FileGrants:
             await self._files.share(keys)
         except Exception:  # the message goes on; the file may expire unshared
             log.warning("could not mark files as shared", exc_info=True, extra={"keys": keys[:4]})
+
+    async def _reads_a_forward(self, user: UserId, key: str) -> bool:
+        """Was the file forwarded (FORWARD) to a conversation ``user`` may read?"""
+        if self._forwarded_to is None:
+            return False
+        for conv in await self._forwarded_to(key):
+            try:
+                await self._floor(user, conv)
+            except RequestError:
+                continue
+            return True
+        return False
 
     def forget(self, user: UserId) -> None:
         """The user has no session here any more."""

@@ -12,13 +12,15 @@ from typing import AsyncIterator, Callable
 import msgspec
 
 from ..backends.protocols import (
-    ConvId, EditMessage, GroupId, NewMessage, Quote, RecallMessage, SearchTimeout, Store, StoredMessage, UserId,
+    ConvId, EditMessage, GroupId, NewMessage, Quote, RecallMessage, SearchTimeout, ShareFiles, Store, StoredMessage,
+    UserId,
 )
 from ..core_ext import bodies, content
 from ..core_ext.errors import RateLimited, RequestError
 from ..core_ext.frames import message_body  # the one mapping of a stored message to its body
 from ..core_ext.protocol import MAX_BODY_SIZE, ErrorCode
 from .conversations import Conversations, group_conv, is_group, private_conv
+from .files import file_keys
 from .groups import Groups
 from .ids import IdGenerator
 from .state import GroupState, State, UserState
@@ -150,6 +152,61 @@ class Messages:
         ``Pipeline.record``."""
         return self._new(conv, sender, to, members, cmid, type_, text)
 
+    # -- forwarding -----------------------------------------------------------------------------
+
+    async def forward(self, sender: UserState, target: int, group: bool, req: bodies.Forward,
+                      most: int) -> tuple[list[NewMessage], tuple[str, ...]]:
+        """FORWARD, checked and built: messages ``req.seqs`` of ``req.conv``, which the
+        sender must be able to read, as new messages of the sender to ``target`` under the
+        rules of SEND (friends, blocks, membership, mutes), each marked with its original
+        sender (``NewMessage.fwd``; -1 with ``hide_sender``; a copy of a copy keeps the
+        first mark). At most ``most`` at once (3025); recalled ones (3024) and call records
+        (3026) are refused, and nothing is forwarded then. Returns the copies and the keys of
+        the files they reference that name another conversation than the target's: give
+        them to ``share_files`` before the copies are appended."""
+        if len(req.seqs) > most:
+            raise RequestError(f"at most {most} messages may be forwarded at once", ErrorCode.FORWARD_LIMIT)
+        floor = await self._conversations.floor(sender.id, req.conv)  # FORBIDDEN: not a reader
+        found = await self._read_seqs(sender.id, ConvId(req.conv), sorted(set(req.seqs)))
+        sources: list[StoredMessage] = []
+        for seq in req.seqs:
+            message = found.get(seq)
+            if message is None or seq <= floor:
+                raise RequestError(f"no message {seq} in {req.conv}", ErrorCode.NOT_FOUND)
+            if message.recalled_by:
+                raise RequestError(f"message {seq} of {req.conv} was recalled", ErrorCode.MESSAGE_RECALLED)
+            if message.type == content.CALL:
+                raise RequestError(f"message {seq} of {req.conv} is a call record", ErrorCode.NOT_FORWARDABLE)
+            sources.append(message)
+        news: list[NewMessage] = []
+        for i, message in enumerate(sources):
+            new = await self.prepare(sender, target, group, f"{req.cmid}/{i}", message.type, message.content)
+            mark = -1 if req.hide_sender else (message.fwd or message.sender)
+            news.append(msgspec.structs.replace(new, fwd=mark))
+        keys = [key for m in sources for key in file_keys(m.type, m.content) if key.split("/", 1)[0] != news[0].conv]
+        return news, tuple(dict.fromkeys(keys))
+
+    async def share_files(self, conv: ConvId, keys: tuple[str, ...]) -> None:
+        """Files forwarded into ``conv``: its readers may download them (``ShareFiles``),
+        durable when this returns, so before the copies that reference them arrive."""
+        if keys:
+            await self._store.apply(ShareFiles(conv, keys))
+
+    async def _read_seqs(self, user: UserId, conv: ConvId, seqs: list[int]) -> dict[int, StoredMessage]:
+        """Messages ``seqs`` (ascending) of ``conv``: one read per run of close seqs."""
+        found: dict[int, StoredMessage] = {}
+        i = 0
+        while i < len(seqs):
+            j = i
+            while j + 1 < len(seqs) and seqs[j + 1] - seqs[i] < bodies.MAX_PAGE:
+                j += 1
+            async with self._reads.slot(user):
+                rows = await self._store.messages_after(conv, seqs[i] - 1, seqs[j] - seqs[i] + 1)
+            wanted = set(seqs[i:j + 1])
+            found.update((m.seq, m) for m in rows if m.seq in wanted)
+            i = j + 1
+        return found
+
     # -- recalling ------------------------------------------------------------------------------
 
     async def recall(self, user: UserId, conv: str, seq: int) -> StoredMessage:
@@ -274,6 +331,20 @@ class Messages:
         async with self._reads.slot(user):
             rows = await self._store.messages_after(ConvId(conv), max(after_seq, floor), limit + 1, PAGE_BYTES)
         return rows[:limit], len(rows) > limit or _cut(rows)
+
+    async def changed(self, user: UserId, conv: str, up_to_seq: int, after_rev: int,
+                      limit: int) -> tuple[list[StoredMessage], int, bool]:
+        """SYNC ``changes_after``: the messages the user may read, up to ``up_to_seq``,
+        whose reactions changed (or that were recalled with some) after revision
+        ``after_rev``, by revision, at most ``limit``; the revision they are complete up
+        to, and whether more follow."""
+        floor = await self._conversations.floor(user, conv)
+        async with self._reads.slot(user):
+            rows, top = await self._store.messages_changed(ConvId(conv), after_rev, up_to_seq, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        rev = rows[-1].rev if more else max(top, after_rev)
+        return [m for m in rows if m.seq > floor], rev, more
 
     async def history(self, user: UserId, conv: str, before_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
         floor = await self._conversations.floor(user, conv)

@@ -11,14 +11,15 @@ A message is admitted by ``Messages`` (who may send, ids, the checks) and handed
      once and handed to ``Delivery`` for the other nodes, with the stored message beside
      the frame (other nodes take their state from that record, not from the bytes).
 
-SEND (1:1 and group, replies included), a recall's tombstone, an edit, a call's record and any message the server
-writes go through here; the edge parses frames and hands the replies back, and holds no
-after-commit logic. A connection's sends are enqueued in the order it sent them and the
+SEND (1:1 and group, replies included), FORWARD's copies (``forward``), a recall's tombstone,
+an edit, a call's record and any message the server writes go through here; the edge parses
+frames and hands the replies back, and holds no after-commit logic. A connection's sends are enqueued in the order it sent them and the
 store commits in enqueue order, so its acks come back in that order; a retried send
 (same cmid) is acked with the stored ids and not pushed again.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any, Protocol
@@ -26,7 +27,8 @@ from typing import Any, Protocol
 from ..backends.protocols import ConvId, NewMessage, Store, StoreClosed, StoredMessage, UserId
 from ..core_ext.errors import FrameError, Unavailable
 from ..core_ext.frames import message_frame, settle_sends
-from ..core_ext.protocol import Op
+from ..core_ext.bodies import SendAck, decode
+from ..core_ext.protocol import HEADER_SIZE, Op
 from ..ops.metrics import EDGE, LATENCY_BUCKETS, Histogram
 from .conversations import Conversations, is_group
 from .delivery import Delivery
@@ -53,6 +55,32 @@ class Origin(Protocol):
     def fail(self, op: int, req_id: int, exc: BaseException) -> None: ...
 
 
+class _Forwarding:
+    """The origin of a FORWARD's copies in ``settle_sends``: it gathers their acks (request
+    id = the copy's index) instead of sending them, and skips the forwarding device in
+    their pushes as a SEND's origin does."""
+
+    def __init__(self, origin: Origin, count: int) -> None:
+        self.user_id = origin.user_id
+        self.terminal = origin.terminal
+        self.in_flight = 0
+        self.done: asyncio.Future[list[SendAck]] = asyncio.get_running_loop().create_future()
+        self._stored: list[SendAck | None] = [None] * count
+        self._left = count
+
+    def send_frame(self, frame: bytes) -> None:
+        ack = decode(frame[HEADER_SIZE:], SendAck)
+        index = int.from_bytes(frame[4:8], "little")
+        self._stored[index] = ack
+        self._left -= 1
+        if not self._left and not self.done.done():
+            self.done.set_result(self._stored)  # type: ignore[arg-type]
+
+    def fail(self, op: int, req_id: int, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
 class Pipeline:
     def __init__(self, store: Store, conversations: Conversations, delivery: Delivery) -> None:
         self._store = store
@@ -72,6 +100,16 @@ class Pipeline:
         started = time.perf_counter() if EDGE.on else 0.0
         self._enqueue(message, (origin, req_id, started))
         origin.in_flight += 1
+
+    def forward(self, origin: Origin, messages: list[NewMessage]) -> asyncio.Future[list[SendAck]]:
+        """Append a FORWARD's checked copies as SENDs of ``origin``, but for their acks:
+        the future resolves to them, in order, once every copy is durable (or to the first
+        failure). Each copy is pushed as any new message (a retried copy is not)."""
+        forwarding = _Forwarding(origin, len(messages))
+        for i, message in enumerate(messages):
+            self._enqueue(message, (forwarding, i, 0.0))
+            forwarding.in_flight += 1
+        return forwarding.done
 
     def record(self, message: NewMessage) -> None:
         """Append a message the server writes (a call record): unchecked, idempotent on

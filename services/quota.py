@@ -221,6 +221,27 @@ class SendQuota:
                                (messages, 1.0), (size, content_bytes), (pushes, audience), (push_bytes, fanned),
                                (node_pushes, audience))
 
+    def charge_all(self, user: int, sizes: list[int], audience: int = 1) -> None:
+        """Charge several messages at once (a FORWARD's copies, ``sizes`` their content
+        bytes), as ``charge`` each: all of them, or, refused, none (what the earlier ones
+        took is given back)."""
+        done: list[int] = []
+        try:
+            for size in sizes:
+                self.charge(user, size, audience)
+                done.append(size)
+        except RateLimited:
+            messages, size_bucket, pushes, push_bytes = self._buckets[user]
+            node_pushes, node_bytes = self._node
+            for size in done:
+                fanned = audience * size
+                taken: list[tuple[Bucket | None, float]] = [
+                    (messages, 1.0), (size_bucket, size), (pushes, audience), (push_bytes, fanned)]
+                if audience > 1:
+                    taken += [(node_pushes, audience), (node_bytes, fanned)]
+                _refused("", *taken)
+            raise
+
     def _new(self, now: float) -> tuple[Bucket | None, ...]:
         return (Bucket(*self._messages, now), Bucket(*self._bytes, now),
                 Bucket(*self._pushes, now) if self._pushes else None,

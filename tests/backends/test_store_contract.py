@@ -20,9 +20,9 @@ import pytest
 
 from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
-    ConvId, CreateGroup, DissolveGroup, EditMessage, Quote, RecallMessage, DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest,
-    PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock, SetPasswordHash, SetRemark,
-    SetUserConv, Store, StoreClosed,
+    ConvId, CreateGroup, DissolveGroup, EditMessage, Quote, RecallMessage, DropFriendship, DropJoinRequest, DropMember,
+    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
+    SetPasswordHash, SetReaction, SetRemark, SetUserConv, ShareFiles, Store, StoreClosed,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
 )
 from edgeim.backends.mysql import MysqlStore
@@ -847,3 +847,70 @@ async def test_a_deleted_account_with_erasure_leaves_tombstones(store):
     assert [(m.content, m.recalled_by, m.recalled_at) for m in msgs[:3]] == [("", gone.id, 99)] * 3
     assert msgs[3].content == theirs.content and msgs[3].recalled_by == 0  # the other party's own stay
     assert await store.search([(conv, 0)], "hello", 0, 10) == [msgs[3]]
+
+
+# -- reactions and forwards --------------------------------------------------------------
+
+async def test_reactions_are_bounded_summarised_and_move_the_revision(store_factory):
+    store = await reopen(store_factory)
+    try:
+        first = await store.append(message("p1_2", 1, 2))
+        second = await store.append(message("p1_2", 1, 2))
+
+        def react(seq: int, user: int, emoji: str, add: bool = True, ts: int = 10) -> asyncio.Future:
+            return store.apply(SetReaction(ConvId("p1_2"), seq, UserId(user), emoji, add, ts, max_emoji=2,
+                                           max_per_user=2, shown=1))
+
+        done = await react(first.seq, 2, "A")
+        assert (done.outcome, done.message.reactions, done.message.rev) == ("changed", '[["A",1,[2]]]', 1)
+        assert (await react(first.seq, 2, "A")).outcome == "unchanged"  # the same again: nothing written
+        assert (await react(first.seq, 1, "A", ts=11)).message.reactions == '[["A",2,[2]]]'  # one user shown
+        assert (await react(first.seq, 1, "B", ts=12)).message.rev == 3
+        assert (await react(first.seq, 1, "C")).outcome == "too_many_mine"
+        assert (await react(first.seq, 2, "C")).outcome == "too_many_emoji"
+        assert (await react(first.seq, 2, "B", add=False)).outcome == "unchanged"  # never added
+        assert (await react(99, 2, "A")).outcome == "missing"
+        moved = await react(second.seq, 2, "B")
+        assert (moved.outcome, moved.message.rev) == ("changed", 4)
+
+        rows = await store.messages_after(ConvId("p1_2"), 0, 10)
+        assert [(m.seq, m.reactions, m.rev) for m in rows] == [
+            (1, '[["A",2,[2]],["B",1,[1]]]', 3), (2, '[["B",1,[2]]]', 4)]
+        changed, top = await store.messages_changed(ConvId("p1_2"), 0, 10, 10)
+        assert ([m.seq for m in changed], top) == ([1, 2], 4)
+        changed, top = await store.messages_changed(ConvId("p1_2"), 3, 10, 10)
+        assert ([m.seq for m in changed], top) == ([2], 4)
+        assert (await store.messages_changed(ConvId("p1_2"), 0, 1, 10))[0][0].seq == 1  # up to seq 1 only
+
+        # a recall takes the reactions with the content, and moves the revision
+        tombstone = await store.apply(RecallMessage(ConvId("p1_2"), first.seq, UserId(1), 50))
+        assert (tombstone.reactions, tombstone.rev) == ("", 5)
+        assert (await react(first.seq, 2, "A")).outcome == "recalled"
+        await store.close()
+        store = await reopen(store_factory)  # durable
+        rows = await store.messages_before(ConvId("p1_2"), 0, 10)
+        assert [(m.seq, m.reactions, m.rev) for m in rows] == [(1, "", 5), (2, '[["B",1,[2]]]', 4)]
+    finally:
+        await store.close()
+
+
+async def test_a_forwarded_message_keeps_its_mark_and_its_files_their_conversations(store_factory):
+    store = await reopen(store_factory)
+    try:
+        plain = await store.append(message("p1_3", 1, 3))
+        forwarded = await store.append(msgspec.structs.replace(message("p1_3", 1, 3), fwd=2))
+        hidden = await store.append(msgspec.structs.replace(message("p1_3", 1, 3), fwd=-1))
+        retried = await store.append(msgspec.structs.replace(message("p1_3", 1, 3, cmid=forwarded.cmid), fwd=2))
+        assert (plain.fwd, forwarded.fwd, hidden.fwd) == (0, 2, -1)
+        assert retried.duplicate and retried.id == forwarded.id
+        await store.apply(ShareFiles(ConvId("g9"), ("p1_2/AAAAAAAAAAAAAAAA/a.pdf",)))
+        await store.apply(ShareFiles(ConvId("g9"), ("p1_2/AAAAAAAAAAAAAAAA/a.pdf",)))  # again: no error
+        await store.apply(ShareFiles(ConvId("p1_3"), ("p1_2/AAAAAAAAAAAAAAAA/a.pdf",)))
+        await store.close()
+        store = await reopen(store_factory)
+        rows = await store.messages_after(ConvId("p1_3"), 0, 10)
+        assert [m.fwd for m in rows] == [0, 2, -1]
+        assert sorted(await store.file_convs("p1_2/AAAAAAAAAAAAAAAA/a.pdf")) == ["g9", "p1_3"]
+        assert await store.file_convs("p1_2/AAAAAAAAAAAAAAAA/b.pdf") == []
+    finally:
+        await store.close()

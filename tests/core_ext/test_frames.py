@@ -43,10 +43,14 @@ def stored(draw: st.DrawFn) -> StoredMessage:
     quote = None
     if reply_to and draw(st.booleans()):  # resolved (a new reply's push), or the id alone
         quote = Quote(reply_to, draw(ID), draw(ID), draw(st.integers(0, 255)), draw(TEXT), draw(st.booleans()))
+    # a forward's mark: none, the original sender, or hidden (-1); reactions never go in a push
+    fwd = draw(st.one_of(st.just(0), st.just(-1), ID))
+    reactions = draw(st.one_of(st.just(""), st.just('[["\U0001f44d",3,[1,2,3]]]')))
     return StoredMessage(draw(ID), ConvId(conv), draw(ID), UserId(draw(ID)), to, draw(st.text(max_size=64)), type_,
                          text, draw(ID), mentions, draw(st.one_of(st.just(0), ID)), draw(st.one_of(st.just(0), ID)),
                          reply_to=reply_to, edited_at=draw(st.one_of(st.just(0), ID)),
-                         edit_rev=draw(st.one_of(st.just(0), ID)), quote=quote)
+                         edit_rev=draw(st.one_of(st.just(0), ID)), quote=quote, fwd=fwd, reactions=reactions,
+                         rev=draw(st.integers(0, 5)))
 
 
 @given(stored(), st.integers(0, 0xFFFFFFFF))
@@ -84,6 +88,7 @@ def test_a_push_decodes_back_to_its_message(impl, m: StoredMessage) -> None:
         q = m.quote
         assert (got.reply.id, got.reply.seq, got.reply.sender, got.reply.type, got.reply.snippet,
                 got.reply.recalled) == (q.id, q.seq, q.sender, q.type, q.snippet, q.recalled)
+    assert got.forwarded_from == m.fwd
 
 
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["python", "cython"])

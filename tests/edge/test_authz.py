@@ -129,6 +129,8 @@ async def snapshot(w: World) -> dict[str, Any]:
         "info": await o.group_info(g),
         "members": await o.group_members(g),
         "group history": (await o.history(w.gconv)).msgs,
+        "group reactions": (await o.history(w.gconv)).reactions,
+        "friends' reactions": (await o.history(w.conv(o, w.member))).reactions,
         "join requests": (await o.group_join_requests(g)).requests,
         "friends' history": (await o.history(w.conv(o, w.member))).msgs,
         "stranger's history": (await o.history(w.conv(o, w.stranger))).msgs,
@@ -316,6 +318,21 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
     ("owner GROUP_CREATE with deleted", lambda w: w.owner.group_create("ghosts", [w.deleted_id]), USER_NOT_FOUND),
     ("owner SEND deleted ex-friend", lambda w: w.owner.send(w.deleted_id, "still there?"), USER_NOT_FOUND),
     ("owner BLOCK deleted", lambda w: w.owner.block(w.deleted_id), USER_NOT_FOUND),
+    # reactions: only in a conversation one reads (and not to one who blocked you)
+    ("stranger REACT private", lambda w: w.stranger.react(w.conv(w.owner, w.member), 1, "\U0001f44d"), FORBIDDEN),
+    ("non-member REACT group", lambda w: w.stranger.react(w.gconv, 1, "\U0001f44d"), FORBIDDEN),
+    ("removed REACT group", lambda w: w.removed.react(w.gconv, 1, "\U0001f44d"), FORBIDDEN),
+    ("removed UNREACT group", lambda w: w.removed.unreact(w.gconv, 1, "\U0001f44d"), FORBIDDEN),
+    ("blocked REACT 1:1", lambda w: w.blocked.react(w.conv(w.blocked, w.blocker), 1, "\U0001f44d"), BLOCKED),
+    # forwards: from a conversation one reads, into one one may write to (SEND's rules)
+    ("stranger FORWARD from private", lambda w: w.stranger.forward(w.owner.user_id, w.conv(w.owner, w.member), [1]),
+     FORBIDDEN),
+    ("non-member FORWARD from group", lambda w: w.stranger.forward(w.owner.user_id, w.gconv, [1]), FORBIDDEN),
+    ("removed FORWARD from group", lambda w: w.removed.forward(w.group, w.gconv, [1], group=True), FORBIDDEN),
+    ("member FORWARD into another's group", lambda w: w.member.forward(w.own_group, w.gconv, [1], group=True),
+     FORBIDDEN),
+    ("member FORWARD to a stranger", lambda w: w.member.forward(w.stranger.user_id, w.gconv, [1]), NOT_FRIENDS),
+    ("muted FORWARD into group", lambda w: w.muted.forward(w.group, w.gconv, [1], group=True), MUTED),
 ]
 
 

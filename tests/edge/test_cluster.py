@@ -8,7 +8,9 @@ import uuid
 
 import pytest
 from harness import ServeProcess, new_user, next_event
+from servers import s3_server  # noqa: F401  (session fixture: a real S3 server)
 
+from edgeim.core_ext import content
 from edgeim.core_ext.protocol import ErrorCode, Op
 from edgeim.sdk import Client, ServerError
 
@@ -251,3 +253,102 @@ async def test_a_group_invitation_crosses_nodes(nodes, connect):
     sent = await owner.send_group(created.group, "welcome")
     for device in (invitee_b, invitee_c):
         assert (await asyncio.wait_for(device.pushes.get(), 20)).id == sent.msg_id
+# -- reactions and forwards across nodes ----------------------------------------------------
+
+async def reaction_pushes(client: Client) -> list:
+    """The REACTION_PUSHes waiting for ``client`` (a PING round trip first)."""
+    await client.ping()
+    found = []
+    while not client.events.empty():
+        kind, body = client.events.get_nowait()
+        if kind == Op.REACTION_PUSH:
+            found.append(body)
+    return found
+
+
+async def test_reactions_reach_every_device_once_across_nodes(nodes, connect):
+    a, b, c = nodes
+    owner, member_b, member_c, member_c_too = await connect(a), await connect(b), await connect(c), await connect(a)
+    await new_user(owner)
+    await new_user(member_b)
+    name_c, _ = await new_user(member_c, "ios")
+    await member_c_too.login(name_c, "secret-pw", "desktop")
+    info = await owner.group_create("reacting", [member_b.user_id, member_c.user_id])
+    for member in (member_b, member_c):
+        await next_event(member, Op.GROUP_PUSH, 20)
+    conv = f"g{info.group}"
+    said = await owner.send_group(info.group, "vote with emoji")
+    for member in (member_b, member_c, member_c_too):
+        assert (await asyncio.wait_for(member.pushes.get(), 20)).id == said.msg_id
+
+    event = await member_b.react(conv, said.seq, "\U0001f44d")
+    for device in (owner, member_c, member_c_too):
+        assert await next_event(device, Op.REACTION_PUSH, 20) == event
+    for device in (owner, member_c, member_c_too, member_b):
+        assert await reaction_pushes(device) == []  # once each, none to the reacting device
+    # the page on another node shows it
+    page = await member_c.history(conv)
+    assert [(r.seq, [(x.emoji, x.count, x.users) for x in r.reactions]) for r in page.reactions] == [
+        (said.seq, [("\U0001f44d", 1, [member_b.user_id])])]
+
+    # 1:1, both users' devices on other nodes than the reacting one
+    dm = await owner.send(member_c.user_id, "and you?")
+    for device in (member_c, member_c_too):
+        await asyncio.wait_for(device.pushes.get(), 20)
+    back = await member_c.react(dm.conv, dm.seq, "\u2764\ufe0f")
+    assert await next_event(owner, Op.REACTION_PUSH, 20) == back
+    assert await next_event(member_c_too, Op.REACTION_PUSH, 20) == back
+
+
+async def test_reactions_made_while_away_come_with_sync_on_another_node(nodes, connect):
+    a, b, c = nodes
+    alice, bob = await connect(a), await connect(b)
+    alice_name, alice_id = await new_user(alice)
+    _, bob_id = await new_user(bob)
+    acks = [await alice.send(bob_id, f"m{i}") for i in range(3)]
+    seen = await bob.react(acks[0].conv, acks[0].seq, "\U0001f44d")
+    await alice.close()
+    later = await bob.react(acks[1].conv, acks[1].seq, "\U0001f525")
+
+    back = await connect(c)
+    await back.login(alice_name, "secret-pw", "web")
+    page = await back.sync(acks[0].conv, acks[-1].seq, changes_after=seen.rev)
+    assert [m.seq for m in page.changed] == [acks[1].seq] and page.rev == later.rev
+    assert [(r.seq, r.reactions[0].emoji) for r in page.reactions] == [(acks[1].seq, "\U0001f525")]
+
+
+async def test_a_forward_crosses_nodes_and_its_file_downloads_there(s3_server, tmp_path, mysql_server, redis_server,
+                                                                    rocketmq_server, connect):
+    """Files on the S3 server (SeaweedFS): the copy's readers, on another node than the
+    forwarder's, get a download grant for the original key."""
+    database = mysql_server.new_database()
+    shared = dict(store=mysql_server.url(database), routes=f"{redis_server.url}?prefix={redis_server.new_prefix()}",
+                  bus=f"rocketmq://{rocketmq_server.namesrv}", token_secret="cluster-secret-" + uuid.uuid4().hex,
+                  files=s3_server.url(s3_server.new_bucket()))
+    run = uuid.uuid4().hex[:8]
+    a = ServeProcess(tmp_path / "fa", node_id=f"{run}-a", **shared)
+    b = ServeProcess(tmp_path / "fb", node_id=f"{run}-b", **shared)
+    try:
+        a.start()
+        b.start()
+        alice, bob, carol = await connect(a), await connect(a), await connect(b)
+        _, alice_id = await new_user(alice)
+        _, bob_id = await new_user(bob)
+        _, carol_id = await new_user(carol)
+        source = f"p{min(alice_id, bob_id)}_{max(alice_id, bob_id)}"
+        key = await alice.upload(source, b"across the cluster", "text/plain", name="note.txt")
+        ack = await alice.send_typed(bob_id, content.File(key=key, name="note.txt", size=18, mime="text/plain"))
+        await asyncio.wait_for(bob.pushes.get(), 20)
+        with pytest.raises(ServerError) as err:
+            await carol.file_download_grant(key)
+        assert err.value.code == ErrorCode.FORBIDDEN
+
+        copies = await bob.forward(carol_id, source, [ack.seq])
+        pushed = await asyncio.wait_for(carol.pushes.get(), 20)
+        assert (pushed.id, pushed.forwarded_from, pushed.content["key"]) == (copies[0].msg_id, alice_id, key)
+        assert await carol.download(key) == b"across the cluster"
+    finally:
+        for node in (a, b):
+            if node.alive:
+                node.stop()
+        mysql_server.drop_database(database)

@@ -83,3 +83,21 @@ def test_the_node_budget_is_shared_by_every_account_and_skips_private_messages()
         quota.charge(2, 10, audience=30)
     quota.charge(2, 10, audience=1)  # private: not the node's fan-out
     quota.charge(2, 10, audience=20)
+
+
+def test_several_messages_at_once_are_charged_all_or_none():
+    """A FORWARD's copies: refused, none of them is charged."""
+    clock = Clock()
+    quota = SendQuota(100.0, 5, 1e9, 10**9, clock, pushes=(10.0, 100.0), push_bytes=(1e9, 10**9),
+                      node_pushes=(100.0, 1000.0))
+    quota.charge(1, 10)
+    quota.charge(1, 10)  # 3 messages left
+    with pytest.raises(RateLimited):
+        quota.charge_all(1, [10, 10, 10, 10], audience=20)
+    quota.charge_all(1, [10, 10, 10], audience=20)  # the refusal took nothing: 3 fit, 60 pushes of 100
+    with pytest.raises(RateLimited):
+        quota.charge(1, 10)
+    clock.now += 10
+    with pytest.raises(RateLimited, match="pushes/s"):
+        quota.charge_all(1, [10, 10, 10], audience=40)  # 120 pushes: over, and none taken
+    quota.charge_all(1, [10, 10], audience=40)

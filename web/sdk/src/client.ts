@@ -21,11 +21,14 @@
 import { DisconnectedError, FileTransferError, RequestTimeoutError, ServerError } from "./errors.js";
 import { Emitter, type ClientEvents, type EventName, type Handler } from "./events.js";
 import { decodeBody, decodeFrame, encodeFrame, type Frame } from "./frame.js";
-import { fromWire, toId, withConversationDefaults, withMessageDefaults } from "./ids.js";
+import { fromWire, toId, withConversationDefaults, withMessageDefaults, withPageDefaults } from "./ids.js";
 import { Inbox } from "./inbox.js";
 import { CloseCode, ErrorCode, Flag, MAX_LIST, Op, SUBPROTOCOL } from "./protocol.js";
 import type {
   CallStarted,
+  Changes,
+  ForwardOptions,
+  ReactionEvent,
   Content,
   ConvSetOptions,
   ConvState,
@@ -662,6 +665,9 @@ export class Client {
       case Op.PROFILE_PUSH:
         this.emit("profile", fromWire(body));
         break;
+      case Op.REACTION_PUSH:
+        this.emit("reaction", fromWire(body));
+        break;
       case Op.KICKED:
         this.closing = true; // a kicked client must not log itself back in (close 4001 follows)
         this.emit("kicked", fromWire(body));
@@ -752,11 +758,17 @@ export class Client {
     }
   }
 
-  private async syncPage(conv: string, afterSeq: number, limit: number, internal: boolean): Promise<Page> {
-    const reply = await this.request(Op.SYNC, { conv, after_seq: afterSeq, limit }, { internal });
-    const page = fromWire<Page>(reply);
-    page.msgs = page.msgs.map(withMessageDefaults);
-    return page;
+  private async syncPage(
+    conv: string,
+    afterSeq: number,
+    limit: number,
+    internal: boolean,
+    changesAfter?: number,
+  ): Promise<Page> {
+    const body: WireBody = { conv, after_seq: afterSeq, limit };
+    if (changesAfter !== undefined) body["changes_after"] = changesAfter;
+    const reply = await this.request(Op.SYNC, body, { internal });
+    return withPageDefaults(fromWire<Page>(reply));
   }
 
   private failUnacked(exc: Error): void {
@@ -937,10 +949,12 @@ export class Client {
 
   /**
    * Messages of `conv` with seq > afterSeq, oldest first (one page). The page counts as
-   * delivered: its messages are not emitted as "message" events afterwards.
+   * delivered: its messages are not emitted as "message" events afterwards. With
+   * `changesAfter` (a reaction revision) the page also lists, in `changed`, the messages up
+   * to afterSeq whose reactions changed since (see changes()).
    */
-  async sync(conv: string, afterSeq = 0, limit = 100): Promise<Page> {
-    const page = await this.syncPage(conv, afterSeq, limit, false);
+  async sync(conv: string, afterSeq = 0, limit = 100, changesAfter?: number): Promise<Page> {
+    const page = await this.syncPage(conv, afterSeq, limit, false, changesAfter);
     const last = page.msgs[page.msgs.length - 1];
     // a page is every message from afterSeq + 1 on: no gap up to its last seq
     if (last && afterSeq <= this.inbox.mark(conv)) this.inbox.cover(conv, last.seq, false);
@@ -949,9 +963,45 @@ export class Client {
 
   /** Messages of `conv` before beforeSeq (0: the newest), ascending; scroll back with msgs[0].seq. */
   async history(conv: string, beforeSeq = 0, limit = 50): Promise<Page> {
-    const page = await this.call<Page>(Op.HISTORY, { conv, before_seq: beforeSeq, limit });
-    page.msgs = page.msgs.map(withMessageDefaults);
-    return page;
+    return withPageDefaults(await this.call<Page>(Op.HISTORY, { conv, before_seq: beforeSeq, limit }));
+  }
+
+  /**
+   * What changed in `conv` after reaction revision `afterRev` among its messages up to
+   * `upToSeq` (those this device has): the messages, their reactions and the revision to keep
+   * (the highest `rev` seen). A device back from being away calls it for the conversations it
+   * shows (docs/protocol.md 9.23.3).
+   */
+  async changes(conv: string, upToSeq: number, afterRev = 0): Promise<Changes> {
+    const out: Changes = { changed: [], reactions: [], rev: afterRev };
+    for (;;) {
+      const page = await this.syncPage(conv, upToSeq, 1, false, out.rev);
+      out.changed.push(...page.changed);
+      out.reactions.push(...page.reactions.filter((r) => r.seq <= upToSeq));
+      out.rev = page.rev;
+      if (!page.changesMore) return out;
+    }
+  }
+
+  /** Add the reaction `emoji` to message `seq` of `conv`; the message's reactions now. */
+  async react(conv: string, seq: number, emoji: string): Promise<ReactionEvent> {
+    return this.call<ReactionEvent>(Op.REACT, { conv, seq, emoji });
+  }
+
+  /** Take back this user's reaction `emoji` from message `seq` of `conv`. */
+  async unreact(conv: string, seq: number, emoji: string): Promise<ReactionEvent> {
+    return this.call<ReactionEvent>(Op.REACT, { conv, seq, emoji, remove: true });
+  }
+
+  /**
+   * Forward messages `seqs` of `conv` to user `to` (or, with opts.group, group `to`) as new
+   * messages of this user marked forwardedFrom; their acks, in order, once all are durable.
+   */
+  async forward(to: IdLike, conv: string, seqs: number[], opts: ForwardOptions = {}): Promise<SendAck[]> {
+    const body: WireBody = { conv, seqs, cmid: opts.cmid ?? newCmid() };
+    if (opts.hideSender) body["hide_sender"] = true;
+    const reply = await this.request(Op.FORWARD, body, { target: toId(to), flags: opts.group ? Flag.GROUP : 0 });
+    return fromWire<{ acks: SendAck[] }>(reply).acks;
   }
 
   /**

@@ -12,6 +12,7 @@ import type {
   GroupEvent,
   Kicked,
   Message,
+  ReactionEvent,
   ReadMark,
   ReconnectInfo,
   TypingEvent,
@@ -37,6 +38,8 @@ export interface ClientEvents {
   call: CallEvent;
   /** A friend's or group member's new profile (or deletion), or this user's from another device. */
   profile: UserProfile;
+  /** A reaction was added or taken back on another device (REACTION_PUSH). */
+  reaction: ReactionEvent;
   /** Another login took this (user, terminal), or an operator closed it; no auto-reconnect. */
   kicked: Kicked;
   /** The WebSocket opened (first connect and each reconnect attempt that reached a node). */

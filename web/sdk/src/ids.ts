@@ -25,6 +25,7 @@ const ID_KEYS = new Set([
   "recalled_by",
   "last_from",
   "inviter",
+  "forwarded_from",
 ]);
 /** Keys whose value is a list that may hold ids (its integer items become bigints). */
 const ID_LIST_KEYS = new Set(["users", "mentions", "added", "invited"]);
@@ -67,8 +68,19 @@ function convert(value: unknown): unknown {
 /** Message keys left out of the map when they hold their default (docs/protocol.md 9.10). */
 const MESSAGE_DEFAULTS = {
   mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
-  reply: null, editedAt: 0, editRev: 0,
+  reply: null, editedAt: 0, editRev: 0, forwardedFrom: 0n,
 };
+
+/** Page keys left out when they hold their default (docs/protocol.md 9.7). */
+export function withPageDefaults<T extends { msgs: object[] }>(page: T): T {
+  const out = { ...page } as Record<string, unknown>;
+  out["msgs"] = page.msgs.map(withMessageDefaults);
+  out["reactions"] = (out["reactions"] as unknown[] | undefined) ?? [];
+  out["changed"] = ((out["changed"] as object[] | undefined) ?? []).map(withMessageDefaults);
+  out["rev"] = (out["rev"] as number | undefined) ?? 0;
+  out["changesMore"] = (out["changesMore"] as boolean | undefined) ?? false;
+  return out as T;
+}
 
 /** A message in API shape with its omitted keys filled in. */
 export function withMessageDefaults<T extends object>(m: T): T {

@@ -79,6 +79,8 @@ export const Op = {
   PROFILE_SET: 0x50,
   PASSWORD_CHANGE: 0x51,
   ACCOUNT_DELETE: 0x52,
+  REACT: 0x58,
+  FORWARD: 0x5a,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -90,8 +92,9 @@ export const Op = {
   TYPING_PUSH: 0x47,
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
-  EDIT_PUSH: 0x4c,
   PROFILE_PUSH: 0x4a,
+  REACTION_PUSH: 0x4b,
+  EDIT_PUSH: 0x4c,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -140,6 +143,10 @@ export const ErrorCode = {
   EDIT_EXPIRED: 3020,
   REPLY_NOT_FOUND: 3021,
   NOT_EDITABLE: 3022,
+  REACTION_LIMIT: 3023,
+  MESSAGE_RECALLED: 3024,
+  FORWARD_LIMIT: 3025,
+  NOT_FORWARDABLE: 3026,
   RATE_LIMITED: 4000,
   TOO_MANY_SESSIONS: 4001,
   INTERNAL: 5000,

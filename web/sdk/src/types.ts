@@ -83,6 +83,12 @@ export interface Message {
   editedAt?: number;
   /** The conversation's edit rev of that edit; 0 when never edited. */
   editRev?: number;
+  /**
+   * A copy made by forward(): the original sender, -1n when not named; 0n when not forwarded.
+   * Always set on messages from the SDK; optional so that messages an application builds
+   * itself (a local echo of its own send) need not carry it.
+   */
+  forwardedFrom?: bigint;
 }
 
 /** What a reply quotes (docs/protocol.md section 9.23). */
@@ -96,6 +102,37 @@ export interface Reply {
   recalled: boolean;
 }
 
+/** One emoji on one message: how many reacted with it, and the first (up to 10) of them. */
+export interface Reaction {
+  emoji: string;
+  count: number;
+  users: bigint[];
+}
+
+/** The reactions of message `seq`, as of revision `rev` of its conversation. */
+export interface MessageReactions {
+  seq: number;
+  rev: number;
+  /** Empty: every reaction was taken back, or the message recalled. */
+  reactions: Reaction[];
+}
+
+/** The reply to react()/unreact() and the "reaction" event. */
+export interface ReactionEvent {
+  conv: string;
+  seq: number;
+  msgId: bigint;
+  user: bigint;
+  emoji: string;
+  /** true: added; false: taken back. */
+  added: boolean;
+  /** The message's reactions now. */
+  reactions: Reaction[];
+  /** The conversation's revision at this change: keep the highest for changes(). */
+  rev: number;
+  ts: number;
+}
+
 export interface Page {
   conv: string;
   msgs: Message[];
@@ -106,6 +143,30 @@ export interface Page {
   editRev?: number;
   /** More edits follow: sync again from editRev. */
   editsMore?: boolean;
+  /** The reactions of the page's messages (msgs and changed) that have any, or had some. */
+  reactions: MessageReactions[];
+  /** sync() with changesAfter: messages up to afterSeq changed after that revision. */
+  changed: Message[];
+  /** sync() with changesAfter: the revision `changed` is complete up to. */
+  rev: number;
+  /** sync() with changesAfter: more changes follow (sync again with changesAfter = rev). */
+  changesMore: boolean;
+}
+
+/** What changes() found: the changed messages, their reactions, the revision to keep. */
+export interface Changes {
+  changed: Message[];
+  reactions: MessageReactions[];
+  rev: number;
+}
+
+export interface ForwardOptions {
+  /** Forward to a group (`to` is the group id). */
+  group?: boolean;
+  /** The copies do not name their original senders (forwardedFrom -1n). */
+  hideSender?: boolean;
+  /** The forward's id: copy i is stored with cmid `<cmid>/<i>`; a retry stores nothing twice. */
+  cmid?: string;
 }
 
 export interface SearchPage {
