@@ -21,6 +21,8 @@ __all__ = [
     "DropFriendship", "SetRemark", "SetBlock", "CreateGroup", "PutGroup", "PutMember",
     "DropMember", "DissolveGroup", "PutJoinRequest", "DropJoinRequest", "SetUserConv", "SetPasswordHash",
     "RevokeToken", "RecallMessage", "SetSettings", "CallRecord",
+    # per-user views and message pins
+    "HideMessages", "PinMessage", "UnpinMessage", "Pin", "ViewHead", "PINS_FULL",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     "Store", "Routes", "Bus",
@@ -130,6 +132,31 @@ class UserConv(msgspec.Struct, frozen=True):
     #: the newest seq that mentions the user (written by the store with that message, the
     #: one field that changes without the user acting); mentioned while above read_seq
     mention_seq: int = 0
+    #: the user cleared their view up to this seq (CLEAR_HISTORY): they read nothing at or
+    #: below it, and it counts as read (unread follows) without moving read_seq
+    cleared_seq: int = 0
+    #: grows with each DELETE_FOR_ME (``HideMessages``) and CLEAR_HISTORY of the user here
+    view_ver: int = 0
+
+
+class ViewHead(msgspec.Struct, frozen=True):
+    """What one user's list shows of ``conv`` while its newest message is ``head_seq``, a
+    message the user deleted for themselves: ``message``, the newest they still see (None:
+    none)."""
+
+    conv: ConvId
+    head_seq: int
+    message: StoredMessage | None
+
+
+class Pin(msgspec.Struct, frozen=True):
+    """A message pin of a conversation (shared by its members)."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    at: int  # unix ms
+    message: StoredMessage
 
 
 class UserRecords(msgspec.Struct, frozen=True):
@@ -143,6 +170,12 @@ class UserRecords(msgspec.Struct, frozen=True):
     convs: list[UserConv]
     heads: list[StoredMessage]  # the newest message of each conversation in ``convs`` that has one
     invisible: bool = False  # the user's setting: others see them offline (SetSettings)
+    #: (conv, seq) of the messages the user deleted for themselves (``HideMessages``) above
+    #: their read cursor and cleared seq: their unread counts leave them out
+    hidden: list[tuple[ConvId, int]] = []
+    #: for each conversation whose newest message the user deleted for themselves, the
+    #: newest one they still see
+    view_heads: list[ViewHead] = []
 
 
 class GroupRecord(msgspec.Struct, frozen=True):
@@ -280,13 +313,50 @@ class SetUserConv(msgspec.Struct, frozen=True, tag=True):
 
 class RecallMessage(msgspec.Struct, frozen=True, tag=True):
     """Make message ``seq`` of ``conv`` a tombstone: content "" and no mentions, who and
-    when kept. Resolves to the tombstone, or None when there is no such message or it was
+    when kept; its message pin, if any, goes with it. Resolves to the tombstone, or None when there is no such message or it was
     recalled already (the second of two racing recalls gets None)."""
 
     conv: ConvId
     seq: int
     by: UserId
     at: int  # unix ms
+
+
+class HideMessages(msgspec.Struct, frozen=True, tag=True):
+    """The user deletes messages ``seqs`` of ``conv`` for themselves: they are hidden from
+    that user's reads from now on, and, if any was not hidden yet, the user's
+    ``UserConv.view_ver`` grows by one. Resolves to (the seqs newly hidden, ascending; the
+    view_ver after the change), or None when the user has no state in ``conv`` (removed
+    meanwhile: nothing is written)."""
+
+    user: UserId
+    conv: ConvId
+    seqs: tuple[int, ...]
+    at: int  # unix ms
+
+
+#: ``PinMessage``'s result when the conversation holds ``limit`` pins already
+PINS_FULL = "full"
+
+
+class PinMessage(msgspec.Struct, frozen=True, tag=True):
+    """Pin message ``seq`` of ``conv``. Resolves to the ``Pin`` (the one stored already if
+    it was pinned), None when there is no such message or it was recalled, or
+    ``PINS_FULL`` when ``conv`` has ``limit`` pins: counted in the same transaction, so
+    racing pins on several nodes never pass the limit."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    at: int  # unix ms
+    limit: int
+
+
+class UnpinMessage(msgspec.Struct, frozen=True, tag=True):
+    """Resolves to True if message ``seq`` of ``conv`` was pinned (and is no more)."""
+
+    conv: ConvId
+    seq: int
 
 
 class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
@@ -320,7 +390,7 @@ Change = (
     PutFriendRequest | DropFriendRequest | PutFriendship | DropFriendship | SetRemark | SetBlock
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
-    | SetSettings | SetDisabled
+    | SetSettings | SetDisabled | HideMessages | PinMessage | UnpinMessage
 )
 
 
@@ -406,6 +476,19 @@ class Store(Protocol):
         (0: no bound), at most ``limit``. Bounded in time: past the store's search
         timeout, or once ``gone()`` is true (the caller left), it stops and raises
         ``SearchTimeout``."""
+
+    # -- per-user views and message pins -----------------------------------------------------
+
+    async def hidden_seqs(self, user: UserId, conv: ConvId, after_seq: int, upto_seq: int) -> list[int]:
+        """The seqs of ``conv`` in (after_seq, upto_seq] that ``user`` deleted for
+        themselves (``HideMessages``), ascending."""
+
+    async def last_visible(self, user: UserId, conv: ConvId, floor: int) -> StoredMessage | None:
+        """The newest message of ``conv`` above ``floor`` that ``user`` did not delete for
+        themselves; None if there is none."""
+
+    async def pins(self, conv: ConvId) -> list[Pin]:
+        """The message pins of ``conv``, the newest pin first."""
 
     # -- operations (the admin API) ----------------------------------------------------------
 

@@ -32,6 +32,7 @@ __all__ = [
     "Flag",
     "KNOWN_FLAGS",
     "REQUEST_OPS",
+    "PUSH_OPS",
     "ErrorCode",
     "CloseCode",
 ]
@@ -53,8 +54,8 @@ RESPONSE_BIT = 0x80
 
 
 class Op(enum.IntEnum):
-    """Operations. Requests (client to server) are below 0x40; pushes (server to
-    client, req_id 0) are 0x40..0x7F; a reply is ``request | 0x80``; ERROR is 0xFF.
+    """Operations. Requests (client to server) are below 0x40 and 0x50..0x7E; pushes
+    (server to client, req_id 0) are 0x40..0x4F; a reply is ``request | 0x80``; ERROR is 0xFF.
     Which body each op carries is declared once, in ``bodies.OPS``."""
 
     PING = 0x01
@@ -118,6 +119,12 @@ class Op(enum.IntEnum):
     # files: upload and download grants (signed HTTP URLs)
     FILE_UPLOAD = 0x1A
     FILE_DOWNLOAD = 0x1B
+    # per-user views and message pins (docs/protocol.md 9.23)
+    DELETE_FOR_ME = 0x60
+    CLEAR_HISTORY = 0x61
+    PIN_MESSAGE = 0x62
+    UNPIN_MESSAGE = 0x63
+    PINS = 0x64
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -176,6 +183,12 @@ class Op(enum.IntEnum):
     # files
     FILE_UPLOAD_OK = FILE_UPLOAD | RESPONSE_BIT
     FILE_DOWNLOAD_OK = FILE_DOWNLOAD | RESPONSE_BIT
+    # per-user views and message pins
+    DELETE_FOR_ME_OK = DELETE_FOR_ME | RESPONSE_BIT
+    CLEAR_HISTORY_OK = CLEAR_HISTORY | RESPONSE_BIT
+    PIN_MESSAGE_OK = PIN_MESSAGE | RESPONSE_BIT
+    UNPIN_MESSAGE_OK = UNPIN_MESSAGE | RESPONSE_BIT
+    PINS_OK = PINS | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -188,6 +201,9 @@ class Op(enum.IntEnum):
     TYPING_PUSH = 0x47
     PRESENCE_PUSH = 0x48
     CALL_PUSH = 0x49
+    # message pins, to the conversation's members; a user's own view, to their other devices
+    PIN_PUSH = 0x4D
+    VIEW_PUSH = 0x4E
 
     ERROR = 0xFF
 
@@ -202,8 +218,11 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F.
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40)
+#: Pushes are 0x40..0x4F; requests are below 0x40 and, since they ran out, 0x50..0x7E too
+#: (their replies, 0xD0..0xFE, stay clear of ERROR).
+PUSH_OPS = range(0x40, 0x50)
+#: Every op a client may send: the requests.
+REQUEST_OPS = frozenset(op for op in Op if op < 0x7F and op not in PUSH_OPS)
 
 
 class ErrorCode(enum.IntEnum):
@@ -240,6 +259,8 @@ class ErrorCode(enum.IntEnum):
     BUSY = 3012  # CALL_INVITE: the callee (or the caller) is already in a call
     SEARCH_TIMEOUT = 3013  # SEARCH: not answered within the node's search timeout
     FILE_QUOTA_EXCEEDED = 3014  # FILE_UPLOAD: the account keeps as many bytes of files as it may
+    PINS_FULL = 3027  # PIN_MESSAGE: the conversation has as many message pins as it may
+    MESSAGE_RECALLED = 3028  # PIN_MESSAGE: the message was recalled
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -30,6 +30,7 @@ from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State, UserState
 from ..services.users import Users
+from ..services.views import Views, stub
 from .presence import Presence
 from .session import Handler, Session
 
@@ -46,7 +47,8 @@ class Api:
     def __init__(self, node: str, state: State, auth: AuthService, presence: Presence, delivery: Delivery,
                  messages: Messages, pipeline: Pipeline, conversations: Conversations, social: Social,
                  groups: Groups, quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
-                 typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None) -> None:
+                 typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None,
+                 views: Views | None = None) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -64,6 +66,7 @@ class Api:
         self._typing = typing
         self._calls = calls
         self._users = users
+        self._views = views
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -204,22 +207,54 @@ class Api:
                 previous.add_done_callback(lambda _: mine.set_result(None))
 
     async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
+        pinned = self._views is not None and await self._views.pinned(req.conv, req.seq)
         tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
         self._pipeline.recalled(tombstone, s)
+        if pinned and self._views is not None:  # its pin went with it
+            self._views.recalled(req.conv, req.seq, s.user_id, s.terminal)
         s.reply(Op.RECALL_OK, req_id, message_body(tombstone))
 
     async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
         rows, more = await self._messages.search(self._me(s), req, lambda: s.closed)
+        if self._views is not None:  # what the user deleted for themselves is not found
+            rows = await self._views.visible(s.user_id, rows)
         page = _page(req.conv, rows, more, keep_newest=False)
         s.reply(Op.SEARCH_OK, req_id, bodies.SearchPage(msgs=page.msgs, has_more=page.has_more))
 
     async def on_sync(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Sync) -> None:
         rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
-        s.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False))
+        hidden = await self._views.hidden_in(s.user_id, req.conv, rows) if self._views is not None else None
+        s.reply(Op.SYNC_OK, req_id, _page(req.conv, rows, more, keep_newest=False, hidden=hidden))
 
     async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
         rows, more = await self._messages.history(s.user_id, req.conv, req.before_seq, req.limit)
-        s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
+        hidden = await self._views.hidden_in(s.user_id, req.conv, rows) if self._views is not None else None
+        s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True, hidden=hidden))
+
+    # -- per-user views and message pins (services/views.py) -------------------------------------
+
+    async def on_delete_for_me(self, s: Session, req_id: int, flags: int, target: int, req: bodies.DeleteForMe) -> None:
+        event = await self._own_views().delete_for_me(self._me(s), req.conv, req.seqs, s.terminal)
+        s.reply(Op.DELETE_FOR_ME_OK, req_id, event)
+
+    async def on_clear_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ClearHistory) -> None:
+        event = await self._own_views().clear_history(self._me(s), req.conv, req.seq, s.terminal)
+        s.reply(Op.CLEAR_HISTORY_OK, req_id, event)
+
+    async def on_pin_message(self, s: Session, req_id: int, flags: int, target: int, req: bodies.MessageRef) -> None:
+        s.reply(Op.PIN_MESSAGE_OK, req_id, await self._own_views().pin(s.user_id, req.conv, req.seq, s.terminal))
+
+    async def on_unpin_message(self, s: Session, req_id: int, flags: int, target: int, req: bodies.MessageRef) -> None:
+        await self._own_views().unpin(s.user_id, req.conv, req.seq, s.terminal)
+        s.reply(Op.UNPIN_MESSAGE_OK, req_id, None)
+
+    async def on_pins(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ConvRef) -> None:
+        s.reply(Op.PINS_OK, req_id, await self._own_views().pins(s.user_id, req.conv))
+
+    def _own_views(self) -> Views:
+        if self._views is None:
+            raise Unavailable("this node serves no per-user views or message pins")
+        return self._views
 
     # -- conversations --------------------------------------------------------------------------
 
@@ -451,17 +486,19 @@ async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None
     await then
 
 
-def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
+def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool,
+          hidden: set[int] | None = None) -> bodies.Page:
     """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
     oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
     set when some had to stay out. The first message is always in, so paging always moves
     on: one that cannot fit a frame by itself (stored before contents were bounded by their
     MessagePack size) comes without its content, marked ``too_large``. Each message is
-    encoded once, and the page carries those bytes."""
+    encoded once, and the page carries those bytes. The seqs in ``hidden`` (the reader
+    deleted them for themselves) come as stubs."""
     msgs: list[Any] = []
     total = 0
     for m in reversed(rows) if keep_newest else rows:
-        body = message_body(m)
+        body = stub(m) if hidden and m.seq in hidden else message_body(m)
         encoded = bodies.encode(body)
         if len(encoded) > _PAGE_BUDGET:
             encoded = bodies.encode(msgspec.structs.replace(body, content="", too_large=True))

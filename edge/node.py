@@ -39,6 +39,7 @@ from ..services.quota import SendQuota
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
+from ..services.views import Views
 from .api import Api
 from .http import HttpServer, add_file_routes, add_health_routes, add_web_routes, web_app_dir
 # operations: metrics, the admin API, the node registry, reload
@@ -165,9 +166,11 @@ class Node:
                                  config.max_sessions_per_user, self._offline, watch=self.watch, calls=self.calls)
         self._file_grants = FileGrants(self.files, conversations.floor, config.file_max_size, config.file_types,
                                        config.file_grant_ttl, config.file_grants_per_minute)
+        self.views = Views(self.store, self.state, conversations, self.delivery, config.max_message_pins,
+                           config.view_changes_per_minute, config.pins_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
-                       users=users)
+                       users=users, views=self.views)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -495,6 +498,7 @@ class Node:
         self.typing.forget(user_id)
         self.state.forget_user(user_id)
         self._file_grants.forget(user_id)
+        self.views.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""

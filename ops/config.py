@@ -151,6 +151,14 @@ class Config:
     #: seconds after sending during which a sender may recall a message (owners and admins
     #: of a group may recall any time)
     recall_window: float = 120.0
+    #: message pins one conversation may hold (PIN_MESSAGE beyond: 3027 PINS_FULL)
+    max_message_pins: int = 20
+    #: DELETE_FOR_ME and CLEAR_HISTORY requests one account may make per minute on a node
+    #: (a bucket of that many, refilled evenly; 4000 RATE_LIMITED beyond)
+    view_changes_per_minute: int = 60
+    #: PIN_MESSAGE and UNPIN_MESSAGE requests one account may make per minute on a node (as
+    #: view_changes_per_minute)
+    pins_per_minute: int = 30
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -403,6 +411,10 @@ class Config:
             raise ConfigError("search_timeout must be above 0 and at most 3600 s")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
+        if not 1 <= self.max_message_pins <= 100:
+            raise ConfigError("max_message_pins must be 1..100")
+        if self.view_changes_per_minute < 1 or self.pins_per_minute < 1:
+            raise ConfigError("view_changes_per_minute and pins_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if not 8 <= self.password_memory_kib <= 4 * 1024 * 1024:
@@ -491,11 +503,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "file_max_size", "file_types", "file_grants_per_minute", "file_quota", "file_unshared_ttl", "files_min_free",
                "store_min_free", "presence_rate", "presence_burst",
                "presence_max_watch", "typing_rate", "typing_burst", "group_typing_rate", "group_join_rate",
-               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout"),
+               "group_join_burst", "group_creates_per_hour", "call_invites_per_minute", "search_timeout",
+               "view_changes_per_minute", "pins_per_minute"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
-    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
+    "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl",
+                  "max_message_pins"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 
