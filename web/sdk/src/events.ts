@@ -12,10 +12,12 @@ import type {
   GroupEvent,
   Kicked,
   Message,
+  PinEvent,
   ReadMark,
   ReconnectInfo,
   TypingEvent,
   UserPresence,
+  ViewEvent,
 } from "./types.js";
 
 export interface ClientEvents {
@@ -32,6 +34,10 @@ export interface ClientEvents {
   typing: TypingEvent;
   presence: UserPresence;
   call: CallEvent;
+  /** A message pin of one of the user's conversations changed (pinned, unpinned, recalled). */
+  pin: PinEvent;
+  /** The user deleted messages for themselves or cleared a history on another device. */
+  view: ViewEvent;
   /** Another login took this (user, terminal), or an operator closed it; no auto-reconnect. */
   kicked: Kicked;
   /** The WebSocket opened (first connect and each reconnect attempt that reached a node). */

@@ -24,6 +24,7 @@ const ID_KEYS = new Set([
   "call",
   "recalled_by",
   "last_from",
+  "by",
 ]);
 /** Keys whose value is a list that may hold ids (its integer items become bigints). */
 const ID_LIST_KEYS = new Set(["users", "mentions"]);
@@ -64,7 +65,14 @@ function convert(value: unknown): unknown {
 }
 
 /** Message keys left out of the map when they hold their default (docs/protocol.md 9.10). */
-const MESSAGE_DEFAULTS = { mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false };
+const MESSAGE_DEFAULTS = {
+  mentions: [] as bigint[],
+  mentionAll: false,
+  recalledBy: 0n,
+  recalledAt: 0,
+  tooLarge: false,
+  hidden: false,
+};
 
 /** A message in API shape with its omitted keys filled in. */
 export function withMessageDefaults<T extends object>(m: T): T {
@@ -80,5 +88,7 @@ export function withConversationDefaults<T extends object>(c: T): T {
   const out = { ...c } as Record<string, unknown>;
   out["mentioned"] ??= false;
   out["lastRecalled"] ??= false;
+  out["clearedSeq"] ??= 0;
+  out["viewVer"] ??= 0;
   return out as T;
 }

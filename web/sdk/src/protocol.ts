@@ -15,7 +15,7 @@ export const RESPONSE_BIT = 0x80;
 /** Items per list page the server allows (FRIENDS, GROUPS, GROUP_MEMBERS, CONVERSATIONS...). */
 export const MAX_LIST = 500;
 
-/** Operations: requests 0x01..0x3F, pushes 0x40..0x7F, replies request | 0x80, ERROR 0xFF. */
+/** Operations: requests 0x01..0x3F and 0x50..0x7E, pushes 0x40..0x4F, replies request | 0x80, ERROR 0xFF. */
 export const Op = {
   PING: 0x01,
   REGISTER: 0x02,
@@ -72,6 +72,12 @@ export const Op = {
   GROUP_TRANSFER: 0x3d,
   GROUP_MUTE: 0x3e,
   GROUP_MUTE_ALL: 0x3f,
+  // per-user views and message pins
+  DELETE_FOR_ME: 0x60,
+  CLEAR_HISTORY: 0x61,
+  PIN_MESSAGE: 0x62,
+  UNPIN_MESSAGE: 0x63,
+  PINS: 0x64,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -83,6 +89,8 @@ export const Op = {
   TYPING_PUSH: 0x47,
   PRESENCE_PUSH: 0x48,
   CALL_PUSH: 0x49,
+  PIN_PUSH: 0x4d,
+  VIEW_PUSH: 0x4e,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -126,6 +134,8 @@ export const ErrorCode = {
   BUSY: 3012,
   SEARCH_TIMEOUT: 3013,
   FILE_QUOTA_EXCEEDED: 3014,
+  PINS_FULL: 3027,
+  MESSAGE_RECALLED: 3028,
   RATE_LIMITED: 4000,
   TOO_MANY_SESSIONS: 4001,
   INTERNAL: 5000,
