@@ -34,15 +34,28 @@ SAMPLER_TYPES = {
     "groups": "GROUPS, first page",
     "group_members": "GROUP_MEMBERS of the user's first group, first page",
     "file_upload_grant": "FILE_UPLOAD: ask for an upload URL for a 100 KiB image in the conversation with the peer",
+    "delete_for_me": "DELETE_FOR_ME of one of the first five messages of the conversation with the peer, each in turn"
+                     " (needs [setup] messages >= 5)",
+    "pin_message": "PIN_MESSAGE of one of the first five messages of the conversation with the peer, UNPIN_MESSAGE of"
+                   " it the next time (needs [setup] messages >= 5)",
+    "pins": "PINS of the conversation with the peer",
 }
+#: samplers that act on the messages [setup] seeds in the conversation with the peer
+SEEDED_TYPES = frozenset({"delete_for_me", "pin_message"})
+#: messages they need there (seqs 1..SEEDED)
+SEEDED = 5
 
 
 def _unsupported() -> dict[str, str]:
     """Sampler types the installed protocol has no operation for, with the reason."""
     from ..core_ext.protocol import Op
-    if hasattr(Op, "FILE_UPLOAD"):
-        return {}
-    return {"file_upload_grant": "this edgeim's protocol has no FILE_UPLOAD operation"}
+    missing = {}
+    if not hasattr(Op, "FILE_UPLOAD"):
+        missing["file_upload_grant"] = "this edgeim's protocol has no FILE_UPLOAD operation"
+    if not hasattr(Op, "DELETE_FOR_ME"):
+        for kind in ("delete_for_me", "pin_message", "pins"):
+            missing[kind] = "this edgeim's protocol has no per-user views or message pins"
+    return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send"})
 ASSERTIONS = {
@@ -253,6 +266,9 @@ def _check(scenario: Scenario, where: str) -> None:
         kinds = {s.type for s in g.samplers}
         if kinds & {"group_send", "group_members"} and not (scenario.setup.groups and scenario.setup.group_size):
             raise ScenarioError(f"{where}: thread group {g.name!r} samples groups: set [setup] groups and group_size")
+        if kinds & SEEDED_TYPES and scenario.setup.messages < SEEDED:
+            raise ScenarioError(f"{where}: thread group {g.name!r} samples {sorted(kinds & SEEDED_TYPES)}: set [setup]"
+                                f" messages to {SEEDED} or more")
     if not 1 <= scenario.processes <= 64:
         raise ScenarioError(f"{where}: [load] processes must be 1..64")
     if scenario.ceiling not in ("auto", "relay", "echo", "none"):
