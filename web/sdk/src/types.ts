@@ -51,8 +51,9 @@ export interface Message {
   recalledAt: number;
   /** In a page only: stored by an older server too large for a frame; `content` is "". */
   tooLarge: boolean;
-  /** In a SYNC or HISTORY page only: the reader deleted it for themselves (a stub, `content` ""). */
-  hidden: boolean;
+  /** In a SYNC or HISTORY page only: the reader deleted it for themselves (a stub, `content` "").
+   * The SDK always fills it in; optional so that code building messages itself keeps compiling. */
+  hidden?: boolean;
 }
 
 export interface Page {
@@ -85,11 +86,12 @@ export interface ConversationInfo {
   muted: boolean;
   mentioned: boolean;
   lastRecalled: boolean;
-  /** The caller cleared their view up to this seq (clearHistory). */
-  clearedSeq: number;
+  /** The caller cleared their view up to this seq (clearHistory). The SDK always fills it
+   * and viewVer in; optional so that code building entries itself keeps compiling. */
+  clearedSeq?: number;
   /** Grows with each deleteForMe and clearHistory of the caller here: a device that knew
    * another value reads again (history) what it holds; the stubs say what was deleted. */
-  viewVer: number;
+  viewVer?: number;
 }
 
 export interface ConversationList {
