@@ -1130,8 +1130,8 @@ def _hide_messages(tx: _Tx, c: HideMessages) -> tuple[tuple[int, ...], int] | No
     if row is None:
         return None
     seqs = sorted(set(c.seqs))
-    tx.cur.execute(f"SELECT seq FROM hidden_messages WHERE user_id = %s AND conv = %s AND seq IN ({_in_list(len(seqs), 1)})",
-                   (c.user, c.conv, *seqs))
+    tx.cur.execute("SELECT seq FROM hidden_messages WHERE user_id = %s AND conv = %s"
+                   f" AND seq IN ({_in_list(len(seqs), 1)})", (c.user, c.conv, *seqs))
     already = {r[0] for r in tx.cur.fetchall()}
     hidden = tuple(seq for seq in seqs if seq not in already)
     if not hidden:
@@ -1290,7 +1290,8 @@ def _last_visible(cur: Any, user_id: int, conv: str, floor: int) -> StoredMessag
 
 
 def _pins(cur: Any, conv: str) -> list[Pin]:
-    cur.execute(f"SELECT p.seq, p.pinned_by, p.pinned_at, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
+    columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+    cur.execute(f"SELECT p.seq, p.pinned_by, p.pinned_at, {columns}"
                 " FROM message_pins p JOIN messages m ON m.conv = p.conv AND m.seq = p.seq WHERE p.conv = %s"
                 " ORDER BY p.pinned_at DESC, p.seq DESC", (conv,))
     return [Pin(ConvId(conv), int(r[0]), UserId(r[1]), int(r[2]), _message(r[3:])) for r in cur.fetchall()]

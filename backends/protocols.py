@@ -313,7 +313,8 @@ class SetUserConv(msgspec.Struct, frozen=True, tag=True):
 
 class RecallMessage(msgspec.Struct, frozen=True, tag=True):
     """Make message ``seq`` of ``conv`` a tombstone: content "" and no mentions, who and
-    when kept; its message pin, if any, goes with it. Resolves to the tombstone, or None when there is no such message or it was
+    when kept; its message pin, if any, goes with it. Resolves to the tombstone, or None
+    when there is no such message or it was
     recalled already (the second of two racing recalls gets None)."""
 
     conv: ConvId

@@ -928,7 +928,8 @@ def _hide_messages(store: SqliteStore, conn: sqlite3.Connection, c: HideMessages
 
 
 def _pin_message(store: SqliteStore, conn: sqlite3.Connection, c: PinMessage) -> Pin | str | None:
-    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?",
+                       (c.conv, c.seq)).fetchone()
     message = StoredMessage(*row) if row is not None else None
     if message is None or message.recalled_by:
         return None

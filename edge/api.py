@@ -207,7 +207,9 @@ class Api:
                 previous.add_done_callback(lambda _: mine.set_result(None))
 
     async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
-        pinned = self._views is not None and await self._views.pinned(req.conv, req.seq)
+        # a recall drops the message's pin: asked first (of a member only), so the members hear of it
+        pinned = self._views is not None and await self._conversations.floor(s.user_id, req.conv) >= 0 \
+            and await self._views.pinned(req.conv, req.seq)
         tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
         self._pipeline.recalled(tombstone, s)
         if pinned and self._views is not None:  # its pin went with it
@@ -237,7 +239,8 @@ class Api:
         event = await self._own_views().delete_for_me(self._me(s), req.conv, req.seqs, s.terminal)
         s.reply(Op.DELETE_FOR_ME_OK, req_id, event)
 
-    async def on_clear_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ClearHistory) -> None:
+    async def on_clear_history(self, s: Session, req_id: int, flags: int, target: int,
+                               req: bodies.ClearHistory) -> None:
         event = await self._own_views().clear_history(self._me(s), req.conv, req.seq, s.terminal)
         s.reply(Op.CLEAR_HISTORY_OK, req_id, event)
 

@@ -263,14 +263,14 @@ class Conversations:
         state = self._state
         state.replace_head(tombstone)
         users = state.view_heads.get(tombstone.conv)
-        for user_id in list(users or ()):
+        for user_id in list(users) if users else ():
             user = state.users.get(user_id)
             view = user.views.get(tombstone.conv) if user is not None else None
-            if view is None or view.message is None:
-                users.discard(user_id)  # type: ignore[union-attr]
+            if user is None or view is None or view.message is None:
+                users.discard(user_id)  # gone, or no stand-in any more
             elif view.message.seq == tombstone.seq:
-                user.views[tombstone.conv] = msgspec.structs.replace(view, message=tombstone)  # type: ignore[union-attr]
-                user.changed(tombstone.conv)  # type: ignore[union-attr]
+                user.views[tombstone.conv] = msgspec.structs.replace(view, message=tombstone)
+                user.changed(tombstone.conv)
 
 
 class _Entry:

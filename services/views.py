@@ -239,7 +239,8 @@ class Views:
                 raise RequestError("only the group's owner and admins may pin messages", ErrorCode.FORBIDDEN)
         return floor
 
-    def _push(self, event: str, conv: str, seq: int, by: UserId, ts: int, skip_user: UserId, skip_terminal: str) -> None:
+    def _push(self, event: str, conv: str, seq: int, by: UserId, ts: int, skip_user: UserId,
+              skip_terminal: str) -> None:
         """A PIN_PUSH to every device of the conversation's members but the one that acted."""
         frame = encode_frame(Op.PIN_PUSH, 0, 0, bodies.encode(bodies.PinEvent(event=event, conv=conv, seq=seq, by=by,
                                                                               ts=ts)))

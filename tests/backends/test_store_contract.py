@@ -20,8 +20,8 @@ import pytest
 
 from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
-    PINS_FULL, ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, HideMessages, NewMessage,
-    Pin, PinMessage, PutFriendRequest, RecallMessage, UnpinMessage,
+    PINS_FULL, ConvId, CreateGroup, DissolveGroup, DropFriendship, DropJoinRequest, DropMember, HideMessages,
+    NewMessage, Pin, PinMessage, PutFriendRequest, RecallMessage, UnpinMessage,
     PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock, SetPasswordHash, SetRemark,
     SetUserConv, Store, StoreClosed,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,

@@ -75,6 +75,10 @@ async def test_the_list_shows_the_newest_visible_message_and_unread_follows(clie
     theirs = await entry(bob, conv)
     assert (theirs.last_text, theirs.unread) == ("m3", 0)
 
+    await bob.recall(conv, 2)  # the message the list shows in place of the hidden newest is recalled
+    mine = await entry(alice, conv)
+    assert (mine.last_text, mine.last_recalled, mine.last_seq) == ("", True, 3)
+
     await alice.delete_for_me(conv, [1, 2])
     mine = await entry(alice, conv)
     assert (mine.last_text, mine.last_from, mine.unread, mine.view_ver) == ("", 0, 0, 2)
