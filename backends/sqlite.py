@@ -1123,10 +1123,11 @@ def _views(conn: sqlite3.Connection, user_id: int, convs: list[UserConv],
         "SELECT h.conv, h.seq FROM hidden_messages h JOIN user_convs u ON u.user_id = h.user_id AND u.conv = h.conv"
         " WHERE h.user_id = ? AND h.seq > max(u.read_seq, u.cleared_seq, u.joined_seq) ORDER BY h.conv, h.seq",
         (user_id,))]
-    floors = {uc.conv: max(uc.joined_seq, uc.cleared_seq) for uc in convs}
+    # only where the user deleted something (view_ver) can the head be one they hid
+    floors = {uc.conv: max(uc.joined_seq, uc.cleared_seq) for uc in convs if uc.view_ver}
     view_heads = []
     for head in heads:
-        if head.seq > floors.get(head.conv, 0) and conn.execute(
+        if head.conv in floors and head.seq > floors[head.conv] and conn.execute(
                 "SELECT 1 FROM hidden_messages WHERE user_id = ? AND conv = ? AND seq = ?",
                 (user_id, head.conv, head.seq)).fetchone():
             view_heads.append(ViewHead(head.conv, head.seq, _last_visible(conn, user_id, head.conv,
