@@ -58,6 +58,7 @@ from .protocols import (
     Reacted, RecallMessage, RevokeToken, SetReaction, ShareFiles, reaction_summary,
     SearchTimeout, SetBlock, SetDisabled, SetPasswordHash, SetRemark, SetSettings, SetUserConv, StoreClosed, StoreDamaged, StoredMessage, StoreUnavailable, User,
     DeleteAccount, SetCredentials, SetProfile,
+    HideMessages, PINS_FULL, Pin, PinMessage, UnpinMessage, ViewHead,
     UserConv, UserId, UsernameTaken, UserRecords,
 )
 from .writes import Append, Apply, CreateUser, Op, Outcome, WriteQueue, settle
@@ -279,12 +280,32 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             PRIMARY KEY (file_key, conv)
         ) {_TABLE}""",
     ),
+    (
+        # per-user views: messages a user deleted for themselves (DELETE_FOR_ME), the seq up
+        # to which they cleared a conversation (CLEAR_HISTORY); message pins (SqliteStore's twin)
+        "ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS cleared_seq BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE user_convs ADD COLUMN IF NOT EXISTS view_ver BIGINT NOT NULL DEFAULT 0",
+        f"""CREATE TABLE IF NOT EXISTS hidden_messages (
+            user_id BIGINT       NOT NULL,
+            conv    VARCHAR(128) NOT NULL,
+            seq     BIGINT       NOT NULL,
+            at      BIGINT       NOT NULL,
+            PRIMARY KEY (user_id, conv, seq)
+        ) {_TABLE}""",
+        f"""CREATE TABLE IF NOT EXISTS message_pins (
+            conv      VARCHAR(128) NOT NULL,
+            seq       BIGINT       NOT NULL,
+            pinned_by BIGINT       NOT NULL,
+            pinned_at BIGINT       NOT NULL,
+            PRIMARY KEY (conv, seq)
+        ) {_TABLE}""",
+    ),
 )
 
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
     "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "group_invitations",
-    "message_edits", "reactions", "file_convs",
+    "message_edits", "reactions", "file_convs", "hidden_messages", "message_pins",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -584,6 +605,17 @@ class MysqlStore(WriteQueue):
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read(_in_snapshot, _load_user, user_id)
 
+    async def hidden_seqs(self, user: UserId, conv: ConvId, after_seq: int, upto_seq: int) -> list[int]:
+        rows = await self._read(_fetchall, "SELECT seq FROM hidden_messages WHERE user_id = %s AND conv = %s"
+                                " AND seq > %s AND seq <= %s ORDER BY seq", (user, conv, after_seq, upto_seq))
+        return [int(r[0]) for r in rows]
+
+    async def last_visible(self, user: UserId, conv: ConvId, floor: int) -> StoredMessage | None:
+        return await self._read(_last_visible, user, conv, floor)
+
+    async def pins(self, conv: ConvId) -> list[Pin]:
+        return await self._read(_pins, conv)
+
     async def load_group(self, group_id: GroupId) -> GroupRecords | None:
         return await self._read(_in_snapshot, _load_group, group_id)
 
@@ -810,9 +842,10 @@ class MysqlStore(WriteQueue):
         locked = {m.conv for m in appends}
         locked.update(_group_conv(op.change.group) for op in batch
                       if isinstance(op, Apply) and isinstance(op.change, PutMember))
-        # an edit, a reaction or a recall moves a conversation's revision: under its lock, as seqs
-        locked.update(op.change.conv for op in batch
-                      if isinstance(op, Apply) and isinstance(op.change, (EditMessage, SetReaction, RecallMessage)))
+        # an edit, a reaction or a recall moves a conversation's revision, and a pin counts its
+        # conversation's pins: under its lock, as seqs
+        locked.update(op.change.conv for op in batch if isinstance(op, Apply) and isinstance(
+            op.change, (EditMessage, SetReaction, RecallMessage, PinMessage)))
         cur.execute("START TRANSACTION")
         last = _lock_convs(cur, sorted(locked))
         start_last = dict(last)
@@ -1146,6 +1179,7 @@ def _put_member(tx: _Tx, c: PutMember) -> Member:
 def _drop_member(tx: _Tx, c: DropMember) -> None:
     tx.cur.execute("DELETE FROM group_members WHERE group_id = %s AND user_id = %s", (c.group, c.user))
     tx.cur.execute("DELETE FROM user_convs WHERE user_id = %s AND conv = %s", (c.user, _group_conv(c.group)))
+    tx.cur.execute("DELETE FROM hidden_messages WHERE user_id = %s AND conv = %s", (c.user, _group_conv(c.group)))
 
 
 def _dissolve(tx: _Tx, c: DissolveGroup) -> None:
@@ -1154,6 +1188,8 @@ def _dissolve(tx: _Tx, c: DissolveGroup) -> None:
     tx.cur.execute("DELETE FROM group_requests WHERE group_id = %s", (c.group,))
     tx.cur.execute("DELETE FROM group_invitations WHERE group_id = %s", (c.group,))
     tx.cur.execute("DELETE FROM user_convs WHERE conv = %s", (_group_conv(c.group),))
+    tx.cur.execute("DELETE FROM hidden_messages WHERE conv = %s", (_group_conv(c.group),))
+    tx.cur.execute("DELETE FROM message_pins WHERE conv = %s", (_group_conv(c.group),))
 
 
 def _put_join_request(tx: _Tx, c: PutJoinRequest) -> None:
@@ -1169,11 +1205,13 @@ def _drop_join_request(tx: _Tx, c: DropJoinRequest) -> None:
 def _set_user_conv(tx: _Tx, c: SetUserConv) -> None:
     st = c.state
     tx.cur.execute(
-        "INSERT INTO user_convs (user_id, conv, read_seq, pinned, muted, hidden_seq, joined_seq)"
-        " VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
+        "INSERT INTO user_convs (user_id, conv, read_seq, pinned, muted, hidden_seq, joined_seq, cleared_seq, view_ver)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
         " read_seq = GREATEST(read_seq, VALUES(read_seq)), pinned = VALUES(pinned), muted = VALUES(muted),"
-        " hidden_seq = VALUES(hidden_seq)",
-        (c.user, st.conv, st.read_seq, st.pinned, st.muted, st.hidden_seq, st.joined_seq))
+        " hidden_seq = VALUES(hidden_seq), cleared_seq = GREATEST(cleared_seq, VALUES(cleared_seq)),"
+        " view_ver = GREATEST(view_ver, VALUES(view_ver))",
+        (c.user, st.conv, st.read_seq, st.pinned, st.muted, st.hidden_seq, st.joined_seq, st.cleared_seq,
+         st.view_ver))
 
 
 def _set_password_hash(tx: _Tx, c: SetPasswordHash) -> None:
@@ -1198,7 +1236,50 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
         tx.cur.execute("UPDATE messages SET reactions = NULL, rev = %s WHERE conv = %s AND seq = %s",
                        (_next_rev(tx.cur, c.conv), c.conv, c.seq))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
-    return _message(tx.cur.fetchone())
+    tombstone = _message(tx.cur.fetchone())
+    tx.cur.execute("DELETE FROM message_pins WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    return tombstone
+
+
+def _hide_messages(tx: _Tx, c: HideMessages) -> tuple[tuple[int, ...], int] | None:
+    tx.cur.execute("SELECT view_ver FROM user_convs WHERE user_id = %s AND conv = %s FOR UPDATE", (c.user, c.conv))
+    row = tx.cur.fetchone()
+    if row is None:
+        return None
+    seqs = sorted(set(c.seqs))
+    tx.cur.execute("SELECT seq FROM hidden_messages WHERE user_id = %s AND conv = %s"
+                   f" AND seq IN ({_in_list(len(seqs), 1)})", (c.user, c.conv, *seqs))
+    already = {r[0] for r in tx.cur.fetchall()}
+    hidden = tuple(seq for seq in seqs if seq not in already)
+    if not hidden:
+        return (), int(row[0])
+    tx.cur.executemany("INSERT INTO hidden_messages (user_id, conv, seq, at) VALUES (%s, %s, %s, %s)",
+                       [(c.user, c.conv, seq, c.at) for seq in hidden])
+    tx.cur.execute("UPDATE user_convs SET view_ver = view_ver + 1 WHERE user_id = %s AND conv = %s", (c.user, c.conv))
+    return hidden, int(row[0]) + 1
+
+
+def _pin_message(tx: _Tx, c: PinMessage) -> Pin | str | None:
+    tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    row = tx.cur.fetchone()
+    message = _message(row) if row is not None else None
+    if message is None or message.recalled_by:
+        return None
+    tx.cur.execute("SELECT pinned_by, pinned_at FROM message_pins WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    pinned = tx.cur.fetchone()
+    if pinned is not None:
+        return Pin(c.conv, c.seq, UserId(pinned[0]), int(pinned[1]), message)
+    tx.cur.execute("SELECT count(*) FROM message_pins WHERE conv = %s", (c.conv,))
+    if tx.cur.fetchone()[0] >= c.limit:
+        return PINS_FULL
+    tx.cur.execute("INSERT INTO message_pins (conv, seq, pinned_by, pinned_at) VALUES (%s, %s, %s, %s)",
+                   (c.conv, c.seq, c.by, c.at))
+    return Pin(c.conv, c.seq, c.by, c.at, message)
+
+
+def _unpin_message(tx: _Tx, c: UnpinMessage) -> bool:
+    tx.cur.execute("DELETE FROM message_pins WHERE conv = %s AND seq = %s", (c.conv, c.seq))
+    return bool(tx.cur.rowcount > 0)
 
 
 def _edit(tx: _Tx, c: EditMessage) -> StoredMessage | None:
@@ -1379,6 +1460,9 @@ _CHANGES: dict[type, Callable[[_Tx, Any], Any]] = {
     DeleteAccount: _delete_account,
     SetReaction: _set_reaction,
     ShareFiles: _share_files,
+    HideMessages: _hide_messages,
+    PinMessage: _pin_message,
+    UnpinMessage: _unpin_message,
 }
 
 
@@ -1437,10 +1521,11 @@ def _load_user(cur: Any, user_id: int) -> UserRecords:
         "SELECT sender, receiver, message, ts FROM friend_requests WHERE sender = %s ORDER BY ts")]
     blocked = [UserId(r[0]) for r in rows("SELECT blocked_id FROM blocks WHERE user_id = %s")]
     blocked_by = [UserId(r[0]) for r in rows("SELECT user_id FROM blocks WHERE blocked_id = %s")]
-    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq)
-             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in rows(
-                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
-                 " WHERE user_id = %s")]
+    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq, cleared_seq,
+                      view_ver)
+             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq, cleared_seq, view_ver in rows(
+                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq, cleared_seq, view_ver"
+                 " FROM user_convs WHERE user_id = %s")]
     # the head is the message at the conversation's last seq (convs moves with each commit)
     heads = [_message(r) for r in rows(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
@@ -1451,8 +1536,36 @@ def _load_user(cur: Any, user_id: int) -> UserRecords:
     cur.execute("SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations"
                 " WHERE invitee = %s AND expires_at > %s ORDER BY group_id", (user_id, _now_ms()))
     invitations = [Invitation(*r) for r in cur.fetchall()]
+    hidden: list[tuple[ConvId, int]] = []
+    view_heads: list[ViewHead] = []
+    if any(uc.view_ver for uc in convs):  # what the user deleted for themselves that their list shows
+        hidden = [(ConvId(conv), int(seq)) for conv, seq in rows(
+            "SELECT h.conv, h.seq FROM hidden_messages h JOIN user_convs u ON u.user_id = h.user_id AND u.conv = h.conv"
+            " WHERE h.user_id = %s AND h.seq > GREATEST(u.read_seq, u.cleared_seq, u.joined_seq)"
+            " ORDER BY h.conv, h.seq")]
+        floors = {uc.conv: max(uc.joined_seq, uc.cleared_seq) for uc in convs}
+        for conv, seq in rows("SELECT h.conv, h.seq FROM hidden_messages h JOIN convs c"
+                              " ON c.conv = h.conv AND c.last_seq = h.seq WHERE h.user_id = %s"):
+            if seq > floors.get(conv, 0):
+                view_heads.append(ViewHead(ConvId(conv), int(seq), _last_visible(cur, user_id, conv, floors[conv])))
     return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible,
-                       invitations, settings[0][1] if settings else "")
+                       invitations, settings[0][1] if settings else "", hidden, view_heads)
+
+
+def _last_visible(cur: Any, user_id: int, conv: str, floor: int) -> StoredMessage | None:
+    cur.execute(f"{_SELECT_MESSAGES} m WHERE conv = %s AND seq > %s AND NOT EXISTS"
+                " (SELECT 1 FROM hidden_messages h WHERE h.user_id = %s AND h.conv = m.conv AND h.seq = m.seq)"
+                " ORDER BY seq DESC LIMIT 1", (conv, floor, user_id))
+    row = cur.fetchone()
+    return _message(row) if row is not None else None
+
+
+def _pins(cur: Any, conv: str) -> list[Pin]:
+    columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
+    cur.execute(f"SELECT p.seq, p.pinned_by, p.pinned_at, {columns}"
+                " FROM message_pins p JOIN messages m ON m.conv = p.conv AND m.seq = p.seq WHERE p.conv = %s"
+                " ORDER BY p.pinned_at DESC, p.seq DESC", (conv,))
+    return [Pin(ConvId(conv), int(r[0]), UserId(r[1]), int(r[2]), _message(r[3:])) for r in cur.fetchall()]
 
 
 def _load_group(cur: Any, group_id: int) -> GroupRecords | None:

@@ -28,6 +28,8 @@ __all__ = [
     "Quote", "EditMessage",
     # reactions and forwards
     "SetReaction", "Reacted", "ShareFiles", "reaction_summary",
+    # per-user views and message pins
+    "HideMessages", "PinMessage", "UnpinMessage", "Pin", "ViewHead", "PINS_FULL",
     # operations: the node registry, disabled accounts
     "NodeInfo", "SetDisabled",
     # accounts and profiles
@@ -190,6 +192,31 @@ class UserConv(msgspec.Struct, frozen=True):
     #: the newest seq that mentions the user (written by the store with that message, the
     #: one field that changes without the user acting); mentioned while above read_seq
     mention_seq: int = 0
+    #: the user cleared their view up to this seq (CLEAR_HISTORY): they read nothing at or
+    #: below it, and it counts as read (unread follows) without moving read_seq
+    cleared_seq: int = 0
+    #: grows with each DELETE_FOR_ME (``HideMessages``) and CLEAR_HISTORY of the user here
+    view_ver: int = 0
+
+
+class ViewHead(msgspec.Struct, frozen=True):
+    """What one user's list shows of ``conv`` while its newest message is ``head_seq``, a
+    message the user deleted for themselves: ``message``, the newest they still see (None:
+    none)."""
+
+    conv: ConvId
+    head_seq: int
+    message: StoredMessage | None
+
+
+class Pin(msgspec.Struct, frozen=True):
+    """A message pin of a conversation (shared by its members)."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    at: int  # unix ms
+    message: StoredMessage
 
 
 class UserRecords(msgspec.Struct, frozen=True):
@@ -208,6 +235,12 @@ class UserRecords(msgspec.Struct, frozen=True):
     #: who may add this user to a group: "anyone" | "friends" | "nobody"; "" never chosen
     #: (the node's default applies) (SetSettings)
     group_add: str = ""
+    #: (conv, seq) of the messages the user deleted for themselves (``HideMessages``) above
+    #: their read cursor and cleared seq: their unread counts leave them out
+    hidden: list[tuple[ConvId, int]] = []
+    #: for each conversation whose newest message the user deleted for themselves, the
+    #: newest one they still see
+    view_heads: list[ViewHead] = []
 
 
 class Invitation(msgspec.Struct, frozen=True):
@@ -387,7 +420,8 @@ class SetUserConv(msgspec.Struct, frozen=True, tag=True):
 
 class RecallMessage(msgspec.Struct, frozen=True, tag=True):
     """Make message ``seq`` of ``conv`` a tombstone: content "" and no mentions, who and
-    when kept. Resolves to the tombstone, or None when there is no such message or it was
+    when kept; its message pin, if any, goes with it. Resolves to the tombstone, or None
+    when there is no such message or it was
     recalled already (the second of two racing recalls gets None)."""
 
     conv: ConvId
@@ -408,6 +442,8 @@ class EditMessage(msgspec.Struct, frozen=True, tag=True):
     by: UserId
     content: str
     at: int  # unix ms
+
+
 class SetReaction(msgspec.Struct, frozen=True, tag=True):
     """Add (``add``) or take back ``user``'s reaction ``emoji`` on message ``seq`` of
     ``conv``, within the bounds: at most ``max_emoji`` distinct emoji on the message, at
@@ -456,6 +492,43 @@ class ShareFiles(msgspec.Struct, frozen=True, tag=True):
 
     conv: ConvId
     keys: tuple[str, ...]
+
+
+class HideMessages(msgspec.Struct, frozen=True, tag=True):
+    """The user deletes messages ``seqs`` of ``conv`` for themselves: they are hidden from
+    that user's reads from now on, and, if any was not hidden yet, the user's
+    ``UserConv.view_ver`` grows by one. Resolves to (the seqs newly hidden, ascending; the
+    view_ver after the change), or None when the user has no state in ``conv`` (removed
+    meanwhile: nothing is written)."""
+
+    user: UserId
+    conv: ConvId
+    seqs: tuple[int, ...]
+    at: int  # unix ms
+
+
+#: ``PinMessage``'s result when the conversation holds ``limit`` pins already
+PINS_FULL = "full"
+
+
+class PinMessage(msgspec.Struct, frozen=True, tag=True):
+    """Pin message ``seq`` of ``conv``. Resolves to the ``Pin`` (the one stored already if
+    it was pinned), None when there is no such message or it was recalled, or
+    ``PINS_FULL`` when ``conv`` has ``limit`` pins: counted in the same transaction, so
+    racing pins on several nodes never pass the limit."""
+
+    conv: ConvId
+    seq: int
+    by: UserId
+    at: int  # unix ms
+    limit: int
+
+
+class UnpinMessage(msgspec.Struct, frozen=True, tag=True):
+    """Resolves to True if message ``seq`` of ``conv`` was pinned (and is no more)."""
+
+    conv: ConvId
+    seq: int
 
 
 class SetPasswordHash(msgspec.Struct, frozen=True, tag=True):
@@ -522,7 +595,7 @@ Change = (
     | CreateGroup | PutGroup | PutMember | DropMember | DissolveGroup | PutJoinRequest
     | DropJoinRequest | SetUserConv | SetPasswordHash | RevokeToken | RecallMessage
     | SetSettings | SetDisabled | PutInvitations | DropInvitation | EditMessage | SetProfile | SetCredentials
-    | DeleteAccount | SetReaction | ShareFiles
+    | DeleteAccount | SetReaction | ShareFiles | HideMessages | PinMessage | UnpinMessage
 )
 
 
@@ -632,6 +705,19 @@ class Store(Protocol):
         rev above ``after_rev``, by edit rev, at most ``limit``: each once, as it is now.
         What a SYNC with ``edits_after`` adds, so that a device offline during an edit
         learns of it."""
+
+    # -- per-user views and message pins -----------------------------------------------------
+
+    async def hidden_seqs(self, user: UserId, conv: ConvId, after_seq: int, upto_seq: int) -> list[int]:
+        """The seqs of ``conv`` in (after_seq, upto_seq] that ``user`` deleted for
+        themselves (``HideMessages``), ascending."""
+
+    async def last_visible(self, user: UserId, conv: ConvId, floor: int) -> StoredMessage | None:
+        """The newest message of ``conv`` above ``floor`` that ``user`` did not delete for
+        themselves; None if there is none."""
+
+    async def pins(self, conv: ConvId) -> list[Pin]:
+        """The message pins of ``conv``, the newest pin first."""
 
     # -- operations (the admin API) ----------------------------------------------------------
 

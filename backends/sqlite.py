@@ -33,9 +33,10 @@ import msgspec
 from ..core_ext import content
 from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
-    DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation,
-    InvitationsFull, JoinRequest, Member, NewMessage, PutFriendRequest, PutInvitations, PutFriendship, PutGroup,
-    PutJoinRequest, PutMember, Reacted, RecallMessage, RevokeToken, SetReaction, ShareFiles, reaction_summary,
+    DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, HideMessages,
+    Invitation, InvitationsFull, JoinRequest, Member, NewMessage, PINS_FULL, Pin, PinMessage, PutFriendRequest,
+    PutInvitations, PutFriendship, PutGroup, PutJoinRequest, PutMember, Reacted, RecallMessage, RevokeToken,
+    SetReaction, ShareFiles, UnpinMessage, ViewHead, reaction_summary,
     SearchTimeout, SetBlock, SetCredentials, SetDisabled, SetPasswordHash, SetProfile, SetRemark, SetSettings,
     SetUserConv, StoreClosed, StoreDamaged,
     StoredMessage, StoreUnavailable, User,
@@ -247,6 +248,26 @@ MIGRATIONS: tuple[str, ...] = (
         file_key TEXT NOT NULL,
         conv     TEXT NOT NULL,
         PRIMARY KEY (file_key, conv)
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- per-user views: messages a user deleted for themselves (DELETE_FOR_ME), the seq up
+    -- to which they cleared a conversation (CLEAR_HISTORY); message pins, per conversation
+    ALTER TABLE user_convs ADD COLUMN cleared_seq INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE user_convs ADD COLUMN view_ver INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE hidden_messages (
+        user_id INTEGER NOT NULL,
+        conv    TEXT    NOT NULL,
+        seq     INTEGER NOT NULL,
+        at      INTEGER NOT NULL,
+        PRIMARY KEY (user_id, conv, seq)
+    ) WITHOUT ROWID;
+    CREATE TABLE message_pins (
+        conv      TEXT    NOT NULL,
+        seq       INTEGER NOT NULL,
+        pinned_by INTEGER NOT NULL,
+        pinned_at INTEGER NOT NULL,
+        PRIMARY KEY (conv, seq)
     ) WITHOUT ROWID;
     """,
 )
@@ -472,6 +493,17 @@ class SqliteStore(WriteQueue):
 
     async def load_user(self, user_id: UserId) -> UserRecords:
         return await self._read_with(_load_user, user_id)
+
+    async def hidden_seqs(self, user: UserId, conv: ConvId, after_seq: int, upto_seq: int) -> list[int]:
+        rows = await self._read("SELECT seq FROM hidden_messages WHERE user_id = ? AND conv = ? AND seq > ?"
+                                " AND seq <= ? ORDER BY seq", (user, conv, after_seq, upto_seq))
+        return [r[0] for r in rows]
+
+    async def last_visible(self, user: UserId, conv: ConvId, floor: int) -> StoredMessage | None:
+        return await self._read_with(_last_visible, user, conv, floor)
+
+    async def pins(self, conv: ConvId) -> list[Pin]:
+        return await self._read_with(_pins, conv)
 
     async def load_group(self, group_id: GroupId) -> GroupRecords | None:
         return await self._read_with(_load_group, group_id)
@@ -945,6 +977,7 @@ class SqliteStore(WriteQueue):
     def _drop_member(self, conn: sqlite3.Connection, c: DropMember) -> None:
         conn.execute("DELETE FROM group_members WHERE group_id = ? AND user_id = ?", (c.group, c.user))
         conn.execute("DELETE FROM user_convs WHERE user_id = ? AND conv = ?", (c.user, _group_conv(c.group)))
+        conn.execute("DELETE FROM hidden_messages WHERE user_id = ? AND conv = ?", (c.user, _group_conv(c.group)))
         self._known_pairs.discard((c.user, _group_conv(c.group)))
 
     def _dissolve(self, conn: sqlite3.Connection, c: DissolveGroup) -> None:
@@ -954,14 +987,16 @@ class SqliteStore(WriteQueue):
         conn.execute("DELETE FROM group_requests WHERE group_id = ?", (c.group,))
         conn.execute("DELETE FROM group_invitations WHERE group_id = ?", (c.group,))
         conn.execute("DELETE FROM user_convs WHERE conv = ?", (conv,))
+        conn.execute("DELETE FROM hidden_messages WHERE conv = ?", (conv,))
+        conn.execute("DELETE FROM message_pins WHERE conv = ?", (conv,))
         self._known_pairs = {pair for pair in self._known_pairs if pair[1] != conv}
 
     def _set_user_conv(self, conn: sqlite3.Connection, c: SetUserConv) -> None:
         st = c.state
         conn.execute(
-            "UPDATE user_convs SET read_seq = max(read_seq, ?), pinned = ?, muted = ?, hidden_seq = ?"
-            " WHERE user_id = ? AND conv = ?",
-            (st.read_seq, st.pinned, st.muted, st.hidden_seq, c.user, st.conv),
+            "UPDATE user_convs SET read_seq = max(read_seq, ?), pinned = ?, muted = ?, hidden_seq = ?,"
+            " cleared_seq = max(cleared_seq, ?), view_ver = max(view_ver, ?) WHERE user_id = ? AND conv = ?",
+            (st.read_seq, st.pinned, st.muted, st.hidden_seq, st.cleared_seq, st.view_ver, c.user, st.conv),
         )
 
 
@@ -988,6 +1023,7 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
                      (_next_rev(conn, c.conv), c.conv, c.seq))
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
+    conn.execute("DELETE FROM message_pins WHERE conv = ? AND seq = ?", (c.conv, c.seq))
     return _stored(row)
 
 
@@ -1065,6 +1101,43 @@ def _set_reaction(store: SqliteStore, conn: sqlite3.Connection, c: SetReaction) 
 def _share_files(store: SqliteStore, conn: sqlite3.Connection, c: ShareFiles) -> None:
     conn.executemany("INSERT INTO file_convs (file_key, conv) VALUES (?, ?) ON CONFLICT DO NOTHING",
                      [(key, c.conv) for key in c.keys])
+
+
+def _hide_messages(store: SqliteStore, conn: sqlite3.Connection, c: HideMessages) -> tuple[tuple[int, ...], int] | None:
+    row = conn.execute("SELECT view_ver FROM user_convs WHERE user_id = ? AND conv = ?", (c.user, c.conv)).fetchone()
+    if row is None:
+        return None
+    hidden = []
+    for seq in sorted(set(c.seqs)):
+        cur = conn.execute("INSERT INTO hidden_messages (user_id, conv, seq, at) VALUES (?, ?, ?, ?)"
+                           " ON CONFLICT DO NOTHING", (c.user, c.conv, seq, c.at))
+        if cur.rowcount:
+            hidden.append(seq)
+    if not hidden:
+        return (), row[0]
+    conn.execute("UPDATE user_convs SET view_ver = view_ver + 1 WHERE user_id = ? AND conv = ?", (c.user, c.conv))
+    return tuple(hidden), row[0] + 1
+
+
+def _pin_message(store: SqliteStore, conn: sqlite3.Connection, c: PinMessage) -> Pin | str | None:
+    row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?",
+                       (c.conv, c.seq)).fetchone()
+    message = _stored(row) if row is not None else None
+    if message is None or message.recalled_by:
+        return None
+    pinned = conn.execute("SELECT pinned_by, pinned_at FROM message_pins WHERE conv = ? AND seq = ?",
+                          (c.conv, c.seq)).fetchone()
+    if pinned is not None:
+        return Pin(c.conv, c.seq, pinned[0], pinned[1], message)
+    if conn.execute("SELECT count(*) FROM message_pins WHERE conv = ?", (c.conv,)).fetchone()[0] >= c.limit:
+        return PINS_FULL
+    conn.execute("INSERT INTO message_pins (conv, seq, pinned_by, pinned_at) VALUES (?, ?, ?, ?)",
+                 (c.conv, c.seq, c.by, c.at))
+    return Pin(c.conv, c.seq, c.by, c.at, message)
+
+
+def _unpin_message(store: SqliteStore, conn: sqlite3.Connection, c: UnpinMessage) -> bool:
+    return conn.execute("DELETE FROM message_pins WHERE conv = ? AND seq = ?", (c.conv, c.seq)).rowcount > 0
 
 
 def _group_conv(group: int) -> str:
@@ -1251,6 +1324,9 @@ _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {
     DeleteAccount: _delete_account,
     SetReaction: _set_reaction,
     ShareFiles: _share_files,
+    HideMessages: _hide_messages,
+    PinMessage: _pin_message,
+    UnpinMessage: _unpin_message,
 }
 
 
@@ -1290,10 +1366,12 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
         "SELECT sender, receiver, message, ts FROM friend_requests WHERE sender = ? ORDER BY ts", (user_id,))]
     blocked = [row[0] for row in conn.execute("SELECT blocked_id FROM blocks WHERE user_id = ?", (user_id,))]
     blocked_by = [row[0] for row in conn.execute("SELECT user_id FROM blocks WHERE blocked_id = ?", (user_id,))]
-    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq)
-             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq in conn.execute(
-                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq FROM user_convs"
-                 " WHERE user_id = ?", (user_id,))]
+    convs = [UserConv(conv, read_seq, bool(pinned), bool(muted), hidden_seq, joined_seq, mention_seq, cleared_seq,
+                      view_ver)
+             for conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq, cleared_seq, view_ver
+             in conn.execute(
+                 "SELECT conv, read_seq, pinned, muted, hidden_seq, joined_seq, mention_seq, cleared_seq, view_ver"
+                 " FROM user_convs WHERE user_id = ?", (user_id,))]
     heads = [_stored(row) for row in conn.execute(
         f"SELECT {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
         " FROM user_convs u JOIN messages m ON m.conv = u.conv"
@@ -1303,8 +1381,46 @@ def _load_user(conn: sqlite3.Connection, user_id: int) -> UserRecords:
     invitations = [Invitation(*row) for row in conn.execute(
         "SELECT group_id, invitee, inviter, ts, expires_at FROM group_invitations WHERE invitee = ? AND expires_at > ?"
         " ORDER BY group_id", (user_id, _now_ms()))]
+    hidden, view_heads = _views(conn, user_id, convs, heads)
     return UserRecords(friends, requests_in, requests_out, blocked, blocked_by, convs, heads, invisible,
-                       invitations, settings[1] if settings else "")
+                       invitations, settings[1] if settings else "", hidden, view_heads)
+
+
+def _views(conn: sqlite3.Connection, user_id: int, convs: list[UserConv],
+           heads: list[StoredMessage]) -> tuple[list[tuple[ConvId, int]], list[ViewHead]]:
+    """What the user deleted for themselves that their list shows: the hidden messages
+    above each conversation's read cursor, and what stands for the heads they hid."""
+    if not any(uc.view_ver for uc in convs):
+        return [], []
+    hidden = [(ConvId(conv), seq) for conv, seq in conn.execute(
+        "SELECT h.conv, h.seq FROM hidden_messages h JOIN user_convs u ON u.user_id = h.user_id AND u.conv = h.conv"
+        " WHERE h.user_id = ? AND h.seq > max(u.read_seq, u.cleared_seq, u.joined_seq) ORDER BY h.conv, h.seq",
+        (user_id,))]
+    # only where the user deleted something (view_ver) can the head be one they hid
+    floors = {uc.conv: max(uc.joined_seq, uc.cleared_seq) for uc in convs if uc.view_ver}
+    view_heads = []
+    for head in heads:
+        if head.conv in floors and head.seq > floors[head.conv] and conn.execute(
+                "SELECT 1 FROM hidden_messages WHERE user_id = ? AND conv = ? AND seq = ?",
+                (user_id, head.conv, head.seq)).fetchone():
+            view_heads.append(ViewHead(head.conv, head.seq, _last_visible(conn, user_id, head.conv,
+                                                                          floors[head.conv])))
+    return hidden, view_heads
+
+
+def _last_visible(conn: sqlite3.Connection, user_id: int, conv: str, floor: int) -> StoredMessage | None:
+    row = conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages m WHERE conv = ? AND seq > ? AND NOT EXISTS"
+        " (SELECT 1 FROM hidden_messages h WHERE h.user_id = ? AND h.conv = m.conv AND h.seq = m.seq)"
+        " ORDER BY seq DESC LIMIT 1", (conv, floor, user_id)).fetchone()
+    return _stored(row) if row is not None else None
+
+
+def _pins(conn: sqlite3.Connection, conv: str) -> list[Pin]:
+    return [Pin(ConvId(conv), row[0], row[1], row[2], _stored(row[3:])) for row in conn.execute(
+        f"SELECT p.seq, p.pinned_by, p.pinned_at, {', '.join('m.' + c.strip() for c in _MESSAGE_COLUMNS.split(','))}"
+        " FROM message_pins p JOIN messages m ON m.conv = p.conv AND m.seq = p.seq WHERE p.conv = ?"
+        " ORDER BY p.pinned_at DESC, p.seq DESC", (conv,))]
 
 
 def _load_group(conn: sqlite3.Connection, group_id: int) -> GroupRecords | None:

@@ -29,7 +29,7 @@ import struct
 import time
 from typing import Any
 
-from .scenario import Sampler, Scenario, ThreadGroup
+from .scenario import SEEDED, Sampler, Scenario, ThreadGroup
 
 CONTENT = "hello, this is a short chat message"  # as bench/send_throughput.py
 #: samplers whose SEND_ACK is the 1:1 message reply_1to1 quotes and edit edits
@@ -399,6 +399,17 @@ class _Edgeim:
             op, body = Op.FORWARD, bodies.Forward(conv=user["peer_conv"], seqs=[1],
                                                   cmid=f"{user['name']}-f{user['sent']:010d}")
             target, flags = user["group_ids"][0], int(self.Flag.GROUP)
+        elif kind == "delete_for_me":  # the seeded messages, each in turn (again: nothing new to hide)
+            user["deleted"] = user.get("deleted", 0) + 1
+            op, body = Op.DELETE_FOR_ME, bodies.DeleteForMe(conv=user["peer_conv"],
+                                                            seqs=[(user["deleted"] - 1) % SEEDED + 1])
+        elif kind == "pin_message":  # pin a seeded message, unpin it the next time, then the next one
+            turn = user.get("pinned", 0)
+            user["pinned"] = turn + 1
+            op = Op.PIN_MESSAGE if turn % 2 == 0 else Op.UNPIN_MESSAGE
+            body = bodies.MessageRef(conv=user["peer_conv"], seq=(turn // 2) % SEEDED + 1)
+        elif kind == "pins":
+            op, body = Op.PINS, bodies.ConvRef(conv=user["peer_conv"])
         elif kind == "group_members":
             op, body = Op.GROUP_MEMBERS, bodies.GroupMembers(group=user["group_ids"][0], limit=sampler.limit)
         else:  # friends, friend_requests, groups

@@ -37,7 +37,8 @@ SETUP_TIMEOUT = 900.0
 SAMPLER_OPS = {"login": 0x03, "send_1to1": 0x10, "group_send": 0x10, "sync": 0x11, "history": 0x12,
                "conversations": 0x13, "friends": 0x24, "friend_requests": 0x25, "groups": 0x34, "group_members": 0x35,
                "file_upload_grant": 0x1A, "reply_1to1": 0x10, "edit": 0x59,
-               "profile_set": 0x50, "react": 0x58, "forward": 0x5A}
+               "profile_set": 0x50, "react": 0x58, "forward": 0x5A, "delete_for_me": 0x60, "pin_message": 0x62,
+               "pins": 0x64}
 KINDS = ("edgeim", "ceiling", "centrifugo")
 #: what each kind is called in what people read (summaries, the report, docs/benchmarks.md);
 #: the kinds stay the names of files and of results.json's keys

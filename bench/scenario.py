@@ -41,7 +41,16 @@ SAMPLER_TYPES = {
                    " every device of the user's friends and group members)",
     "react": "REACT on the first message of the conversation with the peer: adds an emoji, the next one takes it back",
     "forward": "FORWARD the first message of the conversation with the peer to the user's first group; sampled until FORWARD_OK",
+    "delete_for_me": "DELETE_FOR_ME of one of the first five messages of the conversation with the peer, each in turn"
+                     " (needs [setup] messages >= 5)",
+    "pin_message": "PIN_MESSAGE of one of the first five messages of the conversation with the peer, UNPIN_MESSAGE of"
+                   " it the next time (needs [setup] messages >= 5)",
+    "pins": "PINS of the conversation with the peer",
 }
+#: samplers that act on the messages [setup] seeds in the conversation with the peer
+SEEDED_TYPES = frozenset({"delete_for_me", "pin_message"})
+#: messages they need there (seqs 1..SEEDED)
+SEEDED = 5
 
 
 def _unsupported() -> dict[str, str]:
@@ -60,6 +69,9 @@ def _unsupported() -> dict[str, str]:
     for kind, op in (("react", "REACT"), ("forward", "FORWARD")):
         if not hasattr(Op, op):
             missing[kind] = f"this edgeim's protocol has no {op} operation"
+    if not hasattr(Op, "DELETE_FOR_ME"):
+        for kind in ("delete_for_me", "pin_message", "pins"):
+            missing[kind] = "this edgeim's protocol has no per-user views or message pins"
     return missing
 
 SEND_TYPES = frozenset({"send_1to1", "group_send", "reply_1to1"})
@@ -271,6 +283,9 @@ def _check(scenario: Scenario, where: str) -> None:
         kinds = {s.type for s in g.samplers}
         if kinds & {"group_send", "group_members"} and not (scenario.setup.groups and scenario.setup.group_size):
             raise ScenarioError(f"{where}: thread group {g.name!r} samples groups: set [setup] groups and group_size")
+        if kinds & SEEDED_TYPES and scenario.setup.messages < SEEDED:
+            raise ScenarioError(f"{where}: thread group {g.name!r} samples {sorted(kinds & SEEDED_TYPES)}: set [setup]"
+                                f" messages to {SEEDED} or more")
     if not 1 <= scenario.processes <= 64:
         raise ScenarioError(f"{where}: [load] processes must be 1..64")
     if scenario.ceiling not in ("auto", "relay", "echo", "none"):

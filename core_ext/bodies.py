@@ -36,6 +36,9 @@ __all__ = [
     "ProfileSet", "PasswordChange", "AccountDelete", "PasswordChanged", "MAX_BIO", "MAX_AVATAR",
     # reactions and forwards
     "React", "Reaction", "MessageReactions", "ReactionEvent", "Forward", "ForwardOk", "MAX_EMOJI_BYTES", "MAX_FORWARD",
+    # per-user views and message pins
+    "DeleteForMe", "ClearHistory", "MessageRef", "ConvRef", "ViewEvent", "PinInfo", "PinList", "PinEvent",
+    "MAX_DELETE",
     "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
@@ -370,6 +373,9 @@ class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     #: a copy made by FORWARD: the original sender's id, or -1 when the forwarder chose
     #: not to name them; 0: not forwarded
     forwarded_from: int = 0
+    #: in a page only: the reader deleted this message for themselves (DELETE_FOR_ME): a
+    #: stub, its content and mentions left out
+    hidden: bool = False
 
 
 class Reaction(_Body):
@@ -431,6 +437,11 @@ class ConversationInfo(_Body):
     muted: bool
     mentioned: bool = False  # the caller was mentioned in a message they have not read
     last_recalled: bool = False  # the newest message was recalled (last_text is empty)
+    #: the caller cleared their view of the conversation up to this seq (CLEAR_HISTORY)
+    cleared_seq: int = 0
+    #: grows each time the caller deletes messages for themselves or clears the history
+    #: here: a device that knew another value reads again what it holds (section 9.23)
+    view_ver: int = 0
 
 
 class ConversationList(_Body):
@@ -817,6 +828,75 @@ class ForwardOk(_Body):
     acks: list[SendAck]  # one per message forwarded, in the order of ``seqs``
 
 
+# -- per-user views and message pins (services/views.py) ---------------------------------------
+
+MAX_DELETE = 100  # seqs in one DELETE_FOR_ME
+MsgSeq = Annotated[int, msgspec.Meta(ge=1, le=MAX_SEQ)]
+
+
+class DeleteForMe(_Body):
+    """Hide messages of ``conv`` from the caller's own view, on every device of theirs."""
+
+    conv: ConvId
+    seqs: Annotated[list[MsgSeq], msgspec.Meta(min_length=1, max_length=MAX_DELETE)]
+
+
+class ClearHistory(_Body):
+    """Clear the caller's own view of ``conv`` up to ``seq`` (0: up to its newest message)."""
+
+    conv: ConvId
+    seq: Seq = 0
+
+
+class MessageRef(_Body):
+    """One message: PIN_MESSAGE and UNPIN_MESSAGE."""
+
+    conv: ConvId
+    seq: MsgSeq
+
+
+class ConvRef(_Body):
+    conv: ConvId
+
+
+class ViewEvent(_Body):
+    """The reply to DELETE_FOR_ME and CLEAR_HISTORY, and the body of VIEW_PUSH (to the
+    user's other devices): what changed in the user's own view of ``conv``."""
+
+    conv: str
+    event: str  # "deleted" | "cleared"
+    seqs: list[int]  # deleted: the messages now hidden; cleared: []
+    cleared_seq: int  # the messages up to this seq are cleared from the user's view
+    view_ver: int  # ConversationInfo.view_ver after the change
+
+
+class PinInfo(_Body):
+    """A message pin: the reply to PIN_MESSAGE and the items of PINS_OK."""
+
+    conv: str
+    seq: int
+    by: int  # who pinned it
+    ts: int  # when, unix ms
+    message: Message
+
+
+class PinList(_Body):
+    conv: str
+    pins: list[PinInfo]  # newest pin first
+    max: int  # how many message pins the conversation may hold
+
+
+class PinEvent(_Body):
+    """The body of PIN_PUSH: a message of ``conv`` was pinned or unpinned (by a member, or
+    by its recall: ``event`` "unpinned", ``by`` the one who recalled it)."""
+
+    event: str  # "pinned" | "unpinned"
+    conv: str
+    seq: int
+    by: int
+    ts: int  # unix ms
+
+
 # -- codec helpers ----------------------------------------------------------------------------
 
 _encoder = msgspec.msgpack.Encoder()
@@ -914,6 +994,12 @@ OPS: dict[Op, tuple[type[msgspec.Struct], type[msgspec.Struct]]] = {
     # reactions and forwards
     Op.REACT: (React, ReactionEvent),
     Op.FORWARD: (Forward, ForwardOk),
+    # per-user views and message pins
+    Op.DELETE_FOR_ME: (DeleteForMe, ViewEvent),
+    Op.CLEAR_HISTORY: (ClearHistory, ViewEvent),
+    Op.PIN_MESSAGE: (MessageRef, PinInfo),
+    Op.UNPIN_MESSAGE: (MessageRef, Empty),
+    Op.PINS: (ConvRef, PinList),
 }
 PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.MSG_PUSH: Message,
@@ -929,6 +1015,8 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
     Op.EDIT_PUSH: Message,
     Op.PROFILE_PUSH: UserProfile,
     Op.REACTION_PUSH: ReactionEvent,
+    Op.PIN_PUSH: PinEvent,
+    Op.VIEW_PUSH: ViewEvent,
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}

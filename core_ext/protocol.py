@@ -32,6 +32,7 @@ __all__ = [
     "Flag",
     "KNOWN_FLAGS",
     "REQUEST_OPS",
+    "PUSH_OPS",
     "ErrorCode",
     "CloseCode",
 ]
@@ -131,6 +132,12 @@ class Op(enum.IntEnum):
     # reactions and forwards
     REACT = 0x58
     FORWARD = 0x5A
+    # per-user views and message pins (docs/protocol.md 9.23)
+    DELETE_FOR_ME = 0x60
+    CLEAR_HISTORY = 0x61
+    PIN_MESSAGE = 0x62
+    UNPIN_MESSAGE = 0x63
+    PINS = 0x64
 
     PONG = PING | RESPONSE_BIT
     REGISTER_OK = REGISTER | RESPONSE_BIT
@@ -200,6 +207,12 @@ class Op(enum.IntEnum):
     # reactions and forwards
     REACT_OK = REACT | RESPONSE_BIT
     FORWARD_OK = FORWARD | RESPONSE_BIT
+    # per-user views and message pins
+    DELETE_FOR_ME_OK = DELETE_FOR_ME | RESPONSE_BIT
+    CLEAR_HISTORY_OK = CLEAR_HISTORY | RESPONSE_BIT
+    PIN_MESSAGE_OK = PIN_MESSAGE | RESPONSE_BIT
+    UNPIN_MESSAGE_OK = UNPIN_MESSAGE | RESPONSE_BIT
+    PINS_OK = PINS | RESPONSE_BIT
 
     MSG_PUSH = 0x40
     KICKED = 0x41
@@ -217,6 +230,9 @@ class Op(enum.IntEnum):
     PROFILE_PUSH = 0x4A
     # reactions
     REACTION_PUSH = 0x4B
+    # message pins, to the conversation's members; a user's own view, to their other devices
+    PIN_PUSH = 0x4D
+    VIEW_PUSH = 0x4E
 
     ERROR = 0xFF
 
@@ -231,8 +247,11 @@ class Flag(enum.IntFlag):
 
 KNOWN_FLAGS = int(Flag.RETRY | Flag.GROUP)
 
-#: Every op a client may send: the requests, 0x01..0x3F and 0x50..0x7E (0x40..0x4F are pushes).
-REQUEST_OPS = frozenset(op for op in Op if op < 0x40 or 0x50 <= op < 0x7F)
+#: Pushes are 0x40..0x4F; requests are below 0x40 and, since they ran out, 0x50..0x7E too
+#: (their replies, 0xD0..0xFE, stay clear of ERROR).
+PUSH_OPS = range(0x40, 0x50)
+#: Every op a client may send: the requests.
+REQUEST_OPS = frozenset(op for op in Op if op < 0x7F and op not in PUSH_OPS)
 
 
 class ErrorCode(enum.IntEnum):
@@ -278,9 +297,10 @@ class ErrorCode(enum.IntEnum):
     NOT_EDITABLE = 3022  # EDIT: the message was recalled, or its type cannot be edited (only text can)
     # reactions and forwards
     REACTION_LIMIT = 3023  # REACT: the message has as many distinct emoji, or you as many reactions, as it may
-    MESSAGE_RECALLED = 3024  # REACT, FORWARD: the message was recalled
+    MESSAGE_RECALLED = 3024  # REACT, FORWARD, PIN_MESSAGE: the message was recalled
     FORWARD_LIMIT = 3025  # FORWARD: more messages than the node's forward_max at once
     NOT_FORWARDABLE = 3026  # FORWARD: a message of a kind that is not forwarded (a call record)
+    PINS_FULL = 3027  # PIN_MESSAGE: the conversation has as many message pins as it may
     # 4xxx: limits
     RATE_LIMITED = 4000
     TOO_MANY_SESSIONS = 4001  # the account has as many live sessions as it may

@@ -32,6 +32,7 @@ from ..services.reactions import Reactions, page_reactions
 from ..services.social import Social
 from ..services.state import State, UserState
 from ..services.users import Users
+from ..services.views import Views, stub
 from .presence import Presence
 from .session import Handler, Session
 
@@ -50,7 +51,7 @@ class Api:
                  groups: Groups, quota: SendQuota, files: FileGrants | None = None, watch: PresenceWatch | None = None,
                  typing: Typing | None = None, calls: Calls | None = None, users: Users | None = None,
                  accounts: Accounts | None = None, reactions: Reactions | None = None,
-                 forward_max: int = 20) -> None:
+                 forward_max: int = 20, views: Views | None = None) -> None:
         self._node = node
         self._state = state
         self._auth = auth
@@ -71,6 +72,7 @@ class Api:
         self._accounts = accounts
         self._reactions = reactions
         self._forward_max = forward_max
+        self._views = views
         #: op -> handler, for every request op
         self.handlers: dict[int, Handler] = {op: self._settling(getattr(self, f"on_{op.name.lower()}")) for op in bodies.OPS}
 
@@ -255,8 +257,13 @@ class Api:
         s.reply(Op.REACT_OK, req_id, await self._reactions.react(self._me(s), s.terminal, req))
 
     async def on_recall(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Recall) -> None:
+        # a recall drops the message's pin: asked first (of a member only), so the members hear of it
+        pinned = self._views is not None and await self._conversations.floor(s.user_id, req.conv) >= 0 \
+            and await self._views.pinned(req.conv, req.seq)
         tombstone = await self._messages.recall(s.user_id, req.conv, req.seq)
         self._pipeline.recalled(tombstone, s)
+        if pinned and self._views is not None:  # its pin went with it
+            self._views.recalled(req.conv, req.seq, s.user_id, s.terminal)
         s.reply(Op.RECALL_OK, req_id, message_body(tombstone))
 
     async def on_edit(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Edit) -> None:
@@ -269,6 +276,8 @@ class Api:
 
     async def on_search(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Search) -> None:
         rows, more = await self._messages.search(self._me(s), req, lambda: s.closed)
+        if self._views is not None:  # what the user deleted for themselves is not found
+            rows = await self._views.visible(s.user_id, rows)
         page = _page(req.conv, rows, more, keep_newest=False)
         s.reply(Op.SEARCH_OK, req_id, bodies.SearchPage(msgs=page.msgs, has_more=page.has_more))
 
@@ -278,7 +287,8 @@ class Api:
                                                                       req.changes_after, req.limit)
         rows, more = await self._messages.sync(s.user_id, req.conv, req.after_seq, req.limit)
         rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
-        page = _page(req.conv, rows, more, keep_newest=False)
+        hidden = await self._views.hidden_in(s.user_id, req.conv, rows) if self._views is not None else None
+        page = _page(req.conv, rows, more, keep_newest=False, hidden=hidden)
         if req.edits_after >= 0:
             edits, _, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
             _add_edits(page, edits, req.edits_after, edits_more)
@@ -289,7 +299,34 @@ class Api:
     async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
         rows, more = await self._messages.history(s.user_id, req.conv, req.before_seq, req.limit)
         rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
-        s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True))
+        hidden = await self._views.hidden_in(s.user_id, req.conv, rows) if self._views is not None else None
+        s.reply(Op.HISTORY_OK, req_id, _page(req.conv, rows, more, keep_newest=True, hidden=hidden))
+
+    # -- per-user views and message pins (services/views.py) -------------------------------------
+
+    async def on_delete_for_me(self, s: Session, req_id: int, flags: int, target: int, req: bodies.DeleteForMe) -> None:
+        event = await self._own_views().delete_for_me(self._me(s), req.conv, req.seqs, s.terminal)
+        s.reply(Op.DELETE_FOR_ME_OK, req_id, event)
+
+    async def on_clear_history(self, s: Session, req_id: int, flags: int, target: int,
+                               req: bodies.ClearHistory) -> None:
+        event = await self._own_views().clear_history(self._me(s), req.conv, req.seq, s.terminal)
+        s.reply(Op.CLEAR_HISTORY_OK, req_id, event)
+
+    async def on_pin_message(self, s: Session, req_id: int, flags: int, target: int, req: bodies.MessageRef) -> None:
+        s.reply(Op.PIN_MESSAGE_OK, req_id, await self._own_views().pin(s.user_id, req.conv, req.seq, s.terminal))
+
+    async def on_unpin_message(self, s: Session, req_id: int, flags: int, target: int, req: bodies.MessageRef) -> None:
+        await self._own_views().unpin(s.user_id, req.conv, req.seq, s.terminal)
+        s.reply(Op.UNPIN_MESSAGE_OK, req_id, None)
+
+    async def on_pins(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ConvRef) -> None:
+        s.reply(Op.PINS_OK, req_id, await self._own_views().pins(s.user_id, req.conv))
+
+    def _own_views(self) -> Views:
+        if self._views is None:
+            raise Unavailable("this node serves no per-user views or message pins")
+        return self._views
 
     # -- conversations --------------------------------------------------------------------------
 
@@ -569,17 +606,19 @@ def _add_edits(page: bodies.Page, edits: list[StoredMessage], after_rev: int, mo
     page.edits_more = more
 
 
-def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool) -> bodies.Page:
+def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool,
+          hidden: set[int] | None = None) -> bodies.Page:
     """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
     oldest (SYNC pages forwards) or the newest (HISTORY pages backwards); ``has_more`` is
     set when some had to stay out. The first message is always in, so paging always moves
     on: one that cannot fit a frame by itself (stored before contents were bounded by their
     MessagePack size) comes without its content, marked ``too_large``. Each message is
-    encoded once, and the page carries those bytes."""
+    encoded once, and the page carries those bytes. The seqs in ``hidden`` (the reader
+    deleted them for themselves) come as stubs."""
     msgs: list[Any] = []
     total = 0
     for m in reversed(rows) if keep_newest else rows:
-        body = message_body(m)
+        body = stub(m) if hidden and m.seq in hidden else message_body(m)
         encoded = bodies.encode(body)
         if len(encoded) > _PAGE_BUDGET:
             encoded = bodies.encode(msgspec.structs.replace(body, content="", too_large=True))

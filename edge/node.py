@@ -41,6 +41,7 @@ from ..services.reactions import Reactions
 from ..services.social import Social
 from ..services.state import State
 from ..services.users import Users
+from ..services.views import Views
 from .api import Api
 from .http import HttpServer, add_file_routes, add_health_routes, add_web_routes, web_app_dir
 # operations: metrics, the admin API, the node registry, reload
@@ -178,9 +179,12 @@ class Node:
                                  config.delete_erases_messages, config.profile_nickname_max)
         self.reactions = Reactions(self.store, conversations, self.delivery, config.reaction_max_emoji,
                                    config.reaction_max_per_user, config.reactions_per_minute)
+        self.views = Views(self.store, self.state, conversations, self.delivery, config.max_message_pins,
+                           config.view_changes_per_minute, config.pins_per_minute)
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
-                       users=users, accounts=self.accounts, reactions=self.reactions, forward_max=config.forward_max)
+                       users=users, accounts=self.accounts, reactions=self.reactions, forward_max=config.forward_max,
+                       views=self.views)
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -516,6 +520,7 @@ class Node:
         self._file_grants.forget(user_id)
         self.accounts.forget(user_id)
         self.reactions.forget(user_id)
+        self.views.forget(user_id)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a request as a task that shutdown waits for."""

@@ -192,6 +192,14 @@ class Config:
     reactions_per_minute: int = 120
     #: messages one FORWARD may copy at once (3025 FORWARD_LIMIT beyond; at most 100)
     forward_max: int = 20
+    #: message pins one conversation may hold (PIN_MESSAGE beyond: 3027 PINS_FULL)
+    max_message_pins: int = 20
+    #: DELETE_FOR_ME and CLEAR_HISTORY requests one account may make per minute on a node
+    #: (a bucket of that many, refilled evenly; 4000 RATE_LIMITED beyond)
+    view_changes_per_minute: int = 60
+    #: PIN_MESSAGE and UNPIN_MESSAGE requests one account may make per minute on a node (as
+    #: view_changes_per_minute)
+    pins_per_minute: int = 30
     #: the store shared by a cluster's nodes, a MySQL-protocol server
     #: (mysql://user:pass@host:port/db, also tidb:// and mariadb://). The cluster backends
     #: are set all three or none (none: embedded SQLite, memory routes, in-process bus)
@@ -459,6 +467,10 @@ class Config:
             raise ConfigError("profile_nickname_max must be 1..64 characters")
         if self.group_creates_per_hour < 1 or self.call_invites_per_minute < 1:
             raise ConfigError("group_creates_per_hour and call_invites_per_minute must be at least 1")
+        if not 1 <= self.max_message_pins <= 100:
+            raise ConfigError("max_message_pins must be 1..100")
+        if self.view_changes_per_minute < 1 or self.pins_per_minute < 1:
+            raise ConfigError("view_changes_per_minute and pins_per_minute must be at least 1")
         if not 2 <= self.group_max_members <= 1_000_000:
             raise ConfigError("group_max_members must be 2..1000000")
         if self.group_add_default not in ("anyone", "friends", "nobody"):
@@ -558,13 +570,13 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                "group_join_burst", "group_creates_per_hour", "group_invite_ttl", "group_invites_held",
                "group_invites_sent", "group_invites_per_hour", "call_invites_per_minute",
                "search_timeout", "profile_changes_per_hour", "password_changes_per_hour", "profile_bio_max",
-               "profile_nickname_max"),
+               "profile_nickname_max", "view_changes_per_minute", "pins_per_minute"),
     "Security": ("token_secret", "token_secret_file", "token_ttl", "admin_token", "admin_token_file",
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
     "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
                   "reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute", "forward_max",
-                  "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
+                  "max_message_pins", "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
     "Operations": ("log_level", "metrics", "drain_timeout"),
 }
 

@@ -85,6 +85,8 @@ _EDIT_WINDOW = 172800.0
 _EVENTS |= {Op.PROFILE_PUSH}
 #: reactions: REACTION_PUSH, on ``Client.events``
 _EVENTS |= {Op.REACTION_PUSH}
+#: per-user views and message pins, also on ``Client.events``: PIN_PUSH, VIEW_PUSH
+_EVENTS |= {Op.PIN_PUSH, Op.VIEW_PUSH}
 
 
 class FileTransferError(Exception):
@@ -630,6 +632,33 @@ class Client:
 
     async def readers(self, conv: str, seq: int, after: int = 0, limit: int = 100) -> bodies.ReadersPage:
         return await self._call(Op.READERS, bodies.Readers(conv=conv, seq=seq, after=after, limit=limit))
+
+    # -- per-user views and message pins -----------------------------------------------------
+
+    async def delete_for_me(self, conv: str, seqs: Iterable[int]) -> bodies.ViewEvent:
+        """Hide messages ``seqs`` of ``conv`` from this user's own view (every device of
+        theirs; the other members keep them). From now on this user's SYNC and HISTORY
+        pages carry them as stubs (``Message.hidden``, no content). The user's other
+        devices get a VIEW_PUSH on ``events``."""
+        return await self._call(Op.DELETE_FOR_ME, bodies.DeleteForMe(conv=conv, seqs=list(seqs)))
+
+    async def clear_history(self, conv: str, seq: int = 0) -> bodies.ViewEvent:
+        """Clear this user's own view of ``conv`` up to ``seq`` (0: up to its newest
+        message): reads start after it and its unread count goes to 0. The user's other
+        devices get a VIEW_PUSH on ``events``."""
+        return await self._call(Op.CLEAR_HISTORY, bodies.ClearHistory(conv=conv, seq=seq))
+
+    async def pin_message(self, conv: str, seq: int) -> bodies.PinInfo:
+        """Pin message ``seq`` of ``conv`` (a group's owner and admins; either user of a
+        private conversation). The members' devices get a PIN_PUSH on ``events``."""
+        return await self._call(Op.PIN_MESSAGE, bodies.MessageRef(conv=conv, seq=seq))
+
+    async def unpin_message(self, conv: str, seq: int) -> None:
+        await self._call(Op.UNPIN_MESSAGE, bodies.MessageRef(conv=conv, seq=seq))
+
+    async def pins(self, conv: str) -> bodies.PinList:
+        """The message pins of ``conv`` (newest pin first) with their messages."""
+        return await self._call(Op.PINS, bodies.ConvRef(conv=conv))
 
     # -- friends --------------------------------------------------------------------------------
 

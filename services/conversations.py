@@ -19,7 +19,7 @@ from ..core_ext.codec import encode_frame
 from ..core_ext.errors import RequestError
 from ..core_ext.protocol import ErrorCode, Op
 from .pages import fit
-from .state import State, UserState
+from .state import ConvView, State, UserState
 
 __all__ = ["Conversations", "private_conv", "group_conv", "parse_conv", "is_group", "PRIVATE", "GROUP"]
 
@@ -83,6 +83,13 @@ class Conversations:
         if group is None or group.dissolved or user not in group.members:
             raise RequestError(f"not a member of {conv}", ErrorCode.FORBIDDEN)
         return group.members[user].joined_seq
+
+    def cleared(self, user: UserId, conv: str) -> int:
+        """The seq up to which ``user`` cleared their view of ``conv`` (CLEAR_HISTORY): their
+        reads start after it (0: never cleared, or the user is not loaded here)."""
+        state = self._state.users.get(user)
+        uc = state.convs.get(ConvId(conv)) if state is not None else None
+        return uc.cleared_seq if uc is not None else 0
 
     # -- the list ----------------------------------------------------------------------------
 
@@ -163,6 +170,11 @@ class Conversations:
             if view != before:
                 self._notify(encode_frame(Op.CONV_PUSH, 0, 0, bodies.encode(view)), (user.id,), user.id, terminal)
             return view
+
+    async def put(self, user: UserState, uc: UserConv) -> UserConv:
+        """Store the user's changed state in a conversation (see ``_put``); the caller holds
+        the lock of (user, conv)."""
+        return await self._put(user, uc)
 
     async def _put(self, user: UserState, uc: UserConv) -> UserConv:
         """Store ``uc``, then make it the user's state in memory; returns that state. The
@@ -246,8 +258,19 @@ class Conversations:
 
     def recalled(self, tombstone: StoredMessage) -> None:
         """A message was recalled (here or on another node): if it is its conversation's
-        newest, the lists' previews show the tombstone."""
-        self._state.replace_head(tombstone)
+        newest, the lists' previews show the tombstone (so do those of the users whose list
+        shows it in place of a newer message they deleted for themselves)."""
+        state = self._state
+        state.replace_head(tombstone)
+        users = state.view_heads.get(tombstone.conv)
+        for user_id in list(users) if users else ():
+            user = state.users.get(user_id)
+            view = user.views.get(tombstone.conv) if user is not None else None
+            if user is None or view is None or view.message is None:
+                users.discard(user_id)  # gone, or no stand-in any more
+            elif view.message.seq == tombstone.seq:
+                user.views[tombstone.conv] = msgspec.structs.replace(view, message=tombstone)
+                user.changed(tombstone.conv)
 
     def edited(self, message: StoredMessage) -> None:
         """A message was edited (here or on another node): if it is its conversation's
@@ -259,15 +282,16 @@ class _Entry:
     """One conversation of a user's list: what it was built from (frozen records: every
     change replaces them), its place in the order, and its bytes."""
 
-    __slots__ = ("uc", "head", "record", "key", "encoded")
+    __slots__ = ("uc", "head", "record", "key", "encoded", "view")
 
     def __init__(self, uc: UserConv, head: StoredMessage | None, record: GroupRecord | None,
-                 key: tuple[int, int, str] | None, encoded: bytes) -> None:
+                 key: tuple[int, int, str] | None, encoded: bytes, view: ConvView | None = None) -> None:
         self.uc = uc
         self.head = head
         self.record = record
         self.key = key  # None: not listed (hidden, or its group is not loaded)
         self.encoded = encoded
+        self.view = view  # what the user deleted for themselves here (services/views.py)
 
 
 class ConvIndex:
@@ -312,13 +336,15 @@ class ConvIndex:
         head = state.heads.get(conv)
         group = state.groups.get(GroupId(int(conv[1:]))) if is_group(conv) else None
         record = group.record if group is not None else None
+        view = user.views.get(conv)
         if old is not None:
             # a user or group read back from the store (another node changed it) is new
             # objects of mostly equal values: compared by value, its unchanged entries stay
-            if old.head is head and (old.uc is uc or old.uc == uc) and (old.record is record or old.record == record):
+            if old.head is head and (old.uc is uc or old.uc == uc) and (old.record is record or old.record == record) \
+                    and (old.view is view or old.view == view):
                 return
             self._unplace(old)
-        entry = self.entries[conv] = _entry(user.id, conv, uc, head, record)
+        entry = self.entries[conv] = _entry(user.id, conv, uc, head, record, view)
         if entry.key is not None:
             bisect.insort(self.keys, entry.key)
 
@@ -329,31 +355,48 @@ class ConvIndex:
                 del self.keys[i]
 
 
-def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None, record: GroupRecord | None) -> _Entry:
-    """A list entry of ``conv`` for ``user``; its key is None when it is not listed."""
+def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None, record: GroupRecord | None,
+           view: ConvView | None = None) -> _Entry:
+    """A list entry of ``conv`` for ``user``; its key is None when it is not listed. What
+    the user deleted for themselves or cleared is neither shown nor counted as unread: the
+    last message is the newest they still see (or none)."""
     last_seq = head.seq if head is not None else 0
     if last_seq < uc.hidden_seq:  # hidden, and no message since
-        return _Entry(uc, head, record, None, b"")
+        return _Entry(uc, head, record, None, b"", view)
     kind, a, b = parse_conv(conv)
     if kind == GROUP:
         if record is None:  # not loaded (or gone)
-            return _Entry(uc, head, record, None, b"")
+            return _Entry(uc, head, record, None, b"", view)
         peer, group_id, name = 0, a, record.name
         last_ts = head.ts if head is not None else record.created_at
     else:
         if head is None:
-            return _Entry(uc, head, record, None, b"")
+            return _Entry(uc, head, record, None, b"", view)
         peer, group_id, name = (b if a == user else a), 0, ""
         last_ts = head.ts
+    cursor = max(uc.read_seq, uc.joined_seq, uc.cleared_seq)
+    unread = max(0, last_seq - cursor)
+    shown = head
+    mentioned = uc.mention_seq > cursor
+    if head is not None and head.seq <= uc.cleared_seq:
+        shown = None
+    elif view is not None:
+        if head is not None and view.head_seq == head.seq:
+            shown = view.message
+        if view.hidden:
+            unread -= sum(1 for seq in view.hidden if cursor < seq <= last_seq)
+            mentioned = mentioned and uc.mention_seq not in view.hidden
+    if shown is not None:
+        last_ts = shown.ts
     info = bodies.ConversationInfo(
         conv=conv, kind=kind, peer=peer, group=group_id, name=name, last_seq=last_seq, last_ts=last_ts,
-        last_from=head.sender if head else 0, last_type=head.type if head else 0,
-        last_text=head.content[:_PREVIEW] if head and head.type == content.TEXT else "",
-        unread=max(0, last_seq - max(uc.read_seq, uc.joined_seq)), read_seq=uc.read_seq,
-        pinned=uc.pinned, muted=uc.muted, mentioned=uc.mention_seq > max(uc.read_seq, uc.joined_seq),
-        last_recalled=bool(head and head.recalled_by),
+        last_from=shown.sender if shown else 0, last_type=shown.type if shown else 0,
+        last_text=shown.content[:_PREVIEW] if shown and shown.type == content.TEXT else "",
+        unread=max(0, unread), read_seq=uc.read_seq,
+        pinned=uc.pinned, muted=uc.muted, mentioned=mentioned,
+        last_recalled=bool(shown and shown.recalled_by), cleared_seq=uc.cleared_seq, view_ver=uc.view_ver,
     )
-    return _Entry(uc, head, record, (0 if uc.pinned else 1, -last_ts, conv), bodies.encode(info))
+    return _Entry(uc, head, record, (0 if uc.pinned else 1, -last_ts, conv), bodies.encode(info), view)
 
 
 def message_members(message: StoredMessage) -> tuple[UserId, ...]:

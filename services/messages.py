@@ -313,9 +313,10 @@ class Messages:
         self._searching.add(user.id)
         try:
             if req.conv:
-                convs = [(ConvId(req.conv), await self._conversations.floor(user.id, req.conv))]
+                convs = [(ConvId(req.conv), max(await self._conversations.floor(user.id, req.conv),
+                                                self._conversations.cleared(user.id, req.conv)))]
             else:
-                convs = [(conv, uc.joined_seq) for conv, uc in user.convs.items()]
+                convs = [(conv, max(uc.joined_seq, uc.cleared_seq)) for conv, uc in user.convs.items()]
             rows = await self._store.search(convs, text, req.before, req.limit + 1, gone)
         except SearchTimeout as exc:
             raise RequestError(f"{exc}: search one conversation, or a longer text",
@@ -327,7 +328,8 @@ class Messages:
     # -- reading --------------------------------------------------------------------------------
 
     async def sync(self, user: UserId, conv: str, after_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
-        floor = await self._conversations.floor(user, conv)
+        # what the user cleared from their view (CLEAR_HISTORY) is read as before their join
+        floor = max(await self._conversations.floor(user, conv), self._conversations.cleared(user, conv))
         async with self._reads.slot(user):
             rows = await self._store.messages_after(ConvId(conv), max(after_seq, floor), limit + 1, PAGE_BYTES)
         return rows[:limit], len(rows) > limit or _cut(rows)
@@ -347,7 +349,7 @@ class Messages:
         return [m for m in rows if m.seq > floor], rev, more
 
     async def history(self, user: UserId, conv: str, before_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
-        floor = await self._conversations.floor(user, conv)
+        floor = max(await self._conversations.floor(user, conv), self._conversations.cleared(user, conv))
         async with self._reads.slot(user):
             rows = await self._store.messages_before(ConvId(conv), before_seq, limit + 1, PAGE_BYTES)
         readable = [m for m in rows if m.seq > floor]

@@ -16,12 +16,14 @@ import itertools
 import weakref
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+import msgspec
+
 from ..backends.protocols import (
     ConvId, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, Invitation, JoinRequest, Member, Store,
     StoredMessage, UserConv, UserId,
 )
 
-__all__ = ["UserState", "GroupState", "State", "ROLE_RANK"]
+__all__ = ["UserState", "GroupState", "State", "ConvView", "ROLE_RANK"]
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -37,12 +39,25 @@ LIST_CACHE = [0, 0]
 ROLE_RANK = {"owner": 3, "admin": 2, "member": 1}
 
 
+class ConvView(msgspec.Struct, frozen=True):
+    """What a user deleted for themselves in one conversation that their list shows
+    (services/views.py): frozen, replaced at each change, so list entries built from it
+    know when they are stale."""
+
+    #: seqs the user hid above their read cursor (not counted as unread)
+    hidden: tuple[int, ...] = ()
+    #: while the conversation's newest message is ``head_seq`` (one the user hid), the
+    #: list shows ``message`` instead, the newest they still see (None: none); 0: no stand-in
+    head_seq: int = 0
+    message: StoredMessage | None = None
+
+
 class UserState:
     """One user's social graph and conversation states. ``version`` grows with every change,
     so cached replies built from it know when they are stale."""
 
     __slots__ = ("id", "friends", "requests_in", "requests_out", "blocked", "blocked_by", "convs", "version",
-                 "cache", "invisible", "conv_index", "touched", "invitations", "group_add")
+                 "cache", "invisible", "conv_index", "touched", "invitations", "group_add", "views")
 
     def __init__(self, user_id: UserId) -> None:
         self.id = user_id
@@ -66,6 +81,8 @@ class UserState:
         self.conv_index: Any = None
         #: conversations whose state changed since the index last looked; None: any may have
         self.touched: set[ConvId] | None = None
+        #: what the user deleted for themselves, per conversation, that their list shows
+        self.views: dict[ConvId, ConvView] = {}
 
     def changed(self, conv: ConvId | None = None, *, convs: bool = True) -> None:
         """Something of the user changed: ``conv``'s state if given; with ``convs=False``
@@ -184,6 +201,9 @@ class State:
         self.heads_version = 0
         #: grows with every change of any group (names and sizes shown in lists)
         self.groups_version = 0
+        #: conversation -> loaded users whose list shows a stand-in for its head (``ConvView.message``):
+        #: a recall of that stand-in reaches them (may name users gone or views changed since)
+        self.view_heads: dict[ConvId, set[UserId]] = {}
         #: the conversations whose head or group changed, newest last; ``listed`` counts
         #: every one ever appended (the users' list indexes catch up from it)
         self._listed_log: collections.deque[ConvId] = collections.deque(maxlen=_LIST_LOG)
@@ -320,6 +340,15 @@ class State:
         state.invisible = records.invisible
         state.invitations = {i.group: i for i in records.invitations}
         state.group_add = records.group_add
+        hidden: dict[ConvId, list[int]] = {}
+        for conv, seq in records.hidden:
+            hidden.setdefault(conv, []).append(seq)
+        for conv, seqs in hidden.items():
+            state.views[conv] = ConvView(tuple(seqs))
+        for vh in records.view_heads:
+            state.views[vh.conv] = ConvView(tuple(hidden.get(vh.conv, ())), vh.head_seq, vh.message)
+            if vh.message is not None:
+                self.view_heads.setdefault(vh.conv, set()).add(user_id)
         for head in records.heads:
             self.put_head(head)
         return state

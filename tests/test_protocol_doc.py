@@ -346,7 +346,7 @@ def _type_name(t: msgspec.inspect.Type) -> str:
         return "int"
     if isinstance(t, msgspec.inspect.ListType) and isinstance(t.item_type, msgspec.inspect.StructType):
         return f"[{t.item_type.cls.__name__}]"
-    if isinstance(t, msgspec.inspect.StructType):  # a nested body: its own table
+    if isinstance(t, msgspec.inspect.StructType):  # a body nested in another (PinInfo.message)
         return t.cls.__name__
     raise AssertionError(f"no doc spelling for {t!r}")
 

@@ -20,9 +20,10 @@ import pytest
 
 from edgeim.backends import sqlite as sqlite_backend
 from edgeim.backends.protocols import (
-    ConvId, CreateGroup, DissolveGroup, EditMessage, Quote, RecallMessage, DropFriendship, DropJoinRequest, DropMember,
-    NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest, PutMember, RevokeToken, SetBlock,
-    SetPasswordHash, SetReaction, SetRemark, SetUserConv, ShareFiles, Store, StoreClosed,
+    PINS_FULL, ConvId, CreateGroup, DissolveGroup, EditMessage, HideMessages, Pin, PinMessage, Quote, RecallMessage,
+    DropFriendship, DropJoinRequest, DropMember, NewMessage, PutFriendRequest, PutFriendship, PutGroup, PutJoinRequest,
+    PutMember, RevokeToken, SetBlock, SetPasswordHash, SetReaction, SetRemark, SetUserConv, ShareFiles, Store,
+    StoreClosed, UnpinMessage,
     StoredMessage, StoreUnavailable, UserConv, UserId, UsernameTaken,
 )
 from edgeim.backends.mysql import MysqlStore
@@ -914,3 +915,85 @@ async def test_a_forwarded_message_keeps_its_mark_and_its_files_their_conversati
         assert await store.file_convs("p1_2/AAAAAAAAAAAAAAAA/b.pdf") == []
     finally:
         await store.close()
+
+
+# -- per-user views and message pins ----------------------------------------------------------
+
+async def test_hidden_messages_are_the_users_own_and_survive_reopen(store_factory):
+    store = await reopen(store_factory)
+    try:
+        for _ in range(4):
+            await store.append(pm(1, 2))
+        conv = ConvId("p1_2")
+        await store.apply(SetUserConv(UserId(2), UserConv(conv, read_seq=1)))
+        assert await store.apply(HideMessages(UserId(2), conv, (4, 2, 2), 50)) == ((2, 4), 1)
+        assert await store.apply(HideMessages(UserId(2), conv, (2, 3), 60)) == ((3,), 2)  # 2: already
+        assert await store.apply(HideMessages(UserId(2), conv, (3,), 70)) == ((), 2)  # nothing new: same ver
+        assert await store.apply(HideMessages(UserId(9), conv, (1,), 70)) is None  # not in the conversation
+        assert await store.hidden_seqs(UserId(2), conv, 0, 10) == [2, 3, 4]
+        assert await store.hidden_seqs(UserId(2), conv, 2, 3) == [3]
+        assert await store.hidden_seqs(UserId(1), conv, 0, 10) == []  # the other user keeps them
+        visible = await store.last_visible(UserId(2), conv, 0)
+        assert visible is not None and visible.seq == 1
+        assert (await store.last_visible(UserId(1), conv, 0)).seq == 4
+        assert await store.last_visible(UserId(2), conv, 1) is None
+    finally:
+        await store.close()
+    store = await reopen(store_factory)
+    try:
+        two = await store.load_user(UserId(2))
+        assert [(c.conv, c.view_ver) for c in two.convs] == [(conv, 2)]
+        assert two.hidden == [(conv, 2), (conv, 3), (conv, 4)]  # above the read cursor (1)
+        [stand_in] = two.view_heads  # the newest (4) is hidden: the newest seen is 1
+        assert (stand_in.conv, stand_in.head_seq, stand_in.message.seq) == (conv, 4, 1)
+        one = await store.load_user(UserId(1))
+        assert (one.hidden, one.view_heads, one.convs[0].view_ver) == ([], [], 0)
+    finally:
+        await store.close()
+
+
+async def test_a_clear_is_kept_with_the_users_state_and_never_goes_back(store):
+    for _ in range(3):
+        await store.append(pm(1, 2))
+    conv = ConvId("p1_2")
+    await store.apply(SetUserConv(UserId(2), UserConv(conv, cleared_seq=2, view_ver=1)))
+    await store.apply(SetUserConv(UserId(2), UserConv(conv, cleared_seq=1, view_ver=0, muted=True)))
+    (state,) = (await store.load_user(UserId(2))).convs
+    assert (state.cleared_seq, state.view_ver, state.read_seq, state.muted) == (2, 1, 0, True)
+    assert (await store.load_user(UserId(1))).convs[0].cleared_seq == 0
+
+
+async def test_message_pins_are_bounded_listed_and_dropped_by_a_recall(store):
+    made = await store.apply(CreateGroup("g", "", "", UserId(1), "approval", 100, [UserId(2)], 5))
+    conv = ConvId(f"g{made.group.id}")
+    for _ in range(4):
+        await store.append(message(conv, 1, made.group.id))
+    first = await store.apply(PinMessage(conv, 1, UserId(1), 100, 2))
+    assert isinstance(first, Pin) and (first.seq, first.by, first.at, first.message.seq) == (1, 1, 100, 1)
+    again = await store.apply(PinMessage(conv, 1, UserId(2), 200, 2))  # pinned already: the stored pin
+    assert (again.by, again.at) == (1, 100)
+    await store.apply(PinMessage(conv, 3, UserId(2), 300, 2))
+    assert await store.apply(PinMessage(conv, 4, UserId(1), 400, 2)) == PINS_FULL
+    assert await store.apply(PinMessage(conv, 9, UserId(1), 400, 5)) is None  # no such message
+    assert [(p.seq, p.by, p.message.seq) for p in await store.pins(conv)] == [(3, 2, 3), (1, 1, 1)]
+
+    await store.apply(RecallMessage(conv, 3, UserId(1), 500))
+    assert [p.seq for p in await store.pins(conv)] == [1]
+    assert await store.apply(PinMessage(conv, 3, UserId(1), 600, 5)) is None  # recalled
+    assert await store.apply(UnpinMessage(conv, 1)) is True
+    assert await store.apply(UnpinMessage(conv, 1)) is False
+    assert await store.pins(conv) == []
+    await store.apply(PinMessage(conv, 2, UserId(1), 700, 5))
+    await store.apply(DissolveGroup(made.group.id))
+    assert await store.pins(conv) == []
+
+
+async def test_racing_pins_never_pass_the_bound(store):
+    made = await store.apply(CreateGroup("g", "", "", UserId(1), "approval", 100, [], 5))
+    conv = ConvId(f"g{made.group.id}")
+    for _ in range(6):
+        await store.append(message(conv, 1, made.group.id))
+    results = await asyncio.gather(*(store.apply(PinMessage(conv, seq, UserId(1), seq, 3)) for seq in range(1, 7)))
+    assert sum(isinstance(r, Pin) for r in results) == 3
+    assert results.count(PINS_FULL) == 3
+    assert len(await store.pins(conv)) == 3

@@ -105,6 +105,8 @@ async def world(node: ServeProcess) -> AsyncIterator[World]:
         w.private_msg = (await o.send(w.member.user_id, "between friends")).msg_id
         await w.blocker.block(w.blocked.user_id)
         w.own_group = (await w.blocked.group_create("mine")).group
+        await o.pin_message(w.gconv, 1)  # message pins: one in each conversation
+        await w.member.pin_message(w.conv(o, w.member), 1)
         w.group_file = await o.upload(w.gconv, b"members only", "text/plain")
         w.private_file = await o.upload(w.conv(o, w.member), b"between friends", "text/plain")
         w.owner_avatar = (await o.upload_avatar(b"\x89PNG", "image/png")).avatar
@@ -152,6 +154,11 @@ async def snapshot(w: World) -> dict[str, Any]:
         # (which land in the histories above)
         "owner's settings": await o.settings(),
         "blocker's settings": await w.blocker.settings(),
+        # per-user views and message pins: the members' own views, the pins
+        "member's group history": (await w.member.history(w.gconv)).msgs,
+        "member's friends' history": (await w.member.history(w.conv(o, w.member))).msgs,
+        "group pins": (await w.member.pins(w.gconv)).pins,
+        "friends' pins": (await o.pins(w.conv(o, w.member))).pins,
         # files: still there, as their members see them
         "files": [(await o.file_download_grant(key)).size for key in (w.group_file, w.private_file)],
         # accounts and profiles
@@ -333,6 +340,25 @@ ROWS: list[tuple[str, Attempt, ErrorCode]] = [
      FORBIDDEN),
     ("member FORWARD to a stranger", lambda w: w.member.forward(w.stranger.user_id, w.gconv, [1]), NOT_FRIENDS),
     ("muted FORWARD into group", lambda w: w.muted.forward(w.group, w.gconv, [1], group=True), MUTED),
+    # per-user views: only of a conversation one is in
+    ("stranger DELETE_FOR_ME private", lambda w: w.stranger.delete_for_me(w.conv(w.owner, w.member), [1]), FORBIDDEN),
+    ("non-member DELETE_FOR_ME group", lambda w: w.stranger.delete_for_me(w.gconv, [1]), FORBIDDEN),
+    ("removed DELETE_FOR_ME group", lambda w: w.removed.delete_for_me(w.gconv, [1]), FORBIDDEN),
+    ("stranger CLEAR_HISTORY private", lambda w: w.stranger.clear_history(w.conv(w.owner, w.member)), FORBIDDEN),
+    ("non-member CLEAR_HISTORY group", lambda w: w.stranger.clear_history(w.gconv), FORBIDDEN),
+    ("removed CLEAR_HISTORY group", lambda w: w.removed.clear_history(w.gconv), FORBIDDEN),
+    # message pins: a group's owner and admins, either user of a private conversation
+    ("member PIN_MESSAGE group", lambda w: w.member.pin_message(w.gconv, 1), FORBIDDEN),
+    ("member UNPIN_MESSAGE group", lambda w: w.member.unpin_message(w.gconv, 1), FORBIDDEN),
+    ("muted PIN_MESSAGE group", lambda w: w.muted.pin_message(w.gconv, 1), FORBIDDEN),
+    ("non-member PIN_MESSAGE group", lambda w: w.stranger.pin_message(w.gconv, 1), FORBIDDEN),
+    ("non-member UNPIN_MESSAGE group", lambda w: w.stranger.unpin_message(w.gconv, 1), FORBIDDEN),
+    ("non-member PINS group", lambda w: w.stranger.pins(w.gconv), FORBIDDEN),
+    ("removed PIN_MESSAGE group", lambda w: w.removed.pin_message(w.gconv, 1), FORBIDDEN),
+    ("removed PINS group", lambda w: w.removed.pins(w.gconv), FORBIDDEN),
+    ("stranger PIN_MESSAGE private", lambda w: w.stranger.pin_message(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("stranger UNPIN_MESSAGE private", lambda w: w.stranger.unpin_message(w.conv(w.owner, w.member), 1), FORBIDDEN),
+    ("stranger PINS private", lambda w: w.stranger.pins(w.conv(w.owner, w.member)), FORBIDDEN),
 ]
 
 

@@ -352,3 +352,72 @@ async def test_a_forward_crosses_nodes_and_its_file_downloads_there(s3_server, t
             if node.alive:
                 node.stop()
         mysql_server.drop_database(database)
+async def listed(client: Client, conv: str, check, timeout: float = 10.0):
+    """The list entry of ``conv`` once ``check(entry)`` holds (the list of a node answers
+    from memory, a bus hop behind another node's change); fails if it never does."""
+    async def attempts():
+        while True:
+            found = [c for c in await client.conversations() if c.conv == conv]
+            if found and check(found[0]):
+                return found[0]
+            await asyncio.sleep(0.05)
+    return await asyncio.wait_for(attempts(), timeout)
+
+
+async def test_views_and_message_pins_cross_nodes(nodes, connect):
+    a, b, c = nodes
+    alice = await connect(a)
+    await new_user(alice)
+    bob_name, bob_id = await new_user(await connect(a))
+    carol_name, carol_id = await new_user(await connect(a))
+    info = await alice.group_create("views", [bob_id, carol_id])
+    conv = f"g{info.group}"
+    for n in (1, 2, 3):
+        await alice.send_group(info.group, f"v{n}")
+    # the devices log in after: their nodes hold the group (lists name loaded groups only)
+    bob_web, bob_ios, carol = await connect(b), await connect(c), await connect(c)
+    await bob_web.login(bob_name, "secret-pw", "web")
+    await bob_ios.login(bob_name, "secret-pw", "ios")
+    await carol.login(carol_name, "secret-pw", "web")
+
+    # delete for me on node b: bob's device on node c is told, and its node's list follows
+    await bob_web.delete_for_me(conv, [3])
+    pushed = await next_event(bob_ios, Op.VIEW_PUSH, 20)
+    assert (pushed.event, pushed.seqs) == ("deleted", [3])
+    entry = await listed(bob_ios, conv, lambda e: e.view_ver == 1)
+    assert (entry.last_text, entry.unread) == ("v2", 2)
+    assert [m.hidden for m in (await bob_ios.history(conv)).msgs] == [False, False, True]
+    assert [m.hidden for m in (await carol.history(conv)).msgs] == [False, False, False]
+
+    # clear history on node c: bob's device on node b is told, and its node's list follows
+    await bob_ios.clear_history(conv)
+    assert (await next_event(bob_web, Op.VIEW_PUSH, 20)).cleared_seq == 3
+    entry = await listed(bob_web, conv, lambda e: e.cleared_seq == 3)
+    assert (entry.unread, entry.last_text) == (0, "")
+    assert (await bob_web.sync(conv)).msgs == []
+    assert (await listed(carol, conv, lambda e: e.last_seq == 3)).unread == 3  # carol keeps hers
+
+    # a message pin on node a reaches every other member device, on every node, once
+    await alice.pin_message(conv, 2)
+    for device in (bob_web, bob_ios, carol):
+        pin = await next_event(device, Op.PIN_PUSH, 20)
+        assert (pin.event, pin.seq, pin.by) == ("pinned", 2, alice.user_id)
+    assert [p.message.content for p in (await carol.pins(conv)).pins] == ["v2"]
+    await alice.recall(conv, 2)  # the recall drops the pin, and says so
+    for device in (bob_web, bob_ios, carol):
+        assert (await next_event(device, Op.PIN_PUSH, 20)).event == "unpinned"
+        await device.ping()  # a round trip: no second PIN_PUSH was queued (once each)
+        kinds = [device.events.get_nowait()[0] for _ in range(device.events.qsize())]
+        assert Op.PIN_PUSH not in kinds
+    assert (await bob_ios.pins(conv)).pins == []
+
+    # 1:1: either user pins, across nodes; a device that was away reads it all on reconnect
+    await carol.send(alice.user_id, "private")
+    private = (await alice.sync(f"p{min(alice.user_id, carol.user_id)}_{max(alice.user_id, carol.user_id)}"))
+    await carol.pin_message(private.conv, 1)
+    assert (await next_event(alice, Op.PIN_PUSH, 20)).conv == private.conv
+    later = await connect(a)
+    await later.login(bob_name, "secret-pw", "desktop")
+    entry = await listed(later, conv, lambda e: True)
+    assert (entry.cleared_seq, entry.view_ver) == (3, 2)
+    assert (await later.history(conv)).msgs == []

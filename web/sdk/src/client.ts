@@ -54,6 +54,8 @@ import type {
   Page,
   PasswordChanged,
   ProfileChange,
+  PinInfo,
+  PinList,
   ReadMark,
   ReadersPage,
   SearchPage,
@@ -61,6 +63,7 @@ import type {
   UserPresence,
   UserProfile,
   UserSettings,
+  ViewEvent,
 } from "./types.js";
 
 export interface ClientOptions {
@@ -668,6 +671,12 @@ export class Client {
       case Op.REACTION_PUSH:
         this.emit("reaction", fromWire(body));
         break;
+      case Op.PIN_PUSH:
+        this.emit("pin", fromWire(body));
+        break;
+      case Op.VIEW_PUSH:
+        this.emit("view", fromWire(body));
+        break;
       case Op.KICKED:
         this.closing = true; // a kicked client must not log itself back in (close 4001 follows)
         this.emit("kicked", fromWire(body));
@@ -970,7 +979,7 @@ export class Client {
    * What changed in `conv` after reaction revision `afterRev` among its messages up to
    * `upToSeq` (those this device has): the messages, their reactions and the revision to keep
    * (the highest `rev` seen). A device back from being away calls it for the conversations it
-   * shows (docs/protocol.md 9.23.3).
+   * shows (docs/protocol.md 9.25.3).
    */
   async changes(conv: string, upToSeq: number, afterRev = 0): Promise<Changes> {
     const out: Changes = { changed: [], reactions: [], rev: afterRev };
@@ -1104,6 +1113,35 @@ export class Client {
   /** Recall message `seq` of `conv`; returns its tombstone (others get a "recall" event). */
   async recall(conv: string, seq: number): Promise<Message> {
     return withMessageDefaults(await this.call<Message>(Op.RECALL, { conv, seq }));
+  }
+
+  /** Delete messages `seqs` of `conv` for this user only (all their devices; the other
+   * members keep them): their sync and history pages carry them as stubs (`hidden`). */
+  async deleteForMe(conv: string, seqs: number[]): Promise<ViewEvent> {
+    return this.call(Op.DELETE_FOR_ME, { conv, seqs });
+  }
+
+  /** Clear this user's view of `conv` up to `seq` (0: the newest message); unread goes to 0. */
+  async clearHistory(conv: string, seq = 0): Promise<ViewEvent> {
+    return this.call(Op.CLEAR_HISTORY, { conv, seq });
+  }
+
+  /** Pin message `seq` of `conv` for its members (a group's owner and admins, either user of
+   * a private conversation); the members' other devices get a "pin" event. */
+  async pinMessage(conv: string, seq: number): Promise<PinInfo> {
+    const pin = await this.call<PinInfo>(Op.PIN_MESSAGE, { conv, seq });
+    return { ...pin, message: withMessageDefaults(pin.message) };
+  }
+
+  async unpinMessage(conv: string, seq: number): Promise<void> {
+    await this.call(Op.UNPIN_MESSAGE, { conv, seq });
+  }
+
+  /** The message pins of `conv` that this user may read, newest pin first. */
+  async pins(conv: string): Promise<PinList> {
+    const list = await this.call<PinList>(Op.PINS, { conv });
+    list.pins = list.pins.map((p) => ({ ...p, message: withMessageDefaults(p.message) }));
+    return list;
   }
 
   /** One page of the user's messages containing `query`, newest first; the next page is

@@ -13,11 +13,13 @@ import type {
   Kicked,
   Message,
   ReactionEvent,
+  PinEvent,
   ReadMark,
   ReconnectInfo,
   TypingEvent,
   UserPresence,
   UserProfile,
+  ViewEvent,
 } from "./types.js";
 
 export interface ClientEvents {
@@ -40,6 +42,10 @@ export interface ClientEvents {
   profile: UserProfile;
   /** A reaction was added or taken back on another device (REACTION_PUSH). */
   reaction: ReactionEvent;
+  /** A message pin of one of the user's conversations changed (pinned, unpinned, recalled). */
+  pin: PinEvent;
+  /** The user deleted messages for themselves or cleared a history on another device. */
+  view: ViewEvent;
   /** Another login took this (user, terminal), or an operator closed it; no auto-reconnect. */
   kicked: Kicked;
   /** The WebSocket opened (first connect and each reconnect attempt that reached a node). */

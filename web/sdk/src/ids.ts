@@ -26,6 +26,7 @@ const ID_KEYS = new Set([
   "last_from",
   "inviter",
   "forwarded_from",
+  "by",
 ]);
 /** Keys whose value is a list that may hold ids (its integer items become bigints). */
 const ID_LIST_KEYS = new Set(["users", "mentions", "added", "invited"]);
@@ -68,7 +69,7 @@ function convert(value: unknown): unknown {
 /** Message keys left out of the map when they hold their default (docs/protocol.md 9.10). */
 const MESSAGE_DEFAULTS = {
   mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
-  reply: null, editedAt: 0, editRev: 0, forwardedFrom: 0n,
+  reply: null, editedAt: 0, editRev: 0, forwardedFrom: 0n, hidden: false,
 };
 
 /** Page keys left out when they hold their default (docs/protocol.md 9.7). */
@@ -96,5 +97,7 @@ export function withConversationDefaults<T extends object>(c: T): T {
   const out = { ...c } as Record<string, unknown>;
   out["mentioned"] ??= false;
   out["lastRecalled"] ??= false;
+  out["clearedSeq"] ??= 0;
+  out["viewVer"] ??= 0;
   return out as T;
 }

@@ -81,6 +81,12 @@ export const Op = {
   ACCOUNT_DELETE: 0x52,
   REACT: 0x58,
   FORWARD: 0x5a,
+  // per-user views and message pins
+  DELETE_FOR_ME: 0x60,
+  CLEAR_HISTORY: 0x61,
+  PIN_MESSAGE: 0x62,
+  UNPIN_MESSAGE: 0x63,
+  PINS: 0x64,
   // pushes (req_id 0)
   MSG_PUSH: 0x40,
   KICKED: 0x41,
@@ -95,6 +101,8 @@ export const Op = {
   PROFILE_PUSH: 0x4a,
   REACTION_PUSH: 0x4b,
   EDIT_PUSH: 0x4c,
+  PIN_PUSH: 0x4d,
+  VIEW_PUSH: 0x4e,
   ERROR: 0xff,
 } as const;
 export type OpName = keyof typeof Op;
@@ -147,6 +155,7 @@ export const ErrorCode = {
   MESSAGE_RECALLED: 3024,
   FORWARD_LIMIT: 3025,
   NOT_FORWARDABLE: 3026,
+  PINS_FULL: 3027,
   RATE_LIMITED: 4000,
   TOO_MANY_SESSIONS: 4001,
   INTERNAL: 5000,

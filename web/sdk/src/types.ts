@@ -89,6 +89,9 @@ export interface Message {
    * itself (a local echo of its own send) need not carry it.
    */
   forwardedFrom?: bigint;
+  /** In a SYNC or HISTORY page only: the reader deleted it for themselves (a stub, `content` "").
+   * The SDK always fills it in; optional so that code building messages itself keeps compiling. */
+  hidden?: boolean;
 }
 
 /** What a reply quotes (docs/protocol.md section 9.23). */
@@ -193,6 +196,12 @@ export interface ConversationInfo {
   muted: boolean;
   mentioned: boolean;
   lastRecalled: boolean;
+  /** The caller cleared their view up to this seq (clearHistory). The SDK always fills it
+   * and viewVer in; optional so that code building entries itself keeps compiling. */
+  clearedSeq?: number;
+  /** Grows with each deleteForMe and clearHistory of the caller here: a device that knew
+   * another value reads again (history) what it holds; the stubs say what was deleted. */
+  viewVer?: number;
 }
 
 export interface ConversationList {
@@ -427,4 +436,40 @@ export interface ReconnectInfo {
   resent: number;
   /** Messages the catch-up delivered as "message" events. */
   caughtUp: number;
+}
+
+/** DELETE_FOR_ME_OK, CLEAR_HISTORY_OK and the "view" event (the user's other devices). */
+export interface ViewEvent {
+  conv: string;
+  event: "deleted" | "cleared";
+  /** deleted: the messages deleted; cleared: []. */
+  seqs: number[];
+  clearedSeq: number;
+  viewVer: number;
+}
+
+/** A message pin of a conversation (PIN_MESSAGE_OK, the items of PINS_OK). */
+export interface PinInfo {
+  conv: string;
+  seq: number;
+  by: bigint;
+  ts: number;
+  message: Message;
+}
+
+export interface PinList {
+  conv: string;
+  /** Newest pin first. */
+  pins: PinInfo[];
+  /** How many message pins the conversation may hold. */
+  max: number;
+}
+
+/** The "pin" event: a message of `conv` was pinned or unpinned (a recall unpins too). */
+export interface PinEvent {
+  event: "pinned" | "unpinned";
+  conv: string;
+  seq: number;
+  by: bigint;
+  ts: number;
 }
