@@ -45,6 +45,7 @@ from .http import HttpServer, add_file_routes, add_health_routes, add_web_routes
 import dataclasses
 from ..backends.protocols import NodeInfo
 from ..ops.logs import set_level
+from ..ops.gcwatch import GcWatch
 from ..ops.metrics import EDGE, LoopLag, monotonic_rate
 from ..ops.version import VERSION
 from .admin import add_ops_routes
@@ -188,6 +189,7 @@ class Node:
         }, PROBE_EVERY, config.backend_probe_timeout)
         self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
         self.loop_lag = LoopLag(self.loop) if config.metrics else None
+        self.gc = GcWatch(self.loop, config.gc_freeze_after)
         self._announcer: asyncio.Task[None] | None = None
         self._load_samples: list[tuple[float, int]] = []
         add_ops_routes(self.http, self)
@@ -240,6 +242,7 @@ class Node:
             self.address = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
             if self.loop_lag is not None:
                 self.loop_lag.start()
+            self.gc.start()  # last: what start-up made is frozen
             await self._announce()
             self._announcer = self.loop.create_task(self._keep_announcing())
             self.readiness.start()
@@ -265,6 +268,7 @@ class Node:
         await self.readiness.stop()
         if self.loop_lag is not None:
             self.loop_lag.stop()
+        self.gc.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.drain_timeout)
         try:
