@@ -169,6 +169,7 @@ class Node:
         self.api = Api(self.id, self.state, self.auth, self.presence, self.delivery, messages, pipeline, conversations,
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
                        users=users)
+        self._spawn_cb, self._release_cb = self.spawn, self.presence.release
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -207,8 +208,10 @@ class Node:
         self.delivery.on_unsubscribed = self._unsubscribed
 
     def _new_session(self) -> Session:
-        return Session(self.config, self.loop, self.outbox, self.api.handlers, self.spawn, self.server.sessions,
-                       self.presence.release)
+        # the callbacks are bound once: a bound method made per session is two more objects
+        # per connection for the cycle collector to traverse
+        return Session(self.config, self.loop, self.outbox, self.api.handlers, self._spawn_cb, self.server.sessions,
+                       self._release_cb)
 
     async def start(self) -> tuple[str, int]:
         """Open the backends and listen; on failure, release what was taken and raise."""
