@@ -101,8 +101,8 @@ class NodeCollector(Collector):
                 family.add_metric([str(generation)], value)
             yield family
         yield watch.full.family("edgeim_gc_full_seconds", "One full (generation 2) garbage collection")
-        yield CounterMetricFamily("edgeim_gc_freezes", "Times the survivors of a long full collection were frozen"
-                                  " (gc_freeze_after)", value=watch.freezes)
+        yield CounterMetricFamily("edgeim_gc_freezes", "Times what survived the young collections was frozen"
+                                  " (gc_freeze_every)", value=watch.freezes)
         yield GaugeMetricFamily("edgeim_gc_frozen_objects", "Objects in the permanent generation: no collection"
                                 " traverses them", value=watch.frozen)
 

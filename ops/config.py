@@ -286,10 +286,11 @@ class Config:
     #: seconds a draining node (SIGTERM, im cluster drain) waits for its clients to leave and
     #: its accepted requests to finish before it closes what remains and exits
     drain_timeout: float = 10.0
-    #: seconds: after a full garbage collection that took longer, what survived it is frozen
-    #: (gc.freeze: no later collection traverses it), and so is what start-up made; 0: never
+    #: seconds between two freezes of the objects that survived the young garbage collections
+    #: (gc.freeze: no later collection traverses them, so a full collection's pause does not
+    #: grow with the connections held); what start-up made is frozen too; 0: never
     #: (docs/architecture.md, "Garbage collection")
-    gc_freeze_after: float = 0.0
+    gc_freeze_every: float = 5.0
 
     @property
     def cluster(self) -> bool:
@@ -434,8 +435,8 @@ class Config:
                               " 0 (automatic) or more")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
-        if not 0 <= self.gc_freeze_after < math.inf:
-            raise ConfigError(f"gc_freeze_after must be 0 (never) or positive seconds, got {self.gc_freeze_after}")
+        if not 0 <= self.gc_freeze_every < math.inf:
+            raise ConfigError(f"gc_freeze_every must be 0 (never) or positive seconds, got {self.gc_freeze_every}")
         if self.number_lease < 5:
             raise ConfigError("number_lease must be at least 5 seconds (it is renewed every 2 s)")
         if self.routes_timeout <= 0 or self.backend_probe_timeout <= 0:
@@ -503,7 +504,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
                  "metrics_token", "metrics_token_file",
                  "password_memory_kib", "password_time_cost", "file_grant_ttl"),
     "Messaging": ("strangers_may_send", "recall_window", "presence_debounce", "call_ring_timeout", "call_ttl"),
-    "Operations": ("log_level", "metrics", "drain_timeout", "gc_freeze_after"),
+    "Operations": ("log_level", "metrics", "drain_timeout", "gc_freeze_every"),
 }
 
 #: settings that hold a secret: never a flag, masked by ``masked``

@@ -1,5 +1,5 @@
 """The garbage collector of a node: every collection timed (``gc.callbacks``), and the
-objects that outlive a long full collection moved out of the collector's way.
+objects that live long moved out of the collector's way.
 
 A node holds its connections for hours: a logged-in idle connection is ~27 objects the
 cycle collector tracks (session, peer, picows and uvloop transports, the user's state),
@@ -9,13 +9,14 @@ promoted since the last one pass a quarter of those that survived it, so the pau
 grow with the connections held, not with the garbage.
 
 ``gc.freeze()`` moves every tracked object into the permanent generation, which no
-collection traverses. The node freezes what start-up made, and, after a full collection
-that took longer than ``freeze_after`` seconds, what survived it (at the next loop
-iteration: a collection may run in any thread, and ``gc.freeze`` may not run inside
-one). The next full collections traverse only what came after. The price: a frozen
-object that later becomes part of a reference cycle is never collected, so what a node
-holds for long must be freed by reference counting when it goes: a closed connection
-is (``Peer.release``; tests/edge/test_gc.py checks it through ``POST /debug/gc``).
+collection traverses. The node freezes what start-up made, and every ``every`` seconds
+(when a collection promoted anything meanwhile) collects the two young generations and
+freezes what survived: a full collection then traverses only what arrived since the last
+freeze. The price: a frozen object that later becomes part of a reference cycle is never
+collected, so what a node holds for long must be freed by reference counting when it
+goes. A closed connection is (``Peer.release``); a login, a SEND, its push and a close
+leave no cycle behind (tests/edge/test_gc.py checks it through ``POST /debug/gc``, which
+counts what a full collection of everything, frozen objects included, finds unreachable).
 ``edgeim_gc_frozen_objects`` shows what is frozen; docs/architecture.md has the figures.
 """
 from __future__ import annotations
@@ -32,29 +33,36 @@ __all__ = ["GcWatch", "garbage_census"]
 
 
 class GcWatch:
-    """Counts and times the collections of each generation; with ``freeze_after`` > 0,
-    freezes at start and after each full collection longer than that (see the module
-    docstring). ``start``/``stop`` add and remove the ``gc.callbacks`` hook."""
+    """Counts and times the collections of each generation; with ``every`` > 0, freezes
+    at start and then every ``every`` seconds (see the module docstring). ``start`` and
+    ``stop`` add and remove the ``gc.callbacks`` hook and the timer."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, freeze_after: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
         self.loop = loop
-        self.freeze_after = freeze_after
+        self.every = every
         self.collections = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
         self.collected = [0, 0, 0]  # unreachable objects found (cyclic garbage)
         self.full = Histogram(LAG_BUCKETS)  # seconds of each full collection: a pause of the loop
         self.freezes = 0
         self._started = 0.0
-        self._freeze_due = False
+        self._promoted_at = -1  # collections of generation 1 and 2 at the last freeze
+        self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
-        if self.freeze_after > 0:
-            self._freeze()
         gc.callbacks.append(self._on_gc)
+        if self.every > 0:
+            gc.freeze()  # what start-up made: modules, config, backends
+            self.freezes += 1
+            self._promoted_at = self.collections[1] + self.collections[2]
+            self._timer = self.loop.call_later(self.every, self._tick)
 
     def stop(self) -> None:
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     @property
     def frozen(self) -> int:
@@ -71,14 +79,17 @@ class GcWatch:
         self.collected[generation] += info["collected"]
         if generation == 2:
             self.full.observe(took)
-            if 0 < self.freeze_after < took and not self._freeze_due:
-                self._freeze_due = True
-                self.loop.call_soon_threadsafe(self._freeze)
 
-    def _freeze(self) -> None:
-        self._freeze_due = False
+    def _tick(self) -> None:
+        self._timer = self.loop.call_later(self.every, self._tick)
+        promoted = self.collections[1] + self.collections[2]
+        if promoted == self._promoted_at:
+            return  # nothing reached the oldest generation since the last freeze
+        # the young generations first: their cyclic garbage is freed, not frozen (~1 ms)
+        gc.collect(1)
         gc.freeze()
         self.freezes += 1
+        self._promoted_at = self.collections[1] + self.collections[2]
 
 
 def garbage_census(limit: int = 30) -> dict[str, Any]:
