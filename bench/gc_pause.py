@@ -25,7 +25,7 @@ window, so the two readings cover the window exactly; ``edgeim_gc_collections`` 
 and end; ``edgeim_gc_frozen_objects``. The client processes measure each SEND's ack time
 (the longest is a pause as a client sees it, the store's commit included).
 
-``--compare-freeze`` runs the nodes a second time with ``IM_GC_FREEZE_AFTER=0`` (no
+``--compare-freeze`` runs the nodes a second time with ``IM_GC_FREEZE_EVERY=0`` (no
 gc.freeze) in the same run: the baseline of the freezing (docs/architecture.md).
 """
 from __future__ import annotations
@@ -107,7 +107,12 @@ async def _client(pipe: Any, spec: dict[str, Any]) -> None:
         return len(indices)
 
     async def login() -> int:
-        await limited([lambda c=c: c.login(c.name) for c in conns.values()], 200)
+        # a connection the node dropped during the handshake (a storm of them) is opened again
+        async def one(i: int) -> None:
+            if conns[i].is_closed or conns[i].transport is None:
+                conns[i] = await open_conn(i, login=False)
+            await conns[i].login(conns[i].name)
+        await limited([lambda i=i: one(i) for i in list(conns)], 200)
         return len(conns)
 
     async def load(rate: float, churn: float, seconds: float) -> dict[str, Any]:
@@ -212,7 +217,7 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     per_proc = [list(range(p, n, procs)) for p in range(procs)]
     extra = {"IM_AUTH_TIMEOUT": "3600", "IM_IDLE_TIMEOUT": "3600", "IM_STRANGERS_MAY_SEND": "1"}
     if kind == "no-freeze":
-        extra["IM_GC_FREEZE_AFTER"] = "0"
+        extra["IM_GC_FREEZE_EVERY"] = "0"
     with tempfile.TemporaryDirectory(prefix=f"edgeim-bench-gc-{kind}-") as tmp:
         servers, urls, http = [], [], []
         clients: benchlib.Clients = []
@@ -258,6 +263,13 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                     window_lag[i] = max(window_lag[i], scrape(h).get("edgeim_event_loop_lag_max_seconds", 0.0))
             end = [scrape(h) for h in http]
             loads = [benchlib.receive(conn, "ok", SETUP_TIMEOUT) for _, conn in clients]
+            # what the first node's collector cannot reach after the window, frozen objects
+            # included (POST /debug/gc): what freezing would leak, and what waits for a collection
+            token = (Path(tmp) / "data0" / "admin.token").read_text().strip()
+            request = urllib.request.Request(f"{http[0]}/debug/gc?limit=15", method="POST",
+                                             headers={"Authorization": f"Bearer {token}"})
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                census = json.loads(reply.read())
             rss = [benchlib.rss_kib(s.pid) / 1024 for s in servers]
             call(clients, "close", (), 300)
         finally:
@@ -280,6 +292,7 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "send_errors": sum(x["errors"] for x in loads), "churned": sum(x["churned"] for x in loads),
         "churn_errors": sum(x["churn_errors"] for x in loads),
         "ack_max_ms": max(acks) if acks else None,
+        "census_node0": census,
     }
 
 
@@ -343,7 +356,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0, help="1:1 SENDs per second in the window (default 50)")
     parser.add_argument("--churn", type=float, default=10.0, help="reconnects per second in the window (default 10)")
     parser.add_argument("--window", type=float, default=120.0, help="seconds of the window, a multiple of 60 (default 120)")
-    parser.add_argument("--compare-freeze", action="store_true", help="also run the nodes with IM_GC_FREEZE_AFTER=0")
+    parser.add_argument("--compare-freeze", action="store_true", help="also run the nodes with IM_GC_FREEZE_EVERY=0")
     benchlib.add_common_args(parser, reps=1)
     args = parser.parse_args()
     if args.window < 60 or args.window % 60:
@@ -357,6 +370,7 @@ def main() -> None:
             for kind in kinds if rep % 2 == 0 else kinds[::-1]:
                 r = run_once(kind, args)
                 runs[kind].append(r)
+                print(f"run {json.dumps(r)}", file=sys.stderr, flush=True)  # kept should a later run fail
                 print(f"rep {rep + 1}/{args.reps} {kind:9} longest pause: window"
                       f" {max(r['window_longest_pause_s']):.3f} s, login {max(r['login_longest_pause_s']):.3f} s;"
                       f" full collections per node in the window {r['window_gen2']}", file=sys.stderr, flush=True)
