@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import tempfile
@@ -246,6 +247,7 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 conn.send(("login", ()))
             _poll_until(clients, http, login_lag, "login")
             login_s = time.monotonic() - t0
+            load_login = os.getloadavg()[0]  # other processes on the machine stretch every pause
             after_login = [scrape(h) for h in http]
             for i, values in enumerate(after_login):
                 login_lag[i] = max(login_lag[i], values.get("edgeim_event_loop_lag_max_seconds", 0.0))
@@ -262,6 +264,7 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 for i, h in enumerate(http):
                     window_lag[i] = max(window_lag[i], scrape(h).get("edgeim_event_loop_lag_max_seconds", 0.0))
             end = [scrape(h) for h in http]
+            load_window = os.getloadavg()[0]
             loads = [benchlib.receive(conn, "ok", SETUP_TIMEOUT) for _, conn in clients]
             # what the first node's collector cannot reach after the window, frozen objects
             # included (POST /debug/gc): what freezing would leak, and what waits for a collection
@@ -293,6 +296,7 @@ def run_once(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "churn_errors": sum(x["churn_errors"] for x in loads),
         "ack_max_ms": max(acks) if acks else None,
         "census_node0": census,
+        "loadavg_1min_end_of_login": load_login, "loadavg_1min_end_of_window": load_window,
     }
 
 
