@@ -85,7 +85,7 @@ class GcWatch:
         promoted = self.collections[1] + self.collections[2]
         if promoted == self._promoted_at:
             return  # nothing reached the oldest generation since the last freeze
-        # the young generations first: their cyclic garbage is freed, not frozen (~1 ms)
+        # the young generations first (small): their cyclic garbage is freed, not frozen
         gc.collect(1)
         gc.freeze()
         self.freezes += 1
