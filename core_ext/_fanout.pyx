@@ -224,6 +224,18 @@ cdef class Peer:
         self._outbox.queued -= self._pending + self._buffered
         self._pending = self._buffered = 0
 
+    cpdef release(self):
+        """The session is gone and out of the routing table: the peer lets go of it and of
+        its transport. A session and its peer refer to each other; without this, every
+        closed connection (session, peer, picows and uvloop transports: ~18 objects) is
+        a reference cycle that only a garbage collection frees, and a full one once it
+        has aged (docs/architecture.md, "Garbage collection")."""
+        self.close()
+        self.owner = None
+        self.transport = None
+        self._out.clear()
+        self._spare.clear()
+
     cdef _overflow(self):
         self.close()
         self.overflowed = True

@@ -150,6 +150,15 @@ class Peer:
         self._outbox.queued -= self._pending + self._buffered
         self._pending = self._buffered = 0
 
+    def release(self) -> None:
+        """The session is gone and out of the routing table: the peer lets go of it and of
+        its transport, so neither waits for the cycle collector (see _fanout.pyx)."""
+        self.close()
+        self.owner = None
+        self.transport = None  # type: ignore[assignment]
+        self._out.clear()
+        self._spare.clear()
+
     def _overflow(self) -> None:
         self.close()
         self.overflowed = True

@@ -84,6 +84,27 @@ class NodeCollector(Collector):
                                                  "How late the event loop ran a timer (sampled every 0.25 s)")
             yield GaugeMetricFamily("edgeim_event_loop_lag_last_seconds", "The last event-loop lag measured",
                                     value=node.loop_lag.last)
+            yield GaugeMetricFamily("edgeim_event_loop_lag_max_seconds", "The longest event-loop lag of the last minute",
+                                    value=node.loop_lag.longest())
+        yield from self._gc(node)
+
+    def _gc(self, node: Node) -> Iterator[Any]:
+        watch = node.gc
+        for name, doc, values in (
+                ("edgeim_gc_collections", "Garbage collections, by generation (2: full)", watch.collections),
+                ("edgeim_gc_seconds", "Seconds spent in garbage collections (the event loop waits), by generation",
+                 watch.seconds),
+                ("edgeim_gc_collected", "Unreachable objects the collections found (reference cycles), by generation",
+                 watch.collected)):
+            family = CounterMetricFamily(name, doc, labels=["generation"])
+            for generation, value in enumerate(values):
+                family.add_metric([str(generation)], value)
+            yield family
+        yield watch.full.family("edgeim_gc_full_seconds", "One full (generation 2) garbage collection")
+        yield CounterMetricFamily("edgeim_gc_freezes", "Times what survived the young collections was frozen"
+                                  " (gc_freeze_every)", value=watch.freezes)
+        yield GaugeMetricFamily("edgeim_gc_frozen_objects", "Objects in the permanent generation: no collection"
+                                " traverses them", value=watch.frozen)
 
     def _delivery(self, node: Node) -> Iterator[Any]:
         d = node.delivery

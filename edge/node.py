@@ -48,6 +48,7 @@ from .http import HttpServer, add_file_routes, add_health_routes, add_web_routes
 import dataclasses
 from ..backends.protocols import NodeInfo
 from ..ops.logs import set_level
+from ..ops.gcwatch import GcWatch
 from ..ops.metrics import EDGE, LoopLag, monotonic_rate
 from ..ops.version import VERSION
 from .admin import add_ops_routes
@@ -185,6 +186,7 @@ class Node:
                        social, groups, quota, files=self._file_grants, watch=self.watch, typing=self.typing, calls=self.calls,
                        users=users, accounts=self.accounts, reactions=self.reactions, forward_max=config.forward_max,
                        views=self.views)
+        self._spawn_cb, self._release_cb = self.spawn, self.presence.release
         self.server = EdgeServer(config, self.loop, self._new_session, self.presence.renew, self.unready)
         # the HTTP listener: health, and the local files' signed URLs (S3 serves its own)
         self.http = HttpServer(config)
@@ -205,6 +207,7 @@ class Node:
         }, PROBE_EVERY, config.backend_probe_timeout)
         self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
         self.loop_lag = LoopLag(self.loop) if config.metrics else None
+        self.gc = GcWatch(self.loop, config.gc_freeze_every)
         self._announcer: asyncio.Task[None] | None = None
         self._load_samples: list[tuple[float, int]] = []
         add_ops_routes(self.http, self)
@@ -222,8 +225,10 @@ class Node:
         self.delivery.on_unsubscribed = self._unsubscribed
 
     def _new_session(self) -> Session:
-        return Session(self.config, self.loop, self.outbox, self.api.handlers, self.spawn, self.server.sessions,
-                       self.presence.release)
+        # the callbacks are bound once: a bound method made per session is two more objects
+        # per connection for the cycle collector to traverse
+        return Session(self.config, self.loop, self.outbox, self.api.handlers, self._spawn_cb, self.server.sessions,
+                       self._release_cb)
 
     async def start(self) -> tuple[str, int]:
         """Open the backends and listen; on failure, release what was taken and raise."""
@@ -257,6 +262,7 @@ class Node:
             self.address = f"ws://{f'[{host}]' if ':' in host else host}:{port}/ws"
             if self.loop_lag is not None:
                 self.loop_lag.start()
+            self.gc.start()  # last: what start-up made is frozen
             await self._announce()
             self._announcer = self.loop.create_task(self._keep_announcing())
             self.readiness.start()
@@ -282,6 +288,7 @@ class Node:
         await self.readiness.stop()
         if self.loop_lag is not None:
             self.loop_lag.stop()
+        self.gc.stop()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=self.config.drain_timeout)
         try:

@@ -129,6 +129,8 @@ class Session(WSListener):
         if self.peer is not None:
             self.peer.close()
         self._on_closed(self)
+        if self.peer is not None:  # out of the routing table now: break the session <-> peer cycle
+            self.peer.release()
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type

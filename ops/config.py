@@ -5,6 +5,7 @@ variables > a TOML file (``--config`` or ``IM_CONFIG``) > defaults. Every field 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import socket
@@ -334,6 +335,11 @@ class Config:
     #: seconds a draining node (SIGTERM, im cluster drain) waits for its clients to leave and
     #: its accepted requests to finish before it closes what remains and exits
     drain_timeout: float = 10.0
+    #: seconds between two freezes of the objects that survived the young garbage collections
+    #: (gc.freeze: no later collection traverses them, so a full collection's pause does not
+    #: grow with the connections held); what start-up made is frozen too; 0: never
+    #: (docs/architecture.md, "Garbage collection")
+    gc_freeze_every: float = 5.0
 
     @property
     def cluster(self) -> bool:
@@ -505,6 +511,8 @@ class Config:
                               " 0 (automatic) or more")
         if self.drain_timeout <= 0:
             raise ConfigError("drain_timeout must be positive")
+        if not 0 <= self.gc_freeze_every < math.inf:
+            raise ConfigError(f"gc_freeze_every must be 0 (never) or positive seconds, got {self.gc_freeze_every}")
         if self.number_lease < 5:
             raise ConfigError("number_lease must be at least 5 seconds (it is renewed every 2 s)")
         if self.routes_timeout <= 0 or self.backend_probe_timeout <= 0:
@@ -577,7 +585,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
                   "reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute", "forward_max",
                   "max_message_pins", "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
-    "Operations": ("log_level", "metrics", "drain_timeout"),
+    "Operations": ("log_level", "metrics", "drain_timeout", "gc_freeze_every"),
 }
 
 #: settings that hold a secret: never a flag, masked by ``masked``

@@ -15,6 +15,7 @@ ops/grafana-dashboard.json use them.
 from __future__ import annotations
 
 import asyncio
+import collections
 from bisect import bisect_left
 from typing import Iterable, Sequence
 
@@ -84,15 +85,26 @@ EDGE = EdgeCounters()
 
 class LoopLag:
     """Every ``interval`` seconds a timer notes how late it ran: the time the event loop
-    spent on something else (a long callback, a GC pause, CPU starvation)."""
+    spent on something else (a long callback, a GC pause, CPU starvation). ``longest()``
+    is the longest lateness of the last ``window`` seconds (a histogram's buckets cannot
+    say how long the longest pause was)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.25) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float = 0.25, window: float = 60.0) -> None:
         self.loop = loop
         self.interval = interval
+        self.window = window
         self.histogram = Histogram(LAG_BUCKETS)
         self.last = 0.0
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
+        # (time, lag), lags decreasing: the first is the longest of the window
+        self._longest: collections.deque[tuple[float, float]] = collections.deque()
+
+    def longest(self) -> float:
+        now = self.loop.time()
+        while self._longest and self._longest[0][0] < now - self.window:
+            self._longest.popleft()
+        return self._longest[0][1] if self._longest else 0.0
 
     def start(self) -> None:
         self._due = self.loop.time() + self.interval
@@ -102,6 +114,11 @@ class LoopLag:
         now = self.loop.time()
         self.last = max(0.0, now - self._due)
         self.histogram.observe(self.last)
+        while self._longest and self._longest[-1][1] <= self.last:
+            self._longest.pop()
+        self._longest.append((now, self.last))
+        if self._longest[0][0] < now - self.window:
+            self._longest.popleft()
         self._due = now + self.interval
         self._handle = self.loop.call_at(self._due, self._tick)
 

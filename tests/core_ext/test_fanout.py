@@ -254,3 +254,30 @@ async def test_what_the_peers_hold_is_counted_back_to_nothing(fanout, connection
     peer.send(frame)
     peer.close()  # gone with a frame queued: nothing is left counted
     assert outbox.queued == 0 and peer.closed
+
+
+async def test_a_released_peer_lets_go_of_its_owner_and_writes_nothing(fanout, connections):
+    """``release``: the session is gone; the peer holds neither it nor its transport (a
+    session and its peer refer to each other: a cycle refcounting cannot free), and what
+    was queued but not flushed is dropped, not written to the gone connection."""
+    (reader, _, side), (other, _, other_side), *_ = connections
+    outbox = fanout.Outbox(asyncio.get_running_loop())
+    owner = object()
+    peer = fanout.Peer(outbox, side.transport, owner)
+    kept = fanout.Peer(outbox, other_side.transport, owner)
+    peer.max_bytes = kept.max_bytes = 1_000_000
+    frame = frames_of([100])[0]
+    peer.send(frame)
+    kept.send(frame)
+    peer.release()
+    peer.send(frame)
+    outbox.flush()
+    await received(other, 1)
+    assert peer.owner is None and peer.transport is None and peer.closed
+    assert kept.owner is owner
+    assert outbox.queued == 0  # the released peer's frame is counted back
+    # a frame on the same connection after it: had the released peer written, it came first
+    marker = frames_of([7])[0]
+    fanout.Peer(outbox, side.transport, owner).send(marker)
+    outbox.flush()
+    assert await received(reader, 1) == [marker] and other.frames == [frame]
