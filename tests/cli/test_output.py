@@ -44,7 +44,7 @@ def test_user_list_dates_and_the_next_page(node: ServeProcess):
 
     first = im(node, "user", "list", "--limit", "2")
     header, *rows = first.stdout.splitlines()
-    assert header.split() == ["ID", "USERNAME", "NICKNAME", "DISABLED", "CREATED_AT"]
+    assert header.split() == ["ID", "USERNAME", "NICKNAME", "DISABLED", "DELETED", "CREATED_AT"]
     assert [row.split()[1] for row in rows] == ["alice", "bob"]
     assert rows[0].endswith(local(users["users"][0]["created_at"]))
     assert first.stderr == "more: im user list --after 2 --limit 2\n"
