@@ -137,5 +137,6 @@ async def test_changes_on_three_nodes_at_once_take_one_revision_each_in_commit_o
             [(one.seq, max(revs[i] for i, m in enumerate(done) if m.seq == one.seq)),
              (two.seq, max(revs[i] for i, m in enumerate(done) if m.seq == two.seq))], key=lambda x: x[1])
         assert {m.seq: m.content for m in changed}[one.seq] == newest_edit.content
-        assert {r.seq: sorted(x.count for x in r.reactions) for r in reactions_now} == {one.seq: [2, 2], two.seq: [2, 2]}
+        assert {r.seq: sorted(x.count for x in r.reactions) for r in reactions_now} == {
+            one.seq: [2, 2], two.seq: [2, 2]}
         assert later.revs[conv] == len(done)

@@ -74,7 +74,8 @@ test("one change revision: an edit, a reaction and a recall come back through sy
   const found = await bob.client.syncChanges(conv, 1); // a page of one: pages on by changesMore
   assert.deepEqual(found.changed.map((m) => [m.seq, m.content, m.rev]), [[one.seq, "a", 1], [three.seq, "", 3],
     [two.seq, "b!!", 4]]);
-  assert.deepEqual(found.reactions.map((r) => [r.seq, r.reactions.length]), [[one.seq, 1], [three.seq, 0], [two.seq, 0]]);
+  assert.deepEqual(found.reactions.map((r) => [r.seq, r.reactions.length]),
+    [[one.seq, 1], [three.seq, 0], [two.seq, 0]]);
   assert.equal(bob.client.revs.get(conv), 4);
   assert.deepEqual((await bob.client.syncChanges(conv)).changed, []);
 });
