@@ -237,18 +237,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # replies and edits (SqliteStore's step of the same name): the message a reply
-        # quotes, a message's latest edit, each conversation's edit counter (on its locked
-        # convs row, so edits of several writers get revs in commit order) and its edits by rev
+        # quotes, when a message was last edited (an edit moves the message's change
+        # revision, messages.rev, of the step with reactions)
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS reply_to BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS edited_at BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE messages ADD COLUMN IF NOT EXISTS edit_rev BIGINT NOT NULL DEFAULT 0",
-        "ALTER TABLE convs ADD COLUMN IF NOT EXISTS last_edit BIGINT NOT NULL DEFAULT 0",
-        f"""CREATE TABLE IF NOT EXISTS message_edits (
-            conv   VARCHAR(128) NOT NULL,
-            rev    BIGINT       NOT NULL,
-            msg_id BIGINT       NOT NULL,
-            PRIMARY KEY (conv, rev)
-        ) {_TABLE}""",
     ),
     (
         # accounts and profiles (SqliteStore's step of the same name): an avatar and a bio,
@@ -260,11 +252,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     (
         # reactions and forwards (SqliteStore's step with them): the reaction rows, the
-        # message's summary (TEXT: NULL for none, TiDB takes no TEXT default) and revision,
-        # the forward mark, and the conversations a file was forwarded to
+        # message's summary (TEXT: NULL for none, TiDB takes no TEXT default) and change
+        # revision (an edit, a reaction, a recall), the conversation's last change revision
+        # (on its locked convs row, so changes of several writers get revisions in commit
+        # order), the forward mark, and the conversations a file was forwarded to
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS fwd BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS reactions TEXT NULL",
         "ALTER TABLE messages ADD COLUMN IF NOT EXISTS rev BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE convs ADD COLUMN IF NOT EXISTS last_rev BIGINT NOT NULL DEFAULT 0",
         "CREATE INDEX IF NOT EXISTS messages_by_rev ON messages (conv, rev)",
         f"""CREATE TABLE IF NOT EXISTS reactions (
             conv    VARCHAR(128) NOT NULL,
@@ -305,7 +300,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
 _TABLES = frozenset({
     "users", "messages", "user_convs", "friends", "friend_requests", "blocks", "chat_groups", "group_members",
     "group_requests", "revoked_tokens", "convs", "store_writers", "user_settings", "group_invitations",
-    "message_edits", "reactions", "file_convs", "hidden_messages", "message_pins",
+    "reactions", "file_convs", "hidden_messages", "message_pins",
 })
 
 # MySQL's default mode may differ per server; pin the strict one: a bad value is an error
@@ -317,7 +312,7 @@ _IN_CHUNK = 500  # tuples per IN (...) list
 _WRITER_ROWS_KEPT_MS = 7 * 24 * 3600 * 1000  # store_writers rows of stores gone this long are deleted
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
-                    " reply_to, edited_at, edit_rev, fwd, reactions, rev")
+                    " reply_to, edited_at, fwd, reactions, rev")
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"
 # only %s placeholders inside VALUES (...): mysqlclient then sends executemany as ONE
 # multi-row statement (it splits at 64 KiB)
@@ -586,14 +581,6 @@ class MysqlStore(WriteQueue):
         return await self._read(
             _read_messages, f"{_SELECT_MESSAGES} WHERE conv = %s AND id IN ({_in_list(len(ids), 1)})", (conv, *ids), 0)
 
-    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
-        if limit <= 0:
-            return []
-        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
-        return await self._read(
-            _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
-            " AND m.edit_rev = e.rev WHERE e.conv = %s AND e.rev > %s AND m.seq > %s ORDER BY e.rev LIMIT %s",
-            (conv, after_rev, floor, limit), 0)
     async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
                                limit: int) -> tuple[list[StoredMessage], int]:
         return await self._read(_in_snapshot, _messages_changed, conv, after_rev, up_to_seq, limit)
@@ -950,9 +937,9 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage: cmid comes
     back as the bytes of its VARBINARY column."""
     (id_, conv, seq, sender, to, cmid, type_, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at,
-     edit_rev, fwd, reactions, rev) = row
+     fwd, reactions, rev) = row
     return StoredMessage(id_, conv, seq, sender, to, cmid.decode(), type_, content, ts, mentions, recalled_by,
-                         recalled_at, reply_to=reply_to, edited_at=edited_at, edit_rev=edit_rev, fwd=fwd,
+                         recalled_at, reply_to=reply_to, edited_at=edited_at, fwd=fwd,
                          reactions=reactions or "", rev=rev)
 
 
@@ -1230,11 +1217,10 @@ def _recall(tx: _Tx, c: RecallMessage) -> StoredMessage | None:
                    " WHERE conv = %s AND seq = %s AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if tx.cur.rowcount == 0:
         return None
-    # its reactions go with its content; a message that had some moves the revision
+    # its reactions go with its content; the recall moves the conversation's change revision
     tx.cur.execute("DELETE FROM reactions WHERE conv = %s AND seq = %s", (c.conv, c.seq))
-    if tx.cur.rowcount:
-        tx.cur.execute("UPDATE messages SET reactions = NULL, rev = %s WHERE conv = %s AND seq = %s",
-                       (_next_rev(tx.cur, c.conv), c.conv, c.seq))
+    tx.cur.execute("UPDATE messages SET reactions = NULL, rev = %s WHERE conv = %s AND seq = %s",
+                   (_next_rev(tx.cur, c.conv), c.conv, c.seq))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND seq = %s", (c.conv, c.seq))
     tombstone = _message(tx.cur.fetchone())
     tx.cur.execute("DELETE FROM message_pins WHERE conv = %s AND seq = %s", (c.conv, c.seq))
@@ -1289,18 +1275,17 @@ def _edit(tx: _Tx, c: EditMessage) -> StoredMessage | None:
     found = tx.cur.fetchone()
     if found is None:
         return None
-    tx.cur.execute("UPDATE convs SET last_edit = last_edit + 1 WHERE conv = %s", (c.conv,))
-    tx.cur.execute("SELECT last_edit FROM convs WHERE conv = %s", (c.conv,))
-    rev = tx.cur.fetchone()[0]
-    tx.cur.execute("UPDATE messages SET content = %s, edited_at = %s, edit_rev = %s WHERE id = %s",
-                   (c.content, c.at, rev, found[0]))
-    tx.cur.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (%s, %s, %s)", (c.conv, rev, found[0]))
+    tx.cur.execute("UPDATE messages SET content = %s, edited_at = %s, rev = %s WHERE id = %s",
+                   (c.content, c.at, _next_rev(tx.cur, c.conv), found[0]))
     tx.cur.execute(f"{_SELECT_MESSAGES} WHERE id = %s", (found[0],))
     return _message(tx.cur.fetchone())
-def _next_rev(cur: Any, conv: str) -> int:
-    """One more than the conversation's revision (the caller holds its convs row lock)."""
-    cur.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = %s", (conv,))
-    return int(cur.fetchone()[0])
+def _next_rev(cur: Any, conv: str, count: int = 1) -> int:
+    """The conversation's next change revision (the first of ``count``): its convs row's
+    counter moves on. The caller holds that row's lock (the batch's ``locked``), so the
+    revisions of several writers follow their commit order."""
+    cur.execute("UPDATE convs SET last_rev = last_rev + %s WHERE conv = %s", (count, conv))
+    cur.execute("SELECT last_rev FROM convs WHERE conv = %s", (conv,))
+    return int(cur.fetchone()[0]) - count + 1
 
 
 def _set_reaction(tx: _Tx, c: SetReaction) -> Reacted:
@@ -1420,9 +1405,26 @@ def _delete_account(tx: _Tx, c: DeleteAccount) -> int:
     cur.execute("DELETE FROM user_convs WHERE user_id = %s", (u,))
     if not c.erase:
         return 0
+    cur.execute("SELECT id, conv FROM messages WHERE sender = %s AND recalled_by = 0 ORDER BY conv, seq", (u,))
+    rows = cur.fetchall()
+    if not rows:
+        return 0
+    # each tombstone takes its conversation's next change revision, as a recall does:
+    # under the conversations' locks (sorted, as every writer locks; a deadlock retries)
+    by_conv: dict[str, list[int]] = {}
+    for msg_id, conv in rows:
+        by_conv.setdefault(conv, []).append(msg_id)
+    _lock_convs(cur, sorted(set(by_conv) - set(tx.last)))
+    stamped = []
+    for conv, ids in by_conv.items():
+        first = _next_rev(cur, conv, len(ids))
+        stamped.extend((first + i, msg_id) for i, msg_id in enumerate(ids))
+    cur.execute("DELETE r FROM reactions r JOIN messages m ON m.conv = r.conv AND m.seq = r.seq"
+                " WHERE m.sender = %s AND m.recalled_by = 0", (u,))
     cur.execute("UPDATE messages SET content = '', mentions = '', recalled_by = %s, recalled_at = %s"
                 " WHERE sender = %s AND recalled_by = 0", (u, c.ts, u))
-    return int(cur.rowcount)
+    cur.executemany("UPDATE messages SET reactions = NULL, rev = %s WHERE id = %s", stamped)
+    return len(rows)
 
 
 _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
@@ -1501,7 +1503,8 @@ def _read_messages(cur: Any, sql: str, params: tuple[Any, ...], max_bytes: int) 
 
 def _messages_changed(cur: Any, conv: str, after_rev: int, up_to_seq: int,
                       limit: int) -> tuple[list[StoredMessage], int]:
-    cur.execute("SELECT coalesce(max(rev), 0) FROM messages WHERE conv = %s", (conv,))
+    # the revision first, and no row above it (one snapshot all the same)
+    cur.execute("SELECT coalesce(max(last_rev), 0) FROM convs WHERE conv = %s", (conv,))
     top = int(cur.fetchone()[0])
     cur.execute(f"{_SELECT_MESSAGES} WHERE conv = %s AND rev > %s AND rev <= %s AND seq <= %s ORDER BY rev LIMIT %s",
                 (conv, max(after_rev, 0), top, up_to_seq, limit))

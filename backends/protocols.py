@@ -152,15 +152,15 @@ class StoredMessage(msgspec.Struct, frozen=True):
     duplicate: bool = False  # True when (sender, cmid) was already stored: this is that row
     reply_to: int = 0  # a reply: the id of the message it quotes
     edited_at: int = 0  # unix ms of the latest edit (EditMessage); 0: never edited
-    edit_rev: int = 0  # the conversation's edit rev of that edit: 1, 2, 3, ... per conversation
     #: a reply's quoted message, when resolved (the push of a new reply; pages resolve it
     #: when they are read): never stored
     quote: Quote | None = None
     fwd: int = 0  # as in NewMessage
     #: the message's reactions (SetReaction), JSON ``[[emoji, count, [first users]], ...]``; "" none
     reactions: str = ""
-    #: the conversation's revision at the last change of this message's reactions (or its
-    #: recall, once it had any); 0: never changed
+    #: the conversation's change revision at this message's last change in place (an edit,
+    #: a change of its reactions, its recall): 1, 2, 3, ... per conversation, in commit
+    #: order, also across store instances; 0: never changed
     rev: int = 0
 
 
@@ -432,8 +432,8 @@ class RecallMessage(msgspec.Struct, frozen=True, tag=True):
 
 class EditMessage(msgspec.Struct, frozen=True, tag=True):
     """Replace the content of message ``seq`` of ``conv`` (sent by ``by``, not recalled)
-    with ``content``; it gets ``edited_at = at`` and the conversation's next edit rev
-    (1, 2, 3, ... per conversation, in commit order, also across store instances), and
+    with ``content``; it gets ``edited_at = at`` and the conversation's next change
+    revision (``StoredMessage.rev``), and
     the search finds the new text, not the old. Resolves to the edited message, or None
     when there is no such message of ``by`` or it was recalled (a recall that won a race)."""
 
@@ -447,9 +447,9 @@ class EditMessage(msgspec.Struct, frozen=True, tag=True):
 class SetReaction(msgspec.Struct, frozen=True, tag=True):
     """Add (``add``) or take back ``user``'s reaction ``emoji`` on message ``seq`` of
     ``conv``, within the bounds: at most ``max_emoji`` distinct emoji on the message, at
-    most ``max_per_user`` reactions of one user on it. A change moves the conversation's
-    revision (one more than the highest ``rev`` of its messages) and stamps the message
-    with it, with its new summary (``StoredMessage.reactions``). Resolves to ``Reacted``;
+    most ``max_per_user`` reactions of one user on it. A change takes the conversation's
+    next change revision and stamps the message with it (``StoredMessage.rev``), with its
+    new summary (``StoredMessage.reactions``). Resolves to ``Reacted``;
     a refusal or a no-op writes nothing."""
 
     conv: ConvId
@@ -699,12 +699,6 @@ class Store(Protocol):
     async def messages_by_id(self, conv: ConvId, ids: Sequence[int]) -> list[StoredMessage]:
         """The messages of ``conv`` among ``ids`` (in no particular order); ids of other
         conversations or of no message are left out. What replies quote."""
-
-    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
-        """The messages of ``conv`` with seq above ``floor`` whose latest edit has an edit
-        rev above ``after_rev``, by edit rev, at most ``limit``: each once, as it is now.
-        What a SYNC with ``edits_after`` adds, so that a device offline during an edit
-        learns of it."""
 
     # -- per-user views and message pins -----------------------------------------------------
 

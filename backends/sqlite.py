@@ -205,18 +205,10 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX group_invitations_by_inviter ON group_invitations (inviter);
     """,
     """
-    -- replies and edits: the message a reply quotes, a message's latest edit, and each
-    -- conversation's edits by rev (what a SYNC with edits_after reads; a message edited
-    -- again keeps only its newest rev in messages.edit_rev, its older rows are skipped)
+    -- replies and edits: the message a reply quotes, when a message was last edited (an
+    -- edit moves the message's change revision, messages.rev, of the step with reactions)
     ALTER TABLE messages ADD COLUMN reply_to INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN edited_at INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE messages ADD COLUMN edit_rev INTEGER NOT NULL DEFAULT 0;
-    CREATE TABLE message_edits (
-        conv   TEXT    NOT NULL,
-        rev    INTEGER NOT NULL,
-        msg_id INTEGER NOT NULL,
-        PRIMARY KEY (conv, rev)
-    ) WITHOUT ROWID;
     """,
     """
     -- accounts and profiles: an avatar and a bio, the credential epoch every token carries
@@ -229,8 +221,9 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     """
     -- reactions and forwards: each reaction a row; the message keeps their summary and the
-    -- conversation's revision at their last change (a SYNC lists what changed after a
-    -- revision: messages_changed); a forwarded message names its original sender; a file
+    -- conversation's change revision at its last change in place (an edit, a reaction, a
+    -- recall: a SYNC lists what changed after a revision, messages_changed); a forwarded
+    -- message names its original sender; a file
     -- forwarded to another conversation may be downloaded by that conversation's readers
     ALTER TABLE messages ADD COLUMN fwd INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE messages ADD COLUMN reactions TEXT NOT NULL DEFAULT '';
@@ -285,7 +278,7 @@ _NO_BOUND = 2**63 - 1  # messages_before(before_seq=0): every seq is below this
 _MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
-                    " reply_to, edited_at, edit_rev, fwd, reactions, rev")
+                    " reply_to, edited_at, fwd, reactions, rev")
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
@@ -476,14 +469,6 @@ class SqliteStore(WriteQueue):
             _read_messages, f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND id IN ({', '.join('?' * len(ids))})",
             (conv, *ids), 0)
 
-    async def edits_after(self, conv: ConvId, after_rev: int, floor: int, limit: int) -> list[StoredMessage]:
-        if limit <= 0:
-            return []
-        columns = ", ".join("m." + c.strip() for c in _MESSAGE_COLUMNS.split(","))
-        return await self._read_with(
-            _read_messages, f"SELECT {columns} FROM message_edits e JOIN messages m ON m.id = e.msg_id"
-            " AND m.edit_rev = e.rev WHERE e.conv = ? AND e.rev > ? AND m.seq > ? ORDER BY e.rev LIMIT ?",
-            (conv, after_rev, floor, limit), 0)
     async def messages_changed(self, conv: ConvId, after_rev: int, up_to_seq: int,
                                limit: int) -> tuple[list[StoredMessage], int]:
         return await self._read_with(_messages_changed, conv, after_rev, up_to_seq, limit)
@@ -1016,11 +1001,11 @@ def _recall(store: SqliteStore, conn: sqlite3.Connection, c: RecallMessage) -> S
         " WHERE conv = ? AND seq = ? AND recalled_by = 0", (c.by, c.at, c.conv, c.seq))
     if cur.rowcount == 0:
         return None
-    # its reactions go with its content; a message that had some moves the conversation's
+    # its reactions go with its content; the recall moves the conversation's change
     # revision, so that a device away meanwhile learns it (SYNC changes_after)
-    if conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ?", (c.conv, c.seq)).rowcount:
-        conn.execute("UPDATE messages SET reactions = '', rev = ? WHERE conv = ? AND seq = ?",
-                     (_next_rev(conn, c.conv), c.conv, c.seq))
+    conn.execute("DELETE FROM reactions WHERE conv = ? AND seq = ?", (c.conv, c.seq))
+    conn.execute("UPDATE messages SET reactions = '', rev = ? WHERE conv = ? AND seq = ?",
+                 (_next_rev(conn, c.conv), c.conv, c.seq))
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conv = ? AND seq = ?", (c.conv, c.seq)).fetchone()
     conn.execute("DELETE FROM message_text WHERE rowid = ?", (row[0],))
     conn.execute("DELETE FROM message_pins WHERE conv = ? AND seq = ?", (c.conv, c.seq))
@@ -1033,9 +1018,8 @@ def _edit(store: SqliteStore, conn: sqlite3.Connection, c: EditMessage) -> Store
     if found is None:
         return None
     msg_id, type_ = found
-    rev = conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM message_edits WHERE conv = ?", (c.conv,)).fetchone()[0]
-    conn.execute("UPDATE messages SET content = ?, edited_at = ?, edit_rev = ? WHERE id = ?", (c.content, c.at, rev, msg_id))
-    conn.execute("INSERT INTO message_edits (conv, rev, msg_id) VALUES (?, ?, ?)", (c.conv, rev, msg_id))
+    conn.execute("UPDATE messages SET content = ?, edited_at = ?, rev = ? WHERE id = ?",
+                 (c.content, c.at, _next_rev(conn, c.conv), msg_id))
     # the search index: a message indexed already has its old text replaced in this
     # transaction; one behind the mark is indexed later from its row (the new text)
     mark = conn.execute("SELECT seq FROM search_marks WHERE conv = ?", (c.conv,)).fetchone()
@@ -1057,11 +1041,12 @@ def _replied(conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage) -> 
 
 def _stored(row: tuple[Any, ...], duplicate: bool = False) -> StoredMessage:
     """A ``messages`` row (columns as in _MESSAGE_COLUMNS) as a StoredMessage."""
-    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13], edit_rev=row[14],
-                         fwd=row[15], reactions=row[16], rev=row[17])
+    return StoredMessage(*row[:12], duplicate=duplicate, reply_to=row[12], edited_at=row[13],
+                         fwd=row[14], reactions=row[15], rev=row[16])
 
 
 def _next_rev(conn: sqlite3.Connection, conv: str) -> int:
+    """The conversation's next change revision (one writer: the order of its transactions)."""
     return conn.execute("SELECT coalesce(max(rev), 0) + 1 FROM messages WHERE conv = ? AND rev > 0",
                         (conv,)).fetchone()[0]
 
@@ -1289,11 +1274,21 @@ def _delete_account(store: SqliteStore, conn: sqlite3.Connection, c: DeleteAccou
     store._known_pairs = {pair for pair in store._known_pairs if pair[0] != u}
     if not c.erase:
         return 0
-    ids = [row[0] for row in conn.execute("SELECT id FROM messages WHERE sender = ? AND recalled_by = 0", (u,))]
-    conn.executemany("DELETE FROM message_text WHERE rowid = ?", [(i,) for i in ids])
+    rows = conn.execute("SELECT id, conv FROM messages WHERE sender = ? AND recalled_by = 0 ORDER BY conv, seq",
+                        (u,)).fetchall()
+    conn.executemany("DELETE FROM message_text WHERE rowid = ?", [(i,) for i, _ in rows])
     conn.execute("UPDATE messages SET content = '', mentions = '', recalled_by = ?, recalled_at = ?"
                  " WHERE sender = ? AND recalled_by = 0", (u, c.ts, u))
-    return len(ids)
+    # each tombstone takes its conversation's next change revision, as a recall does
+    revs: dict[str, int] = {}
+    stamped = []
+    for msg_id, conv in rows:
+        revs[conv] = revs[conv] + 1 if conv in revs else _next_rev(conn, conv)
+        stamped.append((revs[conv], msg_id))
+    conn.executemany("UPDATE messages SET reactions = '', rev = ? WHERE id = ?", stamped)
+    conn.execute("DELETE FROM reactions WHERE (conv, seq) IN (SELECT conv, seq FROM messages WHERE sender = ?"
+                 " AND recalled_at = ? AND recalled_by = ?)", (u, c.ts, u))
+    return len(rows)
 
 
 _CHANGES: dict[type, Callable[[SqliteStore, sqlite3.Connection, Any], Any]] = {

@@ -161,7 +161,7 @@ cdef bytes _K_RECALLED_AT = b"\xabrecalled_at"
 cdef bytes _K_MSG_ID = b"\xa6msg_id"
 cdef bytes _K_REPLY = b"\xa5reply"
 cdef bytes _K_EDITED_AT = b"\xa9edited_at"
-cdef bytes _K_EDIT_REV = b"\xa8edit_rev"
+cdef bytes _K_REV = b"\xa3rev"
 cdef bytes _K_SNIPPET = b"\xa7snippet"
 cdef bytes _K_RECALLED = b"\xa8recalled"
 cdef bytes _K_FORWARDED_FROM = b"\xaeforwarded_from"
@@ -227,7 +227,7 @@ cpdef bytes message_frame(object op, object m):
     cdef int64_t recalled_at = m.recalled_at
     cdef int64_t reply_to = m.reply_to
     cdef int64_t edited_at = m.edited_at
-    cdef int64_t edit_rev = m.edit_rev
+    cdef int64_t rev = m.rev
     cdef object quote = None
     cdef int64_t fwd = m.fwd
     cdef int type_ = m.type
@@ -252,7 +252,7 @@ cpdef bytes message_frame(object op, object m):
         keys += 1
     if edited_at:
         keys += 1
-    if edit_rev:
+    if rev:  # changed in place (an edit, reactions, a recall): its change revision
         keys += 1
     if fwd:  # a forward's copy
         keys += 1
@@ -333,9 +333,9 @@ cpdef bytes message_frame(object op, object m):
         if edited_at:
             _key(&b, _K_EDITED_AT)
             _int(&b, edited_at)
-        if edit_rev:
-            _key(&b, _K_EDIT_REV)
-            _int(&b, edit_rev)
+        if rev:
+            _key(&b, _K_REV)
+            _int(&b, rev)
         if fwd:
             _key(&b, _K_FORWARDED_FROM)
             _int(&b, fwd)

@@ -146,16 +146,14 @@ class Search(_Body):
 
 
 class Sync(_Body):
-    """``changes_after`` (optional): the highest ``rev`` the client has seen in ``conv``;
-    the page then also lists, in ``changed``, the messages up to ``after_seq`` whose
-    reactions changed (or that were recalled) since (docs/protocol.md section 9.23.3)."""
+    """``changes_after`` (optional): the change revision the client is current up to in
+    ``conv`` (``Page.rev`` of its previous such SYNC; 0 the first time); the page then also
+    lists, in ``changed``, the messages up to ``after_seq`` changed in place since (edited,
+    their reactions changed, recalled: docs/protocol.md section 9.25.3)."""
 
     conv: ConvId
     after_seq: Seq = 0
     limit: Limit = 100
-    #: -1: no edits in the reply; else also the messages edited after this edit rev
-    #: (``Page.edit_rev`` of an earlier SYNC; 0 the first time)
-    edits_after: Annotated[int, msgspec.Meta(ge=-1, le=MAX_SEQ)] = -1
     changes_after: Seq | None = None
 
 
@@ -369,7 +367,9 @@ class Message(_Body, rename={"sender": "from"}, omit_defaults=True):
     too_large: bool = False
     reply: Reply | None = None  # a reply: the message it quotes
     edited_at: int = 0  # unix ms of the latest edit; 0: never edited
-    edit_rev: int = 0  # the conversation's edit rev of that edit (see SYNC's edits_after)
+    #: the conversation's change revision at this message's last change in place (an edit,
+    #: a change of its reactions, its recall; see SYNC's changes_after); 0: never changed
+    rev: int = 0
     #: a copy made by FORWARD: the original sender's id, or -1 when the forwarder chose
     #: not to name them; 0: not forwarded
     forwarded_from: int = 0
@@ -401,19 +401,16 @@ class MessageReactions(_Body):
 
 class Page(_Body, omit_defaults=True):
     """SYNC and HISTORY, each key after ``has_more`` left out when it holds its default.
-    ``edits``, ``edit_rev``, ``edits_more`` come with a SYNC that set ``edits_after``.
     ``reactions``: those of the page's messages (``msgs`` and ``changed``) that have any,
     or had some. The keys after it come with a SYNC that set ``changes_after``: ``changed``
-    the messages up to ``after_seq`` changed since, by revision, ``rev`` the revision
+    the messages up to ``after_seq`` changed in place since (edited, their reactions
+    changed, recalled), as they are now, each once, by revision, ``rev`` the revision
     ``changed`` is complete up to, ``changes_more`` whether more changes follow (ask again
     with ``changes_after`` = ``rev``)."""
 
     conv: str
     msgs: list[Message]
     has_more: bool
-    edits: list[Message] = []  # messages edited after ``edits_after``, by edit rev
-    edit_rev: int = 0  # the client is current up to this edit rev: its next ``edits_after``
-    edits_more: bool = False  # more edits follow: SYNC again from ``edit_rev``
     reactions: list[MessageReactions] = []
     changed: list[Message] = []
     rev: int = 0
@@ -808,7 +805,7 @@ class ReactionEvent(_Body):
     emoji: str
     added: bool
     reactions: list[Reaction]
-    rev: int  # the conversation's revision of this change (SYNC ``changes_after``)
+    rev: int  # the conversation's change revision of this change (SYNC ``changes_after``)
     ts: int  # unix ms
 
 

@@ -3,7 +3,7 @@ compiled encoders are tested against byte for byte (tests/core_ext/test_frames.p
 
 ``m`` is a stored message: any object with ``StoredMessage``'s fields (id, conv, seq,
 sender, to, cmid, type, content, ts, mentions, recalled_by, recalled_at, reply_to, edited_at,
-edit_rev, quote, fwd, and for pages reactions and rev, which a push does not carry).
+rev, quote, fwd, and for pages reactions, which a push does not carry).
 """
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def message_body(m: Any) -> bodies.Message:
         id=m.id, conv=m.conv, seq=m.seq, sender=m.sender, to=m.to, cmid=m.cmid, type=m.type,
         content=content.wire(m.type, m.content), ts=m.ts, mentions=mentions, mention_all=everyone,
         recalled_by=m.recalled_by, recalled_at=m.recalled_at, reply=reply_body(m), edited_at=m.edited_at,
-        edit_rev=m.edit_rev, forwarded_from=m.fwd,
+        rev=m.rev, forwarded_from=m.fwd,
     )
 
 

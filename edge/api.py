@@ -289,11 +289,11 @@ class Api:
         rows = await self._messages.with_quotes(s.user_id, req.conv, rows)
         hidden = await self._views.hidden_in(s.user_id, req.conv, rows) if self._views is not None else None
         page = _page(req.conv, rows, more, keep_newest=False, hidden=hidden)
-        if req.edits_after >= 0:
-            edits, _, edits_more = await self._messages.edits(s.user_id, req.conv, req.edits_after, req.limit)
-            _add_edits(page, edits, req.edits_after, edits_more)
         if req.changes_after is not None:
-            _add_changes(page, changed, rev, changes_more)
+            # a message the reader deleted for themselves comes as its stub, as in pages
+            gone = (await self._views.hidden_in(s.user_id, req.conv, sorted(changed, key=lambda m: m.seq))
+                    if self._views is not None and changed else None)
+            _add_changes(page, changed, rev, changes_more, gone)
         s.reply(Op.SYNC_OK, req_id, page)
 
     async def on_history(self, s: Session, req_id: int, flags: int, target: int, req: bodies.History) -> None:
@@ -589,23 +589,6 @@ async def _after(first: Awaitable[Any], then: Coroutine[Any, Any, None]) -> None
     await then
 
 
-def _add_edits(page: bodies.Page, edits: list[StoredMessage], after_rev: int, more: bool) -> None:
-    """A SYNC page's edits, in the room its messages left: those that do not fit wait for
-    the next SYNC (``edits_more``, and ``edit_rev`` is the last one in)."""
-    used = sum(len(m) for m in page.msgs)  # msgspec.Raw: the encoded messages
-    rev = after_rev
-    for m in edits:
-        encoded = bodies.encode(message_body(m))
-        if used + len(encoded) > _PAGE_BUDGET:
-            more = True
-            break
-        used += len(encoded)
-        page.edits.append(msgspec.Raw(encoded))  # type: ignore[arg-type]
-        rev = m.edit_rev
-    page.edit_rev = rev
-    page.edits_more = more
-
-
 def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool,
           hidden: set[int] | None = None) -> bodies.Page:
     """A page that fits in one frame: as many of ``rows`` as the byte budget holds, from the
@@ -635,15 +618,17 @@ def _page(conv: str, rows: list[StoredMessage], more: bool, keep_newest: bool,
     return bodies.Page(conv=conv, msgs=msgs, has_more=more, reactions=page_reactions(kept))
 
 
-def _add_changes(page: bodies.Page, changed: list[StoredMessage], rev: int, more: bool) -> None:
+def _add_changes(page: bodies.Page, changed: list[StoredMessage], rev: int, more: bool,
+                 hidden: set[int] | None = None) -> None:
     """SYNC ``changes_after``: the messages changed since, by revision, as many as fit the
     frame beside the page's own (at least one, so that asking again moves on); ``rev`` is
-    where the listed ones end (the conversation's revision when all fit)."""
+    where the listed ones end (the conversation's revision when all fit). The seqs in
+    ``hidden`` (the reader deleted them for themselves) come as stubs."""
     room = _PAGE_BUDGET - sum(len(m) for m in page.msgs) - len(bodies.encode(bodies.Page(
         conv=page.conv, msgs=[], has_more=False, reactions=page.reactions)))
     for i, m in enumerate(changed):
-        encoded = bodies.encode(message_body(m))
-        reactions = page_reactions([m])
+        encoded = bodies.encode(stub(m) if hidden and m.seq in hidden else message_body(m))
+        reactions = page_reactions([m], changed=True)
         room -= len(encoded) + len(bodies.encode(reactions[0])) if reactions else len(encoded)
         if room < 0 and page.changed:
             more, rev = True, changed[i - 1].rev

@@ -22,7 +22,9 @@ Reconnects and exactly-once delivery to the application (``auto_reconnect=True``
   clients of a dead node do not all come back at the same instant. It logs in with its
   token, resends every unacknowledged send with its original cmid (flag RETRY: the server
   stores each once and acks it with the original ids), then ``catch_up()``: every message
-  it missed goes into ``pushes``. ``reconnects`` counts the reconnections made.
+  it missed goes into ``pushes``, then ``catch_up_changes()``: what changed meanwhile in
+  the messages it holds (edits, reactions, recalls) goes into ``events``.
+  ``reconnects`` counts the reconnections made.
 - ``pushes`` gets each message (conv, seq) **at most once**, whether it came as a push, from
   a catch-up, or both; a catch-up puts a conversation's messages in seq order, and live
   pushes that come while it runs wait behind it. The client's own sends are not put there
@@ -54,7 +56,6 @@ import itertools
 import logging
 import os
 import random
-import time
 import uuid
 from typing import Any, Iterable, Sequence
 
@@ -77,10 +78,8 @@ _CONTENT_TYPES: dict[type, int] = {schema: type_ for type_, schema in content.SC
 _EVENTS = frozenset({Op.FRIEND_PUSH, Op.GROUP_PUSH, Op.READ_PUSH, Op.CONV_PUSH, Op.RECALL_PUSH})
 #: rich messaging pushes, also on ``Client.events``: TYPING_PUSH, PRESENCE_PUSH, CALL_PUSH
 _EVENTS |= {Op.TYPING_PUSH, Op.PRESENCE_PUSH, Op.CALL_PUSH}
-#: edits: EDIT_PUSH, also on ``Client.events`` (and what ``catch_up_edits`` finds)
+#: edits: EDIT_PUSH, also on ``Client.events`` (and, as SYNC_OK pages, what ``catch_up_changes`` finds)
 _EVENTS |= {Op.EDIT_PUSH}
-#: the node's edit window by default (IM_EDIT_WINDOW), seconds
-_EDIT_WINDOW = 172800.0
 #: accounts and profiles: PROFILE_PUSH (a friend's or group member's new profile, or deletion)
 _EVENTS |= {Op.PROFILE_PUSH}
 #: reactions: REACTION_PUSH, on ``Client.events``
@@ -170,7 +169,8 @@ class Client:
         #: MSG_PUSH bodies as they arrive (1:1 and group messages)
         self.pushes: asyncio.Queue[bodies.Message] = asyncio.Queue()
         #: the other pushes, as (op, decoded body): FRIEND_PUSH, GROUP_PUSH, READ_PUSH, CONV_PUSH, RECALL_PUSH,
-        #: EDIT_PUSH (and the edits ``catch_up_edits`` finds after a reconnect)
+        #: EDIT_PUSH, REACTION_PUSH, and after a reconnect ``(SYNC_OK, page)`` for each
+        #: conversation in which ``catch_up_changes`` found changes (``page.changed``)
         self.events: asyncio.Queue[tuple[Op, Any]] = asyncio.Queue()
         #: ERROR frames that answer no request (req_id 0), e.g. a refused text message
         self.errors: asyncio.Queue[bodies.Error] = asyncio.Queue()
@@ -181,12 +181,10 @@ class Client:
         #: per conversation, the seq up to which this client holds every message (pushes and
         #: acks move it only when they are the next seq; a gap is left to sync_all)
         self.last_seqs: dict[str, int] = {}
-        #: per conversation, the edit rev up to which this client holds every edit (moved
-        #: by ``sync_edits``: an EDIT_PUSH alone does not say no edit came before it)
-        self.edit_revs: dict[str, int] = {}
-        #: how long after sending the server lets a message be edited (its edit_window):
-        #: after a reconnect, ``catch_up_edits`` asks the conversations active within it
-        self.edit_window = _EDIT_WINDOW
+        #: per conversation, the change revision up to which this client knows every change
+        #: in place (edits, reactions, recalls; moved by ``sync_changes``: a push alone does
+        #: not say no change came before it)
+        self.revs: dict[str, int] = {}
         self._transport: WSTransport | None = None
         self._req_ids = itertools.count(1)
         # the server answers more than 256 requests in progress with RATE_LIMITED: queue here
@@ -437,15 +435,15 @@ class Client:
             self.send_retried += 1
             self._transmit(cmid, retry=True)  # (while a reconnect runs, it resends this one)
 
-    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100, edits_after: int = -1,
+    async def sync(self, conv: str, after_seq: int = 0, limit: int = 100,
                    changes_after: int | None = None) -> bodies.Page:
-        """One SYNC page of ``conv`` after ``after_seq``; with ``edits_after`` ≥ 0 also the
-        messages edited after that edit rev (``page.edits``; ``sync_edits`` pages through
-        them and keeps the rev); with ``changes_after`` (a revision: the highest ``rev`` seen
-        in the conversation, 0 for none) also the messages up to ``after_seq`` whose
-        reactions changed, or that were recalled, since (``changed``)."""
+        """One SYNC page of ``conv`` after ``after_seq``; with ``changes_after`` (a change
+        revision: ``page.rev`` of the previous such SYNC, 0 the first time) also the
+        messages up to ``after_seq`` changed in place since, as they are now: edited, their
+        reactions changed, recalled (``changed``; ``sync_changes`` pages through them and
+        keeps the revision)."""
         _, body = await self.request(Op.SYNC, bodies.Sync(conv=conv, after_seq=after_seq, limit=limit,
-                                                          edits_after=edits_after, changes_after=changes_after))
+                                                          changes_after=changes_after))
         page = bodies.decode(body, bodies.Page)
         if page.msgs and after_seq <= self.last_seqs.get(conv, 0):
             # a page is every message from after_seq + 1 on: no gap up to its last seq
@@ -527,48 +525,49 @@ class Client:
         conversation's other devices get an EDIT_PUSH on ``events``."""
         return await self._call(Op.EDIT, bodies.Edit(conv=conv, seq=seq, content=text))
 
-    async def sync_edits(self, conv: str, limit: int = 100) -> list[bodies.Message]:
-        """The messages of ``conv`` edited since ``edit_revs[conv]`` (0: every edit), as
-        they are now, each once; ``edit_revs[conv]`` moves past them."""
-        edited: list[bodies.Message] = []
-        while True:
-            rev = self.edit_revs.get(conv, 0)
-            page = await self.sync(conv, bodies.MAX_SEQ, limit, edits_after=rev)  # no messages: edits only
-            edited.extend(page.edits)
-            self.edit_revs[conv] = max(rev, page.edit_rev)
-            if not page.edits_more or page.edit_rev <= rev:
-                return edited
-
-    async def catch_up_edits(self, since_ms: int, limit: int = 100) -> int:
-        """Put on ``events``, as ``(EDIT_PUSH, message)``, the edits made while this
-        client was away since ``since_ms`` (unix ms): ``sync_edits`` of each conversation
-        with a message inside the edit window of that time (older ones cannot have been
-        edited since). An edit pushed before may come again: replacing is idempotent.
-        Returns how many were put. The reconnect calls it."""
-        oldest = since_ms - int(self.edit_window * 1000)
-        put = 0
-        for conv in await self.conversations():
-            if conv.last_ts >= oldest:
-                for message in await self.sync_edits(conv.conv, limit):
-                    self.events.put_nowait((Op.EDIT_PUSH, message))
-                    put += 1
-        return put
-    async def changes(self, conv: str, up_to_seq: int, after_rev: int = 0,
+    async def changes(self, conv: str, up_to_seq: int = bodies.MAX_SEQ, after_rev: int = 0,
                       limit: int = 100) -> tuple[list[bodies.Message], list[bodies.MessageReactions], int]:
-        """What changed in ``conv`` after revision ``after_rev`` among its messages up to
-        ``up_to_seq`` (those a device already had): the messages, their reactions, and the
-        revision to ask from next time. A device back from being away calls it for the
-        conversations it shows (SYNC ``changes_after``, every page)."""
+        """What changed in place in ``conv`` after change revision ``after_rev`` (edits,
+        reactions, recalls) among its messages up to ``up_to_seq`` (those a device already
+        had): the messages as they are now, each once, their reactions, and the revision to
+        ask from next time (SYNC ``changes_after``, every page). A message the user deleted
+        for themselves comes as its ``hidden`` stub."""
         changed: list[bodies.Message] = []
         reactions: list[bodies.MessageReactions] = []
         rev = after_rev
         while True:
-            page = await self.sync(conv, up_to_seq, 1, changes_after=rev)
+            page = await self.sync(conv, up_to_seq, limit, changes_after=rev)
             changed.extend(page.changed)
             reactions.extend(r for r in page.reactions if r.seq <= up_to_seq)
-            rev = page.rev
-            if not page.changes_more:
+            moved = page.rev > rev
+            rev = max(rev, page.rev)
+            if not page.changes_more or not moved:
                 return changed, reactions, rev
+
+    async def sync_changes(self, conv: str, limit: int = 100) -> tuple[list[bodies.Message],
+                                                                      list[bodies.MessageReactions]]:
+        """``changes`` of every message of ``conv`` since ``revs[conv]`` (0: since sent);
+        ``revs[conv]`` moves past them."""
+        changed, reactions, rev = await self.changes(conv, bodies.MAX_SEQ, self.revs.get(conv, 0), limit)
+        self.revs[conv] = max(self.revs.get(conv, 0), rev)
+        return changed, reactions
+
+    async def catch_up_changes(self, limit: int = 100) -> int:
+        """Put on ``events``, as ``(SYNC_OK, page)``, what changed in place while this
+        client was away in the conversations it holds messages of (``last_seqs``; the
+        others it has nothing to update in): ``sync_changes`` of each, one page per
+        conversation with changes (``page.changed`` the messages as they are now, to put
+        in place of those held; ``page.reactions`` theirs; ``page.rev`` the revision now).
+        A change pushed before may come again: replacing is idempotent. Returns how many
+        messages were put. The reconnect calls it."""
+        put = 0
+        for conv in [c for c, seq in self.last_seqs.items() if seq > 0]:
+            changed, reactions = await self.sync_changes(conv, limit)
+            if changed:
+                self.events.put_nowait((Op.SYNC_OK, bodies.Page(conv=conv, msgs=[], has_more=False, reactions=reactions,
+                                                                 changed=changed, rev=self.revs[conv])))
+                put += len(changed)
+        return put
 
     async def react(self, conv: str, seq: int, emoji: str) -> bodies.ReactionEvent:
         """Add the reaction ``emoji`` to message ``seq`` of ``conv`` (adding it again does
@@ -1081,7 +1080,6 @@ class Client:
         """Until connected and caught up: the next URL, token login, resend, catch-up;
         any step that fails starts over with the next URL after a longer wait."""
         attempt = 0
-        away_since = int(time.time() * 1000)  # (the drop was noticed now, or a heartbeat earlier)
         while not self._closing:
             await asyncio.sleep(self._backoff(attempt))
             attempt += 1
@@ -1106,7 +1104,7 @@ class Client:
                 self._transmit(cmid, retry=True)
             try:
                 await self.catch_up()
-                await self.catch_up_edits(away_since - int(((self.heartbeat or 0) + self.heartbeat_timeout) * 1000))
+                await self.catch_up_changes()
             except (ServerError, ConnectionError, asyncio.TimeoutError) as exc:
                 log.debug("catch-up after reconnect failed: %s", exc)
             if self.connected or self._closing:

@@ -272,18 +272,6 @@ class Messages:
             raise RequestError(f"message {seq} of {conv} was recalled", ErrorCode.NOT_EDITABLE)
         return (await self.with_quotes(user.id, conv, [edited]))[0]
 
-    async def edits(self, user: UserId, conv: str, after_rev: int, limit: int) -> tuple[list[StoredMessage], int, bool]:
-        """The messages of ``conv`` the user may read that were edited after edit rev
-        ``after_rev``, by rev, at most ``limit``; the rev the reader is then current up to;
-        whether more follow."""
-        floor = await self._conversations.floor(user, conv)
-        async with self._reads.slot(user):
-            rows = await self._store.edits_after(ConvId(conv), after_rev, floor, limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        rows = await self.with_quotes(user, conv, rows)
-        return rows, (rows[-1].edit_rev if rows else after_rev), more
-
     def _may_recall(self, user: UserId, message: StoredMessage, now: int) -> bool:
         if message.sender == user and now - message.ts <= self._recall_window_ms:
             return True
@@ -337,16 +325,17 @@ class Messages:
     async def changed(self, user: UserId, conv: str, up_to_seq: int, after_rev: int,
                       limit: int) -> tuple[list[StoredMessage], int, bool]:
         """SYNC ``changes_after``: the messages the user may read, up to ``up_to_seq``,
-        whose reactions changed (or that were recalled with some) after revision
-        ``after_rev``, by revision, at most ``limit``; the revision they are complete up
-        to, and whether more follow."""
-        floor = await self._conversations.floor(user, conv)
+        changed in place (edited, their reactions changed, recalled) after change revision
+        ``after_rev``, as they are now (quotes resolved), each once, by revision, at most
+        ``limit``; the revision they are complete up to, and whether more follow."""
+        # what the user cleared from their view (CLEAR_HISTORY) is read as before their join
+        floor = max(await self._conversations.floor(user, conv), self._conversations.cleared(user, conv))
         async with self._reads.slot(user):
             rows, top = await self._store.messages_changed(ConvId(conv), after_rev, up_to_seq, limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         rev = rows[-1].rev if more else max(top, after_rev)
-        return [m for m in rows if m.seq > floor], rev, more
+        return await self.with_quotes(user, conv, [m for m in rows if m.seq > floor]), rev, more
 
     async def history(self, user: UserId, conv: str, before_seq: int, limit: int) -> tuple[list[StoredMessage], bool]:
         floor = max(await self._conversations.floor(user, conv), self._conversations.cleared(user, conv))

@@ -7,9 +7,10 @@ one user on one message (``reaction_max_per_user``), and reactions a minute per 
 (``reactions_per_minute``). The store checks the first two inside its write (two nodes
 cannot both take the last place), so a refusal writes nothing.
 
-A device that was away learns what changed from SYNC: every change moves the
-conversation's revision and stamps the message with it (``StoredMessage.rev``); a SYNC
-with ``changes_after`` lists the messages changed after the revision the device had.
+A device that was away learns what changed from SYNC: every change takes the
+conversation's next change revision, the one edits and recalls take too, and stamps the
+message with it (``StoredMessage.rev``); a SYNC with ``changes_after`` lists the messages
+changed after the revision the device had.
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def _event(message: StoredMessage, user: UserId, emoji: str, added: bool, now: i
                                 added=added, reactions=parse_reactions(message.reactions), rev=message.rev, ts=now)
 
 
-def page_reactions(messages: list[StoredMessage]) -> list[bodies.MessageReactions]:
-    """The ``Page.reactions`` of a page's messages: each that has reactions, or had some."""
+def page_reactions(messages: list[StoredMessage], changed: bool = False) -> list[bodies.MessageReactions]:
+    """The ``Page.reactions`` of a page's messages: each that has reactions; with
+    ``changed`` (SYNC's ``changed``) each, an empty list saying that it has none now."""
     return [bodies.MessageReactions(seq=m.seq, rev=m.rev, reactions=parse_reactions(m.reactions))
-            for m in messages if m.rev]
+            for m in messages if changed or m.reactions]

@@ -30,6 +30,7 @@ from edgeim.backends.mysql import MysqlStore
 from edgeim.backends.sqlite import SqliteStore
 
 _ids = itertools.count(1)
+MAX_SEQ = 2**63 - 1
 
 
 def message(
@@ -395,44 +396,59 @@ async def test_a_reply_stores_what_it_quotes(store):
     assert (await store.messages_by_id(conv, [reply.id]))[0].reply_to == first.id
 
 
-async def test_edits_take_revs_per_conversation_and_are_read_back_once(store_factory, store):
+async def test_edits_take_change_revisions_per_conversation_and_are_read_back_once(store_factory, store):
     conv, other = ConvId("p1_2"), ConvId("p1_3")
     one, two, three = [await store.append(message(conv, 1, 2)) for _ in range(3)]
     elsewhere = await store.append(message(other, 1, 3))
 
     edited = await store.apply(EditMessage(conv, one.seq, UserId(1), "one, edited", 1000))
-    assert (edited.id, edited.seq, edited.content, edited.edited_at, edited.edit_rev) == (
+    assert (edited.id, edited.seq, edited.content, edited.edited_at, edited.rev) == (
         one.id, one.seq, "one, edited", 1000, 1)
-    assert (await store.apply(EditMessage(conv, two.seq, UserId(1), "two, edited", 1001))).edit_rev == 2
-    assert (await store.apply(EditMessage(conv, one.seq, UserId(1), "one, again", 1002))).edit_rev == 3
-    assert (await store.apply(EditMessage(other, elsewhere.seq, UserId(1), "there", 1003))).edit_rev == 1
+    assert (await store.apply(EditMessage(conv, two.seq, UserId(1), "two, edited", 1001))).rev == 2
+    assert (await store.apply(EditMessage(conv, one.seq, UserId(1), "one, again", 1002))).rev == 3
+    assert (await store.apply(EditMessage(other, elsewhere.seq, UserId(1), "there", 1003))).rev == 1
 
-    # refused: not the sender's, no such message, recalled
+    # refused: not the sender's, no such message (nothing moves), recalled (the recall moved it)
     assert await store.apply(EditMessage(conv, three.seq, UserId(2), "not mine", 1004)) is None
     assert await store.apply(EditMessage(conv, 99, UserId(1), "none", 1004)) is None
-    await store.apply(RecallMessage(conv, three.seq, UserId(1), 1005))
+    assert (await store.apply(RecallMessage(conv, three.seq, UserId(1), 1005))).rev == 4
     assert await store.apply(EditMessage(conv, three.seq, UserId(1), "back", 1006)) is None
 
     def seen(rows: list[StoredMessage]) -> list[tuple[int, str, int]]:
-        return [(m.seq, m.content, m.edit_rev) for m in rows]
+        return [(m.seq, m.content, m.rev) for m in rows]
 
-    # each edited message once, as it is now, by rev
-    assert seen(await store.edits_after(conv, 0, 0, 10)) == [(two.seq, "two, edited", 2), (one.seq, "one, again", 3)]
-    assert seen(await store.edits_after(conv, 2, 0, 10)) == [(one.seq, "one, again", 3)]
-    assert await store.edits_after(conv, 3, 0, 10) == []
-    assert seen(await store.edits_after(conv, 0, 0, 1)) == [(two.seq, "two, edited", 2)]
-    assert seen(await store.edits_after(conv, 0, one.seq, 10)) == [(two.seq, "two, edited", 2)]  # above the floor
-    assert seen(await store.edits_after(other, 0, 0, 10)) == [(elsewhere.seq, "there", 1)]
+    # each changed message once, as it is now, by revision; the conversation's revision beside
+    changed, top = await store.messages_changed(conv, 0, MAX_SEQ, 10)
+    assert (seen(changed), top) == ([(two.seq, "two, edited", 2), (one.seq, "one, again", 3), (three.seq, "", 4)], 4)
+    assert seen((await store.messages_changed(conv, 2, MAX_SEQ, 10))[0]) == [(one.seq, "one, again", 3),
+                                                                            (three.seq, "", 4)]
+    assert await store.messages_changed(conv, 4, MAX_SEQ, 10) == ([], 4)
+    assert seen((await store.messages_changed(conv, 0, MAX_SEQ, 1))[0]) == [(two.seq, "two, edited", 2)]
+    assert seen((await store.messages_changed(conv, 0, one.seq, 10))[0]) == [(one.seq, "one, again", 3)]  # up to seq
+    assert seen((await store.messages_changed(other, 0, MAX_SEQ, 10))[0]) == [(elsewhere.seq, "there", 1)]
     # the pages show the new text, and it is durable
     await store.close()
     again = await reopen(store_factory)
     try:
         read = await again.messages_after(conv, 0, 10)
-        assert [(m.content, m.edited_at, m.edit_rev) for m in read] == [
-            ("one, again", 1002, 3), ("two, edited", 1001, 2), ("", 0, 0)]
-        assert (await again.apply(EditMessage(conv, two.seq, UserId(1), "two, later", 1007))).edit_rev == 4
+        assert [(m.content, m.edited_at, m.rev) for m in read] == [
+            ("one, again", 1002, 3), ("two, edited", 1001, 2), ("", 0, 4)]
+        assert (await again.apply(EditMessage(conv, two.seq, UserId(1), "two, later", 1007))).rev == 5
     finally:
         await again.close()
+
+
+async def test_edits_reactions_and_recalls_share_one_revision(store):
+    conv = ConvId("p1_2")
+    one, two = [await store.append(message(conv, 1, 2)) for _ in range(2)]
+    reacted = await store.apply(SetReaction(conv, one.seq, UserId(2), "A", True, 10, max_emoji=5,
+                                            max_per_user=5, shown=5))
+    edited = await store.apply(EditMessage(conv, two.seq, UserId(1), "two, edited", 11))
+    recalled = await store.apply(RecallMessage(conv, one.seq, UserId(1), 12))  # a reacted one
+    assert (reacted.message.rev, edited.rev, recalled.rev) == (1, 2, 3)
+    changed, top = await store.messages_changed(conv, 1, MAX_SEQ, 10)
+    assert ([(m.seq, m.rev, m.content, m.reactions) for m in changed], top) == (
+        [(two.seq, 2, "two, edited", ""), (one.seq, 3, "", "")], 3)
 
 
 async def test_a_search_finds_the_edited_text_not_the_old(store):
@@ -843,10 +859,15 @@ async def test_a_deleted_account_with_erasure_leaves_tombstones(store):
     for _ in range(3):
         await store.append(msgspec.structs.replace(message(conv, gone.id, a.id), members=(gone.id, a.id)))
     theirs = await store.append(message(conv, a.id, gone.id))
+    edited = await store.apply(EditMessage(conv, theirs.seq, a.id, "hello again", 50))
+    assert edited.rev == 1
     assert await store.apply(DeleteAccount(gone.id, 99, erase=True)) == 3
     msgs = await store.messages_after(conv, 0, 10)
     assert [(m.content, m.recalled_by, m.recalled_at) for m in msgs[:3]] == [("", gone.id, 99)] * 3
-    assert msgs[3].content == theirs.content and msgs[3].recalled_by == 0  # the other party's own stay
+    # each tombstone moved the conversation's change revision, as a recall does
+    changed, top = await store.messages_changed(conv, 1, MAX_SEQ, 10)
+    assert ([(m.seq, m.rev) for m in changed], top) == ([(m.seq, 2 + i) for i, m in enumerate(msgs[:3])], 4)
+    assert msgs[3].content == "hello again" and msgs[3].recalled_by == 0  # the other party's own stay
     assert await store.search([(conv, 0)], "hello", 0, 10) == [msgs[3]]
 
 

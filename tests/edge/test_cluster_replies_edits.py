@@ -1,6 +1,6 @@
 """Replies and edits across the three nodes of tests/edge/test_cluster.py (MariaDB or TiDB,
 Redis, RocketMQ): a reply's quote and an edit reach every device on every node, once; the
-lists of other nodes follow an edit; an edit's rev is the store's, whichever node made it,
+lists of other nodes follow an edit; an edit's change revision is the store's, whichever node made it,
 so a device that was offline syncs every edit whatever node it lands on."""
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ async def test_replies_and_edits_cross_nodes_in_private(nodes, connect):  # noqa
     edited = await alice.edit(conv, original.seq, "meet at the new bridge")
     for device in (alice_c, bob_b, bob_c):
         pushed = await next_event(device, Op.EDIT_PUSH, 20)
-        assert (pushed.seq, pushed.content, pushed.edit_rev) == (original.seq, "meet at the new bridge", 1)
+        assert (pushed.seq, pushed.content, pushed.rev) == (original.seq, "meet at the new bridge", 1)
     for device in (alice, alice_c, bob_b, bob_c):  # once: nothing more is on its way
         await asyncio.sleep(0.3)
         assert await nothing_pending(device)
@@ -69,9 +69,9 @@ async def test_edits_in_a_group_cross_nodes_and_an_offline_device_syncs_them(nod
         for _ in range(n):
             await asyncio.wait_for(member.pushes.get(), 20)
 
-    # edits made on two nodes share one rev sequence (the store's)
-    assert (await member_b.edit(conv, one.seq, "final one")).edit_rev == 1
-    assert (await member_c.edit(conv, two.seq, "final two")).edit_rev == 2
+    # edits made on two nodes share one change revision sequence (the store's)
+    assert (await member_b.edit(conv, one.seq, "final one")).rev == 1
+    assert (await member_c.edit(conv, two.seq, "final two")).rev == 2
     for member, expected in ((owner, [one.seq, two.seq]), (member_b, [two.seq]), (member_c, [one.seq])):
         got = [await next_event(member, Op.EDIT_PUSH, 20) for _ in expected]
         assert sorted(m.seq for m in got) == expected
@@ -99,8 +99,44 @@ async def test_edits_in_a_group_cross_nodes_and_an_offline_device_syncs_them(nod
     # a device of the owner that logs in on node c afterwards syncs every edit once
     async with Client(c.url) as later:
         await later.login(owner_name, "secret-pw", "tablet")
-        edits = await later.sync_edits(conv)
+        edits, _ = await later.sync_changes(conv)
         assert [(m.seq, m.content) for m in edits] == [(one.seq, "final one"), (two.seq, "final two")]  # once each
-        assert later.edit_revs[conv] == edits[-1].edit_rev >= 2
-        page = await later.sync(conv, bodies.MAX_SEQ, edits_after=later.edit_revs[conv])
-        assert page.edits == []
+        assert later.revs[conv] == edits[-1].rev >= 2
+        page = await later.sync(conv, bodies.MAX_SEQ, changes_after=later.revs[conv])
+        assert page.changed == []
+
+
+async def test_changes_on_three_nodes_at_once_take_one_revision_each_in_commit_order(nodes, connect):  # noqa: F811
+    """Edits on one node and reactions on two others, all at once, in one conversation:
+    each change takes its own revision (no two alike, none skipped), and the order of the
+    revisions is the order the changes committed in (the last edit's text is the text)."""
+    a, b, c = nodes
+    owner, member_b, member_c = await connect(a), await connect(b), await connect(c)
+    owner_name, _ = await new_user(owner)
+    for client in (member_b, member_c):
+        await new_user(client)
+    info = await owner.group_create("at once", [member_b.user_id, member_c.user_id])
+    for member in (member_b, member_c):
+        await next_event(member, Op.GROUP_PUSH, 20)
+    conv = f"g{info.group}"
+    one = await member_b.send_group(info.group, "v")
+    two = await owner.send_group(info.group, "w")
+
+    edits = [member_b.edit(conv, one.seq, f"v{i}") for i in range(4)]
+    reactions = [who.react(conv, seq, emoji) for who in (owner, member_c) for seq in (one.seq, two.seq)
+                 for emoji in ("👍", "🎉")]
+    done = await asyncio.gather(*edits, *reactions)
+    revs = [m.rev for m in done]
+    assert sorted(revs) == list(range(1, len(done) + 1))
+    newest_edit = max(done[:len(edits)], key=lambda m: m.rev)
+
+    async with Client(c.url) as later:
+        await later.login(owner_name, "secret-pw", "tablet")
+        changed, reactions_now = await later.sync_changes(conv)
+        assert [(m.seq, m.rev) for m in changed] == sorted(
+            [(one.seq, max(revs[i] for i, m in enumerate(done) if m.seq == one.seq)),
+             (two.seq, max(revs[i] for i, m in enumerate(done) if m.seq == two.seq))], key=lambda x: x[1])
+        assert {m.seq: m.content for m in changed}[one.seq] == newest_edit.content
+        assert {r.seq: sorted(x.count for x in r.reactions) for r in reactions_now} == {
+            one.seq: [2, 2], two.seq: [2, 2]}
+        assert later.revs[conv] == len(done)

@@ -204,7 +204,7 @@ async def test_a_device_that_was_away_learns_the_reactions_from_sync(clients, se
         again = await phone.sync(conv, newer.seq, changes_after=page.rev)
         assert again.changed == [] and again.rev == page.rev
         # the SDK's helper pages through the changes (one message a page here)
-        changed, reactions, rev = await phone.changes(conv, last_seq, 0)
+        changed, reactions, rev = await phone.changes(conv, last_seq, 0, limit=1)
         assert [m.seq for m in changed] == [acks[0].seq, acks[2].seq, acks[4].seq] and rev == 4
         assert {r.seq: counts(r.reactions) for r in reactions} == {
             acks[0].seq: {THUMBS: (1, [bob_id])}, acks[2].seq: {HEART: (1, [bob_id])}, acks[4].seq: {}}
@@ -221,3 +221,34 @@ async def test_reactions_per_minute_is_a_budget_per_account(serve_factory):
         await refused(alice.react(ack.conv, ack.seq, HEART), ErrorCode.RATE_LIMITED)
         await bob.react(ack.conv, ack.seq, HEART)  # another account's budget
         assert of(await bob.history(ack.conv), ack.seq) == {HEART: (1, [bob_id])}
+
+
+async def test_edits_reactions_and_recalls_move_one_revision_and_come_back_after_a_reconnect(server):
+    """One change revision per conversation: an edit, a reaction and a recall each take the
+    next one; a device away learns all three from one SYNC key, and the SDK's reconnect
+    catch-up hands them over as one page per conversation."""
+    # (bob comes back 0.5 to 1 s after the drop: after alice's four changes)
+    async with Client(server.url) as alice, Client(server.url, auto_reconnect=True, reconnect_delay=1.0) as bob:
+        await new_user(alice)
+        _, bob_id = await new_user(bob)
+        acks = [await alice.send(bob_id, f"m{i}") for i in range(3)]
+        conv = acks[0].conv
+        for _ in acks:
+            await bob.pushes.get()
+        assert await bob.sync_changes(conv) == ([], []) and bob.revs[conv] == 0
+        bob._transport.disconnect(graceful=False)  # bob's connection drops
+
+        reacted = await alice.react(conv, acks[0].seq, THUMBS)
+        edited = await alice.edit(conv, acks[1].seq, "m1, edited")
+        recalled = await alice.recall(conv, acks[2].seq)
+        again = await alice.react(conv, acks[1].seq, HEART)  # the edited one changes again: comes once
+        assert (reacted.rev, edited.rev, recalled.rev, again.rev) == (1, 2, 3, 4)
+
+        page = await next_event(bob, Op.SYNC_OK, timeout=20)  # after the reconnect: catch_up_changes
+        assert page.conv == conv and page.rev == 4 and bob.revs[conv] == 4
+        assert [(m.seq, m.rev, m.content, m.recalled_by) for m in page.changed] == [
+            (acks[0].seq, 1, "m0", 0), (acks[2].seq, 3, "", alice.user_id), (acks[1].seq, 4, "m1, edited", 0)]
+        assert {r.seq: counts(r.reactions) for r in page.reactions} == {
+            acks[0].seq: {THUMBS: (1, [alice.user_id])}, acks[1].seq: {HEART: (1, [alice.user_id])},
+            acks[2].seq: {}}
+        assert await bob.sync_changes(conv) == ([], [])  # nothing twice

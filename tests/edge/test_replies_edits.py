@@ -164,10 +164,10 @@ async def test_an_edit_reaches_every_device_once_and_every_read_shows_it(serve_f
 
         assert (edited.seq, edited.id, edited.content, edited.ts) == (last.seq, last.msg_id, "bring the giraffe papers",
                                                                      last.ts)
-        assert edited.edited_at >= edited.ts and edited.edit_rev == 1
+        assert edited.edited_at >= edited.ts and edited.rev == 1
         for device in (bob, bob_phone, alice_pad):  # every other device, once
             pushed = await next_event(device, Op.EDIT_PUSH)
-            assert (pushed.conv, pushed.seq, pushed.content, pushed.edited_at, pushed.edit_rev) == (
+            assert (pushed.conv, pushed.seq, pushed.content, pushed.edited_at, pushed.rev) == (
                 conv, last.seq, "bring the giraffe papers", edited.edited_at, 1)
         for device in (bob, bob_phone, alice_pad, alice):  # nothing twice, nothing to the editing device
             assert await nothing_pending(device)
@@ -211,26 +211,26 @@ async def test_a_device_offline_during_edits_learns_of_them_by_sync(serve_factor
         async with Client(server.url) as phone:  # bob's phone, current, then gone
             await phone.login(bob_name, "secret-pw", "phone")
             assert [m.content for m in (await phone.sync(conv)).msgs] == ["one", "two"]
-            assert await phone.sync_edits(conv) == [] and phone.edit_revs[conv] == 0
+            assert await phone.sync_changes(conv) == ([], []) and phone.revs[conv] == 0
         await alice.edit(conv, one.seq, "one!")
         await alice.edit(conv, two.seq, "two!")
         await alice.edit(conv, one.seq, "one!!")  # edited twice: comes once, as it is now
 
         async with Client(server.url) as phone:
             await phone.login(bob_name, "secret-pw", "phone")
-            phone.edit_revs[conv] = 0
-            edits = await phone.sync_edits(conv)
-            assert [(m.seq, m.content, m.edit_rev) for m in edits] == [(two.seq, "two!", 2), (one.seq, "one!!", 3)]
-            assert phone.edit_revs[conv] == 3
-            assert await phone.sync_edits(conv) == []  # nothing twice
-            # paging: one edit a page
-            page = await phone.sync(conv, bodies.MAX_SEQ, limit=1, edits_after=0)
-            assert ([m.seq for m in page.edits], page.edit_rev, page.edits_more) == ([two.seq], 2, True)
-            page = await phone.sync(conv, bodies.MAX_SEQ, limit=1, edits_after=2)
-            assert ([m.seq for m in page.edits], page.edit_rev, page.edits_more) == ([one.seq], 3, False)
-            # a SYNC without edits_after says nothing of edits (the keys left out)
+            phone.revs[conv] = 0
+            edits, _ = await phone.sync_changes(conv)
+            assert [(m.seq, m.content, m.rev) for m in edits] == [(two.seq, "two!", 2), (one.seq, "one!!", 3)]
+            assert phone.revs[conv] == 3
+            assert await phone.sync_changes(conv) == ([], [])  # nothing twice
+            # paging: one change a page
+            page = await phone.sync(conv, bodies.MAX_SEQ, limit=1, changes_after=0)
+            assert ([m.seq for m in page.changed], page.rev, page.changes_more) == ([two.seq], 2, True)
+            page = await phone.sync(conv, bodies.MAX_SEQ, limit=1, changes_after=2)
+            assert ([m.seq for m in page.changed], page.rev, page.changes_more) == ([one.seq], 3, False)
+            # a SYNC without changes_after says nothing of changes (the keys left out)
             plain = await phone.sync(conv)
-            assert (plain.edits, plain.edit_rev) == ([], 0)
+            assert (plain.changed, plain.rev) == ([], 0)
 
 
 async def test_the_sdk_catches_up_edits_after_a_reconnect(serve_factory):
@@ -241,12 +241,12 @@ async def test_the_sdk_catches_up_edits_after_a_reconnect(serve_factory):
         conv = pconv(alice, bob)
         ack = await alice.send(bob.user_id, "draft")
         await bob.pushes.get()
-        await bob.sync_edits(conv)  # current: rev 0
+        await bob.sync_changes(conv)  # current: revision 0
         bob._transport.disconnect(graceful=False)  # the connection drops (as a network would)
         await alice.edit(conv, ack.seq, "final")
-        got = await next_event(bob, Op.EDIT_PUSH, timeout=20)  # after the reconnect: from catch_up_edits
-        assert (got.seq, got.content) == (ack.seq, "final")
-        assert bob.edit_revs[conv] == 1
+        page = await next_event(bob, Op.SYNC_OK, timeout=20)  # after the reconnect: from catch_up_changes
+        assert [(m.seq, m.content, m.rev) for m in page.changed] == [(ack.seq, "final", 1)]
+        assert (page.conv, page.rev, bob.revs[conv]) == (conv, 1, 1)
 
 
 async def test_edits_in_a_group_reach_every_member(clients):
@@ -299,7 +299,9 @@ async def test_what_cannot_be_edited(serve_factory):
         # nothing changed
         msgs = (await bob.sync(conv)).msgs
         assert [(m.content, m.edited_at) for m in msgs] == [("text", 0), (msgs[1].content, 0), ("", 0), ("bob's", 0)]
-        assert (await bob.sync(conv, bodies.MAX_SEQ, edits_after=0)).edits == []
+        # the recall is the only change
+        assert [(m.seq, m.recalled_by) for m in (await bob.sync(conv, bodies.MAX_SEQ, changes_after=0)).changed] == [
+            (gone.seq, alice.user_id)]
 
 
 async def test_the_edit_window(serve_factory):

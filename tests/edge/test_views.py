@@ -184,6 +184,26 @@ async def test_clear_history_of_a_private_conversation(clients):
     assert info.value.code == ErrorCode.FORBIDDEN
 
 
+async def test_a_change_to_a_message_deleted_or_cleared_for_me_never_shows_its_content(clients):
+    """SYNC's ``changed`` lists a message the reader deleted for themselves as its stub, as
+    pages do, and one they cleared not at all; the other member sees both as they are."""
+    alice, bob = await people(clients, 2)
+    acks = [await bob.send(alice.user_id, f"q{n}") for n in (1, 2, 3)]
+    conv = acks[0].conv
+    await alice.delete_for_me(conv, [acks[1].seq])
+    await alice.clear_history(conv, acks[0].seq)
+    for ack in acks:
+        await bob.edit(conv, ack.seq, f"q{ack.seq}, edited")
+
+    page = await alice.sync(conv, bodies.MAX_SEQ, changes_after=0)
+    assert [(m.seq, m.hidden, m.content, m.rev) for m in page.changed] == [
+        (acks[1].seq, True, "", 2), (acks[2].seq, False, f"q{acks[2].seq}, edited", 3)]
+    assert page.rev == 3 and not page.changes_more
+    theirs = await bob.sync(conv, bodies.MAX_SEQ, changes_after=0)
+    assert [(m.seq, m.hidden, m.content) for m in theirs.changed] == [
+        (ack.seq, False, f"q{ack.seq}, edited") for ack in acks]
+
+
 # -- message pins ---------------------------------------------------------------------------------
 
 async def test_group_pins_by_admins_pushed_to_every_member_device(clients, server):

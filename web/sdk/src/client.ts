@@ -101,9 +101,6 @@ export interface ClientOptions {
   gapSyncDelayMs?: number;
   /** Requests in flight at once (the server refuses more than 256). Default 128. */
   maxInFlight?: number;
-  /** The server's edit window (its IM_EDIT_WINDOW): after a reconnect, the conversations
-   * active within it of the drop are asked for edits. Default 172800000 (48 h). */
-  editWindowMs?: number;
 }
 
 export interface SendOptions {
@@ -184,7 +181,7 @@ function unref(timer: unknown): void {
   (timer as { unref?: () => void }).unref?.();
 }
 
-/** The largest seq: a SYNC after it returns no messages (its edits only). */
+/** The largest seq: a SYNC after it returns no messages (its changes only). */
 const MAX_SEQ = 9223372036854775807n;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -200,12 +197,12 @@ export class Client {
   pingTimeoutMs: number;
   sendRetries: number;
   gapSyncDelayMs: number;
-  editWindowMs: number;
   /**
-   * Per conversation, the edit rev up to which this client has every edit (moved by
-   * syncEdits; an "edit" event alone does not say no edit came before it).
+   * Per conversation, the change revision up to which this client knows every change in
+   * place: edits, reactions, recalls (moved by syncChanges; a push alone does not say no
+   * change came before it).
    */
-  readonly editRevs = new Map<string, number>();
+  readonly revs = new Map<string, number>();
   /** Sends sent again after a 5001 UNAVAILABLE. */
   sendRetried = 0;
   /** Connections given up because a PING went unanswered. */
@@ -274,7 +271,6 @@ export class Client {
     this.pingTimeoutMs = options.pingTimeoutMs ?? 10_000;
     this.sendRetries = options.sendRetries ?? 5;
     this.gapSyncDelayMs = options.gapSyncDelayMs ?? 500;
-    this.editWindowMs = options.editWindowMs ?? 172_800_000;
     this.maxInFlight = options.maxInFlight ?? 128;
     const WS = options.WebSocket ?? globalThis.WebSocket;
     if (!WS)
@@ -467,7 +463,6 @@ export class Client {
    */
   private async reconnectLoop(): Promise<void> {
     let attempt = 0;
-    const awaySince = Date.now(); // (the drop was noticed now, or up to a ping interval later)
     while (!this.closing) {
       await sleep(this.backoff(attempt++));
       if (this.closing) return;
@@ -497,7 +492,7 @@ export class Client {
       let caughtUp = 0;
       try {
         caughtUp = await this.catchUpInternal(100, true);
-        await this.catchUpEditsInternal(awaySince - 2 * this.pingIntervalMs - this.pingTimeoutMs, 100, true);
+        await this.catchUpChangesInternal(100, true);
       } catch (exc) {
         if (this.connected) this.emit("error", exc as Error);
       }
@@ -769,7 +764,7 @@ export class Client {
 
   private async syncPage(
     conv: string,
-    afterSeq: number,
+    afterSeq: number | bigint,
     limit: number,
     internal: boolean,
     changesAfter?: number,
@@ -959,8 +954,9 @@ export class Client {
   /**
    * Messages of `conv` with seq > afterSeq, oldest first (one page). The page counts as
    * delivered: its messages are not emitted as "message" events afterwards. With
-   * `changesAfter` (a reaction revision) the page also lists, in `changed`, the messages up
-   * to afterSeq whose reactions changed since (see changes()).
+   * `changesAfter` (a change revision: `rev` of the previous such page, 0 the first time) the
+   * page also lists, in `changed`, the messages up to afterSeq changed in place since
+   * (edited, their reactions changed, recalled), as they are now (see changes()).
    */
   async sync(conv: string, afterSeq = 0, limit = 100, changesAfter?: number): Promise<Page> {
     const page = await this.syncPage(conv, afterSeq, limit, false, changesAfter);
@@ -976,20 +972,64 @@ export class Client {
   }
 
   /**
-   * What changed in `conv` after reaction revision `afterRev` among its messages up to
-   * `upToSeq` (those this device has): the messages, their reactions and the revision to keep
-   * (the highest `rev` seen). A device back from being away calls it for the conversations it
-   * shows (docs/protocol.md 9.25.3).
+   * What changed in place in `conv` after change revision `afterRev` (edits, reactions,
+   * recalls) among its messages up to `upToSeq` (default: all): the messages as they are now,
+   * each once, their reactions and the revision to ask from next time (docs/protocol.md
+   * 9.25.3). A message the user deleted for themselves comes as its `hidden` stub.
    */
-  async changes(conv: string, upToSeq: number, afterRev = 0): Promise<Changes> {
-    const out: Changes = { changed: [], reactions: [], rev: afterRev };
+  async changes(conv: string, upToSeq: number | bigint = MAX_SEQ, afterRev = 0, limit = 100): Promise<Changes> {
+    return this.changesInternal(conv, upToSeq, afterRev, limit, false);
+  }
+
+  private async changesInternal(
+    conv: string,
+    upToSeq: number | bigint,
+    afterRev: number,
+    limit: number,
+    internal: boolean,
+  ): Promise<Changes> {
+    const out: Changes = { conv, changed: [], reactions: [], rev: afterRev };
     for (;;) {
-      const page = await this.syncPage(conv, upToSeq, 1, false, out.rev);
+      const page = await this.syncPage(conv, upToSeq, limit, internal, out.rev);
       out.changed.push(...page.changed);
-      out.reactions.push(...page.reactions.filter((r) => r.seq <= upToSeq));
-      out.rev = page.rev;
-      if (!page.changesMore) return out;
+      out.reactions.push(...page.reactions.filter((r) => BigInt(r.seq) <= BigInt(upToSeq)));
+      const moved = page.rev > out.rev;
+      out.rev = Math.max(out.rev, page.rev);
+      if (!page.changesMore || !moved) return out;
     }
+  }
+
+  /** `changes` of every message of `conv` since `revs` has it (0: since sent); `revs` moves past them. */
+  async syncChanges(conv: string, limit = 100): Promise<Changes> {
+    return this.syncChangesInternal(conv, limit, false);
+  }
+
+  private async syncChangesInternal(conv: string, limit: number, internal: boolean): Promise<Changes> {
+    const found = await this.changesInternal(conv, MAX_SEQ, this.revs.get(conv) ?? 0, limit, internal);
+    this.revs.set(conv, Math.max(this.revs.get(conv) ?? 0, found.rev));
+    return found;
+  }
+
+  /**
+   * Emit a "changes" event for each conversation this client holds messages of (`lastSeqs`;
+   * in the others it has nothing to update) in which something changed in place while it was
+   * away: `syncChanges` of each. A change seen before may come again: replacing is
+   * idempotent. Returns how many messages were emitted; the reconnect calls it.
+   */
+  async catchUpChanges(limit = 100): Promise<number> {
+    return this.catchUpChangesInternal(limit, false);
+  }
+
+  private async catchUpChangesInternal(limit: number, internal: boolean): Promise<number> {
+    let found = 0;
+    for (const [conv, seq] of [...this.lastSeqs]) {
+      if (seq <= 0) continue;
+      const changes = await this.syncChangesInternal(conv, limit, internal);
+      if (changes.changed.length === 0) continue;
+      this.emit("changes", changes);
+      found += changes.changed.length;
+    }
+    return found;
   }
 
   /** Add the reaction `emoji` to message `seq` of `conv`; the message's reactions now. */
@@ -1064,50 +1104,6 @@ export class Client {
    */
   async edit(conv: string, seq: number, text: string): Promise<Message> {
     return withMessageDefaults(await this.call<Message>(Op.EDIT, { conv, seq, content: text }));
-  }
-
-  /**
-   * The messages of `conv` edited since `editRevs` has it (0: every edit), as they are now,
-   * each once; `editRevs` moves past them.
-   */
-  async syncEdits(conv: string, limit = 100): Promise<Message[]> {
-    return this.syncEditsInternal(conv, limit, false);
-  }
-
-  private async syncEditsInternal(conv: string, limit: number, internal: boolean): Promise<Message[]> {
-    const edited: Message[] = [];
-    for (;;) {
-      const rev = this.editRevs.get(conv) ?? 0;
-      const body = { conv, after_seq: MAX_SEQ, limit, edits_after: rev }; // no messages: edits only
-      const page = fromWire<Page>(await this.request(Op.SYNC, body, { internal }));
-      edited.push(...(page.edits ?? []).map(withMessageDefaults));
-      const now = Math.max(rev, page.editRev ?? 0);
-      this.editRevs.set(conv, now);
-      if (!page.editsMore || now <= rev) return edited;
-    }
-  }
-
-  /**
-   * Emit as "edit" events the edits made while this client was away since `sinceMs` (Unix
-   * ms): `syncEdits` of each conversation with a message inside the edit window of that time
-   * (older ones cannot have been edited since). An edit seen before may come again:
-   * replacing is idempotent. Returns how many were emitted; the reconnect calls it.
-   */
-  async catchUpEdits(sinceMs: number, limit = 100): Promise<number> {
-    return this.catchUpEditsInternal(sinceMs, limit, false);
-  }
-
-  private async catchUpEditsInternal(sinceMs: number, limit: number, internal: boolean): Promise<number> {
-    const oldest = sinceMs - this.editWindowMs;
-    let found = 0;
-    for (const c of await this.listConversations(internal)) {
-      if (c.lastTs < oldest) continue;
-      for (const m of await this.syncEditsInternal(c.conv, limit, internal)) {
-        this.emit("edit", m);
-        found++;
-      }
-    }
-    return found;
   }
 
   /** Recall message `seq` of `conv`; returns its tombstone (others get a "recall" event). */

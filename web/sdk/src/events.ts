@@ -6,6 +6,7 @@
 import type { ServerError } from "./errors.js";
 import type {
   CallEvent,
+  Changes,
   ConvState,
   DisconnectInfo,
   FriendEvent,
@@ -42,6 +43,12 @@ export interface ClientEvents {
   profile: UserProfile;
   /** A reaction was added or taken back on another device (REACTION_PUSH). */
   reaction: ReactionEvent;
+  /**
+   * After a reconnect: what changed in place (edits, reactions, recalls) while this client
+   * was away in a conversation it holds messages of (catchUpChanges): each message as it is
+   * now, to show at its (conv, seq), with its reactions.
+   */
+  changes: Changes;
   /** A message pin of one of the user's conversations changed (pinned, unpinned, recalled). */
   pin: PinEvent;
   /** The user deleted messages for themselves or cleared a history on another device. */

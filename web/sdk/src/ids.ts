@@ -69,7 +69,7 @@ function convert(value: unknown): unknown {
 /** Message keys left out of the map when they hold their default (docs/protocol.md 9.10). */
 const MESSAGE_DEFAULTS = {
   mentions: [] as bigint[], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
-  reply: null, editedAt: 0, editRev: 0, forwardedFrom: 0n, hidden: false,
+  reply: null, editedAt: 0, rev: 0, forwardedFrom: 0n, hidden: false,
 };
 
 /** Page keys left out when they hold their default (docs/protocol.md 9.7). */

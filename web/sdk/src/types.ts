@@ -81,8 +81,11 @@ export interface Message {
   reply?: Reply | null;
   /** When it was last edited (Unix ms); 0 when never edited. */
   editedAt?: number;
-  /** The conversation's edit rev of that edit; 0 when never edited. */
-  editRev?: number;
+  /**
+   * The conversation's change revision at this message's last change in place (an edit, a
+   * change of its reactions, its recall); 0 when never changed.
+   */
+  rev?: number;
   /**
    * A copy made by forward(): the original sender, -1n when not named; 0n when not forwarded.
    * Always set on messages from the SDK; optional so that messages an application builds
@@ -140,15 +143,12 @@ export interface Page {
   conv: string;
   msgs: Message[];
   hasMore: boolean;
-  /** SYNC with editsAfter only: the messages edited after it, as they are now. */
-  edits?: Message[];
-  /** SYNC with editsAfter only: the edit rev this page brings the client up to. */
-  editRev?: number;
-  /** More edits follow: sync again from editRev. */
-  editsMore?: boolean;
-  /** The reactions of the page's messages (msgs and changed) that have any, or had some. */
+  /** The reactions of the page's msgs that have any, and of every message in changed. */
   reactions: MessageReactions[];
-  /** sync() with changesAfter: messages up to afterSeq changed after that revision. */
+  /**
+   * sync() with changesAfter: the messages up to afterSeq changed in place after that
+   * revision (edited, their reactions changed, recalled), as they are now, each once.
+   */
   changed: Message[];
   /** sync() with changesAfter: the revision `changed` is complete up to. */
   rev: number;
@@ -158,6 +158,7 @@ export interface Page {
 
 /** What changes() found: the changed messages, their reactions, the revision to keep. */
 export interface Changes {
+  conv: string;
   changed: Message[];
   reactions: MessageReactions[];
   rev: number;

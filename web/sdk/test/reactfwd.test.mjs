@@ -29,7 +29,8 @@ test("react: the reply, the peer's reaction event, reactions in history and sync
   const taken = await bob.client.unreact(ack.conv, ack.seq, THUMBS);
   assert.equal(taken.added, false);
   assert.deepEqual(taken.reactions, []);
-  assert.deepEqual((await alice.client.sync(ack.conv)).reactions, [{ seq: ack.seq, rev: taken.rev, reactions: [] }]);
+  const page = await alice.client.sync(ack.conv); // none left: no entry, and the message's rev says it changed
+  assert.deepEqual([page.reactions, page.msgs[0].rev], [[], taken.rev]);
 });
 
 test("react: bounds and refusals", async () => {
@@ -56,6 +57,27 @@ test("changes(): what a device that was away learns", async () => {
   assert.deepEqual(found.reactions, [{ seq: second.seq, rev: later.rev, reactions: later.reactions }]);
   assert.equal(found.rev, later.rev);
   assert.deepEqual((await alice.client.changes(first.conv, second.seq, found.rev)).changed, []);
+});
+
+test("one change revision: an edit, a reaction and a recall come back through syncChanges once each", async () => {
+  const alice = await user();
+  const bob = await user();
+  const [one, two, three] = [await alice.client.send(bob.id, "a"), await alice.client.send(bob.id, "b"),
+    await alice.client.send(bob.id, "c")];
+  const conv = one.conv;
+  assert.deepEqual((await bob.client.syncChanges(conv)).changed, []);
+  const reacted = await alice.client.react(conv, one.seq, THUMBS);
+  const edited = await alice.client.edit(conv, two.seq, "b!");
+  const recalled = await alice.client.recall(conv, three.seq);
+  const again = await alice.client.edit(conv, two.seq, "b!!"); // edited twice: comes once, as it is now
+  assert.deepEqual([reacted.rev, edited.rev, recalled.rev, again.rev], [1, 2, 3, 4]);
+  const found = await bob.client.syncChanges(conv, 1); // a page of one: pages on by changesMore
+  assert.deepEqual(found.changed.map((m) => [m.seq, m.content, m.rev]), [[one.seq, "a", 1], [three.seq, "", 3],
+    [two.seq, "b!!", 4]]);
+  assert.deepEqual(found.reactions.map((r) => [r.seq, r.reactions.length]),
+    [[one.seq, 1], [three.seq, 0], [two.seq, 0]]);
+  assert.equal(bob.client.revs.get(conv), 4);
+  assert.deepEqual((await bob.client.syncChanges(conv)).changed, []);
 });
 
 test("forward: copies marked with their original sender, acked in order", async () => {

@@ -1,6 +1,6 @@
 // Replies and edits against a real `im serve`: a reply's quote on the peer's "message" event
-// and in pages, an edit's "edit" event on every other device, syncEdits for a device that
-// was away, the edits caught up after a reconnect, and the refusals' codes.
+// and in pages, an edit's "edit" event on every other device, syncChanges for a device that
+// was away, the edits caught up after a reconnect ("changes" events), and the refusals' codes.
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { ErrorCode } from "../dist/index.js";
@@ -40,9 +40,9 @@ test("an edit: the edited message returned, an edit event on the other devices, 
   const edited = await alice.client.edit(ack.conv, ack.seq, "hello");
   assert.equal(edited.content, "hello");
   assert.ok(edited.editedAt >= edited.ts);
-  assert.equal(edited.editRev, 1);
+  assert.equal(edited.rev, 1);
   for (const got of [await onBob, await onPhone]) {
-    assert.deepEqual([got.seq, got.content, got.editedAt, got.editRev], [ack.seq, "hello", edited.editedAt, 1]);
+    assert.deepEqual([got.seq, got.content, got.editedAt, got.rev], [ack.seq, "hello", edited.editedAt, 1]);
   }
   const page = await bob.client.sync(ack.conv);
   assert.deepEqual([page.msgs[0].content, page.msgs[0].editedAt], ["hello", edited.editedAt]);
@@ -52,7 +52,7 @@ test("an edit: the edited message returned, an edit event on the other devices, 
   await assert.rejects(alice.client.edit(ack.conv, ack.seq, "back"), { code: ErrorCode.NOT_EDITABLE });
 });
 
-test("syncEdits: what was edited since the client's edit rev, each once", async () => {
+test("syncChanges: what was edited since the client's change revision, each once", async () => {
   const alice = await user();
   const bob = await user();
   const one = await alice.client.send(bob.id, "one");
@@ -60,26 +60,28 @@ test("syncEdits: what was edited since the client's edit rev, each once", async 
   await alice.client.edit(one.conv, one.seq, "one!");
   await alice.client.edit(two.conv, two.seq, "two!");
   await alice.client.edit(one.conv, one.seq, "one!!");
-  const edits = await bob.client.syncEdits(one.conv, 1); // a page of one: pages on by editsMore
-  assert.deepEqual(edits.map((m) => [m.seq, m.content, m.editRev]), [[two.seq, "two!", 2], [one.seq, "one!!", 3]]);
-  assert.equal(bob.client.editRevs.get(one.conv), 3);
-  assert.deepEqual(await bob.client.syncEdits(one.conv), []);
+  const edits = (await bob.client.syncChanges(one.conv, 1)).changed; // a page of one: pages on by changesMore
+  assert.deepEqual(edits.map((m) => [m.seq, m.content, m.rev]), [[two.seq, "two!", 2], [one.seq, "one!!", 3]]);
+  assert.equal(bob.client.revs.get(one.conv), 3);
+  assert.deepEqual((await bob.client.syncChanges(one.conv)).changed, []);
 });
 
-test("after a reconnect, the edits made meanwhile come as edit events", async () => {
+test("after a reconnect, the edits made meanwhile come as a changes event", async () => {
   const net = flakyNetwork();
   const alice = await user();
   const bob = await user({ ...fast, WebSocket: net.WebSocket });
   const ack = await alice.client.send(bob.id, "draft");
-  await bob.client.syncEdits(ack.conv); // current: rev 0
+  await bob.client.sync(ack.conv); // bob holds the message
+  await bob.client.syncChanges(ack.conv); // current: revision 0
   const disconnected = nextEvent(bob.client, "disconnected");
   net.down = true;
   net.dropAll();
   await disconnected;
   await alice.client.edit(ack.conv, ack.seq, "final");
-  const caught = nextEvent(bob.client, "edit", (m) => m.seq === ack.seq);
+  const caught = nextEvent(bob.client, "changes", (c) => c.conv === ack.conv);
   net.down = false;
   const got = await caught;
-  assert.equal(got.content, "final");
-  assert.equal(bob.client.editRevs.get(ack.conv), 1);
+  assert.deepEqual(got.changed.map((m) => [m.seq, m.content, m.rev]), [[ack.seq, "final", 1]]);
+  assert.equal(got.rev, 1);
+  assert.equal(bob.client.revs.get(ack.conv), 1);
 });

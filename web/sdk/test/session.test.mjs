@@ -88,7 +88,7 @@ test("1:1 send: ack with ids, push to the peer and to the sender's other devices
   assert.deepEqual(bobGot[0], {
     id: ack.msgId, conv: ack.conv, seq: 1, from: alice.id, to: bob.id, cmid: ack.cmid, type: 1, content: "hi bob",
     ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
-    reply: null, editedAt: 0, editRev: 0, forwardedFrom: 0n, hidden: false,
+    reply: null, editedAt: 0, rev: 0, forwardedFrom: 0n, hidden: false,
   });
   assert.equal(tabletGot[0].from, alice.id);
   // bob answers; alice's own sends were never "message" events on the sending client
