@@ -1231,8 +1231,8 @@ function forgetGroup(group: bigint): void {
 
 async function onGroup(e: { event: string; group: bigint; actor: bigint; users: bigint[] }): Promise<void> {
   if (e.event === "invited") {
-    await run(loadInvitations);
     await ensureProfiles([e.actor]);
+    await run(loadInvitations);
     notify("info", `${displayName(e.actor)} invited you to ${invitedGroupName(e.group)}`);
     return;
   }
