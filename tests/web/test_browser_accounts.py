@@ -455,3 +455,45 @@ async def test_settings_and_replies_on_a_phone(node: ServeProcess, browser) -> N
         await shot(phone, "accounts-08-phone-reply")
     finally:
         await dan.close()
+
+
+async def test_a_password_changed_while_the_browser_was_offline_signs_it_out_on_reconnect(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    online = True
+    sockets = []
+
+    async def through(ws) -> None:  # type: ignore[no-untyped-def]
+        if not online:
+            await ws.close()
+            return
+        sockets.append((ws, ws.connect_to_server()))
+
+    context = await browser.new_context(viewport=DESKTOP)
+    await context.route_web_socket(re.compile(r"/ws$"), through)
+    page = await context.new_page()
+    from test_browser import page_errors
+    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+    await page.goto(node.http_url + "/")
+    gil_name = unique("gil")
+    await register(page, gil_name, "Gil")
+    # the browser drops off the network; meanwhile the password is changed on a phone
+    online = False
+    for ws, server in sockets:
+        await server.close()
+        await ws.close()
+    await expect(page.get_by_test_id("connection")).to_be_visible()
+    phone = Client(node.url)
+    await phone.connect()
+    try:
+        await phone.login(gil_name, PASSWORD, "ios")
+        await phone.password_change(PASSWORD, "another-secret")
+    finally:
+        await phone.close()
+    # back online, its token is refused: the login screen, saying why, and the token forgotten
+    online = True
+    await expect(page.get_by_test_id("auth-form")).to_be_visible()
+    await expect(page.get_by_test_id("error")).to_contain_text("the password may have been changed on another device")
+    await page.reload()
+    await expect(page.get_by_test_id("auth-form")).to_be_visible()
+    await log_in_with(page, gil_name, "another-secret")
+    await expect(page.get_by_test_id("me")).to_have_text("Gil")
+    await context.close()

@@ -333,7 +333,10 @@ async function openClient(): Promise<Client> {
   made.on("connected", live(() => {
     state.connected = true;
   }));
-  made.on("error", live((error: unknown) => fail(error)));
+  made.on("error", live((error: unknown) => {
+    if (error instanceof ServerError && SESSION_OVER.includes(error.code)) onSessionRefused(error);
+    else fail(error);
+  }));
   await made.connect();
   return made;
 }
@@ -446,6 +449,24 @@ const KICKED_WORDS: Record<string, string> = {
   password_changed: "Signed out: this account's password was changed on another device. Log in with the new password.",
   account_deleted: "Signed out: this account was deleted.",
 };
+
+/** TOKEN_LOGIN refusals that end the session for good (expired, revoked or issued before a
+ * password change, the account disabled or deleted): the SDK stops reconnecting. */
+const SESSION_OVER = [2002, 2003, 2006, 2007];
+
+/** The stored token was refused on a reconnect (say, the password was changed or the
+ * account deleted while this browser was offline): back to the login screen, saying why. */
+function onSessionRefused(error: ServerError): void {
+  localStorage.removeItem(TOKEN_KEY);
+  void dropClient();
+  reset();
+  state.notices = [];
+  const words = error.code === 2003
+    ? "Signed out: this session is no longer valid (the password may have been changed on another device). Log in again."
+    : `Signed out: ${describe(error)}`;
+  notify("error", words, technical(error), error.code);
+  state.phase = "auth";
+}
 
 function onKicked(reason: string): void {
   // "replaced": this browser's login went to a newer session of the same terminal; the token
