@@ -18,12 +18,12 @@ from pathlib import Path
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
-    DESKTOP, PASSWORD, PHONE, befriend, browser, conv_item, docs_shot, log_in, message, node, open_menu, open_page, png,
-    register, sdk_user, shot, start_node, unique,
+    DESKTOP, PASSWORD, PHONE, befriend, browser, conv_item, log_in, long_press, message, node, open_menu, open_page,
+    page_errors, png, register, sdk_user, shot, start_node, unique,
 )
 
 from edgeim.core_ext.protocol import Op
-from edgeim.sdk import Client, ServerError
+from edgeim.sdk import Client
 
 #: a picture drawn from the node (a download grant's URL)
 GRANTED = re.compile(r"^https?://")
@@ -289,7 +289,6 @@ async def test_replies_and_edits_from_the_action_menu_live_and_after_a_reconnect
         context = await browser.new_context(viewport=DESKTOP)
         await context.route_web_socket(re.compile(r"/ws$"), through)
         page = await context.new_page()
-        from test_browser import page_errors
         page.on("pageerror", lambda exc: page_errors.append(str(exc)))
         await page.goto(node.http_url + "/")
         alice_name = unique("alice")
@@ -444,7 +443,6 @@ async def test_settings_and_replies_on_a_phone(node: ServeProcess, browser) -> N
         # a long press on a message, Reply, and the answer quotes it
         await phone.get_by_test_id("tab-chats").tap()
         await conv_item(phone, "Dan").tap()
-        from test_browser import long_press
         await long_press(phone, message(phone, "lunch at noon?").get_by_test_id("msg-text"))
         await message(phone, "lunch at noon?").get_by_test_id("reply").tap()
         await expect(phone.get_by_test_id("reply-bar")).to_contain_text("lunch at noon?")
@@ -470,7 +468,6 @@ async def test_a_password_changed_while_the_browser_was_offline_signs_it_out_on_
     context = await browser.new_context(viewport=DESKTOP)
     await context.route_web_socket(re.compile(r"/ws$"), through)
     page = await context.new_page()
-    from test_browser import page_errors
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
     await page.goto(node.http_url + "/")
     gil_name = unique("gil")
