@@ -387,13 +387,13 @@ def web_app_dir(web_dir: str) -> Path | None:
 
 
 def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int], ws_url: str = "",
-                   recall_window: float = 120.0) -> None:
+                   recall_window: float = 120.0, edit_window: float = 172800.0) -> None:
     """The web chat app: its built files under ``/`` (``/`` is its index.html) and
     ``/web-config.json``, which tells the page where the WebSocket is: ``{"ws": ws_url}``
     when set to a URL, ``{"path": ws_url}`` when set to a path (on the page's own host and
     port: behind a proxy), else ``{"port": <WebSocket port>, "path": "/ws"}`` (on the
-    page's own host); and ``recall_window``, the node's setting in seconds, so the page
-    offers Recall only while the server would accept it. The page adds its host itself:
+    page's own host); and ``recall_window`` and ``edit_window``, the node's settings in
+    seconds, so the page offers Recall and Edit only while the server would accept them. The page adds its host itself:
     nothing of the request (its Host header) is echoed. Add it last: its catch-all route
     must not shadow the others."""
     root = app_dir.resolve()
@@ -406,6 +406,7 @@ def add_web_routes(server: HttpServer, app_dir: Path, ws_port: Callable[[], int]
         else:
             answer = {"port": ws_port(), "path": "/ws"}
         answer["recall_window"] = recall_window
+        answer["edit_window"] = edit_window
         return web.json_response(answer, headers={"Cache-Control": "no-cache"})
 
     async def page(request: web.Request) -> web.StreamResponse:

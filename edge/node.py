@@ -213,7 +213,8 @@ class Node:
         add_ops_routes(self.http, self)
         app = web_app_dir(config.web_dir)
         if app is not None:  # last: the app's catch-all route
-            add_web_routes(self.http, app, lambda: self.ws_port, config.web_ws_url, config.recall_window)
+            add_web_routes(self.http, app, lambda: self.ws_port, config.web_ws_url, config.recall_window,
+                           config.edit_window)
         # what other nodes tell this one (nothing comes on embedded defaults)
         self.delivery.on_refresh = self._refresh
         self.delivery.on_message = pipeline.on_remote

@@ -41,7 +41,7 @@ def test_the_app_its_assets_and_its_config_are_served(serve_factory, app_dir):
     assert index[0] == 200 and b"<title>edgeim</title>" in index[2]
     assert index[1]["Content-Type"].startswith("text/html") and index[1]["Cache-Control"] == "no-cache"
     assert asset[0] == 200 and asset[2] == b"console.log('hi')" and "immutable" in asset[1]["Cache-Control"]
-    assert status == 200 and json.loads(body) == {"port": node.port, "path": "/ws", "recall_window": 120.0}
+    assert status == 200 and json.loads(body) == {"port": node.port, "path": "/ws", "recall_window": 120.0, "edit_window": 172800.0}
     assert get(node.http_url + "/healthz")[0] == 200  # not shadowed by the app's catch-all route
 
 
@@ -56,13 +56,13 @@ def test_nothing_outside_the_app_folder_or_missing_is_served(serve_factory, app_
 def test_a_configured_websocket_url_is_given_as_is(serve_factory, app_dir):
     node = serve_factory(web_dir=app_dir, web_ws_url="wss://chat.example.com/ws")
 
-    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": "wss://chat.example.com/ws", "recall_window": 120.0}
+    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"ws": "wss://chat.example.com/ws", "recall_window": 120.0, "edit_window": 172800.0}
 
 
 def test_a_websocket_path_is_given_for_the_pages_own_host(serve_factory, app_dir):
-    node = serve_factory(web_dir=app_dir, web_ws_url="/ws", recall_window=30)
+    node = serve_factory(web_dir=app_dir, web_ws_url="/ws", recall_window=30, edit_window=600)
 
-    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"path": "/ws", "recall_window": 30.0}
+    assert json.loads(get(node.http_url + "/web-config.json")[2]) == {"path": "/ws", "recall_window": 30.0, "edit_window": 600.0}
 
 
 @pytest.mark.parametrize("ws_url", ["", "/ws"])

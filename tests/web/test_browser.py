@@ -774,9 +774,13 @@ async def test_the_main_screens_in_light_and_dark_on_a_desktop_and_a_phone(node:
         await uma.send_group(gid, "and snacks")
         await tea.send_group(gid, "Count me in 🙌")
         await sam.send(tea_id, "Did you see the forecast?")
-        await tea.send(sam_id, "Sunny all weekend")
-        await sam.send(tea_id, "Perfect. Leaving at 8?")
-        await sam.send(tea_id, "I'll pick you up")
+        sunny = await tea.send(sam_id, "Sunny all weekend")
+        await sam.send(tea_id, "Perfect. Leaving at 8?", reply_to=sunny.msg_id)
+        pick = await sam.send(tea_id, "I'll pick you up")
+        await sam.edit(pick.conv, pick.seq, "I'll pick you up at 7:45")
+        # pictures uploaded into the avatar spaces: shown through download grants
+        await uma.upload_avatar(png(96, 96, (224, 122, 95)), "image/png")
+        await tea.upload_avatar(png(96, 96, (72, 149, 239)), "image/png")
         await tea.close()
 
         screens = [("light", DESKTOP, {}), ("dark", DESKTOP, {}),
@@ -792,12 +796,22 @@ async def test_the_main_screens_in_light_and_dark_on_a_desktop_and_a_phone(node:
                 await docs_shot(page, f"docs-{size}-{scheme}-list")
             await conv_item(page, "Weekend trip").click()
             await expect(message(page, "and snacks")).to_be_visible()
+            # Uma's picture, drawn from her avatar space, is there before the screenshot
+            picture = message(page, "Me! I can bring the kayak").get_by_test_id("avatar").locator("img")
+            await expect(picture).to_have_attribute("src", re.compile(r"^https?://"))
+            await page.wait_for_function("img => img.complete && img.naturalWidth === 96", arg=await picture.element_handle())
             if size == "desktop":
                 await docs_shot(page, f"docs-{size}-{scheme}-group")
             await (page.get_by_test_id("back").click() if size == "phone" else asyncio.sleep(0))
             await conv_item(page, "Sam Rivera").click()
             await expect(message(page, "I'll pick you up")).to_be_visible()
+            await expect(message(page, "I'll pick you up at 7:45").get_by_test_id("edited")).to_be_visible()
+            await expect(message(page, "Perfect. Leaving at 8?").get_by_test_id("quote-text")).to_have_text("Sunny all weekend")
             await docs_shot(page, f"docs-{size}-{scheme}-chat")
+            if size == "desktop" and scheme == "light":
+                await page.get_by_test_id("open-settings").click()
+                await expect(page.get_by_test_id("profile-nickname")).to_have_value("Tea Lindqvist")
+                await docs_shot(page, "docs-desktop-light-settings")
             await page.context.close()
     finally:
         await sam.close()

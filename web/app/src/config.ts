@@ -1,12 +1,16 @@
 /** What the app learns from its node: where the WebSocket is, and how long after sending
- * a message its sender may recall it (ms; the node's `recall_window`). */
+ * a message its sender may recall it and edit it (ms; the node's `recall_window` and
+ * `edit_window`). */
 export interface WebConfig {
   url: string;
   recallWindowMs: number;
+  editWindowMs: number;
 }
 
 /** The protocol's default recall window (docs/protocol.md, 3009 RECALL_EXPIRED). */
 const DEFAULT_RECALL_WINDOW_MS = 120_000;
+/** The protocol's default edit window (docs/protocol.md, 3020 EDIT_EXPIRED). */
+const DEFAULT_EDIT_WINDOW_MS = 48 * 3600 * 1000;
 
 /** Where the app finds its node's WebSocket.
  *
@@ -23,18 +27,20 @@ export async function webConfig(): Promise<WebConfig> {
       const config: unknown = await answer.json();
       return {
         url: configuredUrl(config, window.location) ?? fallbackUrl(window.location),
-        recallWindowMs: recallWindow(config),
+        recallWindowMs: windowOf(config, "recall_window", DEFAULT_RECALL_WINDOW_MS),
+        editWindowMs: windowOf(config, "edit_window", DEFAULT_EDIT_WINDOW_MS),
       };
     }
   } catch {
     // no config served: fall through to the default layout
   }
-  return { url: fallbackUrl(window.location), recallWindowMs: DEFAULT_RECALL_WINDOW_MS };
+  return { url: fallbackUrl(window.location), recallWindowMs: DEFAULT_RECALL_WINDOW_MS, editWindowMs: DEFAULT_EDIT_WINDOW_MS };
 }
 
-function recallWindow(config: unknown): number {
-  const seconds = typeof config === "object" && config !== null ? (config as { recall_window?: unknown }).recall_window : undefined;
-  return typeof seconds === "number" && seconds >= 0 ? seconds * 1000 : DEFAULT_RECALL_WINDOW_MS;
+/** A window the config names in seconds, in ms (the default when it names none). */
+function windowOf(config: unknown, name: string, fallback: number): number {
+  const seconds = typeof config === "object" && config !== null ? (config as Record<string, unknown>)[name] : undefined;
+  return typeof seconds === "number" && seconds >= 0 ? seconds * 1000 : fallback;
 }
 
 /** What the page loaded from: the parts of `window.location` used here. */

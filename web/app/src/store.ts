@@ -11,8 +11,8 @@ import { sentence, technical, codeOf } from "./errors";
 import { preview } from "./format";
 import {
   FILE, IMAGE, TEXT,
-  type Content, type Conversation, type Friend, type FriendRequest, type Group, type Member,
-  type Message, type Profile,
+  type Content, type Conversation, type Friend, type FriendRequest, type Group, type GroupAdd, type Invitation,
+  type Member, type Message, type Profile, type Reply,
 } from "./types";
 
 const TOKEN_KEY = "edgeim.token";
@@ -91,6 +91,20 @@ export const state = reactive({
   menu: "",
   notices: [] as Notice[],
   recallWindowMs: 120_000,
+  editWindowMs: 48 * 3600 * 1000,
+  /** the settings panel (profile, privacy, password, account) is open */
+  settingsOpen: false,
+  /** who may add me to a group at once ("" until loaded) */
+  groupAdd: "" as GroupAdd | "",
+  /** pending invitations into groups, and the groups' names as GROUP_INFO tells them */
+  invitations: [] as Invitation[],
+  invitedGroups: {} as Record<string, Group>,
+  /** conv -> the message the composer replies to */
+  replyTo: {} as Record<string, Message>,
+  /** conv -> my message the composer edits */
+  editing: {} as Record<string, Message>,
+  /** an avatar's file key -> its download URL (granted on demand) */
+  avatarUrls: {} as Record<string, string>,
   notifications: (typeof Notification === "undefined" ? "denied" : Notification.permission) as NotificationPermission,
   now: Date.now(),
 });
@@ -145,6 +159,20 @@ export async function run<T>(action: () => Promise<T>, who?: bigint): Promise<T 
   }
 }
 
+/** Run a user's action as `act`, with its own words for some error codes. */
+async function actWith<T>(action: () => Promise<T>, words: Record<number, string>): Promise<T | undefined> {
+  try {
+    const done = await action();
+    clearErrors();
+    return done;
+  } catch (error) {
+    const said = words[codeOf(error)];
+    if (said) notify("error", said, technical(error), codeOf(error));
+    else fail(error);
+    return undefined;
+  }
+}
+
 /** Run a user's action: as `run`, and once it succeeds the errors shown before are stale. */
 export async function act<T>(action: () => Promise<T>, who?: bigint): Promise<T | undefined> {
   try {
@@ -168,9 +196,10 @@ const key = (id: bigint): string => id.toString();
 
 export function displayName(id: bigint): string {
   if (id === 0n) return "";
+  const profile = state.profiles[key(id)];
+  if (profile?.deleted) return "Deleted user";
   const friend = state.friends.find((f) => f.user === id);
   if (friend && friend.remark) return friend.remark;
-  const profile = state.profiles[key(id)];
   if (profile) return profile.nickname || profile.username;
   void ensureProfiles([id]);
   return `user ${id}`;
@@ -195,14 +224,48 @@ export async function ensureProfiles(ids: bigint[]): Promise<void> {
   }
 }
 
-/** A user's picture, when their profile has one (a server that keeps avatars). */
+/** Fetch these profiles again (known ones too), replacing what is held. */
+async function refreshProfiles(ids: bigint[]): Promise<void> {
+  for (let i = 0; i < ids.length; i += 100) {
+    for (const profile of await sdk().users(ids.slice(i, i + 100))) state.profiles[key(profile.user)] = { ...profile };
+  }
+}
+
+/** Whether a user's account was deleted (their profile says so). */
+export function isDeleted(id: bigint): boolean {
+  return Boolean(state.profiles[key(id)]?.deleted);
+}
+
+/** A user's picture as a URL to show, "" for none (the initials are drawn instead). */
 export function avatarOf(id: bigint): string {
-  const avatar = (state.profiles[key(id)] as { avatar?: unknown } | undefined)?.avatar;
-  return typeof avatar === "string" ? avatar : "";
+  const profile = state.profiles[key(id)];
+  return profile && !profile.deleted ? pictureUrl(profile.avatar) : "";
 }
 
 export function convAvatar(conv: Conversation): string {
-  return conv.kind === "group" ? state.groups[key(conv.group)]?.avatar ?? "" : avatarOf(conv.peer);
+  return conv.kind === "group" ? pictureUrl(state.groups[key(conv.group)]?.avatar ?? "") : avatarOf(conv.peer);
+}
+
+const pendingAvatars = new Set<string>();
+
+/** An avatar as a URL: an https URL as it is, a file key of an avatar space through a
+ * download grant (asked once, then shown when it comes). A grant refused is no picture:
+ * the initials stay, as for a user without one. */
+export function pictureUrl(avatar: string | undefined): string {
+  if (!avatar) return "";
+  if (/^https?:\/\//.test(avatar)) return avatar;
+  const held = state.avatarUrls[avatar];
+  if (held) return held;
+  if (!pendingAvatars.has(avatar) && client !== null) {
+    pendingAvatars.add(avatar);
+    fileUrl(avatar).then(
+      (grant) => {
+        state.avatarUrls[avatar] = grant.url;
+      },
+      () => undefined, // decoration: the initials stand in
+    ).finally(() => pendingAvatars.delete(avatar));
+  }
+  return "";
 }
 
 /** Open one action menu (closing any other), or close it when it is the one open. */
@@ -241,7 +304,9 @@ export function terminalName(): string {
 async function openClient(): Promise<Client> {
   const config = await webConfig();
   state.recallWindowMs = config.recallWindowMs;
-  const made = markRaw(new Client({ urls: config.url, terminal: terminalName() }));
+  state.editWindowMs = config.editWindowMs;
+  // the edit window also bounds the SDK's catch-up of edits made while it was away
+  const made = markRaw(new Client({ urls: config.url, terminal: terminalName(), editWindowMs: config.editWindowMs }));
   // events of a client already dropped (logged out, kicked) must not touch the new session
   const live =
     <T>(handle: (event: T) => void) =>
@@ -250,6 +315,8 @@ async function openClient(): Promise<Client> {
     };
   made.on("message", live((m: Message) => onMessage(m)));
   made.on("recall", live((m: Message) => onRecall(m)));
+  made.on("edit", live((m: Message) => onEdit(m)));
+  made.on("profile", live((p: Profile) => onProfile(p)));
   made.on("read", live((mark: { conv: string; user: bigint; seq: number }) => onRead(mark)));
   made.on("conv", live((s: { conv: string; pinned: boolean; muted: boolean; hidden: boolean }) => onConvState(s)));
   made.on("friend", live((e: { event: string; user: bigint; message: string }) => void onFriend(e)));
@@ -266,7 +333,10 @@ async function openClient(): Promise<Client> {
   made.on("connected", live(() => {
     state.connected = true;
   }));
-  made.on("error", live((error: unknown) => fail(error)));
+  made.on("error", live((error: unknown) => {
+    if (error instanceof ServerError && SESSION_OVER.includes(error.code)) onSessionRefused(error);
+    else fail(error);
+  }));
   await made.connect();
   return made;
 }
@@ -296,7 +366,7 @@ export async function start(): Promise<void> {
     await client.tokenLogin(token);
     await afterLogin();
   } catch (error) {
-    if (error instanceof ServerError && (error.code === 2002 || error.code === 2003 || error.code === 2006)) {
+    if (error instanceof ServerError && [2002, 2003, 2006, 2007].includes(error.code)) {
       localStorage.removeItem(TOKEN_KEY);
     }
     fail(error);
@@ -343,7 +413,10 @@ async function afterLogin(): Promise<void> {
   state.connected = true;
   state.notices = []; // what went wrong before this login is no news to this session
   state.sent = loadSent();
-  await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups), ensureProfiles([state.me])]);
+  await Promise.all([
+    run(loadConversations), run(loadFriends), run(loadGroups), run(loadInvitations), run(loadSettings),
+    ensureProfiles([state.me]),
+  ]);
 }
 
 export async function logout(): Promise<void> {
@@ -360,7 +433,8 @@ function reset(): void {
     me: 0n, tab: "chats", convs: [], current: "", showMembers: false, messages: {}, hasOlder: {},
     loadingOlder: {}, presence: {}, typing: {}, peerRead: {}, readers: {}, friends: [], requests: [],
     groups: {}, members: {}, blocked: {}, found: null, connected: true, sent: {}, unreadFrom: {}, highlight: "",
-    search: null, menu: "", friendsLoaded: false,
+    search: null, menu: "", friendsLoaded: false, settingsOpen: false, groupAdd: "", invitations: [],
+    invitedGroups: {}, replyTo: {}, editing: {}, avatarUrls: {},
   });
   document.title = BASE_TITLE;
   presenceWatched.clear();
@@ -368,24 +442,127 @@ function reset(): void {
   typingSentAt.clear();
 }
 
+/** Why a session was closed, in people's words (KICKED's reasons, docs/protocol.md). */
+const KICKED_WORDS: Record<string, string> = {
+  replaced: "Signed out: this account signed in again in another tab of this browser.",
+  disabled: "Signed out: an operator disabled this account.",
+  password_changed: "Signed out: this account's password was changed on another device. Log in with the new password.",
+  account_deleted: "Signed out: this account was deleted.",
+};
+
+/** TOKEN_LOGIN refusals that end the session for good (expired, revoked or issued before a
+ * password change, the account disabled or deleted): the SDK stops reconnecting. */
+const SESSION_OVER = [2002, 2003, 2006, 2007];
+
+/** The stored token was refused on a reconnect (say, the password was changed or the
+ * account deleted while this browser was offline): back to the login screen, saying why. */
+function onSessionRefused(error: ServerError): void {
+  localStorage.removeItem(TOKEN_KEY);
+  void dropClient();
+  reset();
+  state.notices = [];
+  const words = error.code === 2003
+    ? "Signed out: this session is no longer valid (the password may have been changed on another device). Log in again."
+    : `Signed out: ${describe(error)}`;
+  notify("error", words, technical(error), error.code);
+  state.phase = "auth";
+}
+
 function onKicked(reason: string): void {
   // "replaced": this browser's login went to a newer session of the same terminal; the token
-  // stays good for a reload. An operator's kick or disable ends it.
+  // stays good for a reload. Anything else (an operator, a password change, a deletion) ends it.
   if (reason !== "replaced") localStorage.removeItem(TOKEN_KEY);
   void dropClient();
   reset();
   state.notices = [];
-  notify("error", reason === "replaced"
-    ? "Signed out: this account signed in again in another tab of this browser."
-    : reason === "disabled" ? "Signed out: an operator disabled this account." : "Signed out by an operator.");
+  notify("error", KICKED_WORDS[reason] ?? "Signed out by an operator.");
   state.phase = "auth";
+}
+
+// -- my account ----------------------------------------------------------------------------
+
+const PROFILE_WORDS: Record<number, string> = {
+  1003: "That can't be saved: a picture's address must be an https:// link (no spaces or quotes).",
+  3002: "That can't be saved: a nickname needs a letter or more (not only spaces), and both nickname and bio have a length limit.",
+  3006: "That picture is not on the server. Upload it again.",
+  3011: "Only images can be avatars.",
+  4000: "You changed your profile many times in a short while. Try again later.",
+};
+
+/** Change my profile (what is given); true when the server took it. */
+export async function saveProfile(change: { nickname?: string; bio?: string; avatar?: string }): Promise<boolean> {
+  const profile = await actWith(() => sdk().profileSet(change), PROFILE_WORDS);
+  if (!profile) return false;
+  state.profiles[key(profile.user)] = { ...profile };
+  return true;
+}
+
+/** Upload an image into my avatar space and make it my avatar. */
+export async function uploadAvatar(file: File): Promise<boolean> {
+  const mime = (file.type || "application/octet-stream").toLowerCase();
+  const profile = await actWith(() => sdk().uploadAvatar(file, mime, file.name || "avatar"), PROFILE_WORDS);
+  if (!profile) return false;
+  state.profiles[key(profile.user)] = { ...profile };
+  return true;
+}
+
+async function loadSettings(): Promise<void> {
+  state.groupAdd = (await sdk().settings()).groupAdd;
+}
+
+export async function setGroupAdd(groupAdd: GroupAdd): Promise<void> {
+  const settings = await act(() => sdk().settings({ groupAdd }));
+  if (settings) state.groupAdd = settings.groupAdd;
+}
+
+/** Change my password: this session stays (with the fresh token), the others are closed. */
+export async function changePassword(oldPassword: string, newPassword: string): Promise<boolean> {
+  const changed = await actWith(() => sdk().passwordChange(oldPassword, newPassword), {
+    2001: "The current password is wrong. Nothing was changed.",
+    1003: "The new password must be 6 to 128 characters.",
+    4000: "Too many password attempts. Wait a while and try again.",
+  });
+  if (!changed) return false;
+  localStorage.setItem(TOKEN_KEY, changed.token);
+  const others = changed.closed === 0 ? "No other device was signed in."
+    : changed.closed === 1 ? "1 other session was signed out: it needs the new password."
+    : `${changed.closed} other sessions were signed out: they need the new password.`;
+  notify("info", `Password changed. ${others}`);
+  return true;
+}
+
+/** Delete my account for good, then back to the login screen. */
+export async function deleteAccount(password: string): Promise<void> {
+  const done = await actWith(async () => {
+    await sdk().accountDelete(password);
+    return true;
+  }, {
+    2001: "The password is wrong. The account was not deleted.",
+    4000: "Too many password attempts. Wait a while and try again.",
+  });
+  if (!done) return;
+  localStorage.removeItem(TOKEN_KEY);
+  localStorage.removeItem(SENT_KEY + state.me);
+  await dropClient();
+  reset();
+  state.notices = [];
+  notify("info", "Your account was deleted.");
+  state.phase = "auth";
+}
+
+function onProfile(p: Profile): void {
+  state.profiles[key(p.user)] = { ...p };
+  // a deleted account is nobody's friend any more (FRIEND_PUSH tells friends; this is for the rest)
+  if (p.deleted && isFriend(p.user)) void run(loadFriends);
 }
 
 async function onReconnected(): Promise<void> {
   state.connected = true;
   presenceWatched.clear(); // watches belong to a connection: the new one watches afresh
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
-  await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups)]);
+  await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups), run(loadInvitations)]);
+  // names and pictures may have changed while away (PROFILE_PUSH is not caught up)
+  void run(() => refreshProfiles(Object.values(state.profiles).map((p) => p.user)));
   if (state.current) void run(() => refreshReceipts(state.current));
 }
 
@@ -500,6 +677,16 @@ function onRecall(m: Message): void {
   if (conv && conv.lastSeq === m.seq) {
     conv.lastRecalled = true;
     conv.lastText = "";
+  }
+}
+
+/** An edit of a message (mine from another device, or someone's): the held copy is
+ * replaced, and the list's preview follows when it is the newest. */
+function onEdit(m: Message): void {
+  if (state.messages[m.conv]) merge(m.conv, [m]);
+  const conv = findConv(m.conv);
+  if (conv && conv.lastSeq === m.seq && !m.recalledBy) {
+    conv.lastText = m.type === TEXT && typeof m.content === "string" ? m.content.slice(0, 64) : conv.lastText;
   }
 }
 
@@ -654,15 +841,25 @@ function mentionsIn(conv: Conversation, text: string): { mentions: bigint[]; men
   return { mentions, mentionAll };
 }
 
-async function sendContent(conv: Conversation, content: Content, type: number, text = ""): Promise<void> {
+/** What a reply to `m` quotes, as the server would say it (docs/protocol.md 9.23). */
+export function quoteOf(m: Message): Reply {
+  const recalled = Boolean(m.recalledBy);
+  const body = typeof m.content === "object" && m.content !== null ? (m.content as Record<string, unknown>) : {};
+  const snippet = recalled ? "" : m.type === TEXT ? String(m.content).slice(0, 100) : m.type === FILE ? String(body.name ?? "") : "";
+  return { id: m.id, seq: m.seq, from: m.from, type: m.type, snippet, recalled };
+}
+
+async function sendContent(conv: Conversation, content: Content, type: number, text = "", replyTo?: Message): Promise<void> {
   const c = sdk();
+  const reply = replyTo ? { replyTo: replyTo.id } : {};
   const ack =
     conv.kind === "group"
-      ? await c.sendGroup(conv.group, content, { type, ...mentionsIn(conv, text) })
-      : await c.send(conv.peer, content, { type });
+      ? await c.sendGroup(conv.group, content, { type, ...reply, ...mentionsIn(conv, text) })
+      : await c.send(conv.peer, content, { type, ...reply });
   const m: Message = {
     id: ack.msgId, conv: ack.conv, seq: ack.seq, from: state.me, to: conv.kind === "group" ? conv.group : conv.peer,
     cmid: ack.cmid, type, content, ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
+    reply: replyTo ? quoteOf(replyTo) : null, editedAt: 0, editRev: 0,
   };
   if (!findConv(ack.conv)) await loadConversations();
   const target = findConv(ack.conv);
@@ -671,13 +868,18 @@ async function sendContent(conv: Conversation, content: Content, type: number, t
   else state.messages[ack.conv] = [m];
 }
 
-/** Send a text; true when the server acknowledged it (stored). */
+/** Send a text (a reply when the composer quotes a message, an edit when it edits one);
+ * true when the server acknowledged it (stored). */
 export async function sendText(conv: Conversation, text: string): Promise<boolean> {
   if (!text.trim()) return false;
+  const editing = state.editing[conv.conv];
+  if (editing) return editMessage(editing, text);
+  const replyTo = state.replyTo[conv.conv];
   const sent = await act(async () => {
-    await sendContent(conv, text, TEXT, text);
+    await sendContent(conv, text, TEXT, text, replyTo);
     return true;
   }, conv.kind === "private" ? conv.peer : undefined);
+  if (sent && state.replyTo[conv.conv] === replyTo) delete state.replyTo[conv.conv];
   if (sent && typingSentAt.has(conv.conv)) {
     typingSentAt.delete(conv.conv);
     sdk().typing(conv.conv, false).catch(() => undefined);
@@ -686,15 +888,17 @@ export async function sendText(conv: Conversation, text: string): Promise<boolea
 }
 
 export async function sendFile(conv: Conversation, file: File): Promise<void> {
+  const replyTo = state.replyTo[conv.conv];
   await act(async () => {
     const mime = (file.type || "application/octet-stream").toLowerCase();
     const size = await imageSize(file);
     const fileKey: string = await sdk().upload(conv.conv, file, mime, file.name);
     if (size) {
-      await sendContent(conv, { key: fileKey, width: size.width, height: size.height, size: file.size, mime }, IMAGE);
+      await sendContent(conv, { key: fileKey, width: size.width, height: size.height, size: file.size, mime }, IMAGE, "", replyTo);
     } else {
-      await sendContent(conv, { key: fileKey, name: file.name, size: file.size, mime }, FILE);
+      await sendContent(conv, { key: fileKey, name: file.name, size: file.size, mime }, FILE, "", replyTo);
     }
+    if (replyTo && state.replyTo[conv.conv] === replyTo) delete state.replyTo[conv.conv];
   }, conv.kind === "private" ? conv.peer : undefined);
 }
 
@@ -728,6 +932,57 @@ export function mayRecall(conv: Conversation, m: Message): boolean {
   const role = myRole(conv.group);
   if (role === "owner") return true;
   return role === "admin" && m.from !== state.me && state.groups[key(conv.group)]?.owner !== m.from;
+}
+
+/** Whether Edit is offered: my own text message, not recalled, within the node's edit window. */
+export function mayEdit(m: Message): boolean {
+  return m.from === state.me && m.type === TEXT && !m.recalledBy && !m.tooLarge && state.now - m.ts < state.editWindowMs;
+}
+
+/** Reply to a message: the composer quotes it (an edit under way is dropped). */
+export function startReply(m: Message): void {
+  delete state.editing[m.conv];
+  state.replyTo[m.conv] = m;
+}
+
+/** Edit my message: the composer takes its text (a reply under way is dropped). */
+export function startEdit(m: Message): void {
+  delete state.replyTo[m.conv];
+  state.editing[m.conv] = m;
+}
+
+export function cancelCompose(conv: string): void {
+  delete state.replyTo[conv];
+  delete state.editing[conv];
+}
+
+/** Replace the text of my message; true when the server took it (unchanged text: nothing to do). */
+export async function editMessage(m: Message, text: string): Promise<boolean> {
+  if (text === m.content) {
+    if (state.editing[m.conv] === m) delete state.editing[m.conv];
+    return true;
+  }
+  const edited = await act(() => sdk().edit(m.conv, m.seq, text));
+  if (!edited) return false;
+  if (state.editing[m.conv] === m) delete state.editing[m.conv];
+  onEdit(edited);
+  return true;
+}
+
+/** Show the message a reply quotes: scroll to it (paging back until it is loaded). */
+export async function showQuoted(conv: string, seq: number): Promise<void> {
+  for (let pages = 0; pages < 50 && state.current === conv; pages++) {
+    if ((state.messages[conv] ?? []).some((held) => held.seq === seq)) break;
+    if (!state.hasOlder[conv]) break;
+    await run(() => loadOlder(conv));
+  }
+  if ((state.messages[conv] ?? []).some((held) => held.seq === seq)) {
+    state.highlight = "";
+    await Promise.resolve();
+    state.highlight = `${conv}:${seq}`;
+  } else {
+    notify("info", "That message is no longer in this conversation.");
+  }
 }
 
 export async function recall(conv: string, seq: number): Promise<void> {
@@ -893,14 +1148,80 @@ export function myRole(group: bigint): string {
   return state.members[key(group)]?.find((m) => m.user === state.me)?.role ?? state.groups[key(group)]?.role ?? "";
 }
 
-export async function createGroup(name: string, members: bigint[]): Promise<void> {
-  await act(async () => {
-    const info: Group = await sdk().groupCreate(name, members);
-    state.groups[key(info.group)] = { ...info };
+/** Names, "A, B and C". */
+function names(users: bigint[]): string {
+  const list = users.map(displayName);
+  return list.length <= 1 ? list.join("") : `${list.slice(0, -1).join(", ")} and ${list[list.length - 1]}`;
+}
+
+/** Tell who an add made members and who got an invitation instead (their group setting). */
+function tellAdded(group: string, added: bigint[], invited: bigint[]): void {
+  const parts: string[] = [];
+  if (added.length) parts.push(`${names(added)} ${added.length === 1 ? "was" : "were"} added to ${group}.`);
+  if (invited.length) {
+    parts.push(`${names(invited)} ${invited.length === 1 ? "was" : "were"} invited: they join once they accept.`);
+  }
+  if (parts.length) notify("info", parts.join(" "));
+}
+
+export async function createGroup(name: string, members: bigint[]): Promise<boolean> {
+  const done = await act(async () => {
+    const info = await sdk().groupCreate(name, members);
+    const { added, invited, ...group } = info;
+    state.groups[key(info.group)] = { ...group };
+    await ensureProfiles([...added, ...invited]);
+    tellAdded(name, added, invited);
     await loadConversations();
     state.tab = "chats";
     await openConv(`g${info.group}`);
+    return true;
   });
+  return Boolean(done);
+}
+
+/** Add users to a group (those whose setting asks for it get an invitation instead). */
+export async function inviteToGroup(group: bigint, users: bigint[]): Promise<boolean> {
+  const done = await act(async () => {
+    const result = await sdk().groupInvite(group, users);
+    await ensureProfiles([...result.users, ...result.invited]);
+    tellAdded(state.groups[key(group)]?.name ?? "the group", result.users, result.invited);
+    await Promise.all([loadMembers(group), loadGroups()]);
+    return true;
+  }, users.length === 1 ? users[0] : undefined);
+  return Boolean(done);
+}
+
+export async function loadInvitations(): Promise<void> {
+  const list: Invitation[] = await sdk().groupInvitations();
+  state.invitations = list.map((i) => ({ ...i }));
+  void ensureProfiles(list.map((i) => i.inviter));
+  for (const i of list) {
+    if (state.invitedGroups[key(i.group)]) continue;
+    const info = await run(() => sdk().groupInfo(i.group));
+    if (info) state.invitedGroups[key(i.group)] = { ...info };
+  }
+}
+
+export function invitedGroupName(group: bigint): string {
+  return state.invitedGroups[key(group)]?.name || `group ${group}`;
+}
+
+export async function answerInvitation(group: bigint, accept: boolean): Promise<void> {
+  const name = invitedGroupName(group);
+  const done = await act(async () => {
+    if (accept) await sdk().groupInvitationAccept(group);
+    else await sdk().groupInvitationDecline(group);
+    return true;
+  });
+  if (!done) {
+    await run(loadInvitations); // gone meanwhile (expired, dissolved): the list says so
+    return;
+  }
+  state.invitations = state.invitations.filter((i) => i.group !== group);
+  if (accept) {
+    await Promise.all([run(loadGroups), run(loadConversations)]);
+    notify("info", `You joined ${name}`);
+  }
 }
 
 /** Run a group admin action, then show the group as it is now. */
@@ -930,6 +1251,16 @@ function forgetGroup(group: bigint): void {
 }
 
 async function onGroup(e: { event: string; group: bigint; actor: bigint; users: bigint[] }): Promise<void> {
+  if (e.event === "invited") {
+    await ensureProfiles([e.actor]);
+    await run(loadInvitations);
+    notify("info", `${displayName(e.actor)} invited you to ${invitedGroupName(e.group)}`);
+    return;
+  }
+  if (e.event === "dissolved" && state.invitations.some((i) => i.group === e.group)) {
+    state.invitations = state.invitations.filter((i) => i.group !== e.group);
+    if (!state.groups[key(e.group)]) return;
+  }
   const gone = e.event === "dissolved" || ((e.event === "kicked" || e.event === "left") && e.users.includes(state.me));
   if (gone) {
     const name = state.groups[key(e.group)]?.name ?? `group ${e.group}`;

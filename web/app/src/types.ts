@@ -5,9 +5,12 @@ export type {
   ConversationInfo as Conversation,
   FriendInfo as Friend,
   FriendRequestInfo as FriendRequest,
+  GroupAdd,
   GroupInfo as Group,
+  InvitationInfo as Invitation,
   MemberInfo as Member,
   Message,
+  Reply,
   UserProfile as Profile,
 } from "edgeim-sdk";
 
