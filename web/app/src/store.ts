@@ -14,6 +14,7 @@ import {
   type Content, type Conversation, type Friend, type FriendRequest, type Group, type Member,
   type Message, type Profile,
 } from "./types";
+import { afterPage, catchUp, listen, resetExtras } from "./messageActions";
 
 const TOKEN_KEY = "edgeim.token";
 /** this browser's own terminal name, so two browsers of one account stay signed in together */
@@ -157,7 +158,7 @@ export async function act<T>(action: () => Promise<T>, who?: bigint): Promise<T 
   }
 }
 
-function sdk(): Client {
+export function sdk(): Client {
   if (client === null) throw new Error("not connected");
   return client;
 }
@@ -267,6 +268,7 @@ async function openClient(): Promise<Client> {
     state.connected = true;
   }));
   made.on("error", live((error: unknown) => fail(error)));
+  listen(made, live); // reactions, message pins, deletions (messageActions.ts)
   await made.connect();
   return made;
 }
@@ -366,6 +368,7 @@ function reset(): void {
   presenceWatched.clear();
   grants.clear();
   typingSentAt.clear();
+  resetExtras();
 }
 
 function onKicked(reason: string): void {
@@ -387,6 +390,7 @@ async function onReconnected(): Promise<void> {
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups)]);
   if (state.current) void run(() => refreshReceipts(state.current));
+  await run(catchUp);
 }
 
 // -- conversations -------------------------------------------------------------------------
@@ -429,6 +433,7 @@ export function closeConv(): void {
 async function loadLatest(conv: string): Promise<void> {
   const page = await sdk().history(conv, 0, PAGE);
   merge(conv, page.msgs);
+  afterPage(conv, page);
   state.hasOlder[conv] = page.hasMore;
 }
 
@@ -439,6 +444,7 @@ export async function loadOlder(conv: string): Promise<void> {
   try {
     const page = await sdk().history(conv, held[0].seq, PAGE);
     merge(conv, page.msgs);
+    afterPage(conv, page);
     state.hasOlder[conv] = page.hasMore;
   } finally {
     state.loadingOlder[conv] = false;
@@ -447,7 +453,7 @@ export async function loadOlder(conv: string): Promise<void> {
 
 /** Add messages to a loaded conversation: one per seq (a later copy, e.g. a tombstone,
  * replaces the earlier), ascending by seq. */
-function merge(conv: string, msgs: Message[]): void {
+export function merge(conv: string, msgs: Message[]): void {
   const bySeq = new Map<number, Message>();
   for (const m of state.messages[conv] ?? []) bySeq.set(m.seq, m);
   for (const m of msgs) bySeq.set(m.seq, { ...m });
@@ -455,7 +461,7 @@ function merge(conv: string, msgs: Message[]): void {
   void ensureProfiles(msgs.map((m) => m.from));
 }
 
-function bump(conv: Conversation, m: Message): void {
+export function bump(conv: Conversation, m: Message): void {
   if (m.seq > conv.lastSeq) {
     if (m.from !== state.me) conv.unread += m.seq - conv.lastSeq;
     conv.lastSeq = m.seq;
