@@ -8,7 +8,8 @@ words; messages pinned and unpinned from the menu and by the other user live, th
 and the list of pins, a recall taking a pin away; Forward to a friend and to a group, with
 and without the sender's name; Delete for me and Clear history behind a confirmation, on
 this browser and live on another browser of the same account, kept after a reload; the
-same menu on a phone. Screenshots go to <repo>/test-artifacts/web/ as in test_browser.py."""
+same menu on a phone; what changed while the browser was offline (reactions, a pin, a
+deletion and a clear on the user's phone) shows once it is back. Screenshots go to <repo>/test-artifacts/web/ as in test_browser.py."""
 from __future__ import annotations
 
 import re
@@ -16,9 +17,11 @@ import re
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
-    PHONE, befriend, browser, conv_item, docs_shot, log_in, long_press, message, next_message, node, open_menu, open_page, sdk_user,
-    shot,
+    DESKTOP, PASSWORD, PHONE, app_url, befriend, browser, conv_item, docs_shot, log_in, long_press, message, next_message, node, open_menu, open_page, sdk_user,
+    page_errors, shot,
 )
+
+from edgeim.sdk import Client
 
 
 def pconv(a: int, b: int) -> str:
@@ -310,3 +313,65 @@ async def test_reactions_and_forward_on_a_phone(node: ServeProcess, browser) -> 
     finally:
         await dan.close()
         await fay.close()
+
+
+async def test_what_changed_while_offline_shows_after_a_reconnect(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
+    bob, _, bob_id = await sdk_user(node, "Bob")
+    ann, ann_name, ann_id = await sdk_user(node, "Ann")
+    try:
+        await befriend(bob, ann, ann_id, bob_id)
+        conv = pconv(ann_id, bob_id)
+        sent = [await bob.send(ann_id, text) for text in ("one", "two", "three", "four")]
+        online = True
+        sockets = []
+
+        async def through(ws) -> None:  # type: ignore[no-untyped-def]
+            if not online:
+                await ws.close()
+                return
+            sockets.append((ws, ws.connect_to_server()))
+
+        async def drop() -> None:
+            nonlocal online
+            online = False
+            for ws, server in sockets:
+                await server.close()
+                await ws.close()
+            sockets.clear()
+            await expect(page.get_by_test_id("connection")).to_be_visible()
+
+        context = await browser.new_context(viewport=DESKTOP)
+        await context.route_web_socket(re.compile(r"/ws$"), through)
+        page = await context.new_page()
+        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+        await page.goto(app_url(node))
+        await log_in(page, ann_name, "Ann")
+        await conv_item(page, "Bob").click()
+        await expect(message(page, "four")).to_be_visible()
+
+        # offline: Bob reacts and pins; Ann's phone deletes a message for her
+        await drop()
+        await bob.react(conv, sent[0].seq, "👍")
+        await bob.pin_message(conv, sent[1].seq)
+        await ann.delete_for_me(conv, [sent[2].seq])
+        online = True
+        await expect(page.get_by_test_id("connection")).to_have_count(0)
+        await expect(chip(message(page, "one"), "👍").get_by_test_id("reaction-count")).to_have_text("1")
+        await expect(page.get_by_test_id("pins-bar").get_by_test_id("pin-text")).to_have_text("Bob: two")
+        await expect(message(page, "three")).to_have_count(0)
+        await expect(page.get_by_test_id("message")).to_have_count(3)
+        # the list was read again too (nothing failed on the way back)
+        await expect(conv_item(page, "Bob").get_by_test_id("conv-preview")).to_have_text("four")
+        await expect(page.get_by_test_id("error")).to_have_count(0)
+
+        # offline again: Bob takes his reaction back, Ann's phone clears the history
+        await drop()
+        await bob.unreact(conv, sent[0].seq, "👍")
+        await ann.clear_history(conv)
+        online = True
+        await expect(page.get_by_test_id("connection")).to_have_count(0)
+        await expect(page.get_by_test_id("message")).to_have_count(0)
+        await context.close()
+    finally:
+        await bob.close()
+        await ann.close()
