@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import re
 
+from pathlib import Path
+
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
     DESKTOP, PASSWORD, PHONE, app_url, befriend, browser, conv_item, docs_shot, log_in, long_press, message, next_message, node, open_menu, open_page, sdk_user,
-    page_errors, shot,
+    page_errors, shot, start_node,
 )
 
 from edgeim.sdk import Client
@@ -207,7 +209,17 @@ async def test_forward_delete_for_me_and_clear_history(node: ServeProcess, brows
         copy = await next_message(cat)
         assert (copy.conv, copy.content, copy.forwarded_from) == (f"g{gid}", "the address is 12 Elm St", -1)
         await conv_item(page, "Hikers").click()
-        await expect(message(page, "the address is 12 Elm St").get_by_test_id("forwarded")).to_have_text("Forwarded")
+        in_group = message(page, "the address is 12 Elm St")
+        await expect(in_group.get_by_test_id("forwarded")).to_have_text("Forwarded")
+        # in a group only its owner and admins pin: Ann, a member, sees Cat's pin, no way to unpin
+        await cat.pin_message(f"g{gid}", copy.seq)
+        await expect(page.get_by_test_id("pins-bar").get_by_test_id("pin-text")).to_have_text("Ann: the address is 12 Elm St")
+        await expect(page.get_by_test_id("pin-bar-unpin")).to_have_count(0)
+        await open_menu(in_group, "msg-menu")
+        await expect(in_group.get_by_test_id("forward")).to_be_visible()
+        await expect(in_group.get_by_test_id("pin-message")).to_have_count(0)
+        await expect(in_group.get_by_test_id("unpin-message")).to_have_count(0)
+        await page.keyboard.press("Escape")
 
         # Delete for me, after a confirmation; Cancel first changes nothing
         await conv_item(page, "Bob").click()
@@ -375,3 +387,41 @@ async def test_what_changed_while_offline_shows_after_a_reconnect(node: ServePro
     finally:
         await bob.close()
         await ann.close()
+
+
+async def test_a_full_set_of_pins_is_told_in_words(tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
+    small = start_node(tmp_path, max_message_pins=1)
+    try:
+        gus, _, gus_id = await sdk_user(small, "Gus")
+        hal, hal_name, hal_id = await sdk_user(small, "Hal")
+        try:
+            await befriend(gus, hal, hal_id, gus_id)
+            conv = pconv(gus_id, hal_id)
+            first = await gus.send(hal_id, "first plan")
+            await gus.send(hal_id, "second plan")
+            await gus.pin_message(conv, first.seq)
+            page = await open_page(browser, small)
+            await log_in(page, hal_name, "Hal")
+            await conv_item(page, "Gus").click()
+            bar = page.get_by_test_id("pins-bar")
+            await expect(bar.get_by_test_id("pin-text")).to_have_text("Gus: first plan")
+            # the chat holds as many pins as the node allows (1): the refusal says what to do
+            second = message(page, "second plan")
+            await open_menu(second, "msg-menu")
+            await second.get_by_test_id("pin-message").click()
+            error = page.get_by_test_id("error")
+            await expect(error).to_have_attribute("data-code", "3027")
+            await expect(error).to_contain_text("Unpin one first")
+            await expect(bar.get_by_test_id("pin-text")).to_have_text("Gus: first plan")
+            # unpinning from the bar makes room
+            await bar.get_by_test_id("pin-bar-unpin").click()
+            await expect(bar).to_have_count(0)
+            await open_menu(second, "msg-menu")
+            await second.get_by_test_id("pin-message").click()
+            await expect(bar.get_by_test_id("pin-text")).to_have_text("Gus: second plan")
+            assert [p.seq for p in (await gus.pins(conv)).pins] == [first.seq + 1]
+        finally:
+            await gus.close()
+            await hal.close()
+    finally:
+        small.stop()
