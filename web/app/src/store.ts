@@ -14,6 +14,7 @@ import {
   type Content, type Conversation, type Friend, type FriendRequest, type Group, type GroupAdd, type Invitation,
   type Member, type Message, type Profile, type Reply,
 } from "./types";
+import { afterPage, catchUp, listen, resetExtras } from "./messageActions";
 
 const TOKEN_KEY = "edgeim.token";
 /** this browser's own terminal name, so two browsers of one account stay signed in together */
@@ -185,7 +186,7 @@ export async function act<T>(action: () => Promise<T>, who?: bigint): Promise<T 
   }
 }
 
-function sdk(): Client {
+export function sdk(): Client {
   if (client === null) throw new Error("not connected");
   return client;
 }
@@ -306,7 +307,7 @@ async function openClient(): Promise<Client> {
   state.recallWindowMs = config.recallWindowMs;
   state.editWindowMs = config.editWindowMs;
   // the edit window also bounds the SDK's catch-up of edits made while it was away
-  const made = markRaw(new Client({ urls: config.url, terminal: terminalName(), editWindowMs: config.editWindowMs }));
+  const made = markRaw(new Client({ urls: config.url, terminal: terminalName() }));
   // events of a client already dropped (logged out, kicked) must not touch the new session
   const live =
     <T>(handle: (event: T) => void) =>
@@ -337,6 +338,7 @@ async function openClient(): Promise<Client> {
     if (error instanceof ServerError && SESSION_OVER.includes(error.code)) onSessionRefused(error);
     else fail(error);
   }));
+  listen(made, live); // reactions, message pins, deletions (messageActions.ts)
   await made.connect();
   return made;
 }
@@ -440,6 +442,7 @@ function reset(): void {
   presenceWatched.clear();
   grants.clear();
   typingSentAt.clear();
+  resetExtras();
 }
 
 /** Why a session was closed, in people's words (KICKED's reasons, docs/protocol.md). */
@@ -558,12 +561,15 @@ function onProfile(p: Profile): void {
 
 async function onReconnected(): Promise<void> {
   state.connected = true;
+  // the SDK refuses requests ("reconnecting") until the event's emitter has returned
+  await new Promise((resolve) => setTimeout(resolve, 0));
   presenceWatched.clear(); // watches belong to a connection: the new one watches afresh
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups), run(loadInvitations)]);
   // names and pictures may have changed while away (PROFILE_PUSH is not caught up)
   void run(() => refreshProfiles(Object.values(state.profiles).map((p) => p.user)));
   if (state.current) void run(() => refreshReceipts(state.current));
+  await run(catchUp);
 }
 
 // -- conversations -------------------------------------------------------------------------
@@ -606,6 +612,7 @@ export function closeConv(): void {
 async function loadLatest(conv: string): Promise<void> {
   const page = await sdk().history(conv, 0, PAGE);
   merge(conv, page.msgs);
+  afterPage(conv, page);
   state.hasOlder[conv] = page.hasMore;
 }
 
@@ -616,6 +623,7 @@ export async function loadOlder(conv: string): Promise<void> {
   try {
     const page = await sdk().history(conv, held[0].seq, PAGE);
     merge(conv, page.msgs);
+    afterPage(conv, page);
     state.hasOlder[conv] = page.hasMore;
   } finally {
     state.loadingOlder[conv] = false;
@@ -624,7 +632,7 @@ export async function loadOlder(conv: string): Promise<void> {
 
 /** Add messages to a loaded conversation: one per seq (a later copy, e.g. a tombstone,
  * replaces the earlier), ascending by seq. */
-function merge(conv: string, msgs: Message[]): void {
+export function merge(conv: string, msgs: Message[]): void {
   const bySeq = new Map<number, Message>();
   for (const m of state.messages[conv] ?? []) bySeq.set(m.seq, m);
   for (const m of msgs) bySeq.set(m.seq, { ...m });
@@ -632,7 +640,7 @@ function merge(conv: string, msgs: Message[]): void {
   void ensureProfiles(msgs.map((m) => m.from));
 }
 
-function bump(conv: Conversation, m: Message): void {
+export function bump(conv: Conversation, m: Message): void {
   if (m.seq > conv.lastSeq) {
     if (m.from !== state.me) conv.unread += m.seq - conv.lastSeq;
     conv.lastSeq = m.seq;
@@ -859,7 +867,7 @@ async function sendContent(conv: Conversation, content: Content, type: number, t
   const m: Message = {
     id: ack.msgId, conv: ack.conv, seq: ack.seq, from: state.me, to: conv.kind === "group" ? conv.group : conv.peer,
     cmid: ack.cmid, type, content, ts: ack.ts, mentions: [], mentionAll: false, recalledBy: 0n, recalledAt: 0, tooLarge: false,
-    reply: replyTo ? quoteOf(replyTo) : null, editedAt: 0, editRev: 0,
+    reply: replyTo ? quoteOf(replyTo) : null, editedAt: 0, rev: 0,
   };
   if (!findConv(ack.conv)) await loadConversations();
   const target = findConv(ack.conv);
