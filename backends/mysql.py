@@ -1260,7 +1260,7 @@ def _pin_message(tx: _Tx, c: PinMessage) -> Pin | str | None:
         return PINS_FULL
     tx.cur.execute("INSERT INTO message_pins (conv, seq, pinned_by, pinned_at) VALUES (%s, %s, %s, %s)",
                    (c.conv, c.seq, c.by, c.at))
-    return Pin(c.conv, c.seq, c.by, c.at, message)
+    return Pin(c.conv, c.seq, c.by, c.at, message, created=True)
 
 
 def _unpin_message(tx: _Tx, c: UnpinMessage) -> bool:

@@ -217,6 +217,8 @@ class Pin(msgspec.Struct, frozen=True):
     by: UserId
     at: int  # unix ms
     message: StoredMessage
+    #: PinMessage's result only: this request pinned it (False: it was pinned already)
+    created: bool = False
 
 
 class UserRecords(msgspec.Struct, frozen=True):

@@ -1118,7 +1118,7 @@ def _pin_message(store: SqliteStore, conn: sqlite3.Connection, c: PinMessage) ->
         return PINS_FULL
     conn.execute("INSERT INTO message_pins (conv, seq, pinned_by, pinned_at) VALUES (?, ?, ?, ?)",
                  (c.conv, c.seq, c.by, c.at))
-    return Pin(c.conv, c.seq, c.by, c.at, message)
+    return Pin(c.conv, c.seq, c.by, c.at, message, created=True)
 
 
 def _unpin_message(store: SqliteStore, conn: sqlite3.Connection, c: UnpinMessage) -> bool:

@@ -189,7 +189,7 @@ class Views:
                 raise RequestError(f"message {seq} of {conv} was recalled", ErrorCode.MESSAGE_RECALLED)
             raise RequestError(f"no message {seq} in {conv}", ErrorCode.NOT_FOUND)
         assert isinstance(result, Pin)
-        if result.by == user and result.at == now:  # new: the members hear of it
+        if result.created:  # new: the members hear of it (not a pin made before, even in the same ms)
             self._push("pinned", conv, seq, user, now, user, terminal)
         return _pin_info(result)
 

@@ -990,9 +990,12 @@ async def test_message_pins_are_bounded_listed_and_dropped_by_a_recall(store):
     for _ in range(4):
         await store.append(message(conv, 1, made.group.id))
     first = await store.apply(PinMessage(conv, 1, UserId(1), 100, 2))
-    assert isinstance(first, Pin) and (first.seq, first.by, first.at, first.message.seq) == (1, 1, 100, 1)
+    assert isinstance(first, Pin)
+    assert (first.seq, first.by, first.at, first.message.seq, first.created) == (1, 1, 100, 1, True)
+    again = await store.apply(PinMessage(conv, 1, UserId(1), 100, 2))  # pinned already, even by the same, same ms
+    assert (again.by, again.at, again.created) == (1, 100, False)
     again = await store.apply(PinMessage(conv, 1, UserId(2), 200, 2))  # pinned already: the stored pin
-    assert (again.by, again.at) == (1, 100)
+    assert (again.by, again.at, again.created) == (1, 100, False)
     await store.apply(PinMessage(conv, 3, UserId(2), 300, 2))
     assert await store.apply(PinMessage(conv, 4, UserId(1), 400, 2)) == PINS_FULL
     assert await store.apply(PinMessage(conv, 9, UserId(1), 400, 5)) is None  # no such message
