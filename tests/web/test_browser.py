@@ -471,6 +471,25 @@ async def befriend(a: Client, b: Client, b_id: int, a_id: int) -> None:
     await b.friend_accept(a_id)
 
 
+async def open_aged_chat(browser, node: ServeProcess):  # type: ignore[no-untyped-def]
+    """Kim's chat with her friend Lee open in a browser, holding one message of Kim's sent
+    1.5 s before (past a node's 1 s window: a precondition, not an assertion); the page
+    and that message."""
+    kim, kim_name, kim_id = await sdk_user(node, "Kim")
+    lee, _, lee_id = await sdk_user(node, "Lee")
+    try:
+        await befriend(kim, lee, lee_id, kim_id)
+        await kim.send(lee_id, "sent a while ago")
+        await asyncio.sleep(1.5)
+    finally:
+        await kim.close()
+        await lee.close()
+    page = await open_page(browser, node)
+    await log_in(page, kim_name, "Kim")
+    await conv_item(page, "Lee").click()
+    return page, message(page, "sent a while ago")
+
+
 async def test_two_browsers_of_one_account_stay_signed_in_together(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
     oli, _, oli_id = await sdk_user(node, "Oli")
     try:
@@ -596,19 +615,7 @@ async def test_a_stranger_is_offered_a_friend_request_and_errors_speak_plainly(n
 async def test_recall_is_offered_only_within_the_recall_window(tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
     short = start_node(tmp_path, recall_window=1)
     try:
-        kim, kim_name, kim_id = await sdk_user(short, "Kim")
-        lee, _, lee_id = await sdk_user(short, "Lee")
-        try:
-            await befriend(kim, lee, lee_id, kim_id)
-            await kim.send(lee_id, "sent a while ago")
-            await asyncio.sleep(1.5)  # past the node's 1 s window (a precondition, not an assertion)
-        finally:
-            await kim.close()
-            await lee.close()
-        page = await open_page(browser, short)
-        await log_in(page, kim_name, "Kim")
-        await conv_item(page, "Lee").click()
-        old = message(page, "sent a while ago")
+        page, old = await open_aged_chat(browser, short)
         # the actions are out of the way until the pointer is on the message
         await expect(old.get_by_test_id("msg-menu")).to_be_hidden()
         await open_menu(old, "msg-menu")

@@ -18,7 +18,8 @@ from pathlib import Path
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
-    DESKTOP, PASSWORD, PHONE, befriend, browser, conv_item, log_in, long_press, message, node, open_menu, open_page,
+    DESKTOP, PASSWORD, PHONE, befriend, browser, conv_item, log_in, long_press, message, node, open_aged_chat, open_menu,
+    open_page,
     page_errors, png, register, sdk_user, shot, start_node, unique,
 )
 
@@ -385,19 +386,7 @@ async def test_replies_and_edits_from_the_action_menu_live_and_after_a_reconnect
 async def test_edit_is_offered_only_within_the_edit_window(tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
     short = start_node(tmp_path, edit_window=1)
     try:
-        kim, kim_name, kim_id = await sdk_user(short, "Kim")
-        lee, _, lee_id = await sdk_user(short, "Lee")
-        try:
-            await befriend(kim, lee, lee_id, kim_id)
-            await kim.send(lee_id, "sent a while ago")
-            await asyncio.sleep(1.5)  # past the node's 1 s window (a precondition, not an assertion)
-        finally:
-            await kim.close()
-            await lee.close()
-        page = await open_page(browser, short)
-        await log_in(page, kim_name, "Kim")
-        await conv_item(page, "Lee").click()
-        old = message(page, "sent a while ago")
+        page, old = await open_aged_chat(browser, short)
         await open_menu(old, "msg-menu")
         await expect(old.get_by_test_id("reply")).to_be_visible()
         await expect(old.get_by_test_id("edit")).to_have_count(0)
