@@ -8,8 +8,8 @@
 import { nextTick, reactive } from "vue";
 import type { Changes, Client, Page, PinEvent, PinInfo, Reaction, ReactionEvent, ViewEvent } from "edgeim-sdk";
 import {
-  act, bump, convTitle, displayName, findConv, loadConversations, loadOlder, merge, myRole, notify, run, sdk, sortedConvs,
-  state,
+  act, bump, convTitle, displayName, extend, findConv, loadConversations, loadOlder, merge, myRole, notify, run, sdk,
+  sortedConvs, state,
 } from "./store";
 import { TEXT, type Conversation, type Message } from "./types";
 
@@ -388,3 +388,5 @@ export function snippet(m: Message): string {
   if (m.type === 3) return `[file] ${String(body.name ?? "")}`;
   return "[message]";
 }
+
+extend({ listen, afterPage, catchUp, reset: resetExtras });

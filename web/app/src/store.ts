@@ -5,7 +5,7 @@
  * the user in words (errors.ts) instead of dropping it; an action that succeeds clears the
  * errors still shown. */
 import { markRaw, reactive, watchEffect } from "vue";
-import { Client, ServerError } from "edgeim-sdk";
+import { Client, ServerError, type Page } from "edgeim-sdk";
 import { webConfig } from "./config";
 import { sentence, technical, codeOf } from "./errors";
 import { preview } from "./format";
@@ -14,7 +14,29 @@ import {
   type Content, type Conversation, type Friend, type FriendRequest, type Group, type GroupAdd, type Invitation,
   type Member, type Message, type Profile, type Reply,
 } from "./types";
-import { afterPage, catchUp, listen, resetExtras } from "./messageActions";
+
+/** What a feature module adds to the store's life. The store calls it without importing the
+ * module (messageActions.ts registers itself with `extend`), so that the module may import
+ * the store and the two do not import each other. */
+export interface StoreExtension {
+  /** follow the new client's events (`live` drops those of a client gone since) */
+  listen(client: Client, live: <T>(handle: (event: T) => void) => (event: T) => void): void;
+  /** a HISTORY page of `conv` was merged */
+  afterPage(conv: string, page: Page): void;
+  /** back after a drop: read what changed meanwhile */
+  catchUp(): Promise<void>;
+  /** logged out: keep nothing of this user's */
+  reset(): void;
+}
+const extensions: StoreExtension[] = [];
+
+export function extend(extension: StoreExtension): void {
+  extensions.push(extension);
+}
+
+function afterPage(conv: string, page: Page): void {
+  for (const extension of extensions) extension.afterPage(conv, page);
+}
 
 const TOKEN_KEY = "edgeim.token";
 /** this browser's own terminal name, so two browsers of one account stay signed in together */
@@ -338,7 +360,7 @@ async function openClient(): Promise<Client> {
     if (error instanceof ServerError && SESSION_OVER.includes(error.code)) onSessionRefused(error);
     else fail(error);
   }));
-  listen(made, live); // reactions, message pins, deletions (messageActions.ts)
+  for (const extension of extensions) extension.listen(made, live); // reactions, message pins, deletions
   await made.connect();
   return made;
 }
@@ -442,7 +464,7 @@ function reset(): void {
   presenceWatched.clear();
   grants.clear();
   typingSentAt.clear();
-  resetExtras();
+  for (const extension of extensions) extension.reset();
 }
 
 /** Why a session was closed, in people's words (KICKED's reasons, docs/protocol.md). */
@@ -569,7 +591,9 @@ async function onReconnected(): Promise<void> {
   // names and pictures may have changed while away (PROFILE_PUSH is not caught up)
   void run(() => refreshProfiles(Object.values(state.profiles).map((p) => p.user)));
   if (state.current) void run(() => refreshReceipts(state.current));
-  await run(catchUp);
+  await run(async () => {
+    for (const extension of extensions) await extension.catchUp();
+  });
 }
 
 // -- conversations -------------------------------------------------------------------------
