@@ -263,6 +263,51 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (conv, seq)
     ) WITHOUT ROWID;
     """,
+    """
+    -- A retried SEND is known by its (sender, cmid), a key the client makes up, at random:
+    -- a unique index on it wrote a random page of a growing b-tree in every commit. The
+    -- keys now live in message_cmids, written behind the commits a conversation at a time
+    -- up to its cmid_marks seq (as the search index); the writer holds the keys past the
+    -- marks in memory and reads them back from messages at open. SQLite cannot drop a
+    -- table constraint, so messages is rebuilt without it.
+    CREATE TABLE message_cmids (
+        sender INTEGER NOT NULL,
+        cmid   TEXT    NOT NULL,
+        id     INTEGER NOT NULL,
+        PRIMARY KEY (sender, cmid)
+    ) WITHOUT ROWID;
+    INSERT INTO message_cmids (sender, cmid, id) SELECT sender, cmid, id FROM messages;
+    CREATE TABLE cmid_marks (
+        conv TEXT    NOT NULL PRIMARY KEY,
+        seq  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    INSERT INTO cmid_marks (conv, seq) SELECT conv, max(seq) FROM messages GROUP BY conv;
+    CREATE TABLE messages_rebuilt (
+        id          INTEGER PRIMARY KEY,  -- proposed by the node (NewMessage.msg_id)
+        conv        TEXT    NOT NULL,
+        seq         INTEGER NOT NULL,
+        sender      INTEGER NOT NULL,
+        to_user     INTEGER NOT NULL,
+        cmid        TEXT    NOT NULL,
+        type        INTEGER NOT NULL,
+        content     TEXT    NOT NULL,
+        ts          INTEGER NOT NULL,
+        mentions    TEXT    NOT NULL DEFAULT '',
+        recalled_by INTEGER NOT NULL DEFAULT 0,
+        recalled_at INTEGER NOT NULL DEFAULT 0,
+        reply_to    INTEGER NOT NULL DEFAULT 0,
+        edited_at   INTEGER NOT NULL DEFAULT 0,
+        fwd         INTEGER NOT NULL DEFAULT 0,
+        reactions   TEXT    NOT NULL DEFAULT '',
+        rev         INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (conv, seq)
+    );
+    INSERT INTO messages_rebuilt SELECT id, conv, seq, sender, to_user, cmid, type, content, ts, mentions,
+        recalled_by, recalled_at, reply_to, edited_at, fwd, reactions, rev FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_rebuilt RENAME TO messages;
+    CREATE INDEX messages_by_rev ON messages (conv, rev) WHERE rev > 0;
+    """,
 )
 
 _BUSY_TIMEOUT_MS = 5000  # how long a statement waits for a lock held by another connection
@@ -279,14 +324,22 @@ _MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
                     " reply_to, edited_at, fwd, reactions, rev")
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sender, cmid) DO NOTHING"
-)
-_INSERT_MESSAGES = (  # a run's rows: a repeated (sender, cmid) fails it, and the run goes row by row
+_INSERT_MESSAGE = (  # (sender, cmid) are looked up first: _known_ids
     "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+#: the ids of stored keys among a list of (sender, cmid): the keys drive the lookup, one
+#: probe of message_cmids's primary key each
+_KNOWN_KEYS = ("SELECT m.sender, m.cmid, m.id FROM (VALUES {}) AS k"
+               " CROSS JOIN message_cmids AS m ON m.sender = k.column1 AND m.cmid = k.column2")
+_KNOWN_KEYS_MAX = 500  # keys per lookup statement (two parameters each)
+_WRITE_KEY = "INSERT INTO message_cmids (sender, cmid, id) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
+_SET_KEY_MARK = "INSERT INTO cmid_marks (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq"
+#: (sender, cmid) keys the writer holds in memory before it writes them to message_cmids
+#: between two batches (it also writes them whenever it is idle)
+KEYS_HELD = 20_000
+#: keys written per transaction (whole conversations: at least one)
+KEYS_SLICE = 5_000
 _INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
 _SET_MARK = "INSERT INTO search_marks (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq"
 #: seconds without writes after which the writer indexes messages for search
@@ -367,6 +420,14 @@ class SqliteStore(WriteQueue):
         # mark (conv -> newest committed seq), and the searches waiting for some of them
         self._unindexed: dict[str, int] = {}
         self._asks: list[IndexNow] = []
+        # Owned by the writer thread: the (sender, cmid) keys of committed messages not in
+        # message_cmids yet (key -> message id), and the same by conversation (conv -> its
+        # newest seq among them and their rows), which ``_write_keys`` moves there a
+        # conversation at a time; ``_staged``: the keys of the batch being written, until
+        # its commit (a batch that fails takes its keys with it).
+        self._keys: dict[tuple[int, str], int] = {}
+        self._keys_by_conv: dict[str, tuple[int, list[tuple[int, str, int]]]] = {}
+        self._staged: dict[tuple[int, str], tuple[int, str, int]] = {}
         #: messages read into the search index (metrics)
         self.indexed = 0
         self._healthy = True
@@ -647,7 +708,7 @@ class SqliteStore(WriteQueue):
                     raise StoreDamaged(f"{self.path} failed its integrity check: {'; '.join(problems)}."
                                        " Restore it from a backup (or try the sqlite3 .recover command on a copy).")
                 _migrate(conn)
-                self._find_unindexed(conn)  # before open() returns: a search reads it
+                self._find_behind(conn)  # before open() returns: a search reads it
             except BaseException as exc:
                 ready.set_exception(_open_error(self.path, exc))
                 return
@@ -661,10 +722,14 @@ class SqliteStore(WriteQueue):
         for batch in self._batches(self.batch_max, self._index_wait):
             if batch:
                 self._commit_batch(conn, batch)
+            if len(self._keys) >= KEYS_HELD or (not batch and self._keys):
+                self._write_keys(conn, KEYS_SLICE)
             if self._asks:
                 self._index_asked(conn)
             elif not batch and self._unindexed:  # nothing else to do: catch up a little
                 self._index_some(conn, list(self._unindexed), INDEX_SLICE, INDEX_SLICE_BYTES)
+        while self._keys_by_conv and self._write_keys(conn, KEYS_SLICE):  # a stop: the next open reads none back
+            pass
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         """One transaction for the whole batch; every write is settled whatever happens.
@@ -675,6 +740,7 @@ class SqliteStore(WriteQueue):
             if not batch:
                 return
         outcomes: list[Outcome] = []
+        self._staged.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -719,6 +785,8 @@ class SqliteStore(WriteQueue):
             outcomes = [(op.ticket, None, failure) for op in batch]
         else:
             self._healthy = True
+            if self._staged:
+                self._hold_keys()
         settle(batch, outcomes)
 
     def _insert_run(self, conn: sqlite3.Connection, run: list[Append], touched: dict[tuple[int, str], int],
@@ -730,24 +798,35 @@ class SqliteStore(WriteQueue):
         before: dict[str, int | None] = {}
         rows: list[tuple[Any, ...]] = []
         firsts: dict[tuple[int, str], int] = {}  # (sender, cmid) -> its row in ``rows``
-        order: list[int] = []  # for each op of the run: its row (a repeat of a pair: -1 - that row)
+        # for each op of the run: its row (a repeat of a pair: -1 - that row; a pair stored
+        # before this run: None, in ``earlier``)
+        order: list[int | None] = []
+        known = self._known_ids(conn, [(op.message.sender, op.message.cmid) for op in run])
+        earlier: dict[tuple[int, str], StoredMessage] = {}
         for op in run:
             m = op.message
-            first = firsts.get((m.sender, m.cmid))
+            key = (m.sender, m.cmid)
+            first = firsts.get(key)
             if first is not None:  # the same pair twice in one run: the second is a retry
                 order.append(-1 - first)
+                continue
+            if key in known:  # a retry of a message stored before
+                if key not in earlier:
+                    earlier[key] = self._message_by_id(conn, known[key])
+                order.append(None)
                 continue
             conv = m.conv
             if conv not in before:
                 before[conv] = last_seq.get(conv)
             seq = self._next_seq(conn, conv)
             last_seq[conv] = seq
-            firsts[(m.sender, m.cmid)] = len(rows)
+            firsts[key] = len(rows)
             order.append(len(rows))
             rows.append((m.msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
         conn.execute("SAVEPOINT run")
         try:
-            conn.executemany(_INSERT_MESSAGES, rows)
+            if rows:
+                conn.executemany(_INSERT_MESSAGE, rows)
         except Exception as exc:
             conn.execute("ROLLBACK TO run")
             conn.execute("RELEASE run")
@@ -769,7 +848,13 @@ class SqliteStore(WriteQueue):
             return
         conn.execute("RELEASE run")
         stored = [StoredMessage(*row) for row in rows]
+        staged = self._staged
+        for row in rows:
+            staged[(row[3], row[5])] = (row[0], row[1], row[2])
         for op, at in zip(run, order):
+            if at is None:
+                outcomes.append((op.ticket, earlier[(op.message.sender, op.message.cmid)], None))
+                continue
             if at < 0:
                 outcomes.append((op.ticket, msgspec.structs.replace(stored[-1 - at], duplicate=True), None))
                 continue
@@ -782,16 +867,12 @@ class SqliteStore(WriteQueue):
             outcomes.append((op.ticket, message, None))
 
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
+        known = self._known_ids(conn, [(m.sender, m.cmid)])
+        if known:  # (sender, cmid) already stored, maybe earlier in this batch
+            return self._message_by_id(conn, known[(m.sender, m.cmid)])
         seq = self._next_seq(conn, m.conv)
-        cur = conn.execute(
-            _INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
-        )
-        if cur.rowcount == 0:  # (sender, cmid) already stored, maybe earlier in this batch
-            row = conn.execute(
-                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND cmid = ?",
-                (m.sender, m.cmid),
-            ).fetchone()
-            return _stored(row, duplicate=True)
+        conn.execute(_INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
+        self._staged[(m.sender, m.cmid)] = (m.msg_id, m.conv, seq)
         self._last_seq[m.conv] = seq
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
         if m.reply_to:
@@ -800,6 +881,79 @@ class SqliteStore(WriteQueue):
             stored = self._forwarded(conn, stored, m.fwd)
         self._inserted(conn, m, stored, touched)
         return stored
+
+    # -- retries: the (sender, cmid) keys, behind the commits ------------------------------
+
+    def _known_ids(self, conn: sqlite3.Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        """The ids of the messages stored under any of ``keys``: those of this batch and
+        those held in memory, then message_cmids for the rest."""
+        found: dict[tuple[int, str], int] = {}
+        staged, held = self._staged, self._keys
+        ask: list[tuple[int, str]] = []
+        for key in keys:
+            if key in staged:
+                found[key] = staged[key][0]
+            elif key in held:
+                found[key] = held[key]
+            else:
+                ask.append(key)
+        for start in range(0, len(ask), _KNOWN_KEYS_MAX):
+            chunk = ask[start:start + _KNOWN_KEYS_MAX]
+            sql = _KNOWN_KEYS.format(", ".join(["(?, ?)"] * len(chunk)))
+            for sender, cmid, msg_id in conn.execute(sql, [v for key in chunk for v in key]):
+                found[(sender, cmid)] = msg_id
+        return found
+
+    @staticmethod
+    def _message_by_id(conn: sqlite3.Connection, msg_id: int) -> StoredMessage:
+        row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)).fetchone()
+        return _stored(row, duplicate=True)
+
+    def _hold_keys(self) -> None:
+        """A batch committed: its keys join those held until ``_write_keys``."""
+        held, by_conv = self._keys, self._keys_by_conv
+        for key, (msg_id, conv, seq) in self._staged.items():
+            held[key] = msg_id
+            entry = by_conv.get(conv)
+            if entry is None:
+                by_conv[conv] = (seq, [(key[0], key[1], msg_id)])
+            else:
+                entry[1].append((key[0], key[1], msg_id))
+                if seq > entry[0]:
+                    by_conv[conv] = (seq, entry[1])
+        self._staged.clear()
+
+    def _write_keys(self, conn: sqlite3.Connection, most: int) -> bool:
+        """Move the held keys of whole conversations, about ``most`` of them (sorted, so
+        that neighbours share pages), into message_cmids, in one transaction that moves
+        those conversations' marks. False if it failed: they stay held, and are correct."""
+        rows: list[tuple[int, str, int]] = []
+        marks: list[tuple[str, int]] = []
+        for conv, (top, conv_rows) in self._keys_by_conv.items():
+            rows += conv_rows
+            marks.append((conv, top))
+            if len(rows) >= most:
+                break
+        rows.sort()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_WRITE_KEY, rows)
+                conn.executemany(_SET_KEY_MARK, marks)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            log.exception("writing the retry keys failed", extra={"keys": len(rows)})
+            return False
+        held = self._keys
+        for sender, cmid, _ in rows:
+            held.pop((sender, cmid), None)
+        for conv, _ in marks:
+            del self._keys_by_conv[conv]
+        return True
 
     @staticmethod
     def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:
@@ -826,11 +980,12 @@ class SqliteStore(WriteQueue):
     # -- the search index, behind the commits ---------------------------------------------
 
     def _index_wait(self) -> float | None:
-        """How long the writer waits for writes before it indexes (None: forever; 0 while
-        searches wait: a slice, then whatever writes came meanwhile, then the next slice)."""
+        """How long the writer waits for writes before it indexes or writes the keys it
+        holds (None: forever; 0 while searches wait: a slice, then whatever writes came
+        meanwhile, then the next slice)."""
         if self._asks:
             return 0
-        return INDEX_IDLE if self._unindexed else None
+        return INDEX_IDLE if self._unindexed or self._keys else None
 
     def _index_asked(self, conn: sqlite3.Connection) -> None:
         """A slice of the conversations searches wait for; the searches whose
@@ -892,12 +1047,21 @@ class SqliteStore(WriteQueue):
             self._unindexed.pop(conv, None)
         self.indexed += len(rows)
 
-    def _find_unindexed(self, conn: sqlite3.Connection) -> None:
-        """At open: the conversations whose newest messages are past their search mark
-        (those committed after the last index transaction before a stop or a crash)."""
+    def _find_behind(self, conn: sqlite3.Connection) -> None:
+        """At open: the conversations whose newest messages are past their search mark,
+        and the keys of the messages past their cmid mark, held again (both: committed
+        after the last index or key transaction before a stop or a crash)."""
         marks = dict(conn.execute("SELECT conv, seq FROM search_marks").fetchall())
-        self._unindexed = {conv: top for conv, top in conn.execute("SELECT conv, max(seq) FROM messages GROUP BY conv")
-                           if top > marks.get(conv, 0)}
+        key_marks = dict(conn.execute("SELECT conv, seq FROM cmid_marks").fetchall())
+        tops = conn.execute("SELECT conv, max(seq) FROM messages GROUP BY conv").fetchall()
+        self._unindexed = {conv: top for conv, top in tops if top > marks.get(conv, 0)}
+        for conv, top in tops:
+            if top > key_marks.get(conv, 0):
+                for sender, cmid, msg_id, seq in conn.execute(
+                        "SELECT sender, cmid, id, seq FROM messages WHERE conv = ? AND seq > ? ORDER BY seq",
+                        (conv, key_marks.get(conv, 0))):
+                    self._staged[(sender, cmid)] = (msg_id, conv, seq)
+        self._hold_keys()
 
     def _next_seq(self, conn: sqlite3.Connection, conv: str) -> int:
         """The seq the next message of ``conv`` gets (it is cached once the message is in)."""
