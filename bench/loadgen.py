@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import os
 import struct
 import time
 from typing import Any
@@ -32,6 +33,12 @@ from typing import Any
 from .scenario import SEEDED, Sampler, Scenario, ThreadGroup
 
 CONTENT = "hello, this is a short chat message"  # as bench/send_throughput.py
+
+
+def _cmid() -> str:
+    """A new message's cmid as both SDKs make one: 32 random hex digits. (Counters per
+    user would hand the store keys in order, which a real client does not.)"""
+    return os.urandom(16).hex()
 #: samplers whose SEND_ACK is the 1:1 message reply_1to1 quotes and edit edits
 _ONE_TO_ONE = frozenset({"send_1to1", "reply_1to1", "edit"})
 SWEEP_S = 0.25  # how often replies that are overdue are failed
@@ -362,12 +369,12 @@ class _Edgeim:
         target, flags = 0, 0
         if kind == "send_1to1":
             user["sent"] += 1
-            op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT)
+            op, body = Op.SEND, bodies.Send(cmid=_cmid(), content=CONTENT)
             target = user["peer_id"]
         elif kind == "reply_1to1" or (kind == "edit" and not user.get("last_1to1")):
             user["sent"] += 1
             reply_to = user["last_1to1"][0] if kind == "reply_1to1" and user.get("last_1to1") else 0
-            op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT,
+            op, body = Op.SEND, bodies.Send(cmid=_cmid(), content=CONTENT,
                                             reply_to=reply_to)
             target = user["peer_id"]
         elif kind == "edit":
@@ -376,7 +383,7 @@ class _Edgeim:
                                             content=f"{CONTENT} (edit {user['edits']})")
         elif kind == "group_send":
             user["sent"] += 1
-            op, body = Op.SEND, bodies.Send(cmid=f"{user['name']}-{user['sent']:010d}", content=CONTENT)
+            op, body = Op.SEND, bodies.Send(cmid=_cmid(), content=CONTENT)
             target, flags = user["group_ids"][0], int(self.Flag.GROUP)
         elif kind == "sync":
             op, body = Op.SYNC, bodies.Sync(conv=user["peer_conv"], after_seq=0, limit=sampler.limit)
@@ -397,7 +404,7 @@ class _Edgeim:
         elif kind == "forward":
             user["sent"] += 1
             op, body = Op.FORWARD, bodies.Forward(conv=user["peer_conv"], seqs=[1],
-                                                  cmid=f"{user['name']}-f{user['sent']:010d}")
+                                                  cmid=_cmid())
             target, flags = user["group_ids"][0], int(self.Flag.GROUP)
         elif kind == "delete_for_me":  # the seeded messages, each in turn (again: nothing new to hide)
             user["deleted"] = user.get("deleted", 0) + 1
