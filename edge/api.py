@@ -330,7 +330,17 @@ class Api:
 
     # -- conversations --------------------------------------------------------------------------
 
-    def on_conversations(self, s: Session, req_id: int, flags: int, target: int, req: bodies.Conversations) -> None:
+    def on_conversations(self, s: Session, req_id: int, flags: int, target: int,
+                         req: bodies.Conversations) -> Awaitable[None] | None:
+        """From memory; while another node's change of the user is read back (a group
+        joined there, whose GROUP_PUSH the client may have just had), after it."""
+        if self._state.reloading and f"u:{s.user_id}" in self._state.reloading:
+            return self._conversations_later(s, req_id, req)
+        s.reply_body(Op.CONVERSATIONS_OK, req_id, self._conversations.page(self._me(s), req.cursor, req.limit))
+        return None
+
+    async def _conversations_later(self, s: Session, req_id: int, req: bodies.Conversations) -> None:
+        await self._state.settled(f"u:{s.user_id}")
         s.reply_body(Op.CONVERSATIONS_OK, req_id, self._conversations.page(self._me(s), req.cursor, req.limit))
 
     async def on_conv_set(self, s: Session, req_id: int, flags: int, target: int, req: bodies.ConvSet) -> None:

@@ -508,6 +508,8 @@ class Node:
         if changed is None or not self.table.online(user_id):
             return
         old, new = ({c for c in s.convs if is_group(c)} for s in changed)
+        for conv in new - old:  # joined elsewhere: in memory for the list, as at a login
+            await self.state.group(GroupId(parse_conv(conv)[1]))
         self.delivery.offline(user_id, old - new)  # groups they left elsewhere
         self.delivery.online(user_id, new - old)  # and joined
 

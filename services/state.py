@@ -148,6 +148,14 @@ class GroupState:
         return [u for u, m in self.members.items() if m.role != "member"]
 
 
+async def _after_previous(previous: asyncio.Future[Any], work: Any) -> None:
+    try:
+        await previous
+    except Exception:  # logged by whoever waited for it; this reload reads anew anyway
+        pass
+    await work
+
+
 class _Loader:
     """Single-flight loads into a dict: one store read per key at a time, repeated when
     the key was touched while it ran."""
@@ -306,8 +314,12 @@ class State:
         self._group_listed(group_id)
 
     def reload(self, key: str, work: Any) -> None:
-        """Run ``work`` (a coroutine reloading ``key``) and let ``settled`` wait for it."""
-        task = asyncio.ensure_future(work)
+        """Run ``work`` (a coroutine reloading ``key``) and let ``settled`` wait for it.
+        A reload of a key under way goes first: two never overlap, so ``settled`` waits
+        for both (a change may be announced twice, and the later read must not finish
+        while the earlier one still works)."""
+        previous = self.reloading.get(key)
+        task = asyncio.ensure_future(work if previous is None else _after_previous(previous, work))
         self.reloading[key] = task
         task.add_done_callback(lambda done: self.reloading.pop(key, None) if self.reloading.get(key) is done else None)
 

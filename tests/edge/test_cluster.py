@@ -427,3 +427,19 @@ async def test_views_and_message_pins_cross_nodes(nodes, connect):
     entry = await listed(later, conv, lambda e: True)
     assert (entry.cleared_seq, entry.view_ver) == (3, 2)
     assert (await later.history(conv)).msgs == []
+
+
+async def test_a_group_joined_through_another_node_is_in_the_list_at_once(nodes, connect):
+    """Dave, on node b, is added to a group by its owner on node a: the list his node
+    answers from memory has the group before any new message, as on one node."""
+    a, b, _c = nodes
+    owner, dave = await connect(a), await connect(b)
+    for client in (owner, dave):
+        await new_user(client)
+    info = await owner.group_create("later", [])
+    await owner.send_group(info.group, "before dave")
+    await owner.group_invite(info.group, [dave.user_id])
+    assert (await next_event(dave, Op.GROUP_PUSH, 20)).event == "joined"
+    [entry] = await dave.conversations()
+    assert (entry.conv, entry.kind, entry.unread, entry.last_seq) == (f"g{info.group}", "group", 0, 1)
+    assert [g.group for g in await dave.groups()] == [info.group]
