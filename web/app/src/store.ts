@@ -583,8 +583,6 @@ function onProfile(p: Profile): void {
 
 async function onReconnected(): Promise<void> {
   state.connected = true;
-  // the SDK refuses requests ("reconnecting") until the event's emitter has returned
-  await new Promise((resolve) => setTimeout(resolve, 0));
   presenceWatched.clear(); // watches belong to a connection: the new one watches afresh
   if (client?.token) localStorage.setItem(TOKEN_KEY, client.token);
   await Promise.all([run(loadConversations), run(loadFriends), run(loadGroups), run(loadInvitations)]);

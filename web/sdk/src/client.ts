@@ -390,7 +390,12 @@ export class Client {
     if (willReconnect) {
       this.paused = true;
       // a reconnect under way (its login or catch-up failed with this drop) goes on by itself
-      this.reconnecting ??= this.reconnectLoop().finally(() => (this.reconnecting = null));
+      if (this.reconnecting === null) {
+        const loop: Promise<void> = this.reconnectLoop().finally(() => {
+          if (this.reconnecting === loop) this.reconnecting = null;
+        });
+        this.reconnecting = loop;
+      }
     } else {
       this.failUnacked(new DisconnectedError("connection closed", code));
     }
@@ -497,6 +502,7 @@ export class Client {
         if (this.connected) this.emit("error", exc as Error);
       }
       if (this.connected) {
+        this.reconnecting = null; // done: what "reconnected" listeners ask goes through
         this.emit("reconnected", { url: this.url, reconnects: this.reconnects, resent: resent.length, caughtUp });
         return;
       }

@@ -91,6 +91,23 @@ test("a connection dropped under the client after its sends left: acks lost, res
   assert.equal(more.seq, 26);
 });
 
+test("what a \"reconnected\" listener asks goes through: the reconnect is over when it is told", async () => {
+  const net = flakyNetwork();
+  const alice = await user({ ...fast, WebSocket: net.WebSocket });
+  const bob = await user(fast);
+  await alice.client.send(bob.id, "before the drop");
+  const asked = new Promise((resolve) => {
+    alice.client.on("reconnected", () => {
+      // no wait of its own: at once, as an app reloads its lists
+      alice.client.conversations().then(resolve, resolve);
+    });
+  });
+  net.dropAll();
+  const listed = await asked;
+  assert.ok(Array.isArray(listed), `refused: ${listed}`);
+  assert.deepEqual(listed.map((c) => c.lastText), ["before the drop"]);
+});
+
 test("a push lost on the way: the gap is synced, delivery stays in order and complete", async () => {
   const net = flakyNetwork();
   const alice = await user();
