@@ -27,10 +27,13 @@ def count(path, table: str) -> int:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 
-@pytest.fixture
-def never_idle(monkeypatch):
-    """The writer never writes the keys on its own: they stay held."""
-    monkeypatch.setattr(sqlite_store, "INDEX_IDLE", 3600.0)
+async def written(path, keys: int) -> None:
+    """Wait until message_cmids holds ``keys`` rows (the writer writes them behind)."""
+    for _ in range(500):
+        if count(path, "message_cmids") == keys:
+            return
+        await asyncio.sleep(0.01)
+    assert count(path, "message_cmids") == keys
 
 
 async def test_a_retry_whose_key_is_held_is_a_duplicate(tmp_path, never_idle):
@@ -53,11 +56,7 @@ async def test_an_idle_writer_writes_the_keys_and_a_retry_is_still_a_duplicate(t
     await store.open()
     try:
         firsts = [await store.append(message(f"p1_{n + 2}", f"k{n}", n + 1)) for n in range(5)]
-        for _ in range(500):
-            if count(path, "message_cmids") == 5:
-                break
-            await asyncio.sleep(0.01)
-        assert count(path, "message_cmids") == 5
+        await written(path, 5)
         with sqlite3.connect(path) as conn:
             assert dict(conn.execute("SELECT conv, seq FROM cmid_marks")) == {m.conv: m.seq for m in firsts}
         retries = await asyncio.gather(*(store.append(message(f"p1_{n + 2}", f"k{n}", 100 + n)) for n in range(5)))
@@ -76,7 +75,7 @@ async def test_a_batch_of_new_messages_and_retries_of_written_ones(tmp_path, mon
     await store.open()
     try:
         old = [await store.append(message("p1_2", f"old{n}", n + 1)) for n in range(3)]
-        assert count(tmp_path / "im.db", "message_cmids") == 3
+        await written(tmp_path / "im.db", 3)  # (the writer writes them after it settled the appends)
         got = await asyncio.gather(
             store.append(message("p1_2", "new0", 10)), store.append(message("p1_2", "old1", 11)),
             store.append(message("p1_2", "new1", 12)), store.append(message("p1_2", "old1", 13)),

@@ -26,12 +26,6 @@ def index_rows(path) -> int:
         return conn.execute("SELECT count(*) FROM message_text").fetchone()[0]
 
 
-@pytest.fixture
-def never_idle(monkeypatch):
-    """The writer never finds time to index on its own: only searches (and reopening) do."""
-    monkeypatch.setattr(sqlite_store, "INDEX_IDLE", 3600.0)
-
-
 async def test_commits_write_no_index_row_and_a_search_indexes_first(tmp_path, never_idle):
     store = SqliteStore(tmp_path / "im.db")
     await store.open()
