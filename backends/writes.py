@@ -91,6 +91,8 @@ class WriteQueue:
         #: seconds from a batch handed to the writer's loop to its waiters woken
         self.batch_sizes = Histogram(SIZE_BUCKETS)
         self.commit_seconds = Histogram(LATENCY_BUCKETS)
+        #: the loop that opened the store, where ``enqueue``'s sinks run
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def create_user(self, username: str, password_hash: str, nickname: str) -> User:
         """Durable when it returns. Raises ``UsernameTaken``."""
@@ -109,9 +111,14 @@ class WriteQueue:
 
     def enqueue(self, message: NewMessage, ticket: Any, sink: Sink) -> None:
         """Queued when it returns; once its batch is committed, ``sink`` gets
-        ``(ticket, row, None)`` (or ``(ticket, None, error)``) on this loop, in one call
-        with the batch's other writes of the same sink, in commit order."""
-        self._enqueue(Append(message, ticket, sink, asyncio.get_running_loop()))
+        ``(ticket, row, None)`` (or ``(ticket, None, error)``) on the loop that opened the
+        store, in one call with the batch's other writes of the same sink, in commit
+        order. (That loop is kept: on Python 3.11 ``asyncio.get_running_loop()`` makes a
+        getpid system call, one per SEND here.)"""
+        loop = self._loop
+        if loop is None:
+            raise StoreClosed(f"{self!r} is not open")
+        self._enqueue(Append(message, ticket, sink, loop))
 
     async def append(self, message: NewMessage) -> StoredMessage:
         """Durable when it returns. If the caller is cancelled, the message may still be
@@ -142,6 +149,7 @@ class WriteQueue:
         schema is in place); if that fails or is cancelled, stop it, mark the store
         closed and raise."""
         ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+        self._loop = asyncio.get_running_loop()
         # daemon: a forgotten close() must not hang interpreter exit; what it drops was
         # never acknowledged, since acknowledgements follow commits
         self._writer = threading.Thread(target=main, args=(ready,), name=name, daemon=True)
