@@ -130,6 +130,7 @@ class CpuWindow:
             "server_cpu_s": server,
             "server_cpu_pct": server / elapsed * 100,
             "server_loop_cpu_pct": loop / elapsed * 100,
+            "server_loop_cpu_s": loop,
             "client_cpu_pct": client_cpu_s / elapsed * 100,
             "machine_busy_pct": busy,
             "other_cpu_pct": busy - (server + client_cpu_s) / elapsed * 100,

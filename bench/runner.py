@@ -427,6 +427,15 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
         row("server CPU us/sample", {k: r.cpu["server_cpu_s"] / r.stats["TOTAL"].samples * 1e6
                                      if r.cpu and r.stats.get("TOTAL") else None
                                      for k, r in results.items()}, "{:.1f}")
+        # where one edgeim node's time goes: its event loop (the main thread) and the rest
+        # (the store's writer, the bus's threads)
+        one = {k: r for k, r in results.items() if k == "edgeim" and r.servers == 1 and r.cpu
+               and "server_loop_cpu_s" in r.cpu and r.stats.get("TOTAL")}
+        if one:
+            row("  of it, the event loop", {k: r.cpu["server_loop_cpu_s"] / r.stats["TOTAL"].samples * 1e6
+                                           for k, r in one.items()}, "{:.1f}", False)
+            row("  of it, other threads", {k: (r.cpu["server_cpu_s"] - r.cpu["server_loop_cpu_s"])
+                                           / r.stats["TOTAL"].samples * 1e6 for k, r in one.items()}, "{:.1f}", False)
     if any(r.cpu for r in results.values()):
         row("load processes CPU %", {k: r.cpu.get("client_cpu_pct") for k, r in results.items()}, "{:.0f}", False)
         row("other processes CPU %", {k: benchlib.other_processes_pct(r.cpu) if r.cpu else None

@@ -121,3 +121,23 @@ def test_merged_thread_counts_are_the_whole_tests(tmp_path: Path):
         merged = [(int(r["timeStamp"]), int(r["grpThreads"]), int(r["allThreads"])) for r in csv.DictReader(f)]
     # each process counted its own (2 senders each); the test had 4 senders, 6 threads in all
     assert merged == [(1, 2, 3), (2, 4, 6), (3, 1, 6), (5, 3, 5)]
+
+
+def test_the_comparison_splits_one_nodes_cpu_between_its_event_loop_and_its_other_threads() -> None:
+    """A node the run started: its CPU per sample, then the event loop's share and the rest
+    (the store's writer). Running nodes given with --target have no CPU figures."""
+    from edgeim.bench.runner import KindResult, comparison
+    from edgeim.bench.scenario import load_scenario, resolve
+
+    stats = {name: jtl.Stats(name, 1000, 0, 1.0, 1, 1, 1, 1, 1, 1, 0, 0) for name in ("send_1to1", "TOTAL")}
+    cpu = {"server_cpu_s": 0.05, "server_loop_cpu_s": 0.02, "client_cpu_pct": 50.0, "machine_busy_pct": 100.0,
+           "other_cpu_pct": 0.0, "irq_softirq_pct": 0.0, "steal_pct": 0.0, "elapsed_s": 1.0}
+    scenario = load_scenario(resolve("send_1to1"))
+    started = KindResult("edgeim", [], stats, 0, 0, None, 2, cpu, Path("edgeim.jtl"), 1.0, servers=1)
+    table = comparison(scenario, {"edgeim": started})
+    lines = {line[:30].strip(): line[30:].split() for line in table.splitlines()}
+    assert lines["server CPU us/sample"] == ["50.0"]
+    assert lines["of it, the event loop"] == ["20.0"]
+    assert lines["of it, other threads"] == ["30.0"]
+    targeted = KindResult("edgeim", [], stats, 0, 0, None, 2, {}, Path("edgeim.jtl"), 1.0, servers=0)
+    assert "event loop" not in comparison(scenario, {"edgeim": targeted})
