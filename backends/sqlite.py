@@ -26,7 +26,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
 
@@ -317,7 +317,8 @@ class _Rows:
     thread beside a busy event loop waits for the GIL once a row (with a thread spinning in
     Python beside it, 240-row commits went 2.2 times as fast this way; beside the node's
     loop under send_1to1, which mostly waits in epoll without the GIL, no difference). The
-    few sizes keep the statements in the connection's cache."""
+    few sizes keep the statements in the connection's cache (any number of rows in one
+    statement would prepare a new one for nearly every batch)."""
 
     __slots__ = ("_sql", "_width")
 
@@ -326,11 +327,19 @@ class _Rows:
         self._sql = {n: head + ", ".join([row] * n) + tail for n in (64, 32, 16, 8, 4, 2, 1)}
 
     def run(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
+        for sql, params in self._statements(rows):
+            conn.execute(sql, params)
+
+    def fetch(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """What the statements (a SELECT) return, all of it."""
+        return [found for sql, params in self._statements(rows) for found in conn.execute(sql, params)]
+
+    def _statements(self, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, list[Any]]]:
         start, size = 0, self._width
         while start < len(rows):
             while len(rows) - start < size:
                 size //= 2
-            conn.execute(self._sql[size], [value for row in rows[start:start + size] for value in row])
+            yield self._sql[size], [value for row in rows[start:start + size] for value in row]
             start += size
 
 
@@ -356,9 +365,8 @@ _INSERT_MESSAGES = _Rows("INSERT INTO messages (id, conv, seq, sender, to_user, 
                          " VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 #: the ids of stored keys among a list of (sender, cmid): the keys drive the lookup, one
 #: probe of message_cmids's primary key each
-_KNOWN_KEYS = ("SELECT m.sender, m.cmid, m.id FROM (VALUES {}) AS k"
-               " CROSS JOIN message_cmids AS m ON m.sender = k.column1 AND m.cmid = k.column2")
-_KNOWN_KEYS_MAX = 500  # keys per lookup statement (two parameters each)
+_KNOWN_KEYS = _Rows("SELECT m.sender, m.cmid, m.id FROM (VALUES ", "(?, ?)",
+                    ") AS k CROSS JOIN message_cmids AS m ON m.sender = k.column1 AND m.cmid = k.column2")
 _WRITE_KEYS = _Rows("INSERT INTO message_cmids (sender, cmid, id) VALUES ", "(?, ?, ?)", " ON CONFLICT DO NOTHING")
 _SET_KEY_MARKS = _Rows("INSERT INTO cmid_marks (conv, seq) VALUES ", "(?, ?)",
                        " ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq")
@@ -924,11 +932,8 @@ class SqliteStore(WriteQueue):
                 found[key] = held[key]
             else:
                 ask.append(key)
-        for start in range(0, len(ask), _KNOWN_KEYS_MAX):
-            chunk = ask[start:start + _KNOWN_KEYS_MAX]
-            sql = _KNOWN_KEYS.format(", ".join(["(?, ?)"] * len(chunk)))
-            for sender, cmid, msg_id in conn.execute(sql, [v for key in chunk for v in key]):
-                found[(sender, cmid)] = msg_id
+        for sender, cmid, msg_id in _KNOWN_KEYS.fetch(conn, ask):
+            found[(sender, cmid)] = msg_id
         return found
 
     @staticmethod
