@@ -104,6 +104,18 @@ async def test_a_profile_is_changed_in_settings_and_others_changes_show_live(nod
             "src", "https://example.invalid/bob.png")
         await expect(message(page, "hello from bob").get_by_test_id("msg-from")).to_have_text("Robert")
 
+        # his profile card, from the chat's header: name, username and bio, kept live
+        await page.get_by_test_id("chat-who").click()
+        card = page.get_by_test_id("profile-card")
+        await expect(card.get_by_test_id("profile-name")).to_have_text("Robert")
+        await expect(card.get_by_test_id("profile-username")).to_have_text(f"@{bob_name}")
+        await expect(card.get_by_test_id("profile-card-bio")).to_have_text("No bio.")
+        await bob.profile_set(bio="sailing, mostly")
+        await expect(card.get_by_test_id("profile-card-bio")).to_have_text("sailing, mostly")
+        await shot(page, "accounts-09-profile-card")
+        await page.keyboard.press("Escape")
+        await expect(card).to_have_count(0)
+
         # Bob deletes his account: a deleted user, his message kept, nobody to write to
         await bob.account_delete(PASSWORD)
         await expect(page.get_by_test_id("chat-title")).to_have_text("Deleted user")
@@ -111,6 +123,11 @@ async def test_a_profile_is_changed_in_settings_and_others_changes_show_live(nod
         await expect(message(page, "hello from bob").get_by_test_id("msg-from")).to_have_text("Deleted user")
         await expect(page.get_by_test_id("deleted-bar")).to_be_visible()
         await expect(page.get_by_test_id("composer")).to_have_count(0)
+        await page.get_by_test_id("chat-who").click()
+        await expect(page.get_by_test_id("profile-card").get_by_test_id("profile-card-bio")).to_have_text(
+            "This account was deleted.")
+        await page.get_by_test_id("profile-close").click()
+        await expect(page.get_by_test_id("profile-card")).to_have_count(0)
         await expect(conv_item(page, "Deleted user").get_by_test_id("avatar").locator("img")).to_have_count(0)
         # and a reload still says so (USERS: deleted)
         await page.reload()
