@@ -95,8 +95,35 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
             + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 
 
-async def open_page(browser, node: ServeProcess, viewport: dict[str, int] = DESKTOP, **options):  # type: ignore[no-untyped-def]
+class Network:
+    """The page's WebSocket through a route a test can cut, as a network drop does:
+    ``drop()`` closes every connection and refuses new ones until ``online`` is True again."""
+
+    def __init__(self) -> None:
+        self.online = True
+        self._sockets: list[tuple[object, object]] = []
+
+    async def through(self, ws) -> None:  # type: ignore[no-untyped-def]
+        if not self.online:
+            await ws.close()
+            return
+        self._sockets.append((ws, ws.connect_to_server()))
+
+    async def drop(self) -> None:
+        self.online = False
+        for ws, server in self._sockets:
+            await server.close()  # type: ignore[attr-defined]
+            await ws.close()  # type: ignore[attr-defined]
+        self._sockets.clear()
+
+
+async def open_page(browser, node: ServeProcess, viewport: dict[str, int] = DESKTOP,  # type: ignore[no-untyped-def]
+                    network: Network | None = None, **options):
+    """A page of the app in a browser context of its own; its WebSocket through ``network``
+    when given."""
     context = await browser.new_context(viewport=viewport, **options)
+    if network is not None:
+        await context.route_web_socket(re.compile(r"/ws$"), network.through)
     page = await context.new_page()
     page.on("pageerror", lambda exc: page_errors.append(str(exc)))
     await page.goto(app_url(node))

@@ -18,9 +18,8 @@ from pathlib import Path
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
-    DESKTOP, PASSWORD, PHONE, befriend, browser, conv_item, log_in, long_press, message, node, open_aged_chat, open_menu,
-    open_page,
-    page_errors, png, register, sdk_user, shot, start_node, unique,
+    PASSWORD, PHONE, Network, befriend, browser, conv_item, log_in, long_press, message, node, open_aged_chat, open_menu,
+    open_page, png, register, sdk_user, shot, start_node, unique,
 )
 
 from edgeim.core_ext.protocol import Op
@@ -295,20 +294,8 @@ async def test_replies_and_edits_from_the_action_menu_live_and_after_a_reconnect
     bob, _, bob_id = await sdk_user(node, "Bob")
     try:
         # the page's WebSocket goes through a route this test can cut, as a network drop does
-        online = True
-        sockets = []
-
-        async def through(ws) -> None:  # type: ignore[no-untyped-def]
-            if not online:
-                await ws.close()
-                return
-            sockets.append((ws, ws.connect_to_server()))
-
-        context = await browser.new_context(viewport=DESKTOP)
-        await context.route_web_socket(re.compile(r"/ws$"), through)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-        await page.goto(node.http_url + "/")
+        network = Network()
+        page = await open_page(browser, node, network=network)
         alice_name = unique("alice")
         await register(page, alice_name, "Alice")
         alice_id = int((await bob.user_find(alice_name)).user)
@@ -384,18 +371,15 @@ async def test_replies_and_edits_from_the_action_menu_live_and_after_a_reconnect
         await expect(fixed.get_by_test_id("quote-text")).to_have_text("message recalled")
 
         # the network drops; Bob edits meanwhile; once back, the SDK's catch-up shows the edit
-        online = False
-        for ws, server in sockets:
-            await server.close()
-            await ws.close()
+        await network.drop()
         await expect(page.get_by_test_id("connection")).to_be_visible()
         await bob.edit(conv, fillers[32].seq, "filler 32, edited while Alice was away")
-        online = True
+        network.online = True
         await expect(page.get_by_test_id("connection")).to_have_count(0)
         away = message(page, "filler 32, edited while Alice was away")
         await expect(away.get_by_test_id("edited")).to_be_visible()
         await expect(message(page, filler(32))).to_have_count(0)
-        await context.close()
+        await page.context.close()
     finally:
         await bob.close()
 
@@ -462,27 +446,12 @@ async def test_settings_and_replies_on_a_phone(node: ServeProcess, browser) -> N
 
 
 async def test_a_password_changed_while_the_browser_was_offline_signs_it_out_on_reconnect(node: ServeProcess, browser) -> None:  # type: ignore[no-untyped-def]
-    online = True
-    sockets = []
-
-    async def through(ws) -> None:  # type: ignore[no-untyped-def]
-        if not online:
-            await ws.close()
-            return
-        sockets.append((ws, ws.connect_to_server()))
-
-    context = await browser.new_context(viewport=DESKTOP)
-    await context.route_web_socket(re.compile(r"/ws$"), through)
-    page = await context.new_page()
-    page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-    await page.goto(node.http_url + "/")
+    network = Network()
+    page = await open_page(browser, node, network=network)
     gil_name = unique("gil")
     await register(page, gil_name, "Gil")
     # the browser drops off the network; meanwhile the password is changed on a phone
-    online = False
-    for ws, server in sockets:
-        await server.close()
-        await ws.close()
+    await network.drop()
     await expect(page.get_by_test_id("connection")).to_be_visible()
     phone = Client(node.url)
     await phone.connect()
@@ -492,11 +461,11 @@ async def test_a_password_changed_while_the_browser_was_offline_signs_it_out_on_
     finally:
         await phone.close()
     # back online, its token is refused: the login screen, saying why, and the token forgotten
-    online = True
+    network.online = True
     await expect(page.get_by_test_id("auth-form")).to_be_visible()
     await expect(page.get_by_test_id("error")).to_contain_text("the password may have been changed on another device")
     await page.reload()
     await expect(page.get_by_test_id("auth-form")).to_be_visible()
     await log_in_with(page, gil_name, "another-secret")
     await expect(page.get_by_test_id("me")).to_have_text("Gil")
-    await context.close()
+    await page.context.close()

@@ -19,8 +19,8 @@ from pathlib import Path
 from harness import ServeProcess
 from playwright.async_api import expect
 from test_browser import (  # noqa: F401  (node and browser: the fixtures)
-    DESKTOP, PASSWORD, PHONE, app_url, befriend, browser, conv_item, docs_shot, log_in, long_press, message, next_message, node, open_menu, open_page, sdk_user,
-    page_errors, shot, start_node,
+    PASSWORD, PHONE, Network, befriend, browser, conv_item, docs_shot, log_in, long_press, message, next_message, node,
+    open_menu, open_page, sdk_user, shot, start_node,
 )
 
 from edgeim.sdk import Client
@@ -334,29 +334,13 @@ async def test_what_changed_while_offline_shows_after_a_reconnect(node: ServePro
         await befriend(bob, ann, ann_id, bob_id)
         conv = pconv(ann_id, bob_id)
         sent = [await bob.send(ann_id, text) for text in ("one", "two", "three", "four")]
-        online = True
-        sockets = []
-
-        async def through(ws) -> None:  # type: ignore[no-untyped-def]
-            if not online:
-                await ws.close()
-                return
-            sockets.append((ws, ws.connect_to_server()))
+        network = Network()
 
         async def drop() -> None:
-            nonlocal online
-            online = False
-            for ws, server in sockets:
-                await server.close()
-                await ws.close()
-            sockets.clear()
+            await network.drop()
             await expect(page.get_by_test_id("connection")).to_be_visible()
 
-        context = await browser.new_context(viewport=DESKTOP)
-        await context.route_web_socket(re.compile(r"/ws$"), through)
-        page = await context.new_page()
-        page.on("pageerror", lambda exc: page_errors.append(str(exc)))
-        await page.goto(app_url(node))
+        page = await open_page(browser, node, network=network)
         await log_in(page, ann_name, "Ann")
         await conv_item(page, "Bob").click()
         await expect(message(page, "four")).to_be_visible()
@@ -366,7 +350,7 @@ async def test_what_changed_while_offline_shows_after_a_reconnect(node: ServePro
         await bob.react(conv, sent[0].seq, "👍")
         await bob.pin_message(conv, sent[1].seq)
         await ann.delete_for_me(conv, [sent[2].seq])
-        online = True
+        network.online = True
         await expect(page.get_by_test_id("connection")).to_have_count(0)
         await expect(chip(message(page, "one"), "👍").get_by_test_id("reaction-count")).to_have_text("1")
         await expect(page.get_by_test_id("pins-bar").get_by_test_id("pin-text")).to_have_text("Bob: two")
@@ -380,10 +364,10 @@ async def test_what_changed_while_offline_shows_after_a_reconnect(node: ServePro
         await drop()
         await bob.unreact(conv, sent[0].seq, "👍")
         await ann.clear_history(conv)
-        online = True
+        network.online = True
         await expect(page.get_by_test_id("connection")).to_have_count(0)
         await expect(page.get_by_test_id("message")).to_have_count(0)
-        await context.close()
+        await page.context.close()
     finally:
         await bob.close()
         await ann.close()
