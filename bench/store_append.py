@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from edgeim.backends.protocols import ConvId, NewMessage, UserId
-from edgeim.backends.sqlite import MIGRATIONS, SqliteStore
+from edgeim.backends.sqlite import SqliteStore
 
 
 async def store_run(
@@ -48,12 +48,18 @@ async def store_run(
     return appenders * per_appender / elapsed, latencies
 
 
+async def _create_schema(path: Path) -> None:
+    store = SqliteStore(path)
+    await store.open()
+    await store.close()
+
+
 def baseline_run(path: Path, synchronous: str, count: int) -> float:
     """One INSERT + COMMIT per message on one connection, same schema and sync mode."""
+    asyncio.run(_create_schema(path))  # the store's own schema, every migration step
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute(f"PRAGMA synchronous = {synchronous}")
-    conn.executescript(MIGRATIONS[-1])
     t0 = time.perf_counter()
     for i in range(count):
         conn.execute("BEGIN IMMEDIATE")
