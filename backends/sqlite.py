@@ -308,6 +308,17 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE messages_rebuilt RENAME TO messages;
     CREATE INDEX messages_by_rev ON messages (conv, rev) WHERE rev > 0;
     """,
+    """
+    -- The search index keeps no positions (detail=none) and no column sizes (no ranking
+    -- uses them): a message costs about a third less to index and its index half the
+    -- disk. A query asks for the trigrams of its text, then compares the text of the
+    -- messages that hold them all (_search), as the scan does.
+    CREATE VIRTUAL TABLE message_text_rebuilt USING fts5(body, tokenize = 'trigram', detail = none,
+                                                         columnsize = 0);
+    INSERT INTO message_text_rebuilt (rowid, body) SELECT rowid, body FROM message_text;
+    DROP TABLE message_text;
+    ALTER TABLE message_text_rebuilt RENAME TO message_text;
+    """,
 )
 
 class _Rows:
@@ -1062,6 +1073,10 @@ class SqliteStore(WriteQueue):
                     if last >= self._unindexed.get(conv, 0):
                         finished.append(conv)
                 if rows:
+                    # in id order: FTS5 writes out what it holds in memory as a new segment
+                    # whenever a rowid comes lower than the one before, and one
+                    # conversation after another would do that at every conversation
+                    rows.sort()
                     conn.executemany(_INDEX_TEXT, rows)
                 conn.executemany(_SET_MARK, marks)
                 conn.execute("COMMIT")
@@ -1665,21 +1680,29 @@ def _search(conn: sqlite3.Connection, convs: Sequence[tuple[str, int]], text: st
         rows = conn.execute(f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT coalesce(sum(max(0,"
                             " coalesce((SELECT max(seq) FROM messages WHERE conv = mine.conv), 0) - mine.floor)), 0)"
                             " FROM mine", params).fetchone()[0]
+    # instr over lower(): a plain substring search (memcmp), case-insensitive for ASCII
+    # letters; LIKE's pattern matcher can take quadratic time on text such as 32 KB of "a"
     if len(text) >= 3 and rows > SEARCH_SCAN_ROWS:  # the trigram index: any substring of three characters or more
-        phrase = '"' + text.replace('"', '""') + '"'
+        # the index narrows to the messages holding the text's trigrams, the text decides
         sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM message_text t"
                " JOIN messages m ON m.id = t.rowid JOIN mine ON mine.conv = m.conv AND m.seq > mine.floor"
-               " WHERE message_text MATCH ? AND t.rowid < ? AND m.recalled_by = 0 ORDER BY t.rowid DESC LIMIT ?")
-        params += [phrase, before_id or _NO_BOUND, limit]
+               " WHERE message_text MATCH ? AND instr(lower(t.body), ?) > 0 AND t.rowid < ? AND m.recalled_by = 0"
+               " ORDER BY t.rowid DESC LIMIT ?")
+        params += [_trigrams(text), _ascii_lower(text), before_id or _NO_BOUND, limit]
     else:  # few messages, or shorter than a trigram: compare the indexed text of the reader's conversations
-        # instr over lower(): a plain substring search (memcmp), case-insensitive for ASCII
-        # letters as the index is; LIKE's pattern matcher can take quadratic time on text
-        # such as 32 KB of "a"
         sql = (f"WITH mine(conv, floor) AS (VALUES {mine}) SELECT {columns} FROM mine"
                " JOIN messages m ON m.conv = mine.conv AND m.seq > mine.floor JOIN message_text t ON t.rowid = m.id"
                " WHERE instr(lower(t.body), ?) > 0 AND m.id < ? AND m.recalled_by = 0 ORDER BY m.id DESC LIMIT ?")
         params += [_ascii_lower(text), before_id or _NO_BOUND, limit]
     return [_stored(row) for row in conn.execute(sql, params)]
+
+
+def _trigrams(text: str) -> str:
+    """A MATCH of the index (which keeps no positions, so no phrases) that every message
+    containing ``text`` (three characters or more) satisfies: every third of its
+    trigrams and its last one, which together cover it."""
+    grams = dict.fromkeys([text[i:i + 3] for i in range(0, len(text) - 2, 3)] + [text[-3:]])
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
 _ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")

@@ -111,12 +111,21 @@ async def test_both_ways_of_searching_find_the_same(tmp_path, monkeypatch, scan_
         await store.append(message("p1_2", "weekly report"))
         await store.append(message("p1_3", "someone else's report"))
         await store.append(message("p1_2", "你好，世界"))
+        # holds every trigram of "abcdef" and of "ПРИВЕТ" ("привет" in upper case), but
+        # neither text: the index keeps no positions, the text decides, and case is
+        # folded for ASCII letters only
+        await store.append(message("p1_2", "abcd, cdef, defa ПРИВЕТ"))
+        await store.append(message("p1_2", "xx ABCDEF yy"))
         mine = [(ConvId("g1"), old.seq), (ConvId("p1_2"), 0)]
+        assert [m.content for m in await store.search(mine, "abcdef", 0, 10)] == ["xx ABCDEF yy"]
+        assert [m.content for m in await store.search(mine, "привет", 0, 10)] == []
+        assert [m.content for m in await store.search(mine, "ПРИВЕТ", 0, 10)] == ["abcd, cdef, defa ПРИВЕТ"]
         assert [m.content for m in await store.search(mine, "report", 0, 10)] == [
             "weekly report", "the REPORT after the join"]
         assert [m.content for m in await store.search(mine, "rEpOrT A", 0, 10)] == ["the REPORT after the join"]
         assert [m.content for m in await store.search(mine, "世界", 0, 10)] == ["你好，世界"]
         assert await store.search(mine, "recalled", 0, 10) == []
+        assert [m.content for m in await store.search(mine, 'a "quoted" word', 0, 10)] == []
     finally:
         await store.close()
 
@@ -181,3 +190,35 @@ async def test_big_messages_are_indexed_in_slices_of_bytes(tmp_path, monkeypatch
         assert sum(slices) == 12 and len(slices) >= 2 and max(slices) <= per_slice
     finally:
         await store.close()
+
+
+async def test_the_index_rebuilt_without_positions_finds_what_it_found(tmp_path, monkeypatch):
+    """A database of the step before (an index with positions): migrated, its indexed
+    messages are still found through the index, and new ones join them."""
+    monkeypatch.setattr(sqlite_store, "SEARCH_SCAN_ROWS", 0)  # the index answers
+    path = tmp_path / "im.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    steps = len(sqlite_store.MIGRATIONS) - 1
+    for script in sqlite_store.MIGRATIONS[:steps]:
+        for statement in sqlite_store._split_sql(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {steps}")
+    conn.execute("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts)"
+                 " VALUES (1, 'p1_2', 1, 1, 2, 'm1', 1, 'the old report', 1)")
+    conn.execute("INSERT INTO message_text (rowid, body) VALUES (1, 'the old report')")
+    conn.execute("INSERT INTO search_marks (conv, seq) VALUES ('p1_2', 1)")
+    conn.execute("INSERT INTO cmid_marks (conv, seq) VALUES ('p1_2', 1)")
+    conn.close()
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.append(message("p1_2", "a new report"))
+        found = await store.search([(ConvId("p1_2"), 0)], "report", 0, 10)
+        assert [m.content for m in found] == ["a new report", "the old report"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        sql = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'message_text'").fetchone()[0]
+        assert "detail = none" in sql
+        assert conn.execute("SELECT count(*) FROM message_text").fetchone()[0] == 2
