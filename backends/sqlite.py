@@ -25,6 +25,7 @@ import sqlite3
 import struct
 import threading
 import time
+from hashlib import blake2b
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Sequence
 
@@ -319,6 +320,20 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE message_text;
     ALTER TABLE message_text_rebuilt RENAME TO message_text;
     """,
+    """
+    -- The retry keys as 64-bit hashes of (sender, cmid) (im_key_hash, registered on every
+    -- connection of the store), about 20 bytes a row instead of about 60; a hit is checked
+    -- against the message's own sender and cmid, so two keys may share a hash. The writer
+    -- writes them in hash order over everything it holds, so that one pass writes each
+    -- page of the table once, however many conversations the keys come from.
+    CREATE TABLE message_keys (
+        h  INTEGER NOT NULL,
+        id INTEGER NOT NULL,
+        PRIMARY KEY (h, id)
+    ) WITHOUT ROWID;
+    INSERT INTO message_keys (h, id) SELECT im_key_hash(sender, cmid), id FROM message_cmids ORDER BY 1, 2;
+    DROP TABLE message_cmids;
+    """,
 )
 
 class _Rows:
@@ -374,17 +389,19 @@ _INSERT_MESSAGE = (  # (sender, cmid) are looked up first: _known_ids
 )
 _INSERT_MESSAGES = _Rows("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
                          " VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-#: the ids of stored keys among a list of (sender, cmid): the keys drive the lookup, one
-#: probe of message_cmids's primary key each
-_KNOWN_KEYS = _Rows("SELECT m.sender, m.cmid, m.id FROM (VALUES ", "(?, ?)",
-                    ") AS k CROSS JOIN message_cmids AS m ON m.sender = k.column1 AND m.cmid = k.column2")
-_WRITE_KEYS = _Rows("INSERT INTO message_cmids (sender, cmid, id) VALUES ", "(?, ?, ?)", " ON CONFLICT DO NOTHING")
+#: the (hash, id) rows of message_keys under a list of key hashes: the hashes drive the
+#: lookup, one probe of its primary key each
+_KNOWN_KEYS = _Rows("SELECT m.h, m.id FROM (VALUES ", "(?)", ") AS k CROSS JOIN message_keys AS m ON m.h = k.column1")
+_WRITE_KEYS = _Rows("INSERT INTO message_keys (h, id) VALUES ", "(?, ?)", " ON CONFLICT DO NOTHING")
 _SET_KEY_MARKS = _Rows("INSERT INTO cmid_marks (conv, seq) VALUES ", "(?, ?)",
                        " ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq")
-#: (sender, cmid) keys the writer holds in memory before it writes them to message_cmids
-#: between two batches (it also writes them whenever it is idle)
-KEYS_HELD = 20_000
-#: keys written per transaction (whole conversations: at least one)
+#: retry keys the writer holds in memory (about 100 bytes each) before it writes them all
+#: to message_keys, in hash order, between batches (it also writes them whenever it is
+#: idle). A pass over N keys writes at most N of the table's pages: the more keys a pass
+#: has, the more of them share a page (with 20,000 a pass, a table of some millions of
+#: keys took a page write per key, and the writer's cost per message doubled by 2.4M)
+KEYS_HELD = 200_000
+#: keys written per transaction of a pass (between two batches of messages)
 KEYS_SLICE = 5_000
 _INDEX_TEXT = "INSERT INTO message_text (rowid, body) VALUES (?, ?)"
 _SET_MARK = "INSERT INTO search_marks (conv, seq) VALUES (?, ?) ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq"
@@ -408,6 +425,103 @@ _READ_UP_TO_ROWS = _Rows("UPDATE user_convs SET read_seq = max(read_seq, v.colum
                          ") AS v WHERE user_convs.user_id = v.column2 AND user_convs.conv = v.column3")
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
 _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
+
+
+def key_hash(sender: int, cmid: str) -> int:
+    """A retry key's place in message_keys: 64 bits of BLAKE2b of (sender, cmid), signed
+    as SQLite's integers are. Two keys may share one; a hit is checked (``_verified``)."""
+    return int.from_bytes(blake2b(f"{sender}:{cmid}".encode(), digest_size=8).digest(), "big", signed=True)
+
+
+def _verified(conn: sqlite3.Connection, candidates: list[tuple[tuple[int, str], int]]) -> dict[tuple[int, str], int]:
+    """Of (key, message id) pairs whose hashes matched, those whose message has that
+    (sender, cmid): key -> id. Only retries (and collisions) get here."""
+    if not candidates:
+        return {}
+    ids = list({msg_id for _, msg_id in candidates})
+    rows: dict[int, tuple[int, str]] = {}
+    for start in range(0, len(ids), _MAX_IDS):
+        part = ids[start:start + _MAX_IDS]
+        query = f"SELECT id, sender, cmid FROM messages WHERE id IN ({', '.join('?' * len(part))})"
+        rows.update((msg_id, (sender, cmid)) for msg_id, sender, cmid in conn.execute(query, part))
+    return {key: msg_id for key, msg_id in candidates if rows.get(msg_id) == key}
+
+
+class _HeldKeys:
+    """The writer thread's retry keys of committed messages not yet in message_keys.
+
+    ``held`` fills with every commit (hash -> message id, or ids when two keys share a
+    hash). When it holds KEYS_HELD, or the writer is idle or stopping, a *pass* begins:
+    what is held is set apart, sorted by hash, and written KEYS_SLICE rows a transaction
+    between batches; the last transaction of the pass moves cmid_marks to the newest seq
+    the pass held of each conversation (every key of that conversation up to it is in the
+    table). Keys committed meanwhile wait for the next pass. After a crash the open reads
+    the keys past the marks back from the messages (``_find_behind``)."""
+
+    __slots__ = ("held", "tops", "_passing", "_pass_tops", "_order", "_at")
+
+    def __init__(self) -> None:
+        self.held: dict[int, int | tuple[int, ...]] = {}
+        self.tops: dict[str, int] = {}  # conv -> the newest seq among the held keys
+        self._passing: dict[int, int | tuple[int, ...]] = {}  # the keys of the pass under way
+        self._pass_tops: dict[str, int] = {}
+        self._order: list[int] = []  # the pass's hashes, sorted
+        self._at = 0  # its hashes before this are written
+
+    def __len__(self) -> int:
+        return len(self.held) + len(self._passing)
+
+    @property
+    def passing(self) -> bool:
+        return bool(self._order)
+
+    def hold(self, h: int, msg_id: int, conv: str, seq: int) -> None:
+        had = self.held.get(h)
+        self.held[h] = msg_id if had is None else (*_ids(had), msg_id)
+        if seq > self.tops.get(conv, 0):
+            self.tops[conv] = seq
+
+    def candidates(self, h: int) -> tuple[int, ...]:
+        return _ids(self.held.get(h)) + _ids(self._passing.get(h))
+
+    def write_some(self, conn: sqlite3.Connection, most: int) -> bool:
+        """Write the next ``most`` rows of the pass under way (beginning one with what is
+        held if none is). False if that failed: they stay held, and are correct."""
+        if not self._order:
+            if not self.held:
+                return True
+            self._passing, self.held = self.held, {}
+            self._pass_tops, self.tops = self.tops, {}
+            self._order = sorted(self._passing)
+            self._at = 0
+        hashes = self._order[self._at:self._at + most]
+        last = self._at + len(hashes) >= len(self._order)
+        passing = self._passing
+        rows = [(h, msg_id) for h in hashes for msg_id in sorted(_ids(passing[h]))]
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _WRITE_KEYS.run(conn, rows)
+                if last:
+                    _SET_KEY_MARKS.run(conn, list(self._pass_tops.items()))
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            log.exception("writing the retry keys failed", extra={"keys": len(rows)})
+            return False
+        self._at += len(hashes)
+        if last:
+            self._passing, self._pass_tops, self._order, self._at = {}, {}, [], 0
+        return True
+
+
+def _ids(held: int | tuple[int, ...] | None) -> tuple[int, ...]:
+    if held is None:
+        return ()
+    return held if isinstance(held, tuple) else (held,)
 
 
 def _user(row: tuple[Any, ...]) -> User:
@@ -467,13 +581,11 @@ class SqliteStore(WriteQueue):
         # mark (conv -> newest committed seq), and the searches waiting for some of them
         self._unindexed: dict[str, int] = {}
         self._asks: list[IndexNow] = []
-        # Owned by the writer thread: the (sender, cmid) keys of committed messages not in
-        # message_cmids yet (key -> message id), and the same by conversation (conv -> its
-        # newest seq among them and their rows), which ``_write_keys`` moves there a
-        # conversation at a time; ``_staged``: the keys of the batch being written, until
-        # its commit (a batch that fails takes its keys with it).
-        self._keys: dict[tuple[int, str], int] = {}
-        self._keys_by_conv: dict[str, tuple[int, list[tuple[int, str, int]]]] = {}
+        # Owned by the writer thread: the retry keys of committed messages not in
+        # message_keys yet (``_HeldKeys``); ``_staged``: the (sender, cmid) keys of the batch
+        # being written -> (id, conv, seq), until its commit (a batch that fails takes its
+        # keys with it).
+        self._held = _HeldKeys()
         self._staged: dict[tuple[int, str], tuple[int, str, int]] = {}
         #: messages read into the search index (metrics)
         self.indexed = 0
@@ -734,6 +846,7 @@ class SqliteStore(WriteQueue):
         # isolation_level=None: no implicit BEGINs; transactions are spelled out below.
         conn = sqlite3.connect(self.path, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        conn.create_function("im_key_hash", 2, key_hash, deterministic=True)  # migration step 15
         return conn
 
     def _writer_main(self, ready: concurrent.futures.Future[None]) -> None:
@@ -769,13 +882,14 @@ class SqliteStore(WriteQueue):
         for batch in self._batches(self.batch_max, self._index_wait):
             if batch:
                 self._commit_batch(conn, batch)
-            if len(self._keys) >= KEYS_HELD or (not batch and self._keys):
-                self._write_keys(conn, KEYS_SLICE)
+            held = self._held
+            if held.passing or len(held.held) >= KEYS_HELD or (not batch and held.held):
+                held.write_some(conn, KEYS_SLICE)
             if self._asks:
                 self._index_asked(conn)
             elif not batch and self._unindexed:  # nothing else to do: catch up a little
                 self._index_some(conn, list(self._unindexed), INDEX_SLICE, INDEX_SLICE_BYTES)
-        while self._keys_by_conv and self._write_keys(conn, KEYS_SLICE):  # a stop: the next open reads none back
+        while self._held and self._held.write_some(conn, KEYS_SLICE):  # a stop: the next open reads none back
             pass
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
@@ -931,20 +1045,29 @@ class SqliteStore(WriteQueue):
     # -- retries: the (sender, cmid) keys, behind the commits ------------------------------
 
     def _known_ids(self, conn: sqlite3.Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        """The ids of the messages stored under any of ``keys``: those of this batch and
-        those held in memory, then message_cmids for the rest."""
+        """The ids of the messages stored under any of ``keys``: those of this batch, those
+        held in memory, then message_keys for the rest (a hash found is a candidate, the
+        message's own sender and cmid decide)."""
         found: dict[tuple[int, str], int] = {}
-        staged, held = self._staged, self._keys
-        ask: list[tuple[int, str]] = []
+        rest: list[tuple[int, str]] = []
+        staged = self._staged
         for key in keys:
-            if key in staged:
-                found[key] = staged[key][0]
-            elif key in held:
-                found[key] = held[key]
+            hit = staged.get(key)
+            if hit is None:
+                rest.append(key)
             else:
-                ask.append(key)
-        for sender, cmid, msg_id in _KNOWN_KEYS.fetch(conn, ask):
-            found[(sender, cmid)] = msg_id
+                found[key] = hit[0]
+        if not rest:
+            return found
+        hashes = {key: key_hash(*key) for key in rest}
+        held = self._held
+        found.update(_verified(conn, [(key, msg_id) for key in rest for msg_id in held.candidates(hashes[key])]))
+        by_hash: dict[int, list[tuple[int, str]]] = {}
+        for key in rest:
+            if key not in found:
+                by_hash.setdefault(hashes[key], []).append(key)
+        rows = _KNOWN_KEYS.fetch(conn, [(h,) for h in by_hash])
+        found.update(_verified(conn, [(key, msg_id) for h, msg_id in rows for key in by_hash[h]]))
         return found
 
     @staticmethod
@@ -953,50 +1076,11 @@ class SqliteStore(WriteQueue):
         return _stored(row, duplicate=True)
 
     def _hold_keys(self) -> None:
-        """A batch committed: its keys join those held until ``_write_keys``."""
-        held, by_conv = self._keys, self._keys_by_conv
-        for key, (msg_id, conv, seq) in self._staged.items():
-            held[key] = msg_id
-            entry = by_conv.get(conv)
-            if entry is None:
-                by_conv[conv] = (seq, [(key[0], key[1], msg_id)])
-            else:
-                entry[1].append((key[0], key[1], msg_id))
-                if seq > entry[0]:
-                    by_conv[conv] = (seq, entry[1])
+        """A batch committed: its keys join those held until ``_HeldKeys.write_some``."""
+        hold = self._held.hold
+        for (sender, cmid), (msg_id, conv, seq) in self._staged.items():
+            hold(key_hash(sender, cmid), msg_id, conv, seq)
         self._staged.clear()
-
-    def _write_keys(self, conn: sqlite3.Connection, most: int) -> bool:
-        """Move the held keys of whole conversations, about ``most`` of them (sorted, so
-        that neighbours share pages), into message_cmids, in one transaction that moves
-        those conversations' marks. False if it failed: they stay held, and are correct."""
-        rows: list[tuple[int, str, int]] = []
-        marks: list[tuple[str, int]] = []
-        for conv, (top, conv_rows) in self._keys_by_conv.items():
-            rows += conv_rows
-            marks.append((conv, top))
-            if len(rows) >= most:
-                break
-        rows.sort()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _WRITE_KEYS.run(conn, rows)
-                _SET_KEY_MARKS.run(conn, marks)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except Exception:
-            log.exception("writing the retry keys failed", extra={"keys": len(rows)})
-            return False
-        held = self._keys
-        for sender, cmid, _ in rows:
-            held.pop((sender, cmid), None)
-        for conv, _ in marks:
-            del self._keys_by_conv[conv]
-        return True
 
     @staticmethod
     def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:
@@ -1028,7 +1112,7 @@ class SqliteStore(WriteQueue):
         meanwhile, then the next slice)."""
         if self._asks:
             return 0
-        return INDEX_IDLE if self._unindexed or self._keys else None
+        return INDEX_IDLE if self._unindexed or self._held else None
 
     def _index_asked(self, conn: sqlite3.Connection) -> None:
         """A slice of the conversations searches wait for; the searches whose

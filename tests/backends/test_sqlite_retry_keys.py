@@ -1,7 +1,9 @@
 """SqliteStore knows a retried append by its (sender, cmid) key without a unique index on
-messages: the keys of recent messages are held by the writer and written to message_cmids
-behind the commits, a conversation at a time (cmid_marks). A retry is a duplicate whether
-its key is held, written, or read back from the messages after a crash."""
+messages: the keys of recent messages are held by the writer and written to message_keys
+(as 64-bit hashes, a hit checked against the message) behind the commits, in passes over
+everything held, in hash order (cmid_marks move at the end of a pass). A retry is a
+duplicate whether its key is held, written, or read back from the messages after a crash,
+and two keys that share a hash stay two messages."""
 from __future__ import annotations
 
 import asyncio
@@ -28,12 +30,12 @@ def count(path, table: str) -> int:
 
 
 async def written(path, keys: int) -> None:
-    """Wait until message_cmids holds ``keys`` rows (the writer writes them behind)."""
+    """Wait until message_keys holds ``keys`` rows (the writer writes them behind)."""
     for _ in range(500):
-        if count(path, "message_cmids") == keys:
+        if count(path, "message_keys") == keys:
             return
         await asyncio.sleep(0.01)
-    assert count(path, "message_cmids") == keys
+    assert count(path, "message_keys") == keys
 
 
 async def test_a_retry_whose_key_is_held_is_a_duplicate(tmp_path, never_idle):
@@ -42,7 +44,7 @@ async def test_a_retry_whose_key_is_held_is_a_duplicate(tmp_path, never_idle):
     try:
         first = await store.append(message("p1_2", "a", 1))
         again = await store.append(message("p1_2", "a", 2))  # a new id, as a resend after a reconnect mints
-        assert count(tmp_path / "im.db", "message_cmids") == 0  # held, not written
+        assert count(tmp_path / "im.db", "message_keys") == 0  # held, not written
         assert (again.duplicate, again.id, again.seq) == (True, first.id, first.seq)
         assert count(tmp_path / "im.db", "messages") == 1
     finally:
@@ -110,7 +112,7 @@ _CRASH = textwrap.dedent("""
 async def test_keys_held_at_a_crash_are_read_back_from_the_messages(tmp_path):
     path = tmp_path / "im.db"
     subprocess.run([sys.executable, "-c", _CRASH, str(path)], check=True, timeout=60)
-    assert (count(path, "messages"), count(path, "message_cmids")) == (40, 0)
+    assert (count(path, "messages"), count(path, "message_keys")) == (40, 0)
 
     store = SqliteStore(path)
     await store.open()
@@ -123,7 +125,7 @@ async def test_keys_held_at_a_crash_are_read_back_from_the_messages(tmp_path):
     finally:
         await store.close()
     # a stop writes what the writer held: the next open reads nothing back
-    assert count(path, "message_cmids") == 40
+    assert count(path, "message_keys") == 40
 
 
 async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path):
@@ -131,7 +133,7 @@ async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path):
     rebuilt messages table keeps its rows, its (conv, seq) uniqueness and its other index."""
     path = tmp_path / "im.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:12]:
+    for script in MIGRATIONS[:12]:  # then steps 13 to the last: message_cmids, then message_keys
         for statement in _split_sql(script):
             conn.execute(statement)
     conn.execute("PRAGMA user_version = 12")
@@ -152,7 +154,35 @@ async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path):
         indexes = {row[1]: row[2] for row in conn.execute("PRAGMA index_list(messages)")}
         columns = [[r[2] for r in conn.execute(f"PRAGMA index_info('{name}')")] for name in indexes]
         assert sorted(columns) == [["conv", "rev"], ["conv", "seq"]]
-        assert conn.execute("SELECT count(*) FROM message_cmids").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM message_keys").fetchone()[0] == 4
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'message_cmids'").fetchone()[0] == 0
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts)"
                          " VALUES (99, 'p1_2', 1, 1, 2, 'x', 1, 'dup seq', 1)")
+
+
+@pytest.mark.parametrize("written_first", [False, True], ids=["held", "written"])
+async def test_keys_that_share_a_hash_are_told_apart_by_their_messages(tmp_path, monkeypatch, never_idle,
+                                                                       written_first):
+    """Every key of a sender hashed alike: new cmids are still new messages, and a retry
+    of each finds its own message, whether the keys are held or in message_keys."""
+    monkeypatch.setattr(sqlite_store, "key_hash", lambda sender, cmid: sender)
+    if written_first:
+        monkeypatch.setattr(sqlite_store, "KEYS_HELD", 1)
+    path = tmp_path / "im.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        firsts = [await store.append(message("p1_2", f"k{n}", n + 1)) for n in range(4)]
+        assert [m.duplicate for m in firsts] == [False] * 4 and [m.seq for m in firsts] == [1, 2, 3, 4]
+        if written_first:
+            await written(path, 4)
+        retries = await asyncio.gather(*(store.append(message("p1_2", f"k{n}", 100 + n)) for n in (2, 0, 3)))
+        assert [(r.duplicate, r.id) for r in retries] == [(True, 3), (True, 1), (True, 4)]
+        other = await store.append(message("p1_2", "k0", 200, sender=2))  # same cmid, another sender
+        assert (other.duplicate, other.seq) == (False, 5)
+        assert count(path, "messages") == 5
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as conn:
+        assert sorted(conn.execute("SELECT h, id FROM message_keys")) == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 200)]
