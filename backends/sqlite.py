@@ -587,6 +587,7 @@ class SqliteStore(WriteQueue):
         # keys with it).
         self._held = _HeldKeys()
         self._staged: dict[tuple[int, str], tuple[int, str, int]] = {}
+        self._hashes: dict[tuple[int, str], int] = {}  # the batch's keys hashed by ``_known_ids``
         #: messages read into the search index (metrics)
         self.indexed = 0
         self._healthy = True
@@ -902,6 +903,7 @@ class SqliteStore(WriteQueue):
                 return
         outcomes: list[Outcome] = []
         self._staged.clear()
+        self._hashes.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -1059,7 +1061,10 @@ class SqliteStore(WriteQueue):
                 found[key] = hit[0]
         if not rest:
             return found
-        hashes = {key: key_hash(*key) for key in rest}
+        hashes = self._hashes
+        for key in rest:
+            if key not in hashes:
+                hashes[key] = key_hash(*key)
         held = self._held
         found.update(_verified(conn, [(key, msg_id) for key in rest for msg_id in held.candidates(hashes[key])]))
         by_hash: dict[int, list[tuple[int, str]]] = {}
@@ -1077,10 +1082,12 @@ class SqliteStore(WriteQueue):
 
     def _hold_keys(self) -> None:
         """A batch committed: its keys join those held until ``_HeldKeys.write_some``."""
-        hold = self._held.hold
-        for (sender, cmid), (msg_id, conv, seq) in self._staged.items():
-            hold(key_hash(sender, cmid), msg_id, conv, seq)
+        hold, hashes = self._held.hold, self._hashes
+        for key, (msg_id, conv, seq) in self._staged.items():
+            h = hashes.get(key)
+            hold(key_hash(*key) if h is None else h, msg_id, conv, seq)
         self._staged.clear()
+        hashes.clear()
 
     @staticmethod
     def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:

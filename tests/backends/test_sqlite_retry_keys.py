@@ -16,7 +16,7 @@ import pytest
 
 from edgeim.backends import sqlite as sqlite_store
 from edgeim.backends.protocols import ConvId, NewMessage, UserId
-from edgeim.backends.sqlite import MIGRATIONS, SqliteStore, _split_sql
+from edgeim.backends.sqlite import SqliteStore
 
 
 def message(conv: str, cmid: str, msg_id: int, sender: int = 1) -> NewMessage:
@@ -128,15 +128,12 @@ async def test_keys_held_at_a_crash_are_read_back_from_the_messages(tmp_path):
     assert count(path, "message_keys") == 40
 
 
-async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path):
-    """A database of the step before: its messages' keys go to message_cmids, and the
-    rebuilt messages table keeps its rows, its (conv, seq) uniqueness and its other index."""
+async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path, database_at):
+    """A database of step 12: its messages' keys go to message_cmids (step 13), then to
+    message_keys (step 15), and the rebuilt messages table keeps its rows, its (conv,
+    seq) uniqueness and its other index."""
     path = tmp_path / "im.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for script in MIGRATIONS[:12]:  # then steps 13 to the last: message_cmids, then message_keys
-        for statement in _split_sql(script):
-            conn.execute(statement)
-    conn.execute("PRAGMA user_version = 12")
+    conn = database_at(path, 12)
     conn.executemany("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, rev)"
                      " VALUES (?, 'p1_2', ?, 1, 2, ?, 1, 'old', 1, ?)", [(n, n, f"m{n}", n % 2) for n in range(1, 4)])
     conn.close()

@@ -192,17 +192,12 @@ async def test_big_messages_are_indexed_in_slices_of_bytes(tmp_path, monkeypatch
         await store.close()
 
 
-async def test_the_index_rebuilt_without_positions_finds_what_it_found(tmp_path, monkeypatch):
-    """A database of the step before (an index with positions): migrated, its indexed
-    messages are still found through the index, and new ones join them."""
+async def test_the_index_rebuilt_without_positions_finds_what_it_found(tmp_path, monkeypatch, database_at):
+    """A database of step 13 (an index with positions): migrated, its indexed messages
+    are still found through the index, and new ones join them."""
     monkeypatch.setattr(sqlite_store, "SEARCH_SCAN_ROWS", 0)  # the index answers
     path = tmp_path / "im.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    steps = len(sqlite_store.MIGRATIONS) - 1
-    for script in sqlite_store.MIGRATIONS[:steps]:
-        for statement in sqlite_store._split_sql(script):
-            conn.execute(statement)
-    conn.execute(f"PRAGMA user_version = {steps}")
+    conn = database_at(path, 13)
     conn.execute("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts)"
                  " VALUES (1, 'p1_2', 1, 1, 2, 'm1', 1, 'the old report', 1)")
     conn.execute("INSERT INTO message_text (rowid, body) VALUES (1, 'the old report')")

@@ -615,14 +615,11 @@ def test_sqlite_rejects_bad_options(tmp_path):
         SqliteStore(tmp_path / "im.db", batch_max=0)
 
 
-async def test_sqlite_migration_2_keeps_the_lists_of_a_version_1_file(tmp_path):
+async def test_sqlite_migration_2_keeps_the_lists_of_a_version_1_file(tmp_path, database_at):
     path = tmp_path / "im.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for statement in sqlite_backend._split_sql(sqlite_backend.MIGRATIONS[0]):
-        conn.execute(statement)
+    conn = database_at(path, 1)
     conn.execute("INSERT INTO messages VALUES (1, 'p1_2', 1, 1, 2, 'c', 1, 'old', 5)")
     conn.execute("INSERT INTO conversations VALUES (1, 'p1_2', 2, 1, 5), (2, 'p1_2', 1, 1, 5)")
-    conn.execute("PRAGMA user_version = 1")
     conn.close()
     s = SqliteStore(path)
     await s.open()
