@@ -19,6 +19,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import os
+import random
 import shutil
 import signal
 import socket
@@ -58,6 +59,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range of local ports Linux gives outgoing connections (its default elsewhere)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def _child_setup(uid: int | None, gid: int | None) -> Callable[[], None]:
@@ -387,17 +397,23 @@ def rocketmq_lib() -> Path:
 
 
 def _free_port_with(*offsets: int) -> int:
-    """A free port p such that p + each offset is free too (the broker also binds p - 2 and p + 1)."""
+    """A free port p such that p + each offset is free too (the broker also binds p - 2 and
+    p + 1), below the range the system takes the local ports of outgoing connections
+    from: while an outage test has the broker down, any connection of the run could be
+    given one of its ports, and the broker's restart would fail to bind it."""
+    low = _ephemeral_ports()[0]
+    below = low - 12000 > 1100  # (a system that gives out nearly every port: any free one)
     for _ in range(200):
-        port = free_port()
-        if all(1024 < port + o < 65536 for o in offsets):
-            try:
-                for o in offsets:
-                    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                        s.bind(("127.0.0.1", port + o))
-                return port
-            except OSError:
-                continue
+        port = random.randrange(low - 12000, low - max(offsets, default=0)) if below else free_port()
+        if not all(1024 < port + o < 65536 for o in offsets):
+            continue
+        try:
+            for o in (0, *offsets):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                    s.bind(("127.0.0.1", port + o))
+            return port
+        except OSError:
+            continue
     raise RuntimeError("no free port block for the broker")
 
 
