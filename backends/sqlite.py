@@ -25,8 +25,8 @@ import sqlite3
 import struct
 import threading
 import time
-from hashlib import blake2b
 from dataclasses import dataclass
+from hashlib import blake2b
 from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
@@ -383,10 +383,7 @@ _MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
                     " reply_to, edited_at, fwd, reactions, rev")
-_INSERT_MESSAGE = (  # (sender, cmid) are looked up first: _known_ids
-    "INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
+# (sender, cmid) are looked up first: _known_ids
 _INSERT_MESSAGES = _Rows("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
                          " VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 #: the (hash, id) rows of message_keys under a list of key hashes: the hashes drive the
@@ -482,7 +479,10 @@ class _HeldKeys:
             self.tops[conv] = seq
 
     def candidates(self, h: int) -> tuple[int, ...]:
-        return _ids(self.held.get(h)) + _ids(self._passing.get(h))
+        held, passing = self.held.get(h), self._passing.get(h)
+        if held is None and passing is None:  # a new key: nearly every one
+            return ()
+        return _ids(held) + _ids(passing)
 
     def write_some(self, conn: sqlite3.Connection, most: int) -> bool:
         """Write the next ``most`` rows of the pass under way (beginning one with what is
@@ -1033,7 +1033,7 @@ class SqliteStore(WriteQueue):
         if known:  # (sender, cmid) already stored, maybe earlier in this batch
             return self._message_by_id(conn, known[(m.sender, m.cmid)])
         seq = self._next_seq(conn, m.conv)
-        conn.execute(_INSERT_MESSAGE, (m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
+        _INSERT_MESSAGES.run(conn, [(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)])
         self._staged[(m.sender, m.cmid)] = (m.msg_id, m.conv, seq)
         self._last_seq[m.conv] = seq
         stored = StoredMessage(m.msg_id, m.conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
