@@ -384,7 +384,7 @@ _MAX_IDS = 500  # ids of one messages_by_id (a page's replies: at most MAX_PAGE)
 _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, mentions, recalled_by, recalled_at,"
                     " reply_to, edited_at, fwd, reactions, rev")
 # (sender, cmid) are looked up first: _known_ids
-_INSERT_MESSAGES = _Rows("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
+_INSERT_MESSAGES = _Rows("INSERT OR FAIL INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
                          " VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 #: the (hash, id) rows of message_keys under a list of key hashes: the hashes drive the
 #: lookup, one probe of its primary key each
@@ -580,6 +580,7 @@ class SqliteStore(WriteQueue):
         # Owned by the writer thread: the conversations with messages past their search
         # mark (conv -> newest committed seq), and the searches waiting for some of them
         self._unindexed: dict[str, int] = {}
+        self._fresh: dict[str, int] = {}  # the same for the batch being written, until it commits
         self._asks: list[IndexNow] = []
         # Owned by the writer thread: the retry keys of committed messages not in
         # message_keys yet (``_HeldKeys``); ``_staged``: the (sender, cmid) keys of the batch
@@ -895,70 +896,101 @@ class SqliteStore(WriteQueue):
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: list[Op]) -> None:
         """One transaction for the whole batch; every write is settled whatever happens.
-        The messages between two changes go in with one multi-row statement."""
+        The messages between two changes go in with one multi-row statement; if one of
+        them breaks a constraint, the transaction is rolled back and the batch written
+        again row by row, which sorts them out (``_Careful``)."""
         if any(type(op) is IndexNow for op in batch):  # searches: settled once indexed
             self._asks += [op for op in batch if type(op) is IndexNow]  # type: ignore[misc]
             batch = [op for op in batch if type(op) is not IndexNow]
             if not batch:
                 return
-        outcomes: list[Outcome] = []
-        self._staged.clear()
         self._hashes.clear()
         try:
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                # (sender, conv) -> the newest seq it sent in this batch: its read cursor moves
-                # there with one UPDATE per pair
-                touched: dict[tuple[int, str], int] = {}
-                run: list[Append] = []
-                for op in batch:
-                    if type(op) is Append:
-                        run.append(op)
-                        continue
-                    if run:
-                        self._insert_run(conn, run, touched, outcomes)
-                        run = []
-                    try:
-                        if isinstance(op, Apply):
-                            result: Any = self._apply_change(conn, op.change, touched)
-                        else:
-                            result = _insert_user(conn, op)
-                    except Exception as exc:
-                        if not _fails_one_op(exc):
-                            raise
-                        outcomes.append((op.ticket, None, exc))
-                    else:
-                        outcomes.append((op.ticket, result, None))
-                if run:
-                    self._insert_run(conn, run, touched, outcomes)
-                if touched:
-                    _READ_UP_TO_ROWS.run(conn, [(seq, user, conv) for (user, conv), seq in touched.items()])
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                outcomes = self._write_batch(conn, batch, careful=False)
+            except _Careful:
+                self._forget_batch()
+                outcomes = self._write_batch(conn, batch, careful=True)
         except Exception as exc:
-            # Seqs handed out in this batch were rolled back: forget them, reload lazily.
-            self._last_seq.clear()
-            self._known_pairs.clear()
+            self._forget_batch()
             self._healthy = False
             failure = StoreUnavailable(f"the store could not commit: {exc}")
             failure.__cause__ = exc
             outcomes = [(op.ticket, None, failure) for op in batch]
         else:
             self._healthy = True
+            self._unindexed.update(self._fresh)
             if self._staged:
                 self._hold_keys()
         settle(batch, outcomes)
 
+    def _forget_batch(self) -> None:
+        """A transaction rolled back: the seqs it handed out and the list rows it wrote are
+        forgotten (both reload lazily), and so is everything it staged."""
+        self._last_seq.clear()
+        self._known_pairs.clear()
+        self._staged.clear()
+        self._fresh.clear()
+
+    def _write_batch(self, conn: sqlite3.Connection, batch: list[Op], careful: bool) -> list[Outcome]:
+        """The batch in one transaction, committed; what each op came to."""
+        outcomes: list[Outcome] = []
+        self._staged.clear()
+        self._fresh.clear()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # (sender, conv) -> the newest seq it sent in this batch: its read cursor moves
+            # there with one UPDATE per pair
+            touched: dict[tuple[int, str], int] = {}
+            run: list[Append] = []
+            for op in batch:
+                if type(op) is Append:
+                    run.append(op)
+                    continue
+                if run:
+                    self._insert_run(conn, run, touched, outcomes, careful)
+                    run = []
+                try:
+                    if isinstance(op, Apply):
+                        result: Any = self._apply_change(conn, op.change, touched)
+                    else:
+                        result = _insert_user(conn, op)
+                except Exception as exc:
+                    if not _fails_one_op(exc):
+                        raise
+                    outcomes.append((op.ticket, None, exc))
+                else:
+                    outcomes.append((op.ticket, result, None))
+            if run:
+                self._insert_run(conn, run, touched, outcomes, careful)
+            if touched:
+                _READ_UP_TO_ROWS.run(conn, [(seq, user, conv) for (user, conv), seq in touched.items()])
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return outcomes
+
     def _insert_run(self, conn: sqlite3.Connection, run: list[Append], touched: dict[tuple[int, str], int],
-                    outcomes: list[Outcome]) -> None:
-        """Messages with no change between them: seqs assigned here, one executemany of
-        plain INSERTs in a savepoint. A constraint (a retried cmid stored earlier, a stale
-        seq) undoes the savepoint and the run goes row by row, which sorts them out."""
+                    outcomes: list[Outcome], careful: bool) -> None:
+        """Messages with no change between them: seqs assigned here, then one multi-row
+        INSERT OR FAIL. That needs no statement journal (SQLite keeps one for a statement
+        that may have to undo its own rows, and writes it to a temporary file once it
+        passes 64 KiB: most of the writer's syscalls before), so a constraint (a retried
+        cmid stored earlier, a stale seq) leaves the rows before it in place: the batch is
+        then rolled back and written again ``careful``-ly, a row at a time."""
+        if careful:
+            for op in run:
+                try:
+                    outcomes.append((op.ticket, self._insert_message(conn, op.message, touched), None))
+                except Exception as one:
+                    if not _fails_one_op(one):
+                        raise
+                    self._last_seq.pop(op.message.conv, None)  # a stale seq is one way to get here
+                    outcomes.append((op.ticket, None, one))
+            return
         last_seq = self._last_seq
-        before: dict[str, int | None] = {}
         rows: list[tuple[Any, ...]] = []
         firsts: dict[tuple[int, str], int] = {}  # (sender, cmid) -> its row in ``rows``
         # for each op of the run: its row (a repeat of a pair: -1 - that row; a pair stored
@@ -979,36 +1011,17 @@ class SqliteStore(WriteQueue):
                 order.append(None)
                 continue
             conv = m.conv
-            if conv not in before:
-                before[conv] = last_seq.get(conv)
             seq = self._next_seq(conn, conv)
             last_seq[conv] = seq
             firsts[key] = len(rows)
             order.append(len(rows))
             rows.append((m.msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
-        conn.execute("SAVEPOINT run")
         try:
             _INSERT_MESSAGES.run(conn, rows)
         except Exception as exc:
-            conn.execute("ROLLBACK TO run")
-            conn.execute("RELEASE run")
-            for conv, last in before.items():  # what this run assigned is undone
-                if last is None:
-                    last_seq.pop(conv, None)
-                else:
-                    last_seq[conv] = last
-            if not _fails_one_op(exc):
-                raise
-            for op in run:
-                try:
-                    outcomes.append((op.ticket, self._insert_message(conn, op.message, touched), None))
-                except Exception as one:
-                    if not _fails_one_op(one):
-                        raise
-                    self._last_seq.pop(op.message.conv, None)  # a stale seq is one way to get here
-                    outcomes.append((op.ticket, None, one))
-            return
-        conn.execute("RELEASE run")
+            if _fails_one_op(exc):
+                raise _Careful from exc
+            raise
         stored = [StoredMessage(*row) for row in rows]
         staged = self._staged
         for row in rows:
@@ -1109,7 +1122,7 @@ class SqliteStore(WriteQueue):
         touched[(m.sender, m.conv)] = stored.seq
         if m.mentions:
             _mark_mentions(conn, m.conv, stored.seq, m.mentions)
-        self._unindexed[m.conv] = stored.seq
+        self._fresh[m.conv] = stored.seq
 
     # -- the search index, behind the commits ---------------------------------------------
 
@@ -1882,6 +1895,11 @@ def _wal_checksum(data: bytes, order: str, s0: int, s1: int) -> tuple[int, int]:
         s0 = (s0 + words[i] + s1) & mask
         s1 = (s1 + words[i + 1] + s0) & mask
     return s0, s1
+
+
+class _Careful(Exception):
+    """A multi-row INSERT broke a constraint and left the rows before it in place: the
+    batch is rolled back and written again a row at a time."""
 
 
 def _fails_one_op(exc: Exception) -> bool:

@@ -578,6 +578,61 @@ async def test_sqlite_one_bad_message_fails_alone(sqlite_store):
     assert (good1.seq, good2.seq) == (2, 3)
 
 
+async def test_sqlite_a_bad_message_rolls_its_batch_back_and_writes_it_again(sqlite_store):
+    """The batch's multi-row INSERT stops at the bad row with the rows before it written:
+    the store rolls the batch back and writes it again a row at a time, every op once."""
+    await sqlite_store.append(message("p:1:2", 1, 2, msg_id=70_007))
+    lock = hold_write_lock(sqlite_store.path)
+    try:
+        ahead = asyncio.ensure_future(sqlite_store.append(message("p:1:3", 1, 3)))
+        await asyncio.sleep(0)
+        batch = asyncio.gather(
+            sqlite_store.append(message("p:1:2", 1, 2)),
+            sqlite_store.apply(CreateGroup("g", "", "", UserId(1), "open", 100, [], 5)),
+            sqlite_store.append(message("p:1:2", 1, 2)),
+            sqlite_store.append(message("p:1:2", 1, 2, msg_id=70_007)),  # id already taken
+            sqlite_store.append(message("p:1:2", 1, 2)),
+            return_exceptions=True,
+        )
+        await asyncio.sleep(0)
+    finally:
+        lock.rollback()
+        lock.close()
+    await ahead
+    first, made, second, bad, third = await batch
+    assert isinstance(bad, sqlite3.IntegrityError)
+    assert [first.seq, second.seq, third.seq] == [2, 3, 4]
+    history = await sqlite_store.messages_after(ConvId("p:1:2"), 0, 10)
+    assert [(m.id, m.seq) for m in history] == [(70_007, 1), (first.id, 2), (second.id, 3), (third.id, 4)]
+    assert (await sqlite_store.load_group(made.group.id)).group.name == "g"
+    conn = sqlite3.connect(sqlite_store.path)
+    try:
+        assert conn.execute("SELECT count(*) FROM chat_groups").fetchone()[0] == 1
+    finally:
+        conn.close()
+    assert (await sqlite_store.append(message("p:1:2", 1, 2))).seq == 5
+
+
+async def test_sqlite_a_batch_rolled_back_after_its_rows_leaves_search_nothing_to_wait_for(sqlite_store):
+    """The rows of a batch that fails at its end are gone: a search does not wait for
+    them to be indexed (it waited for its whole timeout, then failed)."""
+    def private(text):
+        return msgspec.structs.replace(message("p:1:2", 1, 2), content=text, members=(UserId(1), UserId(2)))
+
+    first = await sqlite_store.append(private("hello"))
+    conn = sqlite3.connect(sqlite_store.path, isolation_level=None)
+    try:  # the sender's read cursor cannot move past 1: the batch fails after its INSERT
+        conn.execute("CREATE TRIGGER stuck BEFORE UPDATE OF read_seq ON user_convs WHEN NEW.read_seq > 1"
+                     " BEGIN SELECT RAISE(ABORT, 'stuck'); END")
+        with pytest.raises(StoreUnavailable, match="stuck"):
+            await sqlite_store.append(private("hello again"))
+        conn.execute("DROP TRIGGER stuck")
+    finally:
+        conn.close()
+    found = await sqlite_store.search([(ConvId("p:1:2"), 0)], "hello", 0, 10)
+    assert [m.id for m in found] == [first.id]
+
+
 async def test_sqlite_migrations_run_once(tmp_path):
     path = tmp_path / "im.db"
     for _ in range(2):
