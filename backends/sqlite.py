@@ -545,7 +545,7 @@ class SqliteStore(WriteQueue):
         path: str | os.PathLike[str],
         *,
         synchronous: str = "FULL",
-        batch_max: int = 512,
+        batch_max: int = 2048,  # under load: each page a commit dirties serves more messages
         search_timeout: float = 2.0,
     ) -> None:
         synchronous = synchronous.upper()

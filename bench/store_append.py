@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--appenders", type=int, default=1000)
     parser.add_argument("--per-appender", type=int, default=20)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--batch-max", type=int, default=512)
+    parser.add_argument("--batch-max", type=int, default=2048)
     parser.add_argument("--baseline-count", type=int, default=2000)
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="uvloop")
     args = parser.parse_args()
