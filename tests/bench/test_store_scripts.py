@@ -28,3 +28,9 @@ def test_search_index_finds_every_text_it_cut_out_and_prints_three_rows():
     out = run("search_index.py", "--messages", "600", "--convs", "3", "--searches", "4", "--runs", "1")
     rows = [line for line in out.splitlines() if "us CPU/message" in line]
     assert [row.split("  ")[0].split(" (")[0].split(":")[0] for row in rows] == ["SqliteStore", "baseline", "baseline"]
+
+
+def test_writer_sql_prints_every_shape():
+    out = run("writer_sql.py", "--messages", "500", "--batch", "50", "--convs", "5", "--runs", "1")
+    rows = [line.split()[0] for line in out.splitlines() if "us CPU/message" in line]
+    assert rows == ["savepoint", "memory", "or-fail"]
