@@ -557,28 +557,6 @@ async def test_sqlite_failed_batch_fails_its_appends_and_writer_recovers(tmp_pat
 
 
 async def test_sqlite_one_bad_message_fails_alone(sqlite_store):
-    await sqlite_store.append(message("p:1:2", 1, 2, msg_id=7))
-    lock = hold_write_lock(sqlite_store.path)
-    try:
-        ahead = asyncio.ensure_future(sqlite_store.append(message("p:1:3", 1, 3)))
-        await asyncio.sleep(0)
-        batch = asyncio.gather(
-            sqlite_store.append(message("p:1:2", 1, 2)),
-            sqlite_store.append(message("p:1:2", 1, 2, msg_id=7)),  # id already taken
-            sqlite_store.append(message("p:1:2", 1, 2)),
-            return_exceptions=True,
-        )
-        await asyncio.sleep(0)
-    finally:
-        lock.rollback()
-        lock.close()
-    await ahead
-    good1, bad, good2 = await batch
-    assert isinstance(bad, sqlite3.IntegrityError)
-    assert (good1.seq, good2.seq) == (2, 3)
-
-
-async def test_sqlite_a_bad_message_rolls_its_batch_back_and_writes_it_again(sqlite_store):
     """The batch's multi-row INSERT stops at the bad row with the rows before it written:
     the store rolls the batch back and writes it again a row at a time, every op once."""
     await sqlite_store.append(message("p:1:2", 1, 2, msg_id=70_007))
