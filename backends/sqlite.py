@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 from hashlib import blake2b
+from itertools import chain
 from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
@@ -365,7 +366,7 @@ class _Rows:
         while start < len(rows):
             while len(rows) - start < size:
                 size //= 2
-            yield self._sql[size], [value for row in rows[start:start + size] for value in row]
+            yield self._sql[size], list(chain.from_iterable(rows[start:start + size]))
             start += size
 
 
@@ -455,22 +456,22 @@ class _HeldKeys:
     table). Keys committed meanwhile wait for the next pass. After a crash the open reads
     the keys past the marks back from the messages (``_find_behind``)."""
 
-    __slots__ = ("held", "tops", "_passing", "_pass_tops", "_order", "_at")
+    __slots__ = ("held", "tops", "_passing", "_pass_tops", "_rows", "_at")
 
     def __init__(self) -> None:
         self.held: dict[int, int | tuple[int, ...]] = {}
         self.tops: dict[str, int] = {}  # conv -> the newest seq among the held keys
         self._passing: dict[int, int | tuple[int, ...]] = {}  # the keys of the pass under way
         self._pass_tops: dict[str, int] = {}
-        self._order: list[int] = []  # the pass's hashes, sorted
-        self._at = 0  # its hashes before this are written
+        self._rows: list[tuple[int, int]] = []  # the pass's (hash, id) rows, sorted
+        self._at = 0  # its rows before this are written
 
     def __len__(self) -> int:
         return len(self.held) + len(self._passing)
 
     @property
     def passing(self) -> bool:
-        return bool(self._order)
+        return bool(self._rows)
 
     def hold(self, h: int, msg_id: int, conv: str, seq: int) -> None:
         had = self.held.get(h)
@@ -487,17 +488,19 @@ class _HeldKeys:
     def write_some(self, conn: sqlite3.Connection, most: int) -> bool:
         """Write the next ``most`` rows of the pass under way (beginning one with what is
         held if none is). False if that failed: they stay held, and are correct."""
-        if not self._order:
+        if not self._rows:
             if not self.held:
                 return True
             self._passing, self.held = self.held, {}
             self._pass_tops, self.tops = self.tops, {}
-            self._order = sorted(self._passing)
-            self._at = 0
-        hashes = self._order[self._at:self._at + most]
-        last = self._at + len(hashes) >= len(self._order)
-        passing = self._passing
-        rows = [(h, msg_id) for h in hashes for msg_id in sorted(_ids(passing[h]))]
+            # (hash, id) once per key; a hash that several keys share, once per id
+            rows: list[tuple[int, int]] = [item for item in self._passing.items() if type(item[1]) is int]
+            if len(rows) < len(self._passing):
+                rows += [(h, msg_id) for h, ids in self._passing.items() if type(ids) is tuple for msg_id in ids]
+            rows.sort()
+            self._rows, self._at = rows, 0
+        rows = self._rows[self._at:self._at + most]
+        last = self._at + len(rows) >= len(self._rows)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -512,9 +515,9 @@ class _HeldKeys:
         except Exception:
             log.exception("writing the retry keys failed", extra={"keys": len(rows)})
             return False
-        self._at += len(hashes)
+        self._at += len(rows)
         if last:
-            self._passing, self._pass_tops, self._order, self._at = {}, {}, [], 0
+            self._passing, self._pass_tops, self._rows, self._at = {}, {}, [], 0
         return True
 
 
