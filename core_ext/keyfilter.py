@@ -1,0 +1,10 @@
+"""The key filter: the compiled ``_keyfilter`` unless ``EDGEIM_NO_EXT=1`` (or it is not
+built), then its pure-Python twin ``keyfilter_py``. Both have the same API."""
+from __future__ import annotations
+
+from ._select import select
+
+__all__ = ["KeyFilter", "IMPLEMENTATION"]
+
+_impl, IMPLEMENTATION = select("._keyfilter", ".keyfilter_py")
+KeyFilter = _impl.KeyFilter

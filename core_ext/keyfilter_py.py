@@ -1,0 +1,85 @@
+"""The key filter, pure Python: the reference of the compiled ``_keyfilter.pyx`` (same API
+and the same bits: tests/core_ext/test_keyfilter.py runs one suite on both).
+
+A Bloom filter of 64-bit key hashes (the store's retry keys, already BLAKE2b): ``h in f``
+is False for a hash never added, and True for one added or, rarely, for another (about
+one in 1,700 at capacity). The store asks it before it looks a key up in its table, so a
+new message's key, nearly every one, costs no lookup.
+
+It grows instead of filling up: a *layer* of 16 bits a key holds ``capacity`` keys, and
+the next one is twice as large (a scalable Bloom filter). A hash sets 8 bits of a layer,
+at ``(a + i * b) mod bits`` for i in 0..7, where a is the hash's low 32 bits and b its
+high 32 bits, odd: two halves of one good hash stand in for eight hashes (Kirsch and
+Mitzenmacher, "Less hashing, same performance", 2006).
+"""
+from __future__ import annotations
+
+__all__ = ["KeyFilter", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
+
+PROBES = 8
+BITS_PER_KEY = 16
+#: the most keys one layer holds (2**32 bits, 512 MiB): past it, layers stay this size
+LAYER_MAX = 2**28
+_U64 = 2**64 - 1
+_U32 = 2**32 - 1
+
+
+class KeyFilter:
+    """``add(h)``, ``h in f``, ``len(f)`` (keys added) and ``nbytes`` (bits held)."""
+
+    __slots__ = ("_layers", "_capacity", "_room", "_count")
+
+    def __init__(self, capacity: int) -> None:
+        if type(capacity) is not int:
+            raise TypeError(f"capacity must be an int, not {type(capacity).__name__}")
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, not {capacity}")
+        self._layers: list[bytearray] = []
+        self._capacity = 0  # keys the newest layer holds
+        self._room = 0  # keys it takes before the next layer
+        self._count = 0
+        self._grow(min(capacity, LAYER_MAX))
+
+    def _grow(self, capacity: int) -> None:
+        bits = 64  # a power of two: a position is the sum masked
+        while bits < capacity * BITS_PER_KEY:
+            bits *= 2
+        self._layers.append(bytearray(bits // 8))
+        self._capacity = self._room = capacity
+
+    def add(self, h: int) -> None:
+        if type(h) is not int:
+            raise TypeError(f"a key hash is an int, not {type(h).__name__}")
+        if not self._room:
+            self._grow(min(2 * self._capacity, LAYER_MAX))
+        layer = self._layers[-1]
+        mask = len(layer) * 8 - 1
+        u = h & _U64
+        a, b = u & _U32, (u >> 32) | 1
+        for i in range(PROBES):
+            p = (a + i * b) & mask
+            layer[p >> 3] |= 1 << (p & 7)
+        self._room -= 1
+        self._count += 1
+
+    def __contains__(self, h: object) -> bool:
+        if type(h) is not int:
+            raise TypeError(f"a key hash is an int, not {type(h).__name__}")
+        u = h & _U64
+        a, b = u & _U32, (u >> 32) | 1
+        for layer in self._layers:
+            mask = len(layer) * 8 - 1
+            for i in range(PROBES):
+                p = (a + i * b) & mask
+                if not layer[p >> 3] >> (p & 7) & 1:
+                    break
+            else:
+                return True
+        return False
+
+    def __len__(self) -> int:
+        return self._count
+
+    @property
+    def nbytes(self) -> int:
+        return sum(len(layer) for layer in self._layers)
