@@ -183,3 +183,55 @@ async def test_keys_that_share_a_hash_are_told_apart_by_their_messages(tmp_path,
         await store.close()
     with sqlite3.connect(path) as conn:
         assert sorted(conn.execute("SELECT h, id FROM message_keys")) == [(1, 1), (1, 2), (1, 3), (1, 4), (2, 200)]
+
+
+async def test_after_a_stop_a_retry_finds_its_key_in_the_table(tmp_path):
+    """A stop writes the held keys; the next open reads them into its filter of stored
+    keys, so a retry is still a duplicate and a new cmid still a new message."""
+    path = tmp_path / "im.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        firsts = [await store.append(message("p1_2", f"s{n}", n + 1)) for n in range(30)]
+    finally:
+        await store.close()
+    assert count(path, "message_keys") == 30
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        retries = await asyncio.gather(*(store.append(message("p1_2", f"s{n}", 100 + n)) for n in range(30)))
+        assert [(r.duplicate, r.id) for r in retries] == [(True, m.id) for m in firsts]
+        fresh = await store.append(message("p1_2", "s30", 200))
+        assert (fresh.duplicate, fresh.seq) == (False, 31)
+    finally:
+        await store.close()
+
+
+class _MaybeEverything:
+    """A filter of stored keys that takes every hash for a stored one: as if each new key
+    were a false positive."""
+
+    def add(self, h: int) -> None:
+        pass
+
+    def __contains__(self, h: object) -> bool:
+        return True
+
+
+async def test_a_false_positive_of_the_filter_costs_a_lookup_not_a_message(tmp_path, monkeypatch):
+    monkeypatch.setattr(sqlite_store, "KEYS_HELD", 1)  # every key written right after its batch
+    monkeypatch.setattr(sqlite_store, "KeyFilter", lambda capacity: _MaybeEverything())
+    path = tmp_path / "im.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        old = await store.append(message("p1_2", "old", 1))
+        await written(path, 1)
+        got = await asyncio.gather(*(store.append(message("p1_2", cmid, 10 + n))
+                                     for n, cmid in enumerate(["new0", "old", "new1"])))
+        assert [(m.cmid, m.duplicate, m.seq) for m in got] == [("new0", False, 2), ("old", True, 1), ("new1", False, 3)]
+        assert got[1].id == old.id
+        assert count(path, "messages") == 3
+    finally:
+        await store.close()
