@@ -16,6 +16,7 @@ SUBPACKAGES = ["edge", "core_ext", "services", "backends", "ops", "cli", "sdk", 
 extensions = [
     Extension("edgeim.core_ext._codec", ["core_ext/_codec.pyx"]),
     Extension("edgeim.core_ext._frames", ["core_ext/_frames.pyx"]),
+    Extension("edgeim.core_ext._buckets", ["core_ext/_buckets.pyx"]),
     Extension("edgeim.core_ext._keyfilter", ["core_ext/_keyfilter.pyx"]),
 ]
 # _fanout cimports picows.pxd, which Cython finds on sys.path, so picows must be importable
