@@ -11,43 +11,13 @@ import time
 from collections import OrderedDict
 from typing import Callable
 
+from ..core_ext.buckets import Bucket, give_back, take_all
 from ..core_ext.errors import RateLimited
 
 __all__ = ["Bucket", "UserBuckets", "SendQuota", "Left", "SharedBuckets"]
 
 #: accounts that left whose spent budgets a ledger keeps, at most (the oldest go first)
 MAX_LEFT = 100_000
-
-
-class Bucket:
-    """A token bucket: ``rate`` tokens a second up to ``burst``."""
-
-    __slots__ = ("rate", "burst", "tokens", "at")
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, float(burst), float(burst), now
-
-    def take(self, amount: float, now: float) -> bool:
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < amount:
-            return False
-        self.tokens -= amount
-        return True
-
-    def full_at(self, now: float) -> float:
-        """When the bucket will be full again (``now`` if it is)."""
-        tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        return now + (self.burst - tokens) / self.rate
-
-
-def _refused(message: str, *taken: tuple[Bucket | None, float]) -> RateLimited:
-    """RATE_LIMITED saying ``message``, once what the earlier buckets took is given back
-    (the message is not sent: nothing is spent)."""
-    for bucket, amount in taken:
-        if bucket is not None:
-            bucket.tokens = min(bucket.burst, bucket.tokens + min(float(amount), bucket.burst))
-    return RateLimited(message)
 
 
 class Left:
@@ -162,6 +132,14 @@ class UserBuckets:
         return len(self._buckets)
 
 
+#: what RATE_LIMITED says of the user's budget ``take_all`` refused, by its place, and of the node's
+_OVER = ("your account is over {:g} messages/s", "your account is over {:.0f} bytes/s of messages",
+         "your account is over {:g} pushes/s (a message costs one per member it reaches)",
+         "your account is over {:.0f} bytes/s of pushes (a message costs its size per member it reaches)")
+_NODE_OVER = ("the node is over {:g} group pushes/s; retry later",
+              "the node is over {:.0f} bytes/s of group pushes; retry later")
+
+
 class SendQuota:
     """Charges each SEND to its account: RATE_LIMITED, with nothing stored, when the account
     is over its messages or bytes per second, or over what its messages may fan out.
@@ -188,8 +166,8 @@ class SendQuota:
         self._left = Left(self._drop, max_left)
         now = clock()
         #: the node's fan-out budget: (pushes, push bytes), each None when not kept
-        self._node = (Bucket(*node_pushes, now) if node_pushes else None,
-                      Bucket(*node_push_bytes, now) if node_push_bytes else None)
+        self._node = (Bucket(*node_pushes, now, True) if node_pushes else None,
+                      Bucket(*node_push_bytes, now, True) if node_push_bytes else None)
 
     def charge(self, user: int, content_bytes: int, audience: int = 1) -> None:
         now = self._clock()
@@ -198,28 +176,17 @@ class SendQuota:
             buckets = self._buckets[user] = self._new(now)
         elif user in self._left:
             self._left.back(user)
-        messages, size, pushes, push_bytes = buckets
-        # one bucket after another, each refusal giving back what the earlier ones took
-        if not messages.take(1.0, now):
-            raise RateLimited(f"your account is over {messages.rate:g} messages/s")
-        if not size.take(content_bytes, now):
-            raise _refused(f"your account is over {size.rate:.0f} bytes/s of messages", (messages, 1.0))
-        fanned = audience * content_bytes
-        if pushes is not None and not pushes.take(min(audience, pushes.burst), now):
-            raise _refused(f"your account is over {pushes.rate:g} pushes/s (a message costs one per member it"
-                           " reaches)", (messages, 1.0), (size, content_bytes))
-        if push_bytes is not None and not push_bytes.take(min(fanned, push_bytes.burst), now):
-            raise _refused(f"your account is over {push_bytes.rate:.0f} bytes/s of pushes (a message costs its size"
-                           " per member it reaches)", (messages, 1.0), (size, content_bytes), (pushes, audience))
+        # the user's four budgets, then the node's two: each refusal gives back what the
+        # earlier buckets took (the push budgets are clamped: a full bucket at most)
+        amounts = (1.0, content_bytes, audience, audience * content_bytes)
+        refused = take_all(buckets, amounts, now)
+        if refused >= 0:
+            raise RateLimited(_OVER[refused].format(buckets[refused].rate))  # type: ignore[union-attr]
         if audience > 1:
-            node_pushes, node_bytes = self._node
-            if node_pushes is not None and not node_pushes.take(min(audience, node_pushes.burst), now):
-                raise _refused(f"the node is over {node_pushes.rate:g} group pushes/s; retry later", (messages, 1.0),
-                               (size, content_bytes), (pushes, audience), (push_bytes, fanned))
-            if node_bytes is not None and not node_bytes.take(min(fanned, node_bytes.burst), now):
-                raise _refused(f"the node is over {node_bytes.rate:.0f} bytes/s of group pushes; retry later",
-                               (messages, 1.0), (size, content_bytes), (pushes, audience), (push_bytes, fanned),
-                               (node_pushes, audience))
+            refused = take_all(self._node, amounts[2:], now)
+            if refused >= 0:
+                give_back(buckets, amounts)
+                raise RateLimited(_NODE_OVER[refused].format(self._node[refused].rate))  # type: ignore[union-attr]
 
     def charge_all(self, user: int, sizes: list[int], audience: int = 1) -> None:
         """Charge several messages at once (a FORWARD's copies, ``sizes`` their content
@@ -231,21 +198,18 @@ class SendQuota:
                 self.charge(user, size, audience)
                 done.append(size)
         except RateLimited:
-            messages, size_bucket, pushes, push_bytes = self._buckets[user]
-            node_pushes, node_bytes = self._node
+            buckets = self._buckets[user]
             for size in done:
-                fanned = audience * size
-                taken: list[tuple[Bucket | None, float]] = [
-                    (messages, 1.0), (size_bucket, size), (pushes, audience), (push_bytes, fanned)]
+                amounts = (1.0, size, audience, audience * size)
+                give_back(buckets, amounts)
                 if audience > 1:
-                    taken += [(node_pushes, audience), (node_bytes, fanned)]
-                _refused("", *taken)
+                    give_back(self._node, amounts[2:])
             raise
 
     def _new(self, now: float) -> tuple[Bucket | None, ...]:
         return (Bucket(*self._messages, now), Bucket(*self._bytes, now),
-                Bucket(*self._pushes, now) if self._pushes else None,
-                Bucket(*self._push_bytes, now) if self._push_bytes else None)
+                Bucket(*self._pushes, now, True) if self._pushes else None,
+                Bucket(*self._push_bytes, now, True) if self._push_bytes else None)
 
     def forget(self, user: int) -> None:
         """The user has no session here any more: what they spent is kept until refilled."""
