@@ -23,6 +23,7 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from ..backends.protocols import StoreUnavailable, UserId
 from ..core_ext import bodies
+from ..core_ext.buckets import Bucket
 from ..core_ext.codec import decode_request, encode_frame
 from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited, Unavailable
 from ..core_ext.fanout import Outbox, Peer
@@ -70,7 +71,7 @@ class Session(WSListener):
     # ``__init__`` must be named here too
     __slots__ = ("config", "loop", "_outbox", "_handlers", "_spawn", "_registry", "_on_closed", "transport", "peer",
                  "user_id", "terminal", "address", "identity", "state", "closed", "connected_at", "last_active",
-                 "renewed_at", "_tokens", "_tokens_at", "_over_budget", "_bad_frames", "in_flight", "_auth_busy",
+                 "renewed_at", "_frames", "_over_budget", "_bad_frames", "in_flight", "_auth_busy",
                  "write_paused", "send_gate")
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, outbox: Outbox,
@@ -97,8 +98,7 @@ class Session(WSListener):
         self.connected_at = now
         self.last_active = now
         self.renewed_at = now
-        self._tokens = float(config.burst)
-        self._tokens_at = now
+        self._frames = Bucket(config.rate, config.burst, now)  # frames a second (``_charge``)
         self._over_budget = 0
         self._bad_frames = 0
         #: requests in progress (answered later); handlers that answer later count theirs
@@ -212,13 +212,9 @@ class Session(WSListener):
 
     def _charge(self, now: float, req_id: int) -> bool:
         """Token bucket: False (and an error or a close) when the frame is over budget."""
-        config = self.config
-        tokens = min(float(config.burst), self._tokens + (now - self._tokens_at) * config.rate)
-        self._tokens_at = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
+        if self._frames.take(1.0, now):
             return True
-        self._tokens = tokens
+        config = self.config
         self._over_budget += 1
         if self._over_budget > config.flood_limit:
             self.close(CloseCode.POLICY, "flood")
