@@ -207,7 +207,7 @@ class Node:
         }, PROBE_EVERY, config.backend_probe_timeout)
         self.stopping = asyncio.Event()  # set by the admin API's drain: the serving command stops the node
         self.loop_lag = LoopLag(self.loop) if config.metrics else None
-        self.gc = GcWatch(self.loop, config.gc_freeze_every)
+        self.gc = GcWatch(self.loop, config.gc_freeze_every, config.gc_young)
         self._announcer: asyncio.Task[None] | None = None
         self._load_samples: list[tuple[float, int]] = []
         add_ops_routes(self.http, self)

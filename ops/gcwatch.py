@@ -34,12 +34,16 @@ __all__ = ["GcWatch", "garbage_census"]
 
 class GcWatch:
     """Counts and times the collections of each generation; with ``every`` > 0, freezes
-    at start and then every ``every`` seconds (see the module docstring). ``start`` and
-    ``stop`` add and remove the ``gc.callbacks`` hook and the timer."""
+    at start and then every ``every`` seconds (see the module docstring); with ``young``,
+    collects the young generation once that many tracked objects are new instead of
+    CPython's 700. ``start`` and ``stop`` add and remove the ``gc.callbacks`` hook, the
+    timer and the threshold."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, every: float) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, every: float, young: int = 0) -> None:
         self.loop = loop
         self.every = every
+        self.young = young  # the young generation's threshold while started (0: as it is)
+        self._thresholds: tuple[int, int, int] | None = None  # those before ``start``
         self.collections = [0, 0, 0]
         self.seconds = [0.0, 0.0, 0.0]
         self.collected = [0, 0, 0]  # unreachable objects found (cyclic garbage)
@@ -50,6 +54,9 @@ class GcWatch:
         self._timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        if self.young:
+            self._thresholds = gc.get_threshold()
+            gc.set_threshold(self.young, *self._thresholds[1:])
         gc.callbacks.append(self._on_gc)
         if self.every > 0:
             gc.freeze()  # what start-up made: modules, config, backends
@@ -58,6 +65,9 @@ class GcWatch:
             self._timer = self.loop.call_later(self.every, self._tick)
 
     def stop(self) -> None:
+        if self._thresholds is not None:
+            gc.set_threshold(*self._thresholds)
+            self._thresholds = None
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
         if self._timer is not None:

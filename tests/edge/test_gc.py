@@ -7,6 +7,7 @@ and counts it by type, frozen objects included: the census these tests read."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import re
 import urllib.request
@@ -14,6 +15,7 @@ import uuid
 
 from harness import new_user
 
+from edgeim.ops.gcwatch import GcWatch
 from edgeim.sdk import Client
 
 TOKEN = "admin-" + uuid.uuid4().hex
@@ -89,3 +91,18 @@ async def test_gc_freeze_every_0_freezes_nothing(serve_factory):
     text = await asyncio.to_thread(_http, "GET", f"{node.http_url}/metrics")
     assert _metric(text, "edgeim_gc_frozen_objects") == 0
     assert _metric(text, "edgeim_gc_freezes_total") == 0
+
+
+def test_the_young_threshold_is_set_while_started_and_given_back_after():
+    before = gc.get_threshold()
+    loop = asyncio.new_event_loop()
+    try:
+        watch = GcWatch(loop, every=0, young=12_345)
+        watch.start()
+        try:
+            assert gc.get_threshold() == (12_345, *before[1:])
+        finally:
+            watch.stop()
+        assert gc.get_threshold() == before
+    finally:
+        loop.close()

@@ -92,6 +92,8 @@ def test_config_show_and_serve_exit_2_on_a_bad_setting(tmp_path: Path):
     assert result.exit_code == 2 and "IM_RATE must be a number, got 'fast'" in result.output
     result = runner.invoke(app, ["serve", "--port", "99999", "--data-dir", str(tmp_path)])
     assert result.exit_code == 2 and "port must be 0..65535" in result.output
+    result = runner.invoke(app, ["serve", "--gc-young", "5", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "gc_young must be 100..1000000, got 5" in result.output
 
 
 def test_flood_and_bad_frame_limits_say_what_each_does():
