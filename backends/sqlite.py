@@ -1071,33 +1071,32 @@ class SqliteStore(WriteQueue):
     # -- retries: the (sender, cmid) keys, behind the commits ------------------------------
 
     def _known_ids(self, conn: sqlite3.Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        """The ids of the messages stored under any of ``keys``: those of this batch, those
-        held in memory, then message_keys for the rest whose hash the filter of stored keys
-        holds (a hash found is a candidate, the message's own sender and cmid decide)."""
+        """The ids of the messages stored under any of ``keys``: those of this batch, then,
+        of the rest, those whose hash the filter of stored keys holds (every key held in
+        memory or in message_keys is in it): held in memory, then in message_keys (a hash
+        found is a candidate, the message's own sender and cmid decide)."""
         found: dict[tuple[int, str], int] = {}
-        rest: list[tuple[int, str]] = []
-        staged = self._staged
+        maybe: list[tuple[tuple[int, str], int]] = []  # (key, its hash) the filter holds
+        staged, hashes, stored = self._staged, self._hashes, self._stored_keys
         for key in keys:
             hit = staged.get(key)
-            if hit is None:
-                rest.append(key)
-            else:
+            if hit is not None:
                 found[key] = hit[0]
-        if not rest:
+                continue
+            h = hashes.get(key)
+            if h is None:
+                h = hashes[key] = key_hash(*key)
+            if h in stored:
+                maybe.append((key, h))
+        if not maybe:  # new keys: nearly always
             return found
-        hashes = self._hashes
-        for key in rest:
-            if key not in hashes:
-                hashes[key] = key_hash(*key)
         held = self._held
-        found.update(_verified(conn, [(key, msg_id) for key in rest for msg_id in held.candidates(hashes[key])]))
+        found.update(_verified(conn, [(key, msg_id) for key, h in maybe for msg_id in held.candidates(h)]))
         by_hash: dict[int, list[tuple[int, str]]] = {}
-        stored = self._stored_keys
-        for key in rest:
-            h = hashes[key]
-            if h in stored and key not in found:
+        for key, h in maybe:
+            if key not in found:
                 by_hash.setdefault(h, []).append(key)
-        if not by_hash:  # new keys: nearly always
+        if not by_hash:
             return found
         rows = _KNOWN_KEYS.fetch(conn, [(h,) for h in by_hash])
         found.update(_verified(conn, [(key, msg_id) for h, msg_id in rows for key in by_hash[h]]))
