@@ -81,8 +81,8 @@ class SharedBuckets:
         if bucket is None:
             if len(self._buckets) >= self._limit:
                 self._prune(now)
-            bucket = self._buckets[key] = Bucket(self.rate, self.burst, now)
-        return bucket.take(min(float(amount), self.burst), now)
+            bucket = self._buckets[key] = Bucket(self.rate, self.burst, now, True)
+        return bucket.take(amount, now)
 
     def _prune(self, now: float) -> None:
         kept = {key: b for key, b in self._buckets.items() if b.full_at(now) > now}
