@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import msgspec
 
 from ..core_ext import content
-from ..core_ext.keyfilter import KeyFilter
+from ..core_ext.keyfilter import KeyFilter, key_rows
 from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
     DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, HideMessages,
@@ -348,15 +348,26 @@ class _Rows:
     few sizes keep the statements in the connection's cache (any number of rows in one
     statement would prepare a new one for nearly every batch)."""
 
-    __slots__ = ("_sql", "_width")
+    __slots__ = ("_sql", "_width", "_arity")
 
     def __init__(self, head: str, row: str, tail: str = "") -> None:
         self._width = 64
+        self._arity = row.count("?")
         self._sql = {n: head + ", ".join([row] * n) + tail for n in (64, 32, 16, 8, 4, 2, 1)}
 
     def run(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> None:
         for sql, params in self._statements(rows):
             conn.execute(sql, params)
+
+    def run_flat(self, conn: sqlite3.Connection, values: list[Any]) -> None:
+        """``run`` over rows laid end to end in one list, a row's values after another's."""
+        arity, size = self._arity, self._width
+        start, count = 0, len(values) // arity
+        while start < count:
+            while count - start < size:
+                size //= 2
+            conn.execute(self._sql[size], values[start * arity:(start + size) * arity])
+            start += size
 
     def fetch(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """What the statements (a SELECT) return, all of it."""
@@ -467,7 +478,7 @@ class _HeldKeys:
         self.tops: dict[str, int] = {}  # conv -> the newest seq among the held keys
         self._passing: dict[int, int | tuple[int, ...]] = {}  # the keys of the pass under way
         self._pass_tops: dict[str, int] = {}
-        self._rows: list[tuple[int, int]] = []  # the pass's (hash, id) rows, sorted
+        self._rows: list[int] = []  # the pass's (hash, id) rows, sorted, laid end to end
         self._at = 0  # its rows before this are written
 
     def __len__(self) -> int:
@@ -497,18 +508,14 @@ class _HeldKeys:
                 return True
             self._passing, self.held = self.held, {}
             self._pass_tops, self.tops = self.tops, {}
-            # (hash, id) once per key; a hash that several keys share, once per id
-            rows: list[tuple[int, int]] = [item for item in self._passing.items() if type(item[1]) is int]
-            if len(rows) < len(self._passing):
-                rows += [(h, msg_id) for h, ids in self._passing.items() if type(ids) is tuple for msg_id in ids]
-            rows.sort()
-            self._rows, self._at = rows, 0
-        rows = self._rows[self._at:self._at + most]
-        last = self._at + len(rows) >= len(self._rows)
+            # (hash, id) once per key, a hash that several keys share once per id, sorted
+            self._rows, self._at = key_rows(self._passing), 0
+        rows = self._rows[2 * self._at:2 * (self._at + most)]
+        last = 2 * self._at + len(rows) >= len(self._rows)
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _WRITE_KEYS.run(conn, rows)
+                _WRITE_KEYS.run_flat(conn, rows)
                 if last:
                     _SET_KEY_MARKS.run(conn, list(self._pass_tops.items()))
                 conn.execute("COMMIT")
@@ -517,9 +524,9 @@ class _HeldKeys:
                     conn.execute("ROLLBACK")
                 raise
         except Exception:
-            log.exception("writing the retry keys failed", extra={"keys": len(rows)})
+            log.exception("writing the retry keys failed", extra={"keys": len(rows) // 2})
             return False
-        self._at += len(rows)
+        self._at += len(rows) // 2
         if last:
             self._passing, self._pass_tops, self._rows, self._at = {}, {}, [], 0
         return True

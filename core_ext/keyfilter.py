@@ -1,10 +1,12 @@
-"""The key filter: the compiled ``_keyfilter`` unless ``EDGEIM_NO_EXT=1`` (or it is not
-built), then its pure-Python twin ``keyfilter_py``. Both have the same API."""
+"""The key filter and the sort of a pass's key rows: the compiled ``_keyfilter`` unless
+``EDGEIM_NO_EXT=1`` (or it is not built), then its pure-Python twin ``keyfilter_py``. Both
+have the same API."""
 from __future__ import annotations
 
 from ._select import select
 
-__all__ = ["KeyFilter", "IMPLEMENTATION"]
+__all__ = ["KeyFilter", "key_rows", "IMPLEMENTATION"]
 
 _impl, IMPLEMENTATION = select("._keyfilter", ".keyfilter_py")
 KeyFilter = _impl.KeyFilter
+key_rows = _impl.key_rows

@@ -14,12 +14,13 @@ Mitzenmacher, "Less hashing, same performance", 2006).
 """
 from __future__ import annotations
 
-__all__ = ["KeyFilter", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
+__all__ = ["KeyFilter", "key_rows", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
 
 PROBES = 8
 BITS_PER_KEY = 16
 #: the most keys one layer holds (2**32 bits, 512 MiB): past it, layers stay this size
 LAYER_MAX = 2**28
+_I64_MIN, _I64_MAX = -2**63, 2**63 - 1
 _U64 = 2**64 - 1
 _U32 = 2**32 - 1
 
@@ -83,3 +84,24 @@ class KeyFilter:
     @property
     def nbytes(self) -> int:
         return sum(len(layer) for layer in self._layers)
+
+
+def key_rows(held: dict[int, int | tuple[int, ...]]) -> list[int]:
+    """The (hash, id) rows of ``held`` (key hash -> message id, or a tuple of ids when keys
+    share a hash), sorted, laid end to end: ``[h0, id0, h1, id1, ...]``. The store writes a
+    pass of its held keys in this order. Both are SQLite integers: an int outside 64 bits
+    raises OverflowError, anything else TypeError."""
+    rows = []
+    for h, ids in held.items():
+        for msg_id in ids if type(ids) is tuple else (ids,):
+            rows.append((_int64(h), _int64(msg_id)))
+    rows.sort()
+    return [value for row in rows for value in row]
+
+
+def _int64(value: object) -> int:
+    if type(value) is not int:
+        raise TypeError(f"a key row holds ints, not {type(value).__name__}")
+    if not _I64_MIN <= value <= _I64_MAX:
+        raise OverflowError(f"{value} is outside 64 bits")
+    return value

@@ -1,6 +1,7 @@
 """One suite for both key filters (the pure-Python twin and the compiled ``_keyfilter``):
 no hash added is ever missed, few others are taken for one, it grows past its capacity,
-and the two set the same bits."""
+and the two set the same bits. Then ``key_rows``, the sorted rows of a pass of the store's
+held keys: both give the same list, and refuse what is not two 64-bit ints."""
 from __future__ import annotations
 
 import random
@@ -90,3 +91,42 @@ def test_a_hash_that_is_not_an_int_is_refused(impl, h):
     with pytest.raises(TypeError, match="key hash"):
         h in f  # noqa: B015
     assert len(f) == 0
+
+
+# -- the rows of a pass of held keys, sorted ----------------------------------------------
+
+
+def test_key_rows_are_the_held_rows_sorted_and_laid_end_to_end(impl):
+    held = {h: i for i, h in enumerate(hashes(5_000, 3))}
+    held[-2**63], held[2**63 - 1], held[0] = 7, 8, 9
+    flat = impl.key_rows(held)
+    pairs = list(zip(flat[::2], flat[1::2]))
+    assert pairs == sorted(held.items())
+    assert flat[:2] == [-2**63, 7] and flat[-2:] == [2**63 - 1, 8]
+
+
+def test_a_hash_that_keys_share_gives_a_row_per_id_in_id_order(impl):
+    flat = impl.key_rows({5: (30, -4, 12), -1: 2, 6: 1, 4: (2**63 - 1, -2**63)})
+    assert flat == [-1, 2, 4, -2**63, 4, 2**63 - 1, 5, -4, 5, 12, 5, 30, 6, 1]
+
+
+def test_nothing_held_is_no_rows(impl):
+    assert impl.key_rows({}) == []
+
+
+def test_both_sort_alike_over_random_shared_hashes():
+    rng = random.Random(4)
+    ids: dict[int, list[int]] = {}
+    for _ in range(3_000):  # few hashes, many keys each: the ids sort within a hash
+        ids.setdefault(rng.choice([-3, 0, 2, 2**40, -2**50]), []).append(rng.randrange(-2**63, 2**63))
+    held = {h: tuple(some) for h, some in ids.items()}
+    held[7] = 1
+    assert _keyfilter.key_rows(held) == keyfilter_py.key_rows(held)
+
+
+@pytest.mark.parametrize("held, error", [({1.5: 1}, TypeError), ({1: "2"}, TypeError), ({1: (2, None)}, TypeError),
+                                         ({2**63: 1}, OverflowError), ({1: (2**64,)}, OverflowError),
+                                         ({1: -2**63 - 1}, OverflowError)])
+def test_a_row_that_is_not_two_64_bit_ints_is_refused(impl, held, error):
+    with pytest.raises(error):
+        impl.key_rows(held)
