@@ -26,14 +26,13 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from hashlib import blake2b
 from itertools import chain
 from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
 
 from ..core_ext import content
-from ..core_ext.keyfilter import KeyFilter, key_rows
+from ..core_ext.keyfilter import KeyFilter, key_hash, key_rows
 from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
     DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, HideMessages,
@@ -438,12 +437,6 @@ _READ_UP_TO_ROWS = _Rows("UPDATE user_convs SET read_seq = max(read_seq, v.colum
                          ") AS v WHERE user_convs.user_id = v.column2 AND user_convs.conv = v.column3")
 _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
 _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
-
-
-def key_hash(sender: int, cmid: str) -> int:
-    """A retry key's place in message_keys: 64 bits of BLAKE2b of (sender, cmid), signed
-    as SQLite's integers are. Two keys may share one; a hit is checked (``_verified``)."""
-    return int.from_bytes(blake2b(f"{sender}:{cmid}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def _verified(conn: sqlite3.Connection, candidates: list[tuple[tuple[int, str], int]]) -> dict[tuple[int, str], int]:

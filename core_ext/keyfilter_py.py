@@ -1,5 +1,7 @@
-"""The key filter, pure Python: the reference of the compiled ``_keyfilter.pyx`` (same API
-and the same bits: tests/core_ext/test_keyfilter.py runs one suite on both).
+"""The store's retry keys, pure Python: the reference of the compiled ``_keyfilter.pyx``
+(same API and the same bits: tests/core_ext/test_keyfilter.py runs one suite on both).
+``key_hash`` makes a key's 64-bit hash, ``KeyFilter`` remembers the hashes stored, and
+``key_rows`` sorts a pass of the hashes the store held in memory.
 
 A Bloom filter of 64-bit key hashes (the store's retry keys, already BLAKE2b): ``h in f``
 is False for a hash never added, and True for one added or, rarely, for another (about
@@ -14,7 +16,9 @@ Mitzenmacher, "Less hashing, same performance", 2006).
 """
 from __future__ import annotations
 
-__all__ = ["KeyFilter", "key_rows", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
+from hashlib import blake2b
+
+__all__ = ["KeyFilter", "key_hash", "key_rows", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
 
 PROBES = 8
 BITS_PER_KEY = 16
@@ -84,6 +88,13 @@ class KeyFilter:
     @property
     def nbytes(self) -> int:
         return sum(len(layer) for layer in self._layers)
+
+
+def key_hash(sender: int, cmid: str) -> int:
+    """A retry key's place in the store's message_keys: 64 bits of BLAKE2b of
+    "sender:cmid" (UTF-8), read big-endian and signed as SQLite's integers are. Two keys
+    may share one; the store checks a hit against the message."""
+    return int.from_bytes(blake2b(f"{sender}:{cmid}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def key_rows(held: dict[int, int | tuple[int, ...]]) -> list[int]:

@@ -1,10 +1,13 @@
 """One suite for both key filters (the pure-Python twin and the compiled ``_keyfilter``):
 no hash added is ever missed, few others are taken for one, it grows past its capacity,
 and the two set the same bits. Then ``key_rows``, the sorted rows of a pass of the store's
-held keys: both give the same list, and refuse what is not two 64-bit ints."""
+held keys: both give the same list, and refuse what is not two 64-bit ints. Last
+``key_hash``: BLAKE2b, as hashlib makes it, whatever the key's length."""
 from __future__ import annotations
 
+import hashlib
 import random
+import string
 
 import pytest
 
@@ -130,3 +133,33 @@ def test_both_sort_alike_over_random_shared_hashes():
 def test_a_row_that_is_not_two_64_bit_ints_is_refused(impl, held, error):
     with pytest.raises(error):
         impl.key_rows(held)
+
+
+# -- the hash of a retry key ----------------------------------------------------------------
+
+
+def reference_hash(sender, cmid) -> int:
+    """What message_keys holds: 8 bytes of BLAKE2b of "sender:cmid", big-endian, signed."""
+    return int.from_bytes(hashlib.blake2b(f"{sender}:{cmid}".encode(), digest_size=8).digest(), "big",
+                          signed=True)
+
+
+def test_key_hash_is_blake2b_of_the_key_across_block_sizes(impl):
+    rng = random.Random(5)
+    letters = string.ascii_letters + string.digits + "-_é中😀"
+    for size in [*range(0, 140), 250, 255, 256, 257, 383, 384, 385, 505, 506, 507, 511, 512, 513, 2000]:
+        cmid = "".join(rng.choice(letters) for _ in range(size))
+        sender = rng.choice([1, 7, 10**9, 2**31, 2**63 - 1, -1, -2**63, 0])
+        assert impl.key_hash(sender, cmid) == reference_hash(sender, cmid), (sender, size)
+
+
+@pytest.mark.parametrize("sender, cmid", [(2**63, "a"), (-2**63 - 1, "a"), (10**40, "x" * 600), (True, "a"),
+                                          (1, 5), ("7", "b")])
+def test_key_hash_of_odd_keys_is_the_same_hash(impl, sender, cmid):
+    """Past 64 bits or not (int, str): formatted as the f-string formats them."""
+    assert impl.key_hash(sender, cmid) == reference_hash(sender, cmid)
+
+
+def test_a_cmid_that_is_not_utf8_is_refused(impl):
+    with pytest.raises(UnicodeEncodeError):
+        impl.key_hash(1, "a\ud800")
