@@ -344,7 +344,7 @@ cpdef bytes message_frame(object op, object m):
         PyMem_Free(b.data)
 
 
-cpdef Py_ssize_t settle_sends(list outcomes, object committed, object push, object observe) except -1:
+cpdef Py_ssize_t settle_sends(list outcomes, object committed, object push, object failed, list timed) except -1:
     """The after-commit loop of a batch of messages, in commit order: see the twin
     (frames_py.settle_sends) for the contract. Returns how many SENDs were acked."""
     cdef Py_ssize_t acked = 0
@@ -359,7 +359,7 @@ cpdef Py_ssize_t settle_sends(list outcomes, object committed, object push, obje
             origin = pending[0]
             origin.in_flight -= 1
             if pending[2]:
-                observe(pending[2])
+                timed.append(pending[2])
             if stored is None:
                 origin.fail(_SEND, pending[1], item[2])
                 continue
@@ -367,9 +367,16 @@ cpdef Py_ssize_t settle_sends(list outcomes, object committed, object push, obje
             acked += 1
             if stored.duplicate:  # a retry's original was pushed already (or is synced)
                 continue
+        elif stored is None or stored.duplicate:
+            continue
+        else:  # written by the server
+            origin = None
+        try:
             committed(stored)
+        except Exception as exc:
+            failed(stored, exc, False)
+        try:
             push(stored, origin)
-        elif stored is not None and not stored.duplicate:  # written by the server
-            committed(stored)
-            push(stored, None)
+        except Exception as exc:
+            failed(stored, exc, True)
     return acked

@@ -71,22 +71,23 @@ def message_frame(op: int, m: Any) -> bytes:
     return encode_frame(op, 0, m.to, bodies.encode(message_body(m)), _GROUP if m.conv[:1] == "g" else 0)
 
 
-def settle_sends(outcomes: list[tuple[Any, Any, Any]], committed: Any, push: Any, observe: Any) -> int:
+def settle_sends(outcomes: list[tuple[Any, Any, Any]], committed: Any, push: Any, failed: Any,
+                 timed: list[float]) -> int:
     """The after-commit loop of a batch of messages (``Pipeline.on_committed``), in commit
     order. Each outcome is ``(ticket, stored, error)``: a SEND's ticket is ``(origin,
     req_id, started)`` and gets its SEND_ACK, or ``origin.fail(SEND, req_id, error)``; a
     message the server wrote has ticket None. A new message (not a retry's original) then
     goes to ``committed(stored)`` and ``push(stored, origin)`` (origin None for the
-    server's). ``observe(started)`` for a SEND timed since ``started`` (0: not timed).
-    Returns how many SENDs were acked. One message's failure to push is ``push``'s to
-    handle: the loop goes on."""
+    server's). Either may raise: ``failed(stored, exc, pushing)`` is told, and the loop
+    goes on (the message is durable and acked). A SEND timed since ``started`` (0: not
+    timed) appends it to ``timed``. Returns how many SENDs were acked."""
     acked = 0
     for ticket, stored, error in outcomes:
         if ticket is not None:
             origin, req_id, started = ticket
             origin.in_flight -= 1
             if started:
-                observe(started)
+                timed.append(started)
             if stored is None:
                 origin.fail(_SEND, req_id, error)
                 continue
@@ -94,9 +95,16 @@ def settle_sends(outcomes: list[tuple[Any, Any, Any]], committed: Any, push: Any
             acked += 1
             if stored.duplicate:  # a retry's original was pushed already (or is synced)
                 continue
+        elif stored is None or stored.duplicate:
+            continue
+        else:  # written by the server
+            origin = None
+        try:
             committed(stored)
+        except Exception as exc:
+            failed(stored, exc, False)
+        try:
             push(stored, origin)
-        elif stored is not None and not stored.duplicate:  # written by the server
-            committed(stored)
-            push(stored, None)
+        except Exception as exc:
+            failed(stored, exc, True)
     return acked

@@ -50,6 +50,16 @@ class Histogram:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.sum += value
 
+    def observe_since(self, now: float, starts: Iterable[float]) -> None:
+        """``observe(now - started)`` for each of ``starts`` (a batch timed on one clock
+        reading)."""
+        counts, bounds, total = self.counts, self.bounds, 0.0
+        for started in starts:
+            value = now - started
+            counts[bisect_left(bounds, value)] += 1
+            total += value
+        self.sum += total
+
     @property
     def count(self) -> int:
         return sum(self.counts)

@@ -91,6 +91,7 @@ class Pipeline:
         #: metrics are on, SEND to SEND_ACK seconds
         self.acked = 0
         self.send_latency = Histogram(LATENCY_BUCKETS)
+        self._timed: list[float] = []  # a batch's SEND start times (settle_sends fills it)
 
     # -- in -------------------------------------------------------------------------------------
 
@@ -126,32 +127,33 @@ class Pipeline:
 
     def on_committed(self, outcomes: list[tuple[Any, StoredMessage | None, BaseException | None]]) -> None:
         """A commit's messages, in commit order (the store's sink): ack, state, push, in one
-        compiled loop (``frames.settle_sends``)."""
-        self.acked += settle_sends(outcomes, self._committed, self._pushed, self._observe)
+        compiled loop (``frames.settle_sends``); then the timed SENDs' latencies, against one
+        clock reading (their acks go out together, at the loop's next flush)."""
+        timed = self._timed
+        self.acked += settle_sends(outcomes, self._conversations.committed, self._pushed, self._failed, timed)
+        if timed:
+            self.send_latency.observe_since(time.perf_counter(), timed)
+            timed.clear()
 
-    def _observe(self, started: float) -> None:
-        self.send_latency.observe(time.perf_counter() - started)
-
-    def _committed(self, stored: StoredMessage) -> None:
-        """The lists follow a new message; a bug here must not cost the rest of the batch
-        its acks (the message is durable: the lists catch up at the next load)."""
-        try:
-            self._conversations.committed(stored)
-        except Exception:
-            log.exception("the lists could not follow a message", extra={"conv": stored.conv, "seq": stored.seq})
+    @staticmethod
+    def _failed(stored: StoredMessage, exc: BaseException, pushing: bool) -> None:
+        """A new message's lists (``Conversations.committed``) or push failed. It is durable
+        and acked: the lists catch up at the next load, the receivers sync it. Logged, and
+        the rest of the batch goes on."""
+        where = {"conv": stored.conv, "seq": stored.seq}
+        if not pushing:
+            log.error("the lists could not follow a message", exc_info=exc, extra=where)
+        elif isinstance(exc, FrameError):  # stored and acked, but too large for a push
+            log.warning("a message is too large to push", extra=where)
+        else:
+            log.error("a push failed", exc_info=exc, extra=where)
 
     def _pushed(self, stored: StoredMessage, origin: Origin | None) -> None:
-        """A new message to every device of its conversation but the sending one. A push
-        that fails is logged: the message is durable and acked, receivers sync it."""
-        try:
-            if origin is None:
-                self._push(_MSG_PUSH, stored, UserId(0), "")
-            else:
-                self._push(_MSG_PUSH, stored, origin.user_id, origin.terminal)
-        except FrameError:  # stored and acked, but too large for a push: receivers sync it
-            log.warning("a message is too large to push", extra={"conv": stored.conv, "seq": stored.seq})
-        except Exception:  # one message's push must not cost the rest of the batch its acks
-            log.exception("a push failed", extra={"conv": stored.conv, "seq": stored.seq})
+        """A new message to every device of its conversation but the sending one."""
+        if origin is None:
+            self._push(_MSG_PUSH, stored, UserId(0), "")
+        else:
+            self._push(_MSG_PUSH, stored, origin.user_id, origin.terminal)
 
     def recalled(self, tombstone: StoredMessage, by: Origin) -> None:
         """A recall is durable: the lists' previews and every device but ``by`` follow."""

@@ -124,6 +124,10 @@ class _Origin:
         self.failed.append((op, req_id, exc))
 
 
+def _no_failure(stored, exc, pushing) -> None:
+    raise AssertionError(f"failed({stored.id}, {exc!r}, {pushing})")
+
+
 @pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["python", "cython"])
 def test_the_after_commit_loop_acks_then_hands_new_messages_on_in_order(impl) -> None:
     origin = _Origin()
@@ -133,14 +137,42 @@ def test_the_after_commit_loop_acks_then_hands_new_messages_on_in_order(impl) ->
     failure = RuntimeError("disk full")
     committed: list[int] = []
     pushed: list[tuple[int, object]] = []
-    observed: list[float] = []
+    timed: list[float] = []
 
     acked = impl.settle_sends(
         [((origin, 1, 0.5), new, None), ((origin, 2, 0.0), retry, None), ((origin, 3, 0.0), None, failure),
          (None, by_server, None)],
-        lambda m: committed.append(m.id), lambda m, o: pushed.append((m.id, o)), observed.append)
+        lambda m: committed.append(m.id), lambda m, o: pushed.append((m.id, o)), _no_failure, timed)
 
-    assert acked == 2 and origin.in_flight == 0 and observed == [0.5]
+    assert acked == 2 and origin.in_flight == 0 and timed == [0.5]
     assert origin.sent == [frames_py.ack_frame(1, new), frames_py.ack_frame(2, retry)]  # the retry: acked, not pushed
     assert origin.failed == [(Op.SEND, 3, failure)]
     assert committed == [10, 12] and pushed == [(10, origin), (12, None)]
+
+
+@pytest.mark.parametrize("impl", IMPLEMENTATIONS, ids=["python", "cython"])
+def test_a_message_whose_lists_or_push_fail_is_reported_and_the_batch_goes_on(impl) -> None:
+    origin = _Origin()
+    first = StoredMessage(20, ConvId("p1_2"), 1, UserId(1), 2, "a", 1, "one", 5)
+    second = StoredMessage(21, ConvId("p1_2"), 2, UserId(1), 2, "b", 1, "two", 6)
+    third = StoredMessage(22, ConvId("p1_2"), 3, UserId(1), 2, "c", 1, "three", 7)
+    broken_lists, broken_push = RuntimeError("lists"), FrameError("too large")
+    failures: list[tuple[int, BaseException, bool]] = []
+    pushed: list[int] = []
+
+    def committed(m) -> None:
+        if m.id == 20:
+            raise broken_lists
+
+    def push(m, o) -> None:
+        if m.id == 21:
+            raise broken_push
+        pushed.append(m.id)
+
+    acked = impl.settle_sends([((origin, 1, 0.0), first, None), ((origin, 2, 0.0), second, None),
+                               ((origin, 3, 0.0), third, None)],
+                              committed, push, lambda m, exc, pushing: failures.append((m.id, exc, pushing)), [])
+
+    assert acked == 3 and len(origin.sent) == 3  # every message is acked
+    assert pushed == [20, 22]  # the first's lists failed, its push did not
+    assert failures == [(20, broken_lists, False), (21, broken_push, True)]
