@@ -1,8 +1,9 @@
 # cython: language_level=3
-"""The compiled key filter: a Bloom filter of 64-bit key hashes, in layers that double.
-Same API, the same bits and the same errors as its pure-Python twin ``keyfilter_py.py``
-(the reference, which says how it works; tests/core_ext/test_keyfilter.py runs one suite
-on both). A layer is a ``bytearray`` read and written through its pointer."""
+"""The compiled retry keys: their hash (BLAKE2b), a Bloom filter of the hashes in layers
+that double, and the sort of a pass's rows. Same API, the same bits and the same errors
+as the pure-Python twin ``keyfilter_py.py`` (the reference, which says how it works;
+tests/core_ext/test_keyfilter.py runs one suite on both). A layer is a ``bytearray`` read
+and written through its pointer."""
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow
