@@ -481,11 +481,20 @@ class _HeldKeys:
     def passing(self) -> bool:
         return bool(self._rows)
 
-    def hold(self, h: int, msg_id: int, conv: str, seq: int) -> None:
-        had = self.held.get(h)
-        self.held[h] = msg_id if had is None else (*_ids(had), msg_id)
-        if seq > self.tops.get(conv, 0):
-            self.tops[conv] = seq
+    def hold(self, keys: dict[tuple[int, str], tuple[int, str, int]], hashes: dict[tuple[int, str], int],
+             added: Callable[[int], None]) -> None:
+        """Hold ``keys`` ((sender, cmid) -> (message id, conv, seq)), whose hashes are in
+        ``hashes`` or are made here; ``added(h)`` is told each hash."""
+        held, tops = self.held, self.tops
+        for key, (msg_id, conv, seq) in keys.items():
+            h = hashes.get(key)
+            if h is None:
+                h = key_hash(*key)
+            had = held.get(h)
+            held[h] = msg_id if had is None else (*_ids(had), msg_id)
+            if seq > tops.get(conv, 0):
+                tops[conv] = seq
+            added(h)
 
     def candidates(self, h: int) -> tuple[int, ...]:
         held, passing = self.held.get(h), self._passing.get(h)
@@ -1108,16 +1117,11 @@ class SqliteStore(WriteQueue):
         return _stored(row, duplicate=True)
 
     def _hold_keys(self) -> None:
-        """A batch committed: its keys join those held until ``_HeldKeys.write_some``."""
-        hold, hashes, add = self._held.hold, self._hashes, self._stored_keys.add
-        for key, (msg_id, conv, seq) in self._staged.items():
-            h = hashes.get(key)
-            if h is None:
-                h = key_hash(*key)
-            hold(h, msg_id, conv, seq)
-            add(h)
+        """A batch committed: its keys join those held until ``_HeldKeys.write_some``, and
+        the filter of stored keys."""
+        self._held.hold(self._staged, self._hashes, self._stored_keys.add)
         self._staged.clear()
-        hashes.clear()
+        self._hashes.clear()
 
     @staticmethod
     def _forwarded(conn: sqlite3.Connection, stored: StoredMessage, fwd: int) -> StoredMessage:
