@@ -25,6 +25,7 @@ import sqlite3
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Callable, Iterator, Sequence
@@ -335,6 +336,27 @@ MIGRATIONS: tuple[str, ...] = (
     INSERT INTO message_keys (h, id) SELECT im_key_hash(sender, cmid), id FROM message_cmids ORDER BY 1, 2;
     DROP TABLE message_cmids;
     """,
+    """
+    -- The retry keys in runs: each pass of the writer writes a run of its own, sorted by
+    -- hash, after the others (a pass into one table sorted by hash wrote pages all over
+    -- it, and cost more the larger it grew); runs are merged by size (_KeyRuns). A lookup
+    -- probes every run. key_runs holds each run's number of keys (in the transactions
+    -- that write them).
+    CREATE TABLE message_keys_runs (
+        run INTEGER NOT NULL,
+        h   INTEGER NOT NULL,
+        id  INTEGER NOT NULL,
+        PRIMARY KEY (run, h, id)
+    ) WITHOUT ROWID;
+    INSERT INTO message_keys_runs (run, h, id) SELECT 0, h, id FROM message_keys ORDER BY h, id;
+    DROP TABLE message_keys;
+    ALTER TABLE message_keys_runs RENAME TO message_keys;
+    CREATE TABLE key_runs (
+        run  INTEGER PRIMARY KEY,
+        keys INTEGER NOT NULL
+    );
+    INSERT INTO key_runs (run, keys) SELECT 0, count(*) FROM message_keys HAVING count(*) > 0;
+    """,
 )
 
 class _Rows:
@@ -358,14 +380,16 @@ class _Rows:
         for sql, params in self._statements(rows):
             conn.execute(sql, params)
 
-    def run_flat(self, conn: sqlite3.Connection, values: list[Any]) -> None:
-        """``run`` over rows laid end to end in one list, a row's values after another's."""
+    def run_flat(self, conn: sqlite3.Connection, values: list[Any], lead: list[Any] | None = None) -> None:
+        """``run`` over rows laid end to end in one list, a row's values after another's;
+        ``lead``: the values of parameters in ``head``, first in every statement."""
         arity, size = self._arity, self._width
         start, count = 0, len(values) // arity
         while start < count:
             while count - start < size:
                 size //= 2
-            conn.execute(self._sql[size], values[start * arity:(start + size) * arity])
+            params = values[start * arity:(start + size) * arity]
+            conn.execute(self._sql[size], lead + params if lead else params)
             start += size
 
     def fetch(self, conn: sqlite3.Connection, rows: Sequence[Sequence[Any]]) -> list[Any]:
@@ -399,19 +423,27 @@ _MESSAGE_COLUMNS = ("id, conv, seq, sender, to_user, cmid, type, content, ts, me
 _INSERT_MESSAGES = _Rows("INSERT OR FAIL INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts, mentions)"
                          " VALUES ", "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 #: the (hash, id) rows of message_keys under a list of key hashes: the hashes drive the
-#: lookup, one probe of its primary key each
-_KNOWN_KEYS = _Rows("SELECT m.h, m.id FROM (VALUES ", "(?)", ") AS k CROSS JOIN message_keys AS m ON m.h = k.column1")
-_WRITE_KEYS = _Rows("INSERT INTO message_keys (h, id) VALUES ", "(?, ?)", " ON CONFLICT DO NOTHING")
+#: lookup, one probe of its primary key a hash and a run
+_KNOWN_KEYS = _Rows("SELECT m.h, m.id FROM (VALUES ", "(?)", ") AS k CROSS JOIN key_runs AS r"
+                    " CROSS JOIN message_keys AS m ON m.run = r.run AND m.h = k.column1")
+#: (hash, id) rows into a run (the first parameter)
+_WRITE_KEYS = _Rows("INSERT OR IGNORE INTO message_keys (run, h, id) SELECT ?, column1, column2 FROM (VALUES ",
+                    "(?, ?)", ")")
 _SET_KEY_MARKS = _Rows("INSERT INTO cmid_marks (conv, seq) VALUES ", "(?, ?)",
                        " ON CONFLICT (conv) DO UPDATE SET seq = excluded.seq")
 #: retry keys the writer holds in memory (about 100 bytes each) before it writes them all
-#: to message_keys, in hash order, between batches (it also writes them whenever it is
-#: idle). A pass over N keys writes at most N of the table's pages: the more keys a pass
-#: has, the more of them share a page (with 20,000 a pass, a table of some millions of
-#: keys took a page write per key, and the writer's cost per message doubled by 2.4M)
+#: to message_keys, in hash order, as a run of their own, between batches (it also writes
+#: them whenever it is idle). The more keys a pass has, the fewer runs a lookup probes and
+#: a merge rewrites
 KEYS_HELD = 200_000
-#: keys written per transaction of a pass (between two batches of messages)
+#: keys written per transaction of a pass or of a merge of runs (between two batches)
 KEYS_SLICE = 5_000
+#: runs of message_keys of one size tier (tier t: 8**t to 8**(t+1) - 1 keys) that the idle
+#: writer merges into one (a key is rewritten about once a tier: log8 of the keys)
+KEY_RUNS_MERGED = 8
+#: ... and that it merges between batches, when it is not idle (so a busy writer pays for
+#: merges later, and a lookup probes at most about this many runs a tier)
+KEY_RUNS_MOST = 64
 #: keys the writer's filter of stored keys holds before it grows (at 2 bytes a key): at
 #: least this many, or twice the keys of message_keys at open
 KEY_FILTER_MIN = 1 << 20
@@ -459,14 +491,16 @@ class _HeldKeys:
     ``held`` fills with every commit (hash -> message id, or ids when two keys share a
     hash). When it holds KEYS_HELD, or the writer is idle or stopping, a *pass* begins:
     what is held is set apart, sorted by hash, and written KEYS_SLICE rows a transaction
-    between batches; the last transaction of the pass moves cmid_marks to the newest seq
+    between batches, as a run of its own (``_KeyRuns``); the last transaction of the pass moves cmid_marks to the newest seq
     the pass held of each conversation (every key of that conversation up to it is in the
     table). Keys committed meanwhile wait for the next pass. After a crash the open reads
     the keys past the marks back from the messages (``_find_behind``)."""
 
-    __slots__ = ("held", "tops", "_passing", "_pass_tops", "_rows", "_at")
+    __slots__ = ("held", "tops", "_passing", "_pass_tops", "_rows", "_at", "_runs", "_run")
 
-    def __init__(self) -> None:
+    def __init__(self, runs: _KeyRuns) -> None:
+        self._runs = runs  # the pass writes a run of its own
+        self._run: int | None = None  # the pass's run, once its first slice is in
         self.held: dict[int, int | tuple[int, ...]] = {}
         self.tops: dict[str, int] = {}  # conv -> the newest seq among the held keys
         self._passing: dict[int, int | tuple[int, ...]] = {}  # the keys of the pass under way
@@ -514,10 +548,14 @@ class _HeldKeys:
             self._rows, self._at = key_rows(self._passing), 0
         rows = self._rows[2 * self._at:2 * (self._at + most)]
         last = 2 * self._at + len(rows) >= len(self._rows)
+        run = self._run
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _WRITE_KEYS.run_flat(conn, rows)
+                if run is None:
+                    run = self._runs.new(conn)
+                _WRITE_KEYS.run_flat(conn, rows, [run])
+                self._runs.count(conn, [(run, len(rows) // 2)])  # one row a key: key_rows
                 if last:
                     _SET_KEY_MARKS.run(conn, list(self._pass_tops.items()))
                 conn.execute("COMMIT")
@@ -528,10 +566,165 @@ class _HeldKeys:
         except Exception:
             log.exception("writing the retry keys failed", extra={"keys": len(rows) // 2})
             return False
+        if self._run is None:
+            self._run = run
+            self._runs.add(run, writing=True)
+        self._runs.counted([(run, len(rows) // 2)])
         self._at += len(rows) // 2
         if last:
-            self._passing, self._pass_tops, self._rows, self._at = {}, {}, [], 0
+            self._passing, self._pass_tops, self._rows, self._at, self._run = {}, {}, [], 0, None
+            self._runs.written(run)
         return True
+
+
+@dataclass(slots=True)
+class _Merge:
+    """A merge of runs under way: ``slices`` ranges of hashes, ``done`` of them moved;
+    ``busy``: it goes on between batches (a tier holds KEY_RUNS_MOST runs), not only
+    when the writer is idle."""
+    into: int
+    sources: tuple[int, ...]
+    slices: int
+    busy: bool
+    done: int = 0
+
+
+class _KeyRuns:
+    """The writer thread's view of the runs of message_keys (run -> its keys, as key_runs
+    holds them), and their merges. A run's size tier is t for 8**t to 8**(t+1) - 1 keys
+    (``KEY_RUNS_MERGED`` = 8). When a tier holds KEY_RUNS_MERGED runs and the writer is
+    idle, or KEY_RUNS_MOST runs, they are merged into a new run, one range of hashes a
+    transaction (about KEYS_SLICE keys; a merge begun idle waits while batches come,
+    unless a tier fills up meanwhile): the slice copies the range out of every source
+    into the new run and deletes it from them, so the new run is written from its start
+    to its end as a pass writes one, and a lookup finds each key in a source or in it.
+    The last slice takes the sources out of key_runs. Every transaction that moves keys
+    counts them in key_runs, so a merge that a stop or a crash cuts short leaves correct
+    runs with their counts, which later merges take as any others."""
+
+    __slots__ = ("runs", "_next", "_writing", "_merge", "_due_idle", "_due_busy")
+
+    def __init__(self) -> None:
+        self.runs: dict[int, int] = {}
+        self._next = 0  # the number of the next run
+        self._writing: int | None = None  # the run a pass is writing: merged once written
+        self._merge: _Merge | None = None
+        self._due_idle = self._due_busy = False
+
+    def load(self, conn: sqlite3.Connection) -> None:
+        self.runs = dict(conn.execute("SELECT run, keys FROM key_runs"))
+        self._next = max(self.runs, default=-1) + 1
+        self._plan()
+
+    def new(self, conn: sqlite3.Connection) -> int:
+        """In the transaction that writes its first keys: the number of a new run, in
+        key_runs (``add`` once that transaction is committed)."""
+        conn.execute("INSERT INTO key_runs (run, keys) VALUES (?, 0)", (self._next,))
+        return self._next
+
+    def add(self, run: int, *, writing: bool = False) -> None:
+        self.runs[run] = 0
+        self._next = run + 1
+        if writing:
+            self._writing = run
+
+    @staticmethod
+    def count(conn: sqlite3.Connection, changes: list[tuple[int, int]]) -> None:
+        """In a transaction that moves keys: (run, keys added or, below 0, taken)."""
+        conn.executemany("UPDATE key_runs SET keys = keys + ? WHERE run = ?", [(n, run) for run, n in changes])
+
+    def counted(self, changes: list[tuple[int, int]]) -> None:
+        """Once that transaction is committed."""
+        for run, n in changes:
+            self.runs[run] += n
+
+    def written(self, run: int) -> None:
+        if self._writing == run:
+            self._writing = None
+        self._plan()
+
+    def due(self, idle: bool) -> bool:
+        if idle:
+            return self._merge is not None or self._due_idle
+        return self._due_busy or (self._merge is not None and self._merge.busy)
+
+    def _plan(self) -> None:
+        """Whether a tier is full enough for a merge, idle or not (of the runs that no
+        pass is writing and no merge is moving)."""
+        busy = {self._writing} | ({self._merge.into, *self._merge.sources} if self._merge else set())
+        tiers = Counter(self._tier(keys) for run, keys in self.runs.items() if run not in busy)
+        fullest = max(tiers.values(), default=0)
+        self._due_idle, self._due_busy = fullest >= KEY_RUNS_MERGED, fullest >= KEY_RUNS_MOST
+
+    @staticmethod
+    def _tier(keys: int) -> int:
+        tier = 0
+        while keys >= KEY_RUNS_MERGED:
+            keys //= KEY_RUNS_MERGED
+            tier += 1
+        return tier
+
+    def _sources(self, idle: bool) -> tuple[int, ...]:
+        """The runs of the lowest tier full enough to merge."""
+        tiers: dict[int, list[int]] = {}
+        for run, keys in self.runs.items():
+            if run != self._writing:
+                tiers.setdefault(self._tier(keys), []).append(run)
+        enough = KEY_RUNS_MERGED if idle else KEY_RUNS_MOST
+        full = [runs for _, runs in sorted(tiers.items()) if len(runs) >= enough]
+        return tuple(sorted(full[0])) if full else ()
+
+    def merge_some(self, conn: sqlite3.Connection, idle: bool) -> None:
+        """The next slice of the merge under way, or the first of a new one. A slice that
+        fails is rolled back and tried again later."""
+        m = self._merge
+        if m is None:
+            sources = self._sources(idle)
+            if not sources:
+                self._plan()
+                return
+            keys = sum(self.runs[run] for run in sources)
+            m = _Merge(self._next, sources, max(1, -(-keys // KEYS_SLICE)), busy=not idle)
+        elif not idle:
+            m.busy = True  # begun idle; a tier is full now
+        step = 2**64 // m.slices
+        low = -2**63 + m.done * step
+        last = m.done == m.slices - 1
+        high = 2**63 - 1 if last else low + step - 1
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if m.done == 0:
+                    self.new(conn)
+                moved = conn.execute(
+                    "INSERT OR IGNORE INTO message_keys (run, h, id) SELECT ?, h, id FROM message_keys"
+                    f" WHERE run IN ({', '.join(map(str, m.sources))}) AND h BETWEEN ? AND ? ORDER BY h, id",
+                    (m.into, low, high)).rowcount  # the sources' numbers: ints from key_runs
+                changes = [(m.into, moved)] + [
+                    (run, -conn.execute("DELETE FROM message_keys WHERE run = ? AND h BETWEEN ? AND ?",
+                                        (run, low, high)).rowcount) for run in m.sources]
+                self.count(conn, changes)
+                if last:
+                    conn.executemany("DELETE FROM key_runs WHERE run = ?", [(run,) for run in m.sources])
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except Exception:
+            log.exception("merging runs of retry keys failed", extra={"runs": len(m.sources)})
+            return
+        if m.done == 0:
+            self._merge = m
+            self.add(m.into)
+            self._plan()
+        self.counted(changes)
+        m.done += 1
+        if last:
+            for run in m.sources:
+                del self.runs[run]
+            self._merge = None
+            self._plan()
 
 
 def _ids(held: int | tuple[int, ...] | None) -> tuple[int, ...]:
@@ -602,7 +795,8 @@ class SqliteStore(WriteQueue):
         # message_keys yet (``_HeldKeys``); ``_staged``: the (sender, cmid) keys of the batch
         # being written -> (id, conv, seq), until its commit (a batch that fails takes its
         # keys with it).
-        self._held = _HeldKeys()
+        self._runs = _KeyRuns()  # the runs of message_keys
+        self._held = _HeldKeys(self._runs)
         #: a hash of every key in message_keys or held (and, rarely, says so of another):
         #: a key it does not hold is new without a lookup (``_known_ids``)
         self._stored_keys = KeyFilter(1)  # sized at open (``_load_keys``)
@@ -907,6 +1101,8 @@ class SqliteStore(WriteQueue):
             held = self._held
             if held.passing or len(held.held) >= KEYS_HELD or (not batch and held.held):
                 held.write_some(conn, KEYS_SLICE)
+            elif self._runs.due(idle=not batch):
+                self._runs.merge_some(conn, idle=not batch)
             if self._asks:
                 self._index_asked(conn)
             elif not batch and self._unindexed:  # nothing else to do: catch up a little
@@ -1153,7 +1349,7 @@ class SqliteStore(WriteQueue):
         meanwhile, then the next slice)."""
         if self._asks:
             return 0
-        return INDEX_IDLE if self._unindexed or self._held else None
+        return INDEX_IDLE if self._unindexed or self._held or self._runs.due(idle=True) else None
 
     def _index_asked(self, conn: sqlite3.Connection) -> None:
         """A slice of the conversations searches wait for; the searches whose
@@ -1222,6 +1418,7 @@ class SqliteStore(WriteQueue):
     def _load_keys(self, conn: sqlite3.Connection) -> None:
         """At open: the filter of stored keys, read from message_keys (about 0.35 s a
         million keys; room for twice as many, at 2 bytes each)."""
+        self._runs.load(conn)
         stored = conn.execute("SELECT count(*) FROM message_keys").fetchone()[0]
         self._stored_keys = KeyFilter(max(KEY_FILTER_MIN, 2 * stored))
         add = self._stored_keys.add

@@ -152,6 +152,9 @@ async def test_the_migration_keeps_every_key_and_drops_the_index(tmp_path, datab
         columns = [[r[2] for r in conn.execute(f"PRAGMA index_info('{name}')")] for name in indexes]
         assert sorted(columns) == [["conv", "rev"], ["conv", "seq"]]
         assert conn.execute("SELECT count(*) FROM message_keys").fetchone()[0] == 4
+        # the migrated keys are run 0 (step 16); the stop wrote the new one as run 1
+        assert dict(conn.execute("SELECT run, keys FROM key_runs")) == {0: 3, 1: 1}
+        assert dict(conn.execute("SELECT run, count(*) FROM message_keys GROUP BY run")) == {0: 3, 1: 1}
         assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 'message_cmids'").fetchone()[0] == 0
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute("INSERT INTO messages (id, conv, seq, sender, to_user, cmid, type, content, ts)"
@@ -235,3 +238,172 @@ async def test_a_false_positive_of_the_filter_costs_a_lookup_not_a_message(tmp_p
         assert count(path, "messages") == 3
     finally:
         await store.close()
+
+
+def runs(path) -> dict[int, int]:
+    """key_runs: run -> the keys it counts."""
+    with sqlite3.connect(path) as conn:
+        return dict(conn.execute("SELECT run, keys FROM key_runs"))
+
+
+def check_runs(path, keys: int) -> dict[int, int]:
+    """message_keys holds ``keys`` keys, each once, in the runs key_runs counts; the runs."""
+    with sqlite3.connect(path) as conn:
+        in_rows = dict(conn.execute("SELECT run, count(*) FROM message_keys GROUP BY run"))
+        distinct = conn.execute("SELECT count(*) FROM (SELECT DISTINCT h, id FROM message_keys)").fetchone()[0]
+    counted = runs(path)
+    assert {run: n for run, n in counted.items() if n} == in_rows
+    assert sum(in_rows.values()) == distinct == keys
+    return counted
+
+
+def tier(keys: int) -> int:
+    """A run's size tier when KEY_RUNS_MERGED is 2."""
+    return max(keys, 1).bit_length() - 1
+
+
+async def test_each_pass_is_a_run_and_the_idle_writer_merges_a_full_tier(tmp_path, monkeypatch):
+    """Every pass writes a run of its own. Idle, the writer merges the runs of a size tier
+    once it holds KEY_RUNS_MERGED of them (2 here: tier t holds 2**t to 2**(t+1) - 1
+    keys), a few keys a transaction, until no tier holds two. Every key stays in exactly
+    one run, which key_runs counts, and a retry of each is a duplicate."""
+    monkeypatch.setattr(sqlite_store, "KEYS_HELD", 1)  # a pass after every batch
+    monkeypatch.setattr(sqlite_store, "KEYS_SLICE", 2)  # merges of several transactions
+    monkeypatch.setattr(sqlite_store, "KEY_RUNS_MERGED", 2)
+    path = tmp_path / "im.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        firsts = [await store.append(message(f"p1_{n % 3 + 2}", f"k{n}", n + 1)) for n in range(11)]
+        for _ in range(500):
+            tiers = [tier(n) for n in runs(path).values()]
+            if count(path, "message_keys") == 11 and len(tiers) == len(set(tiers)):
+                break
+            await asyncio.sleep(0.01)
+        merged = check_runs(path, 11)
+        tiers = [tier(n) for n in merged.values()]
+        assert len(tiers) == len(set(tiers)) and len(merged) < 11
+        assert max(merged) > 10  # merged runs are numbered after the eleven passes' runs
+        retries = await asyncio.gather(*(store.append(message(f"p1_{n % 3 + 2}", f"k{n}", 100 + n))
+                                         for n in range(11)))
+        assert [(r.duplicate, r.id) for r in retries] == [(True, m.id) for m in firsts]
+        fresh = await store.append(message("p1_2", "new", 200))
+        assert fresh.duplicate is False
+    finally:
+        await store.close()
+    check_runs(path, 12)
+
+
+@pytest.mark.parametrize("most", [3, 100])
+async def test_a_busy_writer_merges_only_a_tier_of_key_runs_most(tmp_path, monkeypatch, never_idle, most):
+    """Never idle, the writer merges a tier only once it holds KEY_RUNS_MOST runs (3: it
+    does, between batches; 100: it never does, and every pass's run stays). Keys are found
+    all the same."""
+    monkeypatch.setattr(sqlite_store, "KEYS_HELD", 2)  # a pass every other batch: runs of 2
+    monkeypatch.setattr(sqlite_store, "KEYS_SLICE", 2)
+    monkeypatch.setattr(sqlite_store, "KEY_RUNS_MERGED", 2)
+    monkeypatch.setattr(sqlite_store, "KEY_RUNS_MOST", most)
+    path = tmp_path / "im.db"
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        firsts = [await store.append(message("p1_2", f"b{n}", n + 1)) for n in range(20)]
+        retries = await asyncio.gather(*(store.append(message("p1_2", f"b{n}", 100 + n)) for n in range(20)))
+        assert [(r.duplicate, r.id) for r in retries] == [(True, m.id) for m in firsts]
+        sizes = sorted(check_runs(path, count(path, "message_keys")).values())
+    finally:
+        await store.close()
+    if most == 3:
+        assert sizes[-1] >= 6  # three runs of 2 at least were merged
+    else:
+        assert set(sizes) == {2}
+    check_runs(path, 20)
+
+
+_CRASH_IN_A_MERGE = textwrap.dedent("""
+    import asyncio, os, sys
+    from edgeim.backends import sqlite as sqlite_store
+    from edgeim.backends.protocols import ConvId, NewMessage, UserId
+    sqlite_store.INDEX_IDLE = 3600.0
+    sqlite_store.KEYS_HELD, sqlite_store.KEYS_SLICE = 2, 2  # runs of 2 keys (a pass every other batch)
+    sqlite_store.KEY_RUNS_MERGED, sqlite_store.KEY_RUNS_MOST = 2, 4
+    slices = 0
+    merge_some = sqlite_store._KeyRuns.merge_some
+    def crashing(self, conn, idle):
+        global slices
+        merge_some(self, conn, idle)
+        slices += 1
+        if slices == 2:  # of the 4 of merging four runs of 2
+            os._exit(0)  # as kill -9
+    sqlite_store._KeyRuns.merge_some = crashing
+    async def main():
+        store = sqlite_store.SqliteStore(sys.argv[1])
+        await store.open()
+        for n in range(40):
+            await store.append(NewMessage(conv=ConvId("p1_2"), sender=UserId(1), to=UserId(2), cmid=f"c{n}",
+                                          type=1, content="x", msg_id=n + 1, ts=n + 1,
+                                          members=(UserId(1), UserId(2))))
+        sys.exit("the merge never began")
+    asyncio.run(main())
+""")
+
+
+async def test_a_merge_cut_short_by_a_crash_leaves_every_key_counted_and_found(tmp_path):
+    path = tmp_path / "im.db"
+    subprocess.run([sys.executable, "-c", _CRASH_IN_A_MERGE, str(path)], check=True, timeout=60)
+    stored = count(path, "messages")
+    on_disk = count(path, "message_keys")
+    counted = check_runs(path, on_disk)
+    assert 8 <= on_disk < stored  # four runs written at least, the keys after them held when it crashed
+    # the four sources are still runs, some with fewer keys than the 2 of a pass: the merge
+    # took some of their keys into its own run
+    assert len(counted) >= 5 and min(counted.values()) < 2
+
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        retries = await asyncio.gather(*(store.append(message("p1_2", f"c{n}", 1000 + n)) for n in range(stored)))
+        assert [(r.duplicate, r.id) for r in retries] == [(True, n + 1) for n in range(stored)]
+    finally:
+        await store.close()
+    check_runs(path, stored)
+
+
+async def test_a_merge_begun_idle_waits_while_batches_come_unless_a_tier_fills(tmp_path, monkeypatch):
+    """The merge policy, on a database of the current schema: two runs of 2 keys are
+    due for a merge when idle only; begun idle, the merge waits under load, and goes on
+    under load once a tier of other runs holds KEY_RUNS_MOST; then those are merged.
+    Each key is in one run, counted."""
+    monkeypatch.setattr(sqlite_store, "KEY_RUNS_MERGED", 2)
+    monkeypatch.setattr(sqlite_store, "KEY_RUNS_MOST", 3)
+    monkeypatch.setattr(sqlite_store, "KEYS_SLICE", 1)  # a merge of 4 keys: 4 slices
+    store = SqliteStore(tmp_path / "im.db")  # the schema
+    await store.open()
+    await store.close()
+    conn = sqlite3.connect(tmp_path / "im.db", isolation_level=None)
+
+    def write_run(run: int, hashes: list[int]) -> None:
+        conn.executemany("INSERT INTO message_keys (run, h, id) VALUES (?, ?, ?)", [(run, h, h) for h in hashes])
+        conn.execute("INSERT INTO key_runs (run, keys) VALUES (?, ?)", (run, len(hashes)))
+
+    write_run(0, [-2**62 - 5, 2**62])  # one key in each of the first and the last quarter
+    write_run(1, [-5, 7])
+    runs = sqlite_store._KeyRuns()
+    runs.load(conn)
+    assert (runs.due(idle=True), runs.due(idle=False)) == (True, False)
+    runs.merge_some(conn, idle=True)  # the first slice: the new run is 2
+    assert runs.runs[2] + runs.runs[0] + runs.runs[1] == 4 and runs.runs[2] == 1
+    assert (runs.due(idle=True), runs.due(idle=False)) == (True, False)  # waits under load
+
+    for run in (3, 4, 5):  # passes: three runs of tier 1 (2 to 3 keys), KEY_RUNS_MOST
+        write_run(run, [10 * run, 10 * run + 1])
+        runs.add(run, writing=True)
+        runs.counted([(run, 2)])
+        runs.written(run)
+    assert runs.due(idle=False)
+    while runs.due(idle=False):
+        runs.merge_some(conn, idle=False)
+    assert dict(conn.execute("SELECT run, keys FROM key_runs")) == {2: 4, 6: 6} == runs.runs
+    assert sorted(conn.execute("SELECT run, h FROM message_keys")) == [
+        (2, -2**62 - 5), (2, -5), (2, 7), (2, 2**62), (6, 30), (6, 31), (6, 40), (6, 41), (6, 50), (6, 51)]
+    conn.close()
