@@ -34,3 +34,12 @@ def test_writer_sql_prints_every_shape():
     out = run("writer_sql.py", "--messages", "500", "--batch", "50", "--convs", "5", "--runs", "1")
     rows = [line.split()[0] for line in out.splitlines() if "us CPU/message" in line]
     assert rows == ["savepoint", "memory", "or-fail"]
+
+
+def test_store_growth_prints_a_line_a_window_with_the_writer_by_part():
+    out = run("store_growth.py", "--messages", "4000", "--window", "2000", "--pairs", "5")
+    header, *rows = out.splitlines()
+    assert header.split() == ["messages", "commit", "µs", "key", "pass", "µs", "key", "merge", "µs", "writer", "µs"]
+    assert [row.split()[0] for row in rows] == ["2,000", "4,000"]
+    first = [float(v) for v in rows[0].split()[1:]]
+    assert first[0] > 0 and abs(first[3] - sum(first[:3])) <= 0.02  # the commits were timed; the writer: the sum

@@ -1,0 +1,85 @@
+"""The SQLite writer's CPU per message as the store grows, by part: its commits, its passes
+of retry keys and its merges of key runs, window after window of appended messages.
+
+    python bench/store_growth.py [--messages 8000000] [--window 1000000] [--pairs 100]
+
+One SqliteStore (synchronous=FULL) in a temp dir, fed 2,000 appends at a time over
+``--pairs`` conversations (as send_1to1's pairs), with the young-generation GC threshold
+the node sets (gc_young). Each part's CPU is the writer thread's (``time.thread_time``
+around the store's own methods), so the numbers are per message appended, not per second.
+To compare with an older version, put its checkout first on PYTHONPATH (parts it does not
+have read 0).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeim.backends import sqlite as sqlite_store
+from edgeim.backends.protocols import ConvId, NewMessage, UserId
+
+_GC_YOUNG = 10_000  # the node's default gc_young
+_PARTS = (("commit", "SqliteStore", "_commit_batch"), ("key pass", "_HeldKeys", "write_some"),
+          ("key merge", "_KeyRuns", "merge_some"))
+
+
+def timed(spent: dict[str, float], part: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        began = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[part] += time.thread_time() - began
+    return run
+
+
+async def grow(path: Path, messages: int, window: int, pairs: int) -> None:
+    spent = dict.fromkeys([part for part, _, _ in _PARTS], 0.0)
+    for part, owner, name in _PARTS:
+        cls = getattr(sqlite_store, owner, None)
+        if cls is not None:
+            setattr(cls, name, timed(spent, part, getattr(cls, name)))
+    store = sqlite_store.SqliteStore(path)
+    await store.open()
+    print(f"{'messages':>10}" + "".join(f"{part + ' µs':>14}" for part in spent) + f"{'writer µs':>12}")
+    before, n = dict(spent), 0
+    try:
+        while n < messages:
+            appends = []
+            for _ in range(2000):
+                sender = UserId(1 + n % pairs)
+                to = UserId(sender + pairs)
+                appends.append(store.append(NewMessage(
+                    conv=ConvId(f"p{sender}_{to}"), sender=sender, to=to, cmid=f"c{n}", type=1,
+                    content="hello there", msg_id=n + 1, ts=n + 1, members=(sender, to))))
+                n += 1
+            await asyncio.gather(*appends)
+            if n % window == 0:
+                used = {part: (spent[part] - before[part]) * 1e6 / window for part in spent}
+                print(f"{n:>10,}" + "".join(f"{v:>14.2f}" for v in used.values()) + f"{sum(used.values()):>12.2f}",
+                      flush=True)
+                before = dict(spent)
+    finally:
+        await store.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=8_000_000)
+    parser.add_argument("--window", type=int, default=1_000_000, help="messages per line (a multiple of 2,000)")
+    parser.add_argument("--pairs", type=int, default=100)
+    args = parser.parse_args()
+    if args.window % 2000 or args.messages < args.window:
+        parser.error("--window must be a multiple of 2,000 and at most --messages")
+    gc.set_threshold(_GC_YOUNG)
+    with tempfile.TemporaryDirectory(prefix="edgeim-store-growth-") as tmp:
+        asyncio.run(grow(Path(tmp) / "im.db", args.messages, args.window, args.pairs))
+
+
+if __name__ == "__main__":
+    main()
