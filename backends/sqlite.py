@@ -26,6 +26,7 @@ import struct
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any, Callable, Iterator, Sequence
@@ -471,6 +472,20 @@ _KNOWN_PAIRS_MAX = 200_000  # (user, conv) rows the writer knows exist
 _USER_COLUMNS = "id, username, password_hash, nickname, created_at, disabled, avatar, bio, epoch, deleted_at"
 
 
+@contextmanager
+def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction (BEGIN IMMEDIATE): committed if the block ends, rolled back if it
+    raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def _verified(conn: sqlite3.Connection, candidates: list[tuple[tuple[int, str], int]]) -> dict[tuple[int, str], int]:
     """Of (key, message id) pairs whose hashes matched, those whose message has that
     (sender, cmid): key -> id. Only retries (and collisions) get here."""
@@ -550,19 +565,13 @@ class _HeldKeys:
         last = 2 * self._at + len(rows) >= len(self._rows)
         run = self._run
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 if run is None:
                     run = self._runs.new(conn)
                 _WRITE_KEYS.run_flat(conn, rows, [run])
                 self._runs.count(conn, [(run, len(rows) // 2)])  # one row a key: key_rows
                 if last:
                     _SET_KEY_MARKS.run(conn, list(self._pass_tops.items()))
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except Exception:
             log.exception("writing the retry keys failed", extra={"keys": len(rows) // 2})
             return False
@@ -692,8 +701,7 @@ class _KeyRuns:
         last = m.done == m.slices - 1
         high = 2**63 - 1 if last else low + step - 1
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 if m.done == 0:
                     self.new(conn)
                 moved = conn.execute(
@@ -706,11 +714,6 @@ class _KeyRuns:
                 self.count(conn, changes)
                 if last:
                     conn.executemany("DELETE FROM key_runs WHERE run = ?", [(run,) for run in m.sources])
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except Exception:
             log.exception("merging runs of retry keys failed", extra={"runs": len(m.sources)})
             return
@@ -1153,8 +1156,7 @@ class SqliteStore(WriteQueue):
         outcomes: list[Outcome] = []
         self._staged.clear()
         self._fresh.clear()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with _immediate(conn):
             # (sender, conv) -> the newest seq it sent in this batch: its read cursor moves
             # there with one UPDATE per pair
             touched: dict[tuple[int, str], int] = {}
@@ -1181,11 +1183,6 @@ class SqliteStore(WriteQueue):
                 self._insert_run(conn, run, touched, outcomes, careful)
             if touched:
                 _READ_UP_TO_ROWS.run(conn, [(seq, user, conv) for (user, conv), seq in touched.items()])
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
         return outcomes
 
     def _insert_run(self, conn: sqlite3.Connection, run: list[Append], touched: dict[tuple[int, str], int],
@@ -1367,8 +1364,7 @@ class SqliteStore(WriteQueue):
         their text passes ``most_bytes``, in one transaction that moves the marks; a
         conversation indexed up to its newest message is done."""
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with _immediate(conn):
                 rows: list[tuple[int, str]] = []
                 marks: list[tuple[str, int]] = []
                 finished: list[str] = []
@@ -1400,11 +1396,6 @@ class SqliteStore(WriteQueue):
                     rows.sort()
                     conn.executemany(_INDEX_TEXT, rows)
                 conn.executemany(_SET_MARK, marks)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
         except Exception as exc:  # the messages are safe; a search on them fails until it works
             log.exception("indexing messages for search failed", extra={"convs": len(convs)})
             failure = StoreUnavailable(f"the search index could not be written: {exc}")
