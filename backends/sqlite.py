@@ -356,7 +356,7 @@ MIGRATIONS: tuple[str, ...] = (
         run  INTEGER PRIMARY KEY,
         keys INTEGER NOT NULL
     );
-    INSERT INTO key_runs (run, keys) SELECT 0, count(*) FROM message_keys HAVING count(*) > 0;
+    INSERT INTO key_runs (run, keys) SELECT 0, n FROM (SELECT count(*) AS n FROM message_keys) WHERE n > 0;
     """,
 )
 
