@@ -25,7 +25,6 @@ import sqlite3
 import struct
 import threading
 import time
-from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from itertools import chain
@@ -506,9 +505,9 @@ class _HeldKeys:
     ``held`` fills with every commit (hash -> message id, or ids when two keys share a
     hash). When it holds KEYS_HELD, or the writer is idle or stopping, a *pass* begins:
     what is held is set apart, sorted by hash, and written KEYS_SLICE rows a transaction
-    between batches, as a run of its own (``_KeyRuns``); the last transaction of the pass moves cmid_marks to the newest seq
-    the pass held of each conversation (every key of that conversation up to it is in the
-    table). Keys committed meanwhile wait for the next pass. After a crash the open reads
+    between batches, as a run of its own (``_KeyRuns``); the last transaction of the pass
+    moves cmid_marks to the newest seq the pass held of each conversation (every key of
+    that conversation up to it is in the table). Keys committed meanwhile wait for the next pass. After a crash the open reads
     the keys past the marks back from the messages (``_find_behind``)."""
 
     __slots__ = ("held", "tops", "_passing", "_pass_tops", "_rows", "_at", "_runs", "_run")
@@ -658,12 +657,18 @@ class _KeyRuns:
         return self._due_busy or (self._merge is not None and self._merge.busy)
 
     def _plan(self) -> None:
-        """Whether a tier is full enough for a merge, idle or not (of the runs that no
-        pass is writing and no merge is moving)."""
-        busy = {self._writing} | ({self._merge.into, *self._merge.sources} if self._merge else set())
-        tiers = Counter(self._tier(keys) for run, keys in self.runs.items() if run not in busy)
-        fullest = max(tiers.values(), default=0)
+        """Whether a tier is full enough for a merge, idle or not."""
+        fullest = max(map(len, self._tiers().values()), default=0)
         self._due_idle, self._due_busy = fullest >= KEY_RUNS_MERGED, fullest >= KEY_RUNS_MOST
+
+    def _tiers(self) -> dict[int, list[int]]:
+        """Tier -> its runs, of the runs that no pass is writing and no merge is moving."""
+        busy = {self._writing} | ({self._merge.into, *self._merge.sources} if self._merge else set())
+        tiers: dict[int, list[int]] = {}
+        for run, keys in self.runs.items():
+            if run not in busy:
+                tiers.setdefault(self._tier(keys), []).append(run)
+        return tiers
 
     @staticmethod
     def _tier(keys: int) -> int:
@@ -675,12 +680,8 @@ class _KeyRuns:
 
     def _sources(self, idle: bool) -> tuple[int, ...]:
         """The runs of the lowest tier full enough to merge."""
-        tiers: dict[int, list[int]] = {}
-        for run, keys in self.runs.items():
-            if run != self._writing:
-                tiers.setdefault(self._tier(keys), []).append(run)
         enough = KEY_RUNS_MERGED if idle else KEY_RUNS_MOST
-        full = [runs for _, runs in sorted(tiers.items()) if len(runs) >= enough]
+        full = [runs for _, runs in sorted(self._tiers().items()) if len(runs) >= enough]
         return tuple(sorted(full[0])) if full else ()
 
     def merge_some(self, conn: sqlite3.Connection, idle: bool) -> None:
