@@ -27,7 +27,7 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from typing import Any, Callable, Iterator, Sequence
 
 import msgspec
@@ -1204,13 +1204,18 @@ class SqliteStore(WriteQueue):
                     self._last_seq.pop(op.message.conv, None)  # a stale seq is one way to get here
                     outcomes.append((op.ticket, None, one))
             return
+        messages = [op.message for op in run]
+        keys = [(m.sender, m.cmid) for m in messages]
+        known = self._known_ids(conn, keys)
+        if not known and not [m for m in messages if m.reply_to or m.fwd]:
+            self._insert_new(conn, run, messages, keys, touched, outcomes)
+            return
         last_seq = self._last_seq
         rows: list[tuple[Any, ...]] = []
         firsts: dict[tuple[int, str], int] = {}  # (sender, cmid) -> its row in ``rows``
         # for each op of the run: its row (a repeat of a pair: -1 - that row; a pair stored
         # before this run: None, in ``earlier``)
         order: list[int | None] = []
-        known = self._known_ids(conn, [(op.message.sender, op.message.cmid) for op in run])
         earlier: dict[tuple[int, str], StoredMessage] = {}
         for op in run:
             m = op.message
@@ -1254,6 +1259,50 @@ class SqliteStore(WriteQueue):
                 message = stored[at] = self._forwarded(conn, message, op.message.fwd)
             self._inserted(conn, op.message, message, touched)
             outcomes.append((op.ticket, message, None))
+
+    def _insert_new(self, conn: sqlite3.Connection, run: list[Append], messages: list[NewMessage],
+                    keys: list[tuple[int, str]], touched: dict[tuple[int, str], int], outcomes: list[Outcome]) -> None:
+        """``_insert_run`` for a run of new messages that neither reply nor forward (nearly
+        every run): one loop gives each its seq, its row's values and its StoredMessage, and
+        does what ``_inserted`` does, then one multi-row INSERT. A pair repeated in the run
+        (a retry that came before the first was acked) is the first's duplicate."""
+        last_seq, staged, fresh, known_pairs = self._last_seq, self._staged, self._fresh, self._known_pairs
+        values: list[Any] = []
+        firsts: dict[tuple[int, str], StoredMessage] = {}
+        for op, m, key in zip(run, messages, keys):
+            first = firsts.get(key)
+            if first is not None:
+                outcomes.append((op.ticket, msgspec.structs.replace(first, duplicate=True), None))
+                continue
+            conv = m.conv
+            seq = last_seq.get(conv)
+            seq = (self._current_seq(conn, conv) if seq is None else seq) + 1
+            last_seq[conv] = seq
+            msg_id = m.msg_id
+            values += (msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
+            stored = firsts[key] = StoredMessage(msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content,
+                                                 m.ts, m.mentions)
+            staged[key] = (msg_id, conv, seq)
+            for user in m.members:  # a private conversation enters both lists at its first message
+                if (user, conv) not in known_pairs:
+                    conn.execute(_ENTER_CONV, (user, conv))
+                    if len(known_pairs) >= _KNOWN_PAIRS_MAX:
+                        known_pairs.clear()
+                    known_pairs.add((user, conv))
+            touched[(m.sender, conv)] = seq
+            if m.mentions:
+                _mark_mentions(conn, conv, seq, m.mentions)
+            fresh[conv] = seq
+            outcomes.append((op.ticket, stored, None))
+        try:
+            _INSERT_MESSAGES.run_flat(conn, values)
+        except Exception as exc:
+            if _fails_one_op(exc):
+                raise _Careful from exc
+            raise
+        if len(last_seq) > _SEQ_CACHE_MAX:  # as _next_seq: the oldest go, and reload on use
+            for conv in list(islice(last_seq, len(last_seq) - _SEQ_CACHE_MAX)):
+                del last_seq[conv]
 
     def _insert_message(self, conn: sqlite3.Connection, m: NewMessage, touched: dict[tuple[int, str], int]) -> StoredMessage:
         known = self._known_ids(conn, [(m.sender, m.cmid)])

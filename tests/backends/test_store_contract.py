@@ -519,6 +519,31 @@ async def test_sqlite_duplicates_in_one_batch(sqlite_store):
     assert (second.id, second.seq) == (9001, first.seq)
 
 
+async def test_sqlite_seq_cache_stays_bounded_and_seqs_stay_right(sqlite_store, monkeypatch):
+    """The writer keeps the last seq of at most _SEQ_CACHE_MAX conversations; one batch
+    over more of them drops the oldest, which read their seq back when they come again."""
+    monkeypatch.setattr(sqlite_backend, "_SEQ_CACHE_MAX", 3)
+    convs = [(f"p:{u}:{u + 1}", u, u + 1) for u in range(1, 16, 2)]  # 8 conversations
+
+    async def one_batch() -> list[StoredMessage]:
+        lock = hold_write_lock(sqlite_store.path)
+        try:
+            blocked = asyncio.ensure_future(sqlite_store.append(message("p:100:101", 100, 101)))
+            await asyncio.sleep(0)  # the writer waits for the lock with this one ...
+            batch = asyncio.gather(*(sqlite_store.append(message(c, a, b)) for c, a, b in convs for _ in range(2)))
+            await asyncio.sleep(0)  # ... and takes these together
+        finally:
+            lock.rollback()
+            lock.close()
+        await blocked
+        return await batch
+
+    first, second = await one_batch(), await one_batch()
+    assert [m.seq for m in first] == [1, 2] * len(convs)
+    assert [m.seq for m in second] == [3, 4] * len(convs)
+    assert len(sqlite_store._last_seq) <= 3
+
+
 async def test_sqlite_append_waits_for_commit_and_loop_stays_free(sqlite_store):
     lock = hold_write_lock(sqlite_store.path)
     try:
