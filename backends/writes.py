@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import msgspec
+
 from ..ops.metrics import LATENCY_BUCKETS, SIZE_BUCKETS, Histogram
 from .protocols import Change, NewMessage, StoreClosed, StoredMessage, User
 
@@ -36,8 +38,10 @@ Outcome = tuple[Any, Any, "BaseException | None"]  # (ticket, result, error)
 Sink = Callable[[list[Outcome]], None]
 
 
-@dataclass(slots=True)
-class Append:
+class Append(msgspec.Struct):
+    """A message to append (one per SEND: a Struct, whose construction is C, not the
+    Python ``__init__`` of a dataclass)."""
+
     message: NewMessage
     ticket: Any  # what the sink gets back with the stored row
     sink: Sink
