@@ -39,7 +39,7 @@ __all__ = [
     # per-user views and message pins
     "DeleteForMe", "ClearHistory", "MessageRef", "ConvRef", "ViewEvent", "PinInfo", "PinList", "PinEvent",
     "MAX_DELETE",
-    "OPS", "PUSHES", "REQUEST_BODIES", "encode", "decode",
+    "OPS", "PUSHES", "REQUEST_BODIES", "REQUEST_DECODERS", "EMPTY_MAP", "encode", "decode",
     "MAX_CONTENT", "MAX_MENTIONS", "MAX_PAGE", "MAX_LIST", "MAX_USERS", "MAX_PROFILES", "MAX_SEQ", "MAX_ID",
 ]
 
@@ -897,7 +897,7 @@ class PinEvent(_Body):
 # -- codec helpers ----------------------------------------------------------------------------
 
 _encoder = msgspec.msgpack.Encoder()
-_EMPTY_MAP = b"\x80"
+EMPTY_MAP = b"\x80"  # an empty body decodes as this
 _decoders: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 
 
@@ -912,7 +912,7 @@ def decode(data: bytes | memoryview, kind: type[msgspec.Struct]) -> Any:
     if decoder is None:
         decoder = _decoders[kind] = msgspec.msgpack.Decoder(kind)
     try:
-        return decoder.decode(data if len(data) else _EMPTY_MAP)
+        return decoder.decode(data if len(data) else EMPTY_MAP)
     except (UnicodeDecodeError, RecursionError) as exc:
         # invalid UTF-8 in a str, or nesting too deep for the decoder: still a bad body
         raise msgspec.DecodeError(f"{type(exc).__name__}: {exc}") from None
@@ -1017,6 +1017,11 @@ PUSHES: dict[Op, type[msgspec.Struct]] = {
 }
 #: Which Struct each request op carries.
 REQUEST_BODIES: dict[int, type[msgspec.Struct]] = {op: request for op, (request, _) in OPS.items()}
+#: request op -> the decoder of its body (the session decodes every request with these; an
+#: empty body is decoded as an empty map, as ``decode`` does)
+REQUEST_DECODERS: dict[int, msgspec.msgpack.Decoder[Any]] = {
+    op: msgspec.msgpack.Decoder(request) for op, request in REQUEST_BODIES.items()
+}
 
 if set(OPS) != REQUEST_OPS:  # pragma: no cover - a declaration error, caught at import
     raise ImportError(f"bodies.OPS and protocol.REQUEST_OPS differ: {set(OPS) ^ REQUEST_OPS}")

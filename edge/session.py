@@ -39,6 +39,8 @@ ANONYMOUS, LOGGING_IN, AUTHENTICATED = 0, 1, 2
 _OPEN_OPS = frozenset({Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
 _AUTH_OPS = frozenset({Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
 _PONG = encode_frame(Op.PONG, 0, 0, b"")
+_DECODERS = bodies.REQUEST_DECODERS
+_EMPTY_MAP = bodies.EMPTY_MAP
 # metrics (ops/metrics.py): process-wide counters, bound once; ``EDGE.on`` False counts nothing
 _FRAMES_IN = EDGE.frames_in
 _FRAMES_OUT = EDGE.frames_out
@@ -155,9 +157,13 @@ class Session(WSListener):
         if EDGE.on:
             _FRAMES_IN[op] += 1
         try:
-            request = bodies.decode(body, bodies.REQUEST_BODIES[op])
+            request = _DECODERS[op].decode(body if len(body) else _EMPTY_MAP)
         except msgspec.DecodeError as exc:
             self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {exc}", ErrorCode.BAD_BODY))
+            return
+        except (UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8 in a str, nesting too deep
+            self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {type(exc).__name__}: {exc}",
+                                               ErrorCode.BAD_BODY))
             return
         if op == Op.PING:
             self.send_frame(_PONG if req_id == 0 else encode_frame(Op.PONG, req_id, 0, b""))
