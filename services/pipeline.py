@@ -151,7 +151,7 @@ class Pipeline:
     def _pushed(self, stored: StoredMessage, origin: Origin | None) -> None:
         """A new message to every device of its conversation but the sending one."""
         if origin is None:
-            self._push(_MSG_PUSH, stored, UserId(0), "")
+            self._push(_MSG_PUSH, stored, 0, "")
         else:
             self._push(_MSG_PUSH, stored, origin.user_id, origin.terminal)
 
@@ -166,14 +166,14 @@ class Pipeline:
         self._conversations.edited(message)
         self._push(_EDIT_PUSH, message, by.user_id, by.terminal)
 
-    def _push(self, op: int, stored: StoredMessage, skip_user: UserId, skip_terminal: str) -> None:
+    def _push(self, op: int, stored: StoredMessage, skip_user: int, skip_terminal: str) -> None:
         """``stored`` to every device of its conversation's members but (skip_user,
         skip_terminal): one frame for all of them."""
-        frame = message_frame(op, stored)
-        if is_group(stored.conv):
-            self._delivery.to_conv(frame, ConvId(stored.conv), skip_user, skip_terminal, message=stored)
+        frame = message_frame(op, stored)  # (no NewType calls, no is_group: this runs for every message)
+        if stored.conv[:1] == "g":
+            self._delivery.to_conv(frame, stored.conv, skip_user, skip_terminal, message=stored)
         else:
-            self._delivery.to_users(frame, (UserId(stored.to), stored.sender), skip_user, skip_terminal,
+            self._delivery.to_users(frame, (stored.to, stored.sender), skip_user, skip_terminal,  # type: ignore[arg-type]
                                     message=stored)
 
     def repush(self, heads: list[StoredMessage]) -> None:
