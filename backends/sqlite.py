@@ -33,7 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import msgspec
 
 from ..core_ext import content
-from ..core_ext.keyfilter import KeyFilter, key_hash, key_rows
+from ..core_ext.keyfilter import KeyFilter, hold_keys, key_hash, key_rows
 from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
     DropJoinRequest, DropMember, EditMessage, Friend, FriendRequest, GroupId, GroupRecord, GroupRecords, HideMessages,
@@ -530,19 +530,11 @@ class _HeldKeys:
         return bool(self._rows)
 
     def hold(self, keys: dict[tuple[int, str], tuple[int, str, int]], hashes: dict[tuple[int, str], int],
-             added: Callable[[int], None]) -> None:
+             stored: KeyFilter) -> None:
         """Hold ``keys`` ((sender, cmid) -> (message id, conv, seq)), whose hashes are in
-        ``hashes`` or are made here; ``added(h)`` is told each hash."""
-        held, tops = self.held, self.tops
-        for key, (msg_id, conv, seq) in keys.items():
-            h = hashes.get(key)
-            if h is None:
-                h = key_hash(*key)
-            had = held.get(h)
-            held[h] = msg_id if had is None else (*_ids(had), msg_id)
-            if seq > tops.get(conv, 0):
-                tops[conv] = seq
-            added(h)
+        ``hashes`` or are made here; ``stored`` (the filter of stored keys) takes each hash
+        (``keyfilter.hold_keys``: one compiled loop)."""
+        hold_keys(keys, hashes, self.held, self.tops, stored)
 
     def candidates(self, h: int) -> tuple[int, ...]:
         held, passing = self.held.get(h), self._passing.get(h)
@@ -1362,7 +1354,7 @@ class SqliteStore(WriteQueue):
     def _hold_keys(self) -> None:
         """A batch committed: its keys join those held until ``_HeldKeys.write_some``, and
         the filter of stored keys."""
-        self._held.hold(self._staged, self._hashes, self._stored_keys.add)
+        self._held.hold(self._staged, self._hashes, self._stored_keys)
         self._staged.clear()
         self._hashes.clear()
 

@@ -5,6 +5,7 @@ as the pure-Python twin ``keyfilter_py.py`` (the reference, which says how it wo
 tests/core_ext/test_keyfilter.py runs one suite on both). A layer is a ``bytearray`` read
 and written through its pointer."""
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.dict cimport PyDict_GetItemWithError, PyDict_Next
 from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
@@ -18,7 +19,7 @@ from libc.string cimport memcpy, memset
 from . import keyfilter_py
 from .keyfilter_py import BITS_PER_KEY, LAYER_MAX, PROBES
 
-__all__ = ["KeyFilter", "key_hash", "key_rows"]
+__all__ = ["KeyFilter", "key_hash", "key_rows", "hold_keys"]
 
 if PROBES != 8:
     raise ImportError(f"_keyfilter is built for 8 probes a key, keyfilter_py.py says {PROBES}")
@@ -70,7 +71,9 @@ cdef class KeyFilter:
         self._capacity = self._room = capacity
 
     def add(self, h):
-        cdef uint64_t u = _unsigned(h)
+        self._add(_unsigned(h))
+
+    cdef void _add(self, uint64_t u):
         cdef uint64_t a = u & 0xFFFFFFFF, b = (u >> 32) | 1, mask, p
         cdef uint8_t* bits
         cdef bytearray layer
@@ -315,3 +318,41 @@ def key_rows(dict held):
         return out
     finally:
         PyMem_Free(rows)
+
+
+def hold_keys(dict keys, dict hashes, dict held, dict tops, stored):
+    """As the twin's: a committed batch's keys into the store's memory, in one C loop (a
+    Python loop of dict operations and calls a key before). ``stored`` is this module's
+    KeyFilter (another filter is told each hash through its ``add``)."""
+    cdef Py_ssize_t pos = 0
+    cdef PyObject* key_p
+    cdef PyObject* value_p
+    cdef PyObject* found
+    cdef tuple value
+    cdef KeyFilter compiled = stored if type(stored) is KeyFilter else None
+    while PyDict_Next(keys, &pos, &key_p, &value_p):
+        if type(<object>value_p) is not tuple or len(<tuple>value_p) != 3:
+            raise TypeError(f"a held key's value is (id, conv, seq), not {<object>value_p!r}")
+        value = <tuple>value_p
+        msg_id, conv, seq = value
+        found = PyDict_GetItemWithError(hashes, <object>key_p)
+        if found != NULL:
+            h = <object>found
+        elif type(<object>key_p) is tuple:
+            h = key_hash(*<tuple>key_p)
+        else:
+            h = keyfilter_py.key_hash(*<object>key_p)  # (the twin's error)
+        found = PyDict_GetItemWithError(held, h)
+        if found == NULL:
+            held[h] = msg_id
+        elif type(<object>found) is tuple:
+            held[h] = <tuple>found + (msg_id,)
+        else:
+            held[h] = (<object>found, msg_id)
+        found = PyDict_GetItemWithError(tops, conv)
+        if seq > (0 if found == NULL else <object>found):
+            tops[conv] = seq
+        if compiled is not None:
+            compiled._add(_unsigned(h))
+        else:
+            stored.add(h)

@@ -1,7 +1,8 @@
 """The store's retry keys, pure Python: the reference of the compiled ``_keyfilter.pyx``
 (same API and the same bits: tests/core_ext/test_keyfilter.py runs one suite on both).
 ``key_hash`` makes a key's 64-bit hash, ``KeyFilter`` remembers the hashes stored, and
-``key_rows`` sorts a pass of the hashes the store held in memory.
+``key_rows`` sorts a pass of the hashes the store held in memory, and ``hold_keys`` takes a
+committed batch's keys into what it holds.
 
 A Bloom filter of 64-bit key hashes (the store's retry keys, already BLAKE2b): ``h in f``
 is False for a hash never added, and True for one added or, rarely, for another (about
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from hashlib import blake2b
 
-__all__ = ["KeyFilter", "key_hash", "key_rows", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
+__all__ = ["KeyFilter", "key_hash", "key_rows", "hold_keys", "PROBES", "BITS_PER_KEY", "LAYER_MAX"]
 
 PROBES = 8
 BITS_PER_KEY = 16
@@ -108,6 +109,30 @@ def key_rows(held: dict[int, int | tuple[int, ...]]) -> list[int]:
             rows.append((_int64(h), _int64(msg_id)))
     rows.sort()
     return [value for row in rows for value in row]
+
+
+def hold_keys(keys: dict[tuple[int, str], tuple[int, str, int]], hashes: dict[tuple[int, str], int],
+              held: dict[int, int | tuple[int, ...]], tops: dict[str, int], stored: KeyFilter) -> None:
+    """Take a committed batch's retry keys into the store's memory: ``keys`` maps (sender,
+    cmid) to (message id, conv, seq). Each key's hash (from ``hashes``, else made here)
+    maps to its message id in ``held`` (a tuple of ids once keys share a hash), ``tops``
+    keeps each conversation's highest seq, and ``stored`` takes the hash. Values of
+    ``keys`` that are not 3-tuples raise TypeError."""
+    for key, value in keys.items():
+        if type(value) is not tuple or len(value) != 3:
+            raise TypeError(f"a held key's value is (id, conv, seq), not {value!r}")
+        msg_id, conv, seq = value
+        h = hashes.get(key)
+        if h is None:
+            h = key_hash(*key)
+        had = held.get(h)
+        if had is None:
+            held[h] = msg_id
+        else:
+            held[h] = (*had, msg_id) if type(had) is tuple else (had, msg_id)
+        if seq > tops.get(conv, 0):
+            tops[conv] = seq
+        stored.add(h)
 
 
 def _int64(value: object) -> int:

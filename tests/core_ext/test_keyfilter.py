@@ -1,8 +1,9 @@
 """One suite for both key filters (the pure-Python twin and the compiled ``_keyfilter``):
 no hash added is ever missed, few others are taken for one, it grows past its capacity,
 and the two set the same bits. Then ``key_rows``, the sorted rows of a pass of the store's
-held keys: both give the same list, and refuse what is not two 64-bit ints. Last
-``key_hash``: BLAKE2b, as hashlib makes it, whatever the key's length."""
+held keys: both give the same list, and refuse what is not two 64-bit ints. Then
+``key_hash``: BLAKE2b, as hashlib makes it, whatever the key's length. Last ``hold_keys``,
+a committed batch's keys into the store's memory: the same ids, tops and filter."""
 from __future__ import annotations
 
 import hashlib
@@ -163,3 +164,28 @@ def test_key_hash_of_odd_keys_is_the_same_hash(impl, sender, cmid):
 def test_a_cmid_that_is_not_utf8_is_refused(impl):
     with pytest.raises(UnicodeEncodeError):
         impl.key_hash(1, "a\ud800")
+
+
+def test_hold_keys_takes_a_batch_into_memory(impl):
+    """Both give the same held ids (a tuple once keys share a hash), the same conversation
+    tops, and the filter holds every hash; a hash missing from ``hashes`` is made."""
+    keys = {(1, "a"): (10, "p1_2", 5), (1, "b"): (11, "p1_2", 6), (2, "c"): (12, "p2_3", 3),
+            (3, "d"): (13, "g7", 1), (4, "e"): (14, "p4_5", 2)}
+    hashes = {(1, "a"): 7, (1, "b"): 7, (2, "c"): -8}  # a and b share a hash; d and e are made
+    held = {-8: 99, 42: (1, 2)}  # -8 held already for an earlier key
+    tops = {"p1_2": 9, "p2_3": 1}
+    stored = impl.KeyFilter(100)
+    impl.hold_keys(keys, hashes, held, tops, stored)
+    made_d, made_e = impl.key_hash(3, "d"), impl.key_hash(4, "e")
+    assert held == {7: (10, 11), -8: (99, 12), 42: (1, 2), made_d: 13, made_e: 14}
+    assert tops == {"p1_2": 9, "p2_3": 3, "g7": 1, "p4_5": 2}
+    assert all(h in stored for h in (7, -8, made_d, made_e)) and len(stored) == 5
+    held_again = {}
+    impl.hold_keys({(5, "f"): (15, "p5_6", 1)}, {}, held_again, {}, keyfilter_py.KeyFilter(10))
+    assert held_again == {impl.key_hash(5, "f"): 15}  # any filter with an add
+
+
+@pytest.mark.parametrize("value", [(1, "p1_2"), [1, "p1_2", 3], 7])
+def test_hold_keys_refuses_a_value_that_is_not_id_conv_seq(impl, value):
+    with pytest.raises(TypeError):
+        impl.hold_keys({(1, "a"): value}, {}, {}, {}, impl.KeyFilter(10))
