@@ -120,9 +120,12 @@ class WriteQueue:
         order. (That loop is kept: on Python 3.11 ``asyncio.get_running_loop()`` makes a
         getpid system call, one per SEND here.)"""
         loop = self._loop
-        if loop is None:
-            raise StoreClosed(f"{self!r} is not open")
-        self._enqueue(Append(message, ticket, sink, loop))
+        if loop is None or not self._accepting:
+            raise StoreClosed(f"{self!r} is {'closed' if self._closed else 'not open'}")
+        handover = self._handover  # (``_enqueue`` spelled out: this runs for every SEND)
+        handover.append(Append(message, ticket, sink, loop))
+        if len(handover) == 1:
+            loop.call_soon(self._hand_over)
 
     async def append(self, message: NewMessage) -> StoredMessage:
         """Durable when it returns. If the caller is cancelled, the message may still be

@@ -98,8 +98,10 @@ class Pipeline:
     def send(self, origin: Origin, req_id: int, message: NewMessage) -> None:
         """Append a checked SEND; its ack and push follow the commit (``on_committed``).
         UNAVAILABLE when the store no longer takes writes (the node is stopping)."""
-        started = time.perf_counter() if EDGE.on else 0.0
-        self._enqueue(message, (origin, req_id, started))
+        try:  # (``_enqueue`` spelled out: this runs for every SEND)
+            self._store.enqueue(message, (origin, req_id, time.perf_counter() if EDGE.on else 0.0), self._sink)
+        except StoreClosed:
+            raise Unavailable("the node is shutting down") from None
         origin.in_flight += 1
 
     def forward(self, origin: Origin, messages: list[NewMessage]) -> asyncio.Future[list[SendAck]]:
