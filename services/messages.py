@@ -138,10 +138,9 @@ class Messages:
 
     def _new(self, conv: ConvId, sender: UserId, to: int, members: tuple[UserId, ...], cmid: str, type_: int,
              text: str, mentions: str = "") -> NewMessage:
-        new = NewMessage(
-            conv=conv, sender=sender, to=to, cmid=cmid, type=type_, content=text,
-            msg_id=self._ids.next(), ts=int(time.time() * 1000), members=members, mentions=mentions,
-        )
+        # (positional: NewMessage's field order; a call with keywords matches each name)
+        new = NewMessage(conv, sender, to, cmid, type_, text, self._ids.next(), int(time.time() * 1000), members,
+                         mentions)
         if self._on_new is not None:
             self._on_new(new)
         return new
