@@ -1227,12 +1227,7 @@ class SqliteStore(WriteQueue):
             firsts[key] = len(rows)
             order.append(len(rows))
             rows.append((m.msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
-        try:
-            _INSERT_MESSAGES.run(conn, rows)
-        except Exception as exc:
-            if _fails_one_op(exc):
-                raise _Careful from exc
-            raise
+        _insert_messages(conn, list(chain.from_iterable(rows)))
         stored = [StoredMessage(*row) for row in rows]
         staged = self._staged
         for row in rows:
@@ -1286,12 +1281,7 @@ class SqliteStore(WriteQueue):
                 _mark_mentions(conn, conv, seq, m.mentions)
             fresh[conv] = seq
             outcomes.append((op.ticket, stored, None))
-        try:
-            _INSERT_MESSAGES.run_flat(conn, values)
-        except Exception as exc:
-            if _fails_one_op(exc):
-                raise _Careful from exc
-            raise
+        _insert_messages(conn, values)
         if len(last_seq) > _SEQ_CACHE_MAX:  # as _next_seq: the oldest go, and reload on use
             for conv in list(islice(last_seq, len(last_seq) - _SEQ_CACHE_MAX)):
                 del last_seq[conv]
@@ -1605,6 +1595,18 @@ def _edit(store: SqliteStore, conn: sqlite3.Connection, c: EditMessage) -> Store
             conn.execute(_INDEX_TEXT, (msg_id, text))
     row = conn.execute(f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE id = ?", (msg_id,)).fetchone()
     return _stored(row)
+
+
+def _insert_messages(conn: sqlite3.Connection, values: list[Any]) -> None:
+    """A run's multi-row INSERT OR FAIL (its rows' values laid end to end). A constraint
+    that fails one of them (a cmid stored earlier, a stale seq) raises ``_Careful``: the
+    batch goes again a row at a time."""
+    try:
+        _INSERT_MESSAGES.run_flat(conn, values)
+    except Exception as exc:
+        if _fails_one_op(exc):
+            raise _Careful from exc
+        raise
 
 
 def _replied(conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage) -> StoredMessage:
