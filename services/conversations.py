@@ -223,6 +223,8 @@ class Conversations:
         if message.mentions:
             self._mentioned(message)
         private = message.conv[:1] != "g"
+        # whose own state it can change: both users of a private conversation; in a group
+        # only the sender (the others' unread counts follow the head)
         for user_id in ((message.sender, message.to) if private else (message.sender,)):
             user = state.users.get(user_id)
             if user is None:
@@ -398,14 +400,6 @@ def _entry(user: UserId, conv: ConvId, uc: UserConv, head: StoredMessage | None,
         last_recalled=bool(shown and shown.recalled_by), cleared_seq=uc.cleared_seq, view_ver=uc.view_ver,
     )
     return _Entry(uc, head, record, (0 if uc.pinned else 1, -last_ts, conv), bodies.encode(info), view)
-
-
-def message_members(message: StoredMessage) -> tuple[UserId, ...]:
-    """The users whose own state a new message can change: both users of a private
-    conversation; in a group, only the sender (the others' unread counts follow the head)."""
-    if message.conv[:1] != "g":  # (is_group and UserId spelled out: this runs for every message)
-        return (message.sender, message.to)  # type: ignore[return-value]
-    return (message.sender,)
 
 
 def _cursor(key: tuple[int, int, str]) -> str:
