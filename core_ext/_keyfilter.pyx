@@ -1,6 +1,6 @@
 # cython: language_level=3
-"""The compiled retry keys: their hash (BLAKE2b), a Bloom filter of the hashes in layers
-that double, and the sort of a pass's rows. Same API, the same bits and the same errors
+"""The compiled retry keys: their hash (BLAKE2b), a blocked Bloom filter of the hashes in
+layers that double, the batch's keys taken into memory, and the sort of a pass's rows. Same API, the same bits and the same errors
 as the pure-Python twin ``keyfilter_py.py`` (the reference, which says how it works;
 tests/core_ext/test_keyfilter.py runs one suite on both). A layer is a ``bytearray`` read
 and written through its pointer."""
@@ -12,17 +12,22 @@ from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_INCREF
 from cpython.unicode cimport PyUnicode_AsUTF8AndSize
-from libc.stdint cimport int64_t, uint8_t, uint64_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdio cimport snprintf
 from libc.string cimport memcpy, memset
 
 from . import keyfilter_py
-from .keyfilter_py import BITS_PER_KEY, LAYER_MAX, PROBES
+from .keyfilter_py import BITS_PER_KEY, BLOCK_BITS, LAYER_MAX, PROBES, SALTS
 
 __all__ = ["KeyFilter", "key_hash", "key_rows", "hold_keys"]
 
-if PROBES != 8:
-    raise ImportError(f"_keyfilter is built for 8 probes a key, keyfilter_py.py says {PROBES}")
+cdef uint32_t[8] _SALTS = [0x47B6137B, 0x44974D91, 0x8824AD5B, 0xA2B7289D,
+                           0x705495C7, 0x2DF1424B, 0x9EFC4947, 0x5C6BFB31]
+
+
+if PROBES != 8 or BLOCK_BITS != 512 or SALTS != tuple(_SALTS):
+    raise ImportError("_keyfilter is built for 8 probes a key in blocks of 512 bits with its salts;"
+                      " keyfilter_py.py says otherwise")
 
 cdef uint64_t _BITS_PER_KEY = BITS_PER_KEY
 cdef Py_ssize_t _LAYER_MAX = LAYER_MAX
@@ -38,14 +43,26 @@ cdef inline uint64_t _unsigned(object h) except? 0:
         return <uint64_t>(h & 0xFFFFFFFFFFFFFFFF)
 
 
-cdef inline bint _holds(bytearray layer, uint64_t a, uint64_t b) noexcept:
-    cdef const uint8_t* bits = <const uint8_t*>PyByteArray_AS_STRING(layer)
-    cdef uint64_t mask = <uint64_t>PyByteArray_GET_SIZE(layer) * 8 - 1
-    cdef uint64_t p
+cdef inline uint8_t* _block(bytearray layer, uint64_t u) noexcept:
+    """The block (64 bytes) of the unsigned hash ``u`` in ``layer``: as the twin's ``_block``."""
+    cdef uint64_t blocks = <uint64_t>PyByteArray_GET_SIZE(layer) // 64
+    cdef uint64_t at = (u & <uint64_t>0xFFFFFFFF & (blocks - 1)) * 64
+    cdef uint8_t* bits = <uint8_t*>PyByteArray_AS_STRING(layer)
+    return bits + at
+
+
+cdef inline uint32_t _bit(uint64_t u, int i) noexcept:
+    """Bit ``i`` of 8 of the unsigned hash ``u`` in its block, as the twin's ``_bits``."""
+    return (<uint32_t>(u >> 32) * _SALTS[i]) >> 23
+
+
+cdef inline bint _holds(bytearray layer, uint64_t u) noexcept:
+    cdef const uint8_t* block = _block(layer, u)
+    cdef uint32_t p
     cdef int i
     for i in range(8):
-        p = (a + i * b) & mask
-        if not (bits[p >> 3] >> (p & 7)) & 1:
+        p = _bit(u, i)
+        if not (block[p >> 3] >> (p & 7)) & 1:
             return False
     return True
 
@@ -64,7 +81,7 @@ cdef class KeyFilter:
         self._grow(min(capacity, _LAYER_MAX))
 
     cdef void _grow(self, Py_ssize_t capacity):
-        cdef uint64_t bits = 64
+        cdef uint64_t bits = 512  # a block at least
         while bits < <uint64_t>capacity * _BITS_PER_KEY:
             bits *= 2
         self._layers.append(bytearray(bits // 8))
@@ -74,27 +91,23 @@ cdef class KeyFilter:
         self._add(_unsigned(h))
 
     cdef void _add(self, uint64_t u):
-        cdef uint64_t a = u & 0xFFFFFFFF, b = (u >> 32) | 1, mask, p
-        cdef uint8_t* bits
-        cdef bytearray layer
+        cdef uint32_t p
+        cdef uint8_t* block
         cdef int i
         if not self._room:
             self._grow(min(2 * self._capacity, _LAYER_MAX))
-        layer = self._layers[len(self._layers) - 1]
-        bits = <uint8_t*>PyByteArray_AS_STRING(layer)
-        mask = <uint64_t>PyByteArray_GET_SIZE(layer) * 8 - 1
+        block = _block(self._layers[len(self._layers) - 1], u)
         for i in range(8):
-            p = (a + i * b) & mask
-            bits[p >> 3] |= <uint8_t>(1 << (p & 7))
+            p = _bit(u, i)
+            block[p >> 3] |= <uint8_t>(1 << (p & 7))
         self._room -= 1
         self._count += 1
 
     def __contains__(self, h):
         cdef uint64_t u = _unsigned(h)
-        cdef uint64_t a = u & 0xFFFFFFFF, b = (u >> 32) | 1
         cdef bytearray layer
         for layer in self._layers:
-            if _holds(layer, a, b):
+            if _holds(layer, u):
                 return True
         return False
 
