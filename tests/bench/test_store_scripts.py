@@ -43,3 +43,11 @@ def test_store_growth_prints_a_line_a_window_with_the_writer_by_part():
     assert [row.split()[0] for row in rows] == ["2,000", "4,000"]
     first = [float(v) for v in rows[0].split()[1:]]
     assert first[0] > 0 and abs(first[3] - sum(first[:3])) <= 0.02  # the commits were timed; the writer: the sum
+
+
+def test_key_filter_times_both_calls_for_each_size():
+    for codec in ("cython", "python"):
+        out = run("key_filter.py", "--keys", "1000", "3000", "--codec", codec)
+        lines = out.splitlines()
+        assert [line.split()[0] for line in lines] == ["1,000", "3,000"]
+        assert all(" add " in line and " in " in line and line.endswith(" ns") for line in lines)
