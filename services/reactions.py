@@ -46,6 +46,15 @@ class Reactions:
         self._max_emoji = max_emoji
         self._max_per_user = max_per_user
         self._buckets = UserBuckets(per_minute / 60.0, float(per_minute), f"{per_minute} reactions a minute", clock)
+        self._stamped = 0  # the last reaction's time stamp (unix ms)
+
+    def _stamp(self) -> int:
+        """A reaction's time, unix ms, later than this node's previous one's: a message's
+        summary lists the users of an emoji by time (then id), so two reactions taken in
+        one millisecond keep the order this node took them in. (Past 1,000 a second the
+        stamps run ahead of the clock by the excess.)"""
+        self._stamped = max(int(time.time() * 1000), self._stamped + 1)
+        return self._stamped
 
     async def react(self, user: UserState, terminal: str, req: bodies.React) -> bodies.ReactionEvent:
         """Add or take back ``user``'s reaction; the event (also the reply) once durable.
@@ -60,7 +69,7 @@ class Reactions:
             other = b if a == user.id else a
             if UserId(other) in user.blocked_by:
                 raise RequestError("this user blocked you", ErrorCode.BLOCKED)
-        now = int(time.time() * 1000)
+        now = self._stamp()
         done: Reacted = await self._store.apply(SetReaction(
             ConvId(req.conv), req.seq, user.id, req.emoji, not req.remove, now, self._max_emoji,
             self._max_per_user, REACTION_USERS_SHOWN))
