@@ -15,10 +15,13 @@ $(BIN)/python:
 
 # What the cluster backends' tests need from the system: the servers tests/servers.py
 # starts (mariadbd, redis-server, java for RocketMQ), what mysqlclient builds against and
-# maven, which fetches the RocketMQ jars. Checked on every `make install` / `make test` (a
-# few lookups); installed with apt-get when missing and we are root. `make serve` needs
-# none of it: one node runs on the embedded backends.
-DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven prometheus chromium
+# maven, which fetches the RocketMQ jars; and, as root, what the image's test needs
+# (podman, runc, debootstrap for the stand-in base images: tests/deploy/test_image.py, which
+# skips, saying why, without root). Checked on every `make install` / `make test` (a few
+# lookups); installed with apt-get when missing and we are root. `make serve` needs none
+# of it: one node runs on the embedded backends.
+DEB_PACKAGES := mariadb-server default-libmysqlclient-dev pkg-config redis-server default-jre-headless maven prometheus chromium \
+	podman runc debootstrap
 # The RocketMQ name server and broker jars the bus tests run, fetched once (~90 MB) into a
 # cache outside the checkout; the script returns at once when they are there.
 ROCKETMQ_JARS := tests/rocketmq/fetch-jars.sh
@@ -52,9 +55,11 @@ system-packages:
 	@have() { PATH="$$PATH:/usr/sbin:/usr/local/sbin" command -v "$$1" >/dev/null 2>&1; }; \
 	if have mariadbd && have mariadb-install-db && have redis-server && have pkg-config \
 	   && pkg-config --exists mysqlclient && have java && have mvn && have prometheus && have promtool \
-	   && have chromium; then exit 0; fi; \
+	   && have chromium; then \
+	  if [ "$$(id -u)" != 0 ] || ! have apt-get || { have podman && have runc && have debootstrap; }; then exit 0; fi; \
+	fi; \
 	if [ "$$(id -u)" != 0 ] || ! have apt-get; then \
-	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java, Maven, Prometheus and Chromium. On Debian/Ubuntu run:" >&2; \
+	  echo "The tests need MariaDB, Redis, the MySQL client headers, Java, Maven, Prometheus and Chromium (and, for the image's test, root and Podman). On Debian/Ubuntu run:" >&2; \
 	  echo "  sudo apt-get install -y $(DEB_PACKAGES)" >&2; \
 	  echo "(elsewhere: mariadbd, mariadb-install-db, redis-server, pkg-config, mysqlclient.pc, java 11+, mvn, prometheus, promtool, chromium)" >&2; \
 	  exit 1; \
