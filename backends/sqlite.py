@@ -1229,6 +1229,7 @@ class SqliteStore(WriteQueue):
             rows.append((m.msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions))
         _insert_messages(conn, list(chain.from_iterable(rows)))
         stored = [StoredMessage(*row) for row in rows]
+        new: list[tuple[NewMessage, int]] = []
         staged = self._staged
         for row in rows:
             staged[(row[3], row[5])] = (row[0], row[1], row[2])
@@ -1244,17 +1245,19 @@ class SqliteStore(WriteQueue):
                 message = stored[at] = _replied(conn, op.message, message)  # (a retry later in the run: as is)
             if op.message.fwd:  # a forward's copy: the mark is written beside the run's INSERT
                 message = stored[at] = self._forwarded(conn, message, op.message.fwd)
-            self._inserted(conn, op.message, message, touched)
+            new.append((op.message, message.seq))
             outcomes.append((op.ticket, message, None))
+        self._inserted(conn, new, touched)
 
     def _insert_new(self, conn: sqlite3.Connection, run: list[Append], messages: list[NewMessage],
                     keys: list[tuple[int, str]], touched: dict[tuple[int, str], int], outcomes: list[Outcome]) -> None:
         """``_insert_run`` for a run of new messages that neither reply nor forward (nearly
-        every run): one loop gives each its seq, its row's values and its StoredMessage, and
-        does what ``_inserted`` does, then one multi-row INSERT. A pair repeated in the run
+        every run): one loop gives each its seq, its row's values and its StoredMessage,
+        then one multi-row INSERT and what the rows bring along (``_inserted``, one call). A pair repeated in the run
         (a retry that came before the first was acked) is the first's duplicate."""
-        last_seq, staged, fresh, known_pairs = self._last_seq, self._staged, self._fresh, self._known_pairs
+        last_seq, staged = self._last_seq, self._staged
         values: list[Any] = []
+        new: list[tuple[NewMessage, int]] = []
         firsts: dict[tuple[int, str], StoredMessage] = {}
         for op, m, key in zip(run, messages, keys):
             first = firsts.get(key)
@@ -1270,18 +1273,10 @@ class SqliteStore(WriteQueue):
             stored = firsts[key] = StoredMessage(msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content,
                                                  m.ts, m.mentions)
             staged[key] = (msg_id, conv, seq)
-            for user in m.members:  # a private conversation enters both lists at its first message
-                if (user, conv) not in known_pairs:
-                    conn.execute(_ENTER_CONV, (user, conv))
-                    if len(known_pairs) >= _KNOWN_PAIRS_MAX:
-                        known_pairs.clear()
-                    known_pairs.add((user, conv))
-            touched[(m.sender, conv)] = seq
-            if m.mentions:
-                _mark_mentions(conn, conv, seq, m.mentions)
-            fresh[conv] = seq
+            new.append((m, seq))
             outcomes.append((op.ticket, stored, None))
         _insert_messages(conn, values)
+        self._inserted(conn, new, touched)
         if len(last_seq) > _SEQ_CACHE_MAX:  # as _next_seq: the oldest go, and reload on use
             for conv in list(islice(last_seq, len(last_seq) - _SEQ_CACHE_MAX)):
                 del last_seq[conv]
@@ -1299,7 +1294,7 @@ class SqliteStore(WriteQueue):
             stored = _replied(conn, m, stored)
         if m.fwd:
             stored = self._forwarded(conn, stored, m.fwd)
-        self._inserted(conn, m, stored, touched)
+        self._inserted(conn, [(m, seq)], touched)
         return stored
 
     # -- retries: the (sender, cmid) keys, behind the commits ------------------------------
@@ -1353,22 +1348,25 @@ class SqliteStore(WriteQueue):
         conn.execute("UPDATE messages SET fwd = ? WHERE id = ?", (fwd, stored.id))
         return msgspec.structs.replace(stored, fwd=fwd)
 
-    def _inserted(self, conn: sqlite3.Connection, m: NewMessage, stored: StoredMessage,
+    def _inserted(self, conn: sqlite3.Connection, new: list[tuple[NewMessage, int]],
                   touched: dict[tuple[int, str], int]) -> None:
-        """What a new message's row brings along in its transaction: the private
-        conversation's list rows, the sender's cursor, the mentions. Its text goes into the
-        search index later (its conversation is marked unindexed: ``_index_some``)."""
-        known = self._known_pairs
-        for user in m.members:  # a private conversation enters both lists at its first message
-            if (user, m.conv) not in known:
-                conn.execute(_ENTER_CONV, (user, m.conv))
-                if len(known) >= _KNOWN_PAIRS_MAX:
-                    known.clear()
-                known.add((user, m.conv))
-        touched[(m.sender, m.conv)] = stored.seq
-        if m.mentions:
-            _mark_mentions(conn, m.conv, stored.seq, m.mentions)
-        self._fresh[m.conv] = stored.seq
+        """What new messages' rows ((message, its seq), in order: a run's in one call) bring
+        along in their transaction: the private conversations' list rows, the senders'
+        cursors, the mentions. Their text goes into the search index later (their
+        conversations are marked unindexed: ``_index_some``)."""
+        known, fresh = self._known_pairs, self._fresh
+        for m, seq in new:
+            conv = m.conv
+            for user in m.members:  # a private conversation enters both lists at its first message
+                if (user, conv) not in known:
+                    conn.execute(_ENTER_CONV, (user, conv))
+                    if len(known) >= _KNOWN_PAIRS_MAX:
+                        known.clear()
+                    known.add((user, conv))
+            touched[(m.sender, conv)] = seq
+            if m.mentions:
+                _mark_mentions(conn, conv, seq, m.mentions)
+            fresh[conv] = seq
 
     # -- the search index, behind the commits ---------------------------------------------
 
