@@ -19,11 +19,12 @@ extensions = [
     Extension("edgeim.core_ext._buckets", ["core_ext/_buckets.pyx"]),
     Extension("edgeim.core_ext._keyfilter", ["core_ext/_keyfilter.pyx"]),
 ]
-# _fanout cimports picows.pxd, which Cython finds on sys.path, so picows must be importable
-# at build time. It is a build requirement (setup_requires below: in an isolated PEP 517
-# build, the first pass that asks for requirements runs without it, so skip it there).
+# _fanout and _receive cimport picows.pxd, which Cython finds on sys.path, so picows must be
+# importable at build time. It is a build requirement (setup_requires below: in an isolated
+# PEP 517 build, the first pass that asks for requirements runs without it, so skip it there).
 if importlib.util.find_spec("picows") is not None:
     extensions.append(Extension("edgeim.core_ext._fanout", ["core_ext/_fanout.pyx"]))
+    extensions.append(Extension("edgeim.core_ext._receive", ["core_ext/_receive.pyx"]))
 
 
 

@@ -1,10 +1,11 @@
-"""One client connection: frame parsing, limits, authentication state, replies.
+"""One client connection: limits, authentication state, replies.
 
-``on_ws_frame`` runs per frame and stays synchronous: it parses the header (Cython
-codec), charges the rate limit and decodes the body while the payload view is valid,
-then calls the op's handler. A handler answers at once (lists served from memory) or
-returns an awaitable, which runs as a task. This module is the one place where
-exceptions become ERROR frames.
+What runs per frame is the ``Receiver`` this class extends (core_ext/receive_py.py, compiled
+as core_ext/_receive.pyx): it parses the header, charges the frame budget and decodes the
+body while the payload view is valid, then calls the op's handler. A handler answers at
+once (lists served from memory) or returns an awaitable, which runs as a task (``_run``).
+The Session holds the rest of the connection and the hooks the Receiver calls on its rare
+paths. This module is the one place where exceptions become ERROR frames.
 
 A session gets what it uses in its constructor: the config, the loop, the outbox its
 frames go through, the handler table, the set of open sessions it joins while open, and
@@ -19,15 +20,16 @@ from typing import Any, Awaitable, Callable, Coroutine, Mapping
 
 import msgspec
 from multidict import CIMultiDict, CIMultiDictProxy
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+from picows import WSCloseCode, WSFrame, WSMsgType, WSTransport
 
 from ..backends.protocols import StoreUnavailable, UserId
 from ..core_ext import bodies
 from ..core_ext.buckets import Bucket
-from ..core_ext.codec import decode_request, encode_frame
+from ..core_ext.codec import encode_frame
 from ..core_ext.errors import AuthError, FrameError, ImError, RateLimited, Unavailable
 from ..core_ext.fanout import Outbox, Peer
 from ..core_ext.protocol import CloseCode, ErrorCode, Op
+from ..core_ext.receive import ANONYMOUS, AUTH_OPS, AUTHENTICATED, LOGGING_IN, Receiver
 from ..ops.config import Config
 from ..ops.metrics import EDGE
 
@@ -35,19 +37,11 @@ __all__ = ["Session", "Handler", "ANONYMOUS", "LOGGING_IN", "AUTHENTICATED"]
 
 log = logging.getLogger("edgeim.session")
 
-ANONYMOUS, LOGGING_IN, AUTHENTICATED = 0, 1, 2
-_OPEN_OPS = frozenset({Op.PING, Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
-_AUTH_OPS = frozenset({Op.REGISTER, Op.LOGIN, Op.TOKEN_LOGIN})
-_PONG = encode_frame(Op.PONG, 0, 0, b"")
-_DECODERS = bodies.REQUEST_DECODERS
-_EMPTY_MAP = bodies.EMPTY_MAP
 # metrics (ops/metrics.py): process-wide counters, bound once; ``EDGE.on`` False counts nothing
 _FRAMES_IN = EDGE.frames_in
 _FRAMES_OUT = EDGE.frames_out
 #: seconds a closing connection may take to answer our CLOSE
 CLOSE_WAIT = 2.0
-#: requests one connection may have in progress; more get RATE_LIMITED
-MAX_IN_FLIGHT = 256
 
 #: handler(session, req_id, flags, target, body): None when it has answered already, else
 #: an awaitable that answers (it runs as a task; what it raises becomes the ERROR frame)
@@ -68,12 +62,12 @@ def _drop_handshake_headers(transport: WSTransport) -> None:
             message.headers = _NO_HEADERS
 
 
-class Session(WSListener):
+class Session(Receiver):
     # one per connection, so no __dict__ (bench/memory.py); an attribute added to
-    # ``__init__`` must be named here too
-    __slots__ = ("config", "loop", "_outbox", "_handlers", "_spawn", "_registry", "_on_closed", "transport", "peer",
-                 "user_id", "terminal", "address", "identity", "state", "closed", "connected_at", "last_active",
-                 "renewed_at", "_frames", "_over_budget", "_bad_frames", "in_flight", "_auth_busy",
+    # ``__init__`` must be named here too, unless the Receiver holds it (loop, transport,
+    # _handlers, _spawn, _frames, frames_in, state, in_flight, _auth_busy, last_active)
+    __slots__ = ("config", "_outbox", "_registry", "_on_closed", "peer", "user_id", "terminal", "address",
+                 "identity", "closed", "connected_at", "renewed_at", "_over_budget", "_bad_frames",
                  "write_paused", "send_gate")
 
     def __init__(self, config: Config, loop: asyncio.AbstractEventLoop, outbox: Outbox,
@@ -100,7 +94,8 @@ class Session(WSListener):
         self.connected_at = now
         self.last_active = now
         self.renewed_at = now
-        self._frames = Bucket(config.rate, config.burst, now)  # frames a second (``_charge``)
+        self._frames = Bucket(config.rate, config.burst, now)  # frames a second (``_over_rate``)
+        self.frames_in = _FRAMES_IN if EDGE.on else None
         self._over_budget = 0
         self._bad_frames = 0
         #: requests in progress (answered later); handlers that answer later count theirs
@@ -134,64 +129,6 @@ class Session(WSListener):
         if self.peer is not None:  # out of the routing table now: break the session <-> peer cycle
             self.peer.release()
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        msg_type = frame.msg_type
-        if self.transport.is_close_frame_sent:  # closing: only the client's CLOSE matters
-            if msg_type is WSMsgType.CLOSE:
-                self.transport.disconnect(graceful=False)
-            return
-        now = self.loop.time()
-        self.last_active = now
-        if msg_type is not WSMsgType.BINARY or not frame.fin:
-            if msg_type is WSMsgType.CLOSE or self._charge(now, 0):
-                self._on_other_frame(frame)
-            return
-        try:
-            op, flags, req_id, target, body = decode_request(frame.get_payload_as_memoryview())
-        except FrameError as exc:
-            if self._charge(now, exc.req_id):
-                self._bad_frame(exc.req_id, exc)
-            return
-        if not self._charge(now, req_id):
-            return
-        if EDGE.on:
-            _FRAMES_IN[op] += 1
-        try:
-            request = _DECODERS[op].decode(body if len(body) else _EMPTY_MAP)
-        except msgspec.DecodeError as exc:
-            self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {exc}", ErrorCode.BAD_BODY))
-            return
-        except (UnicodeDecodeError, RecursionError) as exc:  # bad UTF-8 in a str, nesting too deep
-            self._bad_frame(req_id, FrameError(f"bad {Op(op).name} body: {type(exc).__name__}: {exc}",
-                                               ErrorCode.BAD_BODY))
-            return
-        if op == Op.PING:
-            self.send_frame(_PONG if req_id == 0 else encode_frame(Op.PONG, req_id, 0, b""))
-            return
-        if self.state != AUTHENTICATED and op not in _OPEN_OPS:
-            self.error(req_id, AuthError(f"{Op(op).name} needs a login first"))
-            return
-        if self.in_flight >= MAX_IN_FLIGHT:
-            self.error(req_id, RateLimited(f"more than {MAX_IN_FLIGHT} requests in progress"))
-            return
-        if op in _AUTH_OPS:
-            # password hashing is slow on purpose: one registration or login at a time per connection
-            if self._auth_busy:
-                self.error(req_id, RateLimited("a registration or login is already in progress"))
-                return
-            self._auth_busy = True
-        try:
-            pending = self._handlers[op](self, req_id, flags, target, request)
-        except Exception as exc:
-            self._auth_busy = False
-            self._fail(op, req_id, exc)
-            return
-        if pending is None:
-            self._auth_busy = False
-            return
-        self.in_flight += 1
-        self._spawn(self._run(op, req_id, pending))
-
     def _on_other_frame(self, frame: WSFrame) -> None:
         msg_type = frame.msg_type
         if msg_type is WSMsgType.PING:  # auto-pong is off so that pings count as activity
@@ -211,22 +148,19 @@ class Session(WSListener):
             self._fail(op, req_id, exc)
         finally:
             self.in_flight -= 1
-            if op in _AUTH_OPS:
+            if op in AUTH_OPS:
                 self._auth_busy = False
 
     # -- limits -------------------------------------------------------------------------------
 
-    def _charge(self, now: float, req_id: int) -> bool:
-        """Token bucket: False (and an error or a close) when the frame is over budget."""
-        if self._frames.take(1.0, now):
-            return True
+    def _over_rate(self, req_id: int) -> None:
+        """The frame budget refused a frame: an error, or a close once it keeps happening."""
         config = self.config
         self._over_budget += 1
         if self._over_budget > config.flood_limit:
             self.close(CloseCode.POLICY, "flood")
         else:
             self.error(req_id, RateLimited(f"over {config.rate:g} frames/s"))
-        return False
 
     def _bad_frame(self, req_id: int, exc: ImError) -> None:
         self._bad_frames += 1
