@@ -1,6 +1,7 @@
-"""The in-process store benchmarks run to their end on a tiny load and print their table
-(store_append.py's baseline once built its schema from the last migration step alone, and
-failed when that step began to read an older table). No figure is asserted."""
+"""The in-process benchmarks (the store's, the filter of stored keys, the receiving half
+of a connection) run to their end on a tiny load and print their table (store_append.py's
+baseline once built its schema from the last migration step alone, and failed when that
+step began to read an older table). No figure is asserted."""
 from __future__ import annotations
 
 import subprocess
@@ -51,3 +52,11 @@ def test_key_filter_times_both_calls_for_each_size():
         lines = out.splitlines()
         assert [line.split()[0] for line in lines] == ["1,000", "3,000"]
         assert all(" add " in line and " in " in line and line.endswith(" ns") for line in lines)
+
+
+def test_receive_frame_times_both_receivers_each_round():
+    out = run("receive_frame.py", "--frames", "500", "--rounds", "2")
+    lines = out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["round 1", "round 2", "median"]
+    assert all("python " in line and "cython " in line for line in lines)
+    assert "compiled/twin " in lines[-1]
