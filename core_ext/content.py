@@ -27,10 +27,12 @@ import msgspec
 
 __all__ = [
     "TEXT", "IMAGE", "FILE", "VOICE", "VIDEO", "LOCATION", "CONTACT", "CALL", "CUSTOM_MIN",
-    "SCHEMAS", "SEARCHED_TYPES", "check", "stored", "wire", "searchable", "MAX_CONTENT",
+    "SCHEMAS", "SEARCHED_TYPES", "check", "stored", "wire", "searchable", "MAX_CONTENT", "SHORT_TEXT",
 ]
 
 MAX_CONTENT = 32 * 1024  # bytes of a content: UTF-8 text, or the map as JSON and as MessagePack
+#: a text of at most this many characters fits MAX_CONTENT in UTF-8, whatever they are
+SHORT_TEXT = MAX_CONTENT // 4
 
 TEXT, IMAGE, FILE, VOICE, VIDEO, LOCATION, CONTACT, CALL = 1, 2, 3, 4, 5, 6, 7, 8
 CUSTOM_MIN = 100  # 100..255: application-defined
@@ -113,7 +115,7 @@ def check(type_: int, content: str | dict[str, Any], *, by_server: bool = False)
     if type_ == TEXT:
         if not isinstance(content, str):
             raise ValueError("a text message's content is a string")
-        if len(content) > MAX_CONTENT // 4 and len(content.encode()) > MAX_CONTENT:
+        if len(content) > SHORT_TEXT and len(content.encode()) > MAX_CONTENT:
             raise ValueError(f"content is over {MAX_CONTENT} bytes in UTF-8")
         return
     if not isinstance(content, dict):

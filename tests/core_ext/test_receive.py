@@ -9,11 +9,12 @@ import socket
 from concurrent.futures import Future
 from typing import Any
 
+import msgspec
 import pytest
 from picows import WSMsgType, WSTransport
 from picows.picows import _make_test_ws_frame
 
-from edgeim.core_ext import _receive, bodies, receive_py  # the compiled receiver must be built: no skip
+from edgeim.core_ext import _receive, bodies, content, receive_py  # the compiled receiver must be built: no skip
 from edgeim.core_ext.buckets_py import Bucket
 from edgeim.core_ext.codec_py import decode_frame, encode_frame
 from edgeim.core_ext.errors import AuthError, FrameError, RateLimited
@@ -254,3 +255,22 @@ def test_once_our_close_is_sent_only_the_clients_close_counts(impl):
     assert r.calls == [] and r.last_active == 0.0 and not r.underlying.closed
     r.on_ws_frame(r.transport, _make_test_ws_frame(WSMsgType.CLOSE, b"\x03\xe8", True, False))
     assert r.underlying.closed and r.calls == []
+
+
+def test_a_text_is_bounded_in_utf8_bytes_as_well_as_in_characters(impl):
+    seen = []
+    r = make(impl, handlers={Op.SEND: lambda s, req_id, *args: seen.append(req_id)})
+    r.state = impl.AUTHENTICATED
+    most = content.MAX_CONTENT
+    texts = {1: "x" * most, 2: "😀" * (most // 4), 3: "😀" * (most // 4 + 1), 4: "x" * (most + 1)}
+    for req_id, text in texts.items():
+        r.on_ws_frame(r.transport, binary(Op.SEND, req_id, msgpack_send(text)))
+    assert seen == [1, 2]  # at the bound in characters, at the bound in bytes
+    assert [(call[0], call[1], call[2].code) for call in r.calls] == [("bad", 3, ErrorCode.BAD_BODY),
+                                                                      ("bad", 4, ErrorCode.BAD_BODY)]
+    assert "over 32768 bytes in UTF-8" in r.calls[0][2].message
+
+
+def msgpack_send(text: str) -> bytes:
+    """A SEND body as a client may write it: not checked on the way out."""
+    return msgspec.msgpack.encode({"cmid": "c1", "content": text})
