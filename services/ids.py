@@ -77,13 +77,15 @@ class IdGenerator:
         proves (``NumberLease``)."""
         self._valid_until = valid_until
 
-    def next(self) -> int:
+    def next(self, now_ms: int = 0) -> int:
         """The next id; raises ``Unavailable`` (5001: the client retries with the same cmid)
-        while the lease of the node number is not known to be valid."""
+        while the lease of the node number is not known to be valid. ``now_ms`` is the
+        caller's reading of the wall clock in unix ms (the message's timestamp), 0 to read it
+        here."""
         if self._clock() >= self._valid_until:
             raise Unavailable("this node cannot make message ids now (its node number lease is not"
                               " confirmed); retry later")
-        now = int(time.time() * 1000) - EPOCH_MS
+        now = (now_ms or int(time.time() * 1000)) - EPOCH_MS
         if now <= self._last_ms:
             # same millisecond, or the clock stepped back: keep counting on the last one
             self._seq = (self._seq + 1) & _SEQ_MASK

@@ -139,8 +139,8 @@ class Messages:
     def _new(self, conv: ConvId, sender: UserId, to: int, members: tuple[UserId, ...], cmid: str, type_: int,
              text: str, mentions: str = "") -> NewMessage:
         # (positional: NewMessage's field order; a call with keywords matches each name)
-        new = NewMessage(conv, sender, to, cmid, type_, text, self._ids.next(), int(time.time() * 1000), members,
-                         mentions)
+        ts = int(time.time() * 1000)  # one reading: the id's millisecond is the message's timestamp
+        new = NewMessage(conv, sender, to, cmid, type_, text, self._ids.next(ts), ts, members, mentions)
         if self._on_new is not None:
             self._on_new(new)
         return new

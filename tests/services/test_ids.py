@@ -8,7 +8,7 @@ from edgeim.backends.memory import MemoryRoutes
 from edgeim.backends.protocols import NodeId
 from edgeim.core_ext.errors import Unavailable
 from edgeim.core_ext.protocol import ErrorCode
-from edgeim.services.ids import LEASE_MARGIN, IdGenerator, NumberLease
+from edgeim.services.ids import EPOCH_MS, LEASE_MARGIN, IdGenerator, NumberLease
 
 TTL = 60.0
 A, B = NodeId("a"), NodeId("b")
@@ -48,6 +48,15 @@ def test_ids_increase_and_carry_the_node_number():
     made = [ids.next() for _ in range(10_000)]
     assert made == sorted(set(made))
     assert {(i >> 12) & 0x3FF for i in made} == {5}
+
+
+def test_an_id_carries_the_millisecond_it_is_given_and_still_increases_when_it_goes_back():
+    ids = IdGenerator(5)
+    ts = EPOCH_MS + 123_456_789
+    first, second = ids.next(ts), ids.next(ts - 1000)  # the second: a clock stepped back
+    assert first >> 22 == second >> 22 == 123_456_789  # above 12 bits of count and 10 of node
+    assert second > first
+    assert ids.next(ts + 1) >> 22 == 123_456_790
 
 
 def unavailable(ids: IdGenerator) -> bool:
