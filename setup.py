@@ -18,6 +18,7 @@ extensions = [
     Extension("edgeim.core_ext._frames", ["core_ext/_frames.pyx"]),
     Extension("edgeim.core_ext._buckets", ["core_ext/_buckets.pyx"]),
     Extension("edgeim.core_ext._keyfilter", ["core_ext/_keyfilter.pyx"]),
+    Extension("edgeim.core_ext._appends", ["core_ext/_appends.pyx"]),
 ]
 # _fanout and _receive cimport picows.pxd, which Cython finds on sys.path, so picows must be
 # importable at build time. It is a build requirement (setup_requires below: in an isolated

@@ -33,6 +33,7 @@ from typing import Any, Callable, Iterator, Sequence
 import msgspec
 
 from ..core_ext import content
+from ..core_ext.appends import inserted, lay_out, unknown
 from ..core_ext.keyfilter import KeyFilter, hold_keys, key_hash, key_rows
 from .protocols import (
     Change, ConvId, CreateGroup, DeleteAccount, DissolveGroup, DropFriendRequest, DropFriendship, DropInvitation,
@@ -1196,11 +1197,14 @@ class SqliteStore(WriteQueue):
                     self._last_seq.pop(op.message.conv, None)  # a stale seq is one way to get here
                     outcomes.append((op.ticket, None, one))
             return
+        if unknown(run, self._staged, self._hashes, key_hash, self._stored_keys):  # nearly every run
+            self._insert_new(conn, run, touched, outcomes)
+            return
         messages = [op.message for op in run]
         keys = [(m.sender, m.cmid) for m in messages]
         known = self._known_ids(conn, keys)
-        if not known and not [m for m in messages if m.reply_to or m.fwd]:
-            self._insert_new(conn, run, messages, keys, touched, outcomes)
+        if not known and not [m for m in messages if m.reply_to or m.fwd]:  # the filter was wrong
+            self._insert_new(conn, run, touched, outcomes)
             return
         last_seq = self._last_seq
         rows: list[tuple[Any, ...]] = []
@@ -1249,34 +1253,18 @@ class SqliteStore(WriteQueue):
             outcomes.append((op.ticket, message, None))
         self._inserted(conn, new, touched)
 
-    def _insert_new(self, conn: sqlite3.Connection, run: list[Append], messages: list[NewMessage],
-                    keys: list[tuple[int, str]], touched: dict[tuple[int, str], int], outcomes: list[Outcome]) -> None:
+    def _insert_new(self, conn: sqlite3.Connection, run: list[Append], touched: dict[tuple[int, str], int],
+                    outcomes: list[Outcome]) -> None:
         """``_insert_run`` for a run of new messages that neither reply nor forward (nearly
-        every run): one loop gives each its seq, its row's values and its StoredMessage,
-        then one multi-row INSERT and what the rows bring along (``_inserted``, one call). A pair repeated in the run
-        (a retry that came before the first was acked) is the first's duplicate."""
-        last_seq, staged = self._last_seq, self._staged
-        values: list[Any] = []
-        new: list[tuple[NewMessage, int]] = []
-        firsts: dict[tuple[int, str], StoredMessage] = {}
-        for op, m, key in zip(run, messages, keys):
-            first = firsts.get(key)
-            if first is not None:
-                outcomes.append((op.ticket, msgspec.structs.replace(first, duplicate=True), None))
-                continue
-            conv = m.conv
-            seq = last_seq.get(conv)
-            seq = (self._current_seq(conn, conv) if seq is None else seq) + 1
-            last_seq[conv] = seq
-            msg_id = m.msg_id
-            values += (msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content, m.ts, m.mentions)
-            stored = firsts[key] = StoredMessage(msg_id, conv, seq, m.sender, m.to, m.cmid, m.type, m.content,
-                                                 m.ts, m.mentions)
-            staged[key] = (msg_id, conv, seq)
-            new.append((m, seq))
-            outcomes.append((op.ticket, stored, None))
+        every run): one compiled loop (``appends.lay_out``) gives each its seq, its row's
+        values, its StoredMessage and its outcome, then one multi-row INSERT and the SQL the
+        rows bring along (``_brought_along``)."""
+        last_seq = self._last_seq
+        values, later = lay_out(run, conn, self._current_seq, last_seq, self._staged, StoredMessage, outcomes,
+                                touched, self._fresh, self._known_pairs)
         _insert_messages(conn, values)
-        self._inserted(conn, new, touched)
+        if later:
+            self._brought_along(conn, later)
         if len(last_seq) > _SEQ_CACHE_MAX:  # as _next_seq: the oldest go, and reload on use
             for conv in list(islice(last_seq, len(last_seq) - _SEQ_CACHE_MAX)):
                 del last_seq[conv]
@@ -1351,22 +1339,28 @@ class SqliteStore(WriteQueue):
     def _inserted(self, conn: sqlite3.Connection, new: list[tuple[NewMessage, int]],
                   touched: dict[tuple[int, str], int]) -> None:
         """What new messages' rows ((message, its seq), in order: a run's in one call) bring
-        along in their transaction: the private conversations' list rows, the senders'
-        cursors, the mentions. Their text goes into the search index later (their
-        conversations are marked unindexed: ``_index_some``)."""
-        known, fresh = self._known_pairs, self._fresh
-        for m, seq in new:
+        along in their transaction: the senders' cursors and the conversations' newest seqs
+        (``appends.inserted``), then ``_brought_along``. Their text goes into the search
+        index later (their conversations are marked unindexed: ``_index_some``)."""
+        later = inserted(new, touched, self._fresh, self._known_pairs)
+        if later:
+            self._brought_along(conn, later)
+
+    def _brought_along(self, conn: sqlite3.Connection, later: list[tuple[NewMessage, int]]) -> None:
+        """The SQL of new rows that need it (``appends.inserted`` picks them), in order: a
+        private conversation enters both users' lists at its first message, and mentions
+        move the mentioned users' marks."""
+        known = self._known_pairs
+        for m, seq in later:
             conv = m.conv
-            for user in m.members:  # a private conversation enters both lists at its first message
+            for user in m.members:
                 if (user, conv) not in known:
                     conn.execute(_ENTER_CONV, (user, conv))
                     if len(known) >= _KNOWN_PAIRS_MAX:
                         known.clear()
                     known.add((user, conv))
-            touched[(m.sender, conv)] = seq
             if m.mentions:
                 _mark_mentions(conn, conv, seq, m.mentions)
-            fresh[conv] = seq
 
     # -- the search index, behind the commits ---------------------------------------------
 
