@@ -23,4 +23,7 @@ class Receiver(WSListener):
     in_flight: int
     _auth_busy: bool
     last_active: float
+    peer: Any
+    frames_out: list[int] | None
+    def send_frame(self, frame: bytes) -> None: ...
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None: ...

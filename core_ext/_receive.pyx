@@ -51,6 +51,13 @@ cdef class Receiver(WSListener):
     cdef public int in_flight
     cdef public bint _auth_busy
     cdef public double last_active
+    cdef public object peer
+    cdef public object frames_out
+
+    cpdef send_frame(self, frame):
+        if self.frames_out is not None:
+            self.frames_out[frame[1]] += 1
+        self.peer.send(frame)
 
     cpdef on_ws_frame(self, WSTransport transport, WSFrame frame):
         cdef WSMsgType msg_type = frame.msg_type

@@ -13,7 +13,7 @@ and implements the hooks ``on_ws_frame`` calls on the rare paths:
 - ``_on_other_frame(frame)``: a frame that is not one unfragmented binary message;
 - ``_over_rate(req_id)``: the frame budget refused a frame;
 - ``_bad_frame(req_id, exc)``: a frame or body that does not parse;
-- ``send_frame(frame)``, ``error(req_id, exc)``: replies;
+- ``error(req_id, exc)``: an error reply;
 - ``_fail(op, req_id, exc)``: a handler raised;
 - ``_run(op, req_id, awaitable)``: the coroutine that awaits a handler's answer.
 """
@@ -47,7 +47,7 @@ _EMPTY_MAP = bodies.EMPTY_MAP
 class Receiver(WSListener):
     # the subclass sets them all before its connection opens
     __slots__ = ("loop", "transport", "_handlers", "_spawn", "_frames", "frames_in", "state", "in_flight",
-                 "_auth_busy", "last_active")
+                 "_auth_busy", "last_active", "peer", "frames_out")
 
     loop: Any  # asyncio.AbstractEventLoop: its time() is the clock of the budgets
     transport: WSTransport
@@ -59,6 +59,15 @@ class Receiver(WSListener):
     in_flight: int
     _auth_busy: bool
     last_active: float
+    peer: Any  # the connection's Peer (core_ext/fanout.py): its queue of frames to write
+    frames_out: list[int] | None  # frames sent counted by op; None counts nothing
+
+    def send_frame(self, frame: bytes) -> None:
+        """Queue ``frame`` on the connection's peer: what is queued in one loop iteration
+        goes out in one write. Every reply and SEND_ACK comes through here."""
+        if self.frames_out is not None:
+            self.frames_out[frame[1]] += 1
+        self.peer.send(frame)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         msg_type = frame.msg_type

@@ -65,8 +65,9 @@ def _drop_handshake_headers(transport: WSTransport) -> None:
 class Session(Receiver):
     # one per connection, so no __dict__ (bench/memory.py); an attribute added to
     # ``__init__`` must be named here too, unless the Receiver holds it (loop, transport,
-    # _handlers, _spawn, _frames, frames_in, state, in_flight, _auth_busy, last_active)
-    __slots__ = ("config", "_outbox", "_registry", "_on_closed", "peer", "user_id", "terminal", "address",
+    # _handlers, _spawn, _frames, frames_in, state, in_flight, _auth_busy, last_active,
+    # peer, frames_out)
+    __slots__ = ("config", "_outbox", "_registry", "_on_closed", "user_id", "terminal", "address",
                  "identity", "closed", "connected_at", "renewed_at", "_over_budget", "_bad_frames",
                  "write_paused", "send_gate")
 
@@ -96,6 +97,7 @@ class Session(Receiver):
         self.renewed_at = now
         self._frames = Bucket(config.rate, config.burst, now)  # frames a second (``_over_rate``)
         self.frames_in = _FRAMES_IN if EDGE.on else None
+        self.frames_out = _FRAMES_OUT if EDGE.on else None
         self._over_budget = 0
         self._bad_frames = 0
         #: requests in progress (answered later); handlers that answer later count theirs
@@ -194,12 +196,6 @@ class Session(Receiver):
     def reply_body(self, op: Op, req_id: int, body: bytes) -> None:
         """Reply with a body encoded already (a cached list page)."""
         self.send_frame(encode_frame(op, req_id, 0, body))
-
-    def send_frame(self, frame: bytes) -> None:
-        """Queue ``frame``; what is queued in one loop iteration goes out in one write."""
-        if EDGE.on:
-            _FRAMES_OUT[frame[1]] += 1
-        self.peer.send(frame)
 
     def flush(self) -> None:
         self.peer.flush()

@@ -147,6 +147,21 @@ def test_without_metrics_nothing_is_counted(impl):
     assert r.frames_in is None and r.calls == []
 
 
+def test_a_frame_sent_goes_to_the_peer_and_is_counted_by_its_op(impl):
+    r = make(impl)
+    queued: list[bytes] = []
+    r.peer = type("Peer", (), {"send": staticmethod(queued.append)})()
+    r.frames_out = [0] * 256
+    ack, pong = encode_frame(Op.SEND_ACK, 7, 0, b""), encode_frame(Op.PONG, 8, 0, b"")
+    for frame in (ack, pong, ack):
+        impl.Receiver.send_frame(r, frame)  # the Receiver's own, not the recorder's hook
+    assert queued == [ack, pong, ack]
+    assert (r.frames_out[Op.SEND_ACK], r.frames_out[Op.PONG], sum(r.frames_out)) == (2, 1, 3)
+    r.frames_out = None  # metrics off: sent, not counted
+    impl.Receiver.send_frame(r, ack)
+    assert queued[-1] == ack and len(queued) == 4
+
+
 def test_a_handler_that_answers_later_runs_as_a_task_and_counts_in_flight(impl):
     later = object()
     r = make(impl, handlers={Op.SEND: lambda *args: later})
