@@ -1,10 +1,12 @@
 """The SQLite writer's CPU per message as the store grows, by part: its commits, its passes
 of retry keys and its merges of key runs, window after window of appended messages.
 
-    python bench/store_growth.py [--messages 8000000] [--window 1000000] [--pairs 100]
+    python bench/store_growth.py [--messages 8000000] [--window 1000000] [--pairs 100] [--feed 2000]
 
-One SqliteStore (synchronous=FULL) in a temp dir, fed 2,000 appends at a time over
-``--pairs`` conversations (as send_1to1's pairs), with the young-generation GC threshold
+One SqliteStore (synchronous=FULL) in a temp dir, fed ``--feed`` appends at a time (a
+feed is about one commit, and the next waits for it) over ``--pairs`` conversations (as
+send_1to1's pairs; a node under send_1to1 commits about 300 at a time, so ``--feed 300``
+shows the writer as it runs there), with the young-generation GC threshold
 the node sets (gc_young). Each part's CPU is the writer thread's (``time.thread_time``
 around the store's own methods), so the numbers are per message appended, not per second.
 To compare with an older version, put its checkout first on PYTHONPATH (parts it does not
@@ -41,7 +43,7 @@ def timed(spent: dict[str, float], inside: list[int], part: str, method: Callabl
     return run
 
 
-async def grow(path: Path, messages: int, window: int, pairs: int) -> None:
+async def grow(path: Path, messages: int, window: int, pairs: int, feed: int) -> None:
     spent = dict.fromkeys([part for part, _, _ in _PARTS], 0.0)
     inside = [0]  # only the writer thread changes it
     for part, owner, name in _PARTS:
@@ -55,7 +57,7 @@ async def grow(path: Path, messages: int, window: int, pairs: int) -> None:
     try:
         while n < messages:
             appends = []
-            for _ in range(2000):
+            for _ in range(feed):
                 sender = UserId(1 + n % pairs)
                 to = UserId(sender + pairs)
                 appends.append(store.append(NewMessage(
@@ -77,14 +79,15 @@ async def grow(path: Path, messages: int, window: int, pairs: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=8_000_000)
-    parser.add_argument("--window", type=int, default=1_000_000, help="messages per line (a multiple of 2,000)")
+    parser.add_argument("--window", type=int, default=1_000_000, help="messages per line (a multiple of --feed)")
     parser.add_argument("--pairs", type=int, default=100)
+    parser.add_argument("--feed", type=int, default=2000, help="appends a commit")
     args = parser.parse_args()
-    if args.window % 2000 or args.messages < args.window:
-        parser.error("--window must be a multiple of 2,000 and at most --messages")
+    if args.feed < 1 or args.window % args.feed or args.messages < args.window:
+        parser.error("--feed must be positive and --window a multiple of it, at most --messages")
     gc.set_threshold(_GC_YOUNG)
     with tempfile.TemporaryDirectory(prefix="edgeim-store-growth-") as tmp:
-        asyncio.run(grow(Path(tmp) / "im.db", args.messages, args.window, args.pairs))
+        asyncio.run(grow(Path(tmp) / "im.db", args.messages, args.window, args.pairs, args.feed))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,14 @@ def test_store_growth_prints_a_line_a_window_with_the_writer_by_part():
     assert first[0] > 0 and abs(first[3] - sum(first[:3])) <= 0.02  # the commits were timed; the writer: the sum
 
 
+def test_store_growth_feeds_commits_of_the_size_asked():
+    out = run("store_growth.py", "--messages", "1500", "--window", "500", "--pairs", "5", "--feed", "250")
+    assert [row.split()[0] for row in out.splitlines()[1:]] == ["500", "1,000", "1,500"]
+    refused = subprocess.run([sys.executable, str(BENCH / "store_growth.py"), "--messages", "1000", "--window", "500",
+                              "--feed", "300"], capture_output=True, text=True, timeout=60, cwd=BENCH)
+    assert refused.returncode == 2 and "--window a multiple of it" in refused.stderr
+
+
 def test_key_filter_times_both_calls_for_each_size():
     for codec in ("cython", "python"):
         out = run("key_filter.py", "--keys", "1000", "3000", "--codec", codec)
