@@ -1203,7 +1203,7 @@ class SqliteStore(WriteQueue):
         messages = [op.message for op in run]
         keys = [(m.sender, m.cmid) for m in messages]
         known = self._known_ids(conn, keys)
-        if not known and not [m for m in messages if m.reply_to or m.fwd]:  # the filter was wrong
+        if not known and not [m for m in messages if m.reply_to or m.fwd]:  # the filter held another key's hash
             self._insert_new(conn, run, touched, outcomes)
             return
         last_seq = self._last_seq

@@ -80,7 +80,8 @@ class Histogram:
 class EdgeCounters:
     """What the sessions of this process count: frames in and out by op, ERROR frames by
     code, logins. Process-wide (one node is one process), since a session's counts must
-    outlive it. ``on`` is read once per frame (metrics off: nothing is counted)."""
+    outlive it. ``on`` is set at the node's start (metrics off: nothing is counted); a
+    session reads it when it opens for its frame counts (``frames_in``, ``frames_out``)."""
 
     def __init__(self) -> None:
         self.on = True
