@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 NOISY_CPU_PCT = 20.0  # CPU % used by other processes above which a repetition is flagged
@@ -49,6 +49,17 @@ def die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+
+
+def pinned(cpus: frozenset[int]) -> Callable[[], None]:
+    """A ``preexec_fn``: ``die_with_parent``, and the child and every thread it starts kept
+    on ``cpus`` (none: wherever the kernel puts them). ``im bench run --cpus`` pins every
+    server so, for a like-for-like run."""
+    def preexec() -> None:
+        die_with_parent()
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+    return preexec
 
 
 def raise_nofile() -> int:
@@ -162,11 +173,12 @@ def node_env(codec: str = "cython", **extra: str) -> dict[str, str]:
 
 
 def start_server(cmd: list[str], log_path: Path, env: dict[str, str] | None = None,
-                 timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+                 timeout: float = 30.0, cpus: frozenset[int] = frozenset()) -> tuple[subprocess.Popen[bytes], str]:
     """Start a server whose first stdout line says ``listening on ws://HOST:PORT/ws`` (the
-    node and the baselines do); stderr goes to ``log_path``. Returns it and its URL."""
+    node and the baselines do), on ``cpus`` if any (``pinned``); stderr goes to
+    ``log_path``. Returns it and its URL."""
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, preexec_fn=die_with_parent)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, env=env, preexec_fn=pinned(cpus))
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     line = b""

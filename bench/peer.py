@@ -82,9 +82,11 @@ def config(port: int) -> dict[str, Any]:
     }
 
 
-def start_centrifugo(tmp: Path, timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
-    """Start the cached Centrifugo on a free loopback port; returns it and its WebSocket URL."""
-    from .benchlib import die_with_parent, stop
+def start_centrifugo(tmp: Path, timeout: float = 30.0,
+                     cpus: frozenset[int] = frozenset()) -> tuple[subprocess.Popen[bytes], str]:
+    """Start the cached Centrifugo on a free loopback port, on ``cpus`` if any; returns it
+    and its WebSocket URL."""
+    from .benchlib import pinned, stop
     if not binary().exists():
         raise RuntimeError(f"Centrifugo is not built: run `im bench centrifugo --build` (go install {MODULE})")
     port = _free_port()
@@ -92,7 +94,7 @@ def start_centrifugo(tmp: Path, timeout: float = 30.0) -> tuple[subprocess.Popen
     cfg.write_text(json.dumps(config(port)))
     with open(tmp / "centrifugo.log", "wb") as log:
         proc = subprocess.Popen([str(binary()), "--config", str(cfg)], stdout=log, stderr=subprocess.STDOUT,
-                                cwd=tmp, preexec_fn=die_with_parent)
+                                cwd=tmp, preexec_fn=pinned(cpus))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         try:

@@ -164,7 +164,7 @@ async def _setup(pipe: Any, spec: dict[str, Any]) -> dict[str, Any]:
 # -- servers ----------------------------------------------------------------------------------------
 
 def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], reply_sizes: dict[int, int],
-                   push_bytes: int) -> tuple[list[Any], list[str]]:
+                   push_bytes: int, cpus: frozenset[int] = frozenset()) -> tuple[list[Any], list[str]]:
     if kind == "edgeim":
         if urls:
             return [], urls
@@ -175,7 +175,8 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
                                 **dict(scenario.target.env))
         procs, found = [], []
         for n in range(scenario.target.nodes):
-            proc, url = benchlib.start_server(benchlib.node_command(tmp / f"data{n}"), tmp / f"node{n}.log", env, 60.0)
+            proc, url = benchlib.start_server(benchlib.node_command(tmp / f"data{n}"), tmp / f"node{n}.log", env, 60.0,
+                                              cpus)
             procs.append(proc)
             found.append(url)
         return procs, found
@@ -187,7 +188,7 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
             cmd += ["--push-bytes", str(push_bytes)]
         procs, found = [], []
         for n in range(scenario.target.nodes if not urls else len(urls)):
-            proc, url = benchlib.start_server(cmd, tmp / f"ceiling{n}.log")
+            proc, url = benchlib.start_server(cmd, tmp / f"ceiling{n}.log", cpus=cpus)
             procs.append(proc)
             found.append(url)
         return procs, found
@@ -198,7 +199,7 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
     for n in range(scenario.target.nodes):
         folder = tmp / f"centrifugo{n}"
         folder.mkdir()
-        proc, url = peer.start_centrifugo(folder)
+        proc, url = peer.start_centrifugo(folder, cpus=cpus)
         procs.append(proc)
         found.append(url)
     return procs, found
@@ -207,12 +208,12 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
 # -- one kind ---------------------------------------------------------------------------------------
 
 def run_kind(scenario: Scenario, kind: str, out: Path, urls: list[str], reply_sizes: dict[int, int],
-             push_bytes: int, progress: Callable[[str], None]) -> KindResult:
+             push_bytes: int, progress: Callable[[str], None], cpus: frozenset[int] = frozenset()) -> KindResult:
     tag = secrets.token_hex(3)
     with tempfile.TemporaryDirectory(prefix=f"edgeim-bench-{kind}-") as tmp_name:
         tmp = Path(tmp_name)
         servers, targets = _start_servers(scenario, kind, tmp, urls if kind != "centrifugo" else [], reply_sizes,
-                                          push_bytes)
+                                          push_bytes, cpus)
         clients: benchlib.Clients = []
         try:
             users = plan_users(scenario, targets, tag)
@@ -340,9 +341,12 @@ def _follow(kind: str, clients: benchlib.Clients, t0: float, scenario: Scenario,
 # -- the whole run ----------------------------------------------------------------------------------
 
 def run(scenario: Scenario, out: Path, urls: list[str] | None = None, peer: bool = False, ceiling: bool = True,
-        progress: Callable[[str], None] | None = None, command: str = "") -> dict[str, Any]:
+        progress: Callable[[str], None] | None = None, command: str = "",
+        cpus: frozenset[int] = frozenset()) -> dict[str, Any]:
     """Run ``scenario`` against edgeim, then the bare relay, then (``peer``) Centrifugo; write
-    the JTLs, summary.txt, results.json and report.html into ``out``; return the results."""
+    the JTLs, summary.txt, results.json and report.html into ``out``; return the results.
+    ``cpus``: every server the run starts runs on those CPUs only (the load generator
+    wherever the kernel puts it)."""
     say = progress or (lambda text: None)
     out.mkdir(parents=True, exist_ok=True)
     urls = list(urls or scenario.target.urls)
@@ -360,10 +364,10 @@ def run(scenario: Scenario, out: Path, urls: list[str] | None = None, peer: bool
     push_bytes = 0
     for kind in kinds:
         results[kind] = run_kind(scenario, kind, out, urls if kind != "centrifugo" else [], reply_sizes, push_bytes,
-                                 say)
+                                 say, cpus)
         if kind == "edgeim":
             reply_sizes, push_bytes = _reply_sizes(scenario, results[kind])
-    return write_outputs(scenario, out, results, command)
+    return write_outputs(scenario, out, results, command, cpus)
 
 
 def _reply_sizes(scenario: Scenario, result: KindResult) -> tuple[dict[int, int], int]:
@@ -446,8 +450,13 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
     return "\n".join(lines)
 
 
-def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult], command: str = "") -> dict[str, Any]:
+def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult], command: str = "",
+                  cpus: frozenset[int] = frozenset()) -> dict[str, Any]:
     notes = []
+    if cpus:
+        notes.append(f"every server ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus), each in its turn:"
+                     " the node with its threads, the bare relay, Centrifugo (whose Go runtime then uses as many"
+                     " threads at once as it has CPUs); the load generator ran wherever the kernel put it")
     edge = results["edgeim"]
     other = edge.cpu.get("other_cpu_pct") if edge.cpu else None
     if edge.cpu and benchlib.other_processes_pct(edge.cpu) > benchlib.NOISY_CPU_PCT:

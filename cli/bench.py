@@ -14,6 +14,8 @@ from typing import List, Optional
 import typer
 from rich.markup import escape  # help is rich markup: "[setup]" would be read as a style tag
 
+from ..ops.config import ConfigError, cpu_list
+
 bench_app = typer.Typer(help="Benchmarks: scenarios in TOML, load from several processes, JMeter's JTL.",
                         no_args_is_help=True, add_completion=False)
 
@@ -49,6 +51,9 @@ def run(
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="Skip the bare relay (bench/baseline_relay.py: a bare"
                                     " picows server, the baseline)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress line."),
+    cpus: Optional[str] = typer.Option(None, "--cpus", help="Run every server the bench starts (node, bare relay,"
+                                       " Centrifugo) on these CPUs only, a CPU list such as 1 or 2-3; the load"
+                                       " generator runs wherever the kernel puts it."),
 ) -> None:
     """Run a scenario against edgeim, the bare relay and optionally Centrifugo, in one run."""
     from ..bench import runner
@@ -57,7 +62,8 @@ def run(
         loaded = load_scenario(resolve(scenario)).scaled(users, duration, processes, group_size, ramp_up)
         if target and not all(t.startswith(("ws://", "wss://")) for t in target):
             raise ScenarioError("--target takes ws:// or wss:// URLs")
-    except ScenarioError as exc:
+        pinned = cpu_list(cpus, "--cpus") if cpus is not None else frozenset()
+    except (ScenarioError, ConfigError) as exc:
         _fail(str(exc))
     out_dir = out or runner.default_out(loaded)
 
@@ -70,7 +76,8 @@ def run(
     sigterm_unwinds()  # SIGTERM unwinds like Ctrl-C: the finally blocks stop what the run started
     try:
         result = runner.run(loaded, out_dir, urls=list(target or []), peer=peer, ceiling=not no_ceiling,
-                            progress=say, command="im " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+                            progress=say, command="im " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+                            cpus=pinned)
     except KeyboardInterrupt:
         _fail("interrupted; every process the run started was stopped", 130)
     except ScenarioError as exc:

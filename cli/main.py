@@ -5,6 +5,7 @@ import asyncio
 import inspect
 import json
 import logging
+import os
 import resource
 import signal
 import sys
@@ -16,7 +17,7 @@ import typer
 
 from rich.markup import escape
 
-from ..ops.config import SECRET_FIELDS, SECTIONS, Config, ConfigError, _convert, field_docs, flag
+from ..ops.config import SECRET_FIELDS, SECTIONS, Config, ConfigError, _convert, cpu_list, field_docs, flag
 from ..ops.logs import setup_logging
 from .admin import flowed
 
@@ -103,6 +104,8 @@ def serve(config_file: Optional[Path] = None, **flags: object) -> None:
         raise typer.Exit(2) from None
     setup_logging(config.log_level)
     _raise_open_files_limit()
+    if config.cpus:
+        _pin(cpu_list(config.cpus))
 
     def reload() -> Config:  # what SIGHUP reads: the same flags, the environment and file as now
         return Config.load(_overrides(flags), file=config_file)
@@ -133,6 +136,15 @@ flowed(serve)
 serve.__signature__ = inspect.Signature(_serve_options())  # type: ignore[attr-defined]
 serve.__annotations__ = {p.name: p.annotation for p in serve.__signature__.parameters.values()}  # type: ignore[attr-defined]
 app.command(context_settings={"max_content_width": 120})(serve)
+
+
+def _pin(cpus: frozenset[int]) -> None:
+    """Keep every thread of this process on ``cpus`` (the cpus setting). Before the node
+    starts its threads, which inherit the mask; each thread there is now (the kernel pins
+    one thread a call) is pinned too."""
+    for task in os.listdir("/proc/self/task"):
+        os.sched_setaffinity(int(task), cpus)
+    log.info("pinned to CPUs", extra={"cpus": sorted(cpus)})
 
 
 def _raise_open_files_limit() -> None:

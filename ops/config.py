@@ -13,8 +13,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "SECTIONS", "ADMIN_TOKEN_FILE", "ADMIN_OFF", "field_docs", "flag",
-           "masked", "settings_doc"]
+__all__ = ["Config", "ConfigError", "SECRET_FIELDS", "SECTIONS", "ADMIN_TOKEN_FILE", "ADMIN_OFF", "cpu_list",
+           "field_docs", "flag", "masked", "settings_doc"]
 
 
 #: shortest token secret accepted: 32 characters (e.g. 16 random bytes in hex, or more)
@@ -344,6 +344,12 @@ class Config:
     #: gc.set_threshold; CPython's default is 700): fewer, slightly longer young collections,
     #: about 1 µs less of a send's CPU under send_1to1 (docs/benchmarks.md)
     gc_young: int = 10_000
+    #: the CPUs the node's threads may run on, as Linux writes a CPU list ("1", "0-3",
+    #: "2,5"); empty: wherever the kernel puts them. A node's event loop and its SQLite
+    #: writer take turns holding the GIL: on one core each turn is a switch on that core,
+    #: across two it is a wake-up of the other core. One node a core, pinned, spent about a
+    #: tenth less CPU a send and ran steadier (docs/operations.md, "One node a core")
+    cpus: str = ""
 
     @property
     def cluster(self) -> bool:
@@ -519,6 +525,8 @@ class Config:
             raise ConfigError(f"gc_freeze_every must be 0 (never) or positive seconds, got {self.gc_freeze_every}")
         if not 100 <= self.gc_young <= 1_000_000:
             raise ConfigError(f"gc_young must be 100..1000000, got {self.gc_young}")
+        if self.cpus:
+            cpu_list(self.cpus)  # ConfigError if it is not a CPU list of this machine
         if self.number_lease < 5:
             raise ConfigError("number_lease must be at least 5 seconds (it is renewed every 2 s)")
         if self.routes_timeout <= 0 or self.backend_probe_timeout <= 0:
@@ -537,6 +545,42 @@ class Config:
 #: what a value of each kind is, in words (for the messages of bad values)
 _KIND_WORDS = {"int": "a whole number", "float": "a number", "bool": "true or false (or 1, 0, yes, no, on, off)",
                "str": "text", "Path": "a path"}
+
+
+_CPU_RANGE = re.compile(r"(\d+)(?:-(\d+))?")
+
+
+def cpu_list(text: str, label: str = "cpus") -> frozenset[int]:
+    """The CPUs of a Linux CPU list ("1", "0-3", "2,5-6"); ConfigError naming ``label`` if
+    it is not one, names none, or names a CPU this process may not run on (or the
+    platform cannot pin threads)."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        found = _CPU_RANGE.fullmatch(part.strip())
+        if not found:
+            raise ConfigError(f"{label} must be a CPU list such as 1, 0-3 or 2,5, got {text!r}")
+        first, last = int(found[1]), int(found[2] or found[1])
+        if last < first:
+            raise ConfigError(f"{label}: the range {part.strip()} runs backwards")
+        cpus.update(range(first, last + 1))
+    if not hasattr(os, "sched_setaffinity"):
+        raise ConfigError(f"{label}: this platform cannot pin threads to CPUs (Linux can)")
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        raise ConfigError(f"{label}: CPU {min(cpus - allowed)} is not one this process may run on"
+                          f" ({_cpu_text(allowed)})")
+    return frozenset(cpus)
+
+
+def _cpu_text(cpus: set[int]) -> str:
+    """``cpus`` as a CPU list: runs as first-last."""
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and cpu == runs[-1][1] + 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 def _convert(name: str, kind: Any, raw: str, label: str = "") -> Any:
@@ -591,7 +635,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "Messaging": ("strangers_may_send", "group_add_default", "recall_window", "edit_window", "reply_snippet",
                   "reaction_max_emoji", "reaction_max_per_user", "reactions_per_minute", "forward_max",
                   "max_message_pins", "presence_debounce", "call_ring_timeout", "call_ttl", "delete_erases_messages"),
-    "Operations": ("log_level", "metrics", "drain_timeout", "gc_freeze_every", "gc_young"),
+    "Operations": ("log_level", "metrics", "drain_timeout", "gc_freeze_every", "gc_young", "cpus"),
 }
 
 #: settings that hold a secret: never a flag, masked by ``masked``

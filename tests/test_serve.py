@@ -86,6 +86,8 @@ async def test_flags_and_env_vars_set_the_node(tmp_path):
         ([], {"IM_PORT": "eighty"}, "IM_PORT"),
         (["--port", "70000"], {}, "port"),
         ([], {"IM_IDLE_TIMEOUT": "-1"}, "idle_timeout"),
+        (["--cpus", "0-x"], {}, "cpus must be a CPU list"),
+        ([], {"IM_CPUS": "4096"}, "CPU 4096 is not one this process may run on"),
     ],
 )
 def test_bad_settings_exit_non_zero_with_a_message(tmp_path, args, env, message):
@@ -93,6 +95,26 @@ def test_bad_settings_exit_non_zero_with_a_message(tmp_path, args, env, message)
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 2
     assert message in err and "listening" not in out
+
+
+def test_cpus_pins_every_thread_of_the_node(tmp_path):
+    """--cpus: the node's threads, those there at the start and those it starts later
+    (the SQLite writer, its readers), run only on the CPUs given."""
+    cpu = max(os.sched_getaffinity(0))
+    proc = run_im("serve", "--cpus", str(cpu), cwd=tmp_path, env={"IM_PORT": "0", **TEST_ENV})
+    try:
+        assert "listening on" in proc.stdout.readline()  # the store is open: its writer thread runs
+        tasks = Path(f"/proc/{proc.pid}/task")
+        allowed = {}
+        for task in tasks.iterdir():
+            status = (task / "status").read_text()
+            allowed[task.name] = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M)[1]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0
+        proc.stdout.close()
+        proc.stderr.close()
+    assert len(allowed) >= 2 and set(allowed.values()) == {str(cpu)}  # the loop's thread and the writer at least
 
 
 def test_port_in_use_exits_non_zero(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 from harness import ServeProcess
 
-from edgeim.bench import jmeter_runner, jtl
+from edgeim.bench import benchlib, jmeter_runner, jtl
 from edgeim.bench.scenario import ScenarioError, load_scenario, shipped
 
 JMETER_HEADER = ("timeStamp,elapsed,label,responseCode,responseMessage,threadName,dataType,success,failureMessage,"
@@ -103,6 +104,8 @@ def test_cli_bad_file_is_a_clear_message_and_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
     missing = im("bench", "run", "no-such-scenario")
     assert missing.returncode == 2 and "no scenario 'no-such-scenario'" in missing.stderr
+    elsewhere = im("bench", "run", "send_1to1", "--cpus", "99999")
+    assert elsewhere.returncode == 2 and "--cpus: CPU 99999 is not one this process may run on" in elsewhere.stderr
     not_jtl = tmp_path / "x.jtl"
     not_jtl.write_text("a,b\n1,2\n")
     report = im("bench", "report", str(not_jtl))
@@ -110,6 +113,20 @@ def test_cli_bad_file_is_a_clear_message_and_exit_2(tmp_path: Path) -> None:
 
 
 # -- JTL ---------------------------------------------------------------------------------------------
+
+def test_a_pinned_server_and_its_threads_run_on_the_cpus_given(tmp_path: Path) -> None:
+    """--cpus: each server the bench starts (here the bare relay) runs on those CPUs only."""
+    cpu = max(os.sched_getaffinity(0))
+    cmd = [sys.executable, "-m", "edgeim.bench.baseline_relay", "--route", "--port", "0"]
+    proc, url = benchlib.start_server(cmd, tmp_path / "relay.log", cpus=frozenset({cpu}))
+    try:
+        assert url.startswith("ws://")
+        lists = {re.search(r"^Cpus_allowed_list:\s*(\S+)", (task / "status").read_text(), re.M)[1]
+                 for task in Path(f"/proc/{proc.pid}/task").iterdir()}
+    finally:
+        benchlib.stop(proc)
+    assert lists == {str(cpu)}
+
 
 def test_jtl_has_jmeters_columns_and_formats(tmp_path: Path) -> None:
     path = tmp_path / "a.jtl"
