@@ -454,9 +454,10 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
                   cpus: frozenset[int] = frozenset()) -> dict[str, Any]:
     notes = []
     if cpus:
-        notes.append(f"every server ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus), each in its turn:"
-                     " the node with its threads, the bare relay, Centrifugo (whose Go runtime then uses as many"
-                     " threads at once as it has CPUs); the load generator ran wherever the kernel put it")
+        notes.append(f"every server this run started ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus),"
+                     " each in its turn: the node with its threads (not a node given with --target), the bare relay,"
+                     " Centrifugo (whose Go runtime then uses as many threads at once as it has CPUs); the load"
+                     " generator ran wherever the kernel put it")
     edge = results["edgeim"]
     other = edge.cpu.get("other_cpu_pct") if edge.cpu else None
     if edge.cpu and benchlib.other_processes_pct(edge.cpu) > benchlib.NOISY_CPU_PCT:
