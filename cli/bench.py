@@ -156,7 +156,8 @@ def centrifugo(
             _fail(str(exc), 1)
         if users is None and duration is None and out is None:
             return
-    run("send_1to1", None, out, users, duration, None, None, None, True, False, False)
+    run("send_1to1", target=None, out=out, users=users, duration=duration, processes=None, group_size=None,
+        ramp_up=None, peer=True, no_ceiling=False, quiet=False, cpus=None)
 
 
 @bench_app.command("jmeter")

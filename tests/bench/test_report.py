@@ -1,6 +1,7 @@
 """The bench report as a reader takes it: the charts' axes are labelled where their ticks
 are, the lines do not fall at the run's cut-off last second, a report of one JTL has no
-empty comparison, `im bench run --help` keeps its bracketed text, the notes are sentences
+empty comparison, `im bench run --help` keeps its bracketed text, `im bench centrifugo` runs
+send_1to1 with the peer, the notes are sentences
 and the baseline is called what it is; a merged JTL counts the whole test's threads."""
 from __future__ import annotations
 
@@ -141,3 +142,19 @@ def test_the_comparison_splits_one_nodes_cpu_between_its_event_loop_and_its_othe
     assert lines["of it, other threads"] == ["30.0"]
     targeted = KindResult("edgeim", [], stats, 0, 0, None, 2, {}, Path("edgeim.jtl"), 1.0, servers=0)
     assert "event loop" not in comparison(scenario, {"edgeim": targeted})
+
+
+def test_bench_centrifugo_runs_send_1to1_with_the_peer_and_no_cpus(monkeypatch, tmp_path: Path):
+    from edgeim.bench import runner
+    calls = []
+
+    def fake_run(scenario, out, **kwargs):
+        calls.append((scenario.name, out, kwargs))
+        return {"text": "ran"}
+
+    monkeypatch.setattr(runner, "run", fake_run)
+    result = CliRunner().invoke(app, ["bench", "centrifugo", "--duration", "1", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    [(name, out, kwargs)] = calls
+    assert name == "send_1to1" and out == tmp_path / "o"
+    assert kwargs["peer"] is True and kwargs["ceiling"] is True and kwargs["cpus"] == frozenset()
