@@ -210,7 +210,8 @@ def timeline(samples: Iterable[Sample], bucket_s: float = 1.0) -> dict[str, list
 
 # -- HTML -------------------------------------------------------------------------------------------
 
-_COLORS = {"edgeim": "#1f77b4", "bare relay": "#7f7f7f", "ceiling": "#7f7f7f", "centrifugo": "#d62728"}
+_COLORS = {"edgeim": "#1f77b4", "bare relay": "#7f7f7f", "ceiling": "#7f7f7f", "centrifugo": "#d62728",
+           "centrifugo durable": "#ff7f0e"}
 
 
 def _ticks(top: float, most: int = 6) -> tuple[list[float], int]:

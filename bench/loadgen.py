@@ -19,7 +19,7 @@ duration (counted from t0, ramp-up included, as JMeter's scheduler does) or loop
 
 ``kind`` picks the server the frames go to: "edgeim" (the node), "ceiling" (the bare picows
 relay of bench/baseline_relay.py --route, sent byte-for-byte the same frames), or
-"centrifugo" (its JSON protocol; only ``login`` and ``send_1to1``).
+"centrifugo" or "centrifugo_durable" (its JSON protocol; only ``login`` and ``send_1to1``).
 """
 from __future__ import annotations
 
@@ -206,7 +206,7 @@ async def _run(pipe: Any, spec: dict[str, Any]) -> dict[str, Any]:
 # -- protocols ---------------------------------------------------------------------------------------
 
 def _make_protocol(kind: str, spec: dict[str, Any], counts: dict[str, int], pending: _Pending) -> Any:
-    if kind == "centrifugo":
+    if kind.startswith("centrifugo"):
         return _Centrifugo(spec, counts, pending)
     return _Edgeim(kind, spec, counts, pending)
 

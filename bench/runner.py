@@ -39,10 +39,13 @@ SAMPLER_OPS = {"login": 0x03, "send_1to1": 0x10, "group_send": 0x10, "sync": 0x1
                "file_upload_grant": 0x1A, "reply_1to1": 0x10, "edit": 0x59,
                "profile_set": 0x50, "react": 0x58, "forward": 0x5A, "delete_for_me": 0x60, "pin_message": 0x62,
                "pins": 0x64}
-KINDS = ("edgeim", "ceiling", "centrifugo")
+KINDS = ("edgeim", "ceiling", "centrifugo", "centrifugo_durable")
+#: the kinds that are Centrifugo (its protocol, its own user ids)
+PEERS = ("centrifugo", "centrifugo_durable")
 #: what each kind is called in what people read (summaries, the report, docs/benchmarks.md);
 #: the kinds stay the names of files and of results.json's keys
-NAMES = {"edgeim": "edgeim", "ceiling": "bare relay", "centrifugo": "centrifugo"}
+NAMES = {"edgeim": "edgeim", "ceiling": "bare relay", "centrifugo": "centrifugo",
+         "centrifugo_durable": "centrifugo durable"}
 #: what the bare relay is, and how to read a ratio column (a note of every run that has it)
 RELAY_NOTE = ("bare relay: bench/baseline_relay.py --route, a bare picows server answering with the node's reply "
               "sizes and relaying SENDs: no store, no session, no codec; a baseline to compare with, not a limit "
@@ -193,16 +196,26 @@ def _start_servers(scenario: Scenario, kind: str, tmp: Path, urls: list[str], re
             found.append(url)
         return procs, found
     # as many Centrifugo processes as the scenario has nodes: one process holds at most
-    # ~19,900 sockets here, so the online scenario's 51,000 connections need three
+    # ~19,900 sockets here, so the online scenario's 51,000 connections need three; the
+    # durable peer's Redis (one for all of them) goes last, so it stops after them
     from . import peer
     procs, found = [], []
-    for n in range(scenario.target.nodes):
-        folder = tmp / f"centrifugo{n}"
-        folder.mkdir()
-        proc, url = peer.start_centrifugo(folder, cpus=cpus)
-        procs.append(proc)
-        found.append(url)
-    return procs, found
+    redis: tuple[Any, str] | None = None
+    try:
+        if kind == "centrifugo_durable":
+            (tmp / "redis").mkdir()
+            redis = peer.start_redis(tmp / "redis", cpus=cpus)
+        for n in range(scenario.target.nodes):
+            folder = tmp / f"centrifugo{n}"
+            folder.mkdir()
+            proc, url = peer.start_centrifugo(folder, cpus=cpus, redis=redis[1] if redis else "")
+            procs.append(proc)
+            found.append(url)
+    except BaseException:
+        for proc in procs + ([redis[0]] if redis else []):
+            benchlib.stop(proc)
+        raise
+    return procs + ([redis[0]] if redis else []), found
 
 
 # -- one kind ---------------------------------------------------------------------------------------
@@ -212,7 +225,7 @@ def run_kind(scenario: Scenario, kind: str, out: Path, urls: list[str], reply_si
     tag = secrets.token_hex(3)
     with tempfile.TemporaryDirectory(prefix=f"edgeim-bench-{kind}-") as tmp_name:
         tmp = Path(tmp_name)
-        servers, targets = _start_servers(scenario, kind, tmp, urls if kind != "centrifugo" else [], reply_sizes,
+        servers, targets = _start_servers(scenario, kind, tmp, urls if kind not in PEERS else [], reply_sizes,
                                           push_bytes, cpus)
         clients: benchlib.Clients = []
         try:
@@ -242,7 +255,7 @@ def run_kind(scenario: Scenario, kind: str, out: Path, urls: list[str], reply_si
                 a, b = sorted((u["user_id"], u["peer_id"]))
                 u["peer_conv"] = f"p{a}_{b}"
                 u["group_ids"] = member_of.get(u["index"], [])
-            if kind == "centrifugo":
+            if kind in PEERS:
                 from . import peer
                 for u in users:
                     u["token"] = peer.token(u["user_id"])
@@ -342,9 +355,10 @@ def _follow(kind: str, clients: benchlib.Clients, t0: float, scenario: Scenario,
 
 def run(scenario: Scenario, out: Path, urls: list[str] | None = None, peer: bool = False, ceiling: bool = True,
         progress: Callable[[str], None] | None = None, command: str = "",
-        cpus: frozenset[int] = frozenset()) -> dict[str, Any]:
-    """Run ``scenario`` against edgeim, then the bare relay, then (``peer``) Centrifugo; write
-    the JTLs, summary.txt, results.json and report.html into ``out``; return the results.
+        cpus: frozenset[int] = frozenset(), durable_peer: bool = False) -> dict[str, Any]:
+    """Run ``scenario`` against edgeim, then the bare relay, then (``peer``) Centrifugo, then
+    (``durable_peer``) Centrifugo on a Redis that fsyncs every write; write the JTLs,
+    summary.txt, results.json and report.html into ``out``; return the results.
     ``cpus``: every server the run starts runs on those CPUs only (the load generator
     wherever the kernel puts it)."""
     say = progress or (lambda text: None)
@@ -353,17 +367,17 @@ def run(scenario: Scenario, out: Path, urls: list[str] | None = None, peer: bool
     kinds = ["edgeim"]
     if ceiling and scenario.ceiling_kind != "none":
         kinds.append("ceiling")
-    if peer:
+    if peer or durable_peer:
         types = {s.type for g in scenario.groups for s in g.samplers}
         if not types <= {"login", "send_1to1"}:
             raise ScenarioError(f"{scenario.name}: the Centrifugo peer runs login and send_1to1 only, not "
                                 f"{', '.join(sorted(types - {'login', 'send_1to1'}))}")
-        kinds.append("centrifugo")
+        kinds += [k for k, wanted in zip(PEERS, (peer, durable_peer)) if wanted]
     results: dict[str, KindResult] = {}
     reply_sizes: dict[int, int] = {}
     push_bytes = 0
     for kind in kinds:
-        results[kind] = run_kind(scenario, kind, out, urls if kind != "centrifugo" else [], reply_sizes, push_bytes,
+        results[kind] = run_kind(scenario, kind, out, urls if kind not in PEERS else [], reply_sizes, push_bytes,
                                  say, cpus)
         if kind == "edgeim":
             reply_sizes, push_bytes = _reply_sizes(scenario, results[kind])
@@ -385,12 +399,13 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
     """edgeim beside the bare relay (and the ratio) and the peer, per sampler: a text table,
     or with ``markdown`` the table docs/benchmarks.md quotes."""
     edge = results["edgeim"]
-    others = [k for k in ("ceiling", "centrifugo") if k in results]
+    others = [k for k in ("ceiling",) + PEERS if k in results]
     columns = ["edgeim"] + [c for k in others for c in (NAMES[k], "ratio")]
+    widths = [9 if c == "ratio" else max(12, len(c) + 2) for c in columns]
     if markdown:
         lines = ["| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     else:
-        lines = [f"{'':30}" + "".join(f"{c:>{9 if c == 'ratio' else 12}}" for c in columns)]
+        lines = [f"{'':30}" + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
 
     def row(name: str, values: dict[str, float | None], fmt: str, ratio: bool = True) -> None:
         a = values.get("edgeim")
@@ -402,7 +417,7 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
         if markdown:
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
         else:
-            lines.append(f"{name:30}" + "".join(f"{c:>{9 if i % 2 == 0 and i else 12}}" for i, c in enumerate(cells)))
+            lines.append(f"{name:30}" + "".join(f"{c:>{w}}" for c, w in zip(cells, widths)))
 
     labels = [label for label in edge.stats if label != "TOTAL"]
     for label in labels:
@@ -456,8 +471,8 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
     if cpus:
         notes.append(f"every server this run started ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus),"
                      " each in its turn: the node with its threads (not a node given with --target), the bare relay,"
-                     " Centrifugo (whose Go runtime then uses as many threads at once as it has CPUs); the load"
-                     " generator ran wherever the kernel put it")
+                     " Centrifugo (whose Go runtime then uses as many threads at once as it has CPUs) and the"
+                     " durable peer's Redis; the load generator ran wherever the kernel put it")
     edge = results["edgeim"]
     other = edge.cpu.get("other_cpu_pct") if edge.cpu else None
     if edge.cpu and benchlib.other_processes_pct(edge.cpu) > benchlib.NOISY_CPU_PCT:
@@ -467,6 +482,11 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
         notes.append("Centrifugo keeps no message durably by default (no history configured here): an edgeim "
                      "SEND_ACK means the message is committed to SQLite, a Centrifugo publish reply means it was "
                      "handed to the in-memory broker.")
+    if "centrifugo_durable" in results:
+        notes.append("centrifugo durable: Centrifugo on its Redis engine with a history in the channels' namespace, "
+                     "on a Redis of its own that appends every write to its AOF and fsyncs it before it answers "
+                     "(appendfsync always): a publish reply means the publication is on disk, as an edgeim "
+                     "SEND_ACK does. Its server CPU is Centrifugo's and Redis's.")
     if "ceiling" in results:
         notes.append(RELAY_NOTE)
     text = [f"scenario {scenario.name}: {scenario.description}".strip(),

@@ -48,6 +48,8 @@ def run(
     group_size: Optional[int] = typer.Option(None, "--group-size", help=escape("Members per group of [setup].")),
     ramp_up: Optional[float] = typer.Option(None, "--ramp-up", help="Seconds over which every thread group's users start."),
     peer: bool = typer.Option(False, "--peer", help="Also run the scenario against Centrifugo (built by `im bench centrifugo --build`)."),
+    peer_durable: bool = typer.Option(False, "--peer-durable", help="Also run the scenario against Centrifugo on a"
+                                      " Redis that fsyncs every write before it answers (needs redis-server)."),
     no_ceiling: bool = typer.Option(False, "--no-ceiling", help="Skip the bare relay (bench/baseline_relay.py: a bare"
                                     " picows server, the baseline)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress line."),
@@ -77,7 +79,7 @@ def run(
     try:
         result = runner.run(loaded, out_dir, urls=list(target or []), peer=peer, ceiling=not no_ceiling,
                             progress=say, command="im " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-                            cpus=pinned)
+                            cpus=pinned, durable_peer=peer_durable)
     except KeyboardInterrupt:
         _fail("interrupted; every process the run started was stopped", 130)
     except ScenarioError as exc:
@@ -157,7 +159,7 @@ def centrifugo(
         if users is None and duration is None and out is None:
             return
     run("send_1to1", target=None, out=out, users=users, duration=duration, processes=None, group_size=None,
-        ramp_up=None, peer=True, no_ceiling=False, quiet=False, cpus=None)
+        ramp_up=None, peer=True, peer_durable=False, no_ceiling=False, quiet=False, cpus=None)
 
 
 @bench_app.command("jmeter")

@@ -1,8 +1,8 @@
 """The bench report as a reader takes it: the charts' axes are labelled where their ticks
 are, the lines do not fall at the run's cut-off last second, a report of one JTL has no
 empty comparison, `im bench run --help` keeps its bracketed text, `im bench centrifugo` runs
-send_1to1 with the peer, the notes are sentences
-and the baseline is called what it is; a merged JTL counts the whole test's threads."""
+send_1to1 with the peer, the notes are sentences and the baseline is called what it is; a
+merged JTL counts the whole test's threads."""
 from __future__ import annotations
 
 import json
