@@ -465,14 +465,29 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
     return "\n".join(lines)
 
 
+def cpus_note(cpus: frozenset[int], results: dict[str, KindResult]) -> str:
+    """The note of a run with ``--cpus``: which servers it started ran on them."""
+    started = []
+    if results["edgeim"].servers:  # not a node given with --target
+        started.append("the node with its threads")
+    if "ceiling" in results:
+        started.append("the bare relay")
+    if any(k in results for k in PEERS):
+        started.append("Centrifugo (whose Go runtime then uses as many threads at once as it has CPUs)")
+    if "centrifugo_durable" in results:
+        started.append("the durable peer's Redis")
+    if not started:
+        return f"--cpus {','.join(map(str, sorted(cpus)))}: this run started no server (the node was given)"
+    listed = started[0] if len(started) == 1 else ", ".join(started[:-1]) + " and " + started[-1]
+    return (f"every server this run started ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus), each in"
+            f" its turn: {listed}; the load generator ran wherever the kernel put it")
+
+
 def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult], command: str = "",
                   cpus: frozenset[int] = frozenset()) -> dict[str, Any]:
     notes = []
     if cpus:
-        notes.append(f"every server this run started ran on CPU {','.join(map(str, sorted(cpus)))} only (--cpus),"
-                     " each in its turn: the node with its threads (not a node given with --target), the bare relay,"
-                     " Centrifugo (whose Go runtime then uses as many threads at once as it has CPUs) and the"
-                     " durable peer's Redis; the load generator ran wherever the kernel put it")
+        notes.append(cpus_note(cpus, results))
     edge = results["edgeim"]
     other = edge.cpu.get("other_cpu_pct") if edge.cpu else None
     if edge.cpu and benchlib.other_processes_pct(edge.cpu) > benchlib.NOISY_CPU_PCT:

@@ -1,8 +1,9 @@
 """The durable peer of `im bench run --peer-durable`: Centrifugo configured for its Redis
 engine with a history, a Redis of its own that fsyncs every write before it answers, started
 by the runner before Centrifugo and counted as one of the peer's servers; its column in the
-side-by-side table. (Centrifugo itself is not built in the test run: a stand-in process
-takes its place where the runner starts it.)"""
+side-by-side table; the note of a pinned run (--cpus), which names the servers it started.
+(Centrifugo itself is not built in the test run: a stand-in process takes its place where
+the runner starts it.)"""
 from __future__ import annotations
 
 import subprocess
@@ -100,3 +101,19 @@ def test_the_durable_peer_has_its_own_column_as_wide_as_its_name():
     assert len({len(line) for line in table if line.startswith("server CPU")} | {len(table[0])}) == 1
     cpu_row = next(line for line in table if line.startswith("server CPU us/sample"))[30:].split()
     assert cpu_row == ["50.0", "100.0", "0.50", "150.0", "0.33"]
+
+
+def test_the_cpus_note_names_the_servers_the_run_started_and_no_other():
+    def result(kind: str, servers: int = 1) -> runner.KindResult:
+        return runner.KindResult(kind, [], {}, 0, 0, None, 2, {}, Path(f"{kind}.jtl"), 1.0, servers=servers)
+
+    everything = {k: result(k) for k in ("edgeim", "ceiling", "centrifugo", "centrifugo_durable")}
+    note = runner.cpus_note(frozenset({1}), everything)
+    assert note.startswith("every server this run started ran on CPU 1 only (--cpus)")
+    assert all(name in note for name in ("the node", "the bare relay", "Centrifugo", "Redis"))
+    only_node = runner.cpus_note(frozenset({0, 1}), {"edgeim": result("edgeim")})
+    assert "CPU 0,1 only" in only_node and "the node with its threads;" in only_node
+    assert not any(name in only_node for name in ("relay", "Centrifugo", "Redis"))
+    targeted = runner.cpus_note(frozenset({1}), {"edgeim": result("edgeim", servers=0), "ceiling": result("ceiling")})
+    assert "the bare relay;" in targeted and "node" not in targeted.split(":")[1]
+    assert "started no server" in runner.cpus_note(frozenset({1}), {"edgeim": result("edgeim", servers=0)})
