@@ -121,6 +121,7 @@ class CpuWindow:
         self.t0 = time.monotonic()
         self.clients0 = self._clients()
         self.cpu0 = self._servers()
+        self.each0 = [cpu_seconds(pid) for pid in [self.pid] + self.other_server_pids]
         self.loop0 = cpu_seconds(self.pid, thread=True)
         self.ticks0 = machine_ticks()
 
@@ -136,9 +137,11 @@ class CpuWindow:
         total = sum(ticks) or 1
         ncpu = os.cpu_count() or 1
         busy = (total - ticks[3] - ticks[4]) / total * 100 * ncpu
+        each = [cpu_seconds(pid) - before for pid, before in zip([self.pid] + self.other_server_pids, self.each0)]
         return {
             "elapsed_s": elapsed,
             "server_cpu_s": server,
+            "server_cpu_s_each": each,  # the server's, then each of other_server_pids'
             "server_cpu_pct": server / elapsed * 100,
             "server_loop_cpu_pct": loop / elapsed * 100,
             "server_loop_cpu_s": loop,

@@ -465,6 +465,15 @@ def comparison(scenario: Scenario, results: dict[str, KindResult], markdown: boo
     return "\n".join(lines)
 
 
+def _redis_share(result: KindResult) -> str:
+    """What Redis (the durable peer's last server) took of its CPU a sample, for its note."""
+    each, samples = result.cpu.get("server_cpu_s_each"), result.stats.get("TOTAL")
+    if not each or not samples or not samples.samples:
+        return ""
+    return (f" (in this run Redis took {each[-1] / samples.samples * 1e6:.1f} µs a sample of"
+            f" {sum(each) / samples.samples * 1e6:.1f})")
+
+
 def cpus_note(cpus: frozenset[int], results: dict[str, KindResult]) -> str:
     """The note of a run with ``--cpus``: which servers it started ran on them."""
     started = []
@@ -501,7 +510,8 @@ def write_outputs(scenario: Scenario, out: Path, results: dict[str, KindResult],
         notes.append("centrifugo durable: Centrifugo on its Redis engine with a history in the channels' namespace, "
                      "on a Redis of its own that appends every write to its AOF and fsyncs it before it answers "
                      "(appendfsync always): a publish reply means the publication is on disk, as an edgeim "
-                     "SEND_ACK does. Its server CPU is Centrifugo's and Redis's.")
+                     "SEND_ACK does. Its server CPU is Centrifugo's and Redis's"
+                     + _redis_share(results["centrifugo_durable"]) + ".")
     if "ceiling" in results:
         notes.append(RELAY_NOTE)
     text = [f"scenario {scenario.name}: {scenario.description}".strip(),

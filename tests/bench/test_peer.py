@@ -1,13 +1,15 @@
 """The durable peer of `im bench run --peer-durable`: Centrifugo configured for its Redis
 engine with a history, a Redis of its own that fsyncs every write before it answers, started
 by the runner before Centrifugo and counted as one of the peer's servers; its column in the
-side-by-side table; the note of a pinned run (--cpus), which names the servers it started.
+side-by-side table and its note, with Redis's share of its CPU (a CPU window counts each
+server on its own); the note of a pinned run (--cpus), which names the servers it started.
 (Centrifugo itself is not built in the test run: a stand-in process takes its place where
 the runner starts it.)"""
 from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -117,3 +119,32 @@ def test_the_cpus_note_names_the_servers_the_run_started_and_no_other():
     targeted = runner.cpus_note(frozenset({1}), {"edgeim": result("edgeim", servers=0), "ceiling": result("ceiling")})
     assert "the bare relay;" in targeted and "node" not in targeted.split(":")[1]
     assert "started no server" in runner.cpus_note(frozenset({1}), {"edgeim": result("edgeim", servers=0)})
+
+
+def test_the_durable_peers_note_says_what_redis_took_of_its_cpu(tmp_path: Path):
+    stats = {name: jtl.Stats(name, 1000, 0, 1.0, 1, 1, 1, 1, 1, 1, 0, 0) for name in ("send_1to1", "TOTAL")}
+    cpu = {"server_cpu_s": 0.08, "server_loop_cpu_s": 0.01, "server_cpu_s_each": [0.05, 0.03],
+           "client_cpu_pct": 50.0, "machine_busy_pct": 100.0, "other_cpu_pct": 0.0, "irq_softirq_pct": 0.0,
+           "steal_pct": 0.0, "elapsed_s": 1.0}
+    results = {kind: runner.KindResult(kind, [], stats, 0, 0, None, 2, dict(cpu), tmp_path / f"{kind}.jtl", 1.0)
+               for kind in ("edgeim", "centrifugo_durable")}
+    for kind in results:
+        jtl.JtlWriter(tmp_path / f"{kind}.jtl").close()
+    data = runner.write_outputs(load_scenario(resolve("send_1to1")), tmp_path, results)
+    [note] = [n for n in data["notes"] if n.startswith("centrifugo durable:")]
+    assert note.endswith("(in this run Redis took 30.0 µs a sample of 80.0).")
+
+
+def test_a_cpu_window_gives_each_servers_own_cpu():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    idle = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        window = benchlib.CpuWindow(busy.pid, other_server_pids=[idle.pid])
+        window.start()
+        time.sleep(0.5)
+        cpu = window.stop(0.0)
+    finally:
+        benchlib.stop(busy)
+        benchlib.stop(idle)
+    spun, slept = cpu["server_cpu_s_each"]
+    assert spun > 0.1 and slept < 0.05 and abs(spun + slept - cpu["server_cpu_s"]) < 0.02
