@@ -6,12 +6,24 @@ from pathlib import Path
 from typing import AsyncIterator, Callable
 
 import pytest
-from harness import ServeProcess
+from harness import ServeProcess, log_tails
 from servers import mariadb_server, mysql_server, redis_server, rocketmq_server  # noqa: F401  (session fixtures: real servers)
 
 from edgeim.sdk import Client
 
 CODECS = ["cython", "python"]
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test's report carries the tails of the node logs it kept in its tmp_path
+    (a cluster's nodes write there): CI keeps the report, not the tmp dir."""
+    outcome = yield
+    report = outcome.get_result()
+    tmp = getattr(item, "funcargs", {}).get("tmp_path")
+    if report.failed and isinstance(tmp, Path):
+        for title, text in log_tails(tmp):
+            report.sections.append((title, text))
 
 
 @pytest.fixture(params=CODECS)

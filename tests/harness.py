@@ -17,7 +17,8 @@ from edgeim.core_ext.protocol import Op
 
 from edgeim.sdk import Client
 
-__all__ = ["ServeProcess", "new_user", "people", "everything_stored_for", "next_event", "nothing_pending"]
+__all__ = ["ServeProcess", "new_user", "people", "everything_stored_for", "next_event", "nothing_pending",
+           "log_tails"]
 
 
 #: what every test node gets unless a test says otherwise
@@ -136,6 +137,22 @@ class ServeProcess:
     @property
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+def log_tails(folder: Path, lines: int = 40, width: int = 400) -> list[tuple[str, str]]:
+    """The last ``lines`` lines of each ``*.log`` in ``folder`` (the node logs a test kept
+    with ``ServeProcess.log_path``), each cut at ``width`` characters: (title, text) pairs,
+    for a failed test's report (tests/conftest.py). A pytest tmp dir is gone after a few
+    runs, so what a CI failure needs of the nodes' side goes into its report."""
+    tails = []
+    for log in sorted(folder.glob("*.log")):
+        try:
+            text = log.read_text(errors="replace")
+        except OSError as exc:
+            text = f"(unreadable: {exc})"
+        last = [line[:width] for line in text.splitlines()[-lines:]]
+        tails.append((f"node log {log.name}, last {len(last)} lines", "\n".join(last)))
+    return tails
 
 
 _names = (f"user{n}" for n in range(1_000_000))
