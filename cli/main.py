@@ -143,7 +143,10 @@ def _pin(cpus: frozenset[int]) -> None:
     starts its threads, which inherit the mask; each thread there is now (the kernel pins
     one thread a call) is pinned too."""
     for task in os.listdir("/proc/self/task"):
-        os.sched_setaffinity(int(task), cpus)
+        try:
+            os.sched_setaffinity(int(task), cpus)
+        except ProcessLookupError:  # the thread ended since the listing: nothing to pin
+            pass
     log.info("pinned to CPUs", extra={"cpus": sorted(cpus)})
 
 
