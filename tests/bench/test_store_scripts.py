@@ -46,6 +46,17 @@ def test_store_growth_prints_a_line_a_window_with_the_writer_by_part():
     assert first[0] > 0 and abs(first[3] - sum(first[:3])) <= 0.02  # the commits were timed; the writer: the sum
 
 
+def test_store_growth_pieces_time_every_piece_of_the_commit_and_add_up_to_it():
+    out = run("store_growth.py", "--messages", "3000", "--window", "1500", "--pairs", "5", "--feed", "300", "--pieces")
+    table = out.split("the commit, piece by piece, µs a message over all 3,000:\n")[1].splitlines()
+    pieces = {line[:30].strip(): float(line[30:]) for line in table}
+    assert list(pieces) == ["COMMIT (WAL pages, fsync)", "multi-row INSERT", "lay_out", "senders' cursor UPDATE",
+                            "_hold_keys", "unknown (retry keys)", "settle", "the rest", "the commit in all"]
+    whole = pieces.pop("the commit in all")
+    assert all(used > 0 for name, used in pieces.items() if name != "the rest")  # each is hooked into today's store
+    assert abs(sum(pieces.values()) - whole) <= 0.05
+
+
 def test_store_growth_feeds_commits_of_the_size_asked():
     out = run("store_growth.py", "--messages", "1500", "--window", "500", "--pairs", "5", "--feed", "250")
     assert [row.split()[0] for row in out.splitlines()[1:]] == ["500", "1,000", "1,500"]
