@@ -25,8 +25,8 @@ import asyncio
 import gc
 import tempfile
 import time
-from pathlib import Path
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from edgeim.backends import sqlite as sqlite_store
@@ -37,11 +37,13 @@ _PARTS = (("commit", "SqliteStore", "_commit_batch"), ("key pass", "_HeldKeys", 
           ("key merge", "_KeyRuns", "merge_some"))
 
 
+#: --pieces: the two pieces that are not calls of their own
+_COMMIT_PIECE, _CURSOR_PIECE = "COMMIT (WAL pages, fsync)", "senders' cursor UPDATE"
 #: --pieces: the commit's pieces, (name, what is timed): a function of the store's module,
-#: a method "Class.name", or the two below, which are not calls of their own
-_PIECES = (("COMMIT (WAL pages, fsync)", "commit"), ("multi-row INSERT", "_insert_messages"),
-           ("lay_out", "lay_out"), ("senders' cursor UPDATE", "cursors"), ("_hold_keys", "SqliteStore._hold_keys"),
-           ("unknown (retry keys)", "unknown"), ("settle", "settle"))
+#: a method "Class.name", or "" for the two above
+_PIECES = ((_COMMIT_PIECE, ""), ("multi-row INSERT", "_insert_messages"), ("lay_out", "lay_out"),
+           (_CURSOR_PIECE, ""), ("_hold_keys", "SqliteStore._hold_keys"), ("unknown (retry keys)", "unknown"),
+           ("settle", "settle"))
 
 
 def time_pieces(spent: dict[str, float], committing: list[int]) -> None:
@@ -51,7 +53,7 @@ def time_pieces(spent: dict[str, float], committing: list[int]) -> None:
     for piece, what in _PIECES:
         owner, _, name = what.rpartition(".")
         holder = getattr(sqlite_store, owner) if owner else sqlite_store
-        if name in ("commit", "cursors") or not hasattr(holder, name):
+        if not name or not hasattr(holder, name):
             continue
         setattr(holder, name, timed(spent, [0], piece, getattr(holder, name)))
     rows, immediate = getattr(sqlite_store, "_Rows", None), getattr(sqlite_store, "_immediate", None)
@@ -66,7 +68,7 @@ def time_pieces(spent: dict[str, float], committing: list[int]) -> None:
             try:
                 return run(self, conn, values)
             finally:
-                spent[_PIECES[3][0]] += time.thread_time() - began
+                spent[_CURSOR_PIECE] += time.thread_time() - began
         rows.run = timed_run
     if immediate is not None:
         @contextmanager
@@ -75,7 +77,7 @@ def time_pieces(spent: dict[str, float], committing: list[int]) -> None:
                 yield
                 began = time.thread_time()  # the block is done: leaving it commits
             if committing[0]:
-                spent[_PIECES[0][0]] += time.thread_time() - began
+                spent[_COMMIT_PIECE] += time.thread_time() - began
         sqlite_store._immediate = timed_immediate
     commit = sqlite_store.SqliteStore._commit_batch
 
